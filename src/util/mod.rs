@@ -1,1 +1,3 @@
-//! Small helpers shared by components.
+//! Small helpers shared by components: address ranges and the data-dir lock file.
+pub mod cidr;
+pub mod lockfile;
