@@ -1,2 +1,339 @@
-//! placeholder
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `k3rs` command line: parses the arguments, builds and validates the configuration of
+//! the chosen command ([`config`]), sets up logging and the runtime, and turns the outcome
+//! into an exit code: 0 on success, 2 for a usage or configuration error (reported as one
+//! line, before anything is bound or written), 1 when the command fails while running.
+
+pub mod config;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, Subcommand};
+
+use self::config::{ConfigLocation, Host, Key, Raw, Resolved};
+
+/// Exit code for usage and configuration errors.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for failures while running.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "k3rs",
+    version,
+    about = "k3rs: a k3s-style Kubernetes distribution in one binary",
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: today the datastore (embedded SQLite or external etcd) and the etcd
+    /// API over it; the Kubernetes API server arrives in a later release.
+    Server(ServerArgs),
+}
+
+/// Flags of `k3rs server`. Values are kept as given and parsed by [`config`], so a bad value
+/// is reported the same way whatever its source.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Every flag can also be given in the environment as K3RS_<FLAG> (e.g. K3RS_DATA_DIR) or as a key \
+without the dashes in the config file (e.g. `data-dir: /srv/k3rs`): /etc/k3rs/config.yaml, then \
+/etc/k3rs/config.yaml.d/*.yaml in lexical order. Precedence: command line, environment, \
+config.yaml.d, config.yaml, defaults.")]
+struct ServerArgs {
+    /// Directory for all state [default: /var/lib/k3rs]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+
+    /// Port of the Kubernetes API (HTTPS) [default: 6443]
+    #[arg(long, value_name = "PORT")]
+    https_listen_port: Option<String>,
+
+    /// Address the Kubernetes API listens on [default: 0.0.0.0]
+    #[arg(long, value_name = "IP")]
+    bind_address: Option<String>,
+
+    /// The node's IP address [default: chosen from the host's interfaces]
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<String>,
+
+    /// The node's name [default: the hostname, lowercased]
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+
+    /// Where to write the admin kubeconfig [default: /etc/k3rs/k3rs.yaml]
+    #[arg(long, value_name = "FILE")]
+    write_kubeconfig: Option<String>,
+
+    /// Permissions of the written kubeconfig, in octal (e.g. 644) [default: 600]
+    #[arg(long, value_name = "MODE")]
+    write_kubeconfig_mode: Option<String>,
+
+    /// Network for pod addresses [default: 10.42.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Option<String>,
+
+    /// Network for service (ClusterIP) addresses [default: 10.43.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    service_cidr: Option<String>,
+
+    /// Address of the cluster DNS service, inside --service-cidr [default: 10.43.0.10, the
+    /// tenth address of --service-cidr]
+    #[arg(long, value_name = "IP")]
+    cluster_dns: Option<String>,
+
+    /// Cluster domain [default: cluster.local]
+    #[arg(long, value_name = "DOMAIN")]
+    cluster_domain: Option<String>,
+
+    /// Components not to run; repeatable or comma-separated. Components: etcd-api (the etcd
+    /// API socket <data-dir>/server/db/etcd.sock)
+    #[arg(long, value_name = "COMPONENT")]
+    disable: Vec<String>,
+
+    /// External etcd: http(s)://host:port, comma-separated for several [default: embedded
+    /// SQLite in <data-dir>/server/db/state.db]
+    #[arg(long, value_name = "URL")]
+    datastore_endpoint: Option<String>,
+
+    /// Debug logging (RUST_LOG, when set, overrides)
+    #[arg(long)]
+    debug: bool,
+
+    /// Config file; its drop-ins are read from <FILE>.d/ [env: K3RS_CONFIG_FILE] [default:
+    /// /etc/k3rs/config.yaml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The settings given on the command line, in [`config`]'s terms.
+    fn settings(&self) -> Vec<(Key, Raw)> {
+        let text = [
+            (Key::DataDir, &self.data_dir),
+            (Key::HttpsListenPort, &self.https_listen_port),
+            (Key::BindAddress, &self.bind_address),
+            (Key::NodeIp, &self.node_ip),
+            (Key::NodeName, &self.node_name),
+            (Key::WriteKubeconfig, &self.write_kubeconfig),
+            (Key::WriteKubeconfigMode, &self.write_kubeconfig_mode),
+            (Key::ClusterCidr, &self.cluster_cidr),
+            (Key::ServiceCidr, &self.service_cidr),
+            (Key::ClusterDns, &self.cluster_dns),
+            (Key::ClusterDomain, &self.cluster_domain),
+            (Key::DatastoreEndpoint, &self.datastore_endpoint),
+        ];
+        let mut out: Vec<(Key, Raw)> =
+            text.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, Raw::Text(v.clone())))).collect();
+        if !self.disable.is_empty() {
+            out.push((Key::Disable, Raw::List(self.disable.clone())));
+        }
+        // A flag can only turn debugging on; off is the absence of the flag, so a lower
+        // source's `debug: true` stays unless the command line has nothing to say.
+        if self.debug {
+            out.push((Key::Debug, Raw::Bool(true)));
+        }
+        out
+    }
+}
+
+/// Runs `k3rs` with the process arguments and environment.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    match cli.command {
+        Command::Server(args) => server(args),
+    }
+}
+
+/// Help and version go out as clap renders them; every other parse error becomes one line.
+fn clap_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(arg)) => arg.clone(),
+                _ => String::from("?"),
+            };
+            eprintln!("k3rs: error: command line: {arg}: unknown flag (see k3rs --help)");
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("k3rs: error: command line: {first}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn server(args: ServerArgs) -> ExitCode {
+    let resolved = match server_config(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("k3rs: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(resolved.config.debug);
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
+    match run_server(resolved) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("k3rs: error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Reads the config files and environment and validates everything.
+fn server_config(args: &ServerArgs) -> Result<Resolved, config::ConfigError> {
+    let env = config::process_env();
+    let location = ConfigLocation::choose(args.config.as_deref(), &env)?;
+    let files = location.load()?;
+    let host = Host { hostname: hostname(), cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")) };
+    config::resolve(&files, &env, &args.settings(), &host)
+}
+
+fn run_server(resolved: Resolved) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("k3rs")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        crate::server::run(resolved.config, shutdown).await.map_err(anyhow::Error::from)
+    });
+    // Blocking work (a datastore still opening when a signal came) gets a moment to finish.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed now, so a signal
+/// that arrives during start-up is not lost.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
+
+/// Logs to stderr at info (debug with `--debug`); `RUST_LOG` overrides both.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug { "debug" } else { "info" };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("k3rs: warning: RUST_LOG={spec:?} is not a valid filter ({e}); using {default}");
+            EnvFilter::new(default)
+        }),
+        _ => EnvFilter::new(default),
+    };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The host's name, or `None` when it cannot be read.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // fails, and we look for the NUL ourselves.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok().filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config as defaults;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every setting has a flag of the same name, and the help shows the real defaults.
+    #[test]
+    fn flags_match_the_settings_and_the_defaults() {
+        let cmd = Cli::command();
+        let server = cmd.find_subcommand("server").expect("server subcommand");
+        let longs: Vec<&str> = server.get_arguments().filter_map(|a| a.get_long()).collect();
+        for key in Key::ALL {
+            assert!(longs.contains(&key.name()), "no --{}", key.name());
+        }
+        let help = server.clone().term_width(1000).render_help().to_string();
+        for default in [
+            defaults::DEFAULT_DATA_DIR,
+            &defaults::DEFAULT_HTTPS_LISTEN_PORT.to_string(),
+            &defaults::DEFAULT_BIND_ADDRESS.to_string(),
+            defaults::DEFAULT_WRITE_KUBECONFIG,
+            &format!("{:o}", defaults::DEFAULT_WRITE_KUBECONFIG_MODE),
+            defaults::DEFAULT_CLUSTER_CIDR,
+            defaults::DEFAULT_SERVICE_CIDR,
+            defaults::DEFAULT_CLUSTER_DNS,
+            defaults::DEFAULT_CLUSTER_DOMAIN,
+            config::DEFAULT_CONFIG_FILE,
+        ] {
+            assert!(help.contains(&format!("[default: {default}")), "help lacks default {default}");
+        }
+        for c in crate::server::components::DISABLEABLE {
+            assert!(help.contains(c.name), "help lacks component {}", c.name);
+        }
+    }
+
+    #[test]
+    fn command_line_settings_are_passed_as_given() {
+        let cli = Cli::try_parse_from([
+            "k3rs",
+            "server",
+            "--data-dir",
+            "/srv",
+            "--disable",
+            "etcd-api",
+            "--disable=x,y",
+            "--debug",
+            "--https-listen-port=bad",
+        ])
+        .expect("parse");
+        let Command::Server(args) = cli.command;
+        let got = args.settings();
+        assert!(got.contains(&(Key::DataDir, Raw::Text("/srv".into()))));
+        assert!(got.contains(&(Key::HttpsListenPort, Raw::Text("bad".into()))));
+        assert!(got.contains(&(Key::Disable, Raw::List(vec!["etcd-api".into(), "x,y".into()]))));
+        assert!(got.contains(&(Key::Debug, Raw::Bool(true))));
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn hostname_is_readable_here() {
+        assert!(hostname().is_some_and(|h| !h.is_empty()));
+    }
+}

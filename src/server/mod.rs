@@ -1,2 +1,307 @@
-//! `k3rs server`: validates its configuration, takes the data-dir lock, opens the datastore
-//! and starts the components in order; on SIGTERM or SIGINT it drains them and stops.
+//! `k3rs server`: takes the data-dir lock, opens the datastore and starts the components in
+//! order (the compactor, then the etcd API socket), and on shutdown stops accepting, drains
+//! them within a grace period, closes the datastore and releases the lock.
+//!
+//! The configuration arrives validated ([`config::ServerConfig`]); nothing here parses
+//! user input. Every failure is a [`ServerError`] naming what failed; nothing panics.
+
+pub mod components;
+pub mod config;
+pub mod layout;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use self::config::{DatastoreConfig, ServerConfig};
+use crate::store::compactor::{self, CompactorConfig};
+use crate::store::etcd::{EtcdOptions, EtcdStore};
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{Store, StoreError};
+use crate::util::lockfile::{LockError, LockFile};
+
+/// How long components get to finish in-flight work after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the etcd API may take to accept connections after start.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("data dir {data_dir} is in use by another k3rs{} (lock file {lock})", pid_suffix(*.pid))]
+    DataDirInUse { data_dir: PathBuf, lock: PathBuf, pid: Option<u32> },
+    #[error("cannot take the data-dir lock: {0}")]
+    Lock(#[source] LockError),
+    #[error("cannot open the datastore ({datastore}): {source}")]
+    OpenDatastore {
+        datastore: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("opening the datastore stopped unexpectedly")]
+    OpenDatastoreAborted,
+    #[error("cannot remove stale socket {path}: {source}")]
+    RemoveSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("etcd API on {path} failed: {reason}")]
+    EtcdApi { path: PathBuf, reason: String },
+    #[error("etcd API on {path} did not accept connections within {}s", READY_TIMEOUT.as_secs())]
+    EtcdApiNotReady { path: PathBuf },
+    #[error("the compactor stopped unexpectedly")]
+    CompactorStopped,
+    #[error("closing the datastore failed: {0}")]
+    CloseDatastore(#[source] StoreError),
+}
+
+fn pid_suffix(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+}
+
+/// Runs the server until `shutdown` resolves (or a component fails), then stops it cleanly.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let layout = &config.data_dir;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %layout.root().display(), "starting k3rs server");
+    log_settings_for_later(&config);
+
+    create_dir(layout.root(), None)?;
+    create_dir(&layout.server(), Some(0o700))?;
+    let lock = LockFile::acquire(&layout.lock_file()).map_err(|e| match e {
+        LockError::Held { pid, path } => {
+            ServerError::DataDirInUse { data_dir: layout.root().to_path_buf(), lock: path, pid }
+        }
+        other => ServerError::Lock(other),
+    })?;
+    tracing::debug!(lock = %lock.path().display(), "data dir locked");
+    create_dir(&layout.db(), Some(0o700))?;
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let store = tokio::select! {
+        store = open_datastore(&config) => store?,
+        () = &mut shutdown => {
+            tracing::info!("stopped before the datastore was open");
+            return Ok(());
+        }
+    };
+    let result = serve(&config, store.clone(), shutdown).await;
+    let closed = store.close().await.map_err(ServerError::CloseDatastore);
+    if config.datastore == DatastoreConfig::Embedded {
+        // Nothing listens on it any more; a leftover socket only misleads clients.
+        let _ = std::fs::remove_file(layout.etcd_socket());
+    }
+    drop(lock);
+    result.and(closed)?;
+    tracing::info!("k3rs server stopped");
+    Ok(())
+}
+
+/// The apiserver and node settings are accepted and validated now so configurations can be
+/// written once; say plainly that they do nothing yet.
+fn log_settings_for_later(config: &ServerConfig) {
+    let api = &config.apiserver;
+    let net = &config.network;
+    tracing::info!(
+        https_listen_port = api.https_listen_port,
+        bind_address = %api.bind_address,
+        write_kubeconfig = %api.write_kubeconfig.display(),
+        write_kubeconfig_mode = format_args!("{:o}", api.write_kubeconfig_mode),
+        cluster_cidr = %net.cluster_cidr,
+        service_cidr = %net.service_cidr,
+        cluster_dns = %net.cluster_dns,
+        cluster_domain = %net.cluster_domain,
+        node_name = %config.node.name,
+        node_ip = %config.node.ip.map_or_else(|| "auto".to_string(), |ip| ip.to_string()),
+        "the Kubernetes API server and the node arrive in a later release; these settings take effect then"
+    );
+}
+
+/// Creates `path` (and its parents) if missing, and makes sure it has `mode` if one is given.
+fn create_dir(path: &Path, mode: Option<u32>) -> Result<(), ServerError> {
+    let fail = |source| ServerError::CreateDir { path: path.to_path_buf(), source };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    if let Some(mode) = mode {
+        builder.mode(mode);
+    }
+    builder.create(path).map_err(fail)?;
+    if let Some(mode) = mode {
+        // An existing directory keeps its mode through `create`; private ones must be private.
+        let meta = std::fs::metadata(path).map_err(fail)?;
+        if meta.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn describe_datastore(config: &ServerConfig) -> String {
+    match &config.datastore {
+        DatastoreConfig::Embedded => format!("sqlite {}", config.data_dir.state_db().display()),
+        DatastoreConfig::Etcd { endpoints } => format!("etcd {}", endpoints.join(",")),
+    }
+}
+
+async fn open_datastore(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    let datastore = describe_datastore(config);
+    tracing::info!(datastore = %datastore, "opening the datastore");
+    let opened: Result<Arc<dyn Store>, StoreError> = match &config.datastore {
+        DatastoreConfig::Embedded => {
+            let path = config.data_dir.state_db();
+            // Opening may recover a WAL: disk work that must not stall the runtime's workers.
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path, SqliteOptions::default()))
+                .await
+                .map_err(|_| ServerError::OpenDatastoreAborted)?
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        DatastoreConfig::Etcd { endpoints } => {
+            EtcdStore::connect(EtcdOptions { endpoints: endpoints.clone(), ..Default::default() })
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+    };
+    opened.map_err(|source| ServerError::OpenDatastore { datastore, source })
+}
+
+type Component<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Starts the components, waits for `shutdown` or a failure, then drains them.
+async fn serve(
+    config: &ServerConfig,
+    store: Arc<dyn Store>,
+    mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            // A dropped sender also means stop.
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+
+    let mut compactor = tokio::spawn(compactor::run(store.clone(), CompactorConfig::default(), stop()));
+
+    let socket = config.data_dir.etcd_socket();
+    let mut etcd_api: Option<Component<'_>> = None;
+    let mut failure = None;
+    // Set once `shutdown` has resolved: it must not be polled again.
+    let mut stopping = false;
+    let wants_etcd_api = !config.disabled.contains(components::ETCD_API);
+    match (&config.datastore, wants_etcd_api) {
+        (DatastoreConfig::Embedded, true) => {
+            // We hold the data-dir lock, so a socket file left here is from a process gone.
+            match std::fs::remove_file(&socket) {
+                Ok(()) => tracing::debug!(path = %socket.display(), "removed stale etcd API socket"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => failure = Some(ServerError::RemoveSocket { path: socket.clone(), source }),
+            }
+            if failure.is_none() {
+                let mut api: Component<'_> = Box::pin(crate::etcdapi::serve(store.clone(), &socket, stop()));
+                match wait_until_accepting(&socket, &mut api, shutdown.as_mut()).await {
+                    Ok(Startup::Ready) => {}
+                    Ok(Startup::ShutdownRequested) => stopping = true,
+                    Err(e) => failure = Some(e),
+                }
+                etcd_api = Some(api);
+            }
+        }
+        (DatastoreConfig::Embedded, false) => tracing::info!("etcd API disabled"),
+        (DatastoreConfig::Etcd { .. }, _) => {
+            tracing::info!("etcd API not served: the datastore is an external etcd, which clients can reach directly")
+        }
+    }
+
+    if failure.is_none() && !stopping {
+        tracing::info!(
+            datastore = %describe_datastore(config),
+            etcd_api = %etcd_api.as_ref().map_or_else(|| "off".to_string(), |_| socket.display().to_string()),
+            "k3rs server is ready"
+        );
+        tokio::select! {
+            () = &mut shutdown => {}
+            res = run_optional(&mut etcd_api) => {
+                etcd_api = None;
+                failure = Some(match res {
+                    Ok(()) => ServerError::EtcdApi { path: socket.clone(), reason: "stopped unexpectedly".into() },
+                    Err(e) => ServerError::EtcdApi { path: socket.clone(), reason: format!("{e:#}") },
+                });
+            }
+            _ = &mut compactor => failure = Some(ServerError::CompactorStopped),
+        }
+    }
+    if let Some(e) = &failure {
+        tracing::error!(error = %e, "stopping after a failure");
+    }
+
+    // Stop accepting and drain, within the grace period.
+    let _ = stop_tx.send(true);
+    let drain = async {
+        if let Some(api) = etcd_api.take() {
+            if let Err(e) = api.await {
+                tracing::warn!(error = format_args!("{e:#}"), "etcd API stopped with an error");
+            }
+        }
+        if !compactor.is_finished() {
+            let _ = (&mut compactor).await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "components did not stop within the grace period");
+    }
+    compactor.abort();
+    failure.map_or(Ok(()), Err)
+}
+
+enum Startup {
+    Ready,
+    ShutdownRequested,
+}
+
+/// Drives `api` until its socket accepts a connection; fails if it ends first or takes too
+/// long.
+async fn wait_until_accepting(
+    socket: &Path,
+    api: &mut Component<'_>,
+    mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> Result<Startup, ServerError> {
+    let probe = async {
+        loop {
+            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        () = probe => Ok(Startup::Ready),
+        res = api.as_mut() => Err(ServerError::EtcdApi {
+            path: socket.to_path_buf(),
+            reason: match res {
+                Ok(()) => "stopped before accepting connections".into(),
+                Err(e) => format!("{e:#}"),
+            },
+        }),
+        () = tokio::time::sleep(READY_TIMEOUT) => Err(ServerError::EtcdApiNotReady { path: socket.to_path_buf() }),
+        () = shutdown.as_mut() => Ok(Startup::ShutdownRequested),
+    }
+}
+
+async fn run_optional(component: &mut Option<Component<'_>>) -> anyhow::Result<()> {
+    match component {
+        Some(c) => c.as_mut().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,128 @@
+//! The typed configuration of `k3rs server`, one part per component, built and validated by
+//! the command line (`crate::cli::config`) before the server touches anything. Values here
+//! are always valid: components take them as they are.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use super::components::Disabled;
+use super::layout::DataDir;
+use crate::util::cidr::Cidr;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/k3rs";
+pub const DEFAULT_HTTPS_LISTEN_PORT: u16 = 6443;
+pub const DEFAULT_BIND_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub const DEFAULT_WRITE_KUBECONFIG: &str = "/etc/k3rs/k3rs.yaml";
+/// The kubeconfig holds admin credentials: readable by its owner only unless asked.
+pub const DEFAULT_WRITE_KUBECONFIG_MODE: u32 = 0o600;
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+pub const DEFAULT_CLUSTER_DNS: &str = "10.43.0.10";
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Everything `k3rs server` was configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub data_dir: DataDir,
+    /// Debug logging (unless `RUST_LOG` says otherwise).
+    pub debug: bool,
+    pub datastore: DatastoreConfig,
+    pub disabled: Disabled,
+    pub apiserver: ApiServerConfig,
+    pub network: NetworkConfig,
+    pub node: NodeConfig,
+}
+
+impl ServerConfig {
+    /// The defaults, for a data dir and node name; what `k3rs server` runs with when given
+    /// nothing else.
+    pub fn with_defaults(data_dir: impl Into<PathBuf>, node_name: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            data_dir: DataDir::new(data_dir),
+            debug: false,
+            datastore: DatastoreConfig::Embedded,
+            disabled: Disabled::default(),
+            apiserver: ApiServerConfig::default(),
+            network: NetworkConfig::default(),
+            node: NodeConfig { name: node_name.into(), ip: None },
+        }
+    }
+}
+
+/// Where the cluster state is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatastoreConfig {
+    /// SQLite at `<data-dir>/server/db/state.db`.
+    Embedded,
+    /// An external etcd cluster at these `http(s)://host:port` URLs.
+    Etcd { endpoints: Vec<String> },
+}
+
+/// The Kubernetes API server (arrives in a later release; validated and kept now).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiServerConfig {
+    pub https_listen_port: u16,
+    pub bind_address: IpAddr,
+    pub write_kubeconfig: PathBuf,
+    /// Permission bits of the written kubeconfig.
+    pub write_kubeconfig_mode: u32,
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        ApiServerConfig {
+            https_listen_port: DEFAULT_HTTPS_LISTEN_PORT,
+            bind_address: DEFAULT_BIND_ADDRESS,
+            write_kubeconfig: PathBuf::from(DEFAULT_WRITE_KUBECONFIG),
+            write_kubeconfig_mode: DEFAULT_WRITE_KUBECONFIG_MODE,
+        }
+    }
+}
+
+/// Cluster networking. Invariants (checked when built from the command line): the two
+/// networks do not overlap, and `cluster_dns` is a usable address in `service_cidr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Pod addresses.
+    pub cluster_cidr: Cidr,
+    /// Service (ClusterIP) addresses.
+    pub service_cidr: Cidr,
+    /// The cluster DNS service's address.
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        // These literals are fixed and covered by the tests below.
+        NetworkConfig {
+            cluster_cidr: DEFAULT_CLUSTER_CIDR.parse().expect("default cluster CIDR"),
+            service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("default service CIDR"),
+            cluster_dns: DEFAULT_CLUSTER_DNS.parse().expect("default cluster DNS"),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+        }
+    }
+}
+
+/// This machine as a Kubernetes node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    /// `None`: chosen from the host's interfaces when the node starts.
+    pub ip: Option<IpAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_consistent() {
+        let n = NetworkConfig::default();
+        assert!(n.service_cidr.contains(n.cluster_dns));
+        assert!(!n.service_cidr.overlaps(&n.cluster_cidr));
+        let c = ServerConfig::with_defaults("/tmp/x", "node-a");
+        assert_eq!(c.data_dir.state_db(), PathBuf::from("/tmp/x/server/db/state.db"));
+        assert_eq!(c.apiserver.https_listen_port, 6443);
+    }
+}
