@@ -760,7 +760,7 @@ fn check_etcd_url(url: &str) -> Result<(), String> {
     if authority.contains(['/', '?', '#', '@']) {
         return Err(format!("{url:?}: only scheme, host and port are allowed; {usage}"));
     }
-    let (host, port) = match authority.strip_prefix('[') {
+    let (_host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (addr, port) = v6.split_once("]:").ok_or_else(|| format!("{url:?}: missing port; {usage}"))?;
             addr.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{url:?}: {addr:?} is not an IPv6 address"))?;

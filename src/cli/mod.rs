@@ -253,7 +253,9 @@ fn init_logging(debug: bool) {
         }),
         _ => EnvFilter::new(default),
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour only for a person at a terminal, not for journald or a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// The host's name, or `None` when it cannot be read.

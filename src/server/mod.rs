@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use self::config::{DatastoreConfig, ServerConfig};
 use crate::store::compactor::{self, CompactorConfig};
@@ -39,7 +40,7 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
-    #[error("data dir {data_dir} is in use by another k3rs{} (lock file {lock})", pid_suffix(*.pid))]
+    #[error("data dir {data_dir} is in use by another k3rs process{}; lock file {lock}", pid_suffix(*.pid))]
     DataDirInUse { data_dir: PathBuf, lock: PathBuf, pid: Option<u32> },
     #[error("cannot take the data-dir lock: {0}")]
     Lock(#[source] LockError),
@@ -75,8 +76,6 @@ fn pid_suffix(pid: Option<u32>) -> String {
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let layout = &config.data_dir;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %layout.root().display(), "starting k3rs server");
-    log_settings_for_later(&config);
-
     create_dir(layout.root(), None)?;
     create_dir(&layout.server(), Some(0o700))?;
     let lock = LockFile::acquire(&layout.lock_file()).map_err(|e| match e {
@@ -86,6 +85,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         other => ServerError::Lock(other),
     })?;
     tracing::debug!(lock = %lock.path().display(), "data dir locked");
+    log_settings_for_later(&config);
     create_dir(&layout.db(), Some(0o700))?;
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -175,7 +175,8 @@ async fn open_datastore(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
     opened.map_err(|source| ServerError::OpenDatastore { datastore, source })
 }
 
-type Component<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+/// A running component: its task's result (a panic is an `Err` of the join).
+type Task = JoinHandle<anyhow::Result<()>>;
 
 /// Starts the components, waits for `shutdown` or a failure, then drains them.
 async fn serve(
@@ -195,7 +196,7 @@ async fn serve(
     let mut compactor = tokio::spawn(compactor::run(store.clone(), CompactorConfig::default(), stop()));
 
     let socket = config.data_dir.etcd_socket();
-    let mut etcd_api: Option<Component<'_>> = None;
+    let mut etcd_api: Option<Task> = None;
     let mut failure = None;
     // Set once `shutdown` has resolved: it must not be polled again.
     let mut stopping = false;
@@ -209,13 +210,15 @@ async fn serve(
                 Err(source) => failure = Some(ServerError::RemoveSocket { path: socket.clone(), source }),
             }
             if failure.is_none() {
-                let mut api: Component<'_> = Box::pin(crate::etcdapi::serve(store.clone(), &socket, stop()));
-                match wait_until_accepting(&socket, &mut api, shutdown.as_mut()).await {
+                let path = socket.clone();
+                let api_store = store.clone();
+                let stopped = stop();
+                etcd_api = Some(tokio::spawn(async move { crate::etcdapi::serve(api_store, &path, stopped).await }));
+                match wait_until_accepting(&socket, &mut etcd_api, shutdown.as_mut()).await {
                     Ok(Startup::Ready) => {}
                     Ok(Startup::ShutdownRequested) => stopping = true,
                     Err(e) => failure = Some(e),
                 }
-                etcd_api = Some(api);
             }
         }
         (DatastoreConfig::Embedded, false) => tracing::info!("etcd API disabled"),
@@ -232,12 +235,14 @@ async fn serve(
         );
         tokio::select! {
             () = &mut shutdown => {}
-            res = run_optional(&mut etcd_api) => {
+            res = join_optional(&mut etcd_api) => {
                 etcd_api = None;
-                failure = Some(match res {
-                    Ok(()) => ServerError::EtcdApi { path: socket.clone(), reason: "stopped unexpectedly".into() },
-                    Err(e) => ServerError::EtcdApi { path: socket.clone(), reason: format!("{e:#}") },
-                });
+                let reason = match res {
+                    Ok(Ok(())) => "stopped unexpectedly".to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(e) => format!("task failed: {e}"),
+                };
+                failure = Some(ServerError::EtcdApi { path: socket.clone(), reason });
             }
             _ = &mut compactor => failure = Some(ServerError::CompactorStopped),
         }
@@ -249,9 +254,11 @@ async fn serve(
     // Stop accepting and drain, within the grace period.
     let _ = stop_tx.send(true);
     let drain = async {
-        if let Some(api) = etcd_api.take() {
-            if let Err(e) = api.await {
-                tracing::warn!(error = format_args!("{e:#}"), "etcd API stopped with an error");
+        if let Some(api) = etcd_api.as_mut() {
+            match api.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = format_args!("{e:#}"), "etcd API stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "etcd API task failed"),
             }
         }
         if !compactor.is_finished() {
@@ -260,6 +267,9 @@ async fn serve(
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "components did not stop within the grace period");
+    }
+    if let Some(api) = etcd_api {
+        api.abort();
     }
     compactor.abort();
     failure.map_or(Ok(()), Err)
@@ -270,11 +280,11 @@ enum Startup {
     ShutdownRequested,
 }
 
-/// Drives `api` until its socket accepts a connection; fails if it ends first or takes too
-/// long.
+/// Waits until the etcd API's socket accepts a connection; fails if the task ends first
+/// (then `api` is taken: a finished task must not be awaited again) or takes too long.
 async fn wait_until_accepting(
     socket: &Path,
-    api: &mut Component<'_>,
+    api: &mut Option<Task>,
     mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
 ) -> Result<Startup, ServerError> {
     let probe = async {
@@ -287,21 +297,25 @@ async fn wait_until_accepting(
     };
     tokio::select! {
         () = probe => Ok(Startup::Ready),
-        res = api.as_mut() => Err(ServerError::EtcdApi {
-            path: socket.to_path_buf(),
-            reason: match res {
-                Ok(()) => "stopped before accepting connections".into(),
-                Err(e) => format!("{e:#}"),
-            },
-        }),
+        res = join_optional(api) => {
+            *api = None;
+            Err(ServerError::EtcdApi {
+                path: socket.to_path_buf(),
+                reason: match res {
+                    Ok(Ok(())) => "stopped before accepting connections".into(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(e) => format!("task failed: {e}"),
+                },
+            })
+        }
         () = tokio::time::sleep(READY_TIMEOUT) => Err(ServerError::EtcdApiNotReady { path: socket.to_path_buf() }),
         () = shutdown.as_mut() => Ok(Startup::ShutdownRequested),
     }
 }
 
-async fn run_optional(component: &mut Option<Component<'_>>) -> anyhow::Result<()> {
-    match component {
-        Some(c) => c.as_mut().await,
+async fn join_optional(task: &mut Option<Task>) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
         None => std::future::pending().await,
     }
 }
