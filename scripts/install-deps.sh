@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages k3rs needs to build, run and test. Idempotent: when every
+# package is already installed it changes nothing and does not touch the network.
+set -euo pipefail
+
+packages=(
+  libseccomp-dev    # build: libcontainer links libseccomp
+  protobuf-compiler # build: protoc, for the etcd API's protobuf definitions
+  pkg-config        # build: locating system libraries
+  nftables          # run: the service proxy drives `nft`
+  etcd-server       # test: a real etcd to compare with and to run the etcd backend against
+  etcd-client       # test: etcdctl against the etcd API socket
+  busybox-static    # test: the userland of test container images
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -eq 0 ]]; then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update
+  "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found; install Rust 1.85 or newer (https://rustup.rs)" >&2
+  exit 1
+fi
