@@ -34,18 +34,19 @@ struct Backend {
 }
 
 fn sqlite_backend() -> Backend {
+    sqlite_backend_with(SqliteOptions::default())
+}
+
+fn sqlite_backend_with(opts: SqliteOptions) -> Backend {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("open the SQLite store");
+    let store = SqliteStore::open(&dir.path().join("state.db"), opts).expect("open the SQLite store");
     Backend { store: Arc::new(store), _keep: Box::new(dir) }
 }
 
 async fn etcd_backend() -> Backend {
     let server = EtcdServer::start().await;
-    let opts = EtcdOptions {
-        endpoints: vec![server.endpoint.clone()],
-        prefix: b"/k3rs-test/".to_vec(),
-        ..Default::default()
-    };
+    let opts =
+        EtcdOptions { endpoints: vec![server.endpoint.clone()], prefix: b"/k3rs-test/".to_vec(), ..Default::default() };
     let store = EtcdStore::connect(opts).await.expect("connect to etcd");
     Backend { store: Arc::new(store), _keep: Box::new(server) }
 }
@@ -88,6 +89,14 @@ conformance! {
     progress => sqlite_progress, etcd_progress;
     status => sqlite_status, etcd_status;
     close => sqlite_close, etcd_close;
+}
+
+/// The slow-watcher case again with the smallest watch buffer, so the watcher certainly
+/// falls behind the writer and must catch up from history.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_slow_watcher_small_buffer() {
+    let backend = sqlite_backend_with(SqliteOptions { watch_buffer: 16, ..Default::default() });
+    run_case(backend, cases::slow_watcher_does_not_block_writers).await;
 }
 
 /// Two etcd stores with different prefixes on one cluster do not see each other's keys.
@@ -361,7 +370,8 @@ mod cases {
         for key in ["a", "b", "b/1", "b/2", "b/3", "c", "d"] {
             applied(store.put(b(key), b(&format!("{key}-value")), None).await);
         }
-        let keys = |kvs: &[KeyValue]| kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect::<Vec<_>>();
+        let keys =
+            |kvs: &[KeyValue]| kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect::<Vec<_>>();
         let all = RangeOptions::default();
 
         let res = store.range(&KeyRange::prefix("b/"), all.clone()).await.expect("range");
@@ -405,7 +415,8 @@ mod cases {
         assert_eq!((res.more, res.count), (true, 3));
 
         // Keys only: the same metadata, no values.
-        let res = store.range(&everything, RangeOptions { keys_only: true, ..Default::default() }).await.expect("range");
+        let res =
+            store.range(&everything, RangeOptions { keys_only: true, ..Default::default() }).await.expect("range");
         assert_eq!(keys(&res.kvs), keys(&full.kvs));
         for (got, want) in res.kvs.iter().zip(&full.kvs) {
             assert!(got.value.is_empty(), "keys_only returned a value for {:?}", got.key);
@@ -416,10 +427,14 @@ mod cases {
         }
 
         // Count only.
-        let res = store.range(&everything, RangeOptions { count_only: true, ..Default::default() }).await.expect("range");
+        let res =
+            store.range(&everything, RangeOptions { count_only: true, ..Default::default() }).await.expect("range");
         assert!(res.kvs.is_empty());
         assert_eq!(res.count, 7);
-        let res = store.range(&KeyRange::prefix("b"), RangeOptions { count_only: true, ..Default::default() }).await.expect("range");
+        let res = store
+            .range(&KeyRange::prefix("b"), RangeOptions { count_only: true, ..Default::default() })
+            .await
+            .expect("range");
         assert_eq!(res.count, 4);
 
         // Pagination at a fixed revision while writes happen between pages.
@@ -593,7 +608,12 @@ mod cases {
             assert_eq!(seen, want, "{name}: a gap or a duplicate");
             for e in &events {
                 let (key, value) = &writes[&e.revision()];
-                assert_eq!((e.kind, &e.kv.key, &e.kv.value), (EventKind::Put, key, value), "{name}: event {}", e.revision());
+                assert_eq!(
+                    (e.kind, &e.kv.key, &e.kv.value),
+                    (EventKind::Put, key, value),
+                    "{name}: event {}",
+                    e.revision()
+                );
                 let prev = e.prev_kv.as_ref().map(|p| p.mod_revision);
                 assert_eq!(prev, prev_of[&e.revision()], "{name}: prev_kv of event {}", e.revision());
             }
@@ -601,7 +621,7 @@ mod cases {
         };
         let read_all = |mut watch: Watch| async move {
             let mut events: Vec<Event> = Vec::new();
-            while events.last().map_or(true, |e| e.revision() < last) {
+            while events.last().is_none_or(|e| e.revision() < last) {
                 match next_item(&mut watch).await {
                     Ok(WatchItem::Events(batch)) => events.extend(batch),
                     Ok(WatchItem::Progress(_)) => {}
@@ -610,7 +630,8 @@ mod cases {
             }
             events
         };
-        let (early, middle, past, full) = tokio::join!(read_all(early), read_all(middle), read_all(past), read_all(full));
+        let (early, middle, past, full) =
+            tokio::join!(read_all(early), read_all(middle), read_all(past), read_all(full));
         check("watch started before the writers", early, Some(start.next()));
         let from = check("watch started among the writers", middle, None);
         assert!(from <= middle_floor.next(), "the live watch missed writes made after it started");
@@ -639,7 +660,8 @@ mod cases {
             }));
         }
         let join = futures::future::join_all(writers);
-        let results = tokio::time::timeout(Duration::from_secs(60), join).await.expect("writers blocked by an idle watcher");
+        let results =
+            tokio::time::timeout(Duration::from_secs(60), join).await.expect("writers blocked by an idle watcher");
         for r in results {
             r.expect("writer task");
         }
@@ -660,7 +682,10 @@ mod cases {
                 }
                 Ok(WatchItem::Progress(_)) => {}
                 Err(StoreError::WatchLagged { resume_from }) => {
-                    assert!(resume_from <= next, "lagged watch resumes from {resume_from}, after the undelivered {next}");
+                    assert!(
+                        resume_from <= next,
+                        "lagged watch resumes from {resume_from}, after the undelivered {next}"
+                    );
                     assert!(resume_from > start, "lagged watch resumes from {resume_from}, before it started");
                     resumed += 1;
                     assert!(resumed <= 10, "the watch keeps lagging while nothing is written");
@@ -710,7 +735,9 @@ mod cases {
                 other => panic!("a read at compacted revision {rev} gave {other:?}"),
             }
         }
-        let res = store.range(&range, RangeOptions { revision: Some(Revision(3)), limit: Some(1), ..Default::default() }).await;
+        let res = store
+            .range(&range, RangeOptions { revision: Some(Revision(3)), limit: Some(1), ..Default::default() })
+            .await;
         assert!(matches!(res, Err(StoreError::Compacted { .. })), "a paginated read at 3 gave {res:?}");
         assert_eq!(watch_compacted(store, range.clone(), Revision(5)).await, (Revision(5), Revision(6)));
         assert!(watch_compacted(store, range.clone(), Revision(2)).await.0 == Revision(2));
@@ -735,11 +762,15 @@ mod cases {
 
         // Compacting again to or below the compacted revision, or beyond the present, fails.
         match store.compact(Revision(6)).await {
-            Err(StoreError::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (Revision(6), Revision(6))),
+            Err(StoreError::Compacted { requested, compacted }) => {
+                assert_eq!((requested, compacted), (Revision(6), Revision(6)))
+            }
             other => panic!("compacting to the compacted revision gave {other:?}"),
         }
         match store.compact(Revision(4)).await {
-            Err(StoreError::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (Revision(4), Revision(6))),
+            Err(StoreError::Compacted { requested, compacted }) => {
+                assert_eq!((requested, compacted), (Revision(4), Revision(6)))
+            }
             other => panic!("compacting below the compacted revision gave {other:?}"),
         }
         match store.compact(Revision(100)).await {
@@ -801,10 +832,9 @@ mod cases {
         // Unknown leases.
         let unknown = LeaseId(0x0dea_d000);
         let rev = store.current_revision().await.expect("revision");
-        for outcome in [
-            store.put(b("l/x"), b("x"), Some(unknown)).await,
-            store.create(b("l/x"), b("x"), Some(unknown)).await,
-        ] {
+        for outcome in
+            [store.put(b("l/x"), b("x"), Some(unknown)).await, store.create(b("l/x"), b("x"), Some(unknown)).await]
+        {
             match outcome {
                 Err(StoreError::LeaseNotFound(id)) => assert_eq!(id, unknown),
                 other => panic!("a write with an unknown lease gave {other:?}"),
@@ -848,10 +878,13 @@ mod cases {
         let events = next_events(&mut watch, 3).await;
         let puts_then_deletes: Vec<(EventKind, Bytes)> = events.iter().map(|e| (e.kind, e.kv.key.clone())).collect();
         assert_eq!(puts_then_deletes[0], (EventKind::Put, b("l/d")));
-        let mut deleted: Vec<Bytes> = puts_then_deletes[1..].iter().map(|(k, key)| {
-            assert_eq!(*k, EventKind::Delete);
-            key.clone()
-        }).collect();
+        let mut deleted: Vec<Bytes> = puts_then_deletes[1..]
+            .iter()
+            .map(|(k, key)| {
+                assert_eq!(*k, EventKind::Delete);
+                key.clone()
+            })
+            .collect();
         deleted.sort();
         assert_eq!(deleted, vec![b("l/c"), b("l/d")]);
         assert!(events.windows(2).all(|w| w[0].revision() <= w[1].revision()));
@@ -970,4 +1003,31 @@ mod cases {
         assert!(matches!(store.get(b"k", None).await, Err(StoreError::Closed)));
         assert!(matches!(store.watch(KeyRange::prefix(""), None).await, Err(StoreError::Closed)));
     }
+}
+
+/// etcd does not report its compacted revision: a store learns a compaction made by another
+/// client from the errors it runs into, exactly from a cancelled watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_compact_revision_learned_from_errors() {
+    let server = EtcdServer::start().await;
+    let connect = || EtcdStore::connect(EtcdOptions { endpoints: vec![server.endpoint.clone()], ..Default::default() });
+    let (compactor, other) = (connect().await.expect("connect"), connect().await.expect("connect"));
+    for i in 0..10 {
+        applied(compactor.put(b("k"), b(&format!("v{i}")), None).await); // revisions 2..=11
+    }
+    compactor.compact(Revision(8)).await.expect("compact");
+    assert_eq!(compactor.compact_revision().await.expect("compact revision"), Revision(8));
+    assert_eq!(other.compact_revision().await.expect("compact revision"), Revision(0), "nothing learned yet");
+
+    // A failed read only proves that the compaction is above the revision read.
+    match other.get(b"k", Some(Revision(3))).await {
+        Err(StoreError::Compacted { requested, compacted }) => {
+            assert_eq!(requested, Revision(3));
+            assert!(compacted > Revision(3) && compacted <= Revision(8), "compacted {compacted}");
+        }
+        res => panic!("a read at a compacted revision gave {res:?}"),
+    }
+    // A watch is cancelled with the exact revision.
+    assert_eq!(watch_compacted(&other, KeyRange::key("k"), Revision(5)).await, (Revision(5), Revision(8)));
+    assert_eq!(other.compact_revision().await.expect("compact revision"), Revision(8));
 }

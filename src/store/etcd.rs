@@ -261,7 +261,9 @@ impl EtcdStore {
     /// Reads `key` inside the guard of a failed transaction.
     fn current_of(&self, op: &'static str, resp: Option<PbTxnOpResponse>) -> Result<Option<KeyValue>> {
         match resp {
-            Some(PbTxnOpResponse::ResponseRange(range)) => Ok(range.kvs.into_iter().next().and_then(|kv| self.shared.kv(kv))),
+            Some(PbTxnOpResponse::ResponseRange(range)) => {
+                Ok(range.kvs.into_iter().next().and_then(|kv| self.shared.kv(kv)))
+            }
             _ => Err(protocol_error(op, "transaction answered without the read of the key")),
         }
     }
@@ -312,7 +314,11 @@ impl EtcdStore {
 
     /// Waits for etcd to cancel a watch whose start was compacted, for the exact compacted
     /// revision it reports.
-    async fn compacted_watch_error(&self, responses: &mut etcd_client::WatchResponseStream, requested: Revision) -> StoreError {
+    async fn compacted_watch_error(
+        &self,
+        responses: &mut etcd_client::WatchResponseStream,
+        requested: Revision,
+    ) -> StoreError {
         let wait = async {
             while let Ok(Some(resp)) = responses.message().await {
                 if resp.0.canceled && resp.0.compact_revision > 0 {
@@ -386,7 +392,13 @@ impl Store for EtcdStore {
         self.guarded("create a key", full, compare, put, lease).await
     }
 
-    async fn update(&self, key: Bytes, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<WriteOutcome> {
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome> {
         if expected.0 <= 0 {
             // mod_revision == 0 holds for an absent key, which an update must not create.
             return self.failed_guard("update a key", &key).await;
@@ -400,7 +412,8 @@ impl Store for EtcdStore {
 
     async fn put(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome> {
         let options = PutOptions::new().with_lease(lease_id(lease)).with_prev_key();
-        let resp = match self.client()?.kv_client().put(self.shared.full_key(&key), value.to_vec(), Some(options)).await {
+        let resp = match self.client()?.kv_client().put(self.shared.full_key(&key), value.to_vec(), Some(options)).await
+        {
             Ok(resp) => resp.0,
             Err(err) => return Err(self.fail("put a key", err, ErrCtx { lease, ..Default::default() }).await),
         };
@@ -412,10 +425,11 @@ impl Store for EtcdStore {
         let full = self.shared.full_key(&key);
         match expected {
             None => {
-                let resp = match self.client()?.kv_client().delete(full, Some(DeleteOptions::new().with_prev_key())).await {
-                    Ok(resp) => resp.0,
-                    Err(err) => return Err(self.fail("delete a key", err, ErrCtx::default()).await),
-                };
+                let resp =
+                    match self.client()?.kv_client().delete(full, Some(DeleteOptions::new().with_prev_key())).await {
+                        Ok(resp) => resp.0,
+                        Err(err) => return Err(self.fail("delete a key", err, ErrCtx::default()).await),
+                    };
                 if resp.deleted == 0 {
                     return Ok(WriteOutcome::Failed { current: None });
                 }
@@ -561,7 +575,11 @@ impl Store for EtcdStore {
     }
 
     async fn lease_status(&self, id: LeaseId) -> Result<Option<LeaseStatus>> {
-        let resp = match self.client()?.lease_client().time_to_live(id.0, Some(LeaseTimeToLiveOptions::new().with_keys())).await
+        let resp = match self
+            .client()?
+            .lease_client()
+            .time_to_live(id.0, Some(LeaseTimeToLiveOptions::new().with_keys()))
+            .await
         {
             Ok(resp) => resp.0,
             Err(err) => {
