@@ -178,6 +178,9 @@ impl EtcdStore {
         if opts.endpoints.is_empty() {
             return Err(StoreError::InvalidArgument("no etcd endpoint given".into()));
         }
+        if let Some(url) = opts.endpoints.iter().find(|e| e.starts_with("https://")) {
+            return Err(StoreError::InvalidArgument(format!("etcd endpoint {url}: TLS is not supported, use http://")));
+        }
         let timeout = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connect = ConnectOptions::new()
             .with_connect_timeout(timeout)
