@@ -134,6 +134,7 @@ fn bad_flag_values_are_one_line_naming_the_key() {
         (&["--node-name", "Not_Valid"], "command line: node-name: "),
         (&["--cluster-domain=-bad"], "command line: cluster-domain: "),
         (&["--no-such-flag"], "command line: --no-such-flag: unknown flag"),
+        (&["extra"], "command line: extra: unexpected argument"),
     ];
     for (args, prefix) in cases {
         let sb = Sandbox::new();

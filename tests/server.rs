@@ -74,7 +74,8 @@ struct Server {
 
 impl Server {
     fn spawn(mut cmd: Command) -> Server {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn k3rs");
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn k3rs");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let sink = log.clone();
@@ -208,7 +209,8 @@ fn a_second_server_on_the_same_data_dir_refuses_at_once() {
     assert!(!out.status.success());
     assert_ne!(out.status.code(), Some(2), "a held lock is not a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let error = stderr.lines().find(|l| l.starts_with("k3rs: error: ")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    let error =
+        stderr.lines().find(|l| l.starts_with("k3rs: error: ")).unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(error.contains(&sb.data().display().to_string()), "{error}");
     assert!(error.contains(&format!("pid {}", first.pid())), "{error}");
 
@@ -292,4 +294,32 @@ fn debug_flag_and_rust_log_set_the_log_level() {
     assert!(server.stop().success());
     let log = server.log();
     assert!(!log.contains("INFO") && !log.contains("DEBUG"), "{log}");
+}
+
+/// The library entry point, in process: what later in-process integration tests build on.
+#[test]
+fn runs_in_process_until_told_to_stop() {
+    let sb = Sandbox::new();
+    let mut config = k3rs::server::config::ServerConfig::with_defaults(sb.data(), "test-node");
+    config.disabled = k3rs::server::components::Disabled::new([k3rs::server::components::ETCD_API]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(k3rs::server::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let lock = sb.data().join("server/k3rs.lock");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::fs::read_to_string(&lock).map(|t| t.trim() != std::process::id().to_string()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the in-process server did not lock its data dir");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Held in this process, the lock still turns away a second server.
+    let mut cmd = sb.command();
+    let out = cmd.arg("--data-dir").arg(sb.data()).output().expect("run k3rs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("pid {}", std::process::id())));
+
+    stop.send(()).expect("server still running");
+    let result = runtime.block_on(server).expect("server task");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(std::fs::read_to_string(&lock).expect("lock file"), "");
 }

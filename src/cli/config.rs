@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use crate::server::components::{self, Component, Disabled};
 use crate::server::config::{
     ApiServerConfig, DatastoreConfig, NetworkConfig, NodeConfig, ServerConfig, DEFAULT_BIND_ADDRESS,
-    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT,
-    DEFAULT_SERVICE_CIDR, DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
+    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT, DEFAULT_SERVICE_CIDR,
+    DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
 };
 use crate::server::layout::DataDir;
 use crate::util::cidr::Cidr;
@@ -250,7 +250,8 @@ impl ConfigLocation {
             }
         }
         let dir = self.dropin_dir();
-        let dir_err = |e: std::io::Error| ConfigError::new(&Source::File(dir.clone()), None, format!("cannot read: {e}"));
+        let dir_err =
+            |e: std::io::Error| ConfigError::new(&Source::File(dir.clone()), None, format!("cannot read: {e}"));
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
@@ -329,7 +330,8 @@ fn parse_file(file: &ConfigFile) -> Result<Vec<(Key, Raw)>, ConfigError> {
     for (name, value) in map.unwrap_or_default() {
         let key = Key::from_name(&name)
             .ok_or_else(|| ConfigError::new(&origin, Some(&name), format!("unknown key{}", suggest_key(&name))))?;
-        let wrong_type = |found: &str| ConfigError::new(&origin, Some(&name), format!("expected {}, found {found}", expected(key)));
+        let wrong_type =
+            |found: &str| ConfigError::new(&origin, Some(&name), format!("expected {}, found {found}", expected(key)));
         let raw = match value {
             serde_json::Value::Null => continue,
             serde_json::Value::Bool(b) => Raw::Bool(b),
@@ -472,15 +474,11 @@ impl Settings {
             }
             Key::NodeName => self.node_name = at(parse_dns_subdomain(&text(raw)?).map_err(fail)?, origin),
             Key::WriteKubeconfig => self.write_kubeconfig = at(parse_path(&text(raw)?).map_err(fail)?, origin),
-            Key::WriteKubeconfigMode => {
-                self.write_kubeconfig_mode = at(parse_mode(&text(raw)?).map_err(fail)?, origin)
-            }
+            Key::WriteKubeconfigMode => self.write_kubeconfig_mode = at(parse_mode(&text(raw)?).map_err(fail)?, origin),
             Key::ClusterCidr => self.cluster_cidr = at(parse_cluster_cidr(&text(raw)?).map_err(fail)?, origin),
             Key::ServiceCidr => self.service_cidr = at(parse_service_cidr(&text(raw)?).map_err(fail)?, origin),
             Key::ClusterDns => self.cluster_dns = at(parse_ip(&text(raw)?).map_err(fail)?, origin),
-            Key::ClusterDomain => {
-                self.cluster_domain = at(parse_dns_subdomain(&text(raw)?).map_err(fail)?, origin)
-            }
+            Key::ClusterDomain => self.cluster_domain = at(parse_dns_subdomain(&text(raw)?).map_err(fail)?, origin),
             Key::Disable => {
                 let items = match raw {
                     Raw::Text(t) => vec![t],
@@ -489,9 +487,7 @@ impl Settings {
                 };
                 self.disable = at(parse_components(&items).map_err(fail)?, origin);
             }
-            Key::DatastoreEndpoint => {
-                self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin)
-            }
+            Key::DatastoreEndpoint => self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin),
             Key::Debug => {
                 let on = match raw {
                     Raw::Bool(b) => b,
@@ -667,7 +663,10 @@ fn parse_service_cidr(text: &str) -> Result<Cidr, String> {
     let cidr: Cidr = text.parse().map_err(|e| format!("{e}"))?;
     // kube-apiserver allocates service addresses from a bitmap of at most 2^20 entries.
     if cidr.host_bits() > 20 {
-        return Err(format!("{cidr} is too large: at most 20 host bits (/{} or longer)", cidr.prefix_len() + cidr.host_bits() - 20));
+        return Err(format!(
+            "{cidr} is too large: at most 20 host bits (/{} or longer)",
+            cidr.prefix_len() + cidr.host_bits() - 20
+        ));
     }
     // Room for the network address, the kubernetes service and the DNS service at .10.
     if cidr.host_bits() < 4 {
@@ -705,9 +704,7 @@ fn parse_dns_subdomain(text: &str) -> Result<String, String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!(
-                "{text:?} is not a lowercase DNS name (labels of a-z, 0-9 and '-', separated by '.')"
-            ));
+            return Err(format!("{text:?} is not a lowercase DNS name (labels of a-z, 0-9 and '-', separated by '.')"));
         }
     }
     Ok(text.to_string())
@@ -749,7 +746,8 @@ fn parse_datastore(text: &str) -> Result<DatastoreConfig, String> {
 }
 
 fn check_etcd_url(url: &str) -> Result<(), String> {
-    let usage = "expected http(s)://host:port of etcd (several comma-separated), or nothing for the embedded SQLite datastore";
+    let usage =
+        "expected http(s)://host:port of etcd (several comma-separated), or nothing for the embedded SQLite datastore";
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("{url:?}: {usage}"));
     };

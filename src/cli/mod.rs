@@ -169,7 +169,8 @@ fn clap_error(e: clap::Error) -> ExitCode {
                 Some(ContextValue::String(arg)) => arg.clone(),
                 _ => String::from("?"),
             };
-            eprintln!("k3rs: error: command line: {arg}: unknown flag (see k3rs --help)");
+            let what = if arg.starts_with('-') { "unknown flag" } else { "unexpected argument" };
+            eprintln!("k3rs: error: command line: {arg}: {what} (see --help)");
             ExitCode::from(EXIT_USAGE)
         }
         _ => {
@@ -197,10 +198,24 @@ fn server(args: ServerArgs) -> ExitCode {
     match run_server(resolved) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("k3rs: error: {e:#}");
+            eprintln!("k3rs: error: {}", error_chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the message
+/// already carries (most of ours name their cause).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Reads the config files and environment and validates everything.
@@ -332,6 +347,18 @@ mod tests {
         assert!(got.contains(&(Key::Disable, Raw::List(vec!["etcd-api".into(), "x,y".into()]))));
         assert!(got.contains(&(Key::Debug, Raw::Bool(true))));
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn error_chain_is_one_line_without_repeats() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("open failed: {0}")]
+        struct Named(#[source] std::io::Error);
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such thing");
+        let e = anyhow::Error::from(Named(io()));
+        assert_eq!(error_chain(&e), "open failed: no such thing");
+        let e = anyhow::Error::from(io()).context("loading\nthe config");
+        assert_eq!(error_chain(&e), "loading the config: no such thing");
     }
 
     #[test]
