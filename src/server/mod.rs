@@ -62,8 +62,8 @@ pub enum ServerError {
     EtcdApi { path: PathBuf, reason: String },
     #[error("etcd API on {path} did not accept connections within {}s", READY_TIMEOUT.as_secs())]
     EtcdApiNotReady { path: PathBuf },
-    #[error("the compactor stopped unexpectedly")]
-    CompactorStopped,
+    #[error("the compactor stopped unexpectedly: {reason}")]
+    CompactorStopped { reason: String },
     #[error("closing the datastore failed: {0}")]
     CloseDatastore(#[source] StoreError),
 }
@@ -89,9 +89,18 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     create_dir(&layout.db(), Some(0o700))?;
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut open = std::pin::pin!(open_datastore(&config));
     let store = tokio::select! {
-        store = open_datastore(&config) => store?,
+        store = &mut open => store?,
         () = &mut shutdown => {
+            // Connecting to etcd may wait on the network: give up. Opening the embedded
+            // database is bounded disk work on a file the lock protects: finish and close it
+            // before the lock goes.
+            if config.datastore == DatastoreConfig::Embedded {
+                if let Ok(store) = open.await {
+                    let _ = store.close().await;
+                }
+            }
             tracing::info!("stopped before the datastore was open");
             return Ok(());
         }
@@ -244,7 +253,13 @@ async fn serve(
                 };
                 failure = Some(ServerError::EtcdApi { path: socket.clone(), reason });
             }
-            _ = &mut compactor => failure = Some(ServerError::CompactorStopped),
+            res = &mut compactor => {
+                let reason = match res {
+                    Ok(()) => "it returned".to_string(),
+                    Err(e) => format!("task failed: {e}"),
+                };
+                failure = Some(ServerError::CompactorStopped { reason });
+            }
         }
     }
     if let Some(e) = &failure {
