@@ -1,1 +1,418 @@
-fn main(){}
+//! `scripts/bench.sh store`: the same workload through the etcd v3 API with the same client
+//! (the `etcd-client` crate), against `k3rs server`'s embedded store (its etcd socket) and
+//! against Debian's etcd 3.4, both durable (fsync on commit), in one run.
+//!
+//! Workloads: single-writer puts, 16 concurrent writers, ranges over 10k keys, watch
+//! fan-out to 100 watchers, and a churn of updates over 1k keys with periodic compaction
+//! (1M updates by default; `BENCH_CHURN_OPS` changes it). Prints ops/s and p50/p99 latency
+//! per side, the k3rs/etcd ratios, the database size after churn against the live data,
+//! and each server's memory.
+//!
+//! Environment: `K3RS_BIN` (default `target/release/k3rs`), `ETCD_BIN` (default
+//! `/usr/bin/etcd`), `BENCH_SIDES` (default `k3rs,etcd`), `BENCH_CHURN_OPS`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use tokio::sync::Barrier;
+
+const VALUE_SIZE: usize = 1024;
+const WRITERS: usize = 16;
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    /// Where its database lives, for the size after churn.
+    db_files: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn rss_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn db_bytes(&self) -> u64 {
+        self.db_files.iter().map(|p| dir_or_file_size(p)).sum()
+    }
+}
+
+fn dir_or_file_size(p: &Path) -> u64 {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| dir_or_file_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_k3rs() -> (Server, Client) {
+    let bin = std::env::var("K3RS_BIN").unwrap_or_else(|_| "target/release/k3rs".into());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let child = Command::new(&bin)
+        .args(["server", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let sock = data.join("server/db/etcd.sock");
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "k3rs did not create {}", sock.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = connect_unix(&sock).await;
+    let db = data.join("server/db");
+    let server = Server {
+        name: "k3rs",
+        child,
+        db_files: vec![db.join("state.db"), db.join("state.db-wal"), db.join("state.db-shm")],
+        _dir: dir,
+    };
+    (server, client)
+}
+
+async fn connect_unix(sock: &Path) -> Client {
+    let sock = sock.to_path_buf();
+    let channel = tonic::transport::Endpoint::try_from("http://[::1]:2379")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let sock = sock.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(sock).await?)) }
+        }))
+        .await
+        .expect("connect to the k3rs etcd socket");
+    Client::from_channel(etcd_client::Channel::Tonic(channel), None).await.expect("etcd client over the socket")
+}
+
+async fn start_etcd() -> (Server, Client) {
+    let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("etcd");
+    let (cport, pport) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{cport}");
+    let peer_url = format!("http://127.0.0.1:{pport}");
+    let child = Command::new(&bin)
+        .args(["--name", "bench", "--data-dir"])
+        .arg(&data)
+        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("bench={peer_url}")])
+        .args(["--quota-backend-bytes", &(8u64 << 30).to_string(), "--log-level", "error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let start = Instant::now();
+    let client = loop {
+        if let Ok(mut c) = Client::connect([client_url.as_str()], None).await {
+            if c.status().await.is_ok() {
+                break c;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "etcd did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let server = Server { name: "etcd", child, db_files: vec![data.join("member")], _dir: dir };
+    (server, client)
+}
+
+/// Latencies of one workload.
+struct Measured {
+    ops: usize,
+    elapsed: Duration,
+    lat: Vec<Duration>,
+}
+
+impl Measured {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> Duration {
+        if self.lat.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut l = self.lat.clone();
+        l.sort();
+        l[((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1]
+    }
+}
+
+fn value(i: usize) -> Vec<u8> {
+    value_of(i, VALUE_SIZE)
+}
+
+fn value_of(i: usize, size: usize) -> Vec<u8> {
+    let mut v = format!("{i:08}").into_bytes();
+    v.resize(size, b'v');
+    v
+}
+
+/// Values for the 10k-key range: the client refuses responses over 4 MiB.
+const RANGE_VALUE_SIZE: usize = 256;
+
+async fn puts(client: &Client, writers: usize, per_writer: usize, prefix: &str, size: usize) -> Measured {
+    let barrier = Arc::new(Barrier::new(writers));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut kv = client.kv_client();
+        let barrier = barrier.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut lat = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let t = Instant::now();
+                kv.put(format!("{prefix}{w:02}/{i:06}"), value_of(i, size), None).await.expect("put");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    Measured { ops: writers * per_writer, elapsed: start.elapsed(), lat }
+}
+
+async fn ranges(client: &Client, prefix: &str, rounds: usize) -> (Measured, usize) {
+    let mut kv = client.kv_client();
+    let mut lat = Vec::new();
+    let mut n = 0;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let r = kv.get(prefix, Some(GetOptions::new().with_prefix())).await.expect("range");
+        lat.push(t.elapsed());
+        n = r.kvs().len();
+    }
+    (Measured { ops: rounds, elapsed: start.elapsed(), lat }, n)
+}
+
+/// 100 watchers on one prefix; one writer puts `events` keys; latency is from the put
+/// being sent to each watcher receiving its event.
+async fn fanout(client: &Client, watchers: usize, events: usize) -> Measured {
+    let prefix = "/bench/watch/";
+    let mut handles = Vec::new();
+    for _ in 0..watchers {
+        let mut wc = client.watch_client();
+        let mut stream = wc.watch(prefix, Some(WatchOptions::new().with_prefix())).await.expect("watch");
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::with_capacity(events);
+            while got.len() < events {
+                let Some(resp) = stream.message().await.expect("watch stream") else { break };
+                let now = Instant::now();
+                for _ in resp.events() {
+                    got.push(now);
+                }
+            }
+            got
+        }));
+    }
+    // Let every watch register before writing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut kv = client.kv_client();
+    let mut sent = Vec::with_capacity(events);
+    let start = Instant::now();
+    for i in 0..events {
+        sent.push(Instant::now());
+        kv.put(format!("{prefix}{i:06}"), value(i), None).await.expect("put");
+    }
+    let mut lat = Vec::new();
+    let mut delivered = 0;
+    for h in handles {
+        let got = h.await.unwrap();
+        delivered += got.len();
+        for (i, t) in got.into_iter().enumerate() {
+            lat.push(t.saturating_duration_since(sent[i]));
+        }
+    }
+    Measured { ops: delivered, elapsed: start.elapsed(), lat }
+}
+
+/// Updates over `keys` keys by 16 writers, each a compare-and-swap like the apiserver's;
+/// every 10k updates the history older than the newest 1000 revisions is compacted.
+async fn churn(client: &Client, keys: usize, total: usize) -> Measured {
+    let prefix = "/bench/churn/";
+    let mut kv = client.kv_client();
+    for k in 0..keys {
+        kv.put(format!("{prefix}{k:04}"), value(0), None).await.expect("seed");
+    }
+    let per_writer = total / WRITERS;
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let mut kv = client.kv_client();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut lat = Vec::with_capacity(per_writer);
+            // Each writer owns keys w, w+16, ...: compare-and-swap never conflicts.
+            let mine: Vec<usize> = (w..keys).step_by(WRITERS).collect();
+            let mut revs = vec![0i64; mine.len()];
+            for i in 0..per_writer {
+                let slot = i % mine.len();
+                let key = format!("{prefix}{:04}", mine[slot]);
+                let t = Instant::now();
+                if revs[slot] == 0 {
+                    let r = kv.get(key.as_str(), None).await.expect("get");
+                    revs[slot] = r.kvs()[0].mod_revision();
+                }
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, revs[slot])])
+                    .and_then([TxnOp::put(key.as_str(), value(i), None)])
+                    .or_else([TxnOp::get(key.as_str(), None)]);
+                let r = kv.txn(txn).await.expect("txn");
+                assert!(r.succeeded(), "churn update conflicted");
+                revs[slot] = r.header().map(|h| h.revision()).unwrap_or(0);
+                lat.push(t.elapsed());
+                if w == 0 && i % (10_000 / WRITERS) == 0 && i > 0 {
+                    let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+                    if rev > 1000 {
+                        let _ = kv.compact(rev - 1000, None).await;
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let m = Measured { ops: per_writer * WRITERS, elapsed: start.elapsed(), lat };
+    let rev = kv.get(prefix, Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+    let rev = rev.header().map(|h| h.revision()).unwrap_or(0);
+    kv.compact(rev, None).await.expect("final compaction");
+    m
+}
+
+struct SideReport {
+    name: &'static str,
+    rows: Vec<(&'static str, Measured)>,
+    db_after_churn: u64,
+    live_bytes: u64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+async fn run_side(name: &str, churn_ops: usize) -> SideReport {
+    let (server, client) = if name == "k3rs" { start_k3rs().await } else { start_etcd().await };
+    eprintln!("== {} ==", server.name);
+    let mut rows = Vec::new();
+    let m = puts(&client, 1, 2000, "/bench/single/", VALUE_SIZE).await;
+    eprintln!("single-writer puts: {:.0} ops/s", m.ops_per_sec());
+    rows.push(("put, 1 writer", m));
+    let m = puts(&client, WRITERS, 1000, "/bench/multi/", VALUE_SIZE).await;
+    eprintln!("16-writer puts: {:.0} ops/s", m.ops_per_sec());
+    rows.push(("put, 16 writers", m));
+    let _ = puts(&client, WRITERS, 10_000 / WRITERS, "/bench/range/", RANGE_VALUE_SIZE).await;
+    let (m, n) = ranges(&client, "/bench/range/", 30).await;
+    assert_eq!(n, 10_000, "range returned {n} keys");
+    eprintln!("range 10k: {:.1} ops/s", m.ops_per_sec());
+    rows.push(("range 10k keys", m));
+    let m = fanout(&client, 100, 1000).await;
+    assert_eq!(m.ops, 100 * 1000, "watchers missed events");
+    eprintln!("watch fan-out: {:.0} events/s", m.ops_per_sec());
+    rows.push(("watch, 100 watchers (events)", m));
+    let keys = 1000;
+    let m = churn(&client, keys, churn_ops).await;
+    eprintln!("churn: {:.0} ops/s", m.ops_per_sec());
+    rows.push(("churn CAS updates", m));
+    // Everything but the churn keys is removed, so the live data is the churn keys alone;
+    // then give the server a moment to finish compacting in the background.
+    let mut kv = client.kv_client();
+    for p in ["/bench/single/", "/bench/multi/", "/bench/range/", "/bench/watch/"] {
+        kv.delete(p, Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("cleanup");
+    }
+    let rev = kv.get("/", None).await.unwrap().header().map(|h| h.revision()).unwrap_or(0);
+    kv.compact(rev, None).await.expect("compact after cleanup");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let live = kv.get("/bench/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let live_bytes: u64 = live.kvs().iter().map(|kv| (kv.key().len() + kv.value().len()) as u64).sum();
+    SideReport {
+        name: server.name,
+        rows,
+        db_after_churn: server.db_bytes(),
+        live_bytes,
+        rss_kib: server.rss_kib("VmRSS:"),
+        hwm_kib: server.rss_kib("VmHWM:"),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let sides: Vec<String> = std::env::var("BENCH_SIDES")
+        .unwrap_or_else(|_| "k3rs,etcd".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let churn_ops: usize = std::env::var("BENCH_CHURN_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let reports: Vec<SideReport> = sides.iter().map(|s| rt.block_on(run_side(s, churn_ops))).collect();
+
+    println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, etcd-client {} on both sides", "0.21");
+    println!("{:<30} {:>6} {:>12} {:>10} {:>10}", "workload", "side", "ops/s", "p50 ms", "p99 ms");
+    let names: Vec<&str> = reports[0].rows.iter().map(|(n, _)| *n).collect();
+    for (i, wl) in names.iter().enumerate() {
+        for r in &reports {
+            let m = &r.rows[i].1;
+            println!("{:<30} {:>6} {:>12.0} {:>10} {:>10}", wl, r.name, m.ops_per_sec(), ms(m.pct(0.50)), ms(m.pct(0.99)));
+        }
+        if reports.len() == 2 {
+            let (a, b) = (&reports[0].rows[i].1, &reports[1].rows[i].1);
+            println!(
+                "{:<30} {:>6} {:>11.2}x {:>10} {:>9.2}x",
+                "",
+                "ratio",
+                a.ops_per_sec() / b.ops_per_sec(),
+                "",
+                a.pct(0.99).as_secs_f64() / b.pct(0.99).as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    println!("\nafter churn ({churn_ops} updates over 1000 keys, compacted):");
+    for r in &reports {
+        println!(
+            "{:>6}: database {:.2} MiB on disk, live data {:.2} MiB ({:.2}x); server RSS {:.1} MiB, peak {:.1} MiB",
+            r.name,
+            r.db_after_churn as f64 / 1048576.0,
+            r.live_bytes as f64 / 1048576.0,
+            r.db_after_churn as f64 / r.live_bytes.max(1) as f64,
+            r.rss_kib as f64 / 1024.0,
+            r.hwm_kib as f64 / 1024.0
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! Unit tests of the SQLite backend's own behaviour: the file, reopening, compaction's
+//! effect on size. The semantics shared with etcd are in tests/store_conformance.rs.
+
+use futures::StreamExt;
+
+use super::*;
+use crate::store::{EventKind, WatchItem};
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("open")
+}
+
+#[tokio::test]
+async fn writes_survive_reopen_with_revisions_and_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    assert_eq!(s.current_revision().await.unwrap(), Revision(1));
+    let lease = s.lease_grant(None, 60).await.unwrap();
+    assert!(s.create(b("/a"), b("1"), None).await.unwrap().is_applied());
+    assert!(s.put(b("/b"), b("2"), Some(lease.id)).await.unwrap().is_applied());
+    assert!(s.update(b("/a"), b("3"), Revision(2), None).await.unwrap().is_applied());
+    assert!(s.delete(b("/b"), None).await.unwrap().is_applied());
+    assert!(s.create(b("/b"), b("4"), None).await.unwrap().is_applied());
+    assert_eq!(s.current_revision().await.unwrap(), Revision(6));
+    s.close().await.unwrap();
+    assert!(matches!(s.current_revision().await, Err(StoreError::Closed)));
+
+    let s = open(&dir).await;
+    assert_eq!(s.current_revision().await.unwrap(), Revision(6));
+    let (_, a) = s.get(b"/a", None).await.unwrap();
+    let a = a.unwrap();
+    assert_eq!((a.value.as_ref(), a.version, a.create_revision, a.mod_revision), (&b"3"[..], 2, Revision(2), Revision(4)));
+    let (_, old_b) = s.get(b"/b", Some(Revision(3))).await.unwrap();
+    assert_eq!(old_b.unwrap().lease, Some(lease.id));
+    let (_, new_b) = s.get(b"/b", None).await.unwrap();
+    assert_eq!(new_b.unwrap().version, 1);
+    assert_eq!(s.leases().await.unwrap(), vec![lease.id]);
+    let mut w = s.watch(KeyRange::prefix(b("/")), Some(Revision(2))).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        match w.stream.next().await.unwrap().unwrap() {
+            WatchItem::Events(evs) => got.extend(evs),
+            WatchItem::Progress(_) => {}
+        }
+    }
+    let kinds: Vec<_> = got.iter().map(|e| (e.kind, e.kv.mod_revision.0)).collect();
+    assert_eq!(
+        kinds,
+        vec![(EventKind::Put, 2), (EventKind::Put, 3), (EventKind::Put, 4), (EventKind::Delete, 5), (EventKind::Put, 6)]
+    );
+    assert_eq!(got[2].prev_kv.as_ref().unwrap().value, b("1"));
+    assert_eq!(got[3].prev_kv.as_ref().unwrap().value, b("2"));
+    assert!(got[4].prev_kv.is_none());
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn foreign_and_newer_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"this is not a database, just some text that is long enough").unwrap();
+    let before = std::fs::read(&junk).unwrap();
+    let err = SqliteStore::open(&junk, SqliteOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(&junk).unwrap(), before);
+
+    let foreign = dir.path().join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let err = SqliteStore::open(&foreign, SqliteOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("not a k3rs database"), "{err}");
+    assert_eq!(std::fs::read(&foreign).unwrap(), before);
+
+    let newer = dir.path().join("newer.db");
+    {
+        let s = SqliteStore::open(&newer, SqliteOptions::default()).unwrap();
+        s.close().await.unwrap();
+        let c = rusqlite::Connection::open(&newer).unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+    }
+    let err = SqliteStore::open(&newer, SqliteOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("newer k3rs"), "{err}");
+}
+
+#[tokio::test]
+async fn churn_with_compaction_keeps_the_file_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let value = Bytes::from(vec![b'x'; 512]);
+    let keys = 100;
+    for round in 0..60 {
+        let mut tasks = Vec::new();
+        for k in 0..keys {
+            let key = b(&format!("/churn/{k:04}"));
+            tasks.push(s.put(key, value.clone(), None));
+        }
+        for t in futures::future::join_all(tasks).await {
+            assert!(t.unwrap().is_applied());
+        }
+        if round % 10 == 9 {
+            let rev = s.current_revision().await.unwrap();
+            s.compact(rev).await.unwrap();
+        }
+    }
+    // Let the idle writer finish compacting and tidy the file.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = s.status().await.unwrap();
+    let db = std::fs::metadata(dir.path().join("state.db")).unwrap().len();
+    let wal = std::fs::metadata(dir.path().join("state.db-wal")).map(|m| m.len()).unwrap_or(0);
+    eprintln!("status {st:?} db {db} wal {wal}");
+    let live = (keys * (512 + 16)) as i64;
+    assert!(st.db_size_in_use < 4 * live + 64 * 1024, "in use {} vs live {live}", st.db_size_in_use);
+    assert!(st.db_size < 8 * live + 256 * 1024, "on disk {} vs live {live}", st.db_size);
+    let all = s.range(&KeyRange::prefix(b("/churn/")), RangeOptions::default()).await.unwrap();
+    assert_eq!(all.count, keys as i64);
+    s.close().await.unwrap();
+}
