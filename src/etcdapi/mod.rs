@@ -8,6 +8,7 @@
 //! Two deliberate differences: a DeleteRange over several keys deletes them one by one, each
 //! at its own revision, and the cluster is always this one member.
 
+mod authority;
 mod cluster;
 mod kv;
 mod lease;
@@ -26,6 +27,7 @@ use etcd_client::proto::{
 };
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tonic::Status;
 
 use crate::store::{KeyValue, Revision, Store, StoreError};
@@ -151,7 +153,8 @@ pub async fn serve_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let serving = server.serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal);
+    let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new));
+    let serving = server.serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(serving);
     let result = tokio::select! {
         res = &mut serving => res,

@@ -512,6 +512,13 @@ impl WatchTask {
                         }
                     }
                     Some(Ok(WatchItem::Progress(revision))) => {
+                        // A watch from a future revision is "caught up" with revisions the
+                        // store has not reached; etcd never reports progress past its own
+                        // revision, and neither do we.
+                        let revision = match self.store.current_revision().await {
+                            Ok(current) => revision.min(current),
+                            Err(err) => return self.end(err).await,
+                        };
                         if std::mem::take(&mut for_stream) {
                             let _ = self.reports.send(Report::Progress { key, revision });
                         }
