@@ -322,22 +322,24 @@ async fn reads(store: &dyn Store, ranges: &[PbRangeRequest]) -> Result<PbTxnResp
 async fn guarded(store: &dyn Store, g: &Guarded) -> Result<PbTxnResponse, Status> {
     let key = Bytes::copy_from_slice(&g.key);
     if let Some(fast) = g.fast_path() {
-        let (outcome, response): (WriteOutcome, fn(&KeyOp, Revision, Option<KeyValue>) -> PbResponseOp) = match fast {
+        let outcome = match fast {
             FastPath::Create(p) => {
                 let (value, lease) = put_payload(p, None)?;
-                (store.create(key.clone(), value, lease).await.map_err(store_status)?, op_put_response)
+                store.create(key.clone(), value, lease).await
             }
             FastPath::Update(p, expected) => {
                 let (value, lease) = put_payload(p, None)?;
-                (store.update(key.clone(), value, expected, lease).await.map_err(store_status)?, op_put_response)
+                store.update(key.clone(), value, expected, lease).await
             }
-            FastPath::Delete(_, expected) => {
-                (store.delete(key.clone(), Some(expected)).await.map_err(store_status)?, op_delete_response)
-            }
+            FastPath::Delete(_, expected) => store.delete(key.clone(), Some(expected)).await,
         };
-        if let WriteOutcome::Applied { revision, prev } = outcome {
-            let responses = vec![response(&g.success[0], revision, prev)];
-            return Ok(PbTxnResponse { header: header(revision), succeeded: true, responses });
+        if let WriteOutcome::Applied { revision, prev } = outcome.map_err(store_status)? {
+            let op = &g.success[0];
+            let response = match op {
+                KeyOp::Delete(_) => op_delete_response(op, revision, prev),
+                _ => op_put_response(op, revision, prev),
+            };
+            return Ok(PbTxnResponse { header: header(revision), succeeded: true, responses: vec![response] });
         }
         // The guard failed: the general path reads the key to answer the failure branch
         // (or finds the guard holding again, if the key changed back meanwhile).
