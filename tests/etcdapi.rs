@@ -11,7 +11,7 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 use k3rs::etcdapi::{serve_with, EtcdApiError, ServeOptions, ETCD_VERSION, MEMBER_ID};
-use k3rs::store::sqlite::SqliteStore;
+use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use k3rs::store::Store;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -32,8 +32,12 @@ impl Server {
     }
 
     async fn start_with(opts: ServeOptions) -> Server {
+        Self::start_on(SqliteOptions::default(), opts).await
+    }
+
+    async fn start_on(store_opts: SqliteOptions, opts: ServeOptions) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"), Default::default()).expect("open store"));
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"), store_opts).expect("open store"));
         let sock = dir.path().join("etcd.sock");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = {
@@ -174,9 +178,50 @@ async fn socket_is_private_and_removed_on_shutdown() {
     let server = Server::start().await;
     let mode = std::fs::metadata(&server.sock).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // Open streams do not hold the shutdown: they are ended, and the client sees it.
+    let mut c = server.client().await;
+    let mut w = c.watch("/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+    assert!(w.message().await.expect("message").expect("created").created());
     let sock = server.sock.clone();
-    server.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(3), server.shutdown()).await.expect("prompt shutdown");
     assert!(!sock.exists(), "socket removed on exit");
+    let end = tokio::time::timeout(Duration::from_secs(3), w.message()).await.expect("stream ended in time");
+    assert!(!matches!(end, Ok(Some(_))), "no more responses after shutdown: {end:?}");
+}
+
+#[tokio::test]
+async fn a_watcher_that_reads_late_misses_nothing() {
+    // A tiny store-side buffer: the watcher falls behind the writer and catches up from
+    // the database, while its client reads nothing at all.
+    let store_opts = SqliteOptions { watch_buffer: 16, ..Default::default() };
+    let server = Server::start_on(store_opts, ServeOptions::default()).await;
+    let mut c = server.client().await;
+    let from = server.revision().await + 1;
+    let mut w = c.watch("/load/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+    assert!(w.message().await.expect("message").expect("created").created());
+    let mut writers = Vec::new();
+    for t in 0..4 {
+        let mut c = server.client().await;
+        writers.push(tokio::spawn(async move {
+            for i in 0..500 {
+                c.put(format!("/load/{t}/{}", i % 50), vec![b'x'; 512], None).await.expect("put");
+            }
+        }));
+    }
+    for wr in writers {
+        wr.await.expect("writer");
+    }
+    let to = server.revision().await;
+    let mut next = from;
+    while next <= to {
+        let resp = tokio::time::timeout(Duration::from_secs(10), w.message()).await.expect("in time").expect("message");
+        for ev in resp.expect("events").events() {
+            assert_eq!(ev.kv().expect("kv").mod_revision(), next, "no gap, no duplicate");
+            next += 1;
+        }
+    }
+    assert_eq!(next, to + 1);
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -564,6 +609,7 @@ async fn range_options_match_etcd() {
     assert!(r.kvs().iter().all(|kv| kv.value().is_empty()) && r.kvs().len() == 3);
     let r = c.get("/s/c", Some(GetOptions::new().with_revision(first))).await.expect("get");
     assert_eq!(r.kvs()[0].value(), b"1");
+    assert_eq!(r.header().expect("header").revision(), server.revision().await, "etcd stamps past reads with now");
 
     // ignore_value keeps the value, and needs the key to exist.
     let lease = c.lease_grant(60, None).await.expect("lease").id();

@@ -210,6 +210,9 @@ pub(crate) async fn range(
         let res = store.range(&keys, opts).await.map_err(store_status)?;
         (res.revision, res.kvs, res.more, res.count)
     };
+    // Like etcd, a read of the past is stamped with the revision current when it ran.
+    let revision =
+        if req.revision > 0 { store.current_revision().await.map_err(store_status)?.max(revision) } else { revision };
     Ok(PbRangeResponse { header: header(revision), kvs: kvs.into_iter().map(pb_kv).collect(), more, count })
 }
 
