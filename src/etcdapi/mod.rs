@@ -7,6 +7,9 @@
 //! several keys, say — get a gRPC error naming what is not supported, never a wrong answer.
 //! Two deliberate differences: a DeleteRange over several keys deletes them one by one, each
 //! at its own revision, and the cluster is always this one member.
+//!
+//! Go clients (etcdctl, kube-apiserver) put the socket path in the HTTP/2 `:authority`,
+//! which the HTTP/2 server would reject; the `authority` module rewrites it on the way in.
 
 mod authority;
 mod cluster;
@@ -137,8 +140,8 @@ pub async fn serve_with(
     let grace = api.opts.shutdown_grace;
 
     let server = tonic::transport::Server::builder()
-        // etcd allows practically unlimited streams per connection; kube-apiserver opens
-        // one watch stream per resource type on a shared connection.
+        // etcd allows practically unlimited streams per connection, and clients such as
+        // kube-apiserver multiplex many long-lived watch streams over one connection.
         .max_concurrent_streams(u32::MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
