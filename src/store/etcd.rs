@@ -1,19 +1,716 @@
 //! The external backend: the same [`Store`](super::Store) over a real etcd cluster.
+//!
+//! Every key lives under [`EtcdOptions::prefix`] in etcd; the prefix is added on the way in
+//! and stripped on the way out, so ranges, watches and lease key lists are relative to it.
+//! Guarded writes are single etcd transactions comparing the key's `mod_revision`, so a
+//! conflict costs one round trip and returns the current value.
+//!
+//! Where etcd and the trait differ:
+//! - etcd does not report its compacted revision. [`EtcdStore::compact_revision`] is the
+//!   highest revision this store compacted to, raised by what compaction errors and watch
+//!   cancellations reveal; a compaction made by another client is only seen once one of
+//!   those happens, and a failed read below it only proves a lower bound.
+//! - Revisions and leases are global to the cluster, not to the prefix: other clients'
+//!   writes advance the revision, and [`Store::leases`] lists every lease of the cluster.
+//! - etcd buffers slow watchers itself, so a watch never ends with
+//!   [`StoreError::WatchLagged`]; it ends with [`StoreError::Compacted`] when etcd cancels it
+//!   because the history it still needed was compacted.
+//! - Progress notifications are etcd's. Before etcd 3.4.24 / 3.5.8 the server may send one
+//!   ahead of events at or below its revision that it has not sent yet (etcd issue 15220);
+//!   from those versions on, it sends none while the watch is still catching up, so ask
+//!   again.
+//! - Only `http://` endpoints: the crate is built without TLS.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_client::proto::{PbKeyValue, PbResponseHeader, PbTxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions,
+    PutOptions, Txn, TxnOp, WatchOptions,
+};
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use super::{
+    prefix_end, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions,
+    RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
+};
+
+/// How long [`EtcdStore::connect`] waits for etcd to answer when no timeout is set.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a watch with a compacted start revision waits for etcd's cancellation, which
+/// carries the exact compacted revision (etcd checks unsynced watchers every 100 ms).
+const COMPACTED_CANCEL_WAIT: Duration = Duration::from_secs(2);
 
 /// Where and how to reach etcd.
 #[derive(Clone, Debug, Default)]
 pub struct EtcdOptions {
-    /// `http://host:port` or `https://host:port` URLs.
+    /// `http://host:port` URLs.
     pub endpoints: Vec<String>,
     /// Every key the store reads or writes is put under this prefix (empty: none).
     pub prefix: Vec<u8>,
+    /// How long to wait for the cluster to answer at connect time (default 10 s).
+    pub connect_timeout: Option<Duration>,
 }
 
 /// See the module documentation.
-pub struct EtcdStore {}
+pub struct EtcdStore {
+    client: RwLock<Option<Client>>,
+    shared: Arc<Shared>,
+}
+
+/// What running watches need from the store.
+struct Shared {
+    prefix: Bytes,
+    /// Highest compacted revision known to this store (see the module documentation).
+    compacted: AtomicI64,
+}
+
+impl Shared {
+    fn full_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(&self.prefix);
+        full.extend_from_slice(key);
+        full
+    }
+
+    /// The etcd key and range end of `range` under the prefix.
+    fn etcd_range(&self, range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
+        let mut key = self.full_key(&range.start);
+        let end = match &range.end {
+            RangeEnd::Single => return (key, Vec::new()),
+            RangeEnd::Before(end) => self.full_key(end),
+            RangeEnd::Unbounded => prefix_end(&self.prefix).map(|e| e.to_vec()).unwrap_or_else(|| vec![0]),
+        };
+        // etcd refuses an empty key; no key sorts between "" and "\0", so the range is the same.
+        if key.is_empty() {
+            key.push(0);
+        }
+        (key, end)
+    }
+
+    fn strip(&self, key: Vec<u8>) -> Option<Bytes> {
+        key.starts_with(&self.prefix).then(|| Bytes::from(key).slice(self.prefix.len()..))
+    }
+
+    /// Converts an etcd key-value; `None` for a key outside the prefix, which no request of
+    /// this store can return.
+    fn kv(&self, kv: PbKeyValue) -> Option<KeyValue> {
+        Some(KeyValue {
+            key: self.strip(kv.key)?,
+            value: Bytes::from(kv.value),
+            create_revision: Revision(kv.create_revision),
+            mod_revision: Revision(kv.mod_revision),
+            version: kv.version,
+            lease: (kv.lease != 0).then_some(LeaseId(kv.lease)),
+        })
+    }
+
+    /// Raises the known compacted revision to at least `rev`; returns the new value.
+    fn learn_compacted(&self, rev: i64) -> Revision {
+        Revision(self.compacted.fetch_max(rev, Ordering::AcqRel).max(rev))
+    }
+}
+
+/// The etcd failures the trait names.
+enum Known {
+    Compacted,
+    FutureRevision,
+    LeaseNotFound,
+    LeaseExists,
+    InvalidArgument(String),
+    Other,
+}
+
+fn classify(err: &etcd_client::Error) -> Known {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            let msg = status.message();
+            if msg.contains("required revision has been compacted") {
+                Known::Compacted
+            } else if msg.contains("is a future revision") {
+                Known::FutureRevision
+            } else if msg.contains("requested lease not found") {
+                Known::LeaseNotFound
+            } else if msg.contains("lease already exists") {
+                Known::LeaseExists
+            } else if status.code() == tonic::Code::InvalidArgument {
+                Known::InvalidArgument(msg.to_string())
+            } else {
+                Known::Other
+            }
+        }
+        // The client reports a keep-alive answered with TTL 0 this way.
+        etcd_client::Error::LeaseKeepAliveError(msg) if msg.contains("not found") => Known::LeaseNotFound,
+        _ => Known::Other,
+    }
+}
+
+/// What a failed request was about, to fill in the error the trait expects.
+#[derive(Default)]
+struct ErrCtx {
+    /// The revision the request asked for.
+    requested: Option<Revision>,
+    /// The compacted revision is at least this when etcd says the request was compacted.
+    compacted_floor: i64,
+    lease: Option<LeaseId>,
+}
+
+fn protocol_error(op: &'static str, what: &str) -> StoreError {
+    StoreError::Etcd { op, source: etcd_client::Error::Internal(what.to_string()) }
+}
+
+fn header_revision(op: &'static str, header: &Option<PbResponseHeader>) -> Result<Revision> {
+    header.as_ref().map(|h| Revision(h.revision)).ok_or_else(|| protocol_error(op, "response without a header"))
+}
+
+fn lease_id(lease: Option<LeaseId>) -> i64 {
+    lease.map_or(0, |l| l.0)
+}
 
 impl EtcdStore {
-    pub async fn connect(_opts: EtcdOptions) -> super::Result<EtcdStore> {
-        unimplemented!("in progress")
+    /// Connects to the cluster and checks that it answers.
+    pub async fn connect(opts: EtcdOptions) -> Result<EtcdStore> {
+        if opts.endpoints.is_empty() {
+            return Err(StoreError::InvalidArgument("no etcd endpoint given".into()));
+        }
+        if let Some(url) = opts.endpoints.iter().find(|e| e.starts_with("https://")) {
+            return Err(StoreError::InvalidArgument(format!("etcd endpoint {url}: TLS is not supported, use http://")));
+        }
+        let timeout = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(&opts.endpoints, Some(connect))
+            .await
+            .map_err(|source| StoreError::Etcd { op: "connect", source })?;
+        let store = EtcdStore {
+            client: RwLock::new(Some(client)),
+            shared: Arc::new(Shared { prefix: Bytes::from(opts.prefix), compacted: AtomicI64::new(0) }),
+        };
+        // The client connects lazily: ask for the revision so a wrong endpoint fails here.
+        match tokio::time::timeout(timeout, store.current_revision()).await {
+            Ok(Ok(rev)) => tracing::debug!(endpoints = ?opts.endpoints, %rev, "connected to etcd"),
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(StoreError::Etcd {
+                    op: "connect",
+                    source: etcd_client::Error::EndpointError(format!(
+                        "no answer from {} within {timeout:?}",
+                        opts.endpoints.join(",")
+                    )),
+                })
+            }
+        }
+        Ok(store)
+    }
+
+    fn client(&self) -> Result<Client> {
+        // A poisoned lock only means another thread panicked while swapping the client out.
+        let guard = self.client.read().unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or(StoreError::Closed)
+    }
+
+    /// Turns an etcd failure of `op` into the trait's error.
+    async fn fail(&self, op: &'static str, err: etcd_client::Error, ctx: ErrCtx) -> StoreError {
+        match (classify(&err), ctx.requested, ctx.lease) {
+            (Known::Compacted, Some(requested), _) => {
+                StoreError::Compacted { requested, compacted: self.shared.learn_compacted(ctx.compacted_floor) }
+            }
+            (Known::FutureRevision, Some(requested), _) => {
+                let current = self.latest_revision().await.unwrap_or(Revision(requested.0 - 1));
+                StoreError::FutureRevision { requested, current }
+            }
+            (Known::LeaseNotFound, _, Some(lease)) => StoreError::LeaseNotFound(lease),
+            (Known::LeaseExists, _, Some(lease)) => StoreError::LeaseExists(lease),
+            (Known::InvalidArgument(msg), _, _) => StoreError::InvalidArgument(msg),
+            _ => StoreError::Etcd { op, source: err },
+        }
+    }
+
+    /// The cluster's revision, from the header of the cheapest read there is.
+    async fn latest_revision(&self) -> Result<Revision> {
+        let key = if self.shared.prefix.is_empty() { vec![0] } else { self.shared.prefix.to_vec() };
+        let resp = self
+            .client()?
+            .kv_client()
+            .get(key, Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|source| StoreError::Etcd { op: "read the revision", source })?;
+        header_revision("read the revision", &resp.0.header)
+    }
+
+    /// Checks that a read at `rev` is allowed, for requests etcd cannot answer by itself.
+    async fn check_readable(&self, op: &'static str, rev: Option<Revision>) -> Result<Revision> {
+        let key = if self.shared.prefix.is_empty() { vec![0] } else { self.shared.prefix.to_vec() };
+        let mut get = GetOptions::new().with_count_only();
+        if let Some(rev) = rev {
+            get = get.with_revision(rev.0);
+        }
+        match self.client()?.kv_client().get(key, Some(get)).await {
+            Ok(resp) => Ok(rev.unwrap_or(header_revision(op, &resp.0.header)?)),
+            Err(err) => {
+                let floor = rev.map_or(0, |r| r.0 + 1);
+                Err(self.fail(op, err, ErrCtx { requested: rev, compacted_floor: floor, ..Default::default() }).await)
+            }
+        }
+    }
+
+    /// Reads `key` inside the guard of a failed transaction.
+    fn current_of(&self, op: &'static str, resp: Option<PbTxnOpResponse>) -> Result<Option<KeyValue>> {
+        match resp {
+            Some(PbTxnOpResponse::ResponseRange(range)) => {
+                Ok(range.kvs.into_iter().next().and_then(|kv| self.shared.kv(kv)))
+            }
+            _ => Err(protocol_error(op, "transaction answered without the read of the key")),
+        }
+    }
+
+    /// Runs a transaction guarded by `compare` that does `then` on success and reads `key`
+    /// on failure.
+    async fn guarded(
+        &self,
+        op: &'static str,
+        key: Vec<u8>,
+        compare: Compare,
+        then: TxnOp,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome> {
+        let txn = Txn::new().when(vec![compare]).and_then(vec![then]).or_else(vec![TxnOp::get(key, None)]);
+        let resp = match self.client()?.kv_client().txn(txn).await {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail(op, err, ErrCtx { lease, ..Default::default() }).await),
+        };
+        let revision = header_revision(op, &resp.header)?;
+        let first = resp.responses.into_iter().next().and_then(|r| r.response);
+        if !resp.succeeded {
+            return Ok(WriteOutcome::Failed { current: self.current_of(op, first)? });
+        }
+        let prev = match first {
+            Some(PbTxnOpResponse::ResponsePut(put)) => put.prev_kv,
+            Some(PbTxnOpResponse::ResponseDeleteRange(del)) => {
+                if del.deleted == 0 {
+                    // The guard held, so the key existed at that revision and etcd deleted it.
+                    return Err(protocol_error(op, "guarded delete deleted nothing"));
+                }
+                del.prev_kvs.into_iter().next()
+            }
+            _ => return Err(protocol_error(op, "transaction answered without the write")),
+        };
+        Ok(WriteOutcome::Applied { revision, prev: prev.and_then(|kv| self.shared.kv(kv)) })
+    }
+
+    /// The outcome of a write whose guard cannot hold (an expected revision no write has):
+    /// the key's current value, read without writing.
+    async fn failed_guard(&self, op: &'static str, key: &[u8]) -> Result<WriteOutcome> {
+        let resp = match self.client()?.kv_client().get(self.shared.full_key(key), None).await {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail(op, err, ErrCtx::default()).await),
+        };
+        Ok(WriteOutcome::Failed { current: resp.kvs.into_iter().next().and_then(|kv| self.shared.kv(kv)) })
+    }
+
+    /// Waits for etcd to cancel a watch whose start was compacted, for the exact compacted
+    /// revision it reports.
+    async fn compacted_watch_error(
+        &self,
+        responses: &mut etcd_client::WatchResponseStream,
+        requested: Revision,
+    ) -> StoreError {
+        let wait = async {
+            while let Ok(Some(resp)) = responses.message().await {
+                if resp.0.canceled && resp.0.compact_revision > 0 {
+                    return Some(resp.0.compact_revision);
+                }
+            }
+            None
+        };
+        let exact = tokio::time::timeout(COMPACTED_CANCEL_WAIT, wait).await.ok().flatten();
+        let compacted = self.shared.learn_compacted(exact.unwrap_or(requested.0 + 1));
+        StoreError::Compacted { requested, compacted }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn current_revision(&self) -> Result<Revision> {
+        self.latest_revision().await
+    }
+
+    async fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        if let Some(rev) = opts.revision.filter(|r| r.0 <= 0) {
+            return Err(StoreError::InvalidArgument(format!("read at revision {rev}: revisions start at 1")));
+        }
+        if range.is_empty() {
+            // etcd has no encoding for an empty range, but the revision must still be checked.
+            let revision = self.check_readable("read a range", opts.revision).await?;
+            return Ok(RangeResult { revision, kvs: Vec::new(), more: false, count: 0 });
+        }
+        let (key, end) = self.shared.etcd_range(range);
+        let mut get = GetOptions::new();
+        if !end.is_empty() {
+            get = get.with_range(end);
+        }
+        if let Some(rev) = opts.revision {
+            get = get.with_revision(rev.0);
+        }
+        // etcd reads a limit of 0 as "no limit"; the trait means no key at all.
+        let count_only = opts.count_only || opts.limit == Some(0);
+        if let Some(limit) = opts.limit.filter(|l| *l > 0) {
+            get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        if opts.keys_only {
+            get = get.with_keys_only();
+        }
+        if count_only {
+            get = get.with_count_only();
+        }
+        let resp = match self.client()?.kv_client().get(key, Some(get)).await {
+            Ok(resp) => resp.0,
+            Err(err) => {
+                let floor = opts.revision.map_or(0, |r| r.0 + 1);
+                let ctx = ErrCtx { requested: opts.revision, compacted_floor: floor, ..Default::default() };
+                return Err(self.fail("read a range", err, ctx).await);
+            }
+        };
+        // etcd's header always carries the latest revision, even for a read in the past.
+        let revision = match opts.revision {
+            Some(rev) => rev,
+            None => header_revision("read a range", &resp.header)?,
+        };
+        let kvs: Vec<KeyValue> = resp.kvs.into_iter().filter_map(|kv| self.shared.kv(kv)).collect();
+        let more = if opts.limit == Some(0) && !opts.count_only { resp.count > 0 } else { resp.more };
+        Ok(RangeResult { revision, kvs, more, count: resp.count })
+    }
+
+    async fn create(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome> {
+        let full = self.shared.full_key(&key);
+        let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, 0);
+        let put = TxnOp::put(full.clone(), value.to_vec(), Some(PutOptions::new().with_lease(lease_id(lease))));
+        self.guarded("create a key", full, compare, put, lease).await
+    }
+
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome> {
+        if expected.0 <= 0 {
+            // mod_revision == 0 holds for an absent key, which an update must not create.
+            return self.failed_guard("update a key", &key).await;
+        }
+        let full = self.shared.full_key(&key);
+        let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, expected.0);
+        let options = PutOptions::new().with_lease(lease_id(lease)).with_prev_key();
+        let put = TxnOp::put(full.clone(), value.to_vec(), Some(options));
+        self.guarded("update a key", full, compare, put, lease).await
+    }
+
+    async fn put(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome> {
+        let options = PutOptions::new().with_lease(lease_id(lease)).with_prev_key();
+        let resp = match self.client()?.kv_client().put(self.shared.full_key(&key), value.to_vec(), Some(options)).await
+        {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail("put a key", err, ErrCtx { lease, ..Default::default() }).await),
+        };
+        let revision = header_revision("put a key", &resp.header)?;
+        Ok(WriteOutcome::Applied { revision, prev: resp.prev_kv.and_then(|kv| self.shared.kv(kv)) })
+    }
+
+    async fn delete(&self, key: Bytes, expected: Option<Revision>) -> Result<WriteOutcome> {
+        let full = self.shared.full_key(&key);
+        match expected {
+            None => {
+                let resp =
+                    match self.client()?.kv_client().delete(full, Some(DeleteOptions::new().with_prev_key())).await {
+                        Ok(resp) => resp.0,
+                        Err(err) => return Err(self.fail("delete a key", err, ErrCtx::default()).await),
+                    };
+                if resp.deleted == 0 {
+                    return Ok(WriteOutcome::Failed { current: None });
+                }
+                let revision = header_revision("delete a key", &resp.header)?;
+                let prev = resp.prev_kvs.into_iter().next().and_then(|kv| self.shared.kv(kv));
+                Ok(WriteOutcome::Applied { revision, prev })
+            }
+            Some(expected) if expected.0 <= 0 => self.failed_guard("delete a key", &key).await,
+            Some(expected) => {
+                let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, expected.0);
+                let delete = TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()));
+                self.guarded("delete a key", full, compare, delete, None).await
+            }
+        }
+    }
+
+    async fn watch(&self, range: KeyRange, start: Option<Revision>) -> Result<Watch> {
+        if let Some(rev) = start.filter(|r| r.0 <= 0) {
+            return Err(StoreError::InvalidArgument(format!("watch from revision {rev}: revisions start at 1")));
+        }
+        if range.is_empty() {
+            return Err(StoreError::InvalidArgument("watch of an empty range".into()));
+        }
+        let (key, end) = self.shared.etcd_range(&range);
+        let mut options = WatchOptions::new().with_prev_key();
+        if !end.is_empty() {
+            options = options.with_range(end);
+        }
+        if let Some(rev) = start {
+            options = options.with_start_revision(rev.0);
+        }
+        let stream = match self.client()?.watch_client().watch(key, Some(options)).await {
+            Ok(stream) => stream,
+            Err(err) => return Err(self.fail("start a watch", err, ErrCtx::default()).await),
+        };
+        let (sender, mut responses) = stream.split();
+        // Wait for etcd to register the watch, so that a write made after this returns is
+        // seen by a watch without a start revision.
+        let created = match responses.message().await {
+            Ok(Some(resp)) => resp.0,
+            Ok(None) => return Err(protocol_error("start a watch", "etcd closed the watch stream")),
+            Err(err) => return Err(self.fail("start a watch", err, ErrCtx::default()).await),
+        };
+        if created.canceled {
+            if created.compact_revision > 0 {
+                let requested = start.unwrap_or_default();
+                let compacted = self.shared.learn_compacted(created.compact_revision);
+                return Err(StoreError::Compacted { requested, compacted });
+            }
+            return Err(StoreError::Etcd {
+                op: "start a watch",
+                source: etcd_client::Error::WatchError(created.cancel_reason),
+            });
+        }
+        if !created.created {
+            return Err(protocol_error("start a watch", "etcd answered the watch request without creating it"));
+        }
+        // etcd accepts a compacted start and cancels the watch later; fail now instead.
+        if let Some(rev) = start {
+            match self.check_readable("start a watch", Some(rev)).await {
+                Ok(_) | Err(StoreError::FutureRevision { .. }) => {}
+                Err(StoreError::Compacted { requested, .. }) => {
+                    return Err(self.compacted_watch_error(&mut responses, requested).await);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let next = match start {
+            Some(rev) => rev,
+            None => Revision(created.header.as_ref().map_or(0, |h| h.revision) + 1),
+        };
+        let progress = Arc::new(Notify::new());
+        let state = WatchState {
+            sender,
+            responses,
+            progress: progress.clone(),
+            shared: self.shared.clone(),
+            watch_id: created.watch_id,
+            next,
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            let item = state.next_item().await?;
+            Some((item, state))
+        });
+        Ok(Watch::new(stream.boxed(), Arc::new(move || progress.notify_one())))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        match self.client()?.kv_client().compact(revision.0, None).await {
+            Ok(_) => {
+                self.shared.learn_compacted(revision.0);
+                Ok(())
+            }
+            Err(err) => {
+                let ctx = ErrCtx { requested: Some(revision), compacted_floor: revision.0, ..Default::default() };
+                Err(self.fail("compact", err, ctx).await)
+            }
+        }
+    }
+
+    async fn compact_revision(&self) -> Result<Revision> {
+        self.client()?;
+        Ok(Revision(self.shared.compacted.load(Ordering::Acquire)))
+    }
+
+    async fn lease_grant(&self, id: Option<LeaseId>, ttl: i64) -> Result<LeaseGrant> {
+        let options = id.map(|id| LeaseGrantOptions::new().with_id(id.0));
+        let resp = match self.client()?.lease_client().grant(ttl, options).await {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail("grant a lease", err, ErrCtx { lease: id, ..Default::default() }).await),
+        };
+        if !resp.error.is_empty() {
+            return Err(StoreError::Etcd { op: "grant a lease", source: etcd_client::Error::Internal(resp.error) });
+        }
+        Ok(LeaseGrant { id: LeaseId(resp.id), ttl: resp.ttl })
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<()> {
+        match self.client()?.lease_client().revoke(id.0).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.fail("revoke a lease", err, ErrCtx { lease: Some(id), ..Default::default() }).await),
+        }
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64> {
+        let ctx = || ErrCtx { lease: Some(id), ..Default::default() };
+        // The client's keep-alive renews once to check the lease exists but keeps that
+        // answer's TTL to itself; renew once more on the same stream to read it.
+        let (mut keeper, mut answers) = match self.client()?.lease_client().keep_alive(id.0).await {
+            Ok(pair) => pair,
+            Err(err) => return Err(self.fail("renew a lease", err, ctx()).await),
+        };
+        if let Err(err) = keeper.keep_alive().await {
+            return Err(self.fail("renew a lease", err, ctx()).await);
+        }
+        match answers.message().await {
+            Ok(Some(resp)) if resp.0.ttl > 0 => Ok(resp.0.ttl),
+            Ok(Some(_)) => Err(StoreError::LeaseNotFound(id)),
+            Ok(None) => Err(protocol_error("renew a lease", "etcd closed the keep-alive stream")),
+            Err(err) => Err(self.fail("renew a lease", err, ctx()).await),
+        }
+    }
+
+    async fn lease_status(&self, id: LeaseId) -> Result<Option<LeaseStatus>> {
+        let resp = match self
+            .client()?
+            .lease_client()
+            .time_to_live(id.0, Some(LeaseTimeToLiveOptions::new().with_keys()))
+            .await
+        {
+            Ok(resp) => resp.0,
+            Err(err) => {
+                return match self.fail("read a lease", err, ErrCtx { lease: Some(id), ..Default::default() }).await {
+                    StoreError::LeaseNotFound(_) => Ok(None),
+                    err => Err(err),
+                }
+            }
+        };
+        // etcd answers TTL -1 for a lease it does not have.
+        if resp.ttl < 0 {
+            return Ok(None);
+        }
+        // Other clients may attach keys outside the prefix to the lease: those are not ours.
+        let mut keys: Vec<Bytes> = resp.keys.into_iter().filter_map(|k| self.shared.strip(k)).collect();
+        keys.sort();
+        Ok(Some(LeaseStatus { id, granted_ttl: resp.granted_ttl, ttl: resp.ttl, keys }))
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseId>> {
+        match self.client()?.lease_client().leases().await {
+            Ok(resp) => Ok(resp.0.leases.into_iter().map(|l| LeaseId(l.id)).collect()),
+            Err(err) => Err(self.fail("list leases", err, ErrCtx::default()).await),
+        }
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        let resp = match self.client()?.maintenance_client().status().await {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail("read the status", err, ErrCtx::default()).await),
+        };
+        let revision = header_revision("read the status", &resp.header)?;
+        // etcd before 3.4 does not report the size in use.
+        let db_size_in_use = if resp.db_size_in_use > 0 { resp.db_size_in_use } else { resp.db_size };
+        Ok(StoreStatus {
+            revision,
+            compact_revision: Revision(self.shared.compacted.load(Ordering::Acquire)),
+            db_size: resp.db_size,
+            db_size_in_use,
+            backend: format!("etcd {}", resp.version),
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        let mut guard = self.client.write().unwrap_or_else(|e| e.into_inner());
+        // Dropping the client closes its channel once running requests and watches end.
+        guard.take();
+        Ok(())
+    }
+}
+
+/// One etcd watch stream carrying one watch.
+struct WatchState {
+    sender: etcd_client::WatchRequestSender,
+    responses: etcd_client::WatchResponseStream,
+    progress: Arc<Notify>,
+    shared: Arc<Shared>,
+    watch_id: i64,
+    /// The lowest revision not delivered yet: where a cancelled watch would resume.
+    next: Revision,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next_item(&mut self) -> Option<Result<WatchItem>> {
+        while !self.done {
+            let resp = tokio::select! {
+                resp = self.responses.message() => resp,
+                _ = self.progress.notified() => {
+                    if let Err(err) = self.sender.request_progress().await {
+                        // The request side only fails once the stream is gone, which the
+                        // response side reports.
+                        tracing::debug!(error = %err, "etcd watch: progress request not sent");
+                    }
+                    continue;
+                }
+            };
+            let resp = match resp {
+                Ok(Some(resp)) => resp.0,
+                Ok(None) => {
+                    self.done = true;
+                    return Some(Err(protocol_error("watch", "etcd closed the watch stream")));
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(StoreError::Etcd { op: "watch", source }));
+                }
+            };
+            if resp.canceled {
+                self.done = true;
+                if resp.compact_revision > 0 {
+                    let compacted = self.shared.learn_compacted(resp.compact_revision);
+                    return Some(Err(StoreError::Compacted { requested: self.next, compacted }));
+                }
+                let source = etcd_client::Error::WatchError(resp.cancel_reason);
+                return Some(Err(StoreError::Etcd { op: "watch", source }));
+            }
+            if !resp.events.is_empty() {
+                let mut events = Vec::with_capacity(resp.events.len());
+                for ev in resp.events {
+                    let kind = match ev.r#type {
+                        0 => EventKind::Put,
+                        1 => EventKind::Delete,
+                        other => {
+                            self.done = true;
+                            return Some(Err(protocol_error("watch", &format!("unknown event type {other}"))));
+                        }
+                    };
+                    let Some(kv) = ev.kv.and_then(|kv| self.shared.kv(kv)) else {
+                        self.done = true;
+                        return Some(Err(protocol_error("watch", "event without a key in the watched range")));
+                    };
+                    let prev_kv = ev.prev_kv.and_then(|kv| self.shared.kv(kv));
+                    events.push(Event { kind, kv, prev_kv });
+                }
+                if let Some(last) = events.last() {
+                    self.next = last.revision().next();
+                }
+                return Some(Ok(WatchItem::Events(events)));
+            }
+            // A response without events that is not about creation is progress: either the
+            // answer to a progress request (watch id -1) or etcd's periodic notification.
+            if !resp.created && (resp.watch_id == -1 || resp.watch_id == self.watch_id) {
+                if let Some(header) = resp.header {
+                    return Some(Ok(WatchItem::Progress(Revision(header.revision))));
+                }
+            }
+        }
+        None
     }
 }
