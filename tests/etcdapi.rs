@@ -11,6 +11,7 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 use k3rs::etcdapi::{serve_with, EtcdApiError, ServeOptions, ETCD_VERSION, MEMBER_ID};
+use k3rs::store::etcd::{EtcdOptions, EtcdStore};
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use k3rs::store::Store;
 use serde_json::Value;
@@ -18,10 +19,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod common;
+use common::etcd::EtcdServer;
+
 struct Server {
     _dir: tempfile::TempDir,
     sock: PathBuf,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    /// Keeps an external backend (a throwaway etcd) alive as long as the server.
+    _backend: Option<EtcdServer>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), EtcdApiError>>>,
 }
@@ -38,10 +44,29 @@ impl Server {
     async fn start_on(store_opts: SqliteOptions, opts: ServeOptions) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"), store_opts).expect("open store"));
+        Self::serve(dir, store, None, opts).await
+    }
+
+    /// The API over the etcd backend, itself over a throwaway etcd 3.4.
+    async fn start_over_etcd() -> Server {
+        let etcd = EtcdServer::start().await;
+        let opts =
+            EtcdOptions { endpoints: vec![etcd.endpoint.clone()], prefix: b"/k3rs/".to_vec(), ..Default::default() };
+        let store = Arc::new(EtcdStore::connect(opts).await.expect("connect to etcd"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::serve(dir, store, Some(etcd), ServeOptions::default()).await
+    }
+
+    async fn serve(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        backend: Option<EtcdServer>,
+        opts: ServeOptions,
+    ) -> Server {
         let sock = dir.path().join("etcd.sock");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = {
-            let store: Arc<dyn Store> = store.clone();
+            let store = store.clone();
             let sock = sock.clone();
             tokio::spawn(async move {
                 serve_with(
@@ -61,7 +86,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Server { _dir: dir, sock, store, stop: Some(stop), task: Some(task) }
+        Server { _dir: dir, sock, store, _backend: backend, stop: Some(stop), task: Some(task) }
     }
 
     async fn client(&self) -> Client {
@@ -396,6 +421,19 @@ fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> i64 {
 #[tokio::test]
 async fn kubernetes_shaped_transactions() {
     let server = Server::start().await;
+    kubernetes_transactions(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubernetes_transactions_and_watches_over_the_etcd_backend() {
+    let server = Server::start_over_etcd().await;
+    kubernetes_transactions(&server).await;
+    watch_old_revision_then_live(&server).await;
+    server.shutdown().await;
+}
+
+async fn kubernetes_transactions(server: &Server) {
     let mut c = server.client().await;
     let key = "/registry/configmaps/default/cm";
     let create =
@@ -506,7 +544,6 @@ async fn kubernetes_shaped_transactions() {
         }
         other => panic!("unexpected responses {other:?}"),
     }
-    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -627,6 +664,11 @@ async fn range_options_match_etcd() {
 #[tokio::test]
 async fn watch_from_an_old_revision_with_prev_kv_then_live() {
     let server = Server::start().await;
+    watch_old_revision_then_live(&server).await;
+    server.shutdown().await;
+}
+
+async fn watch_old_revision_then_live(server: &Server) {
     let mut c = server.client().await;
     let r1 = c.put("/pods/a", "1", None).await.expect("put").header().expect("header").revision();
     c.put("/pods/a", "2", None).await.expect("put");
@@ -695,7 +737,6 @@ async fn watch_from_an_old_revision_with_prev_kv_then_live() {
     c.delete("/pods/d", None).await.expect("delete");
     let resp = w.message().await.expect("message").expect("only the second watch remains");
     assert_eq!((resp.watch_id(), resp.events()[0].event_type()), (id2, EventType::Delete));
-    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -111,6 +111,10 @@ impl ProgressRound {
         self.waiting.is_some()
     }
 
+    fn waiting(&self) -> Vec<WatchKey> {
+        self.waiting.iter().flatten().copied().collect()
+    }
+
     fn begin(&mut self, watches: impl IntoIterator<Item = WatchKey>) {
         self.waiting = Some(watches.into_iter().collect());
         self.lowest = None;
@@ -238,6 +242,13 @@ impl Session {
                     self.begin_round();
                 } else {
                     self.round.again = true;
+                    // A store may drop a progress request made while a watch was catching
+                    // up (etcd does); the client asking again is the cue to ask again.
+                    for key in self.round.waiting() {
+                        if let Some(h) = self.watches.get(&key.0) {
+                            let _ = h.progress.send(());
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -551,7 +562,9 @@ impl WatchTask {
                     None => return,
                 },
                 _ = ticker.tick(), if self.progress_every.is_some() => {
-                    if quiet && !for_self {
+                    // Asked again even when the last request is unanswered: a store may
+                    // drop requests made while the watch was catching up.
+                    if quiet {
                         for_self = true;
                         watch.request_progress();
                     }
@@ -672,6 +685,7 @@ mod tests {
         round.begin([(0, 0), (1, 1)]);
         assert!(round.active());
         round.report((1, 1), Revision(12));
+        assert_eq!(round.waiting(), [(0, 0)]);
         assert_eq!(round.complete(), None);
         round.join((2, 2));
         round.report((0, 0), Revision(10));
