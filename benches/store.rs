@@ -383,7 +383,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let reports: Vec<SideReport> = sides.iter().map(|s| rt.block_on(run_side(s, churn_ops))).collect();
 
-    println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, etcd-client {} on both sides", "0.21");
+    println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, etcd-client 0.21 on both sides");
     println!("{:<30} {:>6} {:>12} {:>10} {:>10}", "workload", "side", "ops/s", "p50 ms", "p99 ms");
     let names: Vec<&str> = reports[0].rows.iter().map(|(n, _)| *n).collect();
     for (i, wl) in names.iter().enumerate() {

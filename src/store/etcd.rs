@@ -19,8 +19,13 @@
 //!   ahead of events at or below its revision that it has not sent yet (etcd issue 15220);
 //!   from those versions on, it sends none while the watch is still catching up, so ask
 //!   again.
-//! - Only `http://` endpoints: the crate is built without TLS.
+//!
+//! TLS: `https://` endpoints need [`EtcdOptions::ca_file`], the CA that signed etcd's
+//! server certificate; no system roots are consulted. A client certificate and key are
+//! presented when given (etcd's `--client-cert-auth` requires them). All endpoints use the
+//! same scheme, and TLS files with `http://` endpoints are refused as a likely mistake.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,8 +33,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbResponseHeader, PbTxnOpResponse};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions,
-    PutOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity, LeaseGrantOptions,
+    LeaseTimeToLiveOptions, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use futures::StreamExt;
 use tokio::sync::Notify;
@@ -49,12 +54,175 @@ const COMPACTED_CANCEL_WAIT: Duration = Duration::from_secs(2);
 /// Where and how to reach etcd.
 #[derive(Clone, Debug, Default)]
 pub struct EtcdOptions {
-    /// `http://host:port` URLs.
+    /// `http://host:port` or `https://host:port` URLs, all with the same scheme.
     pub endpoints: Vec<String>,
     /// Every key the store reads or writes is put under this prefix (empty: none).
     pub prefix: Vec<u8>,
     /// How long to wait for the cluster to answer at connect time (default 10 s).
     pub connect_timeout: Option<Duration>,
+    /// PEM file of the CA certificates that etcd's server certificate must chain to;
+    /// required for `https://` endpoints. Read at connect.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate to present to etcd; needs [`Self::key_file`].
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the private key of [`Self::cert_file`].
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdOptions {
+    /// The TLS configuration the options ask for: `None` for `http://` endpoints. Checks
+    /// that the options agree with each other and reads the files.
+    async fn tls(&self) -> Result<Option<(TlsOptions, TlsFiles)>> {
+        let https: Vec<&String> = self.endpoints.iter().filter(|e| e.starts_with("https://")).collect();
+        if https.is_empty() {
+            let given =
+                [("CA", &self.ca_file), ("client certificate", &self.cert_file), ("client key", &self.key_file)];
+            if let Some((what, Some(path))) = given.into_iter().find(|(_, path)| path.is_some()) {
+                return Err(StoreError::InvalidArgument(format!(
+                    "etcd {what} file {} given, but endpoint {} is not https://: use https:// endpoints with TLS \
+                     files, or drop the files",
+                    path.display(),
+                    self.endpoints.join(",")
+                )));
+            }
+            return Ok(None);
+        }
+        if https.len() < self.endpoints.len() {
+            return Err(StoreError::InvalidArgument(format!(
+                "etcd endpoints {} mix https:// with other schemes: use https:// for all of them",
+                self.endpoints.join(",")
+            )));
+        }
+        let client_pair = match (&self.cert_file, &self.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(cert), None) => {
+                return Err(StoreError::InvalidArgument(format!(
+                    "etcd client certificate file {} given without its key file",
+                    cert.display()
+                )))
+            }
+            (None, Some(key)) => {
+                return Err(StoreError::InvalidArgument(format!(
+                    "etcd client key file {} given without its certificate file",
+                    key.display()
+                )))
+            }
+        };
+        let Some(ca) = &self.ca_file else {
+            return Err(StoreError::InvalidArgument(format!(
+                "etcd endpoint {} is https:// but no CA file was given: the server's certificate can only be \
+                 verified against a CA file (no system roots are used)",
+                https[0]
+            )));
+        };
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read_pem(ca, "CA", "CERTIFICATE").await?));
+        if let Some((cert, key)) = client_pair {
+            tls = tls.identity(Identity::from_pem(
+                read_pem(cert, "client certificate", "CERTIFICATE").await?,
+                read_pem(key, "client key", "PRIVATE KEY").await?,
+            ));
+        }
+        let files = TlsFiles { ca: ca.clone(), client: client_pair.map(|(c, k)| (c.clone(), k.clone())) };
+        Ok(Some((tls, files)))
+    }
+}
+
+/// Reads the `what` PEM file at `path`, which must hold a block whose label ends in
+/// `label`; the TLS stack's own parse errors do not say which file was wrong.
+async fn read_pem(path: &Path, what: &str, label: &str) -> Result<Vec<u8>> {
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|e| StoreError::InvalidArgument(format!("read the etcd {what} file {}: {e}", path.display())))?;
+    let marker = format!("{label}-----");
+    let has_block = String::from_utf8_lossy(&pem).lines().any(|l| l.starts_with("-----BEGIN ") && l.ends_with(&marker));
+    if !has_block {
+        return Err(StoreError::InvalidArgument(format!(
+            "etcd {what} file {} holds no PEM {label} block",
+            path.display()
+        )));
+    }
+    Ok(pem)
+}
+
+/// The files a TLS connection was set up from, to name the likely culprit when it fails.
+struct TlsFiles {
+    ca: PathBuf,
+    /// The client certificate and key.
+    client: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsFiles {
+    /// The error for TLS files the TLS stack refused before connecting (a key that does
+    /// not match its certificate, a PEM block that does not parse).
+    fn unusable(&self, err: &etcd_client::Error) -> StoreError {
+        let cause = root_cause(err);
+        match &self.client {
+            Some((cert, key)) if cause.contains("keys may not be consistent") => StoreError::InvalidArgument(format!(
+                "etcd client key file {} does not belong to client certificate file {} ({cause})",
+                key.display(),
+                cert.display()
+            )),
+            Some((cert, key)) => StoreError::InvalidArgument(format!(
+                "etcd TLS files (CA {}, client certificate {}, client key {}) cannot be used: {cause}",
+                self.ca.display(),
+                cert.display(),
+                key.display()
+            )),
+            None => StoreError::InvalidArgument(format!("etcd CA file {} cannot be used: {cause}", self.ca.display())),
+        }
+    }
+
+    /// Explains a failed first request over TLS when the handshake is the likely cause;
+    /// other failures are returned as they are.
+    fn handshake_failure(&self, endpoints: &str, err: StoreError) -> StoreError {
+        let StoreError::Etcd { source, .. } = &err else { return err };
+        let cause = root_cause(source);
+        let client_hint = || match &self.client {
+            Some((cert, _)) => format!(
+                "etcd refused the client certificate {}; it accepts only certificates signed by a CA it trusts",
+                cert.display()
+            ),
+            None => "etcd requires a client certificate; give a client certificate and key file".to_string(),
+        };
+        let (what, hint) = if cause.contains("invalid peer certificate") {
+            (
+                "TLS handshake failed",
+                format!("etcd's server certificate does not verify against the CA file {}", self.ca.display()),
+            )
+        } else if cause.contains("received fatal alert") {
+            ("TLS handshake failed", client_hint())
+        } else if ["connection closed", "connection reset", "broken pipe"]
+            .iter()
+            .any(|c| cause.to_lowercase().contains(c))
+        {
+            // With TLS 1.3 the server checks the client's certificate after the client
+            // considers the handshake done, so a refusal may only show as a closed
+            // connection when the first request races the server's alert.
+            ("etcd closed the TLS connection before answering", format!("most likely {}", client_hint()))
+        } else {
+            return err;
+        };
+        StoreError::Etcd {
+            op: "connect",
+            source: etcd_client::Error::EndpointError(format!("{endpoints}: {what} ({cause}): {hint}")),
+        }
+    }
+}
+
+/// The text of the innermost error under `err`: the TLS stack's own words, without the
+/// layers of transport errors around them.
+fn root_cause(err: &etcd_client::Error) -> String {
+    // etcd_client::Error does not report its sources itself.
+    let mut inner: &(dyn std::error::Error + 'static) = match err {
+        etcd_client::Error::GRpcStatus(status) => status,
+        etcd_client::Error::TransportError(transport) => transport,
+        other => other,
+    };
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
 }
 
 /// See the module documentation.
@@ -178,17 +346,23 @@ impl EtcdStore {
         if opts.endpoints.is_empty() {
             return Err(StoreError::InvalidArgument("no etcd endpoint given".into()));
         }
-        if let Some(url) = opts.endpoints.iter().find(|e| e.starts_with("https://")) {
-            return Err(StoreError::InvalidArgument(format!("etcd endpoint {url}: TLS is not supported, use http://")));
-        }
+        let (tls, tls_files) = opts.tls().await?.unzip();
         let timeout = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let connect = ConnectOptions::new()
+        let mut connect = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
-        let client = Client::connect(&opts.endpoints, Some(connect))
-            .await
-            .map_err(|source| StoreError::Etcd { op: "connect", source })?;
+        if let Some(tls) = tls {
+            connect = connect.with_tls(tls);
+        }
+        let client = Client::connect(&opts.endpoints, Some(connect)).await.map_err(|source| {
+            // Building the TLS configuration is the only transport work done before the
+            // first request.
+            if let (Some(files), etcd_client::Error::TransportError(_)) = (&tls_files, &source) {
+                return files.unusable(&source);
+            }
+            StoreError::Etcd { op: "connect", source }
+        })?;
         let store = EtcdStore {
             client: RwLock::new(Some(client)),
             shared: Arc::new(Shared { prefix: Bytes::from(opts.prefix), compacted: AtomicI64::new(0) }),
@@ -196,7 +370,12 @@ impl EtcdStore {
         // The client connects lazily: ask for the revision so a wrong endpoint fails here.
         match tokio::time::timeout(timeout, store.current_revision()).await {
             Ok(Ok(rev)) => tracing::debug!(endpoints = ?opts.endpoints, %rev, "connected to etcd"),
-            Ok(Err(err)) => return Err(err),
+            Ok(Err(err)) => {
+                return Err(match &tls_files {
+                    Some(files) => files.handshake_failure(&opts.endpoints.join(","), err),
+                    None => err,
+                })
+            }
             Err(_) => {
                 return Err(StoreError::Etcd {
                     op: "connect",

@@ -9,6 +9,10 @@
 //!
 //! Many servers may run at once, one per test: ports are picked by binding port 0 and
 //! releasing it, and a start that loses its ports to another process is retried on new ones.
+//!
+//! [`EtcdServer::start_tls`] serves clients over https instead, with a server certificate
+//! from a [`TestPki`] and client certificates required (`--client-cert-auth`). Members
+//! still talk to each other over plain http: a single member has no peers.
 
 use std::fs::File;
 use std::io::Read;
@@ -18,7 +22,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 use tempfile::TempDir;
+
+use super::tls::TestPki;
 
 const ETCD: &str = "/usr/bin/etcd";
 /// Starts whose ports were taken before etcd bound them are retried this many times.
@@ -28,9 +35,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running etcd; see the module documentation.
 pub struct EtcdServer {
     child: Child,
-    /// `http://127.0.0.1:PORT`, the client URL.
+    /// `http://127.0.0.1:PORT` (`https://` for [`EtcdServer::start_tls`]), the client URL.
     pub endpoint: String,
     dir: TempDir,
+    /// How the readiness probe reaches a TLS server: the CA and the client certificate.
+    probe_tls: Option<TlsOptions>,
 }
 
 impl EtcdServer {
@@ -38,11 +47,27 @@ impl EtcdServer {
     ///
     /// Panics (failing the test) when etcd cannot be started, with its log in the message.
     pub async fn start() -> EtcdServer {
+        Self::launch(None).await
+    }
+
+    /// Like [`EtcdServer::start`], serving clients over https with `pki`'s server
+    /// certificate and accepting only clients whose certificate `pki`'s CA signed.
+    pub async fn start_tls(pki: &TestPki) -> EtcdServer {
+        Self::launch(Some(pki)).await
+    }
+
+    async fn launch(pki: Option<&TestPki>) -> EtcdServer {
+        let probe_tls = pki.map(|pki| {
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(read_file(&pki.ca_file)))
+                .identity(Identity::from_pem(read_file(&pki.client_cert_file), read_file(&pki.client_key_file)))
+        });
+        let scheme = if pki.is_some() { "https" } else { "http" };
         let mut last_log = String::new();
         for _ in 0..ATTEMPTS {
             let dir = temp_dir();
             let [client_port, peer_port] = free_ports();
-            let endpoint = format!("http://127.0.0.1:{client_port}");
+            let endpoint = format!("{scheme}://127.0.0.1:{client_port}");
             let peer = format!("http://127.0.0.1:{peer_port}");
             let log_path = dir.path().join("etcd.log");
             let log = File::create(&log_path).expect("create the etcd log file");
@@ -61,6 +86,7 @@ impl EtcdServer {
                 .arg("--logger=zap")
                 .arg("--log-outputs=stderr")
                 .arg("--log-level=warn")
+                .args(pki.map(tls_args).unwrap_or_default())
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err);
@@ -73,7 +99,7 @@ impl EtcdServer {
                 });
             }
             let child = cmd.spawn().unwrap_or_else(|e| panic!("start {ETCD}: {e}"));
-            let mut server = EtcdServer { child, endpoint, dir };
+            let mut server = EtcdServer { child, endpoint, dir, probe_tls: probe_tls.clone() };
             match server.wait_ready().await {
                 Ok(()) => return server,
                 Err(exited) => {
@@ -103,8 +129,9 @@ impl EtcdServer {
             }
             // etcd accepts connections before it has a leader and answers them only once
             // it has one, so each probe gets a short deadline.
+            let options = self.probe_tls.clone().map(|tls| ConnectOptions::new().with_tls(tls));
             let probe = async {
-                let mut client = etcd_client::Client::connect([&self.endpoint], None).await.ok()?;
+                let mut client = etcd_client::Client::connect([&self.endpoint], options).await.ok()?;
                 client.get("ready-probe", None).await.ok()
             };
             if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
@@ -121,6 +148,20 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// etcd's flags for serving clients over TLS and requiring their certificates.
+fn tls_args(pki: &TestPki) -> Vec<String> {
+    vec![
+        format!("--cert-file={}", pki.server_cert_file.display()),
+        format!("--key-file={}", pki.server_key_file.display()),
+        format!("--trusted-ca-file={}", pki.ca_file.display()),
+        "--client-cert-auth".to_string(),
+    ]
+}
+
+fn read_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 fn temp_dir() -> TempDir {
