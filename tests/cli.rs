@@ -104,6 +104,9 @@ fn help_lists_the_server_command_and_its_flags() {
         "--cluster-domain",
         "--disable",
         "--datastore-endpoint",
+        "--datastore-cafile",
+        "--datastore-certfile",
+        "--datastore-keyfile",
         "--debug",
         "--config",
     ] {
@@ -132,6 +135,11 @@ fn bad_flag_values_are_one_line_naming_the_key() {
         (&["--disable", "etcd-api,traefik"], "command line: disable: unknown component \"traefik\""),
         (&["--datastore-endpoint", "mysql://root@tcp(127.0.0.1:3306)/k3s"], "command line: datastore-endpoint: "),
         (&["--node-name", "Not_Valid"], "command line: node-name: "),
+        (&["--datastore-cafile", "/ca.pem"], "command line: datastore-cafile: is only used with an https://"),
+        (
+            &["--datastore-endpoint", "https://127.0.0.1:2379"],
+            "command line: datastore-endpoint: https:// endpoints need",
+        ),
         (&["--cluster-domain=-bad"], "command line: cluster-domain: "),
         (&["--no-such-flag"], "command line: --no-such-flag: unknown flag"),
         (&["extra"], "command line: extra: unexpected argument"),

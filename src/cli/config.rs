@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::server::components::{self, Component, Disabled};
 use crate::server::config::{
-    ApiServerConfig, DatastoreConfig, NetworkConfig, NodeConfig, ServerConfig, DEFAULT_BIND_ADDRESS,
+    ApiServerConfig, DatastoreConfig, EtcdConfig, NetworkConfig, NodeConfig, ServerConfig, DEFAULT_BIND_ADDRESS,
     DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT, DEFAULT_SERVICE_CIDR,
     DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
 };
@@ -103,11 +103,14 @@ pub enum Key {
     ClusterDomain,
     Disable,
     DatastoreEndpoint,
+    DatastoreCafile,
+    DatastoreCertfile,
+    DatastoreKeyfile,
     Debug,
 }
 
 impl Key {
-    pub const ALL: [Key; 14] = [
+    pub const ALL: [Key; 17] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -121,6 +124,9 @@ impl Key {
         Key::ClusterDomain,
         Key::Disable,
         Key::DatastoreEndpoint,
+        Key::DatastoreCafile,
+        Key::DatastoreCertfile,
+        Key::DatastoreKeyfile,
         Key::Debug,
     ];
 
@@ -140,6 +146,9 @@ impl Key {
             Key::ClusterDomain => "cluster-domain",
             Key::Disable => "disable",
             Key::DatastoreEndpoint => "datastore-endpoint",
+            Key::DatastoreCafile => "datastore-cafile",
+            Key::DatastoreCertfile => "datastore-certfile",
+            Key::DatastoreKeyfile => "datastore-keyfile",
             Key::Debug => "debug",
         }
     }
@@ -446,7 +455,11 @@ struct Settings {
     cluster_dns: Option<Sourced<IpAddr>>,
     cluster_domain: Option<Sourced<String>>,
     disable: Option<Sourced<Vec<Component>>>,
-    datastore_endpoint: Option<Sourced<DatastoreConfig>>,
+    /// Empty: the embedded datastore.
+    datastore_endpoint: Option<Sourced<Vec<String>>>,
+    datastore_cafile: Option<Sourced<PathBuf>>,
+    datastore_certfile: Option<Sourced<PathBuf>>,
+    datastore_keyfile: Option<Sourced<PathBuf>>,
     debug: Option<Sourced<bool>>,
 }
 
@@ -488,6 +501,9 @@ impl Settings {
                 self.disable = at(parse_components(&items).map_err(fail)?, origin);
             }
             Key::DatastoreEndpoint => self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin),
+            Key::DatastoreCafile => self.datastore_cafile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
+            Key::DatastoreCertfile => self.datastore_certfile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
+            Key::DatastoreKeyfile => self.datastore_keyfile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::Debug => {
                 let on = match raw {
                     Raw::Bool(b) => b,
@@ -540,7 +556,11 @@ impl Settings {
             })?,
         };
 
-        let datastore = self.datastore_endpoint.map_or(DatastoreConfig::Embedded, |s| s.value);
+        let datastore = datastore_config(
+            self.datastore_endpoint,
+            [self.datastore_cafile, self.datastore_certfile, self.datastore_keyfile]
+                .map(|f| f.map(|s| Sourced { value: absolute(s.value), origin: s.origin })),
+        )?;
         Ok(ServerConfig {
             data_dir: DataDir::new(data_dir),
             debug: self.debug.is_some_and(|s| s.value),
@@ -563,6 +583,51 @@ impl Settings {
             node: NodeConfig { name: node_name, ip: self.node_ip.and_then(|s| s.value) },
         })
     }
+}
+
+/// The datastore: embedded without endpoints; otherwise etcd, with the TLS files its scheme
+/// calls for and no others.
+fn datastore_config(
+    endpoints: Option<Sourced<Vec<String>>>,
+    [ca, cert, key]: [Option<Sourced<PathBuf>>; 3],
+) -> Result<DatastoreConfig, ConfigError> {
+    let files = [(Key::DatastoreCafile, &ca), (Key::DatastoreCertfile, &cert), (Key::DatastoreKeyfile, &key)];
+    let endpoints = endpoints.filter(|e| !e.value.is_empty());
+    let https = endpoints.as_ref().is_some_and(|e| e.value.iter().all(|u| u.starts_with("https://")));
+    if !https {
+        if let Some((k, Some(file))) = files.iter().find(|(_, f)| f.is_some()) {
+            return Err(ConfigError::new(
+                &file.origin,
+                Some(k.name()),
+                "is only used with an https:// datastore-endpoint (an external etcd with TLS)",
+            ));
+        }
+    }
+    let Some(endpoints) = endpoints else { return Ok(DatastoreConfig::Embedded) };
+    if https {
+        if ca.is_none() {
+            return Err(ConfigError::new(
+                &endpoints.origin,
+                Some(Key::DatastoreEndpoint.name()),
+                "https:// endpoints need datastore-cafile, the CA that signed etcd's certificate",
+            ));
+        }
+        match (&cert, &key) {
+            (Some(c), None) => {
+                return Err(ConfigError::new(&c.origin, Some(Key::DatastoreCertfile.name()), "needs datastore-keyfile"))
+            }
+            (None, Some(k)) => {
+                return Err(ConfigError::new(&k.origin, Some(Key::DatastoreKeyfile.name()), "needs datastore-certfile"))
+            }
+            _ => {}
+        }
+    }
+    Ok(DatastoreConfig::Etcd(EtcdConfig {
+        endpoints: endpoints.value,
+        ca_file: ca.map(|s| s.value),
+        cert_file: cert.map(|s| s.value),
+        key_file: key.map(|s| s.value),
+    }))
 }
 
 /// The hostname, lowercased as Kubernetes node names must be.
@@ -731,18 +796,19 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-/// Empty: the embedded datastore. Otherwise comma-separated etcd URLs.
-fn parse_datastore(text: &str) -> Result<DatastoreConfig, String> {
-    if text.trim().is_empty() {
-        return Ok(DatastoreConfig::Embedded);
-    }
+/// Comma-separated etcd URLs, all with one scheme; empty for the embedded datastore.
+fn parse_datastore(text: &str) -> Result<Vec<String>, String> {
     let endpoints = text
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|e| check_etcd_url(e).map(|()| e.trim_end_matches('/').to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(DatastoreConfig::Etcd { endpoints })
+    let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+    if https != 0 && https != endpoints.len() {
+        return Err("mixes http:// and https:// endpoints; use one scheme for all".into());
+    }
+    Ok(endpoints)
 }
 
 fn check_etcd_url(url: &str) -> Result<(), String> {
@@ -901,6 +967,8 @@ mod tests {
             (Key::DatastoreEndpoint, "http://127.0.0.1:0", "not a port number"),
             (Key::DatastoreEndpoint, "127.0.0.1:2379", "expected http(s)://host:port"),
             (Key::DatastoreEndpoint, "http://[::1:2379", "missing port"),
+            (Key::DatastoreEndpoint, "http://a:1,https://b:2", "mixes http:// and https://"),
+            (Key::DatastoreCafile, "", "must not be empty"),
             (Key::Debug, "yes", "is not true or false"),
         ];
         for (key, value, want) in cases {
@@ -920,7 +988,7 @@ mod tests {
             (Key::WriteKubeconfigMode, "644"),
             (Key::ClusterCidr, "10.244.0.0/16"),
             (Key::ServiceCidr, "10.96.0.0/12"),
-            (Key::DatastoreEndpoint, "http://127.0.0.1:2379, https://[::1]:2379/"),
+            (Key::DatastoreEndpoint, "http://127.0.0.1:2379, http://[::1]:2379/"),
             (Key::DataDir, "rel/dir"),
             (Key::Debug, "1"),
         ]);
@@ -932,7 +1000,12 @@ mod tests {
         assert_eq!(got.network.cluster_dns, "10.96.0.10".parse::<IpAddr>().unwrap());
         assert_eq!(
             got.datastore,
-            DatastoreConfig::Etcd { endpoints: vec!["http://127.0.0.1:2379".into(), "https://[::1]:2379".into()] }
+            DatastoreConfig::Etcd(EtcdConfig {
+                endpoints: vec!["http://127.0.0.1:2379".into(), "http://[::1]:2379".into()],
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+            })
         );
         assert_eq!(got.data_dir.root(), Path::new("/work/here/rel/dir"));
         assert!(got.debug);
@@ -941,6 +1014,42 @@ mod tests {
         let got = ok(&files, &Env::new(), &cli(&[(Key::DatastoreEndpoint, ""), (Key::NodeIp, "")]));
         assert_eq!(got.datastore, DatastoreConfig::Embedded);
         assert_eq!(got.node.ip, None);
+    }
+
+    #[test]
+    fn etcd_tls_files_go_with_https_endpoints_only() {
+        let https = (Key::DatastoreEndpoint, "https://10.0.0.5:2379");
+        let got = ok(
+            &[],
+            &Env::new(),
+            &cli(&[
+                https,
+                (Key::DatastoreCafile, "ca.pem"),
+                (Key::DatastoreCertfile, "/tls/c.pem"),
+                (Key::DatastoreKeyfile, "/tls/k.pem"),
+            ]),
+        );
+        assert_eq!(
+            got.datastore,
+            DatastoreConfig::Etcd(EtcdConfig {
+                endpoints: vec!["https://10.0.0.5:2379".into()],
+                ca_file: Some("/work/here/ca.pem".into()),
+                cert_file: Some("/tls/c.pem".into()),
+                key_file: Some("/tls/k.pem".into()),
+            })
+        );
+        let e = err(&[], &Env::new(), &cli(&[https]));
+        assert!(e
+            .to_string()
+            .starts_with("command line: datastore-endpoint: https:// endpoints need datastore-cafile"));
+        let e = err(&[], &Env::new(), &cli(&[https, (Key::DatastoreCafile, "/ca"), (Key::DatastoreKeyfile, "/k")]));
+        assert_eq!(e.to_string(), "command line: datastore-keyfile: needs datastore-certfile");
+        // A TLS file for the embedded store or plain http would silently do nothing.
+        let files = [file("/f", "datastore-cafile: /ca.pem\n")];
+        let e = err(&files, &Env::new(), &[]);
+        assert!(e.to_string().starts_with("/f: datastore-cafile: is only used with an https://"), "{e}");
+        let e = err(&files, &Env::new(), &cli(&[(Key::DatastoreEndpoint, "http://h:2379")]));
+        assert_eq!(e.key.as_deref(), Some("datastore-cafile"));
     }
 
     #[test]

@@ -105,6 +105,19 @@ struct ServerArgs {
     #[arg(long, value_name = "URL")]
     datastore_endpoint: Option<String>,
 
+    /// CA certificate (PEM) that signed the etcd server's certificate; required for https://
+    /// endpoints
+    #[arg(long, value_name = "FILE")]
+    datastore_cafile: Option<String>,
+
+    /// Client certificate (PEM) to present to etcd over https://
+    #[arg(long, value_name = "FILE")]
+    datastore_certfile: Option<String>,
+
+    /// Key (PEM) of --datastore-certfile
+    #[arg(long, value_name = "FILE")]
+    datastore_keyfile: Option<String>,
+
     /// Debug logging (RUST_LOG, when set, overrides)
     #[arg(long)]
     debug: bool,
@@ -131,6 +144,9 @@ impl ServerArgs {
             (Key::ClusterDns, &self.cluster_dns),
             (Key::ClusterDomain, &self.cluster_domain),
             (Key::DatastoreEndpoint, &self.datastore_endpoint),
+            (Key::DatastoreCafile, &self.datastore_cafile),
+            (Key::DatastoreCertfile, &self.datastore_certfile),
+            (Key::DatastoreKeyfile, &self.datastore_keyfile),
         ];
         let mut out: Vec<(Key, Raw)> =
             text.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, Raw::Text(v.clone())))).collect();

@@ -54,8 +54,22 @@ impl ServerConfig {
 pub enum DatastoreConfig {
     /// SQLite at `<data-dir>/server/db/state.db`.
     Embedded,
-    /// An external etcd cluster at these `http(s)://host:port` URLs.
-    Etcd { endpoints: Vec<String> },
+    /// An external etcd cluster.
+    Etcd(EtcdConfig),
+}
+
+/// How to reach an external etcd. Invariants (checked when built from the command line):
+/// all endpoints have one scheme; `https://` ones come with `ca_file`; the client
+/// certificate and key come together; no TLS file is given for `http://`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `http(s)://host:port` URLs.
+    pub endpoints: Vec<String>,
+    /// The CA that signed etcd's server certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate to present, and its key.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// The Kubernetes API server (arrives in a later release; validated and kept now).

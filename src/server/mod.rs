@@ -159,7 +159,7 @@ fn create_dir(path: &Path, mode: Option<u32>) -> Result<(), ServerError> {
 fn describe_datastore(config: &ServerConfig) -> String {
     match &config.datastore {
         DatastoreConfig::Embedded => format!("sqlite {}", config.data_dir.state_db().display()),
-        DatastoreConfig::Etcd { endpoints } => format!("etcd {}", endpoints.join(",")),
+        DatastoreConfig::Etcd(etcd) => format!("etcd {}", etcd.endpoints.join(",")),
     }
 }
 
@@ -175,11 +175,15 @@ async fn open_datastore(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
                 .map_err(|_| ServerError::OpenDatastoreAborted)?
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
         }
-        DatastoreConfig::Etcd { endpoints } => {
-            EtcdStore::connect(EtcdOptions { endpoints: endpoints.clone(), ..Default::default() })
-                .await
-                .map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
+        DatastoreConfig::Etcd(etcd) => EtcdStore::connect(EtcdOptions {
+            endpoints: etcd.endpoints.clone(),
+            ca_file: etcd.ca_file.clone(),
+            cert_file: etcd.cert_file.clone(),
+            key_file: etcd.key_file.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn Store>),
     };
     opened.map_err(|source| ServerError::OpenDatastore { datastore, source })
 }
@@ -231,7 +235,7 @@ async fn serve(
             }
         }
         (DatastoreConfig::Embedded, false) => tracing::info!("etcd API disabled"),
-        (DatastoreConfig::Etcd { .. }, _) => {
+        (DatastoreConfig::Etcd(_), _) => {
             tracing::info!("etcd API not served: the datastore is an external etcd, which clients can reach directly")
         }
     }
