@@ -56,6 +56,12 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| open_error(path, format!("cannot open: {e}")))?;
     if existing {
         check_identity(path, &conn)?;
+    } else {
+        // Secrets will live here: only the owner may read it. SQLite gives the -wal and
+        // -shm files the database's mode.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| open_error(path, format!("cannot restrict its permissions: {e}")))?;
     }
     // Only now may anything be written: the file is ours or new.
     let pragmas = "PRAGMA journal_mode = WAL;

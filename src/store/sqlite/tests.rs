@@ -19,6 +19,9 @@ async fn writes_survive_reopen_with_revisions_and_leases() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
     assert_eq!(s.current_revision().await.unwrap(), Revision(1));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("state.db")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "state.db must be private");
     let lease = s.lease_grant(None, 60).await.unwrap();
     assert!(s.create(b("/a"), b("1"), None).await.unwrap().is_applied());
     assert!(s.put(b("/b"), b("2"), Some(lease.id)).await.unwrap().is_applied());
