@@ -10,5 +10,5 @@ scripts/install-deps.sh
 # Everything must compile, benchmarks included. Benchmarks are only built here: they are
 # long runs against a release binary, started by scripts/bench.sh.
 cargo test --all-targets --no-run
-cargo test --lib --bins --tests "$@"
 cargo test --doc
+cargo test --lib --bins --tests "$@"

@@ -56,6 +56,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| open_error(path, format!("cannot open: {e}")))?;
     if existing {
         check_identity(path, &conn)?;
+        check_integrity(path, &conn)?;
     } else {
         // Secrets will live here: only the owner may read it. SQLite gives the -wal and
         // -shm files the database's mode.
@@ -119,6 +120,24 @@ fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
         return Err(open_error(path, format!("unknown k3rs schema version {version}")));
     }
     Ok(())
+}
+
+/// Reads every page once (`PRAGMA quick_check`), so a damaged file is refused at start
+/// with a clear message rather than failing some later read. The file is bounded by the
+/// live data, so this costs milliseconds.
+fn check_integrity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
+    let damaged = |detail: String| {
+        open_error(path, format!("the database is damaged ({detail}); refusing to touch it: restore it from a backup"))
+    };
+    let mut st = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged(e.to_string()))?;
+    let found: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| damaged(e.to_string()))?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    Err(damaged(found.join("; ")))
 }
 
 /// Opens a read-only connection for historical reads.

@@ -125,3 +125,27 @@ async fn churn_with_compaction_keeps_the_file_bounded() {
     assert_eq!(all.count, keys as i64);
     s.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_damaged_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = open(&dir).await;
+    let value = Bytes::from(vec![b'v'; 300]);
+    let writes: Vec<_> = (0..2000).map(|i| s.put(b(&format!("/k/{i:05}")), value.clone(), None)).collect();
+    for w in futures::future::join_all(writes).await {
+        w.unwrap();
+    }
+    s.close().await.unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40 * 4096, "expected a file of many pages, got {}", bytes.len());
+    // Scribble over a stretch of pages in the middle of the file.
+    let mid = bytes.len() / 2 / 4096 * 4096;
+    for (i, byte) in bytes[mid..mid + 8 * 4096].iter_mut().enumerate() {
+        *byte = (i * 7 + 13) as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SqliteStore::open(&path, SqliteOptions::default()).err().expect("a damaged file must be refused");
+    assert!(err.to_string().contains("damaged"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged file was modified");
+}
