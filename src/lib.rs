@@ -3,8 +3,10 @@
 //! The module tree is the architecture: `store` is the datastore (the only thing the
 //! apiserver will read and write), `etcdapi` serves the etcd v3 gRPC API over a `Store`,
 //! `server` wires the components of `k3rs server` together, and `cli` is the command line.
+pub mod apiserver;
 pub mod cli;
 pub mod etcdapi;
+pub mod pki;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -1,0 +1,1 @@
+//! Discovery: the built-in resources, their names, kinds, verbs and short names.
