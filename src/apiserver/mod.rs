@@ -88,7 +88,7 @@ impl ApiServer {
     }
 
     /// Label and field selectors of a list or watch, as one predicate.
-    fn filter(&self, rt: &ResourceType, q: &handlers::Query) -> Result<Option<Arc<dyn Fn(&Value) -> bool + Send + Sync>>, ApiError> {
+    fn filter(&self, rt: &ResourceType, q: &handlers::Query) -> Result<Option<registry::ObjectFilter>, ApiError> {
         options::object_filter(rt.plural, q.label_selector.as_deref(), q.field_selector.as_deref())
     }
 }
@@ -114,7 +114,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
                 .into_response(),
                 RequestInfo::NonResource { verb, path } => {
                     let mut e = ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user));
-                    e.subject = None;
+                    e.details.subject = None;
                     e.into_response()
                 }
             };

@@ -1,13 +1,11 @@
 //! Glue from request options to the selector and patch libraries.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::status::ApiError;
 use super::PatchKind;
 
-pub type Filter = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+pub use super::registry::ObjectFilter as Filter;
 
 /// The predicate of a list or watch's label and field selectors (`None`: everything).
 pub fn object_filter(_plural: &str, labels: Option<&str>, fields: Option<&str>) -> Result<Option<Filter>, ApiError> {

@@ -57,6 +57,13 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// Kept behind a box so results carrying an `ApiError` stay small.
+    pub details: Box<Details>,
+}
+
+/// The optional parts of an [`ApiError`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
     pub subject: Option<Subject>,
     pub causes: Vec<Cause>,
     /// Seconds the client should wait before retrying (`Retry-After`).
@@ -73,11 +80,11 @@ fn qualified(group: &str, resource: &str) -> String {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), subject: None, causes: Vec::new(), retry_after: None }
+        ApiError { code, reason, message: message.into(), details: Box::default() }
     }
 
     fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.subject = Some(Subject { group: group.into(), kind: kind.into(), name: name.into() });
+        self.details.subject = Some(Subject { group: group.into(), kind: kind.into(), name: name.into() });
         self
     }
 
@@ -114,7 +121,7 @@ impl ApiError {
         let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}")).about(group, kind, name);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -171,7 +178,7 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(503, "ServiceUnavailable", message);
-        e.retry_after = Some(1);
+        e.details.retry_after = Some(1);
         e
     }
 
@@ -190,24 +197,25 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if self.subject.is_some() || !self.causes.is_empty() || self.retry_after.is_some() {
+        if self.details.subject.is_some() || !self.details.causes.is_empty() || self.details.retry_after.is_some() {
             let mut details = serde_json::Map::new();
-            if let Some(s) = &self.subject {
+            if let Some(s) = &self.details.subject {
                 if !s.name.is_empty() {
                     details.insert("name".into(), json!(s.name));
                 }
                 details.insert("group".into(), json!(s.group));
                 details.insert("kind".into(), json!(s.kind));
             }
-            if !self.causes.is_empty() {
+            if !self.details.causes.is_empty() {
                 let causes: Vec<Value> = self
+                    .details
                     .causes
                     .iter()
                     .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }
-            if let Some(s) = self.retry_after {
+            if let Some(s) = self.details.retry_after {
                 details.insert("retryAfterSeconds".into(), json!(s));
             }
             status["details"] = Value::Object(details);
@@ -222,7 +230,7 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.details.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -241,7 +249,7 @@ impl From<StoreError> for ApiError {
                 let mut e = ApiError::timeout(format!(
                     "Too large resource version: {requested}, current: {current}"
                 ));
-                e.retry_after = Some(1);
+                e.details.retry_after = Some(1);
                 e
             }
             StoreError::Closed => ApiError::unavailable("the server is shutting down"),

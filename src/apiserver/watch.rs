@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::registry::{decode_stored, parse_rv, ResourceType};
+use super::registry::{decode_stored, parse_rv, ObjectFilter, ResourceType};
 use super::status::ApiError;
 use crate::store::{Event, EventKind, KeyRange, RangeOptions, Revision, Store, StoreError, WatchItem};
 
@@ -23,7 +23,7 @@ pub struct WatchRequest {
     pub allow_bookmarks: bool,
     pub send_initial_events: bool,
     pub timeout: Option<Duration>,
-    pub filter: Option<Arc<dyn Fn(&Value) -> bool + Send + Sync>>,
+    pub filter: Option<ObjectFilter>,
 }
 
 /// How often a watch with bookmarks asks the store how far it has caught up.
@@ -56,7 +56,7 @@ fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>
         EventKind::Put => {
             let obj = decode_stored(&ev.kv.value, rev).ok()?;
             let now = passes(&obj);
-            let before = prev.as_ref().is_some_and(|p| passes(p));
+            let before = prev.as_ref().is_some_and(&passes);
             match (prev.is_some(), before, now) {
                 (false, _, true) => Some(line("ADDED", &obj)),
                 (true, true, true) => Some(line("MODIFIED", &obj)),

@@ -90,6 +90,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
 }
 
+/// Keeps an object or not: a list or watch's label and field selectors.
+pub type ObjectFilter = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+
 /// Options of a list.
 #[derive(Clone, Default)]
 pub struct ListOptions {
@@ -98,7 +101,7 @@ pub struct ListOptions {
     pub resource_version: Option<String>,
     pub resource_version_match: Option<String>,
     /// Keep an object or not (label and field selectors).
-    pub filter: Option<Arc<dyn Fn(&Value) -> bool + Send + Sync>>,
+    pub filter: Option<ObjectFilter>,
 }
 
 /// Options of a delete (`DeleteOptions`).
@@ -246,7 +249,7 @@ impl Registry {
                 "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 rt.plural
             );
-            e.causes = vec![Cause {
+            e.details.causes = vec![Cause {
                 reason: "NamespaceTerminating",
                 field: "metadata.namespace".into(),
                 message: format!("namespace {ns} is being terminated"),

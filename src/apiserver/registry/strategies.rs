@@ -131,10 +131,8 @@ impl Strategy for SecretStrategy {
             }
             "kubernetes.io/dockerconfigjson" => need(".dockerconfigjson", &mut out),
             "kubernetes.io/dockercfg" => need(".dockercfg", &mut out),
-            "kubernetes.io/basic-auth" => {
-                if !data.is_some_and(|d| d.contains_key("username") || d.contains_key("password")) {
-                    out.push(Cause::required("data[username]", ""));
-                }
+            "kubernetes.io/basic-auth" if !data.is_some_and(|d| d.contains_key("username") || d.contains_key("password")) => {
+                out.push(Cause::required("data[username]", ""));
             }
             "kubernetes.io/ssh-auth" => need("ssh-privatekey", &mut out),
             "kubernetes.io/service-account-token" => {
@@ -186,6 +184,18 @@ impl Strategy for NamespaceStrategy {
     }
 }
 
+/// The resources this build serves, with their strategies.
+pub fn builtin_types() -> Vec<super::ResourceType> {
+    use std::sync::Arc;
+    use super::meta::NameRule;
+    use super::ResourceType;
+    vec![
+        ResourceType { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false, name_rule: NameRule::Label, has_status: true, tracks_generation: false, strategy: Arc::new(NamespaceStrategy) },
+        ResourceType { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(ConfigMapStrategy) },
+        ResourceType { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(SecretStrategy) },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,16 +229,4 @@ mod tests {
         assert_eq!(ns["status"]["phase"], "Active");
         assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
     }
-}
-
-/// The resources this build serves, with their strategies.
-pub fn builtin_types() -> Vec<super::ResourceType> {
-    use std::sync::Arc;
-    use super::meta::NameRule;
-    use super::ResourceType;
-    vec![
-        ResourceType { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false, name_rule: NameRule::Label, has_status: true, tracks_generation: false, strategy: Arc::new(NamespaceStrategy) },
-        ResourceType { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(ConfigMapStrategy) },
-        ResourceType { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(SecretStrategy) },
-    ]
 }
