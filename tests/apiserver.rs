@@ -152,3 +152,37 @@ async fn pagination_is_consistent_and_watch_streams_changes() {
     assert_eq!((lines[0]["type"].as_str(), lines[0]["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("cm9")));
     assert_eq!((lines[1]["type"].as_str(), lines[1]["object"]["metadata"]["name"].as_str()), (Some("DELETED"), Some("cm0")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_namespace_deletes_its_content_then_itself() {
+    let a = api().await;
+    let (code, _) = a.call(Method::POST, "/api/v1/namespaces", json!({"metadata": {"name": "team"}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "c"}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, ns) = a.call(Method::DELETE, "/api/v1/namespaces/team", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "d"}})).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert_eq!(st["message"], "configmaps is forbidden: unable to create new content in namespace team because it is being terminated");
+
+    let client = k3rs::client::Client::new(a.api.clone(), Identity::new("system:kube-controller-manager", &[]));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctl = tokio::spawn(k3rs::controllers::namespace::run(client, async move {
+        let _ = stopped.await;
+    }));
+    let start = std::time::Instant::now();
+    loop {
+        let (code, _) = a.call(Method::GET, "/api/v1/namespaces/team", Value::Null).await;
+        if code == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "namespace was not deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, cms) = a.call(Method::GET, "/api/v1/namespaces/team/configmaps", Value::Null).await;
+    assert_eq!(cms["items"], json!([]));
+    let _ = stop.send(());
+    ctl.await.unwrap();
+}

@@ -122,6 +122,14 @@ impl ApiServer {
         let status_only = match r.subresource.as_deref() {
             None => false,
             Some("status") if rt.has_status => true,
+            Some("finalize") if rt.plural == "namespaces" && r.verb == "update" => {
+                let obj = decode_body(headers, &body)?;
+                let name = r.name.as_deref().unwrap_or("");
+                let opts = q.write_options()?;
+                let finalizers = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                let done = self.registry.finalize(&rt, name, finalizers, &opts).await?;
+                return Ok(json_response(StatusCode::OK, &done));
+            }
             Some(_) => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         };
         let name = r.name.as_deref().unwrap_or("");

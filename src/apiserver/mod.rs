@@ -9,6 +9,7 @@
 mod bootstrap;
 pub mod discovery;
 pub mod handlers;
+pub mod listener;
 mod options;
 pub mod patch;
 pub mod registry;
@@ -81,6 +82,16 @@ impl ApiServer {
     /// The resource type served at group/version/plural.
     pub fn resource_type(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
         self.types.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    }
+
+    /// Every namespaced resource type served in its storage version (one per storage
+    /// prefix), for walking a namespace's content.
+    pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<Arc<ResourceType>> =
+            self.types.values().filter(|t| t.namespaced && seen.insert(t.plural)).cloned().collect();
+        out.sort_by_key(|t| t.plural);
+        out
     }
 
     pub fn router(self: &Arc<Self>) -> Router {

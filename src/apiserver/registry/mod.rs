@@ -29,6 +29,12 @@ pub trait Strategy: Send + Sync {
     fn validate(&self, _obj: &Value) -> Vec<Cause> {
         Vec::new()
     }
+    /// Whether something besides `metadata.finalizers` holds a deleted object (a namespace's
+    /// `spec.finalizers`); called when it is marked for deletion, it may also record that
+    /// (a namespace's phase becomes Terminating).
+    fn holds_deletion(&self, _obj: &mut Value) -> bool {
+        false
+    }
     /// Problems with an update, by default those of the new object.
     fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
         self.validate(new)
@@ -509,7 +515,7 @@ impl Registry {
         // An object marked for deletion whose last finalizer is gone is deleted now.
         let marked = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
         let finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-        if marked && !finalizers && rt.plural != "pods" {
+        if marked && !finalizers && !rt.strategy.holds_deletion(&mut new.clone()) {
             return match self.store.delete(Bytes::from(key), Some(expected)).await? {
                 WriteOutcome::Applied { revision, .. } => {
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(revision.0.to_string()));
@@ -573,6 +579,26 @@ impl Registry {
         Err(ApiError::stale(rt.group, rt.plural, name))
     }
 
+    /// `namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else; a
+    /// namespace marked for deletion with no finalizer left is deleted.
+    pub async fn finalize(&self, rt: &ResourceType, name: &str, finalizers: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+        let key = rt.key(None, name);
+        for _ in 0..16 {
+            let (_, current) = self.store.get(key.as_bytes(), None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+            let mut obj = decode(&current.value, current.mod_revision)?;
+            obj["spec"]["finalizers"] = finalizers.clone();
+            if opts.dry_run {
+                return Ok(obj);
+            }
+            match self.write_update(rt, name, key.clone(), obj, current.mod_revision).await {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::stale(rt.group, rt.plural, name))
+    }
+
     /// Deletes an object, or marks it when finalizers hold it.
     pub async fn delete(&self, rt: &ResourceType, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
         let key = rt.key(namespace, name);
@@ -605,7 +631,8 @@ impl Registry {
             if opts.propagation_policy.as_deref() == Some("Orphan") && !finalizers.iter().any(|f| f == "orphan") {
                 finalizers.push(json!("orphan"));
             }
-            if finalizers.is_empty() {
+            let held = rt.strategy.holds_deletion(&mut obj);
+            if finalizers.is_empty() && !held {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));
                 }

@@ -182,6 +182,13 @@ impl Strategy for NamespaceStrategy {
         // spec.finalizers only change through the finalize subresource.
         new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
     }
+    fn holds_deletion(&self, obj: &mut Value) -> bool {
+        let held = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if held {
+            obj["status"] = json!({"phase": "Terminating"});
+        }
+        held
+    }
 }
 
 /// The resources this build serves, with their strategies.
