@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
@@ -49,6 +49,8 @@ impl Identity {
 /// The API server's state.
 pub struct ApiServer {
     pub registry: Registry,
+    /// `host:port` clients should use, for the `/api` document.
+    pub server_address: String,
     types: HashMap<(String, String, String), Arc<ResourceType>>,
 }
 
@@ -72,11 +74,15 @@ fn is_public(path: &str) -> bool {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Self::with_address(store, "127.0.0.1:6443")
+    }
+
+    pub fn with_address(store: Arc<dyn Store>, server_address: &str) -> Arc<Self> {
         let mut types = HashMap::new();
-        for rt in registry::strategies::builtin_types() {
+        for rt in registry::strategies::resource_types() {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), types })
+        Arc::new(ApiServer { registry: Registry::new(store), server_address: server_address.to_string(), types })
     }
 
     /// The resource type served at group/version/plural.
@@ -89,7 +95,7 @@ impl ApiServer {
     pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Arc<ResourceType>> =
-            self.types.values().filter(|t| t.namespaced && seen.insert(t.plural)).cloned().collect();
+            self.types.values().filter(|t| t.namespaced && seen.insert(t.storage.clone())).cloned().collect();
         out.sort_by_key(|t| t.plural);
         out
     }
@@ -139,16 +145,38 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
             };
             api.serve_resource(r, &parts.headers, query.as_deref(), body).await
         }
-        RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path),
+        RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path, &parts.headers),
     }
 }
 
-fn non_resource(_api: &ApiServer, method: &Method, path: &str) -> Response {
+fn non_resource(api: &ApiServer, method: &Method, path: &str, headers: &axum::http::HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::method_not_allowed("the server does not allow this method on the requested resource").into_response();
     }
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    if let Some(dpath) = discovery::DiscoveryPath::parse(path) {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        return match discovery::respond(&dpath, accept, &api.server_address) {
+            Ok(n) => {
+                let mut resp = (StatusCode::OK, n.body).into_response();
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(n.content_type));
+                if dpath.varies_with_accept() {
+                    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                }
+                resp
+            }
+            Err(discovery::DiscoveryError::NotFound { .. }) => {
+                ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response()
+            }
+            Err(discovery::DiscoveryError::NotAcceptable { accept }) => {
+                ApiError::not_acceptable(format!("only the following media types are accepted: application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList (asked for {accept})")).into_response()
+            }
+            Err(e) => ApiError::internal(e.to_string()).into_response(),
+        };
+    }
     match path {
         "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "ok").into_response(),
+        "/version" => handlers::json_response(StatusCode::OK, &serde_json::to_value(discovery::version_info()).unwrap_or_default()),
         _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
     }
 }

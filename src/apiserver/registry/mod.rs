@@ -58,6 +58,8 @@ pub struct ResourceType {
     pub has_status: bool,
     /// `metadata.generation` tracks changes to everything but metadata and status.
     pub tracks_generation: bool,
+    /// The key prefix below `/registry/`: usually the plural.
+    pub storage: String,
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -71,20 +73,20 @@ impl ResourceType {
     }
 
     fn prefix(&self) -> String {
-        format!("/registry/{}/", self.plural)
+        format!("/registry/{}/", self.storage)
     }
 
     fn key(&self, namespace: Option<&str>, name: &str) -> String {
         match namespace.filter(|_| self.namespaced) {
-            Some(ns) => format!("/registry/{}/{ns}/{name}", self.plural),
-            None => format!("/registry/{}/{name}", self.plural),
+            Some(ns) => format!("/registry/{}/{ns}/{name}", self.storage),
+            None => format!("/registry/{}/{name}", self.storage),
         }
     }
 
     /// The key range of a list: one namespace or all of them.
     fn list_range(&self, namespace: Option<&str>) -> KeyRange {
         match namespace.filter(|_| self.namespaced) {
-            Some(ns) => KeyRange::prefix(format!("/registry/{}/{ns}/", self.plural)),
+            Some(ns) => KeyRange::prefix(format!("/registry/{}/{ns}/", self.storage)),
             None => KeyRange::prefix(self.prefix()),
         }
     }

@@ -191,16 +191,52 @@ impl Strategy for NamespaceStrategy {
     }
 }
 
-/// The resources this build serves, with their strategies.
-pub fn builtin_types() -> Vec<super::ResourceType> {
+/// The resources this build stores and serves: every built-in resource of the discovery
+/// table in its preferred version that can be read back (the review APIs, bindings and
+/// component statuses are not stored objects), with its strategy.
+pub fn resource_types() -> Vec<super::ResourceType> {
     use std::sync::Arc;
+
     use super::meta::NameRule;
     use super::ResourceType;
-    vec![
-        ResourceType { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false, name_rule: NameRule::Label, has_status: true, tracks_generation: false, strategy: Arc::new(NamespaceStrategy) },
-        ResourceType { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(ConfigMapStrategy) },
-        ResourceType { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, name_rule: NameRule::Subdomain, has_status: false, tracks_generation: false, strategy: Arc::new(SecretStrategy) },
-    ]
+    use crate::apiserver::discovery;
+
+    let mut out = Vec::new();
+    for info in discovery::preferred_resources() {
+        if !(info.supports("get") && info.supports("list") && info.supports("create")) {
+            continue;
+        }
+        let strategy: Arc<dyn Strategy> = match (info.group, info.plural) {
+            ("", "namespaces") => Arc::new(NamespaceStrategy),
+            ("", "configmaps") => Arc::new(ConfigMapStrategy),
+            ("", "secrets") => Arc::new(SecretStrategy),
+            _ => Arc::new(super::Plain),
+        };
+        let name_rule = match (info.group, info.plural) {
+            ("", "namespaces") | ("", "services") => NameRule::Label,
+            ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+            _ => NameRule::Subdomain,
+        };
+        // Two groups with the same plural (core and events.k8s.io events) are kept apart.
+        let clash = !info.group.is_empty() && discovery::lookup("", "v1", info.plural).is_some();
+        let storage = if clash { format!("{}/{}", info.group, info.plural) } else { info.plural.to_string() };
+        let has_status = info.subresource("status").is_some();
+        out.push(ResourceType {
+            group: info.group,
+            version: info.version,
+            plural: info.plural,
+            kind: info.kind,
+            namespaced: info.namespaced,
+            name_rule,
+            has_status,
+            // Upstream bumps generation for the API groups' spec-and-status objects; the
+            // core group's objects do not carry one.
+            tracks_generation: has_status && !info.group.is_empty(),
+            storage,
+            strategy,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
