@@ -5,6 +5,8 @@
 //! `server` wires the components of `k3rs server` together, and `cli` is the command line.
 pub mod apiserver;
 pub mod cli;
+pub mod client;
+pub mod controllers;
 pub mod etcdapi;
 pub mod pki;
 pub mod server;

@@ -1,6 +1,181 @@
 //! The Kubernetes API server: HTTPS, authentication, authorization, discovery, and one
 //! generic registry serving every built-in resource over the [`Store`](crate::store::Store).
+//!
+//! [`ApiServer::router`] is a tower service: the HTTPS listener feeds it requests carrying
+//! the caller's [`Identity`], and in-process components can call it directly with their
+//! own identity, going through the same authorization, admission and validation without
+//! a socket.
 
+mod bootstrap;
 pub mod discovery;
+pub mod handlers;
+pub mod listener;
+mod options;
 pub mod patch;
+pub mod registry;
+pub mod request;
 pub mod selector;
+pub mod status;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::Value;
+
+use self::registry::{Registry, ResourceType};
+use self::request::RequestInfo;
+use self::status::ApiError;
+use crate::store::Store;
+
+/// Who is calling: set by the listener from the client certificate or bearer token, or by
+/// an in-process component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    pub fn new(user: impl Into<String>, groups: &[&str]) -> Self {
+        Identity { user: user.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+    }
+}
+
+/// The API server's state.
+pub struct ApiServer {
+    pub registry: Registry,
+    types: HashMap<(String, String, String), Arc<ResourceType>>,
+}
+
+/// The identities allowed everything until RBAC arrives: cluster admins and k3rs' own
+/// components.
+fn is_privileged(id: &Identity) -> bool {
+    id.groups.iter().any(|g| g == "system:masters" || g == "system:nodes")
+        || matches!(
+            id.user.as_str(),
+            "system:kube-controller-manager" | "system:kube-scheduler" | "system:kube-proxy" | "system:kube-apiserver"
+        )
+}
+
+/// Paths anyone may read, as upstream's `system:public-info-viewer`.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        let mut types = HashMap::new();
+        for rt in registry::strategies::builtin_types() {
+            types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
+        }
+        Arc::new(ApiServer { registry: Registry::new(store), types })
+    }
+
+    /// The resource type served at group/version/plural.
+    pub fn resource_type(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.types.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    }
+
+    /// Every namespaced resource type served in its storage version (one per storage
+    /// prefix), for walking a namespace's content.
+    pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<Arc<ResourceType>> =
+            self.types.values().filter(|t| t.namespaced && seen.insert(t.plural)).cloned().collect();
+        out.sort_by_key(|t| t.plural);
+        out
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
+    }
+
+    /// Label and field selectors of a list or watch, as one predicate.
+    fn filter(&self, rt: &ResourceType, q: &handlers::Query) -> Result<Option<registry::ObjectFilter>, ApiError> {
+        options::object_filter(rt.plural, q.label_selector.as_deref(), q.field_selector.as_deref())
+    }
+}
+
+async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let identity = parts.extensions.get::<Identity>().cloned();
+    let info = request::parse(&parts.method, &path, query.as_deref());
+    if !is_public(&path) {
+        let Some(id) = identity.as_ref() else { return ApiError::unauthorized().into_response() };
+        if !is_privileged(id) {
+            return match &info {
+                RequestInfo::Resource(r) => ApiError::forbidden(
+                    &id.user,
+                    r.verb,
+                    &r.group,
+                    &r.resource,
+                    r.namespace.as_deref(),
+                    r.name.as_deref(),
+                )
+                .into_response(),
+                RequestInfo::NonResource { verb, path } => {
+                    let mut e = ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user));
+                    e.details.subject = None;
+                    e.into_response()
+                }
+            };
+        }
+    }
+    match info {
+        RequestInfo::Resource(r) => {
+            let body = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
+                Ok(b) => b,
+                Err(_) => return ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
+            };
+            api.serve_resource(r, &parts.headers, query.as_deref(), body).await
+        }
+        RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path),
+    }
+}
+
+fn non_resource(_api: &ApiServer, method: &Method, path: &str) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::method_not_allowed("the server does not allow this method on the requested resource").into_response();
+    }
+    match path {
+        "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "ok").into_response(),
+        _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
+    }
+}
+
+/// The patch formats of `Content-Type`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+}
+
+pub fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::unsupported_media_type(
+            "server-side apply is not supported by this server yet: use client-side `kubectl apply` (the default) or a JSON, merge or strategic merge patch",
+        )),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+        ))),
+    }
+}
+
+/// Applies a patch body to `current`.
+pub fn apply_patch(kind: PatchKind, type_kind: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    options::apply_patch(kind, type_kind, current, body)
+}

@@ -1,0 +1,260 @@
+//! HTTP handling of resource requests: decoding bodies and query options, calling the
+//! registry, encoding answers. Every failure leaves here as a `Status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::registry::{DeleteOptions, Deleted, ListOptions, ResourceType, WriteOptions};
+use super::request::ResourceRequest;
+use super::status::ApiError;
+use super::watch::{self, WatchRequest};
+use super::ApiServer;
+
+/// Largest request body accepted, as upstream's limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Query {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<i64>,
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub watch: Option<String>,
+    pub allow_watch_bookmarks: Option<String>,
+    pub send_initial_events: Option<String>,
+    pub timeout_seconds: Option<i64>,
+    pub dry_run: Option<String>,
+    pub field_validation: Option<String>,
+    pub field_manager: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub orphan_dependents: Option<String>,
+    pub pretty: Option<String>,
+    pub force: Option<String>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("true") | Some("1"))
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        match self.dry_run.as_deref() {
+            None | Some("") => Ok(WriteOptions { dry_run: false }),
+            Some("All") => Ok(WriteOptions { dry_run: true }),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other}: supported values: \"All\""
+            ))),
+        }
+    }
+}
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Decodes a JSON or YAML request body into an object.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let v: Value = match mime {
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_saphyr::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&body[..body.len().min(200)])))
+        })?,
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ))
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+            )))
+        }
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+    }
+    Ok(v)
+}
+
+impl ApiServer {
+    pub(crate) async fn serve_resource(&self, r: ResourceRequest, headers: &HeaderMap, query: Option<&str>, body: Bytes) -> Response {
+        match self.resource(r, headers, query, body).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    fn find(&self, r: &ResourceRequest) -> Result<Arc<ResourceType>, ApiError> {
+        self.types
+            .get(&(r.group.clone(), r.version.clone(), r.resource.clone()))
+            .cloned()
+            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+    }
+
+    async fn resource(&self, r: ResourceRequest, headers: &HeaderMap, raw_query: Option<&str>, body: Bytes) -> Result<Response, ApiError> {
+        let rt = self.find(&r)?;
+        let q = Query::parse(raw_query)?;
+        let ns = if rt.namespaced { r.namespace.as_deref() } else { None };
+        if rt.namespaced && ns.is_none() && !matches!(r.verb, "list" | "watch") {
+            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        }
+        let status_only = match r.subresource.as_deref() {
+            None => false,
+            Some("status") if rt.has_status => true,
+            Some("finalize") if rt.plural == "namespaces" && r.verb == "update" => {
+                let obj = decode_body(headers, &body)?;
+                let name = r.name.as_deref().unwrap_or("");
+                let opts = q.write_options()?;
+                let finalizers = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                let done = self.registry.finalize(&rt, name, finalizers, &opts).await?;
+                return Ok(json_response(StatusCode::OK, &done));
+            }
+            Some(_) => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        };
+        let name = r.name.as_deref().unwrap_or("");
+        let reg = &self.registry;
+        match r.verb {
+            "get" => Ok(json_response(StatusCode::OK, &reg.get(&rt, ns, name).await?)),
+            "list" => {
+                let opts = ListOptions {
+                    limit: q.limit.filter(|l| *l > 0).map(|l| l as usize),
+                    continue_token: q.continue_token.clone(),
+                    resource_version: q.resource_version.clone(),
+                    resource_version_match: q.resource_version_match.clone(),
+                    filter: self.filter(&rt, &q)?,
+                };
+                Ok(json_response(StatusCode::OK, &reg.list(&rt, ns, &opts).await?))
+            }
+            "watch" => {
+                let req = WatchRequest {
+                    resource_version: q.resource_version.clone(),
+                    allow_bookmarks: truthy(&q.allow_watch_bookmarks),
+                    send_initial_events: truthy(&q.send_initial_events),
+                    timeout: q.timeout_seconds.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64)),
+                    filter: self.filter(&rt, &q)?,
+                };
+                let range = match r.name.as_deref() {
+                    // `watch/namespaces/x/pods/name` (or a fieldSelector on the name) narrows it.
+                    Some(_) => return Err(ApiError::bad_request("watching a single object by path is not supported; use fieldSelector=metadata.name=<name>")),
+                    None => reg.watch_range(&rt, ns),
+                };
+                let stream = watch::start(reg.store.clone(), rt.clone(), range, req).await?;
+                let mut resp = Response::new(Body::from_stream(stream));
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                Ok(resp)
+            }
+            "create" => {
+                if status_only || !name.is_empty() {
+                    return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                }
+                let obj = decode_body(headers, &body)?;
+                let created = reg.create(&rt, ns, obj, &q.write_options()?).await?;
+                Ok(json_response(StatusCode::CREATED, &created))
+            }
+            "update" => {
+                let obj = decode_body(headers, &body)?;
+                let updated = reg.update(&rt, ns, name, obj, status_only, &q.write_options()?).await?;
+                Ok(json_response(StatusCode::OK, &updated))
+            }
+            "patch" => {
+                let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let kind = super::patch_kind(ct)?;
+                let kind_name = rt.kind;
+                let patched = reg
+                    .guaranteed_update(&rt, ns, name, status_only, &q.write_options()?, |current| {
+                        super::apply_patch(kind, kind_name, current, &body)
+                    })
+                    .await?;
+                Ok(json_response(StatusCode::OK, &patched))
+            }
+            "delete" => {
+                let mut opts = DeleteOptions {
+                    dry_run: q.write_options()?.dry_run,
+                    grace_period_seconds: q.grace_period_seconds,
+                    propagation_policy: q.propagation_policy.clone(),
+                    ..Default::default()
+                };
+                if truthy(&q.orphan_dependents) && opts.propagation_policy.is_none() {
+                    opts.propagation_policy = Some("Orphan".into());
+                }
+                if !body.is_empty() {
+                    let d = decode_body(headers, &body)?;
+                    if let Some(p) = d.get("propagationPolicy").and_then(Value::as_str) {
+                        opts.propagation_policy = Some(p.to_string());
+                    }
+                    if let Some(g) = d.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                        opts.grace_period_seconds = Some(g);
+                    }
+                    if d.get("orphanDependents") == Some(&json!(true)) && opts.propagation_policy.is_none() {
+                        opts.propagation_policy = Some("Orphan".into());
+                    }
+                    if let Some(p) = d.get("preconditions") {
+                        opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+                        opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+                    }
+                    if d.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
+                        opts.dry_run = true;
+                    }
+                }
+                if let Some(p) = opts.propagation_policy.as_deref() {
+                    if !matches!(p, "Orphan" | "Background" | "Foreground") {
+                        return Err(ApiError::invalid(rt.group, "DeleteOptions", "", vec![super::status::Cause::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan", "nil"])]));
+                    }
+                }
+                match reg.delete(&rt, ns, name, &opts).await? {
+                    Deleted::Now(obj) => {
+                        let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+                        Ok(json_response(
+                            StatusCode::OK,
+                            &json!({
+                                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": uid}
+                            }),
+                        ))
+                    }
+                    Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
+                }
+            }
+            "deletecollection" => {
+                let opts = ListOptions { filter: self.filter(&rt, &q)?, ..Default::default() };
+                let list = reg.list(&rt, ns, &opts).await?;
+                let dopts = DeleteOptions { dry_run: q.write_options()?.dry_run, propagation_policy: q.propagation_policy.clone(), ..Default::default() };
+                for item in list["items"].as_array().cloned().unwrap_or_default() {
+                    let n = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                    let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
+                    match reg.delete(&rt, ins.or(ns), n, &dopts).await {
+                        Ok(_) => {}
+                        Err(e) if e.code == 404 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let mut out = list;
+                out["items"] = json!([]);
+                Ok(json_response(StatusCode::OK, &out))
+            }
+            other => Err(ApiError::method_not_allowed(format!("verb {other} is not supported"))),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Object metadata: name rules, uids, timestamps and the fields every object shares.
+
+use serde_json::{Map, Value};
+
+use crate::apiserver::status::Cause;
+
+/// How a resource's names are validated.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain: most resources.
+    Subdomain,
+    /// RFC 1123 label: namespaces, services.
+    Label,
+    /// Anything that is a valid path segment: RBAC objects.
+    PathSegment,
+}
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+pub fn is_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(|p| !p.is_empty() && p.len() <= 63 && is_label(p))
+}
+
+pub fn is_dns_label(s: &str) -> bool {
+    is_label(s)
+}
+
+/// Problems with `name` under `rule`, as causes on `field`.
+pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    match rule {
+        NameRule::Subdomain => {
+            if name.len() > 253 {
+                out.push(Cause::invalid(field, name, "must be no more than 253 characters"));
+            }
+            if !is_subdomain(name) {
+                out.push(Cause::invalid(field, name, SUBDOMAIN_MSG));
+            }
+        }
+        NameRule::Label => {
+            if name.len() > 63 {
+                out.push(Cause::invalid(field, name, "must be no more than 63 characters"));
+            }
+            if !is_label(name) {
+                out.push(Cause::invalid(field, name, LABEL_MSG));
+            }
+        }
+        NameRule::PathSegment => {
+            if name == "." || name == ".." {
+                out.push(Cause::invalid(field, name, &format!("may not be '{name}'")));
+            }
+            for bad in ["/", "%"] {
+                if name.contains(bad) {
+                    out.push(Cause::invalid(field, name, &format!("may not contain '{bad}'")));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A random (version 4) UUID.
+pub fn new_uid() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Now, as Kubernetes writes timestamps: RFC 3339, seconds, UTC.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// `obj.metadata`, created if missing (the object must be a JSON object).
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// Labels of an object, as string pairs (absent or malformed labels are none).
+pub fn labels(obj: &Value) -> Vec<(&str, &str)> {
+    obj.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))).collect())
+        .unwrap_or_default()
+}
+
+/// Checks the types of the metadata fields clients may set, so later code can rely on them.
+pub fn validate_meta_shape(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(meta) = obj.get("metadata") else { return out };
+    let Some(meta) = meta.as_object() else {
+        out.push(Cause::invalid("metadata", "", "must be an object"));
+        return out;
+    };
+    for f in ["labels", "annotations"] {
+        match meta.get(f) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    if !v.is_string() {
+                        out.push(Cause::invalid(format!("metadata.{f}"), k, "values must be strings"));
+                    }
+                }
+            }
+            Some(_) => out.push(Cause::invalid(format!("metadata.{f}"), "", "must be a map of strings")),
+        }
+    }
+    if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            out.extend(validate_qualified_name(k, "metadata.labels"));
+            if let Some(v) = v.as_str() {
+                if !is_label_value(v) {
+                    out.push(Cause::invalid("metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+                }
+            }
+        }
+    }
+    if let Some(ann) = meta.get("annotations").and_then(Value::as_object) {
+        let mut total = 0;
+        for (k, v) in ann {
+            out.extend(validate_qualified_name(k, "metadata.annotations"));
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            out.push(Cause { reason: "FieldValueTooLong", field: "metadata.annotations".into(), message: "Too long: must have at most 262144 bytes".into() });
+        }
+    }
+    for f in ["finalizers"] {
+        match meta.get(f) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                for v in a.iter().filter_map(Value::as_str) {
+                    out.extend(validate_qualified_name(v, "metadata.finalizers"));
+                }
+            }
+            Some(_) => out.push(Cause::invalid(format!("metadata.{f}"), "", "must be a list of strings")),
+        }
+    }
+    out
+}
+
+fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.is_empty() {
+        return true;
+    }
+    b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// `prefix/name` keys of labels and annotations.
+pub fn validate_qualified_name(key: &str, field: &str) -> Vec<Cause> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut out = Vec::new();
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !name_ok {
+        out.push(Cause::invalid(field, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"));
+    }
+    if let Some(p) = prefix {
+        if !is_subdomain(p) {
+            out.push(Cause::invalid(field, key, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name(NameRule::Subdomain, "a.b-c", "metadata.name").is_empty());
+        assert!(!validate_name(NameRule::Subdomain, "Bad_Name", "metadata.name").is_empty());
+        assert!(!validate_name(NameRule::Label, "a.b", "metadata.name").is_empty());
+        assert!(validate_name(NameRule::PathSegment, "system:admin", "metadata.name").is_empty());
+        assert!(!validate_name(NameRule::PathSegment, "a/b", "metadata.name").is_empty());
+    }
+
+    #[test]
+    fn uids_are_v4() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uid());
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        let obj = serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/name": "web", "bad key": "x", "ok": "-bad"}}});
+        let causes = validate_meta_shape(&obj);
+        assert_eq!(causes.len(), 2, "{causes:?}");
+    }
+}

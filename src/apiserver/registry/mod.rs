@@ -1,0 +1,676 @@
+//! The generic registry: create, get, list, update, delete and watch implemented once for
+//! every resource over the [`Store`], with a small [`Strategy`] per resource for what
+//! differs (defaults, validation, what a status write may change).
+//!
+//! Objects are stored as JSON under `/registry/<resource>/<namespace>/<name>` (or
+//! `/registry/<resource>/<name>` for cluster-scoped ones), without `resourceVersion`: that is
+//! the store's modification revision, filled in on the way out.
+
+pub mod meta;
+pub mod strategies;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use self::meta::{meta_mut, meta_str, NameRule};
+use super::status::{ApiError, Cause};
+use crate::store::{KeyRange, RangeOptions, Revision, Store, StoreError, WriteOutcome};
+
+/// What differs between resources.
+pub trait Strategy: Send + Sync {
+    /// Fills defaults and clears what a client may not set on create.
+    fn prepare_create(&self, _obj: &mut Value) {}
+    /// Carries over from `old` what a main-resource update may not change (e.g. status).
+    fn prepare_update(&self, _new: &mut Value, _old: &Value) {}
+    /// Problems with the object, as upstream's validation reports them.
+    fn validate(&self, _obj: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+    /// Whether something besides `metadata.finalizers` holds a deleted object (a namespace's
+    /// `spec.finalizers`); called when it is marked for deletion, it may also record that
+    /// (a namespace's phase becomes Terminating).
+    fn holds_deletion(&self, _obj: &mut Value) -> bool {
+        false
+    }
+    /// Problems with an update, by default those of the new object.
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
+        self.validate(new)
+    }
+}
+
+/// A strategy with no resource-specific rules.
+pub struct Plain;
+impl Strategy for Plain {}
+
+/// A served resource.
+pub struct ResourceType {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub name_rule: NameRule,
+    /// Has a `status` subresource: status is kept on main writes and only the status is
+    /// taken from status writes.
+    pub has_status: bool,
+    /// `metadata.generation` tracks changes to everything but metadata and status.
+    pub tracks_generation: bool,
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    fn prefix(&self) -> String {
+        format!("/registry/{}/", self.plural)
+    }
+
+    fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("/registry/{}/{ns}/{name}", self.plural),
+            None => format!("/registry/{}/{name}", self.plural),
+        }
+    }
+
+    /// The key range of a list: one namespace or all of them.
+    fn list_range(&self, namespace: Option<&str>) -> KeyRange {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => KeyRange::prefix(format!("/registry/{}/{ns}/", self.plural)),
+            None => KeyRange::prefix(self.prefix()),
+        }
+    }
+}
+
+/// Options of a write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+}
+
+/// Keeps an object or not: a list or watch's label and field selectors.
+pub type ObjectFilter = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+
+/// Options of a list.
+#[derive(Clone, Default)]
+pub struct ListOptions {
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    /// Keep an object or not (label and field selectors).
+    pub filter: Option<ObjectFilter>,
+}
+
+/// Options of a delete (`DeleteOptions`).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// What a delete did.
+pub enum Deleted {
+    /// Gone from the store; the last state.
+    Now(Value),
+    /// Finalizers or a grace period hold it; the object as it is now marked.
+    Pending(Value),
+}
+
+/// The registry: see the module documentation.
+#[derive(Clone)]
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+}
+
+fn decode(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.0.to_string()));
+    Ok(obj)
+}
+
+fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = obj.clone();
+    meta_mut(&mut obj).remove("resourceVersion");
+    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Parses a client-supplied resourceVersion.
+pub fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .map(Revision)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+}
+
+/// Everything but metadata and status: what `generation` tracks.
+fn spec_part(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    o
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry { store }
+    }
+
+    /// Checks `apiVersion`/`kind` of a request body against the resource.
+    pub fn check_type(&self, rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        }
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !av.is_empty() && av != rt.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            )));
+        }
+        if !kind.is_empty() && kind != rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&str>) -> Result<(), ApiError> {
+        if !rt.namespaced {
+            meta_mut(obj).remove("namespace");
+            return Ok(());
+        }
+        let ns = namespace.unwrap_or("");
+        match meta_str(obj, "namespace") {
+            Some(n) if !n.is_empty() && n != ns => Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )),
+            _ => {
+                meta_mut(obj).insert("namespace".into(), json!(ns));
+                Ok(())
+            }
+        }
+    }
+
+    fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let name = meta_str(obj, "name").unwrap_or("");
+        let mut causes = meta::validate_meta_shape(obj);
+        if name.is_empty() {
+            causes.push(Cause::required("metadata.name", "name or generateName is required"));
+        } else {
+            causes.extend(meta::validate_name(rt.name_rule, name, "metadata.name"));
+        }
+        if rt.namespaced {
+            let ns = meta_str(obj, "namespace").unwrap_or("");
+            if ns.is_empty() {
+                causes.push(Cause::required("metadata.namespace", ""));
+            }
+        }
+        causes.extend(match old {
+            Some(old) => rt.strategy.validate_update(obj, old),
+            None => rt.strategy.validate(obj),
+        });
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(rt.group, rt.kind, name, causes))
+        }
+    }
+
+    /// Refuses creates in a namespace that does not exist or is being deleted.
+    async fn check_namespace_open(&self, rt: &ResourceType, namespace: Option<&str>) -> Result<(), ApiError> {
+        let Some(ns) = namespace.filter(|_| rt.namespaced) else { return Ok(()) };
+        let (_, found) = self.store.get(format!("/registry/namespaces/{ns}").as_bytes(), None).await?;
+        let Some(kv) = found else { return Err(ApiError::not_found("", "namespaces", ns)) };
+        let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+        if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+            || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            let mut e = ApiError::forbidden("", "create", rt.group, rt.plural, Some(ns), None);
+            e.message = format!(
+                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.plural
+            );
+            e.details.causes = vec![Cause {
+                reason: "NamespaceTerminating",
+                field: "metadata.namespace".into(),
+                message: format!("namespace {ns} is being terminated"),
+            }];
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Creates an object; returns it as stored.
+    pub async fn create(&self, rt: &ResourceType, namespace: Option<&str>, mut obj: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+        self.check_type(rt, &obj)?;
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        Self::check_namespace(rt, &mut obj, namespace)?;
+        {
+            let generate = meta_str(&obj, "generateName").map(str::to_string);
+            let m = meta_mut(&mut obj);
+            if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+                if let Some(g) = generate.filter(|g| !g.is_empty()) {
+                    const ALNUM: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+                    let suffix: String = (0..5).map(|_| ALNUM[fastrand::usize(..ALNUM.len())] as char).collect();
+                    m.insert("name".into(), json!(format!("{g}{suffix}")));
+                }
+            }
+            m.insert("uid".into(), json!(meta::new_uid()));
+            m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+            m.remove("resourceVersion");
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+            m.remove("selfLink");
+            if rt.tracks_generation {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
+        }
+        if rt.has_status {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        rt.strategy.prepare_create(&mut obj);
+        Self::validate(rt, &obj, None)?;
+        self.check_namespace_open(rt, namespace).await?;
+        let name = meta_str(&obj, "name").unwrap_or("").to_string();
+        let key = rt.key(namespace, &name);
+        if opts.dry_run {
+            let (_, existing) = self.store.get(key.as_bytes(), None).await?;
+            if existing.is_some() {
+                return Err(ApiError::already_exists(rt.group, rt.plural, &name));
+            }
+            return Ok(obj);
+        }
+        match self.store.create(Bytes::from(key), encode(&obj)?, None).await? {
+            WriteOutcome::Applied { revision, .. } => {
+                meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.0.to_string()));
+                Ok(obj)
+            }
+            WriteOutcome::Failed { .. } => Err(ApiError::already_exists(rt.group, rt.plural, &name)),
+        }
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let (_, kv) = self.store.get(rt.key(namespace, name).as_bytes(), None).await?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+        decode(&kv.value, kv.mod_revision)
+    }
+
+    /// Lists objects: one page, filtered, at a consistent revision.
+    pub async fn list(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Value, ApiError> {
+        let range = rt.list_range(namespace);
+        let (mut range, mut at) = match opts.continue_token.as_deref().filter(|c| !c.is_empty()) {
+            Some(token) => {
+                let t: ContinueToken = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .ok()
+                    .or_else(|| base64::engine::general_purpose::STANDARD.decode(token).ok())
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| ApiError::bad_request("continue key is not valid: invalid continue token"))?;
+                if t.v != "meta.k8s.io/v1" || !t.start.as_bytes().starts_with(&range.start) {
+                    return Err(ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
+                }
+                (KeyRange { start: Bytes::from(t.start.into_bytes()), end: range.end.clone() }, Some(Revision(t.rv)))
+            }
+            None => (range, None),
+        };
+        if at.is_none() {
+            let rv = opts.resource_version.as_deref().unwrap_or("");
+            let exact = opts.resource_version_match.as_deref() == Some("Exact");
+            if !rv.is_empty() && rv != "0" {
+                let r = parse_rv(rv)?;
+                let current = self.store.current_revision().await?;
+                if exact {
+                    at = Some(r);
+                } else if r > current {
+                    return Err(ApiError::from(StoreError::FutureRevision { requested: r, current }));
+                }
+            }
+        }
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut next_start: Option<Bytes> = None;
+        let mut remaining: Option<i64> = None;
+        loop {
+            let want = limit.map(|l| (l - items.len()).max(1));
+            let page = match self.store.range(&range, RangeOptions { revision: at, limit: want, ..Default::default() }).await {
+                Err(StoreError::Compacted { .. }) if opts.continue_token.is_some() => {
+                    return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+                }
+                other => other?,
+            };
+            at = Some(page.revision);
+            let mut last_key = None;
+            for kv in page.kvs {
+                let obj = decode(&kv.value, kv.mod_revision)?;
+                last_key = Some(kv.key.clone());
+                if opts.filter.as_ref().is_none_or(|f| f(&obj)) {
+                    items.push(obj);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    break;
+                }
+            }
+            let Some(lk) = last_key else { break };
+            if limit.is_some_and(|l| items.len() >= l) {
+                // Is there anything after the last key examined?
+                let rest = range.after(&lk);
+                let probe = self.store.range(&rest, RangeOptions { revision: at, count_only: true, ..Default::default() }).await?;
+                if probe.count > 0 {
+                    next_start = Some(rest.start.clone());
+                    if opts.filter.is_none() {
+                        remaining = Some(probe.count);
+                    }
+                }
+                break;
+            }
+            if !page.more {
+                break;
+            }
+            range = range.after(&lk);
+        }
+        let rev = at.map(|r| r.0).unwrap_or(0);
+        let mut metadata = json!({ "resourceVersion": rev.to_string() });
+        if let Some(start) = next_start {
+            let token = ContinueToken { v: "meta.k8s.io/v1".into(), rv: rev, start: String::from_utf8_lossy(&start).into_owned() };
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default());
+            metadata["continue"] = json!(token);
+            if let Some(r) = remaining {
+                metadata["remainingItemCount"] = json!(r);
+            }
+        }
+        Ok(json!({
+            "apiVersion": rt.api_version(),
+            "kind": format!("{}List", rt.kind),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    /// Replaces an object (`subresource` `status` replaces only its status).
+    pub async fn update(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        status_only: bool,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.check_type(rt, &obj)?;
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        Self::check_namespace(rt, &mut obj, namespace)?;
+        match meta_str(&obj, "name") {
+            Some(n) if n == name => {}
+            Some("") | None => {
+                meta_mut(&mut obj).insert("name".into(), json!(name));
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            }
+        }
+        let key = rt.key(namespace, name);
+        let (_, current) = self.store.get(key.as_bytes(), None).await?;
+        let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+        let old = decode(&current.value, current.mod_revision)?;
+        let expected = match meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()) {
+            Some(rv) => {
+                let rv = parse_rv(rv)?;
+                if rv != current.mod_revision {
+                    return Err(ApiError::stale(rt.group, rt.plural, name));
+                }
+                rv
+            }
+            None => current.mod_revision,
+        };
+        let new = self.merge_update(rt, obj, &old, status_only)?;
+        if opts.dry_run {
+            return Ok(new);
+        }
+        self.write_update(rt, name, key, new, expected).await
+    }
+
+    /// Builds the object an update stores from the client's and the stored one.
+    fn merge_update(&self, rt: &ResourceType, mut new: Value, old: &Value, status_only: bool) -> Result<Value, ApiError> {
+        if status_only {
+            // Only the status comes from the client.
+            let status = new.get("status").cloned();
+            new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        } else {
+            if rt.has_status {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            rt.strategy.prepare_update(&mut new, old);
+        }
+        // Fields the server owns.
+        {
+            let m = meta_mut(&mut new);
+            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                match old.get("metadata").and_then(|om| om.get(f)) {
+                    Some(v) => {
+                        m.insert(f.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(f);
+                    }
+                }
+            }
+            m.remove("selfLink");
+        }
+        if rt.tracks_generation && !status_only && spec_part(&new) != spec_part(old) {
+            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta_mut(&mut new).insert("generation".into(), json!(g));
+        }
+        Self::validate(rt, &new, Some(old))?;
+        Ok(new)
+    }
+
+    async fn write_update(&self, rt: &ResourceType, name: &str, key: String, mut new: Value, expected: Revision) -> Result<Value, ApiError> {
+        // An object marked for deletion whose last finalizer is gone is deleted now.
+        let marked = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if marked && !finalizers && !rt.strategy.holds_deletion(&mut new.clone()) {
+            return match self.store.delete(Bytes::from(key), Some(expected)).await? {
+                WriteOutcome::Applied { revision, .. } => {
+                    meta_mut(&mut new).insert("resourceVersion".into(), json!(revision.0.to_string()));
+                    Ok(new)
+                }
+                WriteOutcome::Failed { .. } => Err(ApiError::stale(rt.group, rt.plural, name)),
+            };
+        }
+        match self.store.update(Bytes::from(key), encode(&new)?, expected, None).await? {
+            WriteOutcome::Applied { revision, .. } => {
+                meta_mut(&mut new).insert("resourceVersion".into(), json!(revision.0.to_string()));
+                Ok(new)
+            }
+            WriteOutcome::Failed { current: None } => Err(ApiError::not_found(rt.group, rt.plural, name)),
+            WriteOutcome::Failed { current: Some(_) } => Err(ApiError::stale(rt.group, rt.plural, name)),
+        }
+    }
+
+    /// Read-modify-write with retries on conflict, as upstream's GuaranteedUpdate: `mutate`
+    /// turns the current object into the desired one.
+    pub async fn guaranteed_update<F>(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        status_only: bool,
+        opts: &WriteOptions,
+        mut mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError> + Send,
+    {
+        let key = rt.key(namespace, name);
+        for _ in 0..16 {
+            let (_, current) = self.store.get(key.as_bytes(), None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+            let old = decode(&current.value, current.mod_revision)?;
+            let mut desired = mutate(&old)?;
+            self.check_type(rt, &desired)?;
+            desired["apiVersion"] = json!(rt.api_version());
+            desired["kind"] = json!(rt.kind);
+            Self::check_namespace(rt, &mut desired, namespace)?;
+            if meta_str(&desired, "name") != Some(name) {
+                return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            }
+            // A resourceVersion the client put in its patch is a precondition.
+            if let Some(rv) = meta_str(&desired, "resourceVersion").filter(|s| !s.is_empty()) {
+                if parse_rv(rv)? != current.mod_revision {
+                    return Err(ApiError::stale(rt.group, rt.plural, name));
+                }
+            }
+            let new = self.merge_update(rt, desired, &old, status_only)?;
+            if opts.dry_run {
+                return Ok(new);
+            }
+            match self.write_update(rt, name, key.clone(), new, current.mod_revision).await {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::stale(rt.group, rt.plural, name))
+    }
+
+    /// `namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else; a
+    /// namespace marked for deletion with no finalizer left is deleted.
+    pub async fn finalize(&self, rt: &ResourceType, name: &str, finalizers: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+        let key = rt.key(None, name);
+        for _ in 0..16 {
+            let (_, current) = self.store.get(key.as_bytes(), None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+            let mut obj = decode(&current.value, current.mod_revision)?;
+            obj["spec"]["finalizers"] = finalizers.clone();
+            if opts.dry_run {
+                return Ok(obj);
+            }
+            match self.write_update(rt, name, key.clone(), obj, current.mod_revision).await {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::stale(rt.group, rt.plural, name))
+    }
+
+    /// Deletes an object, or marks it when finalizers hold it.
+    pub async fn delete(&self, rt: &ResourceType, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+        let key = rt.key(namespace, name);
+        for _ in 0..16 {
+            let (_, current) = self.store.get(key.as_bytes(), None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+            let mut obj = decode(&current.value, current.mod_revision)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if meta_str(&obj, "uid") != Some(uid.as_str()) {
+                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    )));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if parse_rv(rv)? != current.mod_revision {
+                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.mod_revision
+                    )));
+                }
+            }
+            let mut finalizers: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            if opts.propagation_policy.as_deref() == Some("Foreground")
+                && !finalizers.iter().any(|f| f == "foregroundDeletion")
+            {
+                finalizers.push(json!("foregroundDeletion"));
+            }
+            if opts.propagation_policy.as_deref() == Some("Orphan") && !finalizers.iter().any(|f| f == "orphan") {
+                finalizers.push(json!("orphan"));
+            }
+            let held = rt.strategy.holds_deletion(&mut obj);
+            if finalizers.is_empty() && !held {
+                if opts.dry_run {
+                    return Ok(Deleted::Now(obj));
+                }
+                match self.store.delete(Bytes::from(key.clone()), Some(current.mod_revision)).await? {
+                    WriteOutcome::Applied { .. } => return Ok(Deleted::Now(obj)),
+                    WriteOutcome::Failed { .. } => continue,
+                }
+            }
+            // Held by finalizers: mark it (once) and keep it.
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Ok(Deleted::Pending(obj));
+            }
+            {
+                let m = meta_mut(&mut obj);
+                m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+                m.insert("deletionGracePeriodSeconds".into(), json!(opts.grace_period_seconds.unwrap_or(0)));
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
+            if opts.dry_run {
+                return Ok(Deleted::Pending(obj));
+            }
+            match self.store.update(Bytes::from(key.clone()), encode(&obj)?, current.mod_revision, None).await? {
+                WriteOutcome::Applied { revision, .. } => {
+                    meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.0.to_string()));
+                    return Ok(Deleted::Pending(obj));
+                }
+                WriteOutcome::Failed { .. } => continue,
+            }
+        }
+        Err(ApiError::stale(rt.group, rt.plural, name))
+    }
+
+    pub fn watch_range(&self, rt: &ResourceType, namespace: Option<&str>) -> KeyRange {
+        rt.list_range(namespace)
+    }
+}
+
+/// Decodes a stored value into an object with its resourceVersion.
+pub fn decode_stored(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    decode(bytes, rev)
+}

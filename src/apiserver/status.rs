@@ -1,0 +1,298 @@
+//! API errors as Kubernetes `Status` objects: every failure a client sees carries the HTTP
+//! code, the `reason` and the message wording upstream uses, so kubectl and client
+//! libraries react to it as they would against Kubernetes.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::store::StoreError;
+
+/// One field-level problem of an invalid object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, ...
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: &str) -> Self {
+        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: \"{value}\": {detail}") }
+    }
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        Cause { reason: "FieldValueRequired", field: field.into(), message }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Cause { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
+    }
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!("Unsupported value: \"{value}\": supported values: {list}"),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
+        Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: \"{value}\"") }
+    }
+}
+
+/// Which object an error is about, for `Status.details`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub group: String,
+    /// The resource (plural) for most errors, the kind for `Invalid`.
+    pub kind: String,
+    pub name: String,
+}
+
+/// An error answered as a `Status`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    /// Kept behind a box so results carrying an `ApiError` stay small.
+    pub details: Box<Details>,
+}
+
+/// The optional parts of an [`ApiError`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
+    pub subject: Option<Subject>,
+    pub causes: Vec<Cause>,
+    /// Seconds the client should wait before retrying (`Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: Box::default() }
+    }
+
+    fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
+        self.details.subject = Some(Subject { group: group.into(), kind: kind.into(), name: name.into() });
+        self
+    }
+
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource))).about(group, resource, name)
+    }
+
+    pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
+        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, resource)))
+            .about(group, resource, name)
+    }
+
+    pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)))
+            .about(group, resource, name)
+    }
+
+    /// The optimistic-concurrency conflict.
+    pub fn stale(group: &str, resource: &str, name: &str) -> Self {
+        Self::conflict(
+            group,
+            resource,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// 422: `Kind "name" is invalid: field: message, field: message`.
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let list = causes
+            .iter()
+            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .collect::<Vec<_>>();
+        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}")).about(group, kind, name);
+        e.details.causes = causes;
+        e
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 in upstream's words.
+    pub fn forbidden(user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> Self {
+        let what = qualified(group, resource);
+        let subject = match name {
+            Some(n) if !n.is_empty() => format!("{what} \"{n}\""),
+            _ => what.clone(),
+        };
+        let scope = match namespace {
+            Some(ns) if !ns.is_empty() => format!(" in the namespace \"{ns}\""),
+            _ => " at the cluster scope".to_string(),
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}"),
+        )
+        .about(group, resource, name.unwrap_or(""))
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "MethodNotAllowed", message)
+    }
+
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(413, "RequestEntityTooLarge", message)
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(503, "ServiceUnavailable", message);
+        e.details.retry_after = Some(1);
+        e
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
+    /// The `Status` object.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if self.details.subject.is_some() || !self.details.causes.is_empty() || self.details.retry_after.is_some() {
+            let mut details = serde_json::Map::new();
+            if let Some(s) = &self.details.subject {
+                if !s.name.is_empty() {
+                    details.insert("name".into(), json!(s.name));
+                }
+                details.insert("group".into(), json!(s.group));
+                details.insert("kind".into(), json!(s.kind));
+            }
+            if !self.details.causes.is_empty() {
+                let causes: Vec<Value> = self
+                    .details
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), Value::Array(causes));
+            }
+            if let Some(s) = self.details.retry_after {
+                details.insert("retryAfterSeconds".into(), json!(s));
+            }
+            status["details"] = Value::Object(details);
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (code, body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(s) = self.details.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Compacted { requested, compacted } => {
+                ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
+            }
+            StoreError::FutureRevision { requested, current } => {
+                let mut e = ApiError::timeout(format!(
+                    "Too large resource version: {requested}, current: {current}"
+                ));
+                e.details.retry_after = Some(1);
+                e
+            }
+            StoreError::Closed => ApiError::unavailable("the server is shutting down"),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_reads_like_upstream() {
+        let s = ApiError::not_found("apps", "deployments", "web").to_status();
+        assert_eq!(s["message"], "deployments.apps \"web\" not found");
+        assert_eq!(s["reason"], "NotFound");
+        assert_eq!(s["code"], 404);
+        assert_eq!(s["details"], json!({"name": "web", "group": "apps", "kind": "deployments"}));
+    }
+
+    #[test]
+    fn invalid_lists_causes() {
+        let e = ApiError::invalid("", "ConfigMap", "Bad_Name", vec![Cause::invalid("metadata.name", "Bad_Name", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters")]);
+        let s = e.to_status();
+        assert_eq!(s["code"], 422);
+        assert!(s["message"].as_str().unwrap().starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""));
+        assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+    }
+
+    #[test]
+    fn forbidden_names_user_verb_and_scope() {
+        let e = ApiError::forbidden("bob", "list", "", "configmaps", Some("default"), None);
+        assert_eq!(
+            e.message,
+            "configmaps is forbidden: User \"bob\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        );
+    }
+
+    #[test]
+    fn compacted_is_410_expired() {
+        let e: ApiError = StoreError::Compacted { requested: crate::store::Revision(5), compacted: crate::store::Revision(9) }.into();
+        assert_eq!((e.code, e.reason), (410, "Expired"));
+        assert_eq!(e.message, "too old resource version: 5 (9)");
+    }
+}

@@ -1,0 +1,106 @@
+//! A client for k3rs' own components that calls the API server's router in process: same
+//! authentication identity, authorization, admission and validation as a remote client,
+//! without a socket.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::apiserver::status::ApiError;
+use crate::apiserver::{ApiServer, Identity};
+
+#[derive(Clone)]
+pub struct Client {
+    api: Arc<ApiServer>,
+    identity: Identity,
+}
+
+impl Client {
+    pub fn new(api: Arc<ApiServer>, identity: Identity) -> Self {
+        Client { api, identity }
+    }
+
+    /// The API server this client calls.
+    pub fn api(&self) -> &Arc<ApiServer> {
+        &self.api
+    }
+
+    async fn send(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<(StatusCode, Body), ApiError> {
+        let body = match body {
+            Some(v) => Body::from(serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))?),
+            None => Body::empty(),
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(body)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        req.extensions_mut().insert(self.identity.clone());
+        let resp = self.api.router().oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((resp.status(), resp.into_body()))
+    }
+
+    /// A request answered with one JSON document; a non-2xx answer is the `Status` as an error.
+    pub async fn request(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        let (code, body) = self.send(method, path, content_type, body).await?;
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if code.is_success() {
+            return Ok(v);
+        }
+        let reason: &'static str = match v.get("reason").and_then(Value::as_str) {
+            Some("NotFound") => "NotFound",
+            Some("AlreadyExists") => "AlreadyExists",
+            Some("Conflict") => "Conflict",
+            Some("Invalid") => "Invalid",
+            Some("Forbidden") => "Forbidden",
+            _ => "InternalError",
+        };
+        Err(ApiError::new(code.as_u16(), reason, v.get("message").and_then(Value::as_str).unwrap_or("").to_string()))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        self.request(Method::GET, path, "application/json", None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.request(Method::DELETE, path, "application/json", None).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.request(Method::PUT, path, "application/json", Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.request(Method::POST, path, "application/json", Some(body)).await
+    }
+
+    /// A watch: each event as `{"type": ..., "object": ...}`; the stream ends with the watch.
+    pub async fn watch(&self, path: &str) -> Result<impl Stream<Item = Value> + Send + 'static, ApiError> {
+        let (code, body) = self.send(Method::GET, path, "application/json", None).await?;
+        if !code.is_success() {
+            return Err(ApiError::new(code.as_u16(), "InternalError", format!("watch {path} failed with {code}")));
+        }
+        let chunks = body.into_data_stream();
+        Ok(futures::stream::unfold((chunks, Vec::<u8>::new()), |(mut chunks, mut buf)| async move {
+            loop {
+                if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                        return Some((v, (chunks, buf)));
+                    }
+                    continue;
+                }
+                match chunks.next().await {
+                    Some(Ok(c)) => buf.extend_from_slice(&c),
+                    _ => return None,
+                }
+            }
+        }))
+    }
+}
