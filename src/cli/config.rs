@@ -97,6 +97,7 @@ pub enum Key {
     NodeName,
     WriteKubeconfig,
     WriteKubeconfigMode,
+    TlsSan,
     ClusterCidr,
     ServiceCidr,
     ClusterDns,
@@ -110,7 +111,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 17] = [
+    pub const ALL: [Key; 18] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -118,6 +119,7 @@ impl Key {
         Key::NodeName,
         Key::WriteKubeconfig,
         Key::WriteKubeconfigMode,
+        Key::TlsSan,
         Key::ClusterCidr,
         Key::ServiceCidr,
         Key::ClusterDns,
@@ -140,6 +142,7 @@ impl Key {
             Key::NodeName => "node-name",
             Key::WriteKubeconfig => "write-kubeconfig",
             Key::WriteKubeconfigMode => "write-kubeconfig-mode",
+            Key::TlsSan => "tls-san",
             Key::ClusterCidr => "cluster-cidr",
             Key::ServiceCidr => "service-cidr",
             Key::ClusterDns => "cluster-dns",
@@ -160,6 +163,12 @@ impl Key {
 
     pub fn from_name(name: &str) -> Option<Key> {
         Key::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Settings that take several values: a list in a config file, repeated or
+    /// comma-separated elsewhere.
+    pub fn is_list(self) -> bool {
+        matches!(self, Key::Disable | Key::TlsSan)
     }
 }
 
@@ -351,7 +360,7 @@ fn parse_file(file: &ConfigFile) -> Result<Vec<(Key, Raw)>, ConfigError> {
                 Raw::Text(scalar_text(&file.text, key.name()).unwrap_or_else(|| n.to_string()))
             }
             serde_json::Value::Number(n) => Raw::Text(n.to_string()),
-            serde_json::Value::Array(_) if key != Key::Disable => return Err(wrong_type("a list")),
+            serde_json::Value::Array(_) if !key.is_list() => return Err(wrong_type("a list")),
             serde_json::Value::Array(items) => {
                 let mut list = Vec::new();
                 for item in items {
@@ -385,6 +394,7 @@ fn scalar_text(yaml: &str, key: &str) -> Option<String> {
 fn expected(key: Key) -> &'static str {
     match key {
         Key::Disable => "a component name or a list of them",
+        Key::TlsSan => "a DNS name or IP address, or a list of them",
         Key::Debug => "true or false",
         _ => "a single value",
     }
@@ -450,6 +460,7 @@ struct Settings {
     node_name: Option<Sourced<String>>,
     write_kubeconfig: Option<Sourced<PathBuf>>,
     write_kubeconfig_mode: Option<Sourced<u32>>,
+    tls_san: Option<Sourced<Vec<String>>>,
     cluster_cidr: Option<Sourced<Cidr>>,
     service_cidr: Option<Sourced<Cidr>>,
     cluster_dns: Option<Sourced<IpAddr>>,
@@ -499,6 +510,14 @@ impl Settings {
                     Raw::Bool(_) => return Err(fail(format!("expected {}, found a boolean", expected(key)))),
                 };
                 self.disable = at(parse_components(&items).map_err(fail)?, origin);
+            }
+            Key::TlsSan => {
+                let items = match raw {
+                    Raw::Text(t) => vec![t],
+                    Raw::List(items) => items,
+                    Raw::Bool(_) => return Err(fail(format!("expected {}, found a boolean", expected(key)))),
+                };
+                self.tls_san = at(parse_tls_sans(&items).map_err(fail)?, origin);
             }
             Key::DatastoreEndpoint => self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin),
             Key::DatastoreCafile => self.datastore_cafile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
@@ -573,6 +592,7 @@ impl Settings {
                     self.write_kubeconfig.map_or_else(|| PathBuf::from(DEFAULT_WRITE_KUBECONFIG), |s| s.value),
                 ),
                 write_kubeconfig_mode: self.write_kubeconfig_mode.map_or(DEFAULT_WRITE_KUBECONFIG_MODE, |s| s.value),
+                tls_san: self.tls_san.map(|s| s.value).unwrap_or_default(),
             },
             network: NetworkConfig {
                 cluster_cidr: cluster_cidr.value,
@@ -788,6 +808,19 @@ fn parse_components(items: &[String]) -> Result<Vec<Component>, String> {
     Ok(out)
 }
 
+/// Extra serving-certificate names, each item possibly comma-separated; normalized
+/// (lowercase names, canonical addresses) and without duplicates.
+fn parse_tls_sans(items: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for value in items.iter().flat_map(|i| i.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+        let san = crate::pki::check_tls_san(value)?;
+        if !out.contains(&san) {
+            out.push(san);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text {
         "true" | "1" => Ok(true),
@@ -924,6 +957,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_san_is_a_list_from_every_source() {
+        let files = [file("/etc/k3rs/config.yaml", "tls-san:\n  - K3RS.example.com\n  - 10.0.0.5\n")];
+        assert_eq!(ok(&files, &Env::new(), &[]).apiserver.tls_san, ["k3rs.example.com", "10.0.0.5"]);
+        let one = [file("/f", "tls-san: lb.example.com\n")];
+        assert_eq!(ok(&one, &Env::new(), &[]).apiserver.tls_san, ["lb.example.com"]);
+        // The environment replaces the file's list; items are trimmed, normalized, deduplicated.
+        let e = env(&[("K3RS_TLS_SAN", " fd00:0::1, *.apps.example.com,FD00::1 ")]);
+        assert_eq!(ok(&files, &e, &[]).apiserver.tls_san, ["fd00::1", "*.apps.example.com"]);
+        let c = vec![(Key::TlsSan, Raw::List(vec!["a.example.com".into(), "b.example.com,10.1.1.1".into()]))];
+        assert_eq!(ok(&files, &e, &c).apiserver.tls_san, ["a.example.com", "b.example.com", "10.1.1.1"]);
+        // An empty value clears a lower source's list.
+        assert!(ok(&files, &Env::new(), &cli(&[(Key::TlsSan, "")])).apiserver.tls_san.is_empty());
+        let e = err(&[file("/c.yaml", "tls-san: {a: b}\n")], &Env::new(), &[]);
+        assert_eq!(
+            e.to_string(),
+            "/c.yaml: tls-san: expected a DNS name or IP address, or a list of them, found a mapping"
+        );
+        let e = err(&[file("/c.yaml", "tls-san: [ok.example.com, bad_name]\n")], &Env::new(), &[]);
+        assert_eq!(e.to_string(), "/c.yaml: tls-san: \"bad_name\" is neither an IP address nor a DNS name");
+    }
+
+    #[test]
     fn a_bad_value_is_reported_even_when_a_higher_source_overrides_it() {
         let files = [file("/etc/k3rs/config.yaml.d/50-port.yaml", "https-listen-port: 99999\n")];
         let e = err(&files, &Env::new(), &cli(&[(Key::HttpsListenPort, "6443")]));
@@ -952,6 +1007,8 @@ mod tests {
             (Key::WriteKubeconfigMode, "0999", "not an octal file mode"),
             (Key::WriteKubeconfigMode, "rw-r--r--", "not an octal file mode"),
             (Key::WriteKubeconfigMode, "4755", "at most 0777"),
+            (Key::TlsSan, "k3rs_api", "\"k3rs_api\" is neither an IP address nor a DNS name"),
+            (Key::TlsSan, "ok.example.com,https://x", "\"https://x\" is neither"),
             (Key::ClusterCidr, "10.42.0.0", "not in CIDR notation"),
             (Key::ClusterCidr, "10.42.0.0/25", "smaller than one node's pod network"),
             (Key::ClusterCidr, "10.42.3.0/16", "host bits set; the network is 10.42.0.0/16"),

@@ -78,6 +78,11 @@ struct ServerArgs {
     #[arg(long, value_name = "MODE")]
     write_kubeconfig_mode: Option<String>,
 
+    /// Extra DNS names or IP addresses for the API server's certificate; repeatable or
+    /// comma-separated
+    #[arg(long, value_name = "NAME|IP")]
+    tls_san: Vec<String>,
+
     /// Network for pod addresses [default: 10.42.0.0/16]
     #[arg(long, value_name = "CIDR")]
     cluster_cidr: Option<String>,
@@ -152,6 +157,9 @@ impl ServerArgs {
             text.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, Raw::Text(v.clone())))).collect();
         if !self.disable.is_empty() {
             out.push((Key::Disable, Raw::List(self.disable.clone())));
+        }
+        if !self.tls_san.is_empty() {
+            out.push((Key::TlsSan, Raw::List(self.tls_san.clone())));
         }
         // A flag can only turn debugging on; off is the absence of the flag, so a lower
         // source's `debug: true` stays unless the command line has nothing to say.
@@ -354,6 +362,9 @@ mod tests {
             "--disable=x,y",
             "--debug",
             "--https-listen-port=bad",
+            "--tls-san",
+            "k3rs.example.com",
+            "--tls-san=10.0.0.5,lb.example.com",
         ])
         .expect("parse");
         let Command::Server(args) = cli.command;
@@ -361,8 +372,11 @@ mod tests {
         assert!(got.contains(&(Key::DataDir, Raw::Text("/srv".into()))));
         assert!(got.contains(&(Key::HttpsListenPort, Raw::Text("bad".into()))));
         assert!(got.contains(&(Key::Disable, Raw::List(vec!["etcd-api".into(), "x,y".into()]))));
+        assert!(
+            got.contains(&(Key::TlsSan, Raw::List(vec!["k3rs.example.com".into(), "10.0.0.5,lb.example.com".into()])))
+        );
         assert!(got.contains(&(Key::Debug, Raw::Bool(true))));
-        assert_eq!(got.len(), 4);
+        assert_eq!(got.len(), 5);
     }
 
     #[test]

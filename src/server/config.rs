@@ -80,6 +80,9 @@ pub struct ApiServerConfig {
     pub write_kubeconfig: PathBuf,
     /// Permission bits of the written kubeconfig.
     pub write_kubeconfig_mode: u32,
+    /// Extra names of the serving certificate: lowercase DNS names (a leading `*.` allowed)
+    /// and IP addresses in canonical form, without duplicates.
+    pub tls_san: Vec<String>,
 }
 
 impl Default for ApiServerConfig {
@@ -89,6 +92,7 @@ impl Default for ApiServerConfig {
             bind_address: DEFAULT_BIND_ADDRESS,
             write_kubeconfig: PathBuf::from(DEFAULT_WRITE_KUBECONFIG),
             write_kubeconfig_mode: DEFAULT_WRITE_KUBECONFIG_MODE,
+            tls_san: Vec::new(),
         }
     }
 }
@@ -138,5 +142,6 @@ mod tests {
         let c = ServerConfig::with_defaults("/tmp/x", "node-a");
         assert_eq!(c.data_dir.state_db(), PathBuf::from("/tmp/x/server/db/state.db"));
         assert_eq!(c.apiserver.https_listen_port, 6443);
+        assert!(c.apiserver.tls_san.is_empty());
     }
 }
