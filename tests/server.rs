@@ -41,8 +41,8 @@ impl Sandbox {
         self.path("data")
     }
 
-    /// `k3rs server` on this sandbox's config file and kubeconfig path (which nothing may
-    /// write yet), with no K3RS_ variables from the test's own environment.
+    /// `k3rs server` on this sandbox's config file and kubeconfig path, a free loopback
+    /// port, with no K3RS_ variables from the test's own environment.
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_k3rs"));
         for (name, _) in std::env::vars_os() {
@@ -54,7 +54,8 @@ impl Sandbox {
             .arg("--config")
             .arg(self.path("config.yaml"))
             .arg("--write-kubeconfig")
-            .arg(self.path("kubeconfig.yaml"));
+            .arg(self.path("kubeconfig.yaml"))
+            .args(["--bind-address", "127.0.0.1", "--https-listen-port", &free_port().to_string()]);
         cmd
     }
 
@@ -63,6 +64,10 @@ impl Sandbox {
         cmd.arg("--data-dir").arg(self.data()).args(args);
         Server::spawn(cmd)
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// A running server whose stderr is collected as it comes.
@@ -190,8 +195,18 @@ fn serves_the_etcd_socket_and_keeps_data_across_a_restart() {
     again.wait_for_log(READY);
     assert_eq!(etcdctl(&socket, &["get", "/registry/test/a", "--print-value-only"]).trim(), "one");
     assert!(again.stop().success(), "{}", again.log());
-    // The apiserver settings are accepted but nothing writes a kubeconfig yet.
-    assert!(!sb.path("kubeconfig.yaml").exists());
+    // The admin kubeconfig works with the real kubectl.
+    let kubeconfig = sb.path("kubeconfig.yaml");
+    assert_eq!(mode(&kubeconfig), 0o600);
+    let mut again = sb.start(&[]);
+    again.wait_for_log(READY);
+    let out = Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["get", "namespaces", "-o", "name"]).output().expect("run kubectl");
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
+    for ns in ["namespace/default", "namespace/kube-system", "namespace/kube-public", "namespace/kube-node-lease"] {
+        assert!(names.lines().any(|l| l == ns), "{ns} missing from {names}");
+    }
+    assert!(again.stop().success(), "{}", again.log());
 }
 
 #[test]
@@ -302,6 +317,9 @@ fn runs_in_process_until_told_to_stop() {
     let sb = Sandbox::new();
     let mut config = k3rs::server::config::ServerConfig::with_defaults(sb.data(), "test-node");
     config.disabled = k3rs::server::components::Disabled::new([k3rs::server::components::ETCD_API]);
+    config.apiserver.write_kubeconfig = sb.path("kubeconfig.yaml");
+    config.apiserver.bind_address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    config.apiserver.https_listen_port = free_port();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(k3rs::server::run(config, async move {

@@ -5,6 +5,7 @@
 //! The configuration arrives validated ([`config::ServerConfig`]); nothing here parses
 //! user input. Every failure is a [`ServerError`] naming what failed; nothing panics.
 
+pub mod apiserver;
 pub mod components;
 pub mod config;
 pub mod layout;
@@ -64,6 +65,8 @@ pub enum ServerError {
     EtcdApiNotReady { path: PathBuf },
     #[error("the compactor stopped unexpectedly: {reason}")]
     CompactorStopped { reason: String },
+    #[error("the API server could not start: {0}")]
+    ApiServer(String),
     #[error("closing the datastore failed: {0}")]
     CloseDatastore(#[source] StoreError),
 }
@@ -85,7 +88,6 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         other => ServerError::Lock(other),
     })?;
     tracing::debug!(lock = %lock.path().display(), "data dir locked");
-    log_settings_for_later(&config);
     create_dir(&layout.db(), Some(0o700))?;
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -115,26 +117,6 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     result.and(closed)?;
     tracing::info!("k3rs server stopped");
     Ok(())
-}
-
-/// The apiserver and node settings are accepted and validated now so configurations can be
-/// written once; say plainly that they do nothing yet.
-fn log_settings_for_later(config: &ServerConfig) {
-    let api = &config.apiserver;
-    let net = &config.network;
-    tracing::info!(
-        https_listen_port = api.https_listen_port,
-        bind_address = %api.bind_address,
-        write_kubeconfig = %api.write_kubeconfig.display(),
-        write_kubeconfig_mode = format_args!("{:o}", api.write_kubeconfig_mode),
-        cluster_cidr = %net.cluster_cidr,
-        service_cidr = %net.service_cidr,
-        cluster_dns = %net.cluster_dns,
-        cluster_domain = %net.cluster_domain,
-        node_name = %config.node.name,
-        node_ip = %config.node.ip.map_or_else(|| "auto".to_string(), |ip| ip.to_string()),
-        "the Kubernetes API server and the node arrive in a later release; these settings take effect then"
-    );
 }
 
 /// Creates `path` (and its parents) if missing, and makes sure it has `mode` if one is given.
@@ -240,8 +222,21 @@ async fn serve(
         }
     }
 
+    let mut api_tasks = Vec::new();
+    let mut api_url = String::new();
+    if failure.is_none() && !stopping {
+        match apiserver::start(config, store.clone(), &stop).await {
+            Ok(started) => {
+                api_tasks = started.tasks;
+                api_url = started.url;
+            }
+            Err(e) => failure = Some(ServerError::ApiServer(e.to_string())),
+        }
+    }
+
     if failure.is_none() && !stopping {
         tracing::info!(
+            api = %api_url,
             datastore = %describe_datastore(config),
             etcd_api = %etcd_api.as_ref().map_or_else(|| "off".to_string(), |_| socket.display().to_string()),
             "k3rs server is ready"
@@ -283,6 +278,9 @@ async fn serve(
         if !compactor.is_finished() {
             let _ = (&mut compactor).await;
         }
+        for t in api_tasks.iter_mut() {
+            let _ = t.await;
+        }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "components did not stop within the grace period");
@@ -291,6 +289,9 @@ async fn serve(
         api.abort();
     }
     compactor.abort();
+    for t in &api_tasks {
+        t.abort();
+    }
     failure.map_or(Ok(()), Err)
 }
 
