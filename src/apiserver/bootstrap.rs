@@ -1,5 +1,6 @@
 //! Objects every cluster has from its first start: the namespaces `default`, `kube-system`,
-//! `kube-public` and `kube-node-lease`.
+//! `kube-public` and `kube-node-lease`, and the `kubernetes` service in `default` (the first
+//! service IP, port 443) with its Endpoints and EndpointSlice pointing at this server.
 
 use serde_json::json;
 
@@ -17,6 +18,49 @@ impl ApiServer {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match self.registry.create(&ns, None, obj, &WriteOptions::default()).await {
                 Ok(_) => tracing::info!(namespace = name, "created namespace"),
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.bootstrap_kubernetes_service().await
+    }
+
+    async fn bootstrap_kubernetes_service(&self) -> Result<(), ApiError> {
+        let ip = self.opts.service_cidr.nth(1).map(|i| i.to_string()).unwrap_or_default();
+        let node = self.opts.advertise.ip().to_string();
+        let port = self.opts.advertise.port();
+        let labels = json!({"component": "apiserver", "provider": "kubernetes"});
+        let objects = [
+            (("", "services"), json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": labels},
+                "spec": {"type": "ClusterIP", "clusterIP": ip, "sessionAffinity": "None",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}})),
+            (("", "endpoints"), json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": node}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})),
+            (("discovery.k8s.io", "endpointslices"), json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+                "addressType": if self.opts.advertise.is_ipv4() { "IPv4" } else { "IPv6" },
+                "endpoints": [{"addresses": [node], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})),
+        ];
+        for ((group, plural), obj) in objects {
+            let Some(rt) = self.resource_type(group, "v1", plural) else { continue };
+            match self.registry.create(&rt, Some("default"), obj.clone(), &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" && plural != "services" => {
+                    // The node's address may have changed since the last start.
+                    let desired = obj.clone();
+                    self.registry
+                        .guaranteed_update(&rt, Some("default"), "kubernetes", false, &WriteOptions::default(), |cur| {
+                            let mut next = cur.clone();
+                            for f in ["subsets", "endpoints", "ports", "addressType"] {
+                                if let Some(v) = desired.get(f) {
+                                    next[f] = v.clone();
+                                }
+                            }
+                            Ok(next)
+                        })
+                        .await?;
+                }
                 Err(e) if e.reason == "AlreadyExists" => {}
                 Err(e) => return Err(e),
             }

@@ -46,8 +46,27 @@ impl Identity {
     }
 }
 
+/// Settings of the API server.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// Where clients (and the `kubernetes` service's endpoints) reach this server.
+    pub advertise: std::net::SocketAddr,
+    /// Cluster IPs are allocated from here; its first address is the `kubernetes` service's.
+    pub service_cidr: crate::util::cidr::Cidr,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            advertise: std::net::SocketAddr::from(([127, 0, 0, 1], 6443)),
+            service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR literal"),
+        }
+    }
+}
+
 /// The API server's state.
 pub struct ApiServer {
+    pub opts: ApiOptions,
     pub registry: Registry,
     /// `host:port` clients should use, for the `/api` document.
     pub server_address: String,
@@ -74,15 +93,15 @@ fn is_public(path: &str) -> bool {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
-        Self::with_address(store, "127.0.0.1:6443")
+        Self::with_options(store, ApiOptions::default())
     }
 
-    pub fn with_address(store: Arc<dyn Store>, server_address: &str) -> Arc<Self> {
+    pub fn with_options(store: Arc<dyn Store>, opts: ApiOptions) -> Arc<Self> {
         let mut types = HashMap::new();
-        for rt in registry::strategies::resource_types() {
+        for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), server_address: server_address.to_string(), types })
+        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, types })
     }
 
     /// The resource type served at group/version/plural.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
-use crate::apiserver::{ApiServer, Identity};
+use crate::apiserver::{ApiOptions, ApiServer, Identity};
 use crate::client::Client;
 use crate::pki::{self, PkiConfig};
 use crate::store::Store;
@@ -103,7 +103,7 @@ where
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(api_cfg.https_listen_port);
     let url = format!("https://127.0.0.1:{port}");
 
-    let api = ApiServer::with_address(store, &SocketAddr::new(ip, port).to_string());
+    let api = ApiServer::with_options(store, ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr });
     api.bootstrap().await.map_err(|e| ApiStartError::Bootstrap(e.message))?;
 
     let kubeconfig = api_cfg.write_kubeconfig.clone();

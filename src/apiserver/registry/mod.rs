@@ -6,8 +6,11 @@
 //! `/registry/<resource>/<name>` for cluster-scoped ones), without `resourceVersion`: that is
 //! the store's modification revision, filled in on the way out.
 
+pub mod allocator;
 pub mod meta;
+pub mod services;
 pub mod strategies;
+pub mod workloads;
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ use super::status::{ApiError, Cause};
 use crate::store::{KeyRange, RangeOptions, Revision, Store, StoreError, WriteOutcome};
 
 /// What differs between resources.
+#[async_trait::async_trait]
 pub trait Strategy: Send + Sync {
     /// Fills defaults and clears what a client may not set on create.
     fn prepare_create(&self, _obj: &mut Value) {}
@@ -39,10 +43,18 @@ pub trait Strategy: Send + Sync {
     fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
         self.validate(new)
     }
+    /// Takes what a new object needs from shared pools (a service's cluster IP and node
+    /// ports), after validation. With `dry_run` nothing is kept.
+    async fn allocate(&self, _store: &Arc<dyn Store>, _obj: &mut Value, _dry_run: bool) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// Gives back what [`Strategy::allocate`] took, once the object is gone.
+    async fn release(&self, _store: &Arc<dyn Store>, _obj: &Value) {}
 }
 
 /// A strategy with no resource-specific rules.
 pub struct Plain;
+#[async_trait::async_trait]
 impl Strategy for Plain {}
 
 /// A served resource.
@@ -305,19 +317,31 @@ impl Registry {
         self.check_namespace_open(rt, namespace).await?;
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let key = rt.key(namespace, &name);
+        let (_, existing) = self.store.get(key.as_bytes(), None).await?;
+        if existing.is_some() {
+            return Err(ApiError::already_exists(rt.group, rt.plural, &name));
+        }
+        rt.strategy.allocate(&self.store, &mut obj, opts.dry_run).await?;
         if opts.dry_run {
-            let (_, existing) = self.store.get(key.as_bytes(), None).await?;
-            if existing.is_some() {
-                return Err(ApiError::already_exists(rt.group, rt.plural, &name));
-            }
             return Ok(obj);
         }
-        match self.store.create(Bytes::from(key), encode(&obj)?, None).await? {
-            WriteOutcome::Applied { revision, .. } => {
+        let written = match encode(&obj) {
+            Ok(bytes) => self.store.create(Bytes::from(key), bytes, None).await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(WriteOutcome::Applied { revision, .. }) => {
                 meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.0.to_string()));
                 Ok(obj)
             }
-            WriteOutcome::Failed { .. } => Err(ApiError::already_exists(rt.group, rt.plural, &name)),
+            Ok(WriteOutcome::Failed { .. }) => {
+                rt.strategy.release(&self.store, &obj).await;
+                Err(ApiError::already_exists(rt.group, rt.plural, &name))
+            }
+            Err(e) => {
+                rt.strategy.release(&self.store, &obj).await;
+                Err(e)
+            }
         }
     }
 
@@ -520,6 +544,7 @@ impl Registry {
         if marked && !finalizers && !rt.strategy.holds_deletion(&mut new.clone()) {
             return match self.store.delete(Bytes::from(key), Some(expected)).await? {
                 WriteOutcome::Applied { revision, .. } => {
+                    rt.strategy.release(&self.store, &new).await;
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(revision.0.to_string()));
                     Ok(new)
                 }
@@ -639,7 +664,10 @@ impl Registry {
                     return Ok(Deleted::Now(obj));
                 }
                 match self.store.delete(Bytes::from(key.clone()), Some(current.mod_revision)).await? {
-                    WriteOutcome::Applied { .. } => return Ok(Deleted::Now(obj)),
+                    WriteOutcome::Applied { .. } => {
+                        rt.strategy.release(&self.store, &obj).await;
+                        return Ok(Deleted::Now(obj));
+                    }
                     WriteOutcome::Failed { .. } => continue,
                 }
             }

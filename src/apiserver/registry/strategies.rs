@@ -35,6 +35,7 @@ fn string_map<'a>(obj: &'a Value, field: &str, out: &mut Vec<Cause>) -> Option<&
 /// under 1 MiB.
 pub struct ConfigMapStrategy;
 
+#[async_trait::async_trait]
 impl Strategy for ConfigMapStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut out = Vec::new();
@@ -87,6 +88,7 @@ fn fold_string_data(obj: &mut Value) {
     }
 }
 
+#[async_trait::async_trait]
 impl Strategy for SecretStrategy {
     fn prepare_create(&self, obj: &mut Value) {
         fold_string_data(obj);
@@ -171,6 +173,7 @@ fn name_label(obj: &mut Value) {
     }
 }
 
+#[async_trait::async_trait]
 impl Strategy for NamespaceStrategy {
     fn prepare_create(&self, obj: &mut Value) {
         name_label(obj);
@@ -194,7 +197,7 @@ impl Strategy for NamespaceStrategy {
 /// The resources this build stores and serves: every built-in resource of the discovery
 /// table in its preferred version that can be read back (the review APIs, bindings and
 /// component statuses are not stored objects), with its strategy.
-pub fn resource_types() -> Vec<super::ResourceType> {
+pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::ResourceType> {
     use std::sync::Arc;
 
     use super::meta::NameRule;
@@ -210,6 +213,13 @@ pub fn resource_types() -> Vec<super::ResourceType> {
             ("", "namespaces") => Arc::new(NamespaceStrategy),
             ("", "configmaps") => Arc::new(ConfigMapStrategy),
             ("", "secrets") => Arc::new(SecretStrategy),
+            ("", "services") => Arc::new(super::services::ServiceStrategy { cidr: service_cidr }),
+            ("", "pods") => Arc::new(super::workloads::PodStrategy),
+            ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+            | ("batch", "jobs" | "cronjobs")
+            | ("", "replicationcontrollers" | "podtemplates") => {
+                Arc::new(super::workloads::WorkloadStrategy { kind: info.kind })
+            }
             _ => Arc::new(super::Plain),
         };
         let name_rule = match (info.group, info.plural) {

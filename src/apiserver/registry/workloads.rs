@@ -1,0 +1,399 @@
+//! Upstream's defaulting for pods and the workloads that template them.
+
+use serde_json::{json, Map, Value};
+
+use super::Strategy;
+use crate::apiserver::status::Cause;
+
+fn obj_mut<'a>(v: &'a mut Value, field: &str) -> &'a mut Map<String, Value> {
+    if !v.get(field).is_some_and(Value::is_object) {
+        v[field] = json!({});
+    }
+    match v.get_mut(field) {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
+    if m.get(key).is_none_or(Value::is_null) {
+        m.insert(key.to_string(), value);
+    }
+}
+
+/// `imagePullPolicy` from the image's tag, as upstream: `Always` for `:latest` or no tag.
+pub fn pull_policy(image: &str) -> &'static str {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match name.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn default_container(c: &mut Value) {
+    let Some(m) = c.as_object_mut() else { return };
+    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    default(m, "imagePullPolicy", json!(pull_policy(&image)));
+    default(m, "terminationMessagePath", json!("/dev/termination-log"));
+    default(m, "terminationMessagePolicy", json!("File"));
+    default(m, "resources", json!({}));
+    if let Some(Value::Array(ports)) = m.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default(p, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(Value::Object(p)) = m.get_mut(probe) {
+            default(p, "timeoutSeconds", json!(1));
+            default(p, "periodSeconds", json!(10));
+            default(p, "successThreshold", json!(1));
+            default(p, "failureThreshold", json!(3));
+            if let Some(Value::Object(h)) = p.get_mut("httpGet") {
+                default(h, "path", json!("/"));
+                default(h, "scheme", json!("HTTP"));
+            }
+        }
+    }
+    if let Some(Value::Array(env)) = m.get_mut("env") {
+        for e in env.iter_mut() {
+            if let Some(Value::Object(fr)) = e.pointer_mut("/valueFrom/fieldRef") {
+                default(fr, "apiVersion", json!("v1"));
+            }
+        }
+    }
+}
+
+/// Defaults of a PodSpec.
+pub fn default_pod_spec(spec: &mut Value) {
+    let Some(m) = spec.as_object_mut() else { return };
+    default(m, "restartPolicy", json!("Always"));
+    default(m, "terminationGracePeriodSeconds", json!(30));
+    default(m, "dnsPolicy", json!("ClusterFirst"));
+    default(m, "securityContext", json!({}));
+    default(m, "schedulerName", json!("default-scheduler"));
+    default(m, "enableServiceLinks", json!(true));
+    if m.contains_key("serviceAccountName") || m.contains_key("serviceAccount") {
+        let sa = m.get("serviceAccountName").or_else(|| m.get("serviceAccount")).cloned().unwrap_or(Value::Null);
+        default(m, "serviceAccountName", sa.clone());
+        default(m, "serviceAccount", sa);
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        if let Some(Value::Array(cs)) = m.get_mut(list) {
+            cs.iter_mut().for_each(default_container);
+        }
+    }
+    if let Some(Value::Array(vols)) = m.get_mut("volumes") {
+        for v in vols.iter_mut().filter_map(Value::as_object_mut) {
+            for (kind, mode) in [("configMap", 420), ("secret", 420), ("projected", 420), ("downwardAPI", 420)] {
+                if let Some(Value::Object(src)) = v.get_mut(kind) {
+                    default(src, "defaultMode", json!(mode));
+                }
+            }
+            if let Some(Value::Object(h)) = v.get_mut("hostPath") {
+                default(h, "type", json!(""));
+            }
+        }
+    }
+}
+
+fn default_template(template: &mut Value) {
+    default_pod_spec(template.pointer_mut("/spec").unwrap_or(&mut Value::Null));
+}
+
+fn template_spec_causes(obj: &Value, at: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = obj.pointer(at);
+    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    match containers {
+        Some(cs) if !cs.is_empty() => {
+            let field = at.trim_start_matches('/').replace('/', ".");
+            let mut names = std::collections::HashSet::new();
+            for (i, c) in cs.iter().enumerate() {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                if name.is_empty() {
+                    out.push(Cause::required(format!("{field}.containers[{i}].name"), ""));
+                } else if !super::meta::is_dns_label(name) {
+                    out.push(Cause::invalid(format!("{field}.containers[{i}].name"), name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
+                } else if !names.insert(name) {
+                    out.push(Cause::duplicate(format!("{field}.containers[{i}].name"), name));
+                }
+                if c.get("image").and_then(Value::as_str).unwrap_or("").trim().is_empty() {
+                    out.push(Cause::required(format!("{field}.containers[{i}].image"), ""));
+                }
+            }
+            if let Some(rp) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
+                if !matches!(rp, "Always" | "OnFailure" | "Never") {
+                    out.push(Cause::not_supported(format!("{field}.restartPolicy"), rp, &["Always", "Never", "OnFailure"]));
+                }
+            }
+        }
+        _ => out.push(Cause::required(format!("{}.containers", at.trim_start_matches('/').replace('/', ".")), "")),
+    }
+    out
+}
+
+pub struct PodStrategy;
+
+#[async_trait::async_trait]
+impl Strategy for PodStrategy {
+    fn prepare_create(&self, obj: &mut Value) {
+        default_pod_spec(obj.get_mut("spec").unwrap_or(&mut Value::Null));
+        let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+        let qos = qos_class(&spec);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            default(spec, "priority", json!(0));
+            default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+            default(spec, "tolerations", json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]));
+        }
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        template_spec_causes(obj, "/spec")
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut out = self.validate(new);
+        // Only images and a few fields of a pod's spec may change.
+        let strip = |v: &Value| {
+            let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(cs) = s.get_mut("containers").and_then(Value::as_array_mut) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+            if let Some(m) = s.as_object_mut() {
+                for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                    m.remove(f);
+                }
+            }
+            s
+        };
+        if strip(new) != strip(old) {
+            out.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
+        }
+        out
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Deployments, ReplicaSets, StatefulSets, DaemonSets, ReplicationControllers, Jobs,
+/// CronJobs and PodTemplates: their own defaults and those of their pod template.
+pub struct WorkloadStrategy {
+    pub kind: &'static str,
+}
+
+fn percent_or(m: &mut Map<String, Value>, key: &str, v: Value) {
+    default(m, key, v);
+}
+
+#[async_trait::async_trait]
+impl Strategy for WorkloadStrategy {
+    fn prepare_create(&self, obj: &mut Value) {
+        self.defaults(obj);
+    }
+    fn prepare_update(&self, new: &mut Value, _old: &Value) {
+        self.defaults(new);
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let at = match self.kind {
+            "CronJob" => "/spec/jobTemplate/spec/template/spec",
+            "PodTemplate" => "/template/spec",
+            _ => "/spec/template/spec",
+        };
+        let mut out = template_spec_causes(obj, at);
+        if matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") {
+            let sel = obj.pointer("/spec/selector");
+            let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+            match sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object) {
+                None if sel.and_then(|s| s.get("matchExpressions")).is_none() => out.push(Cause::required("spec.selector", "")),
+                Some(ml) => {
+                    let ok = ml.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                    if !ok {
+                        out.push(Cause::invalid("spec.template.metadata.labels", labels.map(|l| Value::Object(l.clone())).unwrap_or(Value::Null), "`selector` does not match template `labels`"));
+                    }
+                }
+                None => {}
+            }
+        }
+        if self.kind == "CronJob" {
+            let sched = obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
+            if sched.trim().is_empty() {
+                out.push(Cause::required("spec.schedule", ""));
+            } else if !sched.starts_with('@') && sched.split_whitespace().count() != 5 {
+                out.push(Cause::invalid("spec.schedule", sched, "unparseable cron expression"));
+            }
+        }
+        out
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut out = self.validate(new);
+        if matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job") && new.pointer("/spec/selector") != old.pointer("/spec/selector") {
+            out.push(Cause::invalid("spec.selector", new.pointer("/spec/selector").cloned().unwrap_or(Value::Null), "field is immutable"));
+        }
+        out
+    }
+}
+
+impl WorkloadStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        match self.kind {
+            "PodTemplate" => {
+                if let Some(t) = obj.get_mut("template") {
+                    default_template(t);
+                }
+                return;
+            }
+            "CronJob" => {
+                let spec = obj_mut(obj, "spec");
+                default(spec, "concurrencyPolicy", json!("Allow"));
+                default(spec, "suspend", json!(false));
+                default(spec, "successfulJobsHistoryLimit", json!(3));
+                default(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(js) = obj.pointer_mut("/spec/jobTemplate/spec") {
+                    job_defaults(js, false);
+                }
+                return;
+            }
+            "Job" => {
+                if let Some(spec) = obj.get_mut("spec") {
+                    job_defaults(spec, true);
+                }
+                return;
+            }
+            _ => {}
+        }
+        let kind = self.kind;
+        let template_labels = obj.pointer("/spec/template/metadata/labels").cloned();
+        let spec = obj_mut(obj, "spec");
+        if kind != "DaemonSet" {
+            default(spec, "replicas", json!(1));
+        }
+        if kind == "ReplicationController" {
+            if let Some(l) = template_labels.clone() {
+                default(spec, "selector", l);
+            }
+        }
+        match kind {
+            "Deployment" => {
+                default(spec, "strategy", json!({}));
+                if let Some(Value::Object(st)) = spec.get_mut("strategy") {
+                    default(st, "type", json!("RollingUpdate"));
+                    if st.get("type") == Some(&json!("RollingUpdate")) {
+                        let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                        if let Some(ru) = ru.as_object_mut() {
+                            percent_or(ru, "maxUnavailable", json!("25%"));
+                            percent_or(ru, "maxSurge", json!("25%"));
+                        }
+                    }
+                }
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(spec, "progressDeadlineSeconds", json!(600));
+            }
+            "StatefulSet" => {
+                default(spec, "podManagementPolicy", json!("OrderedReady"));
+                default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+            }
+            "DaemonSet" => {
+                default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+                default(spec, "revisionHistoryLimit", json!(10));
+            }
+            _ => {}
+        }
+        if let Some(t) = obj.pointer_mut("/spec/template") {
+            default_template(t);
+        }
+    }
+}
+
+fn job_defaults(spec: &mut Value, top: bool) {
+    let Some(m) = spec.as_object_mut() else { return };
+    default(m, "parallelism", json!(1));
+    let completions_unset = m.get("completions").is_none_or(Value::is_null);
+    if completions_unset && m.get("parallelism") == Some(&json!(1)) {
+        m.insert("completions".into(), json!(1));
+    }
+    default(m, "backoffLimit", json!(6));
+    default(m, "completionMode", json!("NonIndexed"));
+    default(m, "suspend", json!(false));
+    default(m, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if top {
+        default(m, "manualSelector", Value::Null);
+        m.remove("manualSelector");
+    }
+    if let Some(t) = spec.get_mut("template") {
+        default_template(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_follows_the_tag() {
+        assert_eq!(pull_policy("busybox"), "Always");
+        assert_eq!(pull_policy("busybox:latest"), "Always");
+        assert_eq!(pull_policy("busybox:1.36"), "IfNotPresent");
+        assert_eq!(pull_policy("registry:5000/app"), "Always");
+        assert_eq!(pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn deployment_defaults() {
+        let mut d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        WorkloadStrategy { kind: "Deployment" }.prepare_create(&mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert!(WorkloadStrategy { kind: "Deployment" }.validate(&d).is_empty());
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+}
