@@ -11,6 +11,8 @@ packages=(
   etcd-server       # test: a real etcd to compare with and to run the etcd backend against
   etcd-client       # test: etcdctl against the etcd API socket
   busybox-static    # test: the userland of test container images
+  iproute2          # test: network namespaces for the end-to-end tests
+  util-linux        # test: nsenter
 )
 
 missing=()
@@ -38,4 +40,10 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install Rust 1.85 or newer (https://rustup.rs)" >&2
   exit 1
+fi
+
+# test: the official Kubernetes Python client, a second judge of API compatibility.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "install-deps: installing the kubernetes Python client" >&2
+  python3 -m pip install --quiet kubernetes
 fi
