@@ -144,8 +144,10 @@ pub fn apply_json_patch(doc: &Value, patch: &[u8]) -> Result<Value, PatchError> 
     }
     let ops: json_patch::Patch =
         serde_json::from_value(raw).map_err(|e| PatchError::DecodePatch(format!("invalid JSON patch: {e}")))?;
+    // Work on a copy and drop it on failure: json_patch::patch's own rollback panics when it
+    // cannot undo some operation sequences (a move into a descendant after other changes).
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| {
+    json_patch::patch_unsafe(&mut out, &ops).map_err(|e| {
         let op = ops.0.get(e.operation);
         PatchError::JsonPatchNotApplicable(json_patch_message(op, &e))
     })?;

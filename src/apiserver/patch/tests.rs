@@ -439,6 +439,13 @@ fn json_patch_failures() {
         e.err().map(|e| (e.status_code(), e.to_string())),
         Some((413, "The allowed maximum operations in a JSON patch is 10000, got 10001".into()))
     );
+    // A move into its own descendant after another change fails cleanly (json-patch's own
+    // rollback panics on this sequence).
+    let e = apply_json_patch(
+        &json!({"spec": {"a": 1}}),
+        br#"[{"op": "add", "path": "/b", "value": 1}, {"op": "move", "from": "/spec", "path": "/spec/x"}]"#,
+    );
+    assert!(matches!(e, Err(PatchError::JsonPatchNotApplicable(_))), "{e:?}");
     // A failed patch leaves the input as it was.
     assert_eq!(doc, json!({"metadata": {"name": "x"}}));
 }
