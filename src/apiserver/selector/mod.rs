@@ -9,7 +9,9 @@ mod fields;
 mod labels;
 mod validation;
 
-pub use fields::{FieldOperator, FieldRequirement, FieldSelector, ResourceFieldSelector, SelectableFields};
+pub use fields::{
+    escape_value, FieldOperator, FieldRequirement, FieldSelector, ResourceFieldSelector, SelectableFields,
+};
 pub use labels::{LabelSelector, Labels, Operator, Requirement};
 pub use validation::{go_quote, label_key_errors, label_value_errors};
 
