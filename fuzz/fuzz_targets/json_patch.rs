@@ -1,0 +1,12 @@
+#![no_main]
+//! `apply_json_patch` over an arbitrary object and patch body: errors are fine, panics are not.
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let (doc, patch) = common::split(data);
+    let _ = k3rs::apiserver::patch::apply_json_patch(&doc, patch);
+});
