@@ -180,11 +180,11 @@ impl ApiServer {
             }
             "patch" => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-                let kind = super::patch_kind(ct)?;
-                let kind_name = rt.kind;
+                let patch_type = super::options::patch_type(ct)?;
+                let (group, kind) = (rt.group, rt.kind);
                 let patched = reg
                     .guaranteed_update(&rt, ns, name, status_only, &q.write_options()?, |current| {
-                        super::apply_patch(kind, kind_name, current, &body)
+                        super::options::apply_patch(patch_type, group, kind, current, &body)
                     })
                     .await?;
                 Ok(json_response(StatusCode::OK, &patched))

@@ -10,7 +10,7 @@ mod bootstrap;
 pub mod discovery;
 pub mod handlers;
 pub mod listener;
-mod options;
+pub mod options;
 pub mod patch;
 pub mod registry;
 pub mod request;
@@ -25,7 +25,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde_json::Value;
 
 use self::registry::{Registry, ResourceType};
 use self::request::RequestInfo;
@@ -125,7 +124,7 @@ impl ApiServer {
 
     /// Label and field selectors of a list or watch, as one predicate.
     fn filter(&self, rt: &ResourceType, q: &handlers::Query) -> Result<Option<registry::ObjectFilter>, ApiError> {
-        options::object_filter(rt.plural, q.label_selector.as_deref(), q.field_selector.as_deref())
+        options::object_filter(rt.group, rt.kind, q.label_selector.as_deref(), q.field_selector.as_deref())
     }
 }
 
@@ -198,31 +197,4 @@ fn non_resource(api: &ApiServer, method: &Method, path: &str, headers: &axum::ht
         "/version" => handlers::json_response(StatusCode::OK, &serde_json::to_value(discovery::version_info()).unwrap_or_default()),
         _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
     }
-}
-
-/// The patch formats of `Content-Type`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum PatchKind {
-    Json,
-    Merge,
-    Strategic,
-}
-
-pub fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
-    match content_type.split(';').next().unwrap_or("").trim() {
-        "application/json-patch+json" => Ok(PatchKind::Json),
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::unsupported_media_type(
-            "server-side apply is not supported by this server yet: use client-side `kubectl apply` (the default) or a JSON, merge or strategic merge patch",
-        )),
-        other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
-        ))),
-    }
-}
-
-/// Applies a patch body to `current`.
-pub fn apply_patch(kind: PatchKind, type_kind: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
-    options::apply_patch(kind, type_kind, current, body)
 }
