@@ -119,6 +119,9 @@ impl ApiServer {
         if rt.namespaced && ns.is_none() && !matches!(r.verb, "list" | "watch") {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
+        if r.subresource.as_deref() == Some("scale") && super::discovery::lookup(rt.group, rt.version, rt.plural).is_some_and(|i| i.subresource("scale").is_some()) {
+            return self.scale(&rt, ns, r.name.as_deref().unwrap_or(""), r.verb, headers, &q, body).await;
+        }
         let status_only = match r.subresource.as_deref() {
             None => false,
             Some("status") if rt.has_status => true,
@@ -256,5 +259,85 @@ impl ApiServer {
             }
             other => Err(ApiError::method_not_allowed(format!("verb {other} is not supported"))),
         }
+    }
+}
+
+/// The autoscaling/v1 `Scale` of a scalable object.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(|sel| {
+            // ReplicationControllers have a plain label map, the others a LabelSelector.
+            if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+                super::selector::LabelSelector::from_metav1_json(Some(sel)).map(|s| s.to_string()).unwrap_or_default()
+            } else {
+                sel.as_object()
+                    .map(|m| {
+                        let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                        pairs.sort();
+                        pairs.join(",")
+                    })
+                    .unwrap_or_default()
+            }
+        })
+        .unwrap_or_default();
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+impl ApiServer {
+    /// `<resource>/<name>/scale`: read or change `spec.replicas` through a `Scale`.
+    #[allow(clippy::too_many_arguments)]
+    async fn scale(&self, rt: &ResourceType, ns: Option<&str>, name: &str, verb: &str, headers: &HeaderMap, q: &Query, body: Bytes) -> Result<Response, ApiError> {
+        let reg = &self.registry;
+        let opts = q.write_options()?;
+        let desired_replicas = |scale: &Value| -> Result<Value, ApiError> {
+            match scale.pointer("/spec/replicas") {
+                Some(r) if r.as_i64().is_some_and(|n| n >= 0) => Ok(r.clone()),
+                Some(r) => Err(ApiError::invalid("autoscaling", "Scale", name, vec![super::status::Cause::invalid("spec.replicas", r, "must be greater than or equal to 0")])),
+                None => Ok(json!(0)),
+            }
+        };
+        let updated = match verb {
+            "get" => return Ok(json_response(StatusCode::OK, &scale_of(&reg.get(rt, ns, name).await?))),
+            "update" => {
+                let scale = decode_body(headers, &body)?;
+                let replicas = desired_replicas(&scale)?;
+                let precondition = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+                reg.guaranteed_update(rt, ns, name, false, &opts, |cur| {
+                    if let Some(rv) = precondition.as_deref().filter(|s| !s.is_empty()) {
+                        if cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv) {
+                            return Err(ApiError::stale(rt.group, rt.plural, name));
+                        }
+                    }
+                    let mut next = cur.clone();
+                    next["spec"]["replicas"] = replicas.clone();
+                    Ok(next)
+                })
+                .await?
+            }
+            "patch" => {
+                let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let patch_type = super::options::patch_type(ct)?;
+                reg.guaranteed_update(rt, ns, name, false, &opts, |cur| {
+                    let scale = super::options::apply_patch(patch_type, "autoscaling", "Scale", &scale_of(cur), &body)?;
+                    let mut next = cur.clone();
+                    next["spec"]["replicas"] = desired_replicas(&scale)?;
+                    Ok(next)
+                })
+                .await?
+            }
+            _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        };
+        Ok(json_response(StatusCode::OK, &scale_of(&updated)))
     }
 }
