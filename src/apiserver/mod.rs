@@ -10,6 +10,7 @@ mod bootstrap;
 pub mod discovery;
 pub mod handlers;
 pub mod listener;
+pub mod metrics;
 pub mod options;
 pub mod patch;
 pub mod registry;
@@ -66,6 +67,7 @@ impl Default for ApiOptions {
 /// The API server's state.
 pub struct ApiServer {
     pub opts: ApiOptions,
+    pub metrics: metrics::Metrics,
     pub registry: Registry,
     /// `host:port` clients should use, for the `/api` document.
     pub server_address: String,
@@ -100,7 +102,7 @@ impl ApiServer {
         for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, types })
+        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, metrics: Default::default(), types })
     }
 
     /// The resource type served at group/version/plural.
@@ -157,11 +159,14 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     }
     match info {
         RequestInfo::Resource(r) => {
-            let body = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
-                Ok(b) => b,
-                Err(_) => return ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
+            let started = std::time::Instant::now();
+            let (verb, group, version, resource) = (r.verb, r.group.clone(), r.version.clone(), r.resource.clone());
+            let resp = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
+                Ok(body) => api.serve_resource(r, &parts.headers, query.as_deref(), body).await,
+                Err(_) => ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
             };
-            api.serve_resource(r, &parts.headers, query.as_deref(), body).await
+            api.metrics.observe(verb, &group, &version, &resource, resp.status().as_u16(), started.elapsed());
+            resp
         }
         RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path, &parts.headers),
     }
@@ -194,6 +199,11 @@ fn non_resource(api: &ApiServer, method: &Method, path: &str, headers: &axum::ht
     }
     match path {
         "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "ok").into_response(),
+        "/metrics" => {
+            let mut resp = (StatusCode::OK, api.metrics.render()).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
         "/version" => handlers::json_response(StatusCode::OK, &serde_json::to_value(discovery::version_info()).unwrap_or_default()),
         _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
     }
