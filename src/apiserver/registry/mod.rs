@@ -204,6 +204,23 @@ impl Registry {
                 rt.api_version()
             )));
         }
+        for field in ["metadata", "spec", "status"] {
+            match obj.get(field) {
+                None | Some(Value::Null) | Some(Value::Object(_)) => {}
+                Some(other) => {
+                    let got = match other {
+                        Value::String(_) => "string",
+                        Value::Number(_) => "number",
+                        Value::Bool(_) => "bool",
+                        _ => "array",
+                    };
+                    return Err(ApiError::bad_request(format!(
+                        "{}.{field}: expected an object, got a {got}",
+                        rt.kind
+                    )));
+                }
+            }
+        }
         if !kind.is_empty() && kind != rt.kind {
             return Err(ApiError::bad_request(format!(
                 "the kind in the data ({kind}) does not match the expected kind ({})",

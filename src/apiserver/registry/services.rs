@@ -57,7 +57,14 @@ impl Strategy for ServiceStrategy {
         if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
             out.push(Cause::not_supported("spec.type", ty, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
         }
-        let ports = obj.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ports = match obj.pointer("/spec/ports") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                out.push(Cause::invalid("spec.ports", "", "must be a list"));
+                Vec::new()
+            }
+        };
         let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
         if ports.is_empty() && ty != "ExternalName" && !headless {
             out.push(Cause::required("spec.ports", ""));
@@ -67,6 +74,10 @@ impl Strategy for ServiceStrategy {
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in ports.iter().enumerate() {
+            if !p.is_object() {
+                out.push(Cause::invalid(format!("spec.ports[{i}]"), "", "must be an object"));
+                continue;
+            }
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
             if !(1..=65535).contains(&port) {
                 out.push(Cause::invalid(format!("spec.ports[{i}].port"), port, "must be between 1 and 65535, inclusive"));
