@@ -105,7 +105,7 @@ fn json_tree() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i32>().prop_map(|n| Value::from(n)),
+        any::<i32>().prop_map(Value::from),
         "[a-z0-9:/.-]{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 40, 6, |inner| {
