@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod listener;
 mod options;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod selector;
