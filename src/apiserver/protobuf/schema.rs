@@ -106,12 +106,6 @@ pub fn known_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
     KINDS.iter().map(|(v, k, _)| (*v, *k))
 }
 
-/// Looks up a message by proto full name (tests only: a linear scan).
-#[cfg(test)]
-pub(super) fn message_by_name(name: &str) -> Option<&'static Message> {
-    MESSAGES.iter().find(|m| m.name == name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

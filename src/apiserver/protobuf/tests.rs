@@ -43,7 +43,8 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 /// `kubectl create configmap demo --from-literal=a=b` (kubectl 1.32.4), byte for byte.
-const KUBECTL_CONFIGMAP: &str = "6b3873000a0f0a0276311209436f6e6669674d6170121e0a140a0464656d6f12001a0022002a0032003800\
+const KUBECTL_CONFIGMAP: &str =
+    "6b3873000a0f0a0276311209436f6e6669674d6170121e0a140a0464656d6f12001a0022002a0032003800\
 420012060a01611201621a002200";
 
 /// `kubectl create deployment web --image=nginx --replicas=2` (kubectl 1.32.4).

@@ -221,11 +221,8 @@ fn zero(ty: Ty, depth: usize) -> Result<Value, DecodeError> {
 fn unpack(ty: Ty, packed: &[u8], items: &mut Vec<Value>) -> Result<(), DecodeError> {
     let mut reader = Reader::new(packed);
     while !reader.is_empty() {
-        let value = if ty == Ty::Double {
-            WireValue::Fixed64(reader.fixed64()?)
-        } else {
-            WireValue::Varint(reader.varint()?)
-        };
+        let value =
+            if ty == Ty::Double { WireValue::Fixed64(reader.fixed64()?) } else { WireValue::Varint(reader.varint()?) };
         items.push(scalar(ty, value, 0)?);
     }
     Ok(())
@@ -328,8 +325,7 @@ fn embedded(raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
         return Ok(Value::Null);
     }
     if raw.starts_with(super::MAGIC) {
-        return super::decode_envelope(raw, depth + 1)
-            .map_err(|e| DecodeReason::EmbeddedObject(e.to_string()).into());
+        return super::decode_envelope(raw, depth + 1).map_err(|e| DecodeReason::EmbeddedObject(e.to_string()).into());
     }
     serde_json::from_slice(raw).map_err(|e| DecodeReason::EmbeddedJson(e.to_string()).into())
 }

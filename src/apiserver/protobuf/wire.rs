@@ -109,9 +109,7 @@ mod tests {
     #[test]
     fn reads_each_wire_type() {
         // field 1 varint 150, field 2 bytes "hi", field 3 fixed64 1, field 4 fixed32 2
-        let buf = [
-            0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0, 0,
-        ];
+        let buf = [0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0, 0];
         let mut r = Reader::new(&buf);
         assert_eq!(r.next_field(), Ok(Some((1, WireValue::Varint(150)))));
         assert_eq!(r.next_field(), Ok(Some((2, WireValue::Bytes(b"hi")))));
