@@ -3,11 +3,14 @@
 
 Run by a developer (the output is committed), never by the build:
 
-    python3 scripts/gen-protobuf-table.py [--kubectl PATH]
+    python3 scripts/gen-protobuf-table.py [--kubectl PATH] [--extra-go-binary PATH ...]
 
 By default it reads `kubectl.1.33` beside the `kubectl` on PATH (the machine image ships
 versioned kubectl binaries), so the Go type data is of the same Kubernetes version as
-k8s-openapi's v1_33.
+k8s-openapi's v1_33. kubectl does not link the apiextensions and apiregistration types;
+`anthoscli` from the same Cloud SDK folder does (an older apiextensions, whose fields keep
+their Go types), and is read too when present. Without it those groups' zero scalars are
+kept, and the generator says so.
 
 It joins three sources, each for what it knows best, and fails loudly where they disagree:
 
@@ -220,7 +223,7 @@ class GoField:
 GO_KIND_PTR, GO_KIND_SLICE, GO_KIND_STRUCT, GO_KIND_MAP = 22, 23, 25, 21
 
 
-def parse_go_types(binary):
+def parse_go_types(binary, check=True):
     """Struct types with protobuf tags, read from the Go runtime type data of a binary.
 
     Layout (Go 1.21+, amd64): abi.Type is 48 bytes (Kind_ at 23, TFlag at 20, Str name offset
@@ -309,6 +312,8 @@ def parse_go_types(binary):
             gofields[int(pm.group(1))] = GoField(jparts[0], "omitempty" in jparts[1:], "inline" in jparts[1:], kind)
         structs[(pkg, tname)] = gofields
     om = structs.get(("k8s.io/apimachinery/pkg/apis/meta/v1", "ObjectMeta"))
+    if not check:
+        return structs
     if not om or om.get(1) is None or om[1].json != "name" or om[7].go_kind != 6:
         fail(f"Go type data of {binary} was not understood (no sane meta/v1.ObjectMeta)")
     return structs
@@ -536,6 +541,8 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kubectl", help="a Go kubectl binary (of Kubernetes 1.33) to read Go type data from")
+    ap.add_argument("--extra-go-binary", action="append", default=None,
+                    help="more Go binaries for types kubectl lacks (default: anthoscli beside kubectl)")
     ap.add_argument("--out", default=os.path.join(here, "..", "src", "apiserver", "protobuf", "table.rs"))
     args = ap.parse_args()
 
@@ -553,6 +560,15 @@ def main():
     if not os.path.isfile(kubectl):
         fail(f"{kubectl} does not exist: pass --kubectl")
     go = parse_go_types(kubectl)
+    extra = args.extra_go_binary
+    if extra is None:
+        candidate = os.path.join(os.path.dirname(kubectl), "anthoscli")
+        extra = [candidate] if os.path.isfile(candidate) else []
+    for binary in extra:
+        more = parse_go_types(os.path.realpath(binary), check=False)
+        added = {k: v for k, v in more.items() if k not in go}
+        sys.stderr.write(f"{binary}: {len(added)} more Go struct types\n")
+        go.update(added)
     # The binary names many module versions; the Kubernetes one is what matters here.
     versions = sorted(set(re.findall(rb"\bv1\.33\.\d+\b", open(kubectl, "rb").read())))
     version = versions[-1].decode() if versions else "of unknown version"

@@ -623,9 +623,11 @@ fn custom_resource_definition_schema_unions() {
                     "spec": {
                         "type": "object",
                         "properties": {
+                            // maxItems is a Go *int64: 0 stays
                             "tags": {"type": "array", "items": {"type": "string", "description": "a tag"}, "maxItems": 0},
                             "mode": {"type": "string", "enum": ["fast"], "default": "fast"},
-                            "labels": {"type": "object", "additionalProperties": {"type": "string", "description": ""}},
+                            // description is a Go string tagged omitempty: "" goes
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                         },
                         "additionalProperties": false,
                         "dependencies": {"mode": ["tags"]},
@@ -673,4 +675,21 @@ fn unknown_kinds_are_refused() {
     let err = decode_request(&body("example.com/v1", "Widget", &meta::ObjectMeta::default())).expect_err("unknown");
     assert_eq!(err, ProtobufError::UnknownKind { api_version: "example.com/v1".into(), kind: "Widget".into() });
     assert!(err.to_string().contains("Widget"), "{err}");
+}
+
+#[test]
+fn committed_table_is_what_the_generator_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("table.rs");
+    let run = std::process::Command::new("python3")
+        .arg(root.join("scripts/gen-protobuf-table.py"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run python3 scripts/gen-protobuf-table.py");
+    assert!(run.status.success(), "generator failed:\n{}", String::from_utf8_lossy(&run.stderr));
+    let fresh = std::fs::read_to_string(&out).expect("read generated table");
+    let committed = std::fs::read_to_string(root.join("src/apiserver/protobuf/table.rs")).expect("read table.rs");
+    assert!(fresh == committed, "src/apiserver/protobuf/table.rs is stale: run scripts/gen-protobuf-table.py");
 }
