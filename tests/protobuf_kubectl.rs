@@ -1,8 +1,10 @@
 //! The protobuf bodies real kubectl sends: a small plain-HTTP server on 127.0.0.1 records
-//! each request body of `kubectl create ...` (and `certificate approve`), answers with the
-//! JSON `decode_request` makes of it, and the test checks that JSON against what the same
-//! kubectl prints for `--dry-run=client -o json`, i.e. Go's own JSON of the object it
-//! encoded. Run with the default kubectl (1.32) and its 1.33 sibling.
+//! each request body of `kubectl create ...`, `certificate approve`, `auth can-i`,
+//! `auth whoami` and `create token`, answers with the JSON `decode_request` makes of it,
+//! and the test checks that JSON against what the same kubectl prints for
+//! `--dry-run=client -o json` (Go's own JSON of the object it encoded) or against the
+//! object written out by hand. Run with the default kubectl (1.32) and its 1.33 sibling;
+//! kubectl 1.31 and older send JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,7 +79,19 @@ async fn handle(State(served): State<Served>, method: Method, uri: Uri, headers:
         writes.push(Write { method: method.clone(), path, content_type, object: object.clone() });
     }
     let code = if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
-    json_response(code, &object)
+    json_response(code, &with_server_status(object))
+}
+
+/// What an apiserver fills into the reviews and token requests kubectl sends.
+fn with_server_status(mut object: Value) -> Value {
+    let status = match object["kind"].as_str() {
+        Some("SelfSubjectAccessReview") => json!({"allowed": true}),
+        Some("SelfSubjectReview") => json!({"userInfo": {"username": "test"}}),
+        Some("TokenRequest") => json!({"token": "issued", "expirationTimestamp": "2030-01-01T00:00:00Z"}),
+        _ => return object,
+    };
+    object["status"] = status;
+    object
 }
 
 struct Server {
@@ -258,5 +272,66 @@ async fn kubectl_certificate_approve_sends_a_decodable_approval() {
             stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
             "lastUpdateTime {stamp:?} is not RFC 3339 in seconds"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_and_token_requests_decode() {
+    let server = Server::start().await;
+    let cases: &[(&[&str], &str, Value)] = &[
+        (
+            &["auth", "can-i", "create", "pods"],
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            json!({
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "metadata": {"creationTimestamp": null},
+                "spec": {"resourceAttributes": {"namespace": "default", "verb": "create", "resource": "pods"}},
+                // SubjectAccessReviewStatus.allowed has no omitempty in Go
+                "status": {"allowed": false},
+            }),
+        ),
+        (
+            &["auth", "whoami"],
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {}},
+            }),
+        ),
+        (
+            &[
+                "create",
+                "token",
+                "robot",
+                "--duration=1h",
+                "--audience=a",
+                "--bound-object-kind=Pod",
+                "--bound-object-name=p",
+                "--bound-object-uid=u1",
+            ],
+            "/api/v1/namespaces/default/serviceaccounts/robot/token",
+            json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "metadata": {"creationTimestamp": null},
+                "spec": {
+                    "audiences": ["a"],
+                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u1"},
+                    "expirationSeconds": 3600,
+                },
+                // token has no omitempty; expirationTimestamp is a zero metav1.Time
+                "status": {"token": "", "expirationTimestamp": null},
+            }),
+        ),
+    ];
+    for name in ["kubectl", "kubectl.1.33"] {
+        for (args, path, want) in cases {
+            server.kubectl(&kubectl(name), args).await;
+            let writes = server.take_writes();
+            assert_eq!(writes.len(), 1, "{name} {args:?}: {writes:?}");
+            assert_eq!((writes[0].method.clone(), writes[0].path.as_str()), (Method::POST, *path), "{name} {args:?}");
+            assert_eq!(writes[0].content_type, CONTENT_TYPE, "{name} {args:?} did not send protobuf");
+            assert_eq!(&writes[0].object, want, "{name} {args:?}");
+        }
     }
 }
