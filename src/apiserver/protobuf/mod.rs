@@ -9,6 +9,15 @@
 //! the k8s-pb and k8s-openapi crates and Go's own type data (`scripts/gen-protobuf-table.py`
 //! writes `table.rs`), which knows every field's tag, JSON name and Go JSON behaviour.
 //!
+//! The JSON is what Go's encoder writes for the object Go's protobuf decoder reads, i.e.
+//! what a Go client sending JSON would have sent: fields absent from the wire are absent;
+//! Go's protobuf encoder writes every non-pointer field, so a zero value of a non-pointer
+//! `omitempty` field is dropped (`"generateName": ""` vanishes, and so does
+//! autoscaling/v1 Scale `spec.replicas: 0`, exactly as in Go's JSON), while zeros of pointer
+//! fields (`replicas: 0` of a Deployment, `privileged: false`) and of fields without
+//! `omitempty` stay; a zero `metav1.Time` is `null`. Readers of the JSON must take a
+//! missing non-pointer field as its zero value, as they must for JSON clients.
+//!
 //! Only the JSON fields of the Kubernetes version k3rs serves (k8s-openapi `v1_33`) are
 //! produced; newer proto fields are skipped, as a 1.33 apiserver would skip them.
 
