@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod options;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod selector;
