@@ -81,9 +81,7 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&body[..body.len().min(200)])))
         })?,
         "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media_type(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-            ))
+            super::protobuf::decode_request(body).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
         other => {
             return Err(ApiError::unsupported_media_type(format!(
