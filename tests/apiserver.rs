@@ -186,3 +186,42 @@ async fn deleting_a_namespace_deletes_its_content_then_itself() {
     let _ = stop.send(());
     ctl.await.unwrap();
 }
+
+#[tokio::test]
+async fn pods_on_a_node_are_deleted_gracefully() {
+    let a = api().await;
+    let pod = |name: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    let (code, created) = a.call(Method::POST, "/api/v1/namespaces/default/pods", pod("free", None)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["restartPolicy"], "Always");
+    assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(created["status"]["phase"], "Pending");
+    let (code, st) = a.call(Method::DELETE, "/api/v1/namespaces/default/pods/free", Value::Null).await;
+    assert_eq!((code, st["kind"].as_str()), (StatusCode::OK, Some("Status")), "an unscheduled pod goes at once");
+
+    let (code, _) = a.call(Method::POST, "/api/v1/namespaces/default/pods", pod("placed", Some("node-a"))).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, marked) = a.call(Method::DELETE, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(marked["kind"], "Pod");
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    // A status write during the grace period keeps it.
+    let mut status = marked.clone();
+    status["status"]["phase"] = json!("Running");
+    let (code, _) = a.call(Method::PUT, "/api/v1/namespaces/default/pods/placed/status", status).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = a.call(Method::GET, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    // The kubelet's final delete (grace period 0) removes it.
+    let (code, _) = a.call(Method::DELETE, "/api/v1/namespaces/default/pods/placed?gracePeriodSeconds=0", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = a.call(Method::GET, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}

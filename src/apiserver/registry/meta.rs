@@ -80,7 +80,12 @@ pub fn new_uid() -> String {
 
 /// Now, as Kubernetes writes timestamps: RFC 3339, seconds, UTC.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// A time as Kubernetes writes it: RFC 3339, seconds, UTC.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let now = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         now.year(),

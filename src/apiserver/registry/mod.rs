@@ -39,6 +39,11 @@ pub trait Strategy: Send + Sync {
     fn holds_deletion(&self, _obj: &mut Value) -> bool {
         false
     }
+    /// The grace period a delete must wait for (a scheduled pod's containers get time to
+    /// stop); `None` deletes at once (once finalizers allow).
+    fn deletion_grace(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
     /// Problems with an update, by default those of the new object.
     fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
         self.validate(new)
@@ -675,8 +680,14 @@ impl Registry {
             if opts.propagation_policy.as_deref() == Some("Orphan") && !finalizers.iter().any(|f| f == "orphan") {
                 finalizers.push(json!("orphan"));
             }
+            let grace = rt.strategy.deletion_grace(&obj, opts.grace_period_seconds).filter(|g| *g > 0);
+            let marked = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            if marked && grace.is_none() {
+                // The final delete of a gracefully terminating object (grace period 0).
+                meta_mut(&mut obj).insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
             let held = rt.strategy.holds_deletion(&mut obj);
-            if finalizers.is_empty() && !held {
+            if finalizers.is_empty() && !held && grace.is_none() {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));
                 }
@@ -688,15 +699,22 @@ impl Registry {
                     WriteOutcome::Failed { .. } => continue,
                 }
             }
-            // Held by finalizers: mark it (once) and keep it.
-            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            // Held by finalizers or a grace period: mark it and keep it. A later delete may
+            // only shorten the grace period.
+            let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            if marked && (grace.is_none() || current_grace.is_some_and(|c| grace.is_some_and(|g| g >= c))) {
                 return Ok(Deleted::Pending(obj));
             }
             {
+                let g = grace.unwrap_or(0);
+                let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(g);
                 let m = meta_mut(&mut obj);
-                m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(opts.grace_period_seconds.unwrap_or(0)));
+                m.insert("deletionTimestamp".into(), json!(meta::rfc3339(at)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(g));
                 m.insert("finalizers".into(), Value::Array(finalizers));
+                if m.get("finalizers").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                    m.remove("finalizers");
+                }
             }
             if opts.dry_run {
                 return Ok(Deleted::Pending(obj));

@@ -156,6 +156,20 @@ impl Strategy for PodStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         template_spec_causes(obj, "/spec")
     }
+    /// A pod on a node gets its grace period (the request's, else its own, else 30 s) for
+    /// the kubelet to stop it; an unscheduled pod goes at once.
+    fn deletion_grace(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        if !scheduled {
+            return None;
+        }
+        Some(requested.or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30).max(0))
+    }
+    /// While a scheduled pod's grace period runs, only the kubelet's final delete removes it.
+    fn holds_deletion(&self, obj: &mut Value) -> bool {
+        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        scheduled && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).is_some_and(|g| g > 0)
+    }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut out = self.validate(new);
         // Only images and a few fields of a pod's spec may change.
