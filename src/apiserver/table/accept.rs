@@ -122,7 +122,8 @@ mod tests {
         assert_eq!(wants_table("application/json,application/json;as=Table;v=v1;g=meta.k8s.io"), None);
         let weighted = "application/json;q=0.5,application/json;as=Table;v=v1;g=meta.k8s.io";
         assert_eq!(wants_table(weighted), Some(TableVersion::V1));
-        let beta_first = "application/json;as=Table;v=v1;g=meta.k8s.io;q=0.8,application/json;as=Table;v=v1beta1;g=meta.k8s.io";
+        let beta_first =
+            "application/json;as=Table;v=v1;g=meta.k8s.io;q=0.8,application/json;as=Table;v=v1beta1;g=meta.k8s.io";
         assert_eq!(wants_table(beta_first), Some(TableVersion::V1Beta1));
         let wildcard_first = "*/*,application/json;as=Table;v=v1;g=meta.k8s.io";
         assert_eq!(wants_table(wildcard_first), Some(TableVersion::V1));

@@ -138,7 +138,8 @@ pub fn render_with(
 ) -> Value {
     let rows: Vec<Value> = objects.iter().map(|o| row_json(group, version, kind, o, options, now)).collect();
     // The default table convertor leaves an empty list's rows unset.
-    let rows = if rows.is_empty() && printers::lookup(group, kind).is_none() { Value::Null } else { Value::Array(rows) };
+    let rows =
+        if rows.is_empty() && printers::lookup(group, kind).is_none() { Value::Null } else { Value::Array(rows) };
     table(kind_columns(group, kind, options), list_metadata(list_meta), rows, options.version)
 }
 
@@ -220,7 +221,14 @@ fn table(columns: Value, metadata: Value, rows: Value, version: TableVersion) ->
     })
 }
 
-fn row_json(group: &str, version: &str, kind: &str, object: &Value, options: TableOptions, now: OffsetDateTime) -> Value {
+fn row_json(
+    group: &str,
+    version: &str,
+    kind: &str,
+    object: &Value,
+    options: TableOptions,
+    now: OffsetDateTime,
+) -> Value {
     let Row { cells, conditions } = row(group, kind, object, now);
     let attached = match options.include {
         IncludeObject::None => Value::Null,

@@ -23,13 +23,26 @@ fn pod(name: &str, namespace: &str) -> Value {
 #[test]
 fn a_list_of_pods() {
     let list_meta = json!({"resourceVersion": "77", "continue": "abc", "remainingItemCount": 3, "selfLink": "x"});
-    let t = render("", "v1", "Pod", &[pod("a", "default"), pod("b", "kube-system")], &list_meta, IncludeObject::Metadata, now());
+    let t = render(
+        "",
+        "v1",
+        "Pod",
+        &[pod("a", "default"), pod("b", "kube-system")],
+        &list_meta,
+        IncludeObject::Metadata,
+        now(),
+    );
     assert_eq!(t["kind"], "Table");
     assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
     assert_eq!(t["metadata"], json!({"resourceVersion": "77", "continue": "abc", "remainingItemCount": 3}));
-    let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]);
-    let priorities: Vec<i64> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["priority"].as_i64().unwrap()).collect();
+    let names: Vec<&str> =
+        t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
+    );
+    let priorities: Vec<i64> =
+        t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["priority"].as_i64().unwrap()).collect();
     assert_eq!(priorities, [0, 0, 0, 0, 0, 1, 1, 1, 1]);
     assert_eq!(t["columnDefinitions"][0]["format"], "name");
     assert_eq!(t["columnDefinitions"][1]["format"], "");
@@ -90,7 +103,15 @@ fn kinds_without_a_printer_get_name_and_creation_time() {
         ("", "LimitRange"),
         ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ] {
-        let t = render(group, "v1", kind, std::slice::from_ref(&role), &json!({"resourceVersion": "9"}), IncludeObject::Metadata, now());
+        let t = render(
+            group,
+            "v1",
+            kind,
+            std::slice::from_ref(&role),
+            &json!({"resourceVersion": "9"}),
+            IncludeObject::Metadata,
+            now(),
+        );
         assert_eq!(
             t["columnDefinitions"],
             json!([
@@ -114,7 +135,8 @@ fn watch_rows_send_columns_once() {
     assert_eq!(first["metadata"], json!({"resourceVersion": "42"}));
     assert_eq!(first["columnDefinitions"].as_array().map(Vec::len), Some(9));
     assert_eq!(first["rows"].as_array().map(Vec::len), Some(1));
-    let later = render_watch_row("", "v1", "Pod", &p, TableOptions { headers: false, ..TableOptions::default() }, now());
+    let later =
+        render_watch_row("", "v1", "Pod", &p, TableOptions { headers: false, ..TableOptions::default() }, now());
     assert!(later["columnDefinitions"].is_null());
     assert_eq!(later["rows"], first["rows"]);
     let single = render_object("", "v1", "Pod", &p, IncludeObject::Metadata, TableVersion::V1, now());
@@ -124,7 +146,15 @@ fn watch_rows_send_columns_once() {
 #[test]
 fn every_kind_renders_a_sparse_object() {
     for p in printers::all() {
-        let t = render(p.group, "v1", p.kind, &[json!({"metadata": {"name": "x"}})], &json!({}), IncludeObject::Metadata, now());
+        let t = render(
+            p.group,
+            "v1",
+            p.kind,
+            &[json!({"metadata": {"name": "x"}})],
+            &json!({}),
+            IncludeObject::Metadata,
+            now(),
+        );
         let cells = t["rows"][0]["cells"].as_array().unwrap();
         assert_eq!(cells.len(), t["columnDefinitions"].as_array().unwrap().len(), "{}", p.kind);
         let name_col = p.columns.iter().position(|c| c.name == "Name").unwrap();
@@ -144,11 +174,21 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let key = prop_oneof![
-            Just("metadata".to_string()), Just("spec".to_string()), Just("status".to_string()),
-            Just("name".to_string()), Just("containers".to_string()), Just("containerStatuses".to_string()),
-            Just("initContainerStatuses".to_string()), Just("state".to_string()), Just("terminated".to_string()),
-            Just("ports".to_string()), Just("metrics".to_string()), Just("selector".to_string()),
-            Just("conditions".to_string()), Just("subsets".to_string()), Just("type".to_string()),
+            Just("metadata".to_string()),
+            Just("spec".to_string()),
+            Just("status".to_string()),
+            Just("name".to_string()),
+            Just("containers".to_string()),
+            Just("containerStatuses".to_string()),
+            Just("initContainerStatuses".to_string()),
+            Just("state".to_string()),
+            Just("terminated".to_string()),
+            Just("ports".to_string()),
+            Just("metrics".to_string()),
+            Just("selector".to_string()),
+            Just("conditions".to_string()),
+            Just("subsets".to_string()),
+            Just("type".to_string()),
             "[a-z]{1,6}".prop_map(|s| s),
         ];
         prop_oneof![

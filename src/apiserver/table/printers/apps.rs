@@ -276,7 +276,9 @@ fn hpa_metrics(o: &Value) -> (Vec<Value>, Vec<Value>) {
     };
     let spec = json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}});
     let status = match opt_int(o, &["status", "currentCPUUtilizationPercentage"]) {
-        Some(current) => vec![json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}})],
+        Some(current) => {
+            vec![json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}})]
+        }
         None => Vec::new(),
     };
     (vec![spec], status)
@@ -360,7 +362,11 @@ pub(crate) const HPA: Printer = Printer {
         AGE,
     ],
     row: |o, cx| {
-        let reference = format!("{}/{}", text(o, &["spec", "scaleTargetRef", "kind"]), text(o, &["spec", "scaleTargetRef", "name"]));
+        let reference = format!(
+            "{}/{}",
+            text(o, &["spec", "scaleTargetRef", "kind"]),
+            text(o, &["spec", "scaleTargetRef", "name"])
+        );
         // Upstream defaults minReplicas to 1.
         let min = opt_int(o, &["spec", "minReplicas"]).unwrap_or(1);
         Row::new(vec![
@@ -446,10 +452,20 @@ mod tests {
 
     #[test]
     fn deployment_readiness() {
-        let rolling = deployment(json!({"replicas": 3, "readyReplicas": 2, "updatedReplicas": 1, "availableReplicas": 2}));
+        let rolling =
+            deployment(json!({"replicas": 3, "readyReplicas": 2, "updatedReplicas": 1, "availableReplicas": 2}));
         assert_eq!(
             (DEPLOYMENT.row)(&rolling, &cx()).cells,
-            [json!("web"), json!("2/3"), json!(1), json!(2), json!("45s"), json!("nginx,log"), json!("nginx:1.27,busybox"), json!("app=web")]
+            [
+                json!("web"),
+                json!("2/3"),
+                json!(1),
+                json!(2),
+                json!("45s"),
+                json!("nginx,log"),
+                json!("nginx:1.27,busybox"),
+                json!("app=web")
+            ]
         );
         let fresh = deployment(json!({}));
         assert_eq!((DEPLOYMENT.row)(&fresh, &cx()).cells[1..4], [json!("0/3"), json!(0), json!(0)]);
@@ -477,8 +493,19 @@ mod tests {
             "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberReady": 1, "updatedNumberScheduled": 2, "numberAvailable": 1}});
         assert_eq!(
             (DAEMON_SET.row)(&ds, &cx()).cells,
-            [json!("d"), json!(2), json!(2), json!(1), json!(2), json!(1), json!("kubernetes.io/os=linux"), json!("<unknown>"),
-                json!(""), json!(""), json!("k=v")]
+            [
+                json!("d"),
+                json!(2),
+                json!(2),
+                json!(1),
+                json!(2),
+                json!(1),
+                json!("kubernetes.io/os=linux"),
+                json!("<unknown>"),
+                json!(""),
+                json!(""),
+                json!("k=v")
+            ]
         );
     }
 
@@ -498,7 +525,10 @@ mod tests {
             let o = json!({"metadata": {"name": "j", "creationTimestamp": "2025-03-01T11:00:00Z"}, "spec": spec, "status": status});
             job_row(&o, &cx()).cells
         };
-        let running = job(json!({"completions": 3, "parallelism": 1}), json!({"succeeded": 1, "startTime": "2025-03-01T11:00:05Z"}));
+        let running = job(
+            json!({"completions": 3, "parallelism": 1}),
+            json!({"succeeded": 1, "startTime": "2025-03-01T11:00:05Z"}),
+        );
         assert_eq!(running[1..5], [json!("Running"), json!("1/3"), json!("59m"), json!("60m")]);
         let done = job(
             json!({"completions": 1}),
@@ -510,7 +540,10 @@ mod tests {
         assert_eq!(parallel[1..4], [json!("Suspended"), json!("0/1 of 4"), json!("")]);
         let failing = job(json!({}), json!({"conditions": [{"type": "FailureTarget", "status": "True"}]}));
         assert_eq!(failing[1..3], [json!("FailureTarget"), json!("0/1")]);
-        let failed = job(json!({}), json!({"conditions": [{"type": "Failed", "status": "True"}, {"type": "Complete", "status": "False"}]}));
+        let failed = job(
+            json!({}),
+            json!({"conditions": [{"type": "Failed", "status": "True"}, {"type": "Complete", "status": "False"}]}),
+        );
         assert_eq!(failed[1], "Failed");
     }
 
@@ -521,11 +554,24 @@ mod tests {
             "status": {"active": [{"name": "c-1"}], "lastScheduleTime": "2025-03-01T11:55:00Z"}});
         assert_eq!(
             (CRON_JOB.row)(&cj, &cx()).cells,
-            [json!("c"), json!("*/5 * * * *"), json!("<none>"), json!("True"), json!(1), json!("5m"), json!("<unknown>"),
-                json!("x"), json!("busybox"), json!("<none>")]
+            [
+                json!("c"),
+                json!("*/5 * * * *"),
+                json!("<none>"),
+                json!("True"),
+                json!(1),
+                json!("5m"),
+                json!("<unknown>"),
+                json!("x"),
+                json!("busybox"),
+                json!("<none>")
+            ]
         );
         let never = json!({"metadata": {"name": "c"}, "spec": {"schedule": "@daily", "timeZone": "Etc/UTC"}});
-        assert_eq!((CRON_JOB.row)(&never, &cx()).cells[2..6], [json!("Etc/UTC"), json!("False"), json!(0), json!("<none>")]);
+        assert_eq!(
+            (CRON_JOB.row)(&never, &cx()).cells[2..6],
+            [json!("Etc/UTC"), json!("False"), json!(0), json!("<none>")]
+        );
     }
 
     #[test]
@@ -550,14 +596,23 @@ mod tests {
             "maxReplicas": 5, "targetCPUUtilizationPercentage": 50}, "status": {"currentReplicas": 2}});
         assert_eq!(
             (HPA.row)(&v1, &cx()).cells,
-            [json!("h"), json!("Deployment/web"), json!("cpu: <unknown>/50%"), json!("1"), json!(5), json!(2), json!("<unknown>")]
+            [
+                json!("h"),
+                json!("Deployment/web"),
+                json!("cpu: <unknown>/50%"),
+                json!("1"),
+                json!(5),
+                json!(2),
+                json!("<unknown>")
+            ]
         );
         assert_eq!(hpa_targets(&json!({"spec": {}})), "<none>");
     }
 
     #[test]
     fn disruption_budgets() {
-        let pdb = json!({"metadata": {"name": "p"}, "spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 1}});
+        let pdb =
+            json!({"metadata": {"name": "p"}, "spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 1}});
         assert_eq!((PDB.row)(&pdb, &cx()).cells[1..4], [json!("50%"), json!("N/A"), json!(1)]);
         let pdb = json!({"metadata": {"name": "p"}, "spec": {"maxUnavailable": 1}});
         assert_eq!((PDB.row)(&pdb, &cx()).cells[1..4], [json!("N/A"), json!("1"), json!(0)]);

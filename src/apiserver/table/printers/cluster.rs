@@ -111,8 +111,11 @@ pub(crate) const IP_ADDRESS: Printer = Printer {
             Some(p) => {
                 let group = text(p, &["group"]);
                 let resource = text(p, &["resource"]);
-                let mut out =
-                    if group.is_empty() { resource.to_lowercase() } else { format!("{resource}.{group}").to_lowercase() };
+                let mut out = if group.is_empty() {
+                    resource.to_lowercase()
+                } else {
+                    format!("{resource}.{group}").to_lowercase()
+                };
                 let namespace = text(p, &["namespace"]);
                 if !namespace.is_empty() {
                     out = format!("{out}/{namespace}");
@@ -177,9 +180,10 @@ pub(crate) const STORAGE_CLASS: Printer = Printer {
         AGE,
     ],
     row: |o, cx| {
-        let is_default = ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
-            .iter()
-            .any(|k| annotation(o, k) == Some("true"));
+        let is_default =
+            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
+                .iter()
+                .any(|k| annotation(o, k) == Some("true"));
         let shown = if is_default { format!("{} (default)", name(o)) } else { name(o).to_string() };
         Row::new(vec![
             s(shown),
@@ -404,8 +408,7 @@ pub(crate) const CSR: Printer = Printer {
     },
 };
 
-const WEBHOOK_COLUMNS: &[Column] =
-    &[NAME, col("Webhooks", "integer", "Number of webhooks in the configuration."), AGE];
+const WEBHOOK_COLUMNS: &[Column] = &[NAME, col("Webhooks", "integer", "Number of webhooks in the configuration."), AGE];
 
 fn webhook_row(o: &Value, cx: &super::Cx) -> Row {
     Row::new(vec![s(name(o)), n(list(o, &["webhooks"]).len() as i64), s(age(o, cx.now))])
@@ -439,12 +442,7 @@ pub(crate) const VALIDATING_ADMISSION_POLICY: Printer = Printer {
             Some(p) => format!("{}/{}", text(p, &["apiVersion"]), text(p, &["kind"])),
             None => "<unset>".to_string(),
         };
-        Row::new(vec![
-            s(name(o)),
-            n(list(o, &["spec", "validations"]).len() as i64),
-            s(param_kind),
-            s(age(o, cx.now)),
-        ])
+        Row::new(vec![s(name(o)), n(list(o, &["spec", "validations"]).len() as i64), s(param_kind), s(age(o, cx.now))])
     },
 };
 
@@ -468,13 +466,22 @@ mod tests {
             "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.5"}, {"hostname": "lb.local"}]}}});
         assert_eq!(
             (INGRESS.row)(&ing, &cx()).cells[..5],
-            [json!("i"), json!("traefik"), json!("a.example,b.example,c.example + 2 more..."), json!("192.168.1.5,lb.local"), json!("80, 443")]
+            [
+                json!("i"),
+                json!("traefik"),
+                json!("a.example,b.example,c.example + 2 more..."),
+                json!("192.168.1.5,lb.local"),
+                json!("80, 443")
+            ]
         );
         let bare = json!({"metadata": {"name": "i"}, "spec": {"defaultBackend": {}}});
         assert_eq!((INGRESS.row)(&bare, &cx()).cells[1..5], [json!("<none>"), json!("*"), json!(""), json!("80")]);
         let class = json!({"metadata": {"name": "c"}, "spec": {"controller": "k3rs.io/ingress",
             "parameters": {"apiGroup": "k8s.example.com", "kind": "Params", "name": "p"}}});
-        assert_eq!((INGRESS_CLASS.row)(&class, &cx()).cells[1..3], [json!("k3rs.io/ingress"), json!("Params.k8s.example.com/p")]);
+        assert_eq!(
+            (INGRESS_CLASS.row)(&class, &cx()).cells[1..3],
+            [json!("k3rs.io/ingress"), json!("Params.k8s.example.com/p")]
+        );
     }
 
     #[test]
@@ -484,7 +491,14 @@ mod tests {
             {"kind": "ServiceAccount", "name": "default", "namespace": "ns"}]});
         assert_eq!(
             binding_row(&rb, &cx()).cells,
-            [json!("rb"), json!("ClusterRole/view"), json!("<unknown>"), json!("alice, bob"), json!("devs"), json!("ns/default")]
+            [
+                json!("rb"),
+                json!("ClusterRole/view"),
+                json!("<unknown>"),
+                json!("alice, bob"),
+                json!("devs"),
+                json!("ns/default")
+            ]
         );
         let np = json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {}}});
         assert_eq!((NETWORK_POLICY.row)(&np, &cx()).cells[1], "<none>");
@@ -499,12 +513,22 @@ mod tests {
             "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"});
         assert_eq!(
             (STORAGE_CLASS.row)(&sc, &cx()).cells,
-            [json!("local-path (default)"), json!("rancher.io/local-path"), json!("Delete"), json!("WaitForFirstConsumer"),
-                json!(false), json!("60m")]
+            [
+                json!("local-path (default)"),
+                json!("rancher.io/local-path"),
+                json!("Delete"),
+                json!("WaitForFirstConsumer"),
+                json!(false),
+                json!("60m")
+            ]
         );
         let other = json!({"metadata": {"name": "fast"}, "provisioner": "x", "reclaimPolicy": "Retain", "allowVolumeExpansion": true});
-        assert_eq!((STORAGE_CLASS.row)(&other, &cx()).cells[..5], [json!("fast"), json!("x"), json!("Retain"), json!("Immediate"), json!(true)]);
-        let driver = json!({"metadata": {"name": "d"}, "spec": {"tokenRequests": [{"audience": "a"}, {"audience": "b"}]}});
+        assert_eq!(
+            (STORAGE_CLASS.row)(&other, &cx()).cells[..5],
+            [json!("fast"), json!("x"), json!("Retain"), json!("Immediate"), json!(true)]
+        );
+        let driver =
+            json!({"metadata": {"name": "d"}, "spec": {"tokenRequests": [{"audience": "a"}, {"audience": "b"}]}});
         assert_eq!(
             (CSI_DRIVER.row)(&driver, &cx()).cells[1..7],
             [json!(true), json!(false), json!(false), json!("a,b"), json!(false), json!("Persistent")]
@@ -545,7 +569,10 @@ mod tests {
                 "status": {"conditions": conditions, "certificate": certificate}});
             (CSR.row)(&o, &cx()).cells
         };
-        assert_eq!(csr(json!([]), "")[2..], [json!("kubernetes.io/kube-apiserver-client"), json!("alice"), json!("24h"), json!("Pending")]);
+        assert_eq!(
+            csr(json!([]), "")[2..],
+            [json!("kubernetes.io/kube-apiserver-client"), json!("alice"), json!("24h"), json!("Pending")]
+        );
         assert_eq!(csr(json!([{"type": "Approved"}]), "LS0t")[5], "Approved,Issued");
         assert_eq!(csr(json!([{"type": "Approved"}, {"type": "Denied"}, {"type": "Failed"}]), "")[5], "Denied,Failed");
     }

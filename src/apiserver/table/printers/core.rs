@@ -587,12 +587,25 @@ mod tests {
                 "selector": {"app": "web"}}),
             json!({}),
         );
-        assert_eq!(c, [json!("web"), json!("NodePort"), json!("10.43.0.10"), json!("<none>"),
-            json!("80/TCP,443:30443/TCP"), json!("3h"), json!("app=web")]);
+        assert_eq!(
+            c,
+            [
+                json!("web"),
+                json!("NodePort"),
+                json!("10.43.0.10"),
+                json!("<none>"),
+                json!("80/TCP,443:30443/TCP"),
+                json!("3h"),
+                json!("app=web")
+            ]
+        );
 
         let lb = |status: Value, external: Value| {
-            svc(json!({"type": "LoadBalancer", "clusterIP": "10.43.0.11", "externalIPs": external,
-                "ports": [{"port": 53, "protocol": "UDP", "nodePort": 31000}]}), status)
+            svc(
+                json!({"type": "LoadBalancer", "clusterIP": "10.43.0.11", "externalIPs": external,
+                "ports": [{"port": 53, "protocol": "UDP", "nodePort": 31000}]}),
+                status,
+            )
         };
         assert_eq!(lb(json!({}), json!([]))[3], "<pending>");
         let ingress = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}, {"hostname": "lb.example"}, {"ip": "192.0.2.1"}]}});
@@ -606,7 +619,10 @@ mod tests {
         assert_eq!(headless[6], "<none>");
         let external = svc(json!({"type": "ExternalName", "externalName": "db.example.com"}), json!({}));
         assert_eq!(external[2..4], [json!("<none>"), json!("db.example.com")]);
-        let external_ips = svc(json!({"type": "ClusterIP", "clusterIPs": ["fd00::1"], "externalIPs": ["1.2.3.4", "5.6.7.8"]}), json!({}));
+        let external_ips = svc(
+            json!({"type": "ClusterIP", "clusterIPs": ["fd00::1"], "externalIPs": ["1.2.3.4", "5.6.7.8"]}),
+            json!({}),
+        );
         assert_eq!(external_ips[2..4], [json!("fd00::1"), json!("1.2.3.4,5.6.7.8")]);
     }
 
@@ -633,8 +649,21 @@ mod tests {
                 "nodeInfo": {"kubeletVersion": "v1.33.1+k3rs", "osImage": "Debian"}},
         });
         let c = node_row(&o, &cx()).cells;
-        assert_eq!(c, [json!("n1"), json!("Ready,SchedulingDisabled"), json!("control-plane,edge,master"), json!("2d3h"),
-            json!("v1.33.1+k3rs"), json!("192.168.1.5"), json!("<none>"), json!("Debian"), json!("<unknown>"), json!("<unknown>")]);
+        assert_eq!(
+            c,
+            [
+                json!("n1"),
+                json!("Ready,SchedulingDisabled"),
+                json!("control-plane,edge,master"),
+                json!("2d3h"),
+                json!("v1.33.1+k3rs"),
+                json!("192.168.1.5"),
+                json!("<none>"),
+                json!("Debian"),
+                json!("<unknown>"),
+                json!("<unknown>")
+            ]
+        );
         let bare = node_row(&json!({"metadata": {"name": "n2"}}), &cx()).cells;
         assert_eq!(bare[1..4], [json!("Unknown"), json!("<none>"), json!("<unknown>")]);
     }
@@ -649,8 +678,21 @@ mod tests {
             "source": {"component": "kubelet", "host": "n1"},
         });
         let c = event_row(&core, &cx()).cells;
-        assert_eq!(c, [json!("60s"), json!("Normal"), json!("Pulled"), json!("pod/web"), json!("spec.containers{app}"),
-            json!("kubelet, n1"), json!("pulled"), json!("60m"), json!(4), json!("web.17a")]);
+        assert_eq!(
+            c,
+            [
+                json!("60s"),
+                json!("Normal"),
+                json!("Pulled"),
+                json!("pod/web"),
+                json!("spec.containers{app}"),
+                json!("kubelet, n1"),
+                json!("pulled"),
+                json!("60m"),
+                json!(4),
+                json!("web.17a")
+            ]
+        );
 
         let v1 = json!({
             "metadata": {"name": "x"}, "regarding": {"kind": "Node", "name": "n1"}, "note": "rebooted",
@@ -659,10 +701,24 @@ mod tests {
             "series": {"count": 7, "lastObservedTime": "2025-03-01T11:59:30.000000Z"},
         });
         let c = event_row(&v1, &Cx { group: "events.k8s.io", ..cx() }).cells;
-        assert_eq!(c, [json!("30s"), json!("Warning"), json!("Rebooted"), json!("node/n1"), json!(""),
-            json!("k3rs/kubelet, n1"), json!("rebooted"), json!("2m"), json!(7), json!("x")]);
+        assert_eq!(
+            c,
+            [
+                json!("30s"),
+                json!("Warning"),
+                json!("Rebooted"),
+                json!("node/n1"),
+                json!(""),
+                json!("k3rs/kubelet, n1"),
+                json!("rebooted"),
+                json!("2m"),
+                json!(7),
+                json!("x")
+            ]
+        );
 
-        let singleton = json!({"metadata": {"name": "y"}, "involvedObject": {"kind": "Namespace"}, "reportingComponent": "ctl"});
+        let singleton =
+            json!({"metadata": {"name": "y"}, "involvedObject": {"kind": "Namespace"}, "reportingComponent": "ctl"});
         let c = event_row(&singleton, &cx()).cells;
         assert_eq!(c[..4], [json!("<unknown>"), json!(""), json!(""), json!("namespace")]);
         assert_eq!(c[5], "ctl");
@@ -678,8 +734,19 @@ mod tests {
             "status": {"phase": "Bound"},
         });
         let c = (PERSISTENT_VOLUME.row)(&pv, &cx()).cells;
-        assert_eq!(c[1..9], [json!("1Gi"), json!("RWO,RWX"), json!("Retain"), json!("Bound"), json!("ns/data"),
-            json!("old"), json!("<unset>"), json!("")]);
+        assert_eq!(
+            c[1..9],
+            [
+                json!("1Gi"),
+                json!("RWO,RWX"),
+                json!("Retain"),
+                json!("Bound"),
+                json!("ns/data"),
+                json!("old"),
+                json!("<unset>"),
+                json!("")
+            ]
+        );
         assert_eq!(c[10], "Filesystem");
 
         let pending = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "local-path",

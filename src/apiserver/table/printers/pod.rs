@@ -270,7 +270,8 @@ mod tests {
     #[test]
     fn waiting_and_terminated_reasons() {
         let waiting = json!({"name": "a", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}});
-        let p = pod(json!({"containers": [{"name": "a"}]}), json!({"phase": "Pending", "containerStatuses": [waiting]}));
+        let p =
+            pod(json!({"containers": [{"name": "a"}]}), json!({"phase": "Pending", "containerStatuses": [waiting]}));
         assert_eq!(cells(&p, now())[2], "ContainerCreating");
 
         let crash = json!({
@@ -294,9 +295,7 @@ mod tests {
     #[test]
     fn completed_with_a_container_still_running() {
         let done = json!({"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
-        let status = |ready: &str, statuses: Value| {
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": ready}], "containerStatuses": statuses})
-        };
+        let status = |ready: &str, statuses: Value| json!({"phase": "Running", "conditions": [{"type": "Ready", "status": ready}], "containerStatuses": statuses});
         let both = json!([done.clone(), running("b", true)]);
         assert_eq!(cells(&pod(two_containers(), status("True", both.clone())), now())[1..3], ["1/2", "Running"]);
         assert_eq!(cells(&pod(two_containers(), status("False", both)), now())[2], "NotReady");
