@@ -18,6 +18,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod watch;
 
 use std::collections::HashMap;
