@@ -41,6 +41,7 @@ pub struct Query {
     pub orphan_dependents: Option<String>,
     pub pretty: Option<String>,
     pub force: Option<String>,
+    pub include_object: Option<String>,
 }
 
 fn truthy(v: &Option<String>) -> bool {
@@ -135,8 +136,23 @@ impl ApiServer {
         };
         let name = r.name.as_deref().unwrap_or("");
         let reg = &self.registry;
+        // `kubectl get` asks for server-side printing.
+        let table = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).and_then(super::table::wants_table) {
+            Some(version) if !status_only => {
+                let include = super::table::IncludeObject::parse(q.include_object.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Some(super::table::TableOptions { version, include, headers: true })
+            }
+            _ => None,
+        };
+        let now = time::OffsetDateTime::now_utc();
         match r.verb {
-            "get" => Ok(json_response(StatusCode::OK, &reg.get(&rt, ns, name).await?)),
+            "get" => {
+                let obj = reg.get(&rt, ns, name).await?;
+                Ok(json_response(StatusCode::OK, &match table {
+                    Some(t) => super::table::render_object(rt.group, rt.version, rt.kind, &obj, t.include, t.version, now),
+                    None => obj,
+                }))
+            }
             "list" => {
                 let opts = ListOptions {
                     limit: q.limit.filter(|l| *l > 0).map(|l| l as usize),
@@ -145,7 +161,14 @@ impl ApiServer {
                     resource_version_match: q.resource_version_match.clone(),
                     filter: self.filter(&rt, &q)?,
                 };
-                Ok(json_response(StatusCode::OK, &reg.list(&rt, ns, &opts).await?))
+                let list = reg.list(&rt, ns, &opts).await?;
+                Ok(json_response(StatusCode::OK, &match table {
+                    Some(t) => {
+                        let items = list["items"].as_array().cloned().unwrap_or_default();
+                        super::table::render_with(rt.group, rt.version, rt.kind, &items, &list["metadata"], t, now)
+                    }
+                    None => list,
+                }))
             }
             "watch" => {
                 let req = WatchRequest {
@@ -154,6 +177,15 @@ impl ApiServer {
                     send_initial_events: truthy(&q.send_initial_events),
                     timeout: q.timeout_seconds.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64)),
                     filter: self.filter(&rt, &q)?,
+                    render: table.map(|t| {
+                        let first = std::sync::atomic::AtomicBool::new(true);
+                        let (group, version, kind) = (rt.group, rt.version, rt.kind);
+                        std::sync::Arc::new(move |obj: &Value| {
+                            let headers = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                            let opts = super::table::TableOptions { headers, ..t };
+                            super::table::render_watch_row(group, version, kind, obj, opts, time::OffsetDateTime::now_utc())
+                        }) as super::watch::Render
+                    }),
                 };
                 let range = match r.name.as_deref() {
                     // `watch/namespaces/x/pods/name` (or a fieldSelector on the name) narrows it.

@@ -24,10 +24,23 @@ pub struct WatchRequest {
     pub send_initial_events: bool,
     pub timeout: Option<Duration>,
     pub filter: Option<ObjectFilter>,
+    /// Turns each event's object into what the client asked for (a Table row).
+    pub render: Option<Render>,
 }
+
+/// See [`WatchRequest::render`].
+pub type Render = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 /// How often a watch with bookmarks asks the store how far it has caught up.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+
+/// An event line, its object rendered as the client asked.
+fn event_line(kind: &str, object: &Value, render: Option<&Render>) -> Bytes {
+    match render {
+        Some(r) => line(kind, &r(object)),
+        None => line(kind, object),
+    }
+}
 
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut v = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
@@ -48,7 +61,7 @@ fn bookmark(rt: &ResourceType, rev: Revision, initial_end: bool) -> Bytes {
 }
 
 /// Translates one store event into the watch line the client should see, if any.
-fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>) -> Option<Bytes> {
+fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>, render: Option<&Render>) -> Option<Bytes> {
     let rev = ev.kv.mod_revision;
     let prev = ev.prev_kv.as_ref().and_then(|p| decode_stored(&p.value, p.mod_revision).ok());
     let passes = |o: &Value| filter.is_none_or(|f| f(o));
@@ -58,10 +71,10 @@ fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>
             let now = passes(&obj);
             let before = prev.as_ref().is_some_and(&passes);
             match (prev.is_some(), before, now) {
-                (false, _, true) => Some(line("ADDED", &obj)),
-                (true, true, true) => Some(line("MODIFIED", &obj)),
-                (true, false, true) => Some(line("ADDED", &obj)),
-                (true, true, false) => Some(line("DELETED", &obj)),
+                (false, _, true) => Some(event_line("ADDED", &obj, render)),
+                (true, true, true) => Some(event_line("MODIFIED", &obj, render)),
+                (true, false, true) => Some(event_line("ADDED", &obj, render)),
+                (true, true, false) => Some(event_line("DELETED", &obj, render)),
                 _ => None,
             }
         }
@@ -71,7 +84,7 @@ fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>
                 return None;
             }
             obj["metadata"]["resourceVersion"] = json!(rev.0.to_string());
-            Some(line("DELETED", &obj))
+            Some(event_line("DELETED", &obj, render))
         }
     }
 }
@@ -92,7 +105,7 @@ pub async fn start(
         for kv in &page.kvs {
             let obj = decode_stored(&kv.value, kv.mod_revision)?;
             if req.filter.as_ref().is_none_or(|f| f(&obj)) {
-                lines.push(line("ADDED", &obj));
+                lines.push(event_line("ADDED", &obj, req.render.as_ref()));
             }
         }
         if req.send_initial_events && req.allow_bookmarks {
@@ -114,6 +127,7 @@ pub async fn start(
     let events = watch.stream;
     let deadline = tokio::time::Instant::now() + req.timeout.unwrap_or(Duration::from_secs(1800 + fastrand::u64(0..1800)));
     let filter = req.filter.clone();
+    let render = req.render.clone();
     let allow_bookmarks = req.allow_bookmarks;
     struct St {
         events: crate::store::WatchStream,
@@ -126,6 +140,7 @@ pub async fn start(
     let st = St { events, pending: initial.into(), tick, done: false };
     let stream = futures::stream::unfold(st, move |mut st| {
         let filter = filter.clone();
+        let render = render.clone();
         let rt = rt.clone();
         let progress = progress.clone();
         async move {
@@ -142,7 +157,7 @@ pub async fn start(
                     item = st.events.next() => match item {
                         Some(Ok(WatchItem::Events(evs))) => {
                             for ev in &evs {
-                                if let Some(l) = translate(ev, filter.as_deref()) {
+                                if let Some(l) = translate(ev, filter.as_deref(), render.as_ref()) {
                                     st.pending.push_back(l);
                                 }
                             }
