@@ -10,6 +10,7 @@ mod bootstrap;
 pub mod discovery;
 pub mod handlers;
 pub mod listener;
+pub mod openapi;
 mod options;
 pub mod patch;
 pub mod registry;
