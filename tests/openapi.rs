@@ -517,3 +517,17 @@ async fn kubectl_apply_computes_strategic_merge_patches_from_the_documents() {
         assert!(containers.contains(&json!({"image": "nginx:1.28", "name": "web"})), "{name}: {patch}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_every_served_resource() {
+    let server = Server::start().await;
+    let kubectl = kubectl_dir().join("kubectl");
+    for r in discovery::resources() {
+        let api_version = r.api_version();
+        let out = server.kubectl(&kubectl, &["explain", r.plural, "--api-version", &api_version]).await;
+        let group = if r.group.is_empty() { String::new() } else { format!("GROUP:      {}\n", r.group) };
+        let header = format!("{group}KIND:       {}\nVERSION:    {}\n", r.kind, r.version);
+        assert!(out.starts_with(&header), "{api_version} {}: {out}", r.plural);
+        assert!(out.contains("\nFIELDS:\n"), "{api_version} {}: {out}", r.plural);
+    }
+}

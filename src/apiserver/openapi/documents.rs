@@ -145,26 +145,36 @@ type V3Index = (Rendered, BTreeMap<String, String>);
 
 /// The rendered documents of the process, made on first use.
 pub(crate) struct Cache {
-    v2: OnceLock<Result<(Rendered, Rendered), OpenApiError>>,
+    /// The protobuf form: what client-go asks for, so what is kept.
+    v2_protobuf: OnceLock<Result<Rendered, OpenApiError>>,
+    /// The JSON form, kept only once asked for.
+    v2_json: OnceLock<Result<Rendered, OpenApiError>>,
     v3_hashes: OnceLock<Result<V3Index, OpenApiError>>,
     v3_docs: Mutex<BTreeMap<String, Rendered>>,
 }
 
-pub(crate) static CACHE: Cache =
-    Cache { v2: OnceLock::new(), v3_hashes: OnceLock::new(), v3_docs: Mutex::new(BTreeMap::new()) };
+pub(crate) static CACHE: Cache = Cache {
+    v2_protobuf: OnceLock::new(),
+    v2_json: OnceLock::new(),
+    v3_hashes: OnceLock::new(),
+    v3_docs: Mutex::new(BTreeMap::new()),
+};
 
 impl Cache {
-    /// The v2 document as JSON and as protobuf (same ETag).
-    pub fn v2(&self) -> Result<&(Rendered, Rendered), OpenApiError> {
-        self.v2
+    /// The v2 document as JSON.
+    pub fn v2_json(&self) -> Result<&Rendered, OpenApiError> {
+        self.v2_json.get_or_init(|| Ok(rendered(build_v2(&load()?)?))).as_ref().map_err(Clone::clone)
+    }
+
+    /// The v2 document in protobuf, with the ETag of its JSON form (rendering the JSON to
+    /// hash it, without keeping it).
+    pub fn v2_protobuf(&self) -> Result<&Rendered, OpenApiError> {
+        self.v2_protobuf
             .get_or_init(|| {
-                let defs = load()?;
-                let json = build_v2(&defs)?;
+                let json = build_v2(&load()?)?;
                 let pb = proto::encode_v2(&json)?;
-                let json = rendered(json);
-                let pb = Rendered { body: Bytes::from(pb), etag: json.etag.clone(), rendered_at: json.rendered_at };
-                tracing::debug!(json = json.body.len(), protobuf = pb.body.len(), "rendered the OpenAPI v2 document");
-                Ok((json, pb))
+                tracing::debug!(json = json.len(), protobuf = pb.len(), "rendered the OpenAPI v2 document");
+                Ok(Rendered { body: Bytes::from(pb), etag: Arc::from(hash(&json)), rendered_at: SystemTime::now() })
             })
             .as_ref()
             .map_err(Clone::clone)

@@ -53,12 +53,12 @@ fn logged<T>(r: Result<T, OpenApiError>, what: &str) -> Option<T> {
 /// The Swagger 2.0 document (JSON) of every served group version: what
 /// `GET /openapi/v2` returns with `Accept: application/json`.
 pub fn v2_document() -> Bytes {
-    logged(documents::CACHE.v2().map(|(json, _)| json.body.clone()), "v2").unwrap_or_default()
+    logged(documents::CACHE.v2_json().map(|json| json.body.clone()), "v2").unwrap_or_default()
 }
 
 /// The same document in gnostic's protobuf encoding, what client-go (kubectl) asks for.
 pub fn v2_protobuf() -> Bytes {
-    logged(documents::CACHE.v2().map(|(_, pb)| pb.body.clone()), "v2").unwrap_or_default()
+    logged(documents::CACHE.v2_protobuf().map(|pb| pb.body.clone()), "v2").unwrap_or_default()
 }
 
 /// The `GET /openapi/v3` index:

@@ -275,14 +275,16 @@ fn resource_paths(defs: &Definitions, r: &ResourceInfo, ids: &str, tag: &str, ou
     let list = gvk_of(defs, r.group, r.version, &r.list_kind());
     let kind = r.kind;
 
+    // Every operation of the resource, lists included, names the resource's kind (the list
+    // kind is only its response): kubectl explain takes the kind from any of its paths.
     let mut collection = Vec::new();
-    if let (true, Some((lg, lv, lk, ldef))) = (r.supports("list"), list.clone()) {
+    if let (true, Some((_, _, _, ldef))) = (r.supports("list"), list.clone()) {
         collection.push(Operation {
             method: "get",
             id: format!("list{ids}{scope}{kind}"),
             description: format!("list or watch objects of kind {kind}"),
             action: "list",
-            gvk: Some((lg, lv, lk)),
+            gvk: this_gvk.clone(),
             params: LIST_PARAMS,
             body: None,
             responses: vec![(200, ldef)],
@@ -314,7 +316,7 @@ fn resource_paths(defs: &Definitions, r: &ResourceInfo, ids: &str, tag: &str, ou
             operations: collection,
         });
     }
-    if let (true, true, Some((lg, lv, lk, ldef))) = (r.namespaced, r.supports("list"), list) {
+    if let (true, true, Some((_, _, _, ldef))) = (r.namespaced, r.supports("list"), list) {
         out.push(PathItem {
             path: format!("{prefix}/{}", r.plural),
             name_description: None,
@@ -325,7 +327,7 @@ fn resource_paths(defs: &Definitions, r: &ResourceInfo, ids: &str, tag: &str, ou
                 id: format!("list{ids}{kind}ForAllNamespaces"),
                 description: format!("list or watch objects of kind {kind}"),
                 action: "list",
-                gvk: Some((lg, lv, lk)),
+                gvk: this_gvk.clone(),
                 params: LIST_PARAMS,
                 body: None,
                 responses: vec![(200, ldef)],
@@ -680,6 +682,9 @@ mod tests {
         assert_eq!(scale["put"]["parameters"][0]["schema"]["$ref"], "#/definitions/io.k8s.api.autoscaling.v1.Scale");
         let all = paths.iter().find(|p| p.path == "/apis/apps/v1/deployments").map(PathItem::v2).unwrap_or_default();
         assert_eq!(all["get"]["operationId"], "listAppsV1DeploymentForAllNamespaces");
+        // kubectl explain takes a resource's kind from whichever of its paths it finds first.
+        assert_eq!(all["get"]["x-kubernetes-group-version-kind"], gvk("apps", "v1", "Deployment"));
+        assert_eq!(all["get"]["responses"]["200"]["schema"]["$ref"], "#/definitions/io.k8s.api.apps.v1.DeploymentList");
     }
 
     #[test]

@@ -175,11 +175,12 @@ pub fn respond(path: &str, query: Option<&str>, headers: &HeaderMap, now: System
                 ("application", V2_PROTOBUF_SUBTYPES[1], F::Protobuf),
             ];
             let Some(format) = negotiate(accept, &offers) else { return Some(not_acceptable()) };
-            Some(match CACHE.v2() {
-                Ok((json, pb)) => match format {
-                    F::Json => document(json, JSON, headers, true, None),
-                    F::Protobuf => document(pb, V2_PROTOBUF, headers, true, None),
-                },
+            let rendered = match format {
+                F::Json => CACHE.v2_json().map(|d| (d, JSON)),
+                F::Protobuf => CACHE.v2_protobuf().map(|d| (d, V2_PROTOBUF)),
+            };
+            Some(match rendered {
+                Ok((doc, content_type)) => document(doc, content_type, headers, true, None),
                 Err(e) => internal(&e),
             })
         }
