@@ -531,3 +531,149 @@ async fn kubectl_explains_every_served_resource() {
         assert!(out.contains("\nFIELDS:\n"), "{api_version} {}: {out}", r.plural);
     }
 }
+
+/// Objects of many kinds, valid as written, with int-or-strings as numbers and strings,
+/// quantities as numbers and strings, maps of strings, CRD schemas and raw extensions.
+const VALID_LIST: &str = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata:
+    name: web
+    labels: {a: b}
+    annotations: {x: y}
+  spec:
+    replicas: 3
+    strategy:
+      rollingUpdate: {maxSurge: 1, maxUnavailable: "25%"}
+    selector:
+      matchLabels: {app: web}
+    template:
+      metadata:
+        labels: {app: web}
+      spec:
+        containers:
+        - name: web
+          image: nginx
+          ports:
+          - containerPort: 80
+          resources:
+            limits: {cpu: 1, memory: 128Mi}
+            requests: {cpu: 0.5}
+          env:
+          - name: A
+            valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        volumes:
+        - name: v
+          configMap: {name: cm}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: s}
+  spec:
+    ports:
+    - port: 80
+      targetPort: http
+    - port: 81
+      targetPort: 8081
+- apiVersion: apiextensions.k8s.io/v1
+  kind: CustomResourceDefinition
+  metadata: {name: foos.example.com}
+  spec:
+    group: example.com
+    names: {kind: Foo, plural: foos}
+    scope: Namespaced
+    versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+          properties:
+            spec:
+              type: object
+              items: {type: string}
+              additionalProperties: {type: string}
+              default: {a: 1}
+              anyOf: [{required: [a]}]
+- apiVersion: batch/v1
+  kind: CronJob
+  metadata: {name: c}
+  spec:
+    schedule: "* * * * *"
+    jobTemplate:
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers: [{name: c, image: busybox}]
+- apiVersion: apps/v1
+  kind: ControllerRevision
+  metadata: {name: r}
+  revision: 1
+  data: {any: {thing: [1, 2]}}
+"#;
+
+/// Unknown fields at two depths and a value of the wrong type.
+const INVALID_LIST: &str = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata:
+    name: web
+  spec:
+    replicaz: 3
+    selector:
+      matchLabels: {app: web}
+    template:
+      metadata:
+        labels: {app: web}
+      spec:
+        containers:
+        - name: web
+          image: nginx
+          imagePullPolicyx: Always
+          ports:
+          - containerPort: "80"
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: cm
+  data:
+    a: b
+"#;
+
+/// A `kind: List` is validated on the client (field validation cannot be delegated for
+/// it), against the v2 document: the messages are kubectl's own, naming our definitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_validates_lists_client_side_with_the_v2_document() {
+    let server = Server::start().await;
+    let valid = server.file("valid.yaml", VALID_LIST);
+    let valid = valid.to_str().expect("utf-8 path");
+    let invalid = server.file("invalid.yaml", INVALID_LIST);
+    let invalid = invalid.to_str().expect("utf-8 path");
+    for kubectl in kubectls() {
+        let name = kubectl.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let out = server.run(&kubectl, &["create", "-f", invalid, "--dry-run=client", "-o", "name"]).await;
+        assert!(!out.success, "{name}: {}", out.stdout);
+        for expected in [
+            r#"ValidationError(Deployment.spec): unknown field "replicaz" in io.k8s.api.apps.v1.DeploymentSpec"#,
+            r#"ValidationError(Deployment.spec.template.spec.containers[0]): unknown field "imagePullPolicyx" in io.k8s.api.core.v1.Container"#,
+            r#"invalid type for io.k8s.api.core.v1.ContainerPort.containerPort: got "string", expected "integer""#,
+        ] {
+            assert!(out.stderr.contains(expected), "{name}: {}", out.stderr);
+        }
+        assert!(server.seen().iter().any(|s| s.path == "/openapi/v2" && (s.status == 200 || s.status == 304)));
+
+        // The valid list passes kubectl's validation and then the server's strict one.
+        server.clear();
+        let out = server.kubectl(&kubectl, &["create", "-f", valid, "--dry-run=server", "-o", "name"]).await;
+        assert_eq!(out.lines().count(), 5, "{name}: {out}");
+        let posts: Vec<Seen> = server.seen().into_iter().filter(|s| s.method == "POST").collect();
+        assert_eq!(posts.len(), 5, "{name}: {}", server.requests());
+        assert!(posts.iter().all(|p| p.query.contains("fieldValidation=Strict") && p.status == 201));
+    }
+}
