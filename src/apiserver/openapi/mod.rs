@@ -11,6 +11,12 @@
 //! (content negotiation, ETags, hashed immutable v3 URLs); [`v2_document`], [`v3_index`]
 //! and [`v3_document`] give the bodies alone. Request handlers call [`strict_errors`] on the
 //! raw JSON body to report unknown and duplicate fields as upstream does.
+//!
+//! Known differences from upstream's documents: fields carry no `enum` lists (so `kubectl
+//! explain` prints no `enum:` lines and no "Possible enum values") and no `default` values,
+//! as k8s-openapi's schemas have neither; the v3 documents exist in JSON only; the
+//! `api`, `apis`, `apis/<group>` and `version` documents of upstream's v3 index are not
+//! served; streaming and proxy subresources are not described.
 
 mod documents;
 pub mod extensions;
