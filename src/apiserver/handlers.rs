@@ -96,6 +96,49 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
     Ok(v)
 }
 
+/// `fieldValidation`: unknown and duplicate fields of a JSON or YAML body are an error
+/// (`Strict`), warnings (`Warn`, the default as upstream) or nothing (`Ignore`).
+fn field_validation(rt: &ResourceType, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, ApiError> {
+    let mode = q.field_validation.as_deref().unwrap_or("Warn");
+    if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
+        return Err(ApiError::bad_request(format!("fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {mode:?}")));
+    }
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    // Protobuf carries no unknown fields by construction; YAML is checked after conversion.
+    let raw: Vec<u8> = if ct.starts_with("application/json") || ct.is_empty() {
+        body.to_vec()
+    } else if ct.contains("yaml") {
+        match serde_saphyr::from_slice::<Value>(body) {
+            Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+            Err(_) => return Ok(Vec::new()),
+        }
+    } else {
+        return Ok(Vec::new());
+    };
+    let errors = super::openapi::strict_errors(rt.group, rt.version, rt.kind, &raw);
+    if errors.is_empty() {
+        return Ok(Vec::new());
+    }
+    if mode == "Strict" {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", super::openapi::join_strict_errors(&errors))));
+    }
+    Ok(errors.iter().map(|e| e.to_string()).collect())
+}
+
+/// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn`.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
 impl ApiServer {
     pub(crate) async fn serve_resource(&self, r: ResourceRequest, headers: &HeaderMap, query: Option<&str>, body: Bytes) -> Response {
         match self.resource(r, headers, query, body).await {
@@ -203,13 +246,15 @@ impl ApiServer {
                     return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
                 }
                 let obj = decode_body(headers, &body)?;
+                let warnings = field_validation(&rt, &q, headers, &body)?;
                 let created = reg.create(&rt, ns, obj, &q.write_options()?).await?;
-                Ok(json_response(StatusCode::CREATED, &created))
+                Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
             }
             "update" => {
                 let obj = decode_body(headers, &body)?;
+                let warnings = field_validation(&rt, &q, headers, &body)?;
                 let updated = reg.update(&rt, ns, name, obj, status_only, &q.write_options()?).await?;
-                Ok(json_response(StatusCode::OK, &updated))
+                Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
             }
             "patch" => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

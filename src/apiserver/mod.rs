@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod listener;
 pub mod metrics;
+pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod protobuf;
@@ -170,15 +171,18 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
             api.metrics.observe(verb, &group, &version, &resource, resp.status().as_u16(), started.elapsed());
             resp
         }
-        RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path, &parts.headers),
+        RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path, query.as_deref(), &parts.headers),
     }
 }
 
-fn non_resource(api: &ApiServer, method: &Method, path: &str, headers: &axum::http::HeaderMap) -> Response {
+fn non_resource(api: &ApiServer, method: &Method, path: &str, query: Option<&str>, headers: &axum::http::HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::method_not_allowed("the server does not allow this method on the requested resource").into_response();
     }
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    if let Some(r) = openapi::respond(path, query, headers, std::time::SystemTime::now()) {
+        return r.map(axum::body::Body::from).into_response();
+    }
     if let Some(dpath) = discovery::DiscoveryPath::parse(path) {
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
         return match discovery::respond(&dpath, accept, &api.server_address) {
