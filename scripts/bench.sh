@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Benchmarks that compare k3rs with its peers on this machine, in one run.
-#   scripts/bench.sh store   the datastore through the etcd API, k3rs vs etcd 3.4
+# Benchmarks of k3rs on this machine (`store` compares it with etcd in the same run):
+#   scripts/bench.sh store     the datastore through the etcd API, k3rs vs etcd 3.4
+#   scripts/bench.sh startup   exec -> /readyz on first and warm boots; memory after 30 s idle
+#   scripts/bench.sh api       creates, patches, lists and watches over HTTPS, 16 clients
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}
+
+release_k3rs() {
+  cargo build --release --bin k3rs
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  export K3RS_BIN="$target_dir/release/k3rs"
+}
+
 case "$what" in
   store)
     scripts/install-deps.sh
-    cargo build --release --bin k3rs
-    target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    K3RS_BIN="$target_dir/release/k3rs" cargo bench --bench store
+    release_k3rs
+    cargo bench --bench store
+    ;;
+  startup | api)
+    release_k3rs
+    cargo bench --bench api -- "$what"
     ;;
   *)
-    echo "usage: scripts/bench.sh store" >&2
+    echo "usage: scripts/bench.sh store|startup|api" >&2
     exit 2
     ;;
 esac
