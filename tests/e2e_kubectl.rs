@@ -222,3 +222,91 @@ fn python_client_lists_creates_and_watches() {
         c.log()
     );
 }
+
+/// One manifest per resource kind the issue names, with a field to change on re-apply.
+const MANIFESTS: &[(&str, &str, &str)] = &[
+    ("configmap", "cm-e2e", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-e2e, labels: {e2e: 'yes'}}\ndata: {k: 'VALUE'}\n"),
+    ("secret", "secret-e2e", "apiVersion: v1\nkind: Secret\nmetadata: {name: secret-e2e, labels: {e2e: 'yes'}}\nstringData: {k: 'VALUE'}\n"),
+    ("service", "svc-e2e", "apiVersion: v1\nkind: Service\nmetadata: {name: svc-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n"),
+    ("deployment", "deploy-e2e", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: deploy-e2e, labels: {e2e: 'yes'}}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: 'busybox:VALUE'}]}\n"),
+    ("statefulset", "sts-e2e", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: sts-e2e, labels: {e2e: 'yes'}}\nspec:\n  serviceName: svc-e2e\n  selector: {matchLabels: {app: s}}\n  template:\n    metadata: {labels: {app: s}}\n    spec: {containers: [{name: c, image: 'busybox:VALUE'}]}\n"),
+    ("daemonset", "ds-e2e", "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: ds-e2e, labels: {e2e: 'yes'}}\nspec:\n  selector: {matchLabels: {app: ds}}\n  template:\n    metadata: {labels: {app: ds}}\n    spec: {containers: [{name: c, image: 'busybox:VALUE'}]}\n"),
+    ("job", "job-e2e", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: job-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nspec:\n  template:\n    spec: {restartPolicy: Never, containers: [{name: c, image: busybox, command: ['true']}]}\n"),
+    ("cronjob", "cj-e2e", "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nspec:\n  schedule: '*/5 * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec: {restartPolicy: OnFailure, containers: [{name: c, image: busybox}]}\n"),
+    ("ingress", "ing-e2e", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: ing-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nspec:\n  rules:\n  - host: example.test\n    http:\n      paths: [{path: /, pathType: Prefix, backend: {service: {name: svc-e2e, port: {number: 80}}}}]\n"),
+    ("role", "role-e2e", "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: role-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nrules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n"),
+    ("storageclass", "sc-e2e", "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: sc-e2e, labels: {e2e: 'yes'}, annotations: {v: 'VALUE'}}\nprovisioner: example.test/none\n"),
+];
+
+#[test]
+fn kubectl_verbs_on_the_named_resources() {
+    let c = Cluster::start("verbs");
+    let kubectl = Path::new("kubectl");
+    let k = |args: &[&str]| c.ok(kubectl, args, None);
+    let ki = |args: &[&str], input: &str| c.ok(kubectl, args, Some(input));
+    for (kind, name, manifest) in MANIFESTS {
+        let first = manifest.replace("VALUE", "1.36");
+        let second = manifest.replace("VALUE", "1.37");
+        ki(&["create", "-f", "-"], &first);
+        let uid = k(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]);
+        let diff = c.kubectl_with(kubectl, &["diff", "-f", "-"], Some(&second));
+        assert_eq!(diff.status.code(), Some(1), "kubectl diff must report the change for {kind}: {}", String::from_utf8_lossy(&diff.stderr));
+        // kubectl masks secret values in diffs.
+        if *kind != "secret" {
+            assert!(String::from_utf8_lossy(&diff.stdout).contains("1.37"), "{kind}: {}", String::from_utf8_lossy(&diff.stdout));
+        }
+        ki(&["apply", "-f", "-"], &second);
+        assert_eq!(k(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]), uid, "{kind}: apply must patch in place");
+        let yaml = k(&["get", kind, name, "-o", "yaml"]);
+        assert!(yaml.contains("1.37") || *kind == "secret", "{kind}: {yaml}");
+        let wide = k(&["get", kind, "-l", "e2e=yes", "-o", "wide"]);
+        assert!(wide.lines().next().unwrap_or("").starts_with("NAME"), "{kind}: {wide}");
+        assert!(wide.contains(name), "{kind}: {wide}");
+        let by_field = k(&["get", kind, "--field-selector", &format!("metadata.name={name}"), "-o", "name"]);
+        assert_eq!(by_field.lines().count(), 1, "{kind}: {by_field}");
+        k(&["label", kind, name, "extra=1"]);
+        k(&["annotate", kind, name, "extra=2"]);
+        k(&["describe", kind, name]);
+        let replaced = k(&["get", kind, name, "-o", "json"]);
+        ki(&["replace", "-f", "-"], &replaced);
+        k(&["patch", kind, name, "--type=merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#]);
+        k(&["patch", kind, name, "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#]);
+        k(&["patch", kind, name, "-p", r#"{"metadata":{"labels":{"strategic":"yes"}}}"#]);
+        let labels = k(&["get", kind, name, "-o", "jsonpath={.metadata.labels}"]);
+        for l in ["merged", "json", "strategic", "extra"] {
+            assert!(labels.contains(l), "{kind}: {labels}");
+        }
+    }
+    // Server-side dry run shows the defaulted object and stores nothing.
+    let dry = k(&["create", "deployment", "dry", "--image=busybox", "--dry-run=server", "-o", "yaml"]);
+    assert!(dry.contains("revisionHistoryLimit: 10") && dry.contains("imagePullPolicy: Always"), "{dry}");
+    assert!(!c.kubectl(&["get", "deployment", "dry"]).status.success());
+    for (kind, name, _) in MANIFESTS {
+        k(&["delete", kind, name]);
+    }
+}
+
+#[test]
+fn api_resources_explain_and_watch() {
+    let c = Cluster::start("disco");
+    let k = |args: &[&str]| c.ok(Path::new("kubectl"), args, None);
+    let res = k(&["api-resources"]);
+    for line in ["deployments", "deploy", "apps/v1", "Deployment"] {
+        assert!(res.contains(line), "{res}");
+    }
+    let explain = k(&["explain", "deployment.spec.strategy"]);
+    assert!(explain.contains("rollingUpdate"), "{explain}");
+    // kubectl get -w streams changes as they happen.
+    let mut cmd = c.ns.command("kubectl");
+    cmd.arg("--kubeconfig").arg(c.kubeconfig()).args(["get", "configmaps", "-w", "--output-watch-events"]);
+    let mut watcher = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    k(&["create", "configmap", "watched", "--from-literal=a=b"]);
+    k(&["delete", "configmap", "watched"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = watcher.kill();
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("ADDED") && l.contains("watched")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("DELETED") && l.contains("watched")), "{text}");
+}
