@@ -225,3 +225,42 @@ async fn pods_on_a_node_are_deleted_gracefully() {
     let (code, _) = a.call(Method::GET, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_tokens_authenticate_until_the_account_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = k3rs::pki::ensure(&k3rs::pki::PkiConfig {
+        dir: dir.path().join("tls"),
+        cluster_domain: "cluster.local".into(),
+        node_name: "node".into(),
+        node_ip: "192.0.2.10".parse().unwrap(),
+        service_ip: "10.43.0.1".parse().unwrap(),
+        tls_sans: Vec::new(),
+        now: time::OffsetDateTime::now_utc(),
+    })
+    .unwrap();
+    let tokens = Arc::new(pki.service_account_tokens().clone());
+    let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap();
+    let api = ApiServer::with_options(Arc::new(store), k3rs::apiserver::ApiOptions { tokens: Some(tokens.clone()), ..Default::default() });
+    api.bootstrap().await.unwrap();
+    let a = Api { api, _dir: dir };
+    let (code, sa) = a.call(Method::POST, "/api/v1/namespaces/default/serviceaccounts", json!({"metadata": {"name": "robot"}})).await;
+    assert_eq!(code, StatusCode::CREATED, "{sa}");
+    let uid = sa["metadata"]["uid"].as_str().unwrap();
+    let claims = tokens.bound_claims("default", k3rs::pki::ObjectRef::new("robot", uid), time::OffsetDateTime::now_utc(), time::Duration::hours(1));
+    let token = tokens.issue(&claims).unwrap();
+    let with_token = |t: &str| {
+        Request::builder().uri("/api/v1/namespaces/default/configmaps").header("authorization", format!("Bearer {t}")).body(Body::empty()).unwrap()
+    };
+    let resp = a.api.router().oneshot(with_token(&token)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "an authenticated service account is not authorized yet");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let st: Value = serde_json::from_slice(&body).unwrap();
+    assert!(st["message"].as_str().unwrap().contains("User \"system:serviceaccount:default:robot\""), "{st}");
+    let resp = a.api.router().oneshot(with_token("not.a.token")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (code, _) = a.call(Method::DELETE, "/api/v1/namespaces/default/serviceaccounts/robot", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    let resp = a.api.router().oneshot(with_token(&token)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "a token of a deleted account is refused");
+}

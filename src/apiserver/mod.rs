@@ -6,6 +6,7 @@
 //! own identity, going through the same authorization, admission and validation without
 //! a socket.
 
+mod authn;
 mod bootstrap;
 pub mod discovery;
 pub mod handlers;
@@ -56,6 +57,8 @@ pub struct ApiOptions {
     pub advertise: std::net::SocketAddr,
     /// Cluster IPs are allocated from here; its first address is the `kubernetes` service's.
     pub service_cidr: crate::util::cidr::Cidr,
+    /// Verifies service-account bearer tokens (none: bearer tokens are refused).
+    pub tokens: Option<Arc<crate::pki::ServiceAccountTokens>>,
 }
 
 impl Default for ApiOptions {
@@ -63,6 +66,7 @@ impl Default for ApiOptions {
         ApiOptions {
             advertise: std::net::SocketAddr::from(([127, 0, 0, 1], 6443)),
             service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR literal"),
+            tokens: None,
         }
     }
 }
@@ -137,7 +141,21 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
-    let identity = parts.extensions.get::<Identity>().cloned();
+    let mut identity = parts.extensions.get::<Identity>().cloned();
+    if identity.is_none() {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        if let Some(token) = bearer {
+            identity = api.authenticate_token(token).await;
+            if identity.is_none() && !is_public(&path) {
+                return ApiError::unauthorized().into_response();
+            }
+        }
+    }
     let info = request::parse(&parts.method, &path, query.as_deref());
     if !is_public(&path) {
         let Some(id) = identity.as_ref() else { return ApiError::unauthorized().into_response() };

@@ -103,7 +103,8 @@ where
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(api_cfg.https_listen_port);
     let url = format!("https://127.0.0.1:{port}");
 
-    let api = ApiServer::with_options(store, ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr });
+    let tokens = Some(Arc::new(pki.service_account_tokens().clone()));
+    let api = ApiServer::with_options(store, ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr, tokens });
     api.bootstrap().await.map_err(|e| ApiStartError::Bootstrap(e.message))?;
 
     let kubeconfig = api_cfg.write_kubeconfig.clone();
