@@ -204,14 +204,20 @@ impl ApiServer {
                     resource_version_match: q.resource_version_match.clone(),
                     filter: self.filter(&rt, &q)?,
                 };
-                let list = reg.list(&rt, ns, &opts).await?;
-                Ok(json_response(StatusCode::OK, &match table {
+                match table {
                     Some(t) => {
+                        let list = reg.list(&rt, ns, &opts).await?;
                         let items = list["items"].as_array().cloned().unwrap_or_default();
-                        super::table::render_with(rt.group, rt.version, rt.kind, &items, &list["metadata"], t, now)
+                        let table = super::table::render_with(rt.group, rt.version, rt.kind, &items, &list["metadata"], t, now);
+                        Ok(json_response(StatusCode::OK, &table))
                     }
-                    None => list,
-                }))
+                    None => {
+                        let body = reg.list_json(&rt, ns, &opts).await?;
+                        let mut resp = (StatusCode::OK, body).into_response();
+                        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        Ok(resp)
+                    }
+                }
             }
             "watch" => {
                 let req = WatchRequest {

@@ -376,6 +376,41 @@ impl Registry {
 
     /// Lists objects: one page, filtered, at a consistent revision.
     pub async fn list(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Value, ApiError> {
+        let (items, metadata) = self.list_items(rt, namespace, opts).await?;
+        let items = items.into_iter().map(ListItem::into_value).collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({
+            "apiVersion": rt.api_version(),
+            "kind": format!("{}List", rt.kind),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    /// [`Registry::list`] encoded as JSON, without decoding the stored objects when no
+    /// selector needs them: their bytes are copied with `resourceVersion` spliced in.
+    pub async fn list_json(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Vec<u8>, ApiError> {
+        let (items, metadata) = self.list_items(rt, namespace, opts).await?;
+        let mut out = Vec::with_capacity(64 + items.iter().map(ListItem::len).sum::<usize>());
+        out.extend_from_slice(b"{\"apiVersion\":");
+        serde_json::to_writer(&mut out, &rt.api_version()).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.extend_from_slice(b",\"items\":[");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write_json(&mut out)?;
+        }
+        out.extend_from_slice(b"],\"kind\":");
+        serde_json::to_writer(&mut out, &format!("{}List", rt.kind)).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.extend_from_slice(b",\"metadata\":");
+        serde_json::to_writer(&mut out, &metadata).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// One page of a list: the items (decoded only when a selector had to look at them)
+    /// and the list's metadata.
+    async fn list_items(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<(Vec<ListItem>, Value), ApiError> {
         let range = rt.list_range(namespace);
         let (mut range, mut at) = match opts.continue_token.as_deref().filter(|c| !c.is_empty()) {
             Some(token) => {
@@ -420,10 +455,15 @@ impl Registry {
             at = Some(page.revision);
             let mut last_key = None;
             for kv in page.kvs {
-                let obj = decode(&kv.value, kv.mod_revision)?;
                 last_key = Some(kv.key.clone());
-                if opts.filter.as_ref().is_none_or(|f| f(&obj)) {
-                    items.push(obj);
+                match &opts.filter {
+                    None => items.push(ListItem::Raw(kv.value, kv.mod_revision)),
+                    Some(f) => {
+                        let obj = decode(&kv.value, kv.mod_revision)?;
+                        if f(&obj) {
+                            items.push(ListItem::Decoded(obj));
+                        }
+                    }
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
                     break;
@@ -457,12 +497,7 @@ impl Registry {
                 metadata["remainingItemCount"] = json!(r);
             }
         }
-        Ok(json!({
-            "apiVersion": rt.api_version(),
-            "kind": format!("{}List", rt.kind),
-            "metadata": metadata,
-            "items": items,
-        }))
+        Ok((items, metadata))
     }
 
     /// Replaces an object (`subresource` `status` replaces only its status).
@@ -735,7 +770,127 @@ impl Registry {
     }
 }
 
+/// An item of a list page.
+enum ListItem {
+    /// As stored, with its modification revision.
+    Raw(Bytes, Revision),
+    Decoded(Value),
+}
+
+impl ListItem {
+    fn len(&self) -> usize {
+        match self {
+            ListItem::Raw(b, _) => b.len() + 32,
+            ListItem::Decoded(_) => 512,
+        }
+    }
+
+    fn into_value(self) -> Result<Value, ApiError> {
+        match self {
+            ListItem::Raw(b, rev) => decode(&b, rev),
+            ListItem::Decoded(v) => Ok(v),
+        }
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if let ListItem::Raw(b, rev) = &self {
+            if let Some(at) = metadata_object_start(b) {
+                let inner_empty = b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
+                out.extend_from_slice(&b[..at]);
+                out.extend_from_slice(format!("\"resourceVersion\":\"{}\"", rev.0).as_bytes());
+                if !inner_empty {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&b[at..]);
+                return Ok(());
+            }
+        }
+        serde_json::to_writer(out, &self.into_value()?).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// The offset just inside the `{` of the top-level `"metadata"` object of a JSON object, if
+/// it has one. Keys are found by tracking strings and nesting, so a `"metadata"` inside a
+/// value or a nested object is never taken for it.
+fn metadata_object_start(json: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Whether the string that just ended at depth 1 was a key named metadata.
+    let mut pending_key = false;
+    let mut expect_key = false;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    if json[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if depth == 1 && expect_key {
+                    pending_key = &json[start..i.min(json.len())] == b"metadata";
+                    expect_key = false;
+                }
+            }
+            b'{' | b'[' => {
+                if depth == 1 && pending_key && json[i] == b'{' {
+                    return Some(i + 1);
+                }
+                depth += 1;
+                pending_key = false;
+                expect_key = json[i] == b'{' && depth == 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                pending_key = false;
+            }
+            b',' if depth == 1 => {
+                expect_key = true;
+                pending_key = false;
+            }
+            b':' => {}
+            c if c.is_ascii_whitespace() => {}
+            _ => pending_key = false,
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Decodes a stored value into an object with its resourceVersion.
 pub fn decode_stored(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
     decode(bytes, rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splice(raw: &str, rev: i64) -> Value {
+        let mut out = Vec::new();
+        ListItem::Raw(Bytes::from(raw.to_string()), Revision(rev)).write_json(&mut out).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn resource_version_is_spliced_into_the_top_level_metadata_only() {
+        let v = splice(r#"{"a":{"metadata":{"x":1}},"b":"metadata","metadata":{"name":"n"},"spec":{"metadata":{}}}"#, 42);
+        assert_eq!(v["metadata"], json!({"name": "n", "resourceVersion": "42"}));
+        assert_eq!(v["a"]["metadata"], json!({"x": 1}));
+        assert_eq!(v["spec"]["metadata"], json!({}));
+        let v = splice(r#"{ "k\"metadata" : 1, "metadata" : { } }"#, 7);
+        assert_eq!(v["metadata"], json!({"resourceVersion": "7"}));
+        // No metadata object: decoded and re-encoded instead.
+        let v = splice(r#"{"kind":"X"}"#, 3);
+        assert_eq!(v["metadata"]["resourceVersion"], "3");
+    }
+
+    #[test]
+    fn the_scanner_never_panics_on_odd_input() {
+        for raw in ["", "{", "}", "\"", "{\"metadata\"", "{\"metadata\":", "{\"metadata\":[", "{\"a\":\"\\", "]]]}}}"] {
+            let _ = metadata_object_start(raw.as_bytes());
+        }
+    }
 }
