@@ -7,6 +7,8 @@
 //! client-side validation, every version reads the v3 index and the group version's
 //! document through its hashed URL, and none ends up with a 404 or 406 on an OpenAPI path.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use common::kubectl_http::{KubectlHttp, KubectlOutput as Output};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use k3rs::apiserver::discovery::{self, version_info, DiscoveryPath};
@@ -198,63 +201,32 @@ async fn handle(State(served): State<Served>, method: Method, uri: Uri, headers:
 }
 
 struct Server {
+    http: KubectlHttp,
     served: Served,
-    dir: tempfile::TempDir,
 }
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
 
 impl Server {
     async fn start() -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address").port();
-        let served = Served { address: format!("127.0.0.1:{port}"), ..Default::default() };
-        let app = Router::new().fallback(handle).with_state(served.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("test server stopped: {e}");
-            }
-        });
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: k3rs\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-             contexts:\n- name: k3rs\n  context:\n    cluster: k3rs\n    namespace: default\n    user: test\n\
-             current-context: k3rs\nusers:\n- name: test\n  user:\n    token: unused\n"
-        );
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        Server { served, dir }
+        let mut served = None;
+        let http = KubectlHttp::serve(true, |address| {
+            let state = Served { address, ..Default::default() };
+            served = Some(state.clone());
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await;
+        Server { http, served: served.expect("the app was built") }
     }
 
     fn file(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
+        let path = self.http.dir.path().join(name);
         std::fs::write(&path, content).expect("write manifest");
         path
     }
 
-    /// Runs a kubectl binary against this server with a private kubeconfig and a cache of
-    /// its own (per binary: versions must not share cached documents).
+    /// Runs a kubectl binary against this server (a cache per binary).
     async fn run(&self, binary: &Path, args: &[&str]) -> Output {
-        let cache =
-            self.dir.path().join(format!("cache-{}", binary.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
-        let output = tokio::process::Command::new(binary)
-            .args(args)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("HOME", self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
-        Output {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        self.http.run(binary, args).await
     }
 
     async fn kubectl(&self, binary: &Path, args: &[&str]) -> String {

@@ -14,6 +14,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+mod common;
+use common::kubectl_http::KubectlHttp;
 use k3rs::apiserver::discovery::{respond, DiscoveryPath};
 use k3rs::apiserver::protobuf::{decode_request, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -95,53 +97,26 @@ fn with_server_status(mut object: Value) -> Value {
 }
 
 struct Server {
-    port: u16,
+    http: KubectlHttp,
     served: Served,
-    dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start() -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address").port();
-        let served = Served { address: format!("127.0.0.1:{port}"), writes: Arc::default(), objects: Arc::default() };
-        let app = Router::new().fallback(handle).with_state(served.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("test server stopped: {e}");
-            }
-        });
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: k3rs\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-             contexts:\n- name: k3rs\n  context:\n    cluster: k3rs\n    user: test\n    namespace: default\n\
-             current-context: k3rs\nusers:\n- name: test\n  user:\n    token: unused\n"
-        );
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        Server { port, served, dir }
+        let writes = Arc::default();
+        let objects = Arc::default();
+        let mut served = None;
+        let http = KubectlHttp::serve(false, |address| {
+            let state = Served { address, writes, objects };
+            served = Some(state.clone());
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await;
+        Server { http, served: served.expect("the app was built") }
     }
 
     async fn kubectl(&self, binary: &Path, args: &[&str]) -> String {
-        let output = tokio::process::Command::new(binary)
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("HOME", self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{} {args:?} against port {} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-            binary.display(),
-            self.port,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        self.http.kubectl(binary, args).await
     }
 
     fn take_writes(&self) -> Vec<Write> {

@@ -13,6 +13,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+mod common;
+use common::kubectl_http::KubectlHttp;
 use k3rs::apiserver::discovery::{respond, version_info, DiscoveryPath};
 use k3rs::apiserver::table::{self, IncludeObject, TableOptions};
 use serde_json::{json, Value};
@@ -250,61 +252,30 @@ async fn handle(State(served): State<Served>, uri: Uri, headers: HeaderMap) -> R
 }
 
 struct Server {
-    port: u16,
+    http: KubectlHttp,
     seen: Arc<Mutex<Vec<Seen>>>,
-    dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start() -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("zero nanoseconds");
-        let served = Served { address: format!("127.0.0.1:{port}"), now, seen: seen.clone() };
-        let app = Router::new().fallback(handle).with_state(served);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("test server stopped: {e}");
-            }
-        });
-        let dir = tempfile::tempdir().expect("tempdir");
-        // A token keeps kubectl from prompting for a user name; nothing checks it.
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: k3rs\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-             contexts:\n- name: k3rs\n  context:\n    cluster: k3rs\n    user: test\ncurrent-context: k3rs\n\
-             users:\n- name: test\n  user:\n    token: unused\n"
-        );
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        Server { port, seen, dir }
+        let served_seen = seen.clone();
+        let http = KubectlHttp::serve(false, move |address| {
+            Router::new().fallback(handle).with_state(Served { address, now, seen: served_seen })
+        })
+        .await;
+        Server { http, seen }
     }
 
     /// Runs kubectl against this server; returns its status, stdout and stderr.
     async fn run(&self, binary: &Path, args: &[&str]) -> (bool, String, String) {
-        let output = tokio::process::Command::new(binary)
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("HOME", self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (output.status.success(), stdout, stderr)
+        let out = self.http.run(binary, args).await;
+        (out.success, out.stdout, out.stderr)
     }
 
     async fn kubectl(&self, binary: &Path, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.run(binary, args).await;
-        assert!(
-            ok,
-            "{} {args:?} against port {} failed\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            binary.display(),
-            self.port
-        );
-        stdout
+        self.http.kubectl(binary, args).await
     }
 
     fn seen(&self) -> Vec<Seen> {

@@ -3,4 +3,5 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod kubectl_http;
 pub mod tls;
