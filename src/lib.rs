@@ -8,6 +8,8 @@ pub mod cli;
 pub mod client;
 pub mod controllers;
 pub mod etcdapi;
+pub mod images;
+pub mod kubelet;
 pub mod pki;
 pub mod server;
 pub mod store;

@@ -8,6 +8,15 @@
 //!     db/                      0700
 //!       state.db               the embedded SQLite datastore (+ -wal, -shm)
 //!       etcd.sock              the etcd v3 API, mode 0600
+//!   agent/                     the node's side
+//!     images/                  air-gap drop directory: image archives imported once each
+//!     image-store/             blobs, unpacked layers, image records, container overlays
+//!     pod-manifests/           static pods
+//!     pods/<uid>/              per-pod files: volumes, etc-hosts, hostname, resolv.conf
+//!     containers/<id>/         per-container bundle (config.json) and the shim's state
+//!     run/                     libcontainer state and sandbox namespace files
+//!     network/                 persisted pod address allocations
+//! /var/log/pods/<ns>_<pod>_<uid>/<container>/<restart>.log   container logs (CRI format)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -44,6 +53,41 @@ impl DataDir {
 
     pub fn etcd_socket(&self) -> PathBuf {
         self.db().join("etcd.sock")
+    }
+
+    /// State that belongs to the node (agent) side.
+    pub fn agent(&self) -> PathBuf {
+        self.0.join("agent")
+    }
+
+    /// The air-gap directory: archives dropped here are imported.
+    pub fn images_import_dir(&self) -> PathBuf {
+        self.agent().join("images")
+    }
+
+    pub fn image_store(&self) -> PathBuf {
+        self.agent().join("image-store")
+    }
+
+    pub fn pod_manifests(&self) -> PathBuf {
+        self.agent().join("pod-manifests")
+    }
+
+    pub fn pods(&self) -> PathBuf {
+        self.agent().join("pods")
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.agent().join("containers")
+    }
+
+    /// libcontainer's state root and the sandboxes' namespace files.
+    pub fn run(&self) -> PathBuf {
+        self.agent().join("run")
+    }
+
+    pub fn network(&self) -> PathBuf {
+        self.agent().join("network")
     }
 }
 

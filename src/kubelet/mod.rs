@@ -1,0 +1,13 @@
+//! The node agent: registers the node, runs the pods bound to it as containers through
+//! youki's `libcontainer`, and reports their status.
+//!
+//! `spec` turns a pod's container into an OCI runtime spec (a pure function); `runtime`
+//! creates and supervises containers, each held by a small shim process (the k3rs binary
+//! re-executed) so containers outlive k3rs; `network` makes each pod's sandbox (network, IPC
+//! and UTS namespaces kept as bind-mounted files) with an address on the node's bridge;
+//! `logs` reads the CRI-format log files the shims write.
+
+pub mod logs;
+pub mod network;
+pub mod runtime;
+pub mod spec;
