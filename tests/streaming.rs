@@ -427,7 +427,7 @@ async fn each_kubectl_speaks_the_protocol_we_claim() {
     c.running_pod("p", &[("app", "sleep 1000")]).await;
     let ks = kubectls();
     let ws = c.run(&ks[0], &["exec", "p", "-v=4", "--", "true"], None).await;
-    assert!(ws.stderr.contains("v5.channel.k8s.io"), "1.33 did not use WebSocket v5: {}", ws.stderr);
+    assert!(ws.stderr.contains("The subprotocol is v5.channel.k8s.io"), "1.33 did not use WebSocket v5: {}", ws.stderr);
     assert_eq!(ws.code, Some(0));
     // 1.33 told not to use WebSockets falls back to SPDY, as 1.27 always does.
     let mut cmd = c.kubectl(&ks[0], &["exec", "p", "-v=7", "--", "sh", "-c", "exit 5"]);

@@ -246,11 +246,16 @@ mod tests {
     }
 
     #[test]
-    fn stored_blocks_inflate_back() {
+    fn our_blocks_inflate_back_and_end_on_a_sync_flush() {
         let mut d = HeaderDeflater::default();
         let mut inf = HeaderInflater::default();
+        let first = d.deflate(b"\0\0\0\0");
+        assert_eq!(&first[..6], &[&[0x78u8, 0xf9][..], &adler32(dictionary()).to_be_bytes()].concat()[..]);
+        assert!(first.ends_with(&[0, 0, 0xff, 0xff]), "{first:?}");
+        assert_eq!(inf.inflate(&first).unwrap(), b"\0\0\0\0");
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(inf.inflate(&d.deflate(&big)).unwrap(), big);
         assert_eq!(inf.inflate(&d.deflate(b"\0\0\0\0")).unwrap(), b"\0\0\0\0");
-        assert_eq!(inf.inflate(&d.deflate(b"second")).unwrap(), b"second");
     }
 
     #[test]
