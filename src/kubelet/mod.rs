@@ -7,7 +7,10 @@
 //! and UTS namespaces kept as bind-mounted files) with an address on the node's bridge;
 //! `logs` reads the CRI-format log files the shims write.
 
+pub mod backoff;
 pub mod logs;
 pub mod network;
 pub mod runtime;
 pub mod spec;
+pub mod status;
+pub mod volumes;
