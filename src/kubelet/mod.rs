@@ -7,6 +7,7 @@
 //! and UTS namespaces kept as bind-mounted files) with an address on the node's bridge;
 //! `logs` reads the CRI-format log files the shims write.
 
+pub mod backend;
 pub mod backoff;
 pub mod logs;
 pub mod network;
@@ -14,3 +15,6 @@ pub mod runtime;
 pub mod spec;
 pub mod status;
 pub mod volumes;
+pub mod worker;
+#[cfg(test)]
+mod worker_tests;
