@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod backoff;
 pub mod logs;
+pub mod manager;
 pub mod network;
 pub mod runtime;
 pub mod spec;
