@@ -20,6 +20,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod status;
+pub mod streaming;
 pub mod table;
 pub mod watch;
 
@@ -79,6 +80,8 @@ pub struct ApiServer {
     /// `host:port` clients should use, for the `/api` document.
     pub server_address: String,
     types: HashMap<(String, String, String), Arc<ResourceType>>,
+    /// The container side of `pods/log`, `pods/exec` and `pods/attach`.
+    pod_streams: streaming::PodStreamsSlot,
 }
 
 /// The identities allowed everything until RBAC arrives: cluster admins and k3rs' own
@@ -109,7 +112,7 @@ impl ApiServer {
         for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, metrics: Default::default(), types })
+        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, metrics: Default::default(), types, pod_streams: Default::default() })
     }
 
     /// The resource type served at group/version/plural.
@@ -179,6 +182,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
         }
     }
     match info {
+        RequestInfo::Resource(r) if streaming::handles(&r) => streaming::serve(&api, r, parts).await,
         RequestInfo::Resource(r) => {
             let started = std::time::Instant::now();
             let (verb, group, version, resource) = (r.verb, r.group.clone(), r.version.clone(), r.resource.clone());
