@@ -184,3 +184,22 @@ fn api_resources_explain_and_watch() {
     assert!(text.lines().any(|l| l.starts_with("ADDED") && l.contains("watched")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("DELETED") && l.contains("watched")), "{text}");
 }
+
+#[test]
+fn auth_whoami_can_i_and_impersonation_over_tls() {
+    let c = Cluster::start("auth");
+    let kubectl = Path::new("kubectl");
+    let who = c.ok(kubectl, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"], None);
+    assert_eq!(who, r#"system:admin ["system:masters","system:authenticated"]"#);
+    assert_eq!(c.ok(kubectl, &["auth", "can-i", "create", "pods"], None).trim(), "yes");
+    let list = c.ok(kubectl, &["auth", "can-i", "--list"], None);
+    assert!(list.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.*", "[]", "[]", "[*]"]), "{list}");
+    let out = c.kubectl(&["--as=someone", "get", "pods"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        r#"Error from server (Forbidden): pods is forbidden: User "someone" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    let out = c.kubectl(&["--as=someone", "auth", "can-i", "create", "pods"]);
+    assert_eq!((out.status.success(), String::from_utf8_lossy(&out.stdout).trim()), (false, "no"));
+}
