@@ -1,5 +1,5 @@
 //! Starting the API server inside `k3rs server`: PKI, the admin kubeconfig, boot-time
-//! objects, the HTTPS listener and the controllers.
+//! objects, the HTTPS listener, the controllers and the scheduler.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -135,5 +135,7 @@ where
         let ctx = ControllerContext { client: Client::new(api.clone(), controller_identity.clone()), ca_pem: pki.server_ca_pem().to_string() };
         tasks.push(tokio::spawn(run(ctx, Box::pin(stop()))));
     }
+    let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));
+    tasks.push(tokio::spawn(crate::scheduler::run(scheduler, stop())));
     Ok(Started { api, url, tasks })
 }
