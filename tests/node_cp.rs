@@ -232,3 +232,203 @@ async fn binding_assigns_a_pod_once_as_upstream() {
     assert_eq!(err.code, 500);
     assert_eq!(err.message, r#"[target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>", target.name: Required value]"#);
 }
+
+use k3rs::kubelet::node::{self, HostFacts, NodeConditions, NodeSpecInput};
+
+fn facts(cpus: u64, memory_gib: u64) -> HostFacts {
+    HostFacts {
+        cpus,
+        memory_bytes: memory_gib << 30,
+        ephemeral_storage_bytes: 50 << 30,
+        machine_id: "0123456789abcdef0123456789abcdef".into(),
+        system_uuid: "uuid".into(),
+        boot_id: "boot".into(),
+        kernel_version: "6.1.0-test".into(),
+        os_image: "Test Linux".into(),
+    }
+}
+
+/// Registers a node through the API as the kubelet does and keeps its heartbeat going
+/// until the cluster stops.
+async fn start_node(c: &Cluster, name: &str, cpus: u64, memory_gib: u64) -> NodeSpecInput {
+    let mut info = NodeSpecInput::new(name, "127.0.0.1".parse().expect("ip"), "10.42.0.0/16".parse().expect("cidr"), c.dir.path());
+    info.facts = Some(facts(cpus, memory_gib));
+    info.heartbeat.lease_every = Duration::from_millis(200);
+    info.heartbeat.status_every = Duration::from_millis(200);
+    let client = Client::new(c.api.clone(), node::node_identity(name));
+    node::register(&client, &info).await.expect("register");
+    let mut rx = c.stop.subscribe();
+    tokio::spawn(node::run_heartbeat(client, info.clone(), NodeConditions::default, async move {
+        let _ = rx.wait_for(|v| *v).await;
+    }));
+    info
+}
+
+async fn wait_bound(c: &Cluster, ns: &str, name: &str) -> Option<String> {
+    let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+    within(Duration::from_secs(3), || async {
+        c.admin.get(&path).await.ok().and_then(|p| p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string))
+    })
+    .await
+}
+
+/// Waits for the pod's PodScheduled=False condition; returns its message.
+async fn wait_unschedulable(c: &Cluster, ns: &str, name: &str) -> String {
+    let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+    within(Duration::from_secs(3), || async {
+        let p = c.admin.get(&path).await.ok()?;
+        let cond = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
+        (cond["status"] == "False" && cond["reason"] == "Unschedulable").then(|| cond["message"].as_str().unwrap_or("").to_string())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{name} not marked unschedulable"))
+}
+
+async fn events_for(c: &Cluster, ns: &str, pod: &str) -> Vec<Value> {
+    let list = c.admin.get(&format!("/api/v1/namespaces/{ns}/events")).await.expect("events");
+    list["items"].as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["involvedObject"]["name"] == pod).collect()
+}
+
+fn asking(name: &str, cpu: &str) -> Value {
+    pod(name, json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}))
+}
+
+#[tokio::test]
+async fn scheduler_binds_to_a_registered_node_and_waits_for_a_big_enough_one() {
+    let c = cluster().await;
+    wait_default_sa(&c, "default").await;
+    start_node(&c, "node-a", 2, 4).await;
+
+    c.admin.post("/api/v1/namespaces/default/pods", &asking("small", "100m")).await.expect("pod");
+    assert_eq!(wait_bound(&c, "default", "small").await.as_deref(), Some("node-a"));
+    let p = c.admin.get("/api/v1/namespaces/default/pods/small").await.expect("pod");
+    let cond = p["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "PodScheduled").cloned().expect("cond");
+    assert_eq!(cond["status"], "True");
+    let scheduled = within(Duration::from_secs(2), || async {
+        events_for(&c, "default", "small").await.into_iter().find(|e| e["reason"] == "Scheduled")
+    })
+    .await
+    .expect("Scheduled event");
+    assert_eq!(scheduled["message"], "Successfully assigned default/small to node-a");
+    assert_eq!((scheduled["type"].as_str(), scheduled["source"]["component"].as_str()), (Some("Normal"), Some("default-scheduler")));
+
+    // Bigger than the node: pending, with upstream's diagnosis and a Warning event.
+    c.admin.post("/api/v1/namespaces/default/pods", &asking("huge", "8")).await.expect("pod");
+    let msg = wait_unschedulable(&c, "default", "huge").await;
+    assert_eq!(msg, "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.");
+    let failed = within(Duration::from_secs(2), || async {
+        events_for(&c, "default", "huge").await.into_iter().find(|e| e["reason"] == "FailedScheduling")
+    })
+    .await
+    .expect("FailedScheduling event");
+    assert_eq!(failed["type"], "Warning");
+    assert_eq!(failed["message"], msg.as_str());
+    assert_eq!(failed["source"]["component"], "default-scheduler");
+    assert_eq!(failed["reportingComponent"], "default-scheduler");
+    let p = c.admin.get("/api/v1/namespaces/default/pods/huge").await.expect("pod");
+    assert!(p["spec"].get("nodeName").is_none());
+
+    // A bigger node appears: the pod goes there.
+    start_node(&c, "node-big", 16, 32).await;
+    assert_eq!(wait_bound(&c, "default", "huge").await.as_deref(), Some("node-big"));
+}
+
+#[tokio::test]
+async fn taints_node_selectors_and_host_ports_are_honoured() {
+    let c = cluster().await;
+    wait_default_sa(&c, "default").await;
+    start_node(&c, "node-a", 4, 8).await;
+    // A second node as a plain API object, tainted.
+    let tainted = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "tainted", "labels": {"kubernetes.io/hostname": "tainted", "disk": "ssd"}},
+        "spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]},
+    });
+    c.admin.post("/api/v1/nodes", &tainted).await.expect("node");
+    let mut st = c.admin.get("/api/v1/nodes/tainted").await.expect("node");
+    st["status"] = json!({"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}, "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}});
+    c.admin.put("/api/v1/nodes/tainted/status", &st).await.expect("status");
+
+    let mut to_ssd = asking("to-ssd", "100m");
+    to_ssd["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+    c.admin.post("/api/v1/namespaces/default/pods", &to_ssd).await.expect("pod");
+    assert_eq!(
+        wait_unschedulable(&c, "default", "to-ssd").await,
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: x}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    to_ssd["metadata"]["name"] = json!("to-ssd-tolerant");
+    to_ssd["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]);
+    c.admin.post("/api/v1/namespaces/default/pods", &to_ssd).await.expect("pod");
+    assert_eq!(wait_bound(&c, "default", "to-ssd-tolerant").await.as_deref(), Some("tainted"));
+
+    // Untolerating pods all go to node-a.
+    c.admin.post("/api/v1/namespaces/default/pods", &asking("anywhere", "100m")).await.expect("pod");
+    assert_eq!(wait_bound(&c, "default", "anywhere").await.as_deref(), Some("node-a"));
+
+    let web = |name: &str| {
+        let mut p = asking(name, "100m");
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+        p["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "node-a"});
+        p
+    };
+    c.admin.post("/api/v1/namespaces/default/pods", &web("web-1")).await.expect("pod");
+    assert_eq!(wait_bound(&c, "default", "web-1").await.as_deref(), Some("node-a"));
+    c.admin.post("/api/v1/namespaces/default/pods", &web("web-2")).await.expect("pod");
+    assert_eq!(
+        wait_unschedulable(&c, "default", "web-2").await,
+        "0/2 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) had untolerated taint {dedicated: x}. preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
+    );
+    // The port is freed: the waiting pod follows (pod deletion triggers a retry). web-1 is
+    // on a node, so its delete waits for a kubelet; force it as the kubelet would finish it.
+    c.admin.delete("/api/v1/namespaces/default/pods/web-1?gracePeriodSeconds=0").await.expect("delete");
+    assert_eq!(wait_bound(&c, "default", "web-2").await.as_deref(), Some("node-a"));
+}
+
+#[tokio::test]
+async fn the_node_registers_once_reports_ready_and_renews_its_lease() {
+    let c = cluster().await;
+    let info = start_node(&c, "node-a", 2, 4).await;
+    let node = within(Duration::from_secs(2), || async {
+        c.admin.get("/api/v1/nodes/node-a").await.ok().filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    })
+    .await
+    .expect("node Ready");
+    assert_eq!(node["metadata"]["labels"]["node-role.kubernetes.io/master"], "true");
+    assert_eq!(node["spec"]["podCIDR"], "10.42.0.0/24");
+    assert_eq!(node["status"]["capacity"]["cpu"], "2");
+    assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.33.0+k3rs1");
+    let ready = node["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").cloned().expect("Ready");
+    assert_eq!((ready["reason"].as_str(), ready["message"].as_str()), (Some("KubeletReady"), Some("kubelet is posting ready status")));
+    let uid = node["metadata"]["uid"].clone();
+
+    let lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a";
+    let lease = within(Duration::from_secs(2), || async { c.admin.get(lease_path).await.ok() }).await.expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "node-a");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], uid);
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let first = lease["spec"]["renewTime"].clone();
+    let renewed = within(Duration::from_secs(2), || async { c.admin.get(lease_path).await.ok().filter(|l| l["spec"]["renewTime"] != first) }).await;
+    assert!(renewed.is_some(), "lease not renewed");
+
+    // A restart registers again: the same Node object, updated, not replaced.
+    let client = Client::new(c.api.clone(), node::node_identity("node-a"));
+    node::register(&client, &info).await.expect("register again");
+    let again = c.admin.get("/api/v1/nodes/node-a").await.expect("node");
+    assert_eq!(again["metadata"]["uid"], uid);
+
+    // `kubectl get nodes` (a server-side Table): NAME STATUS ROLES AGE VERSION.
+    let req = axum::http::Request::builder()
+        .uri("/api/v1/nodes")
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .extension(Identity::new("system:admin", &["system:masters", "system:authenticated"]))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let resp = tower::ServiceExt::oneshot(c.api.router(), req).await.expect("response");
+    let table: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!((cells[0].as_str(), cells[1].as_str(), cells[2].as_str(), cells[4].as_str()), (Some("node-a"), Some("Ready"), Some("control-plane,master"), Some("v1.33.0+k3rs1")));
+    assert_eq!((cells[5].as_str(), cells[7].as_str(), cells[9].as_str()), (Some("127.0.0.1"), Some("Test Linux"), Some("libcontainer://0.7.0")));
+}

@@ -9,5 +9,6 @@
 
 pub mod logs;
 pub mod network;
+pub mod node;
 pub mod runtime;
 pub mod spec;
