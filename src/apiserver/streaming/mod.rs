@@ -13,7 +13,6 @@ mod spdy;
 mod websocket;
 mod zlib;
 
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -274,9 +273,6 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
 }
-
-/// A pinned, boxed stream of bytes, the shape every transport here reads and writes.
-type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 
 #[cfg(test)]
 mod tests {
