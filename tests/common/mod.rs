@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod busybox;
+pub mod cluster;
 pub mod etcd;
 pub mod kubectl_http;
 pub mod tls;
