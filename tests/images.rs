@@ -243,7 +243,16 @@ async fn watcher_imports_files_present_at_start_and_dropped_later() {
         f.write_all(&bytes[bytes.len() / 2..]).expect("write");
     }
     wait_for(&store, "late:1", Duration::from_secs(10)).await;
-    assert_eq!(count_entries(&dir.path().join("store/imported")), 2, "each archive recorded once");
+    // The record is written just after the index, which `wait_for` watched.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count_entries(&dir.path().join("store/imported")) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let records: Vec<String> = std::fs::read_dir(dir.path().join("store/imported"))
+        .expect("imported")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("record"))
+        .collect();
+    assert_eq!(records.len(), 2, "each archive recorded once: {records:?}");
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), watcher).await.expect("watcher stops").expect("watcher task");
 
@@ -317,6 +326,8 @@ struct Registry {
 struct RegistryOptions<'a> {
     htpasswd: Option<(&'a str, &'a str)>,
     tls: Option<(&'a Path, &'a Path)>,
+    /// Token auth: (realm URL, certificate bundle that signs the tokens).
+    token: Option<(&'a str, &'a Path)>,
 }
 
 impl Registry {
@@ -337,19 +348,33 @@ impl Registry {
             std::fs::write(&file, &out.stdout).expect("write htpasswd");
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: k3rs-test\n    path: {}\n", file.display()));
         }
+        if let Some((realm, bundle)) = opts.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                bundle.display()
+            ));
+        }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).expect("write config");
+        // Its log (every 404 a client probes for is an "error") goes to a file, shown only
+        // when it does not start.
+        let log_path = dir.path().join("registry.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start docker-registry (apt-get install docker-registry)");
         let registry = Registry { child, port, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         registry
@@ -386,7 +411,7 @@ impl Drop for Registry {
 async fn pulls_over_http_with_mirrors_and_reports_failures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(dir.path());
-    let registry = Registry::start(RegistryOptions { htpasswd: None, tls: None });
+    let registry = Registry::start(RegistryOptions { htpasswd: None, tls: None, token: None });
     let oci = busybox::oci_archive(dir.path(), "busybox:1.0");
     registry.push(&oci, "oci-archive", "busybox:1.0", None);
     registry.push(&oci, "oci-archive", "mirrored/busybox:9", None);
@@ -404,6 +429,19 @@ async fn pulls_over_http_with_mirrors_and_reports_failures() {
     let pinned = store.pull(&format!("{}/busybox@{digest}", registry.host()), &PullOptions::default()).await.expect("pull by digest");
     assert_eq!(pinned.id, image.id);
     assert!(store.resolve(&format!("{}/busybox@{digest}", registry.host())).expect("resolve").is_some());
+
+    // The same through `k3rs images pull`, into another data dir.
+    let data = dir.path().join("cli-data");
+    let out = k3rs()
+        .args(["images", "pull", &reference, "--config", "/dev/null", "--registries"])
+        .arg(dir.path().join("none.yaml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run k3rs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&image.id));
+    assert!(ImageStore::open(&data.join("agent/image-store")).expect("open").resolve(&reference).expect("resolve").is_some());
 
     // docker.io through a mirror with a rewrite: nothing leaves the machine.
     let yaml = format!(
@@ -442,6 +480,7 @@ async fn pulls_over_https_with_basic_auth() {
     let registry = Registry::start(RegistryOptions {
         htpasswd: Some(("alice", "s3cret")),
         tls: Some((&pki.server_cert_file, &pki.server_key_file)),
+        token: None,
     });
     let docker = busybox::docker_archive(dir.path(), "busybox:2.0");
     registry.push(&docker, "docker-archive", "private/busybox:2.0", Some("alice:s3cret"));
@@ -486,4 +525,93 @@ async fn pulls_over_https_with_basic_auth() {
         .pull(&reference, &PullOptions { registries: RegistriesConfig::parse(&insecure).expect("parse"), credentials: vec![] })
         .await
         .expect("pull without verification");
+}
+
+const TOKEN_SERVICE: &str = "k3rs-test-registry";
+const TOKEN_ISSUER: &str = "k3rs-test-issuer";
+
+/// A token server for the registry's token auth: every request gets one ES256 JWT granting
+/// pull and push on `repo`, signed by a self-signed key whose certificate the registry
+/// trusts (sent in the token's `x5c` header). The query strings it saw are kept.
+struct TokenServer {
+    url: String,
+    bundle: std::path::PathBuf,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    fn start(repo: &str) -> TokenServer {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["k3rs-token-signer".to_string()]).expect("params").self_signed(&key).expect("cert");
+        let bundle = dir.path().join("token-ca.pem");
+        std::fs::write(&bundle, cert.pem()).expect("write bundle");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let header = serde_json::json!({
+            "typ": "JWT",
+            "alg": "ES256",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(cert.der().as_ref())],
+        });
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER, "sub": "k3rs", "aud": TOKEN_SERVICE,
+            "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "k3rs-test",
+            "access": [{"type": "repository", "name": repo, "actions": ["pull", "push"]}],
+        });
+        let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+        let rng = ring::rand::SystemRandom::new();
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng)
+            .expect("signing key");
+        let sig = signer.sign(&rng, signing_input.as_bytes()).expect("sign");
+        let token = format!("{signing_input}.{}", b64.encode(sig.as_ref()));
+        let body = serde_json::json!({"token": token, "expires_in": 3600}).to_string();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                if let Ok(mut l) = log.lock() {
+                    l.push(request_line.split(' ').nth(1).unwrap_or("").to_string());
+                }
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenServer { url, bundle, seen, _dir: dir }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_with_bearer_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path());
+    let tokens = TokenServer::start("busybox");
+    let registry = Registry::start(RegistryOptions { htpasswd: None, tls: None, token: Some((&tokens.url, &tokens.bundle)) });
+    let oci = busybox::oci_archive(dir.path(), "busybox:1.0");
+    registry.push(&oci, "oci-archive", "busybox:1.0", None);
+    tokens.seen.lock().expect("lock").clear();
+
+    let reference = format!("{}/busybox:1.0", registry.host());
+    let image = store.pull(&reference, &PullOptions::default()).await.expect("pull with a bearer token");
+    assert_eq!(image.names, [reference]);
+    let seen = tokens.seen.lock().expect("lock").clone();
+    assert!(!seen.is_empty(), "no token was requested");
+    assert!(
+        seen.iter().all(|q| q.contains(&format!("service={TOKEN_SERVICE}")) && q.contains("scope=repository%3Abusybox%3Apull")),
+        "{seen:?}"
+    );
 }
