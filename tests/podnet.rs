@@ -121,6 +121,7 @@ fn nsenter(ns_flag: &str, path: &Path, args: &[&str]) -> std::process::Output {
     Command::new("nsenter").arg(format!("{ns_flag}={}", path.display())).arg("--").args(args).output().expect("nsenter")
 }
 
+/// One echo request with a one-second wait: a sandbox carries traffic as soon as setup returns.
 fn ping(from: &Sandbox, to: IpAddr) -> bool {
     let out = nsenter("--net", from.netns.as_ref().unwrap(), &["busybox", "ping", "-c1", "-W1", &to.to_string()]);
     out.status.success()

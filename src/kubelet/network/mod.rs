@@ -36,6 +36,9 @@ pub use ipam::IpamError;
 pub use link::LinkError;
 pub use netns::NsError;
 
+/// How long setup waits for a new pod link to carry traffic.
+const LINK_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Default name of the node's pod bridge.
 pub const DEFAULT_BRIDGE: &str = "k3rs0";
 
@@ -359,6 +362,11 @@ impl PodNetwork {
             }
             link::attach_to_bridge(&self.host, &veth, self.bridge_index).await?;
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
+            // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
+            // so past the deadline the pod starts anyway and its first packets may be retried.
+            if !link::wait_ready(&self.host, &pod, &veth, LINK_READY_TIMEOUT).await? {
+                tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
+            }
         }
         let pod_dir = self.pod_dir(uid);
         std::fs::create_dir_all(&pod_dir).map_err(io_err("create directory", &pod_dir))?;
