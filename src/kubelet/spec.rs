@@ -816,7 +816,6 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
         "env": env.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "cwd": c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| if input.image.working_dir.is_empty() { "/".into() } else { input.image.working_dir.clone() }),
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
         "noNewPrivileges": no_new_privs,
         "oomScoreAdj": oom_score_adj,
     });

@@ -206,9 +206,14 @@ impl LibcontainerRuntime {
         Ok(())
     }
 
+    /// The shim's error lines (libcontainer logs its failures there), else its last lines.
     fn shim_log_tail(dir: &Path) -> String {
         let s = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().rev().take(5).collect();
+        let errors: Vec<&str> = s.lines().filter(|l| l.contains("ERROR")).take(5).collect();
+        if !errors.is_empty() {
+            return errors.join("; ");
+        }
+        let lines: Vec<&str> = s.lines().rev().take(3).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join("; ")
     }
 
@@ -512,8 +517,9 @@ impl LibcontainerRuntime {
         let werr = |e: std::io::Error| RuntimeError::WriteBundle { id: id.clone(), source: e };
         let cerr = |m: String| RuntimeError::Create { id: id.clone(), message: m };
         std::fs::create_dir_all(&req.bundle).map_err(werr)?;
-        req.spec
-            .save(req.bundle.join("config.json"))
+        let mut spec = req.spec.clone();
+        clamp_oom_score_adj(&mut spec);
+        spec.save(req.bundle.join("config.json"))
             .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
         let meta = Meta {
             labels: req.labels.clone(),
@@ -564,6 +570,30 @@ impl LibcontainerRuntime {
             }
         }
     }
+}
+
+/// Lowering `oom_score_adj` below our own needs CAP_SYS_RESOURCE, which a k3rs run inside
+/// another container may lack; then the container gets ours instead of failing to start.
+fn clamp_oom_score_adj(spec: &mut oci_spec::runtime::Spec) {
+    let Some(process) = spec.process_mut().as_mut() else { return };
+    let Some(want) = process.oom_score_adj() else { return };
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if want < own && !has_cap_sys_resource() {
+        tracing::warn!(want, own, "no CAP_SYS_RESOURCE: container oom_score_adj raised to ours");
+        process.set_oom_score_adj(Some(own));
+    }
+}
+
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0) // bit 24: CAP_SYS_RESOURCE
 }
 
 #[cfg(test)]
