@@ -354,3 +354,27 @@ async fn shim_survives_sigkill_of_the_process_that_created_it() {
     let st = w.wait_exit("orphan", Duration::from_secs(20)).await;
     assert_eq!(st.exit_code, Some(137));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_feeds_stdin_and_streams_output() {
+    use k3rs::kubelet::runtime::AttachRequest;
+    let w = World::new();
+    let pod = pod_with(json!({
+        "name": "c", "image": "busybox", "stdin": true, "stdinOnce": true,
+        "command": ["sh", "-c", "read x; echo got $x; read y || echo eof; exit 4"],
+    }));
+    let req = w.request("attach-me", pod, &EnvSources::default(), &BTreeMap::new());
+    w.run(&req).await;
+    let mut s = w.rt.attach("attach-me", &AttachRequest { stdin: true, stdout: true, stderr: true }).await.expect("attach");
+    let mut stdin = s.stdin.take().expect("stdin");
+    stdin.write_all(b"hello\n").await.expect("write");
+    let mut stdout = s.stdout.take().expect("stdout");
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf)).await.expect("output in time").expect("read");
+    assert_eq!(&buf[..n], b"got hello\n");
+    // Closing stdin of a stdinOnce container closes the container's stdin.
+    drop(stdin);
+    let code = tokio::time::timeout(Duration::from_secs(10), s.exit).await.expect("exit in time").expect("exit");
+    assert_eq!(code, 4);
+    assert!(w.log("attach-me").contains("stdout F eof"));
+}

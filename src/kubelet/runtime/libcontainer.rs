@@ -410,7 +410,11 @@ impl Runtime for LibcontainerRuntime {
         let (err_w, err_r) = tokio::io::duplex(64 * 1024);
         let (exit_tx, exit_rx) = tokio::sync::oneshot::channel::<i32>();
         let (want_out, want_err) = (req.stdout, req.stderr && !meta.tty);
+        // Dropping the write half shuts the socket down for writing, which the shim takes as
+        // the client leaving: keep it until the reading side is done.
+        let (reader_done_tx, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
+            let _done = reader_done_tx;
             let (mut out_w, mut err_w) = (Some(out_w), Some(err_w));
             let mut hdr = [0u8; 5];
             while rd.read_exact(&mut hdr).await.is_ok() {
@@ -453,6 +457,8 @@ impl Runtime for LibcontainerRuntime {
                     break;
                 }
             }
+            let _ = reader_done_rx.await;
+            drop(wr);
         });
         let mut stdin = None;
         if req.stdin && meta.stdin {
