@@ -418,9 +418,9 @@ fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::Resourc
         None => input.container,
     };
     let (req, lim) = requests_limits(c);
-    let (map, res) = match r.resource.split_once('.') {
-        Some(("limits", res)) => (&lim, res),
-        Some(("requests", res)) => (&req, res),
+    let (map, res, is_limit) = match r.resource.split_once('.') {
+        Some(("limits", res)) => (&lim, res, true),
+        Some(("requests", res)) => (&req, res, false),
         _ => return Err(SpecError::UnsupportedResource(r.resource.clone())),
     };
     if !matches!(res, "cpu" | "memory" | "ephemeral-storage") {
@@ -428,7 +428,8 @@ fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::Resourc
     }
     let value = match map.get(res) {
         Some(q) => quantity_value(q)?,
-        None if map as *const _ == &lim as *const _ => {
+        // An unset limit is the node's allocatable, as upstream resolves it.
+        None if is_limit => {
             input.env_sources.node_allocatable.get(res).map(quantity_value).transpose()?.unwrap_or(0.0)
         }
         None => 0.0,

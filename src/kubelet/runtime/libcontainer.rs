@@ -354,7 +354,7 @@ impl Runtime for LibcontainerRuntime {
         let mut resize_tx = None;
         let mut ctl_keep = None;
         if req.tty {
-            let (r, w) = std::io::pipe().map_err(|e| xerr(e.to_string()))?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| xerr(e.to_string()))?;
             let rfd = r.as_raw_fd();
             // SAFETY: only async-signal-safe calls between fork and exec.
             unsafe {
@@ -367,7 +367,7 @@ impl Runtime for LibcontainerRuntime {
             }
             ctl_keep = Some(r);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<TermSize>(4);
-            let mut w = tokio::net::unix::pipe::Sender::from_owned_fd(w.into()).map_err(|e| xerr(e.to_string()))?;
+            let mut w = tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(|e| xerr(e.to_string()))?;
             tokio::spawn(async move {
                 while let Some(sz) = rx.recv().await {
                     let mut b = [0u8; 4];
