@@ -14,6 +14,7 @@ packages=(
   docker-registry   # test: a real local OCI registry to pull from
   skopeo            # test: pushes test images into it
   apache2-utils     # test: htpasswd, for the registry's Basic auth
+  runc              # bench: the peer runtime benches/runtime.rs compares with
   iproute2          # test: network namespaces for the end-to-end tests
   util-linux        # test: nsenter
 )
