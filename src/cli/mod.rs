@@ -123,6 +123,10 @@ struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     datastore_keyfile: Option<String>,
 
+    /// Do not run the node (kubelet): only the control plane
+    #[arg(long)]
+    disable_agent: bool,
+
     /// Debug logging (RUST_LOG, when set, overrides)
     #[arg(long)]
     debug: bool,
@@ -165,6 +169,9 @@ impl ServerArgs {
         // source's `debug: true` stays unless the command line has nothing to say.
         if self.debug {
             out.push((Key::Debug, Raw::Bool(true)));
+        }
+        if self.disable_agent {
+            out.push((Key::DisableAgent, Raw::Bool(true)));
         }
         out
     }

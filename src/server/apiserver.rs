@@ -117,7 +117,7 @@ where
         pki::identity_from_cert(der).ok().map(|u| {
             let mut groups = u.groups;
             groups.push("system:authenticated".into());
-            Identity { user: u.name, groups }
+            Identity { user: u.name, groups, ..Default::default() }
         })
     });
     let mut tasks = Vec::new();
