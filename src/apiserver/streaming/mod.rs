@@ -29,8 +29,6 @@ use super::request::ResourceRequest;
 use super::status::ApiError;
 use super::ApiServer;
 
-pub use remotecommand::{exit_status_json, EXEC_WEBSOCKET_PROTOCOLS, SPDY_STREAM_PROTOCOLS};
-
 /// What `kubectl logs` asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {

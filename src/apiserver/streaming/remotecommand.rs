@@ -21,9 +21,6 @@ use crate::apiserver::request::ResourceRequest;
 use crate::apiserver::status::ApiError;
 use crate::apiserver::ApiServer;
 
-pub const EXEC_WEBSOCKET_PROTOCOLS: &[&str] = super::websocket::PROTOCOLS;
-pub const SPDY_STREAM_PROTOCOLS: &[&str] = super::spdy::PROTOCOLS;
-
 /// How long the client may take, once the connection is upgraded, to open its streams or
 /// to close after the status was sent.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,11 +105,6 @@ pub fn status_message(status: &ExitStatus, kind: Kind, command: &[String], forma
         StatusFormat::Text if value["status"] == "Success" => None,
         StatusFormat::Text => value["message"].as_str().map(|m| Bytes::from(m.to_string())),
     }
-}
-
-/// The exit status as upstream's JSON, for implementations and tests that want to see it.
-pub fn exit_status_json(status: &ExitStatus, command: &[String]) -> Vec<u8> {
-    status_message(status, Kind::Exec, command, StatusFormat::Json).map(|b| b.to_vec()).unwrap_or_default()
 }
 
 /// An exec or attach request's query.

@@ -188,6 +188,7 @@ where
                     return false;
                 }
             };
+            tracing::trace!(?frame, "SPDY frame during setup");
             match frame {
                 Frame::Control { kind: TYPE_SYN_STREAM, data, .. } => {
                     let (Some(id), Some(block)) = (be32(&data, 0), data.get(10..)) else { return false };
@@ -200,6 +201,7 @@ where
                         }
                     };
                     let kind = headers.iter().find(|(n, _)| n == "streamtype").and_then(|(_, v)| StreamType::parse(v));
+                    tracing::trace!(id, ?headers, ?kind, "SPDY stream opened");
                     let reply = match kind {
                         Some(k) if !streams.ids.contains_key(&k) => {
                             streams.ids.insert(k, id);

@@ -3,10 +3,10 @@
 //!
 //! Reading needs the dictionary for real (clients refer back into it), so the inflater keeps
 //! the dictionary in front of its output window and runs miniz_oxide's raw inflater over
-//! the frames as they come. Writing does not: the few header blocks a server sends (empty
-//! `SYN_REPLY`s) go out as stored deflate blocks, which any inflater accepts whatever its
-//! dictionary; the zlib header still names the dictionary so strict readers are content.
+//! the frames as they come. Writing primes miniz_oxide's compressor the same way and ends
+//! every block with a sync flush, which is the shape Go's reader (kubectl's) expects.
 
+use miniz_oxide::deflate::core::{compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush};
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
@@ -153,10 +153,22 @@ impl HeaderInflater {
     }
 }
 
-/// Compresses the header blocks a server sends, as stored blocks (see the module docs).
-#[derive(Default)]
+/// Compresses the header blocks a server sends: a deflate stream primed with the
+/// dictionary, each block ending on a sync flush, as Go's writer produces them.
 pub struct HeaderDeflater {
+    state: Box<CompressorOxide>,
     started: bool,
+}
+
+impl Default for HeaderDeflater {
+    fn default() -> Self {
+        let mut state = Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(9, 0, 0)));
+        // Priming: run the dictionary through the compressor and drop what it wrote, so
+        // what follows may refer back into the dictionary, as the reader's preset expects.
+        let mut sink = vec![0u8; 4096];
+        let _ = compress(&mut state, dictionary(), &mut sink, TDEFLFlush::Sync);
+        HeaderDeflater { state, started: false }
+    }
 }
 
 impl HeaderDeflater {
@@ -168,12 +180,15 @@ impl HeaderDeflater {
             out.extend_from_slice(&[0x78, 0xf9]);
             out.extend_from_slice(&adler32(dictionary()).to_be_bytes());
         }
-        for chunk in block.chunks(u16::MAX as usize) {
-            let len = chunk.len() as u16;
-            out.push(0x00);
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&(!len).to_le_bytes());
-            out.extend_from_slice(chunk);
+        let mut input = block;
+        let mut buf = vec![0u8; block.len() + 1024];
+        loop {
+            let (_, read, written) = compress(&mut self.state, input, &mut buf, TDEFLFlush::Sync);
+            out.extend_from_slice(&buf[..written]);
+            input = &input[read..];
+            if input.is_empty() && written < buf.len() {
+                break;
+            }
         }
         out
     }
@@ -182,7 +197,6 @@ impl HeaderDeflater {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use miniz_oxide::deflate::core::{compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush};
 
     #[test]
     fn dictionary_is_the_spdy3_one() {
@@ -232,11 +246,16 @@ mod tests {
     }
 
     #[test]
-    fn stored_blocks_inflate_back() {
+    fn our_blocks_inflate_back_and_end_on_a_sync_flush() {
         let mut d = HeaderDeflater::default();
         let mut inf = HeaderInflater::default();
+        let first = d.deflate(b"\0\0\0\0");
+        assert_eq!(&first[..6], &[&[0x78u8, 0xf9][..], &adler32(dictionary()).to_be_bytes()].concat()[..]);
+        assert!(first.ends_with(&[0, 0, 0xff, 0xff]), "{first:?}");
+        assert_eq!(inf.inflate(&first).unwrap(), b"\0\0\0\0");
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(inf.inflate(&d.deflate(&big)).unwrap(), big);
         assert_eq!(inf.inflate(&d.deflate(b"\0\0\0\0")).unwrap(), b"\0\0\0\0");
-        assert_eq!(inf.inflate(&d.deflate(b"second")).unwrap(), b"second");
     }
 
     #[test]
