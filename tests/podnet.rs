@@ -121,6 +121,7 @@ fn nsenter(ns_flag: &str, path: &Path, args: &[&str]) -> std::process::Output {
     Command::new("nsenter").arg(format!("{ns_flag}={}", path.display())).arg("--").args(args).output().expect("nsenter")
 }
 
+/// One echo request with a one-second wait: a sandbox carries traffic as soon as setup returns.
 fn ping(from: &Sandbox, to: IpAddr) -> bool {
     let out = nsenter("--net", from.netns.as_ref().unwrap(), &["busybox", "ping", "-c1", "-W1", &to.to_string()]);
     out.status.success()
@@ -355,6 +356,50 @@ fn hundred_setups_and_teardowns_leak_nothing() {
             assert_eq!(dir_entries(&cfg.state_dir.join("ipam")), ["last_reserved_ip"]);
             assert!(dir_entries(&cfg.pods_dir).is_empty());
             assert!(net.list().is_empty());
+        });
+    });
+}
+
+#[test]
+fn pod_traffic_stays_on_the_node() {
+    in_test_netns("pod_traffic_stays_on_the_node", |dir| {
+        // A neighbour behind an "uplink" of the test node, with a route back to the pods: if
+        // the node forwarded pod traffic, pings would go through both ways.
+        let remote = format!("k3rs-t-podnet-rm-{}", std::process::id());
+        let sh = |cmd: &str| {
+            let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+            assert!(st.success(), "{cmd}");
+        };
+        sh(&format!("ip netns add {remote}"));
+        let _remote = NetnsGuard(remote.clone());
+        sh(&format!("ip link add t-up0 type veth peer name t-up1 netns {remote}"));
+        sh("ip addr add 192.168.77.1/24 dev t-up0 && ip link set t-up0 up");
+        sh(&format!(
+            "ip -n {remote} addr add 192.168.77.2/24 dev t-up1 && ip -n {remote} link set t-up1 up && \
+             ip -n {remote} link set lo up && ip -n {remote} route add 10.42.0.0/16 via 192.168.77.1"
+        ));
+        runtime().block_on(async {
+            let cfg = config(dir, "10.42.0.0/24");
+            let net = PodNetwork::new(cfg.clone()).await.unwrap();
+            let a = net.setup(&request("uid-a", "pod-a")).await.unwrap();
+            let ip_a = a.ip.unwrap();
+            let remote_path = PathBuf::from(format!("/run/netns/{remote}"));
+            let remote_pings = |to: IpAddr| {
+                nsenter("--net", &remote_path, &["busybox", "ping", "-c1", "-W1", &to.to_string()]).status.success()
+            };
+            assert!(ping(&a, "192.168.77.1".parse().unwrap()), "the node's own address is reachable");
+            assert!(!ping(&a, "192.168.77.2".parse().unwrap()), "pod traffic must not be forwarded off the node");
+            assert!(!remote_pings(ip_a), "outside traffic must not be forwarded to pods");
+
+            // Without the guard the same setup does forward: the checks above are meaningful.
+            sh("nft delete table inet k3rs-podnet");
+            assert!(ping(&a, "192.168.77.2".parse().unwrap()), "forwarding works without the guard");
+            // A restart puts the guard back, leaving the running pod alone.
+            drop(net);
+            let net = PodNetwork::new(cfg.clone()).await.unwrap();
+            assert!(!ping(&a, "192.168.77.2".parse().unwrap()));
+            assert!(ping(&a, "10.42.0.1".parse().unwrap()));
+            net.teardown("uid-a").await.unwrap();
         });
     });
 }

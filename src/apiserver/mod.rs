@@ -137,7 +137,7 @@ impl ApiServer {
     pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Arc<ResourceType>> =
-            self.types.values().filter(|t| t.namespaced && seen.insert(t.storage.clone())).cloned().collect();
+            self.types.values().filter(|t| t.namespaced && t.conversion.is_none() && seen.insert(t.storage.clone())).cloned().collect();
         out.sort_by_key(|t| t.plural);
         out
     }

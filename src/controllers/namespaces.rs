@@ -19,6 +19,11 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How often every namespace is looked at even without events.
 const RESYNC: Duration = Duration::from_secs(60);
 
+/// Builds the object a namespace must hold.
+pub(crate) type Desired = Box<dyn Fn(&str) -> Value + Send + Sync>;
+/// The update restoring a drifted object, if it drifted.
+pub(crate) type Repair = Box<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
+
 /// One object kept in every active namespace.
 pub(crate) struct Kept {
     /// The controller's name, for logs.
@@ -29,9 +34,9 @@ pub(crate) struct Kept {
     /// The kept object's name.
     pub name: &'static str,
     /// The object as it must be in a namespace.
-    pub desired: Box<dyn Fn(&str) -> Value + Send + Sync>,
+    pub desired: Desired,
     /// The update that brings an existing object back to what it must be, if it drifted.
-    pub repair: Box<dyn Fn(&Value) -> Option<Value> + Send + Sync>,
+    pub repair: Repair,
 }
 
 fn is_terminating(ns: &Value) -> bool {

@@ -90,10 +90,14 @@ impl ImageStore {
         }
         self.gc(&mut index, &lock)?;
         self.save_index(&index, &lock)?;
+        let own_names: Vec<String> = found.iter().flat_map(|i| i.names.clone()).collect();
+        // Report the images as stored: an image already present has gained names.
+        let found: Vec<Image> =
+            found.into_iter().map(|f| index.images.iter().find(|i| i.id == f.id).cloned().unwrap_or(f)).collect();
         let record = ImportRecord {
             source: path.to_path_buf(),
             images: found.iter().map(|i| i.id.clone()).collect(),
-            names: found.iter().flat_map(|i| i.names.clone()).collect(),
+            names: own_names,
         };
         let data = serde_json::to_vec(&record).map_err(|e| invalid(e.to_string()))?;
         write_atomic(&self.imported_dir().join(hex_part(&archive_digest)), &data, &self.tmp_path("imported"))?;

@@ -13,14 +13,20 @@
 mod archive;
 pub mod digest;
 mod error;
+mod http;
 pub mod manifest;
+mod pull;
 mod reference;
 mod rootfs;
 mod registries;
 mod store;
 mod unpack;
+mod watch;
 
 pub use error::ImageError;
+pub use http::SYSTEM_CA_BUNDLE;
+pub use pull::{Credential, PullOptions};
+pub use watch::{import_dir_once, watch_import_dir};
 pub use reference::{ImageRef, DEFAULT_REGISTRY};
 pub use registries::{AuthConfig, Endpoint, Mirror, RegistriesConfig, RegistryConfig, TlsConfig};
 pub use store::ImageStore;

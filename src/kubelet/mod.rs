@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod logs;
 pub mod manager;
 pub mod network;
+pub mod node_backend;
 pub mod node;
 pub mod runtime;
 pub mod spec;

@@ -110,7 +110,7 @@ impl HostFacts {
         let cpus = own_cpu_max().and_then(|m| cgroup_cpus(&m)).map_or(affinity, |c| c.min(affinity));
         let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_total(&m)).unwrap_or(0);
         let ephemeral_storage_bytes = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| (s.blocks() as u64).saturating_mul(s.fragment_size() as u64))
+            .map(|s| s.blocks().saturating_mul(s.fragment_size()))
             .unwrap_or(0);
         let machine_id = read_trimmed("/etc/machine-id");
         let system_uuid = Some(read_trimmed("/sys/class/dmi/id/product_uuid").to_lowercase()).filter(|s| !s.is_empty()).unwrap_or_else(|| machine_id.clone());

@@ -418,9 +418,9 @@ fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::Resourc
         None => input.container,
     };
     let (req, lim) = requests_limits(c);
-    let (map, res) = match r.resource.split_once('.') {
-        Some(("limits", res)) => (&lim, res),
-        Some(("requests", res)) => (&req, res),
+    let (map, res, is_limit) = match r.resource.split_once('.') {
+        Some(("limits", res)) => (&lim, res, true),
+        Some(("requests", res)) => (&req, res, false),
         _ => return Err(SpecError::UnsupportedResource(r.resource.clone())),
     };
     if !matches!(res, "cpu" | "memory" | "ephemeral-storage") {
@@ -428,7 +428,8 @@ fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::Resourc
     }
     let value = match map.get(res) {
         Some(q) => quantity_value(q)?,
-        None if map as *const _ == &lim as *const _ => {
+        // An unset limit is the node's allocatable, as upstream resolves it.
+        None if is_limit => {
             input.env_sources.node_allocatable.get(res).map(quantity_value).transpose()?.unwrap_or(0.0)
         }
         None => 0.0,
@@ -816,7 +817,6 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
         "env": env.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "cwd": c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| if input.image.working_dir.is_empty() { "/".into() } else { input.image.working_dir.clone() }),
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
         "noNewPrivileges": no_new_privs,
         "oomScoreAdj": oom_score_adj,
     });
@@ -880,4 +880,297 @@ fn devices(privileged: bool) -> Value {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+
+    fn pod(v: Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    fn base_pod(container: Value) -> Pod {
+        pod(json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "u-1", "labels": {"app": "web"}, "annotations": {"a": "b"}},
+            "spec": {"containers": [container], "nodeName": "n1", "serviceAccountName": "sa"},
+        }))
+    }
+
+    fn sources() -> EnvSources {
+        EnvSources {
+            config_maps: BTreeMap::from([("cfg".into(), BTreeMap::from([("k".into(), "v".into()), ("bad key".into(), "x".into())]))]),
+            secrets: BTreeMap::from([("sec".into(), BTreeMap::from([("pw".into(), b"s3cret".to_vec())]))]),
+            services: vec![serde_json::from_value(json!({
+                "metadata": {"name": "redis-main"},
+                "spec": {"clusterIP": "10.43.0.9", "ports": [{"name": "db", "port": 6379, "protocol": "TCP"}]},
+            }))
+            .expect("service")],
+            node_name: "n1".into(),
+            node_ip: "192.168.1.2".into(),
+            pod_ip: "10.42.0.5".into(),
+            kubernetes_service: ("10.43.0.1".into(), 443),
+            ..Default::default()
+        }
+    }
+
+    fn spec_for(p: &Pod, image: &ImageConfig, src: &EnvSources, vols: &BTreeMap<String, PathBuf>) -> Result<oci_spec::runtime::Spec, SpecError> {
+        let c = &p.spec.as_ref().expect("spec").containers[0];
+        container_spec(&SpecInput {
+            pod: p,
+            container: c,
+            image,
+            rootfs: "/rootfs".into(),
+            sandbox: SandboxPaths {
+                netns: Some("/run/netns/p".into()),
+                hosts: "/pod/hosts".into(),
+                hostname: "/pod/hostname".into(),
+                resolv_conf: "/pod/resolv.conf".into(),
+                ..Default::default()
+            },
+            volumes: vols,
+            env_sources: src,
+            cgroups_path: "/kubepods/besteffort/podu_1/c1".into(),
+            termination_message_path: Some("/pod/term".into()),
+        })
+    }
+
+    fn as_json(s: &oci_spec::runtime::Spec) -> Value {
+        serde_json::to_value(s).expect("json")
+    }
+
+    fn env_of(s: &oci_spec::runtime::Spec) -> Vec<String> {
+        s.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn expansion_follows_upstream_rules() {
+        let lookup = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$A-$(A", &lookup), "x-$(B)-$(A)-$A-$(A");
+        assert_eq!(expand("cost: $$5 $", &lookup), "cost: $5 $");
+    }
+
+    #[test]
+    fn command_and_args_against_the_image() {
+        let image = ImageConfig { entrypoint: vec!["/ep".into()], cmd: vec!["dflt".into()], ..Default::default() };
+        let c = |v: Value| -> Container { serde_json::from_value(v).expect("container") };
+        let env = vec![("X".to_string(), "1".to_string())];
+        assert_eq!(container_args(&c(json!({"name": "a"})), &image, &env).expect("args"), vec!["/ep", "dflt"]);
+        assert_eq!(container_args(&c(json!({"name": "a", "args": ["$(X)"]})), &image, &env).expect("args"), vec!["/ep", "1"]);
+        assert_eq!(container_args(&c(json!({"name": "a", "command": ["sh"]})), &image, &env).expect("args"), vec!["sh"]);
+        assert_eq!(
+            container_args(&c(json!({"name": "a", "command": ["sh"], "args": ["-c", "$$(X) $(X)"]})), &image, &env).expect("args"),
+            vec!["sh", "-c", "$(X) 1"]
+        );
+        assert_eq!(container_args(&c(json!({"name": "a"})), &ImageConfig::default(), &env), Err(SpecError::NoCommand));
+    }
+
+    #[test]
+    fn environment_in_the_kubelets_order() {
+        let p = base_pod(json!({
+            "name": "c", "command": ["sh"],
+            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CM_"}],
+            "env": [
+                {"name": "PATH", "value": "/override"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "LBL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "HOSTIP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+                {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}},
+                {"name": "REF", "value": "$(CM_k)-$(REDIS_MAIN_SERVICE_HOST)-$(MISSING)"},
+            ],
+        }));
+        let image = ImageConfig { env: vec!["PATH=/img".into(), "IMG=1".into()], cmd: vec!["x".into()], ..Default::default() };
+        let s = spec_for(&p, &image, &sources(), &BTreeMap::new()).expect("spec");
+        let env = env_of(&s);
+        let idx = |k: &str| env.iter().position(|e| e.starts_with(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing: {env:?}"));
+        // Image env first, PATH replaced in place.
+        assert_eq!(env[0], "PATH=/override");
+        assert_eq!(env[1], "IMG=1");
+        // Service variables before envFrom before env.
+        assert!(idx("KUBERNETES_SERVICE_HOST") < idx("CM_k"));
+        assert!(idx("REDIS_MAIN_SERVICE_HOST") < idx("CM_k"));
+        assert!(idx("CM_k") < idx("POD"));
+        for want in [
+            "KUBERNETES_SERVICE_HOST=10.43.0.1",
+            "KUBERNETES_SERVICE_PORT=443",
+            "KUBERNETES_SERVICE_PORT_HTTPS=443",
+            "KUBERNETES_PORT=tcp://10.43.0.1:443",
+            "KUBERNETES_PORT_443_TCP=tcp://10.43.0.1:443",
+            "KUBERNETES_PORT_443_TCP_ADDR=10.43.0.1",
+            "REDIS_MAIN_SERVICE_PORT=6379",
+            "REDIS_MAIN_SERVICE_PORT_DB=6379",
+            "REDIS_MAIN_PORT_6379_TCP_PROTO=tcp",
+            "CM_k=v",
+            "POD=web",
+            "LBL=web",
+            "NODE=n1",
+            "IP=10.42.0.5",
+            "HOSTIP=192.168.1.2",
+            "PW=s3cret",
+            "REF=v-10.43.0.9-$(MISSING)",
+            "HOSTNAME=web",
+        ] {
+            assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+        }
+        assert!(!env.iter().any(|e| e.starts_with("OPT=") || e.starts_with("CM_bad key")), "{env:?}");
+    }
+
+    #[test]
+    fn service_links_can_be_turned_off() {
+        let mut p = base_pod(json!({"name": "c", "command": ["sh"]}));
+        p.spec.as_mut().expect("spec").enable_service_links = Some(false);
+        let s = spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec");
+        let env = env_of(&s);
+        assert!(env.iter().any(|e| e == "KUBERNETES_SERVICE_HOST=10.43.0.1"));
+        assert!(!env.iter().any(|e| e.starts_with("REDIS_MAIN")), "{env:?}");
+    }
+
+    #[test]
+    fn missing_references_give_upstreams_messages() {
+        let cases = [
+            (json!({"configMapKeyRef": {"name": "gone", "key": "k"}}), "configmap \"gone\" not found"),
+            (json!({"configMapKeyRef": {"name": "cfg", "key": "zz"}}), "couldn't find key zz in ConfigMap team/cfg"),
+            (json!({"secretKeyRef": {"name": "gone", "key": "k"}}), "secret \"gone\" not found"),
+            (json!({"secretKeyRef": {"name": "sec", "key": "zz"}}), "couldn't find key zz in Secret team/sec"),
+        ];
+        for (vf, msg) in cases {
+            let p = base_pod(json!({"name": "c", "command": ["sh"], "env": [{"name": "X", "valueFrom": vf}]}));
+            let err = spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect_err("must fail");
+            assert_eq!(err.to_string(), msg);
+        }
+        let p = base_pod(json!({"name": "c", "command": ["sh"], "envFrom": [{"secretRef": {"name": "gone"}}]}));
+        assert_eq!(spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()), Err(SpecError::SecretNotFound("gone".into())));
+    }
+
+    #[test]
+    fn mounts_namespaces_and_sandbox_files() {
+        let p = base_pod(json!({
+            "name": "c", "command": ["sh"],
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data/deep", "subPath": "sub"},
+                {"name": "data", "mountPath": "/data", "readOnly": true},
+            ],
+        }));
+        let vols = BTreeMap::from([("data".to_string(), PathBuf::from("/vol/data"))]);
+        let s = as_json(&spec_for(&p, &ImageConfig::default(), &sources(), &vols).expect("spec"));
+        let mounts = s["mounts"].as_array().expect("mounts");
+        let find = |d: &str| mounts.iter().position(|m| m["destination"] == d).unwrap_or_else(|| panic!("{d} not mounted"));
+        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log"] {
+            find(d);
+        }
+        assert_eq!(mounts[find("/etc/resolv.conf")]["source"], "/pod/resolv.conf");
+        assert!(find("/data") < find("/data/deep"), "parents first");
+        assert_eq!(mounts[find("/data/deep")]["source"], "/vol/data/sub");
+        assert!(mounts[find("/data")]["options"].as_array().expect("opts").contains(&json!("ro")));
+        let ns = s["linux"]["namespaces"].as_array().expect("namespaces");
+        assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/p"})));
+        assert!(ns.contains(&json!({"type": "pid"})) && ns.contains(&json!({"type": "mount"})));
+        assert_eq!(s["hostname"], "web");
+        assert_eq!(s["linux"]["cgroupsPath"], "/kubepods/besteffort/podu_1/c1");
+        assert!(s["linux"]["maskedPaths"].as_array().expect("masked").contains(&json!("/proc/kcore")));
+
+        let bad = base_pod(json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "../etc"}]}));
+        assert_eq!(spec_for(&bad, &ImageConfig::default(), &sources(), &vols), Err(SpecError::InvalidSubPath("../etc".into())));
+        let missing = base_pod(json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "other", "mountPath": "/x"}]}));
+        assert_eq!(spec_for(&missing, &ImageConfig::default(), &sources(), &vols), Err(SpecError::VolumeNotFound("other".into())));
+    }
+
+    #[test]
+    fn security_context_user_capabilities_and_privileged() {
+        let p = pod(json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "u-1"},
+            "spec": {
+                "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "supplementalGroups": [5], "fsGroup": 7},
+                "containers": [{"name": "c", "command": ["sh"], "securityContext": {
+                    "runAsUser": 1001, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+                    "capabilities": {"add": ["NET_ADMIN"], "drop": ["NET_RAW", "KILL"]},
+                }}],
+            },
+        }));
+        let s = as_json(&spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec"));
+        assert_eq!(s["process"]["user"], json!({"uid": 1001, "gid": 2000, "additionalGids": [5, 7]}));
+        assert_eq!(s["root"]["readonly"], true);
+        assert_eq!(s["process"]["noNewPrivileges"], true);
+        let bounding = s["process"]["capabilities"]["bounding"].as_array().expect("caps");
+        assert!(bounding.contains(&json!("CAP_NET_ADMIN")) && bounding.contains(&json!("CAP_CHOWN")));
+        assert!(!bounding.contains(&json!("CAP_NET_RAW")) && !bounding.contains(&json!("CAP_KILL")));
+
+        let default = base_pod(json!({"name": "c", "command": ["sh"]}));
+        let s = as_json(&spec_for(&default, &ImageConfig { user: "33:44".into(), ..Default::default() }, &sources(), &BTreeMap::new()).expect("spec"));
+        assert_eq!(s["process"]["user"]["uid"], 33);
+        assert_eq!(s["process"]["user"]["gid"], 44);
+        assert_eq!(s["process"]["noNewPrivileges"], false);
+        let s = as_json(&spec_for(&default, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec"));
+        let caps = s["process"]["capabilities"]["effective"].as_array().expect("caps").clone();
+        assert_eq!(caps.len(), DEFAULT_CAPABILITIES.len());
+        assert!(caps.contains(&json!("CAP_NET_RAW")));
+
+        let privileged = base_pod(json!({"name": "c", "command": ["sh"], "securityContext": {"privileged": true}}));
+        let s = as_json(&spec_for(&privileged, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec"));
+        assert!(s["process"]["capabilities"]["bounding"].as_array().expect("caps").contains(&json!("CAP_SYS_ADMIN")));
+        assert!(s["linux"].get("maskedPaths").is_none_or(|m| m.as_array().is_none_or(|a| a.is_empty())));
+        assert_eq!(s["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
+
+        let non_root = base_pod(json!({"name": "c", "command": ["sh"], "securityContext": {"runAsNonRoot": true}}));
+        let err = spec_for(&non_root, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect_err("root refused");
+        assert_eq!(err.to_string(), "container has runAsNonRoot and image will run as root (pod: \"web_team(u-1)\", container: c)");
+    }
+
+    #[test]
+    fn resources_become_cgroup_settings() {
+        let p = base_pod(json!({"name": "c", "command": ["sh"], "resources": {
+            "requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}}));
+        let mut src = sources();
+        src.node_allocatable.insert("memory".into(), Quantity("1Gi".into()));
+        let s = as_json(&spec_for(&p, &ImageConfig::default(), &src, &BTreeMap::new()).expect("spec"));
+        let r = &s["linux"]["resources"];
+        assert_eq!(r["cpu"]["shares"], 256);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["memory"]["limit"], 128 * 1024 * 1024);
+        // Burstable: 1000 - 1000 * 64Mi / 1Gi.
+        assert_eq!(s["process"]["oomScoreAdj"], 938);
+        assert_eq!(qos_class(&p), QosClass::Burstable);
+
+        let g = base_pod(json!({"name": "c", "command": ["sh"], "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}));
+        assert_eq!(qos_class(&g), QosClass::Guaranteed);
+        let s = as_json(&spec_for(&g, &ImageConfig::default(), &src, &BTreeMap::new()).expect("spec"));
+        assert_eq!(s["process"]["oomScoreAdj"], -997);
+        assert_eq!(s["linux"]["resources"]["cpu"]["shares"], 1024);
+        assert_eq!(pod_resources(&g), PodResources { cpu_shares: Some(1024), cpu_quota: Some(100_000), cpu_period: Some(100_000), memory_limit: Some(1 << 30) });
+        let be = base_pod(json!({"name": "c", "command": ["sh"]}));
+        assert_eq!(qos_class(&be), QosClass::BestEffort);
+        assert_eq!(pod_resources(&be), PodResources { cpu_shares: Some(2), ..Default::default() });
+    }
+
+    #[test]
+    fn resource_field_refs_use_divisors_and_node_allocatable() {
+        let p = base_pod(json!({"name": "c", "command": ["sh"], "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}},
+            "env": [
+                {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+                {"name": "MEM_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "CPU_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            ]}));
+        let mut src = sources();
+        src.node_allocatable.insert("cpu".into(), Quantity("4".into()));
+        let env = env_of(&spec_for(&p, &ImageConfig::default(), &src, &BTreeMap::new()).expect("spec"));
+        for want in ["CPU_REQ=250", "MEM_LIM=64", "CPU_LIM=4"] {
+            assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+        }
+    }
+
+    #[test]
+    fn cgroup_paths_follow_the_kubepods_hierarchy() {
+        assert_eq!(pod_cgroup_path(QosClass::Guaranteed, "a-b"), "/kubepods/poda_b");
+        assert_eq!(pod_cgroup_path(QosClass::Burstable, "a-b"), "/kubepods/burstable/poda_b");
+        assert_eq!(container_cgroup_path(QosClass::BestEffort, "a-b", "c1"), "/kubepods/besteffort/poda_b/c1");
+    }
+
+    #[test]
+    fn quantities_parse() {
+        assert_eq!(quantity_value(&Quantity("16Mi".into())), Ok(16.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_value(&Quantity("100m".into())), Ok(0.1));
+        assert_eq!(quantity_value(&Quantity("1e3".into())), Ok(1000.0));
+        assert!(quantity_value(&Quantity("12xyz".into())).is_err());
+    }
+}

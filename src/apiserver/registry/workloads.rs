@@ -255,7 +255,7 @@ impl Strategy for PodStrategy {
 /// whether anything changed.
 pub fn update_pod_condition(pod: &mut Value, mut condition: Value, now: &str) -> bool {
     let Some(kind) = condition.get("type").and_then(Value::as_str).map(str::to_string) else { return false };
-    if !condition.get("lastProbeTime").is_some() {
+    if condition.get("lastProbeTime").is_none() {
         condition["lastProbeTime"] = Value::Null;
     }
     condition["lastTransitionTime"] = json!(now);

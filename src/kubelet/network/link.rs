@@ -9,7 +9,11 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use std::time::Duration;
+
+use rtnetlink::packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, State,
+};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// The interface name of the pod's end of its veth pair.
@@ -129,6 +133,41 @@ pub async fn configure_pod(handle: &Handle, ip: IpAddr, prefix: u8, gateway: IpA
         .map_err(nl("bring up", POD_IFNAME))?;
     let route = RouteMessageBuilder::<std::net::Ipv4Addr>::new().gateway(gw).output_interface(eth0).build();
     handle.route().add(route).execute().await.map_err(nl("add default route in", "pod"))
+}
+
+/// Waits until the pod's `eth0` and the host end are operationally up and the host end is a
+/// forwarding bridge port. The kernel finishes bringing a link up asynchronously (its queue is
+/// attached and the bridge told about the carrier from a work queue), so right after the
+/// netlink calls return, the first packets of a pod can still be dropped. Returns false if
+/// that does not happen within `timeout`.
+pub async fn wait_ready(host: &Handle, pod: &Handle, host_name: &str, timeout: Duration) -> Result<bool, LinkError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if link_ready(host, host_name, true).await? && link_ready(pod, POD_IFNAME, false).await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn link_ready(handle: &Handle, name: &str, bridge_port: bool) -> Result<bool, LinkError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    let Some(msg) = links.try_next().await.map_err(nl("look up link", name))? else { return Ok(false) };
+    let up = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
+    let forwarding = !bridge_port
+        || msg.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+                LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                    port.iter().any(|p| matches!(p, InfoBridgePort::State(BridgePortState::Forwarding)))
+                }
+                _ => false,
+            }),
+            _ => false,
+        });
+    Ok(up && forwarding)
 }
 
 /// Deletes the link called `name` if it exists (deleting one end of a veth pair deletes both).

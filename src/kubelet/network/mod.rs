@@ -4,8 +4,9 @@
 //! released on deletion), and the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
 //!
 //! Pod traffic stays on the node: the bridge carries the node's podCIDR with the gateway
-//! address, pods reach each other over the bridge and the node through the gateway, and no
-//! route, masquerade or uplink port is ever added. Everything a sandbox consists of is found
+//! address, pods reach each other over the bridge and the node through the gateway, no route,
+//! masquerade or uplink port is ever added, and an nftables guard (`guard`) drops whatever the
+//! node would otherwise forward between the bridge and its other interfaces. Everything a sandbox consists of is found
 //! again from the pod uid alone (namespace files, the veth name, the address file, the record),
 //! so setup after a restart returns the same sandbox and teardown is idempotent and safe after
 //! a crash halfway through setup.
@@ -15,6 +16,7 @@
 //! `<pods>/<uid>/{etc-hosts,etc-hostname,resolv.conf}` (files the containers bind-mount).
 
 pub mod files;
+pub mod guard;
 pub mod ipam;
 pub mod link;
 pub mod netns;
@@ -32,9 +34,13 @@ use serde::{Deserialize, Serialize};
 use crate::server::layout::DataDir;
 use crate::util::cidr::Cidr;
 
+pub use guard::GuardError;
 pub use ipam::IpamError;
 pub use link::LinkError;
 pub use netns::NsError;
+
+/// How long setup waits for a new pod link to carry traffic.
+const LINK_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Default name of the node's pod bridge.
 pub const DEFAULT_BRIDGE: &str = "k3rs0";
@@ -215,6 +221,8 @@ pub enum NetError {
     Namespace(#[from] NsError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
     #[error("{op} {}: {source}", path.display())]
     Io { op: &'static str, path: PathBuf, source: io::Error },
     #[error("sandbox record {}: {source}", path.display())]
@@ -253,6 +261,8 @@ impl PodNetwork {
         let mac = link::bridge_mac(&cfg.bridge, &cfg.pod_cidr.to_string());
         let bridge_index =
             link::ensure_bridge(&host, &cfg.bridge, mac, cfg.mtu, gateway, cfg.pod_cidr.prefix_len()).await?;
+        // The guard goes first: forwarding is never on without it.
+        guard::install(&cfg.bridge)?;
         link::enable_forwarding(&cfg.bridge)?;
         let ipam = ipam::Ipam::open(cfg.state_dir.join("ipam"), cfg.pod_cidr).map_err(NetError::Address)?;
         let net = PodNetwork {
@@ -359,6 +369,11 @@ impl PodNetwork {
             }
             link::attach_to_bridge(&self.host, &veth, self.bridge_index).await?;
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
+            // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
+            // so past the deadline the pod starts anyway and its first packets may be retried.
+            if !link::wait_ready(&self.host, &pod, &veth, LINK_READY_TIMEOUT).await? {
+                tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
+            }
         }
         let pod_dir = self.pod_dir(uid);
         std::fs::create_dir_all(&pod_dir).map_err(io_err("create directory", &pod_dir))?;

@@ -206,9 +206,14 @@ impl LibcontainerRuntime {
         Ok(())
     }
 
+    /// The shim's error lines (libcontainer logs its failures there), else its last lines.
     fn shim_log_tail(dir: &Path) -> String {
         let s = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().rev().take(5).collect();
+        let errors: Vec<&str> = s.lines().filter(|l| l.contains("ERROR")).take(5).collect();
+        if !errors.is_empty() {
+            return errors.join("; ");
+        }
+        let lines: Vec<&str> = s.lines().rev().take(3).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join("; ")
     }
 
@@ -349,7 +354,7 @@ impl Runtime for LibcontainerRuntime {
         let mut resize_tx = None;
         let mut ctl_keep = None;
         if req.tty {
-            let (r, w) = std::io::pipe().map_err(|e| xerr(e.to_string()))?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| xerr(e.to_string()))?;
             let rfd = r.as_raw_fd();
             // SAFETY: only async-signal-safe calls between fork and exec.
             unsafe {
@@ -362,7 +367,7 @@ impl Runtime for LibcontainerRuntime {
             }
             ctl_keep = Some(r);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<TermSize>(4);
-            let mut w = tokio::net::unix::pipe::Sender::from_owned_fd(w.into()).map_err(|e| xerr(e.to_string()))?;
+            let mut w = tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(|e| xerr(e.to_string()))?;
             tokio::spawn(async move {
                 while let Some(sz) = rx.recv().await {
                     let mut b = [0u8; 4];
@@ -405,7 +410,11 @@ impl Runtime for LibcontainerRuntime {
         let (err_w, err_r) = tokio::io::duplex(64 * 1024);
         let (exit_tx, exit_rx) = tokio::sync::oneshot::channel::<i32>();
         let (want_out, want_err) = (req.stdout, req.stderr && !meta.tty);
+        // Dropping the write half shuts the socket down for writing, which the shim takes as
+        // the client leaving: keep it until the reading side is done.
+        let (reader_done_tx, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
+            let _done = reader_done_tx;
             let (mut out_w, mut err_w) = (Some(out_w), Some(err_w));
             let mut hdr = [0u8; 5];
             while rd.read_exact(&mut hdr).await.is_ok() {
@@ -448,6 +457,8 @@ impl Runtime for LibcontainerRuntime {
                     break;
                 }
             }
+            let _ = reader_done_rx.await;
+            drop(wr);
         });
         let mut stdin = None;
         if req.stdin && meta.stdin {
@@ -512,8 +523,9 @@ impl LibcontainerRuntime {
         let werr = |e: std::io::Error| RuntimeError::WriteBundle { id: id.clone(), source: e };
         let cerr = |m: String| RuntimeError::Create { id: id.clone(), message: m };
         std::fs::create_dir_all(&req.bundle).map_err(werr)?;
-        req.spec
-            .save(req.bundle.join("config.json"))
+        let mut spec = req.spec.clone();
+        clamp_oom_score_adj(&mut spec);
+        spec.save(req.bundle.join("config.json"))
             .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
         let meta = Meta {
             labels: req.labels.clone(),
@@ -564,6 +576,30 @@ impl LibcontainerRuntime {
             }
         }
     }
+}
+
+/// Lowering `oom_score_adj` below our own needs CAP_SYS_RESOURCE, which a k3rs run inside
+/// another container may lack; then the container gets ours instead of failing to start.
+fn clamp_oom_score_adj(spec: &mut oci_spec::runtime::Spec) {
+    let Some(process) = spec.process_mut().as_mut() else { return };
+    let Some(want) = process.oom_score_adj() else { return };
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if want < own && !has_cap_sys_resource() {
+        tracing::warn!(want, own, "no CAP_SYS_RESOURCE: container oom_score_adj raised to ours");
+        process.set_oom_score_adj(Some(own));
+    }
+}
+
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0) // bit 24: CAP_SYS_RESOURCE
 }
 
 #[cfg(test)]

@@ -82,6 +82,13 @@ fn create_main(args: &[OsString]) -> i32 {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    // libcontainer's own diagnostics go to shim.log (the shim's stderr).
+    let filter = std::env::var("K3RS_SHIM_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .try_init();
     match create_container(&cfg) {
         Ok(monitor) => {
             let _ = std::fs::write(cfg.state_dir.join(SHIM_PID_FILE), std::process::id().to_string());
@@ -378,7 +385,9 @@ fn monitor_main(args: &[OsString]) -> i32 {
             }
             break;
         }
-        if pfds[0].revents != 0 {
+        // Reaped on every wakeup, not only on SIGCHLD: the container may have exited before
+        // this process blocked the signal (it is started as soon as `create` reported).
+        if status.is_none() || pfds[0].revents != 0 {
             let mut info = [0u8; 128];
             while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
             let mut st = 0;
