@@ -138,6 +138,16 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: needy}
+spec:
+  containers:
+  - name: c
+    image: 'busybox:1.36'
+    command: [sh, -c, 'echo $GREETING; sleep 3600']
+    env: [{name: GREETING, valueFrom: {configMapKeyRef: {name: later, key: greeting}}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: ghost}
 spec:
   containers:
@@ -153,6 +163,17 @@ spec:
     assert_eq!(reason, "OOMKilled");
     assert_eq!(c.k(&["get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"]), "137");
     c.wait_for(&["pod", "ghost"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(30), |r| r == "ErrImageNeverPull");
+    let waiting = c.wait_for(&["pod", "needy"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(waiting, "CreateContainerConfigError");
+    let msg = c.k(&["get", "pod", "needy", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
+    assert_eq!(msg, "configmap \"later\" not found");
+    c.k(&["create", "configmap", "later", "--from-literal=greeting=finally"]);
+    running(&c, "needy");
+    let start = Instant::now();
+    while c.k(&["logs", "needy"]) != "finally\n" {
+        assert!(start.elapsed() < Duration::from_secs(10), "the late configmap's value is not in the environment");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=crasher"]);
     assert!(events.contains("BackOff") && events.contains("Started"), "{events}");
 }
@@ -231,4 +252,88 @@ fn an_archive_dropped_while_running_becomes_usable() {
     std::fs::rename(&archive, drop_dir.join("busybox-airgap.tar")).unwrap();
     c.k(&["run", "late", "--image=busybox:airgap", "--image-pull-policy=IfNotPresent", "--", "sleep", "3600"]);
     running(&c, "late");
+}
+
+#[test]
+fn a_pod_pulls_its_image_from_a_local_registry() {
+    let c = Cluster::start("pull");
+    // Debian's docker-registry inside the node's network namespace, on its loopback.
+    let dir = c.dir.path().join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    let mut registry = c.ns.command("docker-registry").arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(log).spawn().expect("start docker-registry");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut registry);
+    let archive = common::busybox::oci_archive(&dir, "docker.io/library/busybox:1.36");
+    let start = Instant::now();
+    loop {
+        let out = c
+            .ns
+            .command("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg("docker://127.0.0.1:5000/tools/busybox:pulled")
+            .output()
+            .expect("run skopeo");
+        if out.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "push failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.k(&["run", "pulled", "--image=127.0.0.1:5000/tools/busybox:pulled", "--", "sleep", "3600"]);
+    running(&c, "pulled");
+    let id = c.k(&["get", "pod", "pulled", "-o", "jsonpath={.status.containerStatuses[0].imageID}"]);
+    assert!(id.starts_with("127.0.0.1:5000/tools/busybox@sha256:"), "imageID {id}");
+    let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=pulled", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    assert!(events.contains("Pulling") && events.contains("Pulled"), "{events}");
+}
+
+#[test]
+fn static_pods_run_from_the_manifest_directory_with_a_mirror() {
+    let c = Cluster::start_with("static", &[], |data| {
+        let images = data.join("agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        common::busybox::oci_archive(&images, IMAGE);
+        let manifests = data.join("agent/pod-manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(
+            manifests.join("web.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: kube-system}\nspec:\n  containers: [{name: c, image: 'busybox:1.36', command: [sleep, '3633']}]\n",
+        )
+        .unwrap();
+    });
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(60), |p| p == "Running");
+    let ann = c.k(&["get", "pod", "-n", "kube-system", "web-e2e-node", "-o", "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}"]);
+    assert!(!ann.is_empty());
+    // Deleting the mirror does not stop the pod: the node puts the mirror back.
+    let old = c.k(&["get", "pod", "-n", "kube-system", "web-e2e-node", "-o", "jsonpath={.metadata.uid}"]);
+    let pid = pid_of("sleep 3633");
+    assert!(pid.is_some());
+    c.k(&["delete", "pod", "-n", "kube-system", "web-e2e-node", "--wait=false"]);
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.metadata.uid}", Duration::from_secs(30), |u| !u.is_empty() && u != old);
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(30), |p| p == "Running");
+    assert_eq!(pid_of("sleep 3633"), pid);
+    // Removing the file stops it and removes the mirror.
+    std::fs::remove_file(c.data_dir().join("agent/pod-manifests/web.yaml")).unwrap();
+    let start = Instant::now();
+    while c.kubectl(&["get", "pod", "-n", "kube-system", "web-e2e-node"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the mirror pod stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -21,16 +21,6 @@ pub struct ImageInfo {
     pub size: u64,
 }
 
-/// Why an image could not be had.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PullError {
-    /// Pull policy Never and the image is absent.
-    #[error("Container image \"{0}\" is not present with pull policy of Never")]
-    NeverPull(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
 /// A pod's sandbox as the backend made it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SandboxInfo {
@@ -91,8 +81,11 @@ pub const LABEL_IMAGE_ID: &str = "io.kubernetes.container.image-id";
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
-    /// The image, pulled if the policy says so. `present_only` answers without pulling.
-    async fn image(&self, image: &str, policy: &str, pod: &Value) -> Result<(ImageInfo, bool), PullError>;
+    /// The image if the node has it.
+    async fn image_present(&self, image: &str) -> Option<ImageInfo>;
+    /// Pulls the image with the node's registry configuration and the pod's
+    /// imagePullSecrets (found in `sources`).
+    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, String>;
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String>;
     async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String>;
     /// Creates and starts the container; returns its id.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::backend::{Backend, ContainerRecord};
+use super::static_pods;
 use super::volumes::Sources;
 use super::worker::{EventSink, Next, PodApi, Worker};
 use crate::client::events::{EventRecorder, EventType};
@@ -89,8 +91,72 @@ enum Msg {
     Gone,
 }
 
-/// Runs the pods bound to `node` until `shutdown` resolves. Containers keep running when it
-/// returns: stopping k3rs never stops pods.
+/// How often the static pod manifests and their mirror pods are looked at.
+const STATIC_EVERY: Duration = Duration::from_secs(5);
+
+/// The static pods the node runs, by uid, and their mirrors in the API.
+struct Statics {
+    dir: Option<PathBuf>,
+    pods: HashMap<String, Value>,
+}
+
+impl Statics {
+    fn load(&self, node: &str) -> Vec<Value> {
+        match &self.dir {
+            Some(d) => static_pods::load(d, node, &crate::apiserver::registry::meta::now_rfc3339()),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Keeps a mirror pod in the API for every static pod: created when missing, replaced when
+/// it belongs to an older version of the manifest or is being deleted.
+async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Value>, gone: &[Value]) {
+    let node_uid = client.get(&format!("/api/v1/nodes/{node}")).await.ok().and_then(|n| n.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string));
+    for p in gone {
+        let path = pod_path(p);
+        if let Ok(m) = client.get(&path).await {
+            if static_pods::is_mirror(&m) {
+                let _ = client.request(Method::DELETE, &path, "application/json", Some(&json!({"gracePeriodSeconds": 0}))).await;
+            }
+        }
+    }
+    for p in statics.values() {
+        let path = pod_path(p);
+        let want = p.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+        match client.get(&path).await {
+            Ok(m) => {
+                let current = m.pointer(&format!("/metadata/annotations/{}", static_pods::ANN_MIRROR.replace('/', "~1"))).cloned();
+                let deleting = m.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+                if current.as_ref() == Some(&want) && !deleting {
+                    continue;
+                }
+                let uid = m.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+                let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+                if let Err(e) = client.request(Method::DELETE, &path, "application/json", Some(&body)).await {
+                    tracing::warn!(pod = %path, error = %e, "replacing a mirror pod failed");
+                    continue;
+                }
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(pod = %path, error = %e, "reading a mirror pod failed");
+                continue;
+            }
+        }
+        let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        if let Err(e) = client.post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref())).await {
+            if e.code != 409 {
+                tracing::warn!(pod = %path, error = %e, "creating a mirror pod failed");
+            }
+        }
+    }
+}
+
+/// Runs the pods bound to `node` — from the API and from the static pod directory — until
+/// `shutdown` resolves. Containers keep running when it returns: stopping k3rs never stops
+/// pods.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: Client,
     node: String,
@@ -98,10 +164,12 @@ pub async fn run(
     backend: Arc<dyn Backend>,
     api: Arc<dyn PodApi>,
     events: Arc<dyn EventSink>,
+    static_dir: Option<PathBuf>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut workers: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
+    let mut statics = Statics { dir: static_dir, pods: HashMap::new() };
     let mut adopted = false;
     let selector = format!("fieldSelector=spec.nodeName%3D{node}");
     loop {
@@ -113,7 +181,13 @@ pub async fn run(
             }
         };
         let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+        let mut pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+        // Mirror pods stand for static pods; the node runs the static pods themselves.
+        pods.retain(|p| !static_pods::is_mirror(p));
+        let loaded = statics.load(&node);
+        statics.pods = loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
+        sync_mirrors(&client, &node, &statics.pods, &[]).await;
+        pods.extend(loaded);
         let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
         if !adopted {
             match backend.containers().await {
@@ -162,12 +236,40 @@ pub async fn run(
                 tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
             }
         };
+        let mut static_tick = tokio::time::interval(STATIC_EVERY);
+        static_tick.tick().await;
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
+                _ = static_tick.tick() => {
+                    let loaded = statics.load(&node);
+                    let now: HashMap<String, Value> = loaded.into_iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p)).collect();
+                    let mut gone = Vec::new();
+                    for (uid, p) in &statics.pods {
+                        if !now.contains_key(uid) {
+                            if let Some(tx) = workers.remove(uid) {
+                                let _ = tx.send(Msg::Gone);
+                            }
+                            // A mirror of the same name that a new version replaces is handled below.
+                            if !now.values().any(|n| n["metadata"]["name"] == p["metadata"]["name"] && n["metadata"]["namespace"] == p["metadata"]["namespace"]) {
+                                gone.push(p.clone());
+                            }
+                        }
+                    }
+                    for (uid, p) in &now {
+                        if !statics.pods.contains_key(uid) {
+                            dispatch(&mut workers, p.clone(), Vec::new(), &host_ip, &backend, &api, &events);
+                        }
+                    }
+                    statics.pods = now;
+                    sync_mirrors(&client, &node, &statics.pods, &gone).await;
+                }
                 ev = stream.next() => {
                     let Some(ev) = ev else { break };
                     let obj = ev["object"].clone();
+                    if static_pods::is_mirror(&obj) {
+                        continue;
+                    }
                     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
                     match ev["type"].as_str() {
                         Some("ADDED" | "MODIFIED") => dispatch(&mut workers, obj, Vec::new(), &host_ip, &backend, &api, &events),

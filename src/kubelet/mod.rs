@@ -16,6 +16,7 @@ pub mod node_backend;
 pub mod node;
 pub mod runtime;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 pub mod worker;

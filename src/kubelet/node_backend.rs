@@ -21,7 +21,8 @@ use super::status::{AttemptState, Terminated};
 use super::volumes::{Mounter, SysMounter};
 use crate::apiserver::status::ApiError;
 use crate::apiserver::streaming::{self, ExitStatus, LogOptions, PodStreams, StreamOptions, StreamSession};
-use crate::images::{Image, ImageRef, ImageStore, PullOptions, RegistriesConfig};
+use super::volumes::Sources;
+use crate::images::{Credential, Image, ImageRef, ImageStore, PullOptions, RegistriesConfig};
 
 /// The node's identity and addresses, as containers see them.
 #[derive(Clone, Debug)]
@@ -61,6 +62,33 @@ fn new_id() -> String {
         *x = fastrand::u8(..);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Registry credentials from an imagePullSecret's `.dockerconfigjson` (or legacy
+/// `.dockercfg`): per registry, a username and password or a base64 `auth`.
+pub fn docker_credentials(secret: &BTreeMap<String, Vec<u8>>) -> Vec<Credential> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let auths = if let Some(j) = secret.get(".dockerconfigjson") {
+        serde_json::from_slice::<Value>(j).ok().and_then(|v| v.get("auths").cloned())
+    } else {
+        secret.get(".dockercfg").and_then(|j| serde_json::from_slice::<Value>(j).ok())
+    };
+    for (registry, entry) in auths.as_ref().and_then(Value::as_object).into_iter().flatten() {
+        let mut user = entry.get("username").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut pass = entry.get("password").and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+            if let Some((u, p)) = base64::engine::general_purpose::STANDARD.decode(auth).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))) {
+                user = u;
+                pass = p;
+            }
+        }
+        let host = registry.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or("").to_string();
+        if !host.is_empty() && !user.is_empty() {
+            out.push(Credential { registry: host, username: user, password: pass });
+        }
+    }
+    out
 }
 
 fn image_info(img: &Image, name: &str) -> ImageInfo {
@@ -128,18 +156,22 @@ fn to_state(id: &str, s: &runtime::ContainerStatus) -> AttemptState {
 
 #[async_trait]
 impl Backend for NodeBackend {
-    async fn image(&self, image: &str, policy: &str, _pod: &Value) -> Result<(ImageInfo, bool), PullError> {
-        let name = ImageRef::parse(image).map(|r| r.to_string()).map_err(|e| PullError::Failed(e.to_string()))?;
-        let present = self.images.resolve(&name).ok().flatten();
-        match (policy, present) {
-            ("Never", Some(img)) | ("IfNotPresent", Some(img)) => Ok((image_info(&img, &name), false)),
-            ("Never", None) => Err(PullError::NeverPull(image.to_string())),
-            _ => {
-                let opts = PullOptions { registries: self.registries.clone(), ..Default::default() };
-                let img = self.images.pull(&name, &opts).await.map_err(|e| PullError::Failed(e.to_string()))?;
-                Ok((image_info(&img, &name), true))
-            }
+    async fn image_present(&self, image: &str) -> Option<ImageInfo> {
+        let name = ImageRef::parse(image).ok()?.to_string();
+        let img = self.images.resolve(&name).ok().flatten()?;
+        Some(image_info(&img, &name))
+    }
+
+    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, String> {
+        let name = ImageRef::parse(image).map(|r| r.to_string()).map_err(|e| e.to_string())?;
+        let mut credentials = Vec::new();
+        for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+            let Some(secret) = s.get("name").and_then(Value::as_str).and_then(|n| sources.secret_data(n)) else { continue };
+            credentials.extend(docker_credentials(&secret));
         }
+        let opts = PullOptions { registries: self.registries.clone(), credentials };
+        let img = self.images.pull(&name, &opts).await.map_err(|e| e.to_string())?;
+        Ok(image_info(&img, &name))
     }
 
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
@@ -374,5 +406,23 @@ fn to_session(s: runtime::ExecSession, io: StreamOptions) -> StreamSession {
                 Err(e) => ExitStatus::Error(e.to_string()),
             })
             .boxed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_secrets_become_credentials() {
+        let mut s = BTreeMap::new();
+        s.insert(
+            ".dockerconfigjson".to_string(),
+            br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"registry.test:5000":{"username":"a","password":"b"},"empty.test":{}}}"#.to_vec(),
+        );
+        let c = docker_credentials(&s);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].registry.as_str(), c[0].username.as_str(), c[0].password.as_str()), ("index.docker.io", "u", "p"));
+        assert_eq!((c[1].registry.as_str(), c[1].username.as_str(), c[1].password.as_str()), ("registry.test:5000", "a", "b"));
     }
 }

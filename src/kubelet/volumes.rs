@@ -52,6 +52,9 @@ pub fn referenced(pod: &Value) -> (Vec<String>, Vec<String>) {
             add(&mut secrets, s.pointer("/secret/name").and_then(Value::as_str));
         }
     }
+    for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+        add(&mut secrets, s.get("name").and_then(Value::as_str));
+    }
     for list in ["initContainers", "containers"] {
         for c in pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten() {
             for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError, PullError};
+use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
 use super::backoff::{go_duration, Backoff};
 use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, Terminated};
 use super::volumes::{self, Sources};
@@ -332,37 +332,43 @@ impl Worker {
             self.say_once(format!("pullbackoff/{name}/{attempt}"), false, "BackOff", &msg);
             return Some(Duration::from_secs(1));
         }
-        let started = Instant::now();
-        let image_info = match self.backend.image(&image, &policy, &self.pod).await {
-            Ok((info, pulled)) => {
-                self.backoff.clear(&pull_key);
-                if pulled {
-                    let took = started.elapsed().as_secs_f64();
-                    self.events.event(
-                        &self.pod,
-                        false,
-                        "Pulled",
-                        &format!("Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.", info.size),
-                    );
-                } else {
-                    self.say_once(format!("present/{name}/{attempt}"), false, "Pulled", &format!("Container image \"{image}\" already present on machine"));
-                }
+        let present = if policy == "Always" { None } else { self.backend.image_present(&image).await };
+        let image_info = match present {
+            Some(info) => {
+                self.say_once(format!("present/{name}/{attempt}"), false, "Pulled", &format!("Container image \"{image}\" already present on machine"));
                 info
             }
-            Err(PullError::NeverPull(img)) => {
-                let msg = format!("Container image \"{img}\" is not present with pull policy of Never");
+            None if policy == "Never" => {
+                let msg = format!("Container image \"{image}\" is not present with pull policy of Never");
                 self.set_waiting(&name, "ErrImageNeverPull", &msg);
                 self.say_once(format!("neverpull/{name}"), true, "ErrImageNeverPull", &msg);
                 self.say_once(format!("neverpull-err/{name}"), true, "Failed", "Error: ErrImageNeverPull");
                 return Some(Duration::from_secs(5));
             }
-            Err(PullError::Failed(e)) => {
-                self.backoff.failed(&pull_key, now, None);
-                let msg = format!("Failed to pull image \"{image}\": {e}");
-                self.set_waiting(&name, "ErrImagePull", &msg);
-                self.events.event(&self.pod, true, "Failed", &msg);
-                self.events.event(&self.pod, true, "Failed", "Error: ErrImagePull");
-                return Some(Duration::from_secs(1));
+            None => {
+                self.events.event(&self.pod, false, "Pulling", &format!("Pulling image \"{image}\""));
+                let started = Instant::now();
+                match self.backend.pull_image(&image, &self.pod, sources).await {
+                    Ok(info) => {
+                        self.backoff.clear(&pull_key);
+                        let took = started.elapsed().as_secs_f64();
+                        self.events.event(
+                            &self.pod,
+                            false,
+                            "Pulled",
+                            &format!("Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.", info.size),
+                        );
+                        info
+                    }
+                    Err(e) => {
+                        self.backoff.failed(&pull_key, now, None);
+                        let msg = format!("Failed to pull image \"{image}\": {e}");
+                        self.set_waiting(&name, "ErrImagePull", &msg);
+                        self.events.event(&self.pod, true, "Failed", &msg);
+                        self.events.event(&self.pod, true, "Failed", "Error: ErrImagePull");
+                        return Some(Duration::from_secs(1));
+                    }
+                }
             }
         };
         let services = match self.api.services(str_at(&self.pod, "/metadata/namespace")).await {
@@ -451,7 +457,7 @@ impl Worker {
         }
         match self.api.patch_status(&self.pod, &status).await {
             Ok(()) => self.written = Some(status),
-            Err(e) => tracing::debug!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass"),
+            Err(e) => tracing::warn!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass"),
         }
     }
 

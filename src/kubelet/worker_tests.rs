@@ -39,14 +39,16 @@ impl Mounter for NoMounts {
 
 #[async_trait::async_trait]
 impl Backend for FakeBackend {
-    async fn image(&self, image: &str, policy: &str, _pod: &Value) -> Result<(ImageInfo, bool), PullError> {
+    async fn image_present(&self, image: &str) -> Option<ImageInfo> {
         let n = self.node.lock().unwrap();
-        let info = ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 };
-        match (n.images.iter().any(|i| i == image), policy) {
-            (true, "Always") => Ok((info, true)),
-            (true, _) => Ok((info, false)),
-            (false, "Never") => Err(PullError::NeverPull(image.into())),
-            (false, _) => Err(PullError::Failed("not found".into())),
+        n.images.iter().any(|i| i == image).then(|| ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 })
+    }
+    async fn pull_image(&self, image: &str, _pod: &Value, _sources: &Sources) -> Result<ImageInfo, String> {
+        let n = self.node.lock().unwrap();
+        if n.images.iter().any(|i| i == image) {
+            Ok(ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 })
+        } else {
+            Err("not found".into())
         }
     }
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {

@@ -85,6 +85,8 @@ where
     node::register(&client, &info).await.map_err(|e| AgentError::Register(e.to_string()))?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node::run_heartbeat(client.clone(), info, NodeConditions::default, stop())));
+    // Archives already in the air-gap directory are in before any pod starts, as k3s does.
+    crate::images::import_dir_once(images.clone(), data.images_import_dir()).await;
     tasks.push(tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())));
     let recorder = EventRecorder::new(client.clone(), "kubelet", &name);
     tasks.push(tokio::spawn(manager::run(
@@ -94,6 +96,7 @@ where
         backend.clone(),
         Arc::new(ClientApi(client)),
         Arc::new(RecorderSink(recorder)),
+        Some(data.pod_manifests()),
         stop(),
     )));
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
