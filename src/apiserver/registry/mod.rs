@@ -11,6 +11,7 @@ pub mod conversion;
 pub mod meta;
 pub mod services;
 pub mod strategies;
+pub mod validation;
 pub mod workloads;
 
 use std::sync::Arc;
