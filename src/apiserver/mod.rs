@@ -25,6 +25,7 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod watch;
+pub mod watchcache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
