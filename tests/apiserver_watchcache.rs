@@ -33,13 +33,20 @@ async fn lists_come_from_memory_and_miss_no_write() {
     let c = Client::new(api, Identity::new("system:admin", &["system:masters", "system:authenticated"]));
 
     for i in 0..30 {
-        c.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"even": (i % 2 == 0).to_string()}}})).await.unwrap();
+        c.post(
+            "/api/v1/namespaces/default/configmaps",
+            &json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"even": (i % 2 == 0).to_string()}}}),
+        )
+        .await
+        .unwrap();
     }
     let list = c.get("/api/v1/namespaces/default/configmaps").await.unwrap();
     assert_eq!(names(&list).len(), 30);
     // Every write is seen by the very next list.
     for i in 30..40 {
-        c.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": format!("cm-{i:02}")}})).await.unwrap();
+        c.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": format!("cm-{i:02}")}}))
+            .await
+            .unwrap();
         let list = c.get("/api/v1/namespaces/default/configmaps").await.unwrap();
         assert_eq!(names(&list).len(), i + 1);
     }
@@ -65,7 +72,14 @@ async fn lists_come_from_memory_and_miss_no_write() {
     // A write straight into etcd by another client is seen by the next list.
     let other = connect().await.expect("connect to etcd");
     let raw = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "outside", "namespace": "default", "uid": "u-outside"}});
-    other.put(Bytes::from_static(b"/registry/configmaps/default/outside"), Bytes::from(serde_json::to_vec(&raw).unwrap()), None).await.unwrap();
+    other
+        .put(
+            Bytes::from_static(b"/registry/configmaps/default/outside"),
+            Bytes::from(serde_json::to_vec(&raw).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
     let list = c.get("/api/v1/namespaces/default/configmaps").await.unwrap();
     assert!(names(&list).contains(&"outside".to_string()), "{:?}", names(&list));
     let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
@@ -81,14 +95,23 @@ struct Counting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_lists_do_not_read_the_datastore() {
     let server = EtcdServer::start().await;
-    let etcd: Arc<dyn Store> = Arc::new(EtcdStore::connect(EtcdOptions { endpoints: vec![server.endpoint.clone()], ..Default::default() }).await.unwrap());
+    let etcd: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(EtcdOptions { endpoints: vec![server.endpoint.clone()], ..Default::default() })
+            .await
+            .unwrap(),
+    );
     let counting = Arc::new(Counting { inner: etcd, big_ranges: AtomicUsize::new(0) });
     let api = ApiServer::new(Arc::new(WatchCache::new(counting.clone())));
     api.bootstrap().await.unwrap();
     let c = Client::new(api, Identity::new("system:admin", &["system:masters", "system:authenticated"]));
     let payload = "x".repeat(1000);
     for i in 0..300 {
-        c.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": format!("cm-{i:03}")}, "data": {"k": payload}})).await.unwrap();
+        c.post(
+            "/api/v1/namespaces/default/configmaps",
+            &json!({"metadata": {"name": format!("cm-{i:03}")}, "data": {"k": payload}}),
+        )
+        .await
+        .unwrap();
     }
     c.get("/api/v1/namespaces/default/configmaps").await.unwrap();
     let before = counting.big_ranges.load(Ordering::SeqCst);
@@ -113,19 +136,43 @@ impl Store for Counting {
         }
         Ok(r)
     }
-    async fn create(&self, key: Bytes, value: Bytes, lease: Option<k3rs::store::LeaseId>) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
+    async fn create(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        lease: Option<k3rs::store::LeaseId>,
+    ) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
         self.inner.create(key, value, lease).await
     }
-    async fn update(&self, key: Bytes, value: Bytes, expected: k3rs::store::Revision, lease: Option<k3rs::store::LeaseId>) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: k3rs::store::Revision,
+        lease: Option<k3rs::store::LeaseId>,
+    ) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
         self.inner.update(key, value, expected, lease).await
     }
-    async fn put(&self, key: Bytes, value: Bytes, lease: Option<k3rs::store::LeaseId>) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
+    async fn put(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        lease: Option<k3rs::store::LeaseId>,
+    ) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
         self.inner.put(key, value, lease).await
     }
-    async fn delete(&self, key: Bytes, expected: Option<k3rs::store::Revision>) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
+    async fn delete(
+        &self,
+        key: Bytes,
+        expected: Option<k3rs::store::Revision>,
+    ) -> k3rs::store::Result<k3rs::store::WriteOutcome> {
         self.inner.delete(key, expected).await
     }
-    async fn watch(&self, range: KeyRange, start: Option<k3rs::store::Revision>) -> k3rs::store::Result<k3rs::store::Watch> {
+    async fn watch(
+        &self,
+        range: KeyRange,
+        start: Option<k3rs::store::Revision>,
+    ) -> k3rs::store::Result<k3rs::store::Watch> {
         self.inner.watch(range, start).await
     }
     async fn compact(&self, revision: k3rs::store::Revision) -> k3rs::store::Result<()> {
@@ -134,7 +181,11 @@ impl Store for Counting {
     async fn compact_revision(&self) -> k3rs::store::Result<k3rs::store::Revision> {
         self.inner.compact_revision().await
     }
-    async fn lease_grant(&self, id: Option<k3rs::store::LeaseId>, ttl: i64) -> k3rs::store::Result<k3rs::store::LeaseGrant> {
+    async fn lease_grant(
+        &self,
+        id: Option<k3rs::store::LeaseId>,
+        ttl: i64,
+    ) -> k3rs::store::Result<k3rs::store::LeaseGrant> {
         self.inner.lease_grant(id, ttl).await
     }
     async fn lease_revoke(&self, id: k3rs::store::LeaseId) -> k3rs::store::Result<()> {

@@ -25,7 +25,8 @@ fn admin() -> Identity {
 fn kubectl(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
-    let default = std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
+    let default =
+        std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
     let path = default.parent().expect("kubectl has a parent folder").join(name);
     assert!(path.is_file(), "{} is not installed", path.display());
     path
@@ -33,7 +34,8 @@ fn kubectl(name: &str) -> PathBuf {
 
 async fn setup() -> (Arc<ApiServer>, KubectlHttp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let api = ApiServer::new(Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap()));
+    let api =
+        ApiServer::new(Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap()));
     api.bootstrap().await.unwrap();
     let served = api.clone();
     let http = KubectlHttp::serve(false, move |_| {
@@ -64,7 +66,13 @@ async fn large_answers_are_gzipped_for_clients_that_ask() {
     let client = k3rs::client::Client::new(api.clone(), admin());
     let payload = "x".repeat(4096);
     for i in 0..40 {
-        client.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": payload}})).await.unwrap();
+        client
+            .post(
+                "/api/v1/namespaces/default/configmaps",
+                &json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": payload}}),
+            )
+            .await
+            .unwrap();
     }
     let (code, headers, zipped) = get(&api, "/api/v1/namespaces/default/configmaps", Some("gzip")).await;
     assert_eq!(code, StatusCode::OK);
@@ -91,11 +99,20 @@ async fn large_answers_are_gzipped_for_clients_that_ask() {
     // Go's transport asked for gzip itself, so it unzipped the body and dropped the
     // Content-Encoding header from what it logs; the Vary header shows the compression.
     let list_response = out.stderr.split("configmaps?limit=500").nth(1).unwrap_or("");
-    assert!(list_response.split("Response Body").next().unwrap_or("").contains("Vary: Accept-Encoding"), "{}", out.stderr);
+    assert!(
+        list_response.split("Response Body").next().unwrap_or("").contains("Vary: Accept-Encoding"),
+        "{}",
+        out.stderr
+    );
 }
 
 async fn patch(api: &Arc<ApiServer>, uri: &str, ct: &str, body: &str) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(Method::PATCH).uri(uri).header("content-type", ct).body(Body::from(body.to_string())).unwrap();
+    let mut req = Request::builder()
+        .method(Method::PATCH)
+        .uri(uri)
+        .header("content-type", ct)
+        .body(Body::from(body.to_string()))
+        .unwrap();
     req.extensions_mut().insert(admin());
     let resp = api.router().oneshot(req).await.unwrap();
     let code = resp.status();
@@ -106,21 +123,38 @@ async fn patch(api: &Arc<ApiServer>, uri: &str, ct: &str, body: &str) -> (Status
 async fn patch_bodies_are_checked_for_unknown_and_duplicate_fields() {
     let (api, http, _dir) = setup().await;
     let client = k3rs::client::Client::new(api.clone(), admin());
-    client.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "app"}, "data": {"a": "1"}})).await.unwrap();
+    client
+        .post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "app"}, "data": {"a": "1"}}))
+        .await
+        .unwrap();
     let strict = "/api/v1/namespaces/default/configmaps/app?fieldValidation=Strict";
     let (code, st) = patch(&api, strict, "application/merge-patch+json", r#"{"data":{"b":"2"},"bogus":true}"#).await;
-    assert_eq!((code, st["reason"].as_str(), st["message"].as_str()), (StatusCode::BAD_REQUEST, Some("BadRequest"), Some(r#"strict decoding error: unknown field "bogus""#)));
-    let (_, st) = patch(&api, strict, "application/strategic-merge-patch+json", r#"{"data":{"b":"2"},"data":{"c":"3"}}"#).await;
+    assert_eq!(
+        (code, st["reason"].as_str(), st["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("BadRequest"), Some(r#"strict decoding error: unknown field "bogus""#))
+    );
+    let (_, st) =
+        patch(&api, strict, "application/strategic-merge-patch+json", r#"{"data":{"b":"2"},"data":{"c":"3"}}"#).await;
     assert_eq!(st["message"], r#"strict decoding error: duplicate field "data""#);
-    let (_, st) = patch(&api, strict, "application/json-patch+json", r#"[{"op":"add","path":"/spec","value":{"x":1}}]"#).await;
+    let (_, st) =
+        patch(&api, strict, "application/json-patch+json", r#"[{"op":"add","path":"/spec","value":{"x":1}}]"#).await;
     assert_eq!(st["message"], r#"strict decoding error: unknown field "spec""#);
-    assert_eq!(client.get("/api/v1/namespaces/default/configmaps/app").await.unwrap()["data"], json!({"a": "1"}), "nothing was written");
+    assert_eq!(
+        client.get("/api/v1/namespaces/default/configmaps/app").await.unwrap()["data"],
+        json!({"a": "1"}),
+        "nothing was written"
+    );
     let (code, _) = patch(&api, strict, "application/merge-patch+json", r#"{"data":{"b":"2"}}"#).await;
     assert_eq!(code, StatusCode::OK);
 
     // kubectl patch sends no fieldValidation: the default, Warn, applies the patch and
     // reports the field, as upstream does.
-    let out = http.run(&kubectl("kubectl.1.33"), &["patch", "configmap", "app", "--type=merge", "-p", r#"{"data":{"c":"3"},"bogus":1}"#]).await;
+    let out = http
+        .run(
+            &kubectl("kubectl.1.33"),
+            &["patch", "configmap", "app", "--type=merge", "-p", r#"{"data":{"c":"3"},"bogus":1}"#],
+        )
+        .await;
     assert!(out.success, "{}", out.stderr);
     assert_eq!(out.stderr.trim(), r#"Warning: unknown field "bogus""#);
     assert_eq!(client.get("/api/v1/namespaces/default/configmaps/app").await.unwrap()["data"]["c"], "3");

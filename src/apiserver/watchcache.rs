@@ -18,8 +18,8 @@ use futures::StreamExt;
 use tokio::sync::{watch, Mutex};
 
 use crate::store::{
-    KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions, RangeResult, Result, Revision, Store,
-    StoreStatus, Watch, WatchItem, WriteOutcome, EventKind,
+    EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions, RangeResult, Result,
+    Revision, Store, StoreStatus, Watch, WatchItem, WriteOutcome,
 };
 
 /// How long a list waits for its resource type's copy to catch up before it reads the
@@ -84,7 +84,10 @@ impl WatchCache {
         let (tx, _) = watch::channel(list.revision);
         let cache = Arc::new(Cache {
             prefix: prefix.clone(),
-            state: RwLock::new(State { items: list.kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(), broken: false }),
+            state: RwLock::new(State {
+                items: list.kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+                broken: false,
+            }),
             revision: tx,
             progress: w.progress_handle(),
         });
@@ -217,7 +220,13 @@ impl Store for WatchCache {
         self.inner.create(key, value, lease).await
     }
 
-    async fn update(&self, key: Bytes, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<WriteOutcome> {
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome> {
         self.inner.update(key, value, expected, lease).await
     }
 
@@ -278,8 +287,15 @@ mod tests {
     fn only_ranges_within_one_resource_type_are_cached() {
         let p = |r: KeyRange| cache_prefix(&r).map(|b| String::from_utf8_lossy(&b).into_owned());
         assert_eq!(p(KeyRange::prefix(&b"/registry/configmaps/"[..])).as_deref(), Some("/registry/configmaps/"));
-        assert_eq!(p(KeyRange::prefix(&b"/registry/configmaps/default/"[..])).as_deref(), Some("/registry/configmaps/"));
-        assert_eq!(p(KeyRange::prefix(&b"/registry/configmaps/default/"[..]).after(b"/registry/configmaps/default/a")).as_deref(), Some("/registry/configmaps/"));
+        assert_eq!(
+            p(KeyRange::prefix(&b"/registry/configmaps/default/"[..])).as_deref(),
+            Some("/registry/configmaps/")
+        );
+        assert_eq!(
+            p(KeyRange::prefix(&b"/registry/configmaps/default/"[..]).after(b"/registry/configmaps/default/a"))
+                .as_deref(),
+            Some("/registry/configmaps/")
+        );
         assert_eq!(p(KeyRange::key(&b"/registry/configmaps/default/a"[..])), None);
         assert_eq!(p(KeyRange::prefix(&b"/registry/"[..])), None);
         assert_eq!(p(KeyRange::prefix(&b"/other/x/"[..])), None);

@@ -96,7 +96,9 @@ fn ingress_backend(b: &Value, at: &str, out: &mut Vec<Cause>) {
                 (Some(_), Some(_)) => out.push(Cause::invalid(at, "", "cannot set both port name & port number")),
                 (None, Some(n)) => check_port(&format!("{at}.service.port.number"), Some(n), out),
                 (Some(_), None) => {}
-                (None, None) => out.push(Cause::required(format!("{at}.service.port"), "port name or number is required")),
+                (None, None) => {
+                    out.push(Cause::required(format!("{at}.service.port"), "port name or number is required"))
+                }
             }
         }
         (None, None) => out.push(Cause::invalid(at, "", "resource or service backend is required")),
@@ -127,7 +129,9 @@ fn ingress_path(p: &Value, at: &str, out: &mut Vec<Cause>) {
                 out.push(Cause::invalid(format!("{at}.path"), path, "must be an absolute path"));
             }
         }
-        Some(t) => out.push(Cause::not_supported(format!("{at}.pathType"), t, &["Exact", "ImplementationSpecific", "Prefix"])),
+        Some(t) => {
+            out.push(Cause::not_supported(format!("{at}.pathType"), t, &["Exact", "ImplementationSpecific", "Prefix"]))
+        }
     }
     match p.get("backend").filter(|b| !b.is_null()) {
         Some(b) => ingress_backend(b, &format!("{at}.backend"), out),
@@ -153,7 +157,11 @@ pub fn ingress(obj: &Value) -> Vec<Cause> {
     let rules = array(obj, "/spec/rules");
     let default = obj.pointer("/spec/defaultBackend").filter(|v| !v.is_null());
     if rules.is_empty() && default.is_none() {
-        out.push(invalid_raw("spec.rules", "[]networking.IngressRule(nil)", "either `defaultBackend` or `rules` must be specified"));
+        out.push(invalid_raw(
+            "spec.rules",
+            "[]networking.IngressRule(nil)",
+            "either `defaultBackend` or `rules` must be specified",
+        ));
     }
     if let Some(b) = default {
         ingress_backend(b, "spec.defaultBackend", &mut out);
@@ -199,10 +207,21 @@ fn policy_rules(obj: &Value, namespaced: bool) -> Vec<Cause> {
         let urls = array(rule, "/nonResourceURLs");
         if !urls.is_empty() {
             if namespaced {
-                out.push(invalid_raw(format!("{at}.nonResourceURLs"), go_strings(urls), "namespaced rules cannot apply to non-resource URLs"));
+                out.push(invalid_raw(
+                    format!("{at}.nonResourceURLs"),
+                    go_strings(urls),
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
             }
-            if !array(rule, "/apiGroups").is_empty() || !array(rule, "/resources").is_empty() || !array(rule, "/resourceNames").is_empty() {
-                out.push(invalid_raw(format!("{at}.nonResourceURLs"), go_strings(urls), "rules cannot apply to both regular resources and non-resource URLs"));
+            if !array(rule, "/apiGroups").is_empty()
+                || !array(rule, "/resources").is_empty()
+                || !array(rule, "/resourceNames").is_empty()
+            {
+                out.push(invalid_raw(
+                    format!("{at}.nonResourceURLs"),
+                    go_strings(urls),
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
             }
             continue;
         }
@@ -225,7 +244,10 @@ pub fn cluster_role(obj: &Value) -> Vec<Cause> {
     if obj.pointer("/aggregationRule").is_some_and(|a| !a.is_null()) {
         let mut out = Vec::new();
         if array(obj, "/aggregationRule/clusterRoleSelectors").is_empty() {
-            out.push(Cause::required("aggregationRule.clusterRoleSelectors", "at least one clusterRoleSelector required if aggregationRule is non-nil"));
+            out.push(Cause::required(
+                "aggregationRule.clusterRoleSelectors",
+                "at least one clusterRoleSelector required if aggregationRule is non-nil",
+            ));
         }
         return out;
     }
@@ -300,7 +322,11 @@ pub fn storage_class(obj: &Value) -> Vec<Cause> {
         None => out.push(Cause::required("provisioner", "")),
         Some(p) => {
             if p.len() > 63 {
-                out.push(Cause { reason: "FieldValueTooLong", field: "provisioner".into(), message: "Too long: may not be more than 63 bytes".into() });
+                out.push(Cause {
+                    reason: "FieldValueTooLong",
+                    field: "provisioner".into(),
+                    message: "Too long: may not be more than 63 bytes".into(),
+                });
             }
             out.extend(super::meta::validate_qualified_name(p, "provisioner"));
         }
@@ -360,7 +386,11 @@ pub fn pod_disruption_budget(obj: &Value) -> Vec<Cause> {
     let min = obj.pointer("/spec/minAvailable").filter(|v| !v.is_null());
     let max = obj.pointer("/spec/maxUnavailable").filter(|v| !v.is_null());
     if min.is_some() && max.is_some() {
-        out.push(invalid_raw("spec", obj.get("spec").cloned().unwrap_or(json!({})), "minAvailable and maxUnavailable cannot be both set"));
+        out.push(invalid_raw(
+            "spec",
+            obj.get("spec").cloned().unwrap_or(json!({})),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
     }
     if let Some(m) = min {
         int_or_percent(m, "spec.minAvailable", &mut out);
@@ -380,7 +410,8 @@ pub fn pod_disruption_budget(obj: &Value) -> Vec<Cause> {
 
 /// The largest value a PriorityClass of a user's may have.
 pub const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
-const SYSTEM_CLASSES: &[(&str, i64)] = &[("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+const SYSTEM_CLASSES: &[(&str, i64)] =
+    &[("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
 
 pub fn priority_class(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
@@ -391,14 +422,22 @@ pub fn priority_class(obj: &Value) -> Vec<Cause> {
         let err = match known {
             None => Some(format!("{name} is not a known system priority class")),
             Some((_, v)) if *v != value => Some(format!("value of {name} PriorityClass must be {v}")),
-            Some(_) if obj.get("globalDefault") == Some(&json!(true)) => Some(format!("globalDefault of {name} PriorityClass must be false")),
+            Some(_) if obj.get("globalDefault") == Some(&json!(true)) => {
+                Some(format!("globalDefault of {name} PriorityClass must be false"))
+            }
             Some(_) => None,
         };
         if let Some(e) = err {
-            out.push(Cause::forbidden("metadata.name", &format!("priority class names with 'system-' prefix are reserved for system use only. error: {e}")));
+            out.push(Cause::forbidden(
+                "metadata.name",
+                &format!("priority class names with 'system-' prefix are reserved for system use only. error: {e}"),
+            ));
         }
     } else if value > HIGHEST_USER_PRIORITY {
-        out.push(Cause::forbidden("value", &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}")));
+        out.push(Cause::forbidden(
+            "value",
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+        ));
     }
     if let Some(p) = str_at(obj, "/preemptionPolicy") {
         if !matches!(p, "Never" | "PreemptLowerPriority") {
@@ -467,7 +506,11 @@ pub fn endpoints(obj: &Value) -> Vec<Cause> {
             for (j, a) in addrs.iter().enumerate() {
                 let ip = str_at(a, "/ip").unwrap_or("");
                 if !ip_ok(ip) {
-                    out.push(Cause::invalid(format!("{at}.{list}[{j}].ip"), ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+                    out.push(Cause::invalid(
+                        format!("{at}.{list}[{j}].ip"),
+                        ip,
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    ));
                 }
             }
         }
@@ -496,21 +539,33 @@ pub fn endpoint_slice(obj: &Value) -> Vec<Cause> {
     }
     let eps = array(obj, "/endpoints");
     if eps.len() > 1000 {
-        out.push(Cause { reason: "FieldValueTooMany", field: "endpoints".into(), message: format!("Too many: {}: must have at most 1000 items", eps.len()) });
+        out.push(Cause {
+            reason: "FieldValueTooMany",
+            field: "endpoints".into(),
+            message: format!("Too many: {}: must have at most 1000 items", eps.len()),
+        });
     }
     for (i, ep) in eps.iter().enumerate() {
         let addrs = array(ep, "/addresses");
         if addrs.is_empty() {
             out.push(Cause::required(format!("endpoints[{i}].addresses"), "must contain at least 1 address"));
         } else if addrs.len() > 100 {
-            out.push(Cause { reason: "FieldValueTooMany", field: format!("endpoints[{i}].addresses"), message: format!("Too many: {}: must have at most 100 items", addrs.len()) });
+            out.push(Cause {
+                reason: "FieldValueTooMany",
+                field: format!("endpoints[{i}].addresses"),
+                message: format!("Too many: {}: must have at most 100 items", addrs.len()),
+            });
         }
         for (j, a) in addrs.iter().enumerate() {
             let a = a.as_str().unwrap_or("");
             let field = format!("endpoints[{i}].addresses[{j}]");
             match family {
-                "IPv4" if !a.parse::<std::net::Ipv4Addr>().is_ok() => out.push(Cause::invalid(field, a, "must be a valid IPv4 address")),
-                "IPv6" if !a.parse::<std::net::Ipv6Addr>().is_ok() => out.push(Cause::invalid(field, a, "must be a valid IPv6 address")),
+                "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => {
+                    out.push(Cause::invalid(field, a, "must be a valid IPv4 address"))
+                }
+                "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
+                    out.push(Cause::invalid(field, a, "must be a valid IPv6 address"))
+                }
                 "FQDN" if !is_subdomain(a) => out.push(Cause::invalid(field, a, SUBDOMAIN_MSG)),
                 _ => {}
             }
@@ -538,9 +593,29 @@ fn endpoint_slice_update(new: &Value, old: &Value) -> Vec<Cause> {
 // ---------------------------------------------------------------- certificates.k8s.io/v1
 
 const KEY_USAGES: &[&str] = &[
-    "any", "cert sign", "client auth", "code signing", "content commitment", "crl sign", "data encipherment", "decipher only",
-    "digital signature", "email protection", "encipher only", "ipsec end system", "ipsec tunnel", "ipsec user", "key agreement",
-    "key encipherment", "microsoft sgc", "netscape sgc", "ocsp signing", "s/mime", "server auth", "signing", "timestamping",
+    "any",
+    "cert sign",
+    "client auth",
+    "code signing",
+    "content commitment",
+    "crl sign",
+    "data encipherment",
+    "decipher only",
+    "digital signature",
+    "email protection",
+    "encipher only",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "key agreement",
+    "key encipherment",
+    "microsoft sgc",
+    "netscape sgc",
+    "ocsp signing",
+    "s/mime",
+    "server auth",
+    "signing",
+    "timestamping",
 ];
 
 pub fn certificate_signing_request(obj: &Value) -> Vec<Cause> {
@@ -549,8 +624,14 @@ pub fn certificate_signing_request(obj: &Value) -> Vec<Cause> {
     match non_empty(obj, "/spec/request") {
         None => out.push(Cause::required("spec.request", "")),
         Some(r) => {
-            let pem = base64::engine::general_purpose::STANDARD.decode(r).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
-            if !pem.contains("-----BEGIN CERTIFICATE REQUEST-----") && !pem.contains("-----BEGIN NEW CERTIFICATE REQUEST-----") {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(r)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE REQUEST-----")
+                && !pem.contains("-----BEGIN NEW CERTIFICATE REQUEST-----")
+            {
                 out.push(invalid_raw("spec.request", "[]byte{...}", "PEM block type must be CERTIFICATE REQUEST"));
             }
         }
@@ -559,7 +640,11 @@ pub fn certificate_signing_request(obj: &Value) -> Vec<Cause> {
         None => out.push(Cause::required("spec.signerName", "")),
         Some(s) => match s.split_once('/') {
             Some((domain, path)) if is_subdomain(domain) && !path.is_empty() => {}
-            Some(_) | None => out.push(Cause::invalid("spec.signerName", s, "must be a fully qualified domain and path of the form 'example.com/signer-name'")),
+            Some(_) | None => out.push(Cause::invalid(
+                "spec.signerName",
+                s,
+                "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+            )),
         },
     }
     let usages = array(obj, "/spec/usages");
@@ -574,7 +659,11 @@ pub fn certificate_signing_request(obj: &Value) -> Vec<Cause> {
     }
     if let Some(e) = int_at(obj, "/spec/expirationSeconds") {
         if e < 600 {
-            out.push(invalid_raw("spec.expirationSeconds", e, "may not specify a duration less than 600 seconds (10 minutes)"));
+            out.push(invalid_raw(
+                "spec.expirationSeconds",
+                e,
+                "may not specify a duration less than 600 seconds (10 minutes)",
+            ));
         }
     }
     out
@@ -597,9 +686,14 @@ pub fn workload_selector(obj: &Value, kind: &str) -> Vec<Cause> {
         out.push(Cause::required("spec.selector", ""));
         return out;
     };
-    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty()) && array(sel, "/matchExpressions").is_empty();
+    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+        && array(sel, "/matchExpressions").is_empty();
     if empty {
-        out.push(invalid_raw("spec.selector", "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}", &format!("empty selector is invalid for {}", kind.to_ascii_lowercase())));
+        out.push(invalid_raw(
+            "spec.selector",
+            "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}",
+            &format!("empty selector is invalid for {}", kind.to_ascii_lowercase()),
+        ));
         return out;
     }
     match crate::apiserver::selector::LabelSelector::from_metav1_json(Some(sel)) {
@@ -608,11 +702,16 @@ pub fn workload_selector(obj: &Value, kind: &str) -> Vec<Cause> {
             let template = json!({"metadata": {"labels": labels}});
             if !s.matches_object(&template) {
                 let shown = labels.as_object().map(|m| {
-                    let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or(""))).collect();
+                    let mut pairs: Vec<String> =
+                        m.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or(""))).collect();
                     pairs.sort();
                     format!("map[string]string{{{}}}", pairs.join(", "))
                 });
-                out.push(invalid_raw("spec.template.metadata.labels", shown.unwrap_or_else(|| "map[string]string(nil)".into()), "`selector` does not match template `labels`"));
+                out.push(invalid_raw(
+                    "spec.template.metadata.labels",
+                    shown.unwrap_or_else(|| "map[string]string(nil)".into()),
+                    "`selector` does not match template `labels`",
+                ));
             }
         }
         Err(e) => out.push(Cause::invalid("spec.selector", "", &e.to_string())),
@@ -625,7 +724,11 @@ pub fn job_template(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     match str_at(obj, "/spec/template/spec/restartPolicy") {
         Some("OnFailure" | "Never") => {}
-        other => out.push(Cause::not_supported("spec.template.spec.restartPolicy", other.unwrap_or(""), &["OnFailure", "Never"])),
+        other => out.push(Cause::not_supported(
+            "spec.template.spec.restartPolicy",
+            other.unwrap_or(""),
+            &["OnFailure", "Never"],
+        )),
     }
     for (field, min) in [("parallelism", 0), ("completions", 0), ("activeDeadlineSeconds", 1), ("backoffLimit", 0)] {
         if let Some(v) = int_at(obj, &format!("/spec/{field}")) {
@@ -693,15 +796,29 @@ pub fn strategy_for(group: &str, plural: &str) -> Option<Validated> {
         ("networking.k8s.io", "ingresses") => v(ingress),
         ("rbac.authorization.k8s.io", "roles") => v(role),
         ("rbac.authorization.k8s.io", "clusterroles") => v(cluster_role),
-        ("rbac.authorization.k8s.io", "rolebindings") => Validated { validate_update: Some(|n, o| binding_update(n, o, false)), ..v(|o| binding(o, false)) },
-        ("rbac.authorization.k8s.io", "clusterrolebindings") => Validated { validate_update: Some(|n, o| binding_update(n, o, true)), ..v(|o| binding(o, true)) },
-        ("storage.k8s.io", "storageclasses") => Validated { validate_update: Some(storage_class_update), defaults: Some(storage_class_defaults), ..v(storage_class) },
+        ("rbac.authorization.k8s.io", "rolebindings") => {
+            Validated { validate_update: Some(|n, o| binding_update(n, o, false)), ..v(|o| binding(o, false)) }
+        }
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            Validated { validate_update: Some(|n, o| binding_update(n, o, true)), ..v(|o| binding(o, true)) }
+        }
+        ("storage.k8s.io", "storageclasses") => Validated {
+            validate_update: Some(storage_class_update),
+            defaults: Some(storage_class_defaults),
+            ..v(storage_class)
+        },
         ("policy", "poddisruptionbudgets") => v(pod_disruption_budget),
-        ("scheduling.k8s.io", "priorityclasses") => Validated { validate_update: Some(priority_class_update), defaults: Some(priority_class_defaults), ..v(priority_class) },
+        ("scheduling.k8s.io", "priorityclasses") => Validated {
+            validate_update: Some(priority_class_update),
+            defaults: Some(priority_class_defaults),
+            ..v(priority_class)
+        },
         ("coordination.k8s.io", "leases") => v(lease),
         ("", "serviceaccounts") => v(service_account),
         ("", "endpoints") => v(endpoints),
-        ("discovery.k8s.io", "endpointslices") => Validated { validate_update: Some(endpoint_slice_update), ..v(endpoint_slice) },
+        ("discovery.k8s.io", "endpointslices") => {
+            Validated { validate_update: Some(endpoint_slice_update), ..v(endpoint_slice) }
+        }
         ("certificates.k8s.io", "certificatesigningrequests") => v(certificate_signing_request),
         _ => return None,
     })
@@ -750,23 +867,51 @@ mod tests {
     #[test]
     fn rbac_messages() {
         let r = json!({"rules": [{"apiGroups": [""], "resources": ["pods"]}]});
-        assert_eq!(one(role(&r)), t("rules[0].verbs", "FieldValueRequired", "Required value: verbs must contain at least one value"));
+        assert_eq!(
+            one(role(&r)),
+            t("rules[0].verbs", "FieldValueRequired", "Required value: verbs must contain at least one value")
+        );
         let r = json!({"rules": [{"verbs": ["get"]}]});
         assert_eq!(
             causes(role(&r)),
             [
-                t("rules[0].apiGroups", "FieldValueRequired", "Required value: resource rules must supply at least one api group"),
-                t("rules[0].resources", "FieldValueRequired", "Required value: resource rules must supply at least one resource"),
+                t(
+                    "rules[0].apiGroups",
+                    "FieldValueRequired",
+                    "Required value: resource rules must supply at least one api group"
+                ),
+                t(
+                    "rules[0].resources",
+                    "FieldValueRequired",
+                    "Required value: resource rules must supply at least one resource"
+                ),
             ]
         );
         let r = json!({"rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}]});
-        assert_eq!(one(role(&r)), t("rules[0].nonResourceURLs", "FieldValueInvalid", "Invalid value: []string{\"/healthz\"}: namespaced rules cannot apply to non-resource URLs"));
+        assert_eq!(
+            one(role(&r)),
+            t(
+                "rules[0].nonResourceURLs",
+                "FieldValueInvalid",
+                "Invalid value: []string{\"/healthz\"}: namespaced rules cannot apply to non-resource URLs"
+            )
+        );
         assert!(cluster_role(&r).is_empty());
 
         let good = json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "view"}, "subjects": [{"kind": "User", "name": "jane", "apiGroup": RBAC_GROUP}]});
         assert!(binding(&good, false).is_empty());
-        assert_eq!(one(binding(&good, true)), t("roleRef.kind", "FieldValueNotSupported", "Unsupported value: \"Role\": supported values: \"ClusterRole\""));
-        assert_eq!(one(binding(&json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role"}}), false)), t("roleRef.name", "FieldValueRequired", "Required value"));
+        assert_eq!(
+            one(binding(&good, true)),
+            t(
+                "roleRef.kind",
+                "FieldValueNotSupported",
+                "Unsupported value: \"Role\": supported values: \"ClusterRole\""
+            )
+        );
+        assert_eq!(
+            one(binding(&json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role"}}), false)),
+            t("roleRef.name", "FieldValueRequired", "Required value")
+        );
         let sa = json!({"roleRef": good["roleRef"], "subjects": [{"kind": "ServiceAccount", "name": "robot"}]});
         assert_eq!(one(binding(&sa, false)), t("subjects[0].namespace", "FieldValueRequired", "Required value"));
         let mut moved = good.clone();
@@ -782,7 +927,10 @@ mod tests {
         assert_eq!(one(storage_class(&json!({}))), t("provisioner", "FieldValueRequired", "Required value"));
         let mut sc = json!({"provisioner": "rancher.io/local-path", "parameters": {"a": "1"}});
         storage_class_defaults(&mut sc);
-        assert_eq!((sc["reclaimPolicy"].as_str(), sc["volumeBindingMode"].as_str()), (Some("Delete"), Some("Immediate")));
+        assert_eq!(
+            (sc["reclaimPolicy"].as_str(), sc["volumeBindingMode"].as_str()),
+            (Some("Delete"), Some("Immediate"))
+        );
         assert!(storage_class(&sc).is_empty());
         let mut changed = sc.clone();
         changed["parameters"]["a"] = json!("2");
@@ -791,53 +939,125 @@ mod tests {
             causes(storage_class_update(&changed, &sc)),
             [
                 t("parameters", "FieldValueForbidden", "Forbidden: updates to parameters are forbidden."),
-                t("volumeBindingMode", "FieldValueInvalid", "Invalid value: \"WaitForFirstConsumer\": field is immutable"),
+                t(
+                    "volumeBindingMode",
+                    "FieldValueInvalid",
+                    "Invalid value: \"WaitForFirstConsumer\": field is immutable"
+                ),
             ]
         );
         let bad = json!({"provisioner": "x", "reclaimPolicy": "Recycle"});
-        assert_eq!(one(storage_class(&bad)), t("reclaimPolicy", "FieldValueNotSupported", "Unsupported value: \"Recycle\": supported values: \"Delete\", \"Retain\""));
+        assert_eq!(
+            one(storage_class(&bad)),
+            t(
+                "reclaimPolicy",
+                "FieldValueNotSupported",
+                "Unsupported value: \"Recycle\": supported values: \"Delete\", \"Retain\""
+            )
+        );
     }
 
     #[test]
     fn pdb_priority_class_and_lease_messages() {
-        assert_eq!(one(pod_disruption_budget(&json!({"spec": {"minAvailable": -1}}))), t("spec.minAvailable", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"));
-        assert_eq!(one(pod_disruption_budget(&json!({"spec": {"maxUnavailable": "120%"}}))), t("spec.maxUnavailable", "FieldValueInvalid", "Invalid value: \"120%\": must not be greater than 100%"));
-        assert_eq!(one(pod_disruption_budget(&json!({"spec": {"maxUnavailable": "x"}}))), t("spec.maxUnavailable", "FieldValueInvalid", "Invalid value: \"x\": must be an integer or percentage (e.g '5%')"));
-        assert!(pod_disruption_budget(&json!({"spec": {"minAvailable": 1, "maxUnavailable": 1}}))[0].message.ends_with("minAvailable and maxUnavailable cannot be both set"));
+        assert_eq!(
+            one(pod_disruption_budget(&json!({"spec": {"minAvailable": -1}}))),
+            t("spec.minAvailable", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0")
+        );
+        assert_eq!(
+            one(pod_disruption_budget(&json!({"spec": {"maxUnavailable": "120%"}}))),
+            t("spec.maxUnavailable", "FieldValueInvalid", "Invalid value: \"120%\": must not be greater than 100%")
+        );
+        assert_eq!(
+            one(pod_disruption_budget(&json!({"spec": {"maxUnavailable": "x"}}))),
+            t(
+                "spec.maxUnavailable",
+                "FieldValueInvalid",
+                "Invalid value: \"x\": must be an integer or percentage (e.g '5%')"
+            )
+        );
+        assert!(pod_disruption_budget(&json!({"spec": {"minAvailable": 1, "maxUnavailable": 1}}))[0]
+            .message
+            .ends_with("minAvailable and maxUnavailable cannot be both set"));
 
         let pc = |name: &str, value: i64| json!({"metadata": {"name": name}, "value": value});
         assert!(priority_class(&pc("high", 1000)).is_empty());
-        assert_eq!(one(priority_class(&pc("huge", 2_000_000_000))), t("value", "FieldValueForbidden", "Forbidden: maximum allowed value of a user defined priority is 1000000000"));
+        assert_eq!(
+            one(priority_class(&pc("huge", 2_000_000_000))),
+            t(
+                "value",
+                "FieldValueForbidden",
+                "Forbidden: maximum allowed value of a user defined priority is 1000000000"
+            )
+        );
         assert_eq!(
             one(priority_class(&pc("system-mine", 1))),
             t("metadata.name", "FieldValueForbidden", "Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class")
         );
         assert!(priority_class(&pc("system-node-critical", 2_000_001_000)).is_empty());
-        assert_eq!(one(priority_class_update(&pc("high", 5), &pc("high", 1000))), t("value", "FieldValueForbidden", "Forbidden: may not be changed in an update."));
+        assert_eq!(
+            one(priority_class_update(&pc("high", 5), &pc("high", 1000))),
+            t("value", "FieldValueForbidden", "Forbidden: may not be changed in an update.")
+        );
 
-        assert_eq!(one(lease(&json!({"spec": {"leaseDurationSeconds": 0}}))), t("spec.leaseDurationSeconds", "FieldValueInvalid", "Invalid value: 0: must be greater than 0"));
-        assert_eq!(one(lease(&json!({"spec": {"leaseTransitions": -2}}))), t("spec.leaseTransitions", "FieldValueInvalid", "Invalid value: -2: must be greater than or equal to 0"));
+        assert_eq!(
+            one(lease(&json!({"spec": {"leaseDurationSeconds": 0}}))),
+            t("spec.leaseDurationSeconds", "FieldValueInvalid", "Invalid value: 0: must be greater than 0")
+        );
+        assert_eq!(
+            one(lease(&json!({"spec": {"leaseTransitions": -2}}))),
+            t("spec.leaseTransitions", "FieldValueInvalid", "Invalid value: -2: must be greater than or equal to 0")
+        );
     }
 
     #[test]
     fn endpoints_slices_accounts_and_csr_messages() {
-        assert_eq!(one(endpoints(&json!({"subsets": [{"ports": [{"port": 80, "protocol": "TCP"}]}]}))), t("subsets[0]", "FieldValueRequired", "Required value: must specify `addresses` or `notReadyAddresses`"));
+        assert_eq!(
+            one(endpoints(&json!({"subsets": [{"ports": [{"port": 80, "protocol": "TCP"}]}]}))),
+            t("subsets[0]", "FieldValueRequired", "Required value: must specify `addresses` or `notReadyAddresses`")
+        );
         let bad = json!({"subsets": [{"addresses": [{"ip": "nope"}], "ports": [{"port": 0, "protocol": "TCP"}]}]});
         assert_eq!(
             causes(endpoints(&bad)),
             [
-                t("subsets[0].addresses[0].ip", "FieldValueInvalid", "Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
-                t("subsets[0].ports[0].port", "FieldValueInvalid", "Invalid value: 0: must be between 1 and 65535, inclusive"),
+                t(
+                    "subsets[0].addresses[0].ip",
+                    "FieldValueInvalid",
+                    "Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                ),
+                t(
+                    "subsets[0].ports[0].port",
+                    "FieldValueInvalid",
+                    "Invalid value: 0: must be between 1 and 65535, inclusive"
+                ),
             ]
         );
-        assert_eq!(one(endpoint_slice(&json!({"endpoints": []}))), t("addressType", "FieldValueRequired", "Required value"));
-        assert_eq!(one(endpoint_slice(&json!({"addressType": "IPv4", "endpoints": [{"addresses": ["::1"]}]}))), t("endpoints[0].addresses[0]", "FieldValueInvalid", "Invalid value: \"::1\": must be a valid IPv4 address"));
-        assert_eq!(one(endpoint_slice(&json!({"addressType": "IPv4", "endpoints": [{"addresses": []}]}))), t("endpoints[0].addresses", "FieldValueRequired", "Required value: must contain at least 1 address"));
-        assert_eq!(one(endpoint_slice_update(&json!({"addressType": "IPv6"}), &json!({"addressType": "IPv4"}))), t("addressType", "FieldValueInvalid", "Invalid value: \"IPv6\": field is immutable"));
+        assert_eq!(
+            one(endpoint_slice(&json!({"endpoints": []}))),
+            t("addressType", "FieldValueRequired", "Required value")
+        );
+        assert_eq!(
+            one(endpoint_slice(&json!({"addressType": "IPv4", "endpoints": [{"addresses": ["::1"]}]}))),
+            t("endpoints[0].addresses[0]", "FieldValueInvalid", "Invalid value: \"::1\": must be a valid IPv4 address")
+        );
+        assert_eq!(
+            one(endpoint_slice(&json!({"addressType": "IPv4", "endpoints": [{"addresses": []}]}))),
+            t("endpoints[0].addresses", "FieldValueRequired", "Required value: must contain at least 1 address")
+        );
+        assert_eq!(
+            one(endpoint_slice_update(&json!({"addressType": "IPv6"}), &json!({"addressType": "IPv4"}))),
+            t("addressType", "FieldValueInvalid", "Invalid value: \"IPv6\": field is immutable")
+        );
         assert_eq!(one(service_account(&json!({"secrets": [{"name": "Bad_Name"}]}))).0, "secrets[0].name");
 
         let csr = json!({"spec": {"request": "bm90IGEgcGVt", "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"]}});
-        assert_eq!(one(certificate_signing_request(&csr)), t("spec.request", "FieldValueInvalid", "Invalid value: []byte{...}: PEM block type must be CERTIFICATE REQUEST"));
+        assert_eq!(
+            one(certificate_signing_request(&csr)),
+            t(
+                "spec.request",
+                "FieldValueInvalid",
+                "Invalid value: []byte{...}: PEM block type must be CERTIFICATE REQUEST"
+            )
+        );
         let csr = json!({"spec": {"request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K", "signerName": "nodomain", "usages": ["flying"], "expirationSeconds": 60}});
         assert_eq!(
             causes(certificate_signing_request(&csr)).into_iter().map(|c| c.0).collect::<Vec<_>>(),
@@ -848,17 +1068,37 @@ mod tests {
     #[test]
     fn workload_messages() {
         let d = |sel: Value, labels: Value, replicas: i64| json!({"spec": {"replicas": replicas, "selector": sel, "template": {"metadata": {"labels": labels}}}});
-        assert!(workload_selector(&d(json!({"matchLabels": {"app": "web"}}), json!({"app": "web", "x": "y"}), 1), "Deployment").is_empty());
+        assert!(workload_selector(
+            &d(json!({"matchLabels": {"app": "web"}}), json!({"app": "web", "x": "y"}), 1),
+            "Deployment"
+        )
+        .is_empty());
         assert_eq!(
             one(workload_selector(&d(json!({"matchLabels": {"app": "web"}}), json!({"app": "api"}), 1), "Deployment")),
-            t("spec.template.metadata.labels", "FieldValueInvalid", "Invalid value: map[string]string{\"app\":\"api\"}: `selector` does not match template `labels`")
+            t(
+                "spec.template.metadata.labels",
+                "FieldValueInvalid",
+                "Invalid value: map[string]string{\"app\":\"api\"}: `selector` does not match template `labels`"
+            )
         );
-        assert_eq!(one(workload_selector(&d(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}), -1), "Deployment")), t("spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"));
-        assert_eq!(one(workload_selector(&json!({"spec": {}}), "Deployment")), t("spec.selector", "FieldValueRequired", "Required value"));
-        assert!(one(workload_selector(&d(json!({}), json!({"app": "web"}), 1), "Deployment")).2.ends_with("empty selector is invalid for deployment"));
+        assert_eq!(
+            one(workload_selector(&d(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}), -1), "Deployment")),
+            t("spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0")
+        );
+        assert_eq!(
+            one(workload_selector(&json!({"spec": {}}), "Deployment")),
+            t("spec.selector", "FieldValueRequired", "Required value")
+        );
+        assert!(one(workload_selector(&d(json!({}), json!({"app": "web"}), 1), "Deployment"))
+            .2
+            .ends_with("empty selector is invalid for deployment"));
         assert_eq!(
             one(job_template(&json!({"spec": {"template": {"spec": {"restartPolicy": "Always"}}}}))),
-            t("spec.template.spec.restartPolicy", "FieldValueNotSupported", "Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"")
+            t(
+                "spec.template.spec.restartPolicy",
+                "FieldValueNotSupported",
+                "Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+            )
         );
     }
 }
