@@ -23,6 +23,7 @@ pub mod request;
 pub mod reviews;
 pub mod selector;
 pub mod status;
+pub mod streaming;
 pub mod table;
 pub mod watch;
 pub mod watchcache;
@@ -89,6 +90,8 @@ pub struct ApiServer {
     /// Decides every request after authentication (and impersonation).
     pub authorizer: Arc<dyn authz::Authorizer>,
     types: HashMap<(String, String, String), Arc<ResourceType>>,
+    /// The container side of `pods/log`, `pods/exec` and `pods/attach`.
+    pod_streams: streaming::PodStreamsSlot,
 }
 
 /// Paths anyone may read, as upstream's `system:public-info-viewer`.
@@ -114,7 +117,15 @@ impl ApiServer {
         for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, metrics: Default::default(), authorizer, types })
+        Arc::new(ApiServer {
+            registry: Registry::new(store),
+            server_address: opts.advertise.to_string(),
+            opts,
+            metrics: Default::default(),
+            authorizer,
+            types,
+            pod_streams: Default::default(),
+        })
     }
 
     /// The resource type served at group/version/plural.
@@ -176,6 +187,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
         }
     }
     match info {
+        RequestInfo::Resource(r) if streaming::handles(&r) => streaming::serve(&api, r, parts).await,
         RequestInfo::Resource(r) if reviews::review_kind(&r).is_some() => {
             let kind = reviews::review_kind(&r).unwrap_or_default();
             let caller = identity.unwrap_or_default();

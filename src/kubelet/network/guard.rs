@@ -1,0 +1,71 @@
+//! Keeps pod traffic on the node. Forwarding has to be on (service traffic DNATed back onto
+//! the bridge is routed), and with it the node would also route pod packets out of its
+//! uplinks and outside packets into the pods. A small nftables table of our own drops
+//! anything forwarded between the bridge and any other interface; traffic among pods (bridge
+//! to bridge) and between pods and the node itself (input/output, not forwarded) is untouched.
+
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+
+/// The nftables table holding the rule; owned by the pod network alone.
+pub const TABLE: &str = "k3rs-podnet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("run nft to install the forward guard: {0}")]
+    Spawn(io::Error),
+    #[error("nft refused the forward guard ({status}): {stderr}")]
+    Refused { status: std::process::ExitStatus, stderr: String },
+}
+
+/// The ruleset, replacing any previous version of the table in one transaction.
+pub fn ruleset(bridge: &str) -> String {
+    // Declaring the table first makes the delete succeed also when it does not exist yet.
+    format!(
+        "table inet {TABLE}\n\
+         delete table inet {TABLE}\n\
+         table inet {TABLE} {{\n\
+         \tchain forward {{\n\
+         \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tiifname \"{bridge}\" oifname != \"{bridge}\" counter drop comment \"pod traffic stays on the node\"\n\
+         \t\toifname \"{bridge}\" iifname != \"{bridge}\" counter drop comment \"pods are not routed to from outside\"\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+/// Installs (or refreshes) the guard in the calling process's network namespace.
+pub fn install(bridge: &str) -> Result<(), GuardError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(GuardError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(ruleset(bridge).as_bytes()).map_err(GuardError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(GuardError::Spawn)?;
+    if !out.status.success() {
+        return Err(GuardError::Refused {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_drops_only_traffic_crossing_the_bridge_boundary() {
+        let r = ruleset("k3rs0");
+        assert!(r.starts_with("table inet k3rs-podnet\ndelete table inet k3rs-podnet\n"));
+        assert!(r.contains("type filter hook forward priority filter; policy accept;"));
+        assert!(r.contains("iifname \"k3rs0\" oifname != \"k3rs0\" counter drop"));
+        assert!(r.contains("oifname \"k3rs0\" iifname != \"k3rs0\" counter drop"));
+    }
+}
