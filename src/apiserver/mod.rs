@@ -268,9 +268,18 @@ fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
     })
 }
 
-/// Gzips a complete (non-streaming) response body of [`GZIP_THRESHOLD`] bytes or more.
+/// Gzips a complete (non-streaming) response body of [`GZIP_THRESHOLD`] bytes or more;
+/// other responses are returned as they are.
 async fn compress(resp: Response) -> Response {
     use std::io::Write;
+
+    use axum::body::HttpBody;
+    // Streams (logs that follow, exec, attach, upgrades) pass untouched: only a body whose
+    // whole size is known is in memory already.
+    match resp.body().size_hint().exact() {
+        Some(n) if n as usize >= GZIP_THRESHOLD => {}
+        _ => return resp,
+    }
     let (mut parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return ApiError::internal("reading the response body").into_response();
