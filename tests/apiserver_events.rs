@@ -52,6 +52,8 @@ async fn setup() -> Setup {
     })
     .await;
     let client = Client::new(api, Identity::new("system:kube-controller-manager", &["system:authenticated"]));
+    // Pods need their namespace's default service account (no controller makes it here).
+    client.post("/api/v1/namespaces/default/serviceaccounts", &json!({"metadata": {"name": "default"}})).await.unwrap();
     Setup { http, client, _dir: dir }
 }
 
