@@ -24,7 +24,8 @@ fn admin() -> Identity {
 fn kubectl(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
-    let default = std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
+    let default =
+        std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
     let path = default.parent().expect("kubectl has a parent folder").join(name);
     assert!(path.is_file(), "{} is not installed", path.display());
     path
@@ -51,8 +52,8 @@ async fn setup() -> Setup {
     })
     .await;
     let client = Client::new(api, Identity::new("system:kube-controller-manager", &["system:authenticated"]));
-    // No controllers run here: the account pods default to is made by hand.
-    client.post("/api/v1/namespaces/default/serviceaccounts", &serde_json::json!({"metadata": {"name": "default"}})).await.unwrap();
+    // Pods need their namespace's default service account (no controller makes it here).
+    client.post("/api/v1/namespaces/default/serviceaccounts", &json!({"metadata": {"name": "default"}})).await.unwrap();
     Setup { http, client, _dir: dir }
 }
 
@@ -60,7 +61,10 @@ async fn setup() -> Setup {
 fn event_rows(out: &str) -> Vec<String> {
     let Some(at) = out.find("\nEvents:") else { panic!("no Events section in:\n{out}") };
     let rows = out[at + 8..].lines().map(str::trim).filter(|l| !l.is_empty());
-    rows.skip_while(|l| !l.starts_with("----")).skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+    rows.skip_while(|l| !l.starts_with("----"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 async fn describe_shows_events(binary: &Path) {
@@ -101,7 +105,16 @@ async fn describe_shows_events(binary: &Path) {
     scheduler.record(&pod, EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a").await;
     for _ in 0..3 {
         kubelet
-            .record_event(&pod, NewEvent { type_: EventType::Warning, reason: "BackOff", message: "Back-off restarting failed container web", action: None, field_path: Some("spec.containers{web}") })
+            .record_event(
+                &pod,
+                NewEvent {
+                    type_: EventType::Warning,
+                    reason: "BackOff",
+                    message: "Back-off restarting failed container web",
+                    action: None,
+                    field_path: Some("spec.containers{web}"),
+                },
+            )
             .await;
     }
     kubelet.record(&other, EventType::Normal, "Pulled", "about the other pod").await;
@@ -113,18 +126,32 @@ async fn describe_shows_events(binary: &Path) {
     let out = s.http.kubectl(binary, &["describe", "pod", "web-0"]).await;
     let rows = event_rows(&out);
     assert_eq!(rows.len(), 2, "only web-0's events: {rows:?}");
-    assert!(rows.iter().any(|r| r.starts_with("Normal Scheduled ") && r.contains(" default-scheduler Successfully assigned default/web-0 to node-a")), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("Normal Scheduled ")
+            && r.contains(" default-scheduler Successfully assigned default/web-0 to node-a")),
+        "{rows:?}"
+    );
     let backoff = rows.iter().find(|r| r.starts_with("Warning BackOff ")).unwrap_or_else(|| panic!("{rows:?}"));
     // kubectl shows the source's component only.
-    assert!(backoff.contains(" (x3 over ") && backoff.ends_with(" kubelet Back-off restarting failed container web"), "{backoff}");
+    assert!(
+        backoff.contains(" (x3 over ") && backoff.ends_with(" kubelet Back-off restarting failed container web"),
+        "{backoff}"
+    );
 
     let out = s.http.kubectl(binary, &["describe", "deployment", "web"]).await;
     let rows = event_rows(&out);
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0].starts_with("Normal ScalingReplicaSet ") && rows[0].ends_with("deployment-controller Scaled up replica set web-7d4b9c to 1"), "{rows:?}");
+    assert!(
+        rows[0].starts_with("Normal ScalingReplicaSet ")
+            && rows[0].ends_with("deployment-controller Scaled up replica set web-7d4b9c to 1"),
+        "{rows:?}"
+    );
 
     // `kubectl get events` selects them by the involved object too.
-    let out = s.http.kubectl(binary, &["get", "events", "--field-selector", "involvedObject.kind=Deployment", "-o", "name"]).await;
+    let out = s
+        .http
+        .kubectl(binary, &["get", "events", "--field-selector", "involvedObject.kind=Deployment", "-o", "name"])
+        .await;
     assert_eq!(out.lines().count(), 1, "{out}");
 }
 

@@ -49,12 +49,17 @@ impl Api {
     }
     /// The first `n` events of a watch.
     async fn watch(&self, uri: &str, n: usize) -> Vec<Value> {
-        let resp = self.api.router().oneshot(request(Method::GET, uri, "application/json", &Value::Null)).await.unwrap();
+        let resp =
+            self.api.router().oneshot(request(Method::GET, uri, "application/json", &Value::Null)).await.unwrap();
         let mut body = resp.into_body().into_data_stream();
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while out.len() < n {
-            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.expect("a watch event in time").unwrap().unwrap();
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .expect("a watch event in time")
+                .unwrap()
+                .unwrap();
             buf.extend_from_slice(&chunk);
             while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=i).collect();
@@ -79,14 +84,20 @@ async fn hpa_v1_and_v2_are_one_object() {
     let as_v2 = a.ok(Method::GET, &format!("{V2}/web"), Value::Null).await;
     assert_eq!(as_v2["apiVersion"], "autoscaling/v2");
     assert_eq!(as_v2["metadata"]["uid"], created["metadata"]["uid"]);
-    assert_eq!(as_v2["spec"]["metrics"], json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]));
+    assert_eq!(
+        as_v2["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
 
     // A v2 change with a metric v1 cannot show survives a v1 read-modify-write.
     let mut changed = as_v2.clone();
     changed["spec"]["metrics"].as_array_mut().unwrap().insert(0, json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "100"}}}));
     a.ok(Method::PUT, &format!("{V2}/web"), changed).await;
     let mut read_v1 = a.ok(Method::GET, &format!("{V1}/web"), Value::Null).await;
-    assert!(read_v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"].as_str().unwrap().contains("qps"), "{read_v1}");
+    assert!(
+        read_v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"].as_str().unwrap().contains("qps"),
+        "{read_v1}"
+    );
     read_v1["spec"]["maxReplicas"] = json!(9);
     a.ok(Method::PUT, &format!("{V1}/web"), read_v1).await;
     let after = a.ok(Method::GET, &format!("{V2}/web"), Value::Null).await;
@@ -97,14 +108,24 @@ async fn hpa_v1_and_v2_are_one_object() {
     assert_eq!(after["metadata"]["generation"], 3);
 
     // A merge patch through v1.
-    let (code, patched) = a.call_ct(Method::PATCH, &format!("{V1}/web"), "application/merge-patch+json", json!({"spec": {"targetCPUUtilizationPercentage": 75}})).await;
+    let (code, patched) = a
+        .call_ct(
+            Method::PATCH,
+            &format!("{V1}/web"),
+            "application/merge-patch+json",
+            json!({"spec": {"targetCPUUtilizationPercentage": 75}}),
+        )
+        .await;
     assert_eq!(code, StatusCode::OK, "{patched}");
     let after = a.ok(Method::GET, &format!("{V2}/web"), Value::Null).await;
     assert_eq!(after["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"], 75);
 
     // Lists in each version.
     let list = a.ok(Method::GET, V1, Value::Null).await;
-    assert_eq!((list["apiVersion"].as_str(), list["kind"].as_str()), (Some("autoscaling/v1"), Some("HorizontalPodAutoscalerList")));
+    assert_eq!(
+        (list["apiVersion"].as_str(), list["kind"].as_str()),
+        (Some("autoscaling/v1"), Some("HorizontalPodAutoscalerList"))
+    );
     assert_eq!(list["items"][0]["apiVersion"], "autoscaling/v1");
     assert_eq!(list["items"][0]["spec"]["targetCPUUtilizationPercentage"], 75);
     let list = a.ok(Method::GET, "/apis/autoscaling/v2/horizontalpodautoscalers", Value::Null).await;
@@ -116,7 +137,14 @@ async fn hpa_v1_and_v2_are_one_object() {
     let watch = a.watch(&uri, 1);
     let writer = async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let (code, v) = a.call_ct(Method::PATCH, &format!("{V2}/web"), "application/merge-patch+json", json!({"spec": {"minReplicas": 3}})).await;
+        let (code, v) = a
+            .call_ct(
+                Method::PATCH,
+                &format!("{V2}/web"),
+                "application/merge-patch+json",
+                json!({"spec": {"minReplicas": 3}}),
+            )
+            .await;
         assert_eq!(code, StatusCode::OK, "{v}");
     };
     let (events, ()) = tokio::join!(watch, writer);
@@ -147,11 +175,24 @@ async fn events_k8s_io_is_a_view_of_core_events() {
     // Written in core, seen in events.k8s.io with field selectors of that group.
     a.ok(Method::POST, "/api/v1/namespaces/default/events", json!({"metadata": {"name": "pod.1"}, "message": "pulled", "reason": "Pulled", "type": "Normal",
         "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "source": {"component": "kubelet", "host": "n1"}, "count": 4})).await;
-    let list = a.ok(Method::GET, "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.kind%3DPod", Value::Null).await;
+    let list = a
+        .ok(
+            Method::GET,
+            "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.kind%3DPod",
+            Value::Null,
+        )
+        .await;
     assert_eq!((list["apiVersion"].as_str(), list["kind"].as_str()), (Some("events.k8s.io/v1"), Some("EventList")));
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list}");
-    assert_eq!((items[0]["note"].as_str(), items[0]["deprecatedCount"].as_i64(), items[0]["deprecatedSource"]["host"].as_str()), (Some("pulled"), Some(4), Some("n1")));
+    assert_eq!(
+        (
+            items[0]["note"].as_str(),
+            items[0]["deprecatedCount"].as_i64(),
+            items[0]["deprecatedSource"]["host"].as_str()
+        ),
+        (Some("pulled"), Some(4), Some("n1"))
+    );
     let all = a.ok(Method::GET, "/api/v1/events", Value::Null).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
 
@@ -161,11 +202,24 @@ async fn events_k8s_io_is_a_view_of_core_events() {
     let watch = a.watch(&uri, 2);
     let writer = async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let (code, v) = a.call_ct(Method::PATCH, "/api/v1/namespaces/default/events/pod.1", "application/strategic-merge-patch+json", json!({"count": 5})).await;
+        let (code, v) = a
+            .call_ct(
+                Method::PATCH,
+                "/api/v1/namespaces/default/events/pod.1",
+                "application/strategic-merge-patch+json",
+                json!({"count": 5}),
+            )
+            .await;
         assert_eq!(code, StatusCode::OK, "{v}");
         a.ok(Method::DELETE, "/api/v1/namespaces/default/events/web.1", Value::Null).await;
     };
     let (events, ()) = tokio::join!(watch, writer);
-    assert_eq!((events[0]["type"].as_str(), events[0]["object"]["deprecatedCount"].as_i64()), (Some("MODIFIED"), Some(5)));
-    assert_eq!((events[1]["type"].as_str(), events[1]["object"]["note"].as_str()), (Some("DELETED"), Some("scaled to 3")));
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["object"]["deprecatedCount"].as_i64()),
+        (Some("MODIFIED"), Some(5))
+    );
+    assert_eq!(
+        (events[1]["type"].as_str(), events[1]["object"]["note"].as_str()),
+        (Some("DELETED"), Some("scaled to 3"))
+    );
 }

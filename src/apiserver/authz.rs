@@ -42,9 +42,13 @@ impl Attributes {
 /// The answer of an authorizer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Allow { reason: String },
+    Allow {
+        reason: String,
+    },
     /// No rule allows it (upstream's "no opinion" of the last authorizer is a denial too).
-    Deny { reason: String },
+    Deny {
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -85,7 +89,12 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 impl ResourceRule {
     pub fn new(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Self {
-        ResourceRule { verbs: strings(verbs), api_groups: strings(groups), resources: strings(resources), resource_names: Vec::new() }
+        ResourceRule {
+            verbs: strings(verbs),
+            api_groups: strings(groups),
+            resources: strings(resources),
+            resource_names: Vec::new(),
+        }
     }
 
     /// Whether the rule covers the attributes, with RBAC's matching: `*` matches any verb,
@@ -103,7 +112,7 @@ impl ResourceRule {
                 r == "*" || *r == combined || *r == format!("*/{}", a.subresource) || *r == format!("{}/*", a.resource)
             })
         };
-        resource_ok && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| *n == a.name))
+        resource_ok && (self.resource_names.is_empty() || self.resource_names.contains(&a.name))
     }
 
     pub fn to_json(&self) -> Value {
@@ -176,16 +185,34 @@ impl BootstrapPolicy {
         if authenticated {
             // system:basic-user
             rules.resource.push(ResourceRule::new(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]));
-            rules.resource.push(ResourceRule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"]));
+            rules.resource.push(ResourceRule::new(
+                &["create"],
+                &["authorization.k8s.io"],
+                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+            ));
             // system:discovery
             rules.non_resource.push(NonResourceRule::new(
                 &["get"],
-                &["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"],
+                &[
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
             ));
         }
         if authenticated || user.groups.iter().any(|g| g == "system:unauthenticated") {
             // system:public-info-viewer
-            rules.non_resource.push(NonResourceRule::new(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"]));
+            rules
+                .non_resource
+                .push(NonResourceRule::new(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"]));
         }
         rules
     }
@@ -245,7 +272,9 @@ mod tests {
         assert!(named.matches(&ra) && !named.matches(&rb));
         let nr = NonResourceRule::new(&["get"], &["/apis/*", "/healthz"]);
         assert!(nr.matches("get", "/apis/apps/v1") && nr.matches("get", "/healthz"));
-        assert!(!nr.matches("get", "/healthz/etcd") && !nr.matches("post", "/healthz") && !nr.matches("get", "/metrics"));
+        assert!(
+            !nr.matches("get", "/healthz/etcd") && !nr.matches("post", "/healthz") && !nr.matches("get", "/metrics")
+        );
     }
 
     #[tokio::test]
@@ -259,8 +288,14 @@ mod tests {
         assert!(p.authorize(&admin, &create_pods).await.allowed());
         assert!(p.authorize(&kubelet, &create_pods).await.allowed());
         assert!(!p.authorize(&alice, &create_pods).await.allowed());
-        assert!(p.authorize(&alice, &res("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "")).await.allowed());
-        assert!(!p.authorize(&alice, &res("create", "authorization.k8s.io", "subjectaccessreviews", "", "")).await.allowed());
+        assert!(p
+            .authorize(&alice, &res("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", ""))
+            .await
+            .allowed());
+        assert!(!p
+            .authorize(&alice, &res("create", "authorization.k8s.io", "subjectaccessreviews", "", ""))
+            .await
+            .allowed());
         let discovery = Attributes::NonResource { verb: "get".into(), path: "/apis/apps/v1".into() };
         assert!(p.authorize(&alice, &discovery).await.allowed());
         assert!(!p.authorize(&anonymous, &discovery).await.allowed());

@@ -268,13 +268,16 @@ impl ApiServer {
             "patch" => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let patch_type = super::options::patch_type(ct)?;
-                let (group, kind) = (rt.group, rt.kind);
+                let (group, version, kind) = (rt.group, rt.version, rt.kind);
+                let mut warnings = Vec::new();
                 let patched = reg
                     .guaranteed_update(&rt, ns, name, status_only, &q.write_options()?, |current| {
-                        super::options::apply_patch(patch_type, group, kind, current, &body)
+                        let (obj, w) = super::options::apply_patch_validated(patch_type, group, version, kind, current, &body, q.field_validation.as_deref())?;
+                        warnings = w;
+                        Ok(obj)
                     })
                     .await?;
-                Ok(json_response(StatusCode::OK, &patched))
+                Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
             }
             "delete" => {
                 let mut opts = DeleteOptions {

@@ -52,7 +52,10 @@ pub fn requested(headers: &HeaderMap) -> Result<Option<Requested>, ApiError> {
         if !name.starts_with("impersonate-") {
             continue;
         }
-        let value = value.to_str().map_err(|_| ApiError::bad_request(format!("invalid {name} header: not a string")))?.to_string();
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request(format!("invalid {name} header: not a string")))?
+            .to_string();
         match name {
             USER => r.user = Some(value),
             GROUP => r.groups.push(value),
@@ -121,10 +124,20 @@ impl ApiServer {
             let decision = self.authorizer.authorize(requester, &Attributes::Resource(a.clone())).await;
             if !decision.allowed() {
                 let ns = Some(a.namespace.as_str()).filter(|n| !n.is_empty());
-                return Err(ApiError::forbidden_subresource(&requester.user, "impersonate", &a.group, &a.resource, &a.subresource, ns, Some(&a.name)));
+                return Err(ApiError::forbidden_subresource(
+                    &requester.user,
+                    "impersonate",
+                    &a.group,
+                    &a.resource,
+                    &a.subresource,
+                    ns,
+                    Some(&a.name),
+                ));
             }
         }
-        if user != "system:anonymous" && !groups.iter().any(|g| g == "system:authenticated" || g == "system:unauthenticated") {
+        if user != "system:anonymous"
+            && !groups.iter().any(|g| g == "system:authenticated" || g == "system:unauthenticated")
+        {
             groups.push("system:authenticated".into());
         }
         Ok(Some(Identity { user, groups, uid: req.uid.unwrap_or_default(), extra: req.extra }))

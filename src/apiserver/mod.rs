@@ -26,6 +26,7 @@ pub mod status;
 pub mod streaming;
 pub mod table;
 pub mod watch;
+pub mod watchcache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,10 +199,12 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
         RequestInfo::Resource(r) => {
             let started = std::time::Instant::now();
             let (verb, group, version, resource) = (r.verb, r.group.clone(), r.version.clone(), r.resource.clone());
+            let gzip = verb != "watch" && accepts_gzip(&parts.headers);
             let resp = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
                 Ok(body) => api.serve_resource(r, &parts.headers, query.as_deref(), body).await,
                 Err(_) => ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
             };
+            let resp = if gzip { compress(resp).await } else { resp };
             api.metrics.observe(verb, &group, &version, &resource, resp.status().as_u16(), started.elapsed());
             resp
         }
@@ -249,6 +252,53 @@ impl ApiServer {
         }
         Err(e)
     }
+}
+
+/// Responses at least this large are compressed for clients that accept gzip, as upstream
+/// does (kubectl asks for it): small ones are not worth the CPU.
+const GZIP_THRESHOLD: usize = 128 * 1024;
+
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|enc| {
+        let mut parts = enc.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        // `gzip;q=0` refuses it.
+        let refused = parts.any(|p| matches!(p.trim().strip_prefix("q="), Some(q) if q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
+        name.eq_ignore_ascii_case("gzip") && !refused
+    })
+}
+
+/// Gzips a complete (non-streaming) response body of [`GZIP_THRESHOLD`] bytes or more;
+/// other responses are returned as they are.
+async fn compress(resp: Response) -> Response {
+    use std::io::Write;
+
+    use axum::body::HttpBody;
+    // Streams (logs that follow, exec, attach, upgrades) pass untouched: only a body whose
+    // whole size is known is in memory already.
+    match resp.body().size_hint().exact() {
+        Some(n) if n as usize >= GZIP_THRESHOLD => {}
+        _ => return resp,
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("reading the response body").into_response();
+    };
+    if bytes.len() < GZIP_THRESHOLD || parts.headers.contains_key(header::CONTENT_ENCODING) {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
+    let zipped = match enc.write_all(&bytes).and_then(|_| enc.finish()) {
+        Ok(z) => z,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not compress a response; sending it plain");
+            return Response::from_parts(parts, axum::body::Body::from(bytes));
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Response::from_parts(parts, axum::body::Body::from(zipped))
 }
 
 fn non_resource(api: &ApiServer, method: &Method, path: &str, query: Option<&str>, headers: &axum::http::HeaderMap) -> Response {

@@ -52,7 +52,10 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
 }
 
 fn strings_at(v: &Value, ptr: &str) -> Vec<String> {
-    v.pointer(ptr).and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// The attributes of a SubjectAccessReview spec, after upstream's validation of its shape.
@@ -61,16 +64,30 @@ fn spec_attributes(kind: &str, spec: &Value, namespace: Option<&str>) -> Result<
     let non = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
     let mut causes = Vec::new();
     match (res, non) {
-        (None, None) => causes.push(Cause::required("spec.resourceAttributes", "exactly one of nonResourceAttributes or resourceAttributes must be specified")),
-        (Some(_), Some(_)) => causes.push(Cause::invalid("spec.nonResourceAttributes", non.cloned().unwrap_or(Value::Null), "cannot be specified in combination with resourceAttributes")),
+        (None, None) => causes.push(Cause::required(
+            "spec.resourceAttributes",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+        (Some(_), Some(_)) => causes.push(Cause::invalid(
+            "spec.nonResourceAttributes",
+            non.cloned().unwrap_or(Value::Null),
+            "cannot be specified in combination with resourceAttributes",
+        )),
         _ => {}
     }
-    if kind != "SelfSubjectAccessReview" && spec.get("user").and_then(Value::as_str).unwrap_or("").is_empty() && strings_at(spec, "/groups").is_empty() {
+    if kind != "SelfSubjectAccessReview"
+        && spec.get("user").and_then(Value::as_str).unwrap_or("").is_empty()
+        && strings_at(spec, "/groups").is_empty()
+    {
         causes.push(Cause::invalid("spec.user", "", "at least one of user or group must be specified"));
     }
     if kind == "LocalSubjectAccessReview" {
         if non.is_some() {
-            causes.push(Cause::invalid("spec.nonResourceAttributes", non.cloned().unwrap_or(Value::Null), "disallowed on this kind of request"));
+            causes.push(Cause::invalid(
+                "spec.nonResourceAttributes",
+                non.cloned().unwrap_or(Value::Null),
+                "disallowed on this kind of request",
+            ));
         }
         if let Some(r) = res {
             let ns = r.get("namespace").and_then(Value::as_str).unwrap_or("");
@@ -102,9 +119,25 @@ fn subject_of(spec: &Value) -> Identity {
     let extra: BTreeMap<String, Vec<String>> = spec
         .get("extra")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_array()
+                            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    Identity { user: str_at(spec, "/user").into(), groups: strings_at(spec, "/groups"), uid: str_at(spec, "/uid").into(), extra }
+    Identity {
+        user: str_at(spec, "/user").into(),
+        groups: strings_at(spec, "/groups"),
+        uid: str_at(spec, "/uid").into(),
+        extra,
+    }
 }
 
 fn access_status(d: &Decision) -> Value {
@@ -118,28 +151,48 @@ fn access_status(d: &Decision) -> Value {
 
 impl ApiServer {
     /// Answers a request to a review resource (see [`review_kind`]) for `caller`.
-    pub(crate) async fn serve_review(&self, r: &ResourceRequest, kind: &'static str, caller: &Identity, headers: &HeaderMap, body: Bytes) -> Response {
+    pub(crate) async fn serve_review(
+        &self,
+        r: &ResourceRequest,
+        kind: &'static str,
+        caller: &Identity,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
         match self.review(r, kind, caller, headers, body).await {
             Ok(v) => json_response(StatusCode::CREATED, &v),
             Err(e) => axum::response::IntoResponse::into_response(e),
         }
     }
 
-    async fn review(&self, r: &ResourceRequest, kind: &'static str, caller: &Identity, headers: &HeaderMap, body: Bytes) -> Result<Value, ApiError> {
+    async fn review(
+        &self,
+        r: &ResourceRequest,
+        kind: &'static str,
+        caller: &Identity,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Value, ApiError> {
         let namespaced = kind == "LocalSubjectAccessReview";
         if r.verb != "create" || r.name.is_some() || (namespaced && r.namespace.is_none()) {
-            return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
         }
         let group = r.group.as_str();
         let mut obj = decode_body(headers, &body)?;
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let expected = format!("{group}/v1");
         if !av.is_empty() && av != expected {
-            return Err(ApiError::bad_request(format!("the API version in the data ({av}) does not match the expected API version ({expected})")));
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({expected})"
+            )));
         }
         let k = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         if !k.is_empty() && k != kind {
-            return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({kind})")));
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({kind})"
+            )));
         }
         obj["apiVersion"] = json!(expected);
         obj["kind"] = json!(kind);
@@ -148,14 +201,19 @@ impl ApiServer {
             let ns = r.namespace.clone().unwrap_or_default();
             match meta.get("namespace").and_then(Value::as_str) {
                 Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => {
                     meta.insert("namespace".into(), json!(ns));
                 }
             }
         }
-        meta.insert("creationTimestamp".into(), if kind == "SelfSubjectReview" { json!(super::registry::meta::now_rfc3339()) } else { Value::Null });
+        meta.insert(
+            "creationTimestamp".into(),
+            if kind == "SelfSubjectReview" { json!(super::registry::meta::now_rfc3339()) } else { Value::Null },
+        );
         obj["metadata"] = Value::Object(meta);
         let spec = obj.get("spec").cloned().unwrap_or(json!({}));
         let status = match kind {
@@ -185,7 +243,10 @@ impl ApiServer {
                 let rules = self.authorizer.rules_for(caller, ns).await;
                 let mut st = Map::new();
                 st.insert("resourceRules".into(), Value::Array(rules.resource.iter().map(|r| r.to_json()).collect()));
-                st.insert("nonResourceRules".into(), Value::Array(rules.non_resource.iter().map(|r| r.to_json()).collect()));
+                st.insert(
+                    "nonResourceRules".into(),
+                    Value::Array(rules.non_resource.iter().map(|r| r.to_json()).collect()),
+                );
                 st.insert("incomplete".into(), json!(rules.incomplete));
                 if !rules.evaluation_error.is_empty() {
                     st.insert("evaluationError".into(), json!(rules.evaluation_error));

@@ -229,7 +229,15 @@ impl Writer {
 
     /// Whether the source may report on this object now (a token bucket per object).
     fn allowed(&mut self, involved: &Map<String, Value>, now: OffsetDateTime) -> bool {
-        let key = [&self.component, &self.host, s(involved, "kind"), s(involved, "namespace"), s(involved, "name"), s(involved, "uid")].join("\u{0}");
+        let key = [
+            &self.component,
+            &self.host,
+            s(involved, "kind"),
+            s(involved, "namespace"),
+            s(involved, "name"),
+            s(involved, "uid"),
+        ]
+        .join("\u{0}");
         if self.buckets.len() >= REMEMBERED && !self.buckets.contains_key(&key) {
             // Full buckets carry no information: forget them first.
             let refill = REFILL.as_secs_f64();
@@ -274,11 +282,19 @@ impl Writer {
         );
         let stamp = rfc3339(now);
         let window = time::Duration::try_from(DEDUP_WINDOW).unwrap_or(time::Duration::minutes(10));
-        let repeat = self.seen.get(&key).filter(|seen| now - seen.last < window).map(|seen| (seen.name.clone(), seen.namespace.clone(), seen.count + 1, seen.first_timestamp.clone()));
+        let repeat = self
+            .seen
+            .get(&key)
+            .filter(|seen| now - seen.last < window)
+            .map(|seen| (seen.name.clone(), seen.namespace.clone(), seen.count + 1, seen.first_timestamp.clone()));
         if let Some((name, namespace, count, first)) = repeat {
             let patch = json!({"count": count, "lastTimestamp": stamp, "message": p.message});
             let path = format!("/api/v1/namespaces/{namespace}/events/{name}");
-            match self.client.request(Method::PATCH, &path, "application/strategic-merge-patch+json", Some(&patch)).await {
+            match self
+                .client
+                .request(Method::PATCH, &path, "application/strategic-merge-patch+json", Some(&patch))
+                .await
+            {
                 Ok(_) => {
                     self.remember(key, name, namespace, count, first, now);
                     return;
@@ -311,7 +327,15 @@ impl Writer {
         }
     }
 
-    fn remember(&mut self, key: EventKey, name: String, namespace: String, count: i64, first_timestamp: String, now: OffsetDateTime) {
+    fn remember(
+        &mut self,
+        key: EventKey,
+        name: String,
+        namespace: String,
+        count: i64,
+        first_timestamp: String,
+        now: OffsetDateTime,
+    ) {
         if self.seen.len() >= REMEMBERED && !self.seen.contains_key(&key) {
             let window = time::Duration::try_from(DEDUP_WINDOW).unwrap_or(time::Duration::minutes(10));
             self.seen.retain(|_, s| now - s.last < window);
@@ -401,9 +425,20 @@ mod tests {
     #[tokio::test]
     async fn an_event_names_its_object_and_source_like_upstream() {
         let (_dir, client) = setup().await;
-        let cm = client.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "web"}})).await.unwrap();
+        let cm =
+            client.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "web"}})).await.unwrap();
         let rec = EventRecorder::new(client.clone(), "default-scheduler", "node-a");
-        rec.record_event(&cm, NewEvent { type_: EventType::Warning, reason: "Failed", message: "it broke", action: Some("Binding"), field_path: Some("data") }).await;
+        rec.record_event(
+            &cm,
+            NewEvent {
+                type_: EventType::Warning,
+                reason: "Failed",
+                message: "it broke",
+                action: Some("Binding"),
+                field_path: Some("data"),
+            },
+        )
+        .await;
         rec.flush().await;
         let got = events(&client, "involvedObject.name=web,involvedObject.kind=ConfigMap").await;
         assert_eq!(got.len(), 1, "{got:?}");
@@ -418,8 +453,14 @@ mod tests {
         assert_eq!(ev["involvedObject"]["apiVersion"], "v1");
         assert_eq!(ev["involvedObject"]["fieldPath"], "data");
         assert_eq!(ev["source"], json!({"component": "default-scheduler", "host": "node-a"}));
-        assert_eq!((ev["reportingComponent"].as_str(), ev["reportingInstance"].as_str()), (Some("default-scheduler"), Some("node-a")));
-        assert_eq!((ev["type"].as_str(), ev["reason"].as_str(), ev["action"].as_str()), (Some("Warning"), Some("Failed"), Some("Binding")));
+        assert_eq!(
+            (ev["reportingComponent"].as_str(), ev["reportingInstance"].as_str()),
+            (Some("default-scheduler"), Some("node-a"))
+        );
+        assert_eq!(
+            (ev["type"].as_str(), ev["reason"].as_str(), ev["action"].as_str()),
+            (Some("Warning"), Some("Failed"), Some("Binding"))
+        );
         assert_eq!(ev["count"], 1);
         assert_eq!(ev["firstTimestamp"], ev["lastTimestamp"]);
     }
@@ -430,7 +471,8 @@ mod tests {
         let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
         let clock = Arc::new(FakeClock(Mutex::new(start)));
         let rec = EventRecorder::with_clock(client.clone(), "kubelet", "n1", clock.clone());
-        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u-1"}});
+        let pod =
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u-1"}});
         rec.record(&pod, EventType::Normal, "Pulled", "image pulled").await;
         clock.advance(Duration::from_secs(60));
         rec.record(&pod, EventType::Normal, "Pulled", "image pulled").await;

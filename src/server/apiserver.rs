@@ -105,6 +105,12 @@ where
     let url = format!("https://127.0.0.1:{port}");
 
     let tokens = Some(Arc::new(pki.service_account_tokens().clone()));
+    // A remote datastore's lists are served from the API server's watch cache; SQLite is
+    // read in process.
+    let store: Arc<dyn Store> = match &config.datastore {
+        super::config::DatastoreConfig::Etcd(_) => Arc::new(crate::apiserver::watchcache::WatchCache::new(store)),
+        super::config::DatastoreConfig::Embedded => store,
+    };
     let api = ApiServer::with_options(store, ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr, tokens });
     api.bootstrap().await.map_err(|e| ApiStartError::Bootstrap(e.message))?;
 

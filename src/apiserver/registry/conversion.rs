@@ -29,16 +29,64 @@ fn source_key(ty: &str) -> Option<&'static str> {
 /// JSON pointers below the source. `T` is `target` for specs and `current` for statuses.
 fn field_map(ty: &str, status: bool) -> &'static [(&'static str, &'static str)] {
     match (ty, status) {
-        ("Object", false) => &[("/target", "/describedObject"), ("/metricName", "/metric/name"), ("/selector", "/metric/selector"), ("/targetValue", "/target/value"), ("/averageValue", "/target/averageValue")],
-        ("Pods", false) => &[("/metricName", "/metric/name"), ("/selector", "/metric/selector"), ("/targetAverageValue", "/target/averageValue")],
-        ("Resource", false) => &[("/name", "/name"), ("/targetAverageUtilization", "/target/averageUtilization"), ("/targetAverageValue", "/target/averageValue")],
-        ("ContainerResource", false) => &[("/name", "/name"), ("/container", "/container"), ("/targetAverageUtilization", "/target/averageUtilization"), ("/targetAverageValue", "/target/averageValue")],
-        ("External", false) => &[("/metricName", "/metric/name"), ("/metricSelector", "/metric/selector"), ("/targetValue", "/target/value"), ("/targetAverageValue", "/target/averageValue")],
-        ("Object", true) => &[("/target", "/describedObject"), ("/metricName", "/metric/name"), ("/selector", "/metric/selector"), ("/currentValue", "/current/value"), ("/averageValue", "/current/averageValue")],
-        ("Pods", true) => &[("/metricName", "/metric/name"), ("/selector", "/metric/selector"), ("/currentAverageValue", "/current/averageValue")],
-        ("Resource", true) => &[("/name", "/name"), ("/currentAverageUtilization", "/current/averageUtilization"), ("/currentAverageValue", "/current/averageValue")],
-        ("ContainerResource", true) => &[("/name", "/name"), ("/container", "/container"), ("/currentAverageUtilization", "/current/averageUtilization"), ("/currentAverageValue", "/current/averageValue")],
-        ("External", true) => &[("/metricName", "/metric/name"), ("/metricSelector", "/metric/selector"), ("/currentValue", "/current/value"), ("/currentAverageValue", "/current/averageValue")],
+        ("Object", false) => &[
+            ("/target", "/describedObject"),
+            ("/metricName", "/metric/name"),
+            ("/selector", "/metric/selector"),
+            ("/targetValue", "/target/value"),
+            ("/averageValue", "/target/averageValue"),
+        ],
+        ("Pods", false) => &[
+            ("/metricName", "/metric/name"),
+            ("/selector", "/metric/selector"),
+            ("/targetAverageValue", "/target/averageValue"),
+        ],
+        ("Resource", false) => &[
+            ("/name", "/name"),
+            ("/targetAverageUtilization", "/target/averageUtilization"),
+            ("/targetAverageValue", "/target/averageValue"),
+        ],
+        ("ContainerResource", false) => &[
+            ("/name", "/name"),
+            ("/container", "/container"),
+            ("/targetAverageUtilization", "/target/averageUtilization"),
+            ("/targetAverageValue", "/target/averageValue"),
+        ],
+        ("External", false) => &[
+            ("/metricName", "/metric/name"),
+            ("/metricSelector", "/metric/selector"),
+            ("/targetValue", "/target/value"),
+            ("/targetAverageValue", "/target/averageValue"),
+        ],
+        ("Object", true) => &[
+            ("/target", "/describedObject"),
+            ("/metricName", "/metric/name"),
+            ("/selector", "/metric/selector"),
+            ("/currentValue", "/current/value"),
+            ("/averageValue", "/current/averageValue"),
+        ],
+        ("Pods", true) => &[
+            ("/metricName", "/metric/name"),
+            ("/selector", "/metric/selector"),
+            ("/currentAverageValue", "/current/averageValue"),
+        ],
+        ("Resource", true) => &[
+            ("/name", "/name"),
+            ("/currentAverageUtilization", "/current/averageUtilization"),
+            ("/currentAverageValue", "/current/averageValue"),
+        ],
+        ("ContainerResource", true) => &[
+            ("/name", "/name"),
+            ("/container", "/container"),
+            ("/currentAverageUtilization", "/current/averageUtilization"),
+            ("/currentAverageValue", "/current/averageValue"),
+        ],
+        ("External", true) => &[
+            ("/metricName", "/metric/name"),
+            ("/metricSelector", "/metric/selector"),
+            ("/currentValue", "/current/value"),
+            ("/currentAverageValue", "/current/averageValue"),
+        ],
         _ => &[],
     }
 }
@@ -122,7 +170,7 @@ fn copy(from: &Value, to: &mut Value, keys: &[&str]) {
 pub struct HpaV1;
 
 impl Conversion for HpaV1 {
-    fn from_storage(&self, v2: Value) -> Value {
+    fn to_served(&self, v2: Value) -> Value {
         let mut out = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"});
         let mut meta = v2.get("metadata").cloned().unwrap_or(json!({}));
         let mut notes = Map::new();
@@ -131,9 +179,11 @@ impl Conversion for HpaV1 {
         copy(&spec, &mut v1spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
         let metrics = spec.get("metrics").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Some(cpu) = metrics.iter().find(|m| is_cpu_utilization(m)) {
-            v1spec["targetCPUUtilizationPercentage"] = cpu.pointer("/resource/target/averageUtilization").cloned().unwrap_or(Value::Null);
+            v1spec["targetCPUUtilizationPercentage"] =
+                cpu.pointer("/resource/target/averageUtilization").cloned().unwrap_or(Value::Null);
         }
-        let others: Vec<Value> = metrics.iter().filter(|m| !is_cpu_utilization(m)).map(|m| metric_to_v1(m, false)).collect();
+        let others: Vec<Value> =
+            metrics.iter().filter(|m| !is_cpu_utilization(m)).map(|m| metric_to_v1(m, false)).collect();
         if !others.is_empty() {
             notes.insert(METRICS.into(), json!(Value::Array(others).to_string()));
         }
@@ -146,9 +196,10 @@ impl Conversion for HpaV1 {
             copy(status, &mut v1status, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
             let current = status.get("currentMetrics").and_then(Value::as_array).cloned().unwrap_or_default();
             if let Some(u) = current.iter().find_map(|m| {
-                (m.get("type").and_then(Value::as_str) == Some("Resource") && m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu"))
-                    .then(|| present(m, "/resource/current/averageUtilization").cloned())
-                    .flatten()
+                (m.get("type").and_then(Value::as_str) == Some("Resource")
+                    && m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu"))
+                .then(|| present(m, "/resource/current/averageUtilization").cloned())
+                .flatten()
             }) {
                 v1status["currentCPUUtilizationPercentage"] = u;
             }
@@ -190,11 +241,18 @@ impl Conversion for HpaV1 {
                 }
             }
         }
-        let parsed = |k: &str| -> Option<Value> { notes.get(k).and_then(Value::as_str).and_then(|s| serde_json::from_str(s).ok()) };
+        let parsed = |k: &str| -> Option<Value> {
+            notes.get(k).and_then(Value::as_str).and_then(|s| serde_json::from_str(s).ok())
+        };
         let spec = v1.get("spec").cloned().unwrap_or(json!({}));
         let mut v2spec = json!({});
         copy(&spec, &mut v2spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
-        let mut metrics: Vec<Value> = parsed(METRICS).and_then(|v| v.as_array().cloned()).unwrap_or_default().iter().map(|m| metric_to_v2(m, false)).collect();
+        let mut metrics: Vec<Value> = parsed(METRICS)
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| metric_to_v2(m, false))
+            .collect();
         if let Some(t) = present(&spec, "/targetCPUUtilizationPercentage") {
             metrics.push(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}));
         }
@@ -212,7 +270,9 @@ impl Conversion for HpaV1 {
             let current = match parsed(CURRENT_METRICS).and_then(|v| v.as_array().cloned()) {
                 Some(all) => all.iter().map(|m| metric_to_v2(m, true)).collect(),
                 None => match present(status, "/currentCPUUtilizationPercentage") {
-                    Some(u) => vec![json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": u}}})],
+                    Some(u) => vec![
+                        json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": u}}}),
+                    ],
                     None => Vec::new(),
                 },
             };
@@ -260,7 +320,7 @@ fn rename(obj: Value, api_version: &str, from_core: bool) -> Value {
 pub struct EventsV1;
 
 impl Conversion for EventsV1 {
-    fn from_storage(&self, core: Value) -> Value {
+    fn to_served(&self, core: Value) -> Value {
         rename(core, "events.k8s.io/v1", true)
     }
 
@@ -280,10 +340,16 @@ mod tests {
             "status": {"currentReplicas": 2, "desiredReplicas": 3, "currentCPUUtilizationPercentage": 90}});
         let v2 = HpaV1.to_storage(v1.clone());
         assert_eq!(v2["apiVersion"], "autoscaling/v2");
-        assert_eq!(v2["spec"]["metrics"], json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]));
-        assert_eq!(v2["status"]["currentMetrics"], json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 90}}}]));
+        assert_eq!(
+            v2["spec"]["metrics"],
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}])
+        );
+        assert_eq!(
+            v2["status"]["currentMetrics"],
+            json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 90}}}])
+        );
         assert!(v2["metadata"].get("annotations").is_none());
-        let back = HpaV1.from_storage(v2);
+        let back = HpaV1.to_served(v2);
         assert_eq!(back["spec"], v1["spec"]);
         assert_eq!(back["status"]["currentCPUUtilizationPercentage"], 90);
     }
@@ -299,15 +365,21 @@ mod tests {
             ], "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}},
             "status": {"currentReplicas": 1, "desiredReplicas": 1, "conditions": [{"type": "AbleToScale", "status": "True"}],
                 "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 40, "averageValue": "100m"}}}]}});
-        let v1 = HpaV1.from_storage(v2.clone());
+        let v1 = HpaV1.to_served(v2.clone());
         assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
         assert_eq!(v1["status"]["currentCPUUtilizationPercentage"], 40);
         let notes = &v1["metadata"]["annotations"];
         assert_eq!(notes["team"], "a");
         let others: Value = serde_json::from_str(notes[METRICS].as_str().unwrap()).unwrap();
         assert_eq!(others[0], json!({"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "1k"}}));
-        assert_eq!(others[1], json!({"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "500Mi"}}));
-        assert_eq!(others[2], json!({"type": "External", "external": {"metricName": "queue", "metricSelector": {"matchLabels": {"q": "jobs"}}, "targetValue": "30"}}));
+        assert_eq!(
+            others[1],
+            json!({"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "500Mi"}})
+        );
+        assert_eq!(
+            others[2],
+            json!({"type": "External", "external": {"metricName": "queue", "metricSelector": {"matchLabels": {"q": "jobs"}}, "targetValue": "30"}})
+        );
         let back = HpaV1.to_storage(v1);
         // Upstream puts the CPU metric after the others.
         let mut expected = v2.clone();
@@ -324,12 +396,21 @@ mod tests {
             "source": {"component": "kubelet"}, "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:01Z",
             "count": 2, "type": "Normal", "reason": "Pulled", "eventTime": null, "action": "Pull", "related": {"kind": "Node", "name": "n1"},
             "series": {"count": 3, "lastObservedTime": "2024-01-01T00:00:01.000000Z"}});
-        let ev = EventsV1.from_storage(core.clone());
+        let ev = EventsV1.to_served(core.clone());
         assert_eq!(ev["apiVersion"], "events.k8s.io/v1");
-        assert_eq!((ev["note"].as_str(), ev["regarding"]["name"].as_str(), ev["reportingController"].as_str()), (Some("m"), Some("p"), Some("kubelet")));
-        assert_eq!((ev["deprecatedCount"].as_i64(), ev["deprecatedSource"]["component"].as_str()), (Some(2), Some("kubelet")));
+        assert_eq!(
+            (ev["note"].as_str(), ev["regarding"]["name"].as_str(), ev["reportingController"].as_str()),
+            (Some("m"), Some("p"), Some("kubelet"))
+        );
+        assert_eq!(
+            (ev["deprecatedCount"].as_i64(), ev["deprecatedSource"]["component"].as_str()),
+            (Some(2), Some("kubelet"))
+        );
         assert_eq!(ev["deprecatedFirstTimestamp"], "2024-01-01T00:00:00Z");
-        assert_eq!((&ev["series"], &ev["related"], &ev["action"]), (&core["series"], &core["related"], &core["action"]));
+        assert_eq!(
+            (&ev["series"], &ev["related"], &ev["action"]),
+            (&core["series"], &core["related"], &core["action"])
+        );
         assert!(ev.get("message").is_none() && ev.get("involvedObject").is_none());
         assert_eq!(EventsV1.to_storage(ev), core);
     }

@@ -11,6 +11,7 @@ pub mod conversion;
 pub mod meta;
 pub mod services;
 pub mod strategies;
+pub mod validation;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub trait Strategy: Send + Sync {
 /// resource served in more than one version (or group) from one storage.
 pub trait Conversion: Send + Sync {
     /// A stored object as the served version shows it.
-    fn from_storage(&self, stored: Value) -> Value;
+    fn to_served(&self, stored: Value) -> Value;
     /// A served-version object as it is stored.
     fn to_storage(&self, served: Value) -> Value;
 }
@@ -106,7 +107,7 @@ impl ResourceType {
     pub fn decode(&self, bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
         let obj = decode(bytes, rev)?;
         Ok(match &self.conversion {
-            Some(c) => c.from_storage(obj),
+            Some(c) => c.to_served(obj),
             None => obj,
         })
     }

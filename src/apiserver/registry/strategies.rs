@@ -233,7 +233,10 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
             | ("", "replicationcontrollers" | "podtemplates") => {
                 Arc::new(super::workloads::WorkloadStrategy { kind: info.kind })
             }
-            _ => Arc::new(super::Plain),
+            (group, plural) => match super::validation::strategy_for(group, plural) {
+                Some(v) => Arc::new(v),
+                None => Arc::new(super::Plain),
+            },
         };
         let name_rule = match (info.group, info.plural) {
             ("", "namespaces") | ("", "services") => NameRule::Label,
