@@ -41,11 +41,7 @@ impl Drop for DirGuard {
 
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect()
+    text.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).filter(|p| p.starts_with(dir)).collect()
 }
 
 /// Runs `body` in a child process inside a fresh network namespace; returns only in the
@@ -277,11 +273,18 @@ fn exhaustion_and_crash_leftovers() {
 
             // A crash halfway through a setup: the record never got written.
             std::fs::remove_file(cfg.state_dir.join("sandboxes/uid-0.json")).unwrap();
+            // Files of a sandbox that never got further, next to a pod directory of others.
+            std::fs::create_dir_all(cfg.pods_dir.join("uid-x")).unwrap();
+            std::fs::write(cfg.pods_dir.join("uid-x/etc-hosts"), "partial").unwrap();
+            std::fs::create_dir_all(cfg.pods_dir.join("uid-y/volumes")).unwrap();
             drop(net);
             let net = PodNetwork::new(cfg.clone()).await.unwrap();
             assert_eq!(net.list().len(), 4);
             assert!(!links().contains(&k3rs::kubelet::network::link::host_veth_name("uid-0")));
             assert!(!cfg.run_dir.join("sandboxes/uid-0").exists());
+            assert!(!cfg.pods_dir.join("uid-x").exists());
+            assert!(cfg.pods_dir.join("uid-y/volumes").is_dir(), "others' pod directories stay");
+            std::fs::remove_dir_all(cfg.pods_dir.join("uid-y")).unwrap();
             // Its address is free again.
             net.setup(&request("uid-5", "pod-5")).await.unwrap();
 
@@ -330,19 +333,20 @@ fn hundred_setups_and_teardowns_leak_nothing() {
 
             // Fifty at once: distinct addresses, then all gone again.
             let t = Instant::now();
-            let made = futures::future::join_all(
-                (0..50).map(|i| {
-                    let net = &net;
-                    async move { net.setup(&request(&format!("burst-{i}"), &format!("burst-{i}"))).await.unwrap() }
-                }),
-            )
+            let made = futures::future::join_all((0..50).map(|i| {
+                let net = &net;
+                async move { net.setup(&request(&format!("burst-{i}"), &format!("burst-{i}"))).await.unwrap() }
+            }))
             .await;
             let burst = t.elapsed();
             let ips: BTreeSet<IpAddr> = made.iter().filter_map(|s| s.ip).collect();
             assert_eq!(ips.len(), 50);
             assert!(ping(&made[0], made[49].ip.unwrap()));
             let t = Instant::now();
-            futures::future::join_all(made.iter().map(|s| net.teardown(&s.uid))).await.into_iter().for_each(|r| r.unwrap());
+            futures::future::join_all(made.iter().map(|s| net.teardown(&s.uid)))
+                .await
+                .into_iter()
+                .for_each(|r| r.unwrap());
             println!(
                 "50 sandboxes at once: set up in {:.1} ms, torn down in {:.1} ms",
                 burst.as_secs_f64() * 1e3,

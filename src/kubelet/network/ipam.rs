@@ -283,7 +283,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|t| {
                 let ipam = ipam.clone();
-                std::thread::spawn(move || (0..20).map(|i| ipam.allocate(&format!("{t}-{i}")).unwrap()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..20).map(|i| ipam.allocate(&format!("{t}-{i}")).unwrap()).collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<IpAddr> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();

@@ -180,20 +180,6 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
     }
 }
 
-/// All link names in the handle's namespace.
-pub async fn names(handle: &Handle) -> Result<Vec<String>, LinkError> {
-    let mut out = Vec::new();
-    let mut links = handle.link().get().execute();
-    while let Some(msg) = links.try_next().await.map_err(nl("list", "links"))? {
-        for attr in msg.attributes {
-            if let LinkAttribute::IfName(name) = attr {
-                out.push(name);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Names of the links attached to the bridge with index `bridge`.
 pub async fn ports(handle: &Handle, bridge: u32) -> Result<Vec<String>, LinkError> {
     let mut out = Vec::new();
