@@ -100,6 +100,7 @@ impl Sandbox {
             }
         }
         cmd.arg("server")
+            .arg("--disable-agent")
             .arg("--config")
             .arg(self.dir.path().join("config.yaml"))
             .arg("--data-dir")

@@ -73,7 +73,7 @@ async fn start_k3rs() -> (Server, Client) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let child = Command::new(&bin)
-        .args(["server", "--data-dir"])
+        .args(["server", "--disable-agent", "--data-dir"])
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

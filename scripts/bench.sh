@@ -3,6 +3,7 @@
 #   scripts/bench.sh store     the datastore through the etcd API, k3rs vs etcd 3.4
 #   scripts/bench.sh startup   exec -> /readyz on first and warm boots; memory after 30 s idle
 #   scripts/bench.sh api       creates, patches, lists and watches over HTTPS, 16 clients
+#   scripts/bench.sh pods      100 busybox pods on a real node (root); runtime vs runc
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,14 @@ case "$what" in
     release_k3rs
     cargo bench --bench api -- "$what"
     ;;
+  pods)
+    scripts/install-deps.sh
+    release_k3rs
+    python3 scripts/bench_pods.py
+    if [ -f benches/runtime.rs ]; then cargo bench --bench runtime; fi
+    ;;
   *)
-    echo "usage: scripts/bench.sh store|startup|api" >&2
+    echo "usage: scripts/bench.sh store|startup|api|pods" >&2
     exit 2
     ;;
 esac

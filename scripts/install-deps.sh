@@ -11,6 +11,10 @@ packages=(
   etcd-server       # test: a real etcd to compare with and to run the etcd backend against
   etcd-client       # test: etcdctl against the etcd API socket
   busybox-static    # test: the userland of test container images
+  docker-registry   # test: a real local OCI registry to pull from
+  skopeo            # test: pushes test images into it
+  apache2-utils     # test: htpasswd, for the registry's Basic auth
+  runc              # bench: the peer runtime benches/runtime.rs compares with
   iproute2          # test: network namespaces for the end-to-end tests
   util-linux        # test: nsenter
 )

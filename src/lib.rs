@@ -11,6 +11,7 @@ pub mod etcdapi;
 pub mod images;
 pub mod kubelet;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -1,3 +1,8 @@
 fn main() -> std::process::ExitCode {
+    // The container shim is this binary re-executed; it must not start the CLI or any runtime.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "shim") {
+        return std::process::ExitCode::from(k3rs::kubelet::runtime::shim::main(args) as u8);
+    }
     k3rs::cli::main()
 }

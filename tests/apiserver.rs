@@ -197,6 +197,10 @@ async fn pods_on_a_node_are_deleted_gracefully() {
         }
         p
     };
+    // No controllers run here: the account pods default to is made by hand.
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    let (code, _) = a.call(Method::POST, "/api/v1/namespaces/default/serviceaccounts", sa).await;
+    assert_eq!(code, StatusCode::CREATED);
     let (code, created) = a.call(Method::POST, "/api/v1/namespaces/default/pods", pod("free", None)).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     assert_eq!(created["spec"]["restartPolicy"], "Always");

@@ -46,7 +46,7 @@ impl Sandbox {
             self.write("config.yaml", "");
         }
         let mut cmd = k3rs();
-        cmd.arg("server").arg("--config").arg(&config).arg("--data-dir").arg(self.path("data")).args(args);
+        cmd.arg("server").arg("--disable-agent").arg("--config").arg(&config).arg("--data-dir").arg(self.path("data")).args(args);
         cmd
     }
 
@@ -107,6 +107,7 @@ fn help_lists_the_server_command_and_its_flags() {
         "--datastore-cafile",
         "--datastore-certfile",
         "--datastore-keyfile",
+        "--disable-agent",
         "--debug",
         "--config",
     ] {

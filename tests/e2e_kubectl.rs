@@ -2,139 +2,13 @@
 //! test makes (a veth pair inside it is the node's interface), driven by the real kubectl
 //! (the default one, 1.27 and 1.33) and the official Python client.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// A network namespace with a node address, deleted on drop.
-struct Netns {
-    name: String,
-}
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("k3rs-e2e-{tag}-{}", std::process::id());
-        let run = |args: &[&str]| {
-            let ok = Command::new("ip").args(args).status().expect("run ip");
-            assert!(ok.success(), "ip {args:?} failed: these tests need root");
-        };
-        run(&["netns", "add", &name]);
-        let ns = Netns { name };
-        run(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        run(&["-n", &ns.name, "link", "add", "k3rs0", "type", "veth", "peer", "name", "k3rs1"]);
-        run(&["-n", &ns.name, "addr", "add", "192.168.77.1/24", "dev", "k3rs0"]);
-        run(&["-n", &ns.name, "link", "set", "k3rs0", "up"]);
-        run(&["-n", &ns.name, "link", "set", "k3rs1", "up"]);
-        ns
-    }
-
-    /// A command run inside the namespace (network only: cgroups and mounts stay the host's).
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-struct Cluster {
-    ns: Netns,
-    server: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
-}
-
-fn kubectl_dir() -> PathBuf {
-    let real = std::fs::canonicalize(which("kubectl")).expect("kubectl on PATH");
-    real.parent().expect("kubectl's folder").to_path_buf()
-}
-
-fn which(cmd: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).find(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("{cmd} is not on PATH"))
-}
-
-impl Cluster {
-    fn start(tag: &str) -> Cluster {
-        let ns = Netns::new(tag);
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let server = ns
-            .command(env!("CARGO_BIN_EXE_k3rs"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(dir.path().join("kubeconfig"))
-            .args(["--node-ip", "192.168.77.1", "--node-name", "e2e-node"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start k3rs");
-        let c = Cluster { ns, server, dir };
-        let start = Instant::now();
-        loop {
-            let out = c.kubectl(&["get", "--raw", "/readyz"]);
-            if out.status.success() {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "server not ready: {}", c.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn kubectl_with(&self, binary: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = self.ns.command(binary);
-        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        cmd.env("HOME", self.dir.path()).env("KUBECACHEDIR", self.dir.path().join(format!("cache-{}", binary.display().to_string().replace('/', "_"))));
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_with(Path::new("kubectl"), args, None)
-    }
-
-    /// Runs kubectl and returns stdout, failing the test with stderr and the server log.
-    fn ok(&self, binary: &Path, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl_with(binary, args, stdin);
-        assert!(
-            out.status.success(),
-            "{} {args:?} failed:\n{}\n--- server log ---\n{}",
-            binary.display(),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
+use common::cluster::{kubectl_dir, Cluster};
 
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap
@@ -309,4 +183,23 @@ fn api_resources_explain_and_watch() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("ADDED") && l.contains("watched")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("DELETED") && l.contains("watched")), "{text}");
+}
+
+#[test]
+fn auth_whoami_can_i_and_impersonation_over_tls() {
+    let c = Cluster::start("auth");
+    let kubectl = Path::new("kubectl");
+    let who = c.ok(kubectl, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"], None);
+    assert_eq!(who, r#"system:admin ["system:masters","system:authenticated"]"#);
+    assert_eq!(c.ok(kubectl, &["auth", "can-i", "create", "pods"], None).trim(), "yes");
+    let list = c.ok(kubectl, &["auth", "can-i", "--list"], None);
+    assert!(list.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.*", "[]", "[]", "[*]"]), "{list}");
+    let out = c.kubectl(&["--as=someone", "get", "pods"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        r#"Error from server (Forbidden): pods is forbidden: User "someone" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    let out = c.kubectl(&["--as=someone", "auth", "can-i", "create", "pods"]);
+    assert_eq!((out.status.success(), String::from_utf8_lossy(&out.stdout).trim()), (false, "no"));
 }

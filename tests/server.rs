@@ -50,7 +50,9 @@ impl Sandbox {
                 cmd.env_remove(name);
             }
         }
+        // Outside a network namespace of its own: the control plane only.
         cmd.arg("server")
+            .arg("--disable-agent")
             .arg("--config")
             .arg(self.path("config.yaml"))
             .arg("--write-kubeconfig")
@@ -317,6 +319,7 @@ fn runs_in_process_until_told_to_stop() {
     let sb = Sandbox::new();
     let mut config = k3rs::server::config::ServerConfig::with_defaults(sb.data(), "test-node");
     config.disabled = k3rs::server::components::Disabled::new([k3rs::server::components::ETCD_API]);
+    config.disable_agent = true;
     config.apiserver.write_kubeconfig = sb.path("kubeconfig.yaml");
     config.apiserver.bind_address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     config.apiserver.https_listen_port = free_port();

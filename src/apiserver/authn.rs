@@ -10,6 +10,11 @@ use crate::pki::TokenClaims;
 impl ApiServer {
     /// Who a bearer token stands for, or `None` (answered 401).
     pub async fn authenticate_token(&self, token: &str) -> Option<Identity> {
+        self.authenticate_token_audiences(token).await.map(|(id, _)| id)
+    }
+
+    /// [`ApiServer::authenticate_token`] with the audiences the token names (for TokenReview).
+    pub async fn authenticate_token_audiences(&self, token: &str) -> Option<(Identity, Vec<String>)> {
         let tokens = self.opts.tokens.as_ref()?;
         let claims = match tokens.verify(token) {
             Ok(c) => c,
@@ -32,7 +37,16 @@ impl ApiServer {
         let user = claims.user_info()?;
         let mut groups = user.groups;
         groups.push("system:authenticated".into());
-        Some(Identity { user: user.name, groups })
+        let mut extra = std::collections::BTreeMap::new();
+        if let Some(pod) = claims.kubernetes.as_ref().and_then(|k| k.pod.as_ref()) {
+            extra.insert("authentication.kubernetes.io/pod-name".to_string(), vec![pod.name.clone()]);
+            extra.insert("authentication.kubernetes.io/pod-uid".to_string(), vec![pod.uid.clone()]);
+        }
+        if let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) {
+            extra.insert("authentication.kubernetes.io/credential-id".to_string(), vec![format!("JTI={jti}")]);
+        }
+        let audiences = claims.aud.clone();
+        Some((Identity { user: user.name, groups, uid: sa, extra }, audiences))
     }
 
     async fn object_uid(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<String> {

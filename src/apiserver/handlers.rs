@@ -155,6 +155,9 @@ impl ApiServer {
     }
 
     async fn resource(&self, r: ResourceRequest, headers: &HeaderMap, raw_query: Option<&str>, body: Bytes) -> Result<Response, ApiError> {
+        if r.group.is_empty() && r.verb == "create" && (r.resource == "bindings" || (r.resource == "pods" && r.subresource.as_deref() == Some("binding"))) {
+            return self.binding(&r, headers, raw_query, &body).await;
+        }
         let rt = self.find(&r)?;
         let q = Query::parse(raw_query)?;
         let ns = if rt.namespaced { r.namespace.as_deref() } else { None };
@@ -340,6 +343,20 @@ impl ApiServer {
             }
             other => Err(ApiError::method_not_allowed(format!("verb {other} is not supported"))),
         }
+    }
+}
+
+impl ApiServer {
+    /// `pods/<name>/binding` and the deprecated `bindings` collection: see
+    /// [`super::registry::Registry::bind_pod`].
+    async fn binding(&self, r: &ResourceRequest, headers: &HeaderMap, raw_query: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
+        let pods = self.resource_type("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let q = Query::parse(raw_query)?;
+        let ns = r.namespace.as_deref().ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        let binding = decode_body(headers, body)?;
+        let url_name = if r.resource == "pods" { r.name.as_deref() } else { None };
+        let done = self.registry.bind_pod(&pods, ns, url_name, &binding, &q.write_options()?).await?;
+        Ok(json_response(StatusCode::CREATED, &done))
     }
 }
 

@@ -7,9 +7,11 @@
 //! a socket.
 
 mod authn;
+pub mod authz;
 mod bootstrap;
 pub mod discovery;
 pub mod handlers;
+pub mod impersonation;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -18,8 +20,10 @@ pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
+pub mod reviews;
 pub mod selector;
 pub mod status;
+pub mod streaming;
 pub mod table;
 pub mod watch;
 
@@ -38,15 +42,19 @@ use crate::store::Store;
 
 /// Who is calling: set by the listener from the client certificate or bearer token, or by
 /// an in-process component.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
+    /// Empty when the authenticator has none (client certificates carry none).
+    pub uid: String,
+    /// Extra attributes (a service account token's pod name and uid, impersonated extras).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Identity {
     pub fn new(user: impl Into<String>, groups: &[&str]) -> Self {
-        Identity { user: user.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        Identity { user: user.into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() }
     }
 }
 
@@ -78,17 +86,11 @@ pub struct ApiServer {
     pub registry: Registry,
     /// `host:port` clients should use, for the `/api` document.
     pub server_address: String,
+    /// Decides every request after authentication (and impersonation).
+    pub authorizer: Arc<dyn authz::Authorizer>,
     types: HashMap<(String, String, String), Arc<ResourceType>>,
-}
-
-/// The identities allowed everything until RBAC arrives: cluster admins and k3rs' own
-/// components.
-fn is_privileged(id: &Identity) -> bool {
-    id.groups.iter().any(|g| g == "system:masters" || g == "system:nodes")
-        || matches!(
-            id.user.as_str(),
-            "system:kube-controller-manager" | "system:kube-scheduler" | "system:kube-proxy" | "system:kube-apiserver"
-        )
+    /// The container side of `pods/log`, `pods/exec` and `pods/attach`.
+    pod_streams: streaming::PodStreamsSlot,
 }
 
 /// Paths anyone may read, as upstream's `system:public-info-viewer`.
@@ -105,11 +107,24 @@ impl ApiServer {
     }
 
     pub fn with_options(store: Arc<dyn Store>, opts: ApiOptions) -> Arc<Self> {
+        Self::with_authorizer(store, opts, Arc::new(authz::BootstrapPolicy))
+    }
+
+    /// An API server whose requests `authorizer` decides (RBAC, when it comes).
+    pub fn with_authorizer(store: Arc<dyn Store>, opts: ApiOptions, authorizer: Arc<dyn authz::Authorizer>) -> Arc<Self> {
         let mut types = HashMap::new();
         for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
         }
-        Arc::new(ApiServer { registry: Registry::new(store), server_address: opts.advertise.to_string(), opts, metrics: Default::default(), types })
+        Arc::new(ApiServer {
+            registry: Registry::new(store),
+            server_address: opts.advertise.to_string(),
+            opts,
+            metrics: Default::default(),
+            authorizer,
+            types,
+            pod_streams: Default::default(),
+        })
     }
 
     /// The resource type served at group/version/plural.
@@ -122,7 +137,7 @@ impl ApiServer {
     pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Arc<ResourceType>> =
-            self.types.values().filter(|t| t.namespaced && seen.insert(t.storage.clone())).cloned().collect();
+            self.types.values().filter(|t| t.namespaced && t.conversion.is_none() && seen.insert(t.storage.clone())).cloned().collect();
         out.sort_by_key(|t| t.plural);
         out
     }
@@ -156,29 +171,30 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
             }
         }
     }
+    if let Some(requester) = identity.as_ref() {
+        match api.impersonate(requester, &parts.headers).await {
+            Ok(Some(acting)) => identity = Some(acting),
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
     let info = request::parse(&parts.method, &path, query.as_deref());
     if !is_public(&path) {
         let Some(id) = identity.as_ref() else { return ApiError::unauthorized().into_response() };
-        if !is_privileged(id) {
-            return match &info {
-                RequestInfo::Resource(r) => ApiError::forbidden(
-                    &id.user,
-                    r.verb,
-                    &r.group,
-                    &r.resource,
-                    r.namespace.as_deref(),
-                    r.name.as_deref(),
-                )
-                .into_response(),
-                RequestInfo::NonResource { verb, path } => {
-                    let mut e = ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user));
-                    e.details.subject = None;
-                    e.into_response()
-                }
-            };
+        if let Err(e) = api.authorize(id, &info).await {
+            return e.into_response();
         }
     }
     match info {
+        RequestInfo::Resource(r) if streaming::handles(&r) => streaming::serve(&api, r, parts).await,
+        RequestInfo::Resource(r) if reviews::review_kind(&r).is_some() => {
+            let kind = reviews::review_kind(&r).unwrap_or_default();
+            let caller = identity.unwrap_or_default();
+            match axum::body::to_bytes(body, handlers::MAX_BODY).await {
+                Ok(body) => api.serve_review(&r, kind, &caller, &parts.headers, body).await,
+                Err(_) => ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
+            }
+        }
         RequestInfo::Resource(r) => {
             let started = std::time::Instant::now();
             let (verb, group, version, resource) = (r.verb, r.group.clone(), r.version.clone(), r.resource.clone());
@@ -190,6 +206,48 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
             resp
         }
         RequestInfo::NonResource { .. } => non_resource(&api, &parts.method, &path, query.as_deref(), &parts.headers),
+    }
+}
+
+impl ApiServer {
+    /// Asks the authorizer about a request; a denial is upstream's 403.
+    async fn authorize(&self, id: &Identity, info: &RequestInfo) -> Result<(), ApiError> {
+        let attrs = match info {
+            RequestInfo::Resource(r) => authz::Attributes::Resource(authz::ResourceAttributes {
+                namespace: r.namespace.clone().unwrap_or_default(),
+                verb: r.verb.to_string(),
+                group: r.group.clone(),
+                version: r.version.clone(),
+                resource: r.resource.clone(),
+                subresource: r.subresource.clone().unwrap_or_default(),
+                name: r.name.clone().unwrap_or_default(),
+            }),
+            RequestInfo::NonResource { verb, path } => authz::Attributes::NonResource { verb: verb.clone(), path: path.clone() },
+        };
+        let reason = match self.authorizer.authorize(id, &attrs).await {
+            authz::Decision::Allow { .. } => return Ok(()),
+            authz::Decision::Deny { reason } => reason,
+        };
+        let mut e = match info {
+            RequestInfo::Resource(r) => ApiError::forbidden_subresource(
+                &id.user,
+                r.verb,
+                &r.group,
+                &r.resource,
+                r.subresource.as_deref().unwrap_or(""),
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+            ),
+            RequestInfo::NonResource { verb, path } => {
+                let mut e = ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user));
+                e.details.subject = None;
+                e
+            }
+        };
+        if !reason.is_empty() {
+            e.message = format!("{}: {reason}", e.message);
+        }
+        Err(e)
     }
 }
 

@@ -135,7 +135,13 @@ impl ApiError {
 
     /// 403 in upstream's words.
     pub fn forbidden(user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> Self {
+        Self::forbidden_subresource(user, verb, group, resource, "", namespace, name)
+    }
+
+    /// [`ApiError::forbidden`] of a subresource: the user "cannot get resource "pods/log"".
+    pub fn forbidden_subresource(user: &str, verb: &str, group: &str, resource: &str, subresource: &str, namespace: Option<&str>, name: Option<&str>) -> Self {
         let what = qualified(group, resource);
+        let full = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
         let subject = match name {
             Some(n) if !n.is_empty() => format!("{what} \"{n}\""),
             _ => what.clone(),
@@ -147,7 +153,7 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}"),
+            format!("{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\"{scope}"),
         )
         .about(group, resource, name.unwrap_or(""))
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::registry::{decode_stored, parse_rv, ObjectFilter, ResourceType};
+use super::registry::{parse_rv, ObjectFilter, ResourceType};
 use super::status::ApiError;
 use crate::store::{Event, EventKind, KeyRange, RangeOptions, Revision, Store, StoreError, WatchItem};
 
@@ -61,13 +61,13 @@ fn bookmark(rt: &ResourceType, rev: Revision, initial_end: bool) -> Bytes {
 }
 
 /// Translates one store event into the watch line the client should see, if any.
-fn translate(ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>, render: Option<&Render>) -> Option<Bytes> {
+fn translate(rt: &ResourceType, ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>, render: Option<&Render>) -> Option<Bytes> {
     let rev = ev.kv.mod_revision;
-    let prev = ev.prev_kv.as_ref().and_then(|p| decode_stored(&p.value, p.mod_revision).ok());
+    let prev = ev.prev_kv.as_ref().and_then(|p| rt.decode(&p.value, p.mod_revision).ok());
     let passes = |o: &Value| filter.is_none_or(|f| f(o));
     match ev.kind {
         EventKind::Put => {
-            let obj = decode_stored(&ev.kv.value, rev).ok()?;
+            let obj = rt.decode(&ev.kv.value, rev).ok()?;
             let now = passes(&obj);
             let before = prev.as_ref().is_some_and(&passes);
             match (prev.is_some(), before, now) {
@@ -103,7 +103,7 @@ pub async fn start(
         let page = store.range(&range, RangeOptions::default()).await?;
         let mut lines = Vec::new();
         for kv in &page.kvs {
-            let obj = decode_stored(&kv.value, kv.mod_revision)?;
+            let obj = rt.decode(&kv.value, kv.mod_revision)?;
             if req.filter.as_ref().is_none_or(|f| f(&obj)) {
                 lines.push(event_line("ADDED", &obj, req.render.as_ref()));
             }
@@ -157,7 +157,7 @@ pub async fn start(
                     item = st.events.next() => match item {
                         Some(Ok(WatchItem::Events(evs))) => {
                             for ev in &evs {
-                                if let Some(l) = translate(ev, filter.as_deref(), render.as_ref()) {
+                                if let Some(l) = translate(&rt, ev, filter.as_deref(), render.as_ref()) {
                                     st.pending.push_back(l);
                                 }
                             }

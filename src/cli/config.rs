@@ -107,11 +107,12 @@ pub enum Key {
     DatastoreCafile,
     DatastoreCertfile,
     DatastoreKeyfile,
+    DisableAgent,
     Debug,
 }
 
 impl Key {
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 19] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -129,6 +130,7 @@ impl Key {
         Key::DatastoreCafile,
         Key::DatastoreCertfile,
         Key::DatastoreKeyfile,
+        Key::DisableAgent,
         Key::Debug,
     ];
 
@@ -152,6 +154,7 @@ impl Key {
             Key::DatastoreCafile => "datastore-cafile",
             Key::DatastoreCertfile => "datastore-certfile",
             Key::DatastoreKeyfile => "datastore-keyfile",
+            Key::DisableAgent => "disable-agent",
             Key::Debug => "debug",
         }
     }
@@ -395,7 +398,7 @@ fn expected(key: Key) -> &'static str {
     match key {
         Key::Disable => "a component name or a list of them",
         Key::TlsSan => "a DNS name or IP address, or a list of them",
-        Key::Debug => "true or false",
+        Key::Debug | Key::DisableAgent => "true or false",
         _ => "a single value",
     }
 }
@@ -472,6 +475,7 @@ struct Settings {
     datastore_certfile: Option<Sourced<PathBuf>>,
     datastore_keyfile: Option<Sourced<PathBuf>>,
     debug: Option<Sourced<bool>>,
+    disable_agent: Option<Sourced<bool>>,
 }
 
 impl Settings {
@@ -523,6 +527,14 @@ impl Settings {
             Key::DatastoreCafile => self.datastore_cafile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::DatastoreCertfile => self.datastore_certfile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::DatastoreKeyfile => self.datastore_keyfile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
+            Key::DisableAgent => {
+                let on = match raw {
+                    Raw::Bool(b) => b,
+                    Raw::Text(t) => parse_bool(&t).map_err(fail)?,
+                    Raw::List(_) => return Err(fail(format!("expected {}, found a list", expected(key)))),
+                };
+                self.disable_agent = at(on, origin);
+            }
             Key::Debug => {
                 let on = match raw {
                     Raw::Bool(b) => b,
@@ -583,6 +595,7 @@ impl Settings {
         Ok(ServerConfig {
             data_dir: DataDir::new(data_dir),
             debug: self.debug.is_some_and(|s| s.value),
+            disable_agent: self.disable_agent.is_some_and(|s| s.value),
             datastore,
             disabled: Disabled::new(self.disable.map(|s| s.value).unwrap_or_default()),
             apiserver: ApiServerConfig {

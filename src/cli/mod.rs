@@ -4,6 +4,7 @@
 //! line, before anything is bound or written), 1 when the command fails while running.
 
 pub mod config;
+mod images;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ enum Command {
     /// Run the server: today the datastore (embedded SQLite or external etcd) and the etcd
     /// API over it; the Kubernetes API server arrives in a later release.
     Server(ServerArgs),
+    /// Manage the node's images: import archives, list, remove, pull.
+    Images(images::ImagesArgs),
 }
 
 /// Flags of `k3rs server`. Values are kept as given and parsed by [`config`], so a bad value
@@ -123,6 +126,10 @@ struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     datastore_keyfile: Option<String>,
 
+    /// Do not run the node (kubelet): only the control plane
+    #[arg(long)]
+    disable_agent: bool,
+
     /// Debug logging (RUST_LOG, when set, overrides)
     #[arg(long)]
     debug: bool,
@@ -166,6 +173,9 @@ impl ServerArgs {
         if self.debug {
             out.push((Key::Debug, Raw::Bool(true)));
         }
+        if self.disable_agent {
+            out.push((Key::DisableAgent, Raw::Bool(true)));
+        }
         out
     }
 }
@@ -178,6 +188,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server(args) => server(args),
+        Command::Images(args) => images::run(args),
     }
 }
 
@@ -367,7 +378,7 @@ mod tests {
             "--tls-san=10.0.0.5,lb.example.com",
         ])
         .expect("parse");
-        let Command::Server(args) = cli.command;
+        let Command::Server(args) = cli.command else { panic!("parsed as server") };
         let got = args.settings();
         assert!(got.contains(&(Key::DataDir, Raw::Text("/srv".into()))));
         assert!(got.contains(&(Key::HttpsListenPort, Raw::Text("bad".into()))));

@@ -2,6 +2,8 @@
 //! authentication identity, authorization, admission and validation as a remote client,
 //! without a socket.
 
+pub mod events;
+
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -7,30 +7,29 @@
 //! Layout under the store root (`<data-dir>/agent/image-store/`, see `server::layout`):
 //! `blobs/sha256/<hex>` (manifests, configs, compressed layers), `layers/<chain-id>/` (one
 //! unpacked layer each), `images/` (name → image records), `imported/` (archive digests
-//! already imported), `containers/<key>/{upper,work,rootfs}` (per-container overlays).
+//! already imported), `containers/<key>/{upper,work,rootfs,image}` (per-container overlays), `tmp/` (work in
+//! progress, renamed into place when complete), `lock` (held by whoever writes).
 
-use std::path::{Path, PathBuf};
+mod archive;
+pub mod digest;
+mod error;
+mod http;
+pub mod manifest;
+mod pull;
+mod reference;
+mod rootfs;
+mod registries;
+mod store;
+mod unpack;
+mod watch;
 
-/// A reference normalised the way upstream does: `busybox` → `docker.io/library/busybox:latest`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageRef {
-    /// e.g. `docker.io`, `localhost:5000`.
-    pub registry: String,
-    /// e.g. `library/busybox`.
-    pub repository: String,
-    /// Absent when only a digest was given.
-    pub tag: Option<String>,
-    /// `sha256:<hex>` when pinned.
-    pub digest: Option<String>,
-}
-
-impl ImageRef {
-    /// Parses and normalises a reference as a pod spec or `k3rs images` names it.
-    pub fn parse(s: &str) -> Result<ImageRef, ImageError> {
-        let _ = s;
-        Err(ImageError::InvalidReference { reference: s.to_string(), reason: "not implemented yet".into() })
-    }
-}
+pub use error::ImageError;
+pub use http::SYSTEM_CA_BUNDLE;
+pub use pull::{Credential, PullOptions};
+pub use watch::{import_dir_once, watch_import_dir};
+pub use reference::{ImageRef, DEFAULT_REGISTRY};
+pub use registries::{AuthConfig, Endpoint, Mirror, RegistriesConfig, RegistryConfig, TlsConfig};
+pub use store::ImageStore;
 
 /// The parts of an image's config a container needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,31 +55,13 @@ pub struct Image {
     pub config: ImageConfig,
     /// Chain IDs of the layers, lowest first.
     pub layers: Vec<String>,
-}
-
-/// Registry mirrors and credentials, k3s' `/etc/k3rs/registries.yaml`.
-#[derive(Clone, Debug, Default)]
-pub struct RegistriesConfig {}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("invalid image reference {reference:?}: {reason}")]
-    InvalidReference { reference: String, reason: String },
-    #[error("image {0:?} not found")]
-    NotFound(String),
-}
-
-/// The node's image store.
-pub struct ImageStore {
-    root: PathBuf,
-}
-
-impl ImageStore {
-    pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
-        Ok(ImageStore { root: root.to_path_buf() })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
+    /// The manifest of this platform (a blob in the store).
+    #[serde(default)]
+    pub manifest_digest: String,
+    /// The layer blobs as the manifest lists them (compressed or not), lowest first.
+    #[serde(default)]
+    pub layer_digests: Vec<String>,
+    /// Other blobs the image keeps, such as the multi-platform index it was chosen from.
+    #[serde(default)]
+    pub extra_blobs: Vec<String>,
 }

@@ -7,7 +7,17 @@
 //! and UTS namespaces kept as bind-mounted files) with an address on the node's bridge;
 //! `logs` reads the CRI-format log files the shims write.
 
+pub mod backend;
+pub mod backoff;
 pub mod logs;
+pub mod manager;
 pub mod network;
+pub mod node_backend;
+pub mod node;
 pub mod runtime;
 pub mod spec;
+pub mod status;
+pub mod volumes;
+pub mod worker;
+#[cfg(test)]
+mod worker_tests;

@@ -1,5 +1,5 @@
 //! Starting the API server inside `k3rs server`: PKI, the admin kubeconfig, boot-time
-//! objects, the HTTPS listener and the controllers.
+//! objects, the HTTPS listener, the controllers and the scheduler.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,6 +10,7 @@ use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
 use crate::apiserver::{ApiOptions, ApiServer, Identity};
 use crate::client::Client;
+use crate::controllers::ControllerContext;
 use crate::pki::{self, PkiConfig};
 use crate::store::Store;
 
@@ -116,7 +117,7 @@ where
         pki::identity_from_cert(der).ok().map(|u| {
             let mut groups = u.groups;
             groups.push("system:authenticated".into());
-            Identity { user: u.name, groups }
+            Identity { user: u.name, groups, ..Default::default() }
         })
     });
     let mut tasks = Vec::new();
@@ -131,8 +132,10 @@ where
     let controller_identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
     for (name, run) in crate::controllers::CONTROLLERS {
         tracing::debug!(controller = name, "starting");
-        let client = Client::new(api.clone(), controller_identity.clone());
-        tasks.push(tokio::spawn(run(client, Box::pin(stop()))));
+        let ctx = ControllerContext { client: Client::new(api.clone(), controller_identity.clone()), ca_pem: pki.server_ca_pem().to_string() };
+        tasks.push(tokio::spawn(run(ctx, Box::pin(stop()))));
     }
+    let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));
+    tasks.push(tokio::spawn(crate::scheduler::run(scheduler, stop())));
     Ok(Started { api, url, tasks })
 }

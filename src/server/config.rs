@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub data_dir: DataDir,
     /// Debug logging (unless `RUST_LOG` says otherwise).
     pub debug: bool,
+    /// Only the control plane: no kubelet on this machine.
+    pub disable_agent: bool,
     pub datastore: DatastoreConfig,
     pub disabled: Disabled,
     pub apiserver: ApiServerConfig,
@@ -40,6 +42,7 @@ impl ServerConfig {
         ServerConfig {
             data_dir: DataDir::new(data_dir),
             debug: false,
+            disable_agent: false,
             datastore: DatastoreConfig::Embedded,
             disabled: Disabled::default(),
             apiserver: ApiServerConfig::default(),

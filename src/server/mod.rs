@@ -5,6 +5,7 @@
 //! The configuration arrives validated ([`config::ServerConfig`]); nothing here parses
 //! user input. Every failure is a [`ServerError`] naming what failed; nothing panics.
 
+pub mod agent;
 pub mod apiserver;
 pub mod components;
 pub mod config;
@@ -67,6 +68,8 @@ pub enum ServerError {
     CompactorStopped { reason: String },
     #[error("the API server could not start: {0}")]
     ApiServer(String),
+    #[error("the node could not start: {0}")]
+    Agent(String),
     #[error("closing the datastore failed: {0}")]
     CloseDatastore(#[source] StoreError),
 }
@@ -229,6 +232,12 @@ async fn serve(
             Ok(started) => {
                 api_tasks = started.tasks;
                 api_url = started.url;
+                if !config.disable_agent {
+                    match agent::start(config, started.api.clone(), apiserver::node_ip(config), &stop).await {
+                        Ok(tasks) => api_tasks.extend(tasks),
+                        Err(e) => failure = Some(ServerError::Agent(e.to_string())),
+                    }
+                }
             }
             Err(e) => failure = Some(ServerError::ApiServer(e.to_string())),
         }

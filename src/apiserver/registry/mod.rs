@@ -7,6 +7,7 @@
 //! the store's modification revision, filled in on the way out.
 
 pub mod allocator;
+pub mod conversion;
 pub mod meta;
 pub mod services;
 pub mod strategies;
@@ -57,6 +58,15 @@ pub trait Strategy: Send + Sync {
     async fn release(&self, _store: &Arc<dyn Store>, _obj: &Value) {}
 }
 
+/// Converts between a served version and the version objects are stored in, for a
+/// resource served in more than one version (or group) from one storage.
+pub trait Conversion: Send + Sync {
+    /// A stored object as the served version shows it.
+    fn from_storage(&self, stored: Value) -> Value;
+    /// A served-version object as it is stored.
+    fn to_storage(&self, served: Value) -> Value;
+}
+
 /// A strategy with no resource-specific rules.
 pub struct Plain;
 #[async_trait::async_trait]
@@ -78,6 +88,9 @@ pub struct ResourceType {
     /// The key prefix below `/registry/`: usually the plural.
     pub storage: String,
     pub strategy: Arc<dyn Strategy>,
+    /// Set when the stored objects are of another version: everything the registry
+    /// handles is in the served version, converted on the way in and out of the store.
+    pub conversion: Option<Arc<dyn Conversion>>,
 }
 
 impl ResourceType {
@@ -86,6 +99,22 @@ impl ResourceType {
             self.version.to_string()
         } else {
             format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// A stored object as this version serves it, with its resourceVersion.
+    pub fn decode(&self, bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+        let obj = decode(bytes, rev)?;
+        Ok(match &self.conversion {
+            Some(c) => c.from_storage(obj),
+            None => obj,
+        })
+    }
+
+    fn encode(&self, obj: &Value) -> Result<Bytes, ApiError> {
+        match &self.conversion {
+            Some(c) => encode(&c.to_storage(obj.clone())),
+            None => encode(obj),
         }
     }
 
@@ -347,7 +376,7 @@ impl Registry {
         if opts.dry_run {
             return Ok(obj);
         }
-        let written = match encode(&obj) {
+        let written = match rt.encode(&obj) {
             Ok(bytes) => self.store.create(Bytes::from(key), bytes, None).await.map_err(ApiError::from),
             Err(e) => Err(e),
         };
@@ -371,13 +400,13 @@ impl Registry {
     pub async fn get(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let (_, kv) = self.store.get(rt.key(namespace, name).as_bytes(), None).await?;
         let kv = kv.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-        decode(&kv.value, kv.mod_revision)
+        rt.decode(&kv.value, kv.mod_revision)
     }
 
     /// Lists objects: one page, filtered, at a consistent revision.
     pub async fn list(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Value, ApiError> {
         let (items, metadata) = self.list_items(rt, namespace, opts).await?;
-        let items = items.into_iter().map(ListItem::into_value).collect::<Result<Vec<_>, _>>()?;
+        let items = items.into_iter().map(|i| i.into_value(rt)).collect::<Result<Vec<_>, _>>()?;
         Ok(json!({
             "apiVersion": rt.api_version(),
             "kind": format!("{}List", rt.kind),
@@ -398,7 +427,7 @@ impl Registry {
             if i > 0 {
                 out.push(b',');
             }
-            item.write_json(&mut out)?;
+            item.write_json(rt, &mut out)?;
         }
         out.extend_from_slice(b"],\"kind\":");
         serde_json::to_writer(&mut out, &format!("{}List", rt.kind)).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -459,7 +488,7 @@ impl Registry {
                 match &opts.filter {
                     None => items.push(ListItem::Raw(kv.value, kv.mod_revision)),
                     Some(f) => {
-                        let obj = decode(&kv.value, kv.mod_revision)?;
+                        let obj = rt.decode(&kv.value, kv.mod_revision)?;
                         if f(&obj) {
                             items.push(ListItem::Decoded(obj));
                         }
@@ -526,7 +555,7 @@ impl Registry {
         let key = rt.key(namespace, name);
         let (_, current) = self.store.get(key.as_bytes(), None).await?;
         let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-        let old = decode(&current.value, current.mod_revision)?;
+        let old = rt.decode(&current.value, current.mod_revision)?;
         let expected = match meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()) {
             Some(rv) => {
                 let rv = parse_rv(rv)?;
@@ -608,7 +637,7 @@ impl Registry {
                 WriteOutcome::Failed { .. } => Err(ApiError::stale(rt.group, rt.plural, name)),
             };
         }
-        match self.store.update(Bytes::from(key), encode(&new)?, expected, None).await? {
+        match self.store.update(Bytes::from(key), rt.encode(&new)?, expected, None).await? {
             WriteOutcome::Applied { revision, .. } => {
                 meta_mut(&mut new).insert("resourceVersion".into(), json!(revision.0.to_string()));
                 Ok(new)
@@ -636,7 +665,7 @@ impl Registry {
         for _ in 0..16 {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-            let old = decode(&current.value, current.mod_revision)?;
+            let old = rt.decode(&current.value, current.mod_revision)?;
             let mut desired = mutate(&old)?;
             self.check_type(rt, &desired)?;
             desired["apiVersion"] = json!(rt.api_version());
@@ -670,7 +699,7 @@ impl Registry {
         for _ in 0..16 {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-            let mut obj = decode(&current.value, current.mod_revision)?;
+            let mut obj = rt.decode(&current.value, current.mod_revision)?;
             obj["spec"]["finalizers"] = finalizers.clone();
             if opts.dry_run {
                 return Ok(obj);
@@ -689,7 +718,7 @@ impl Registry {
         for _ in 0..16 {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-            let mut obj = decode(&current.value, current.mod_revision)?;
+            let mut obj = rt.decode(&current.value, current.mod_revision)?;
             if let Some(uid) = &opts.precondition_uid {
                 if meta_str(&obj, "uid") != Some(uid.as_str()) {
                     return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
@@ -754,7 +783,7 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Deleted::Pending(obj));
             }
-            match self.store.update(Bytes::from(key.clone()), encode(&obj)?, current.mod_revision, None).await? {
+            match self.store.update(Bytes::from(key.clone()), rt.encode(&obj)?, current.mod_revision, None).await? {
                 WriteOutcome::Applied { revision, .. } => {
                     meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.0.to_string()));
                     return Ok(Deleted::Pending(obj));
@@ -785,15 +814,17 @@ impl ListItem {
         }
     }
 
-    fn into_value(self) -> Result<Value, ApiError> {
+    fn into_value(self, rt: &ResourceType) -> Result<Value, ApiError> {
         match self {
-            ListItem::Raw(b, rev) => decode(&b, rev),
+            ListItem::Raw(b, rev) => rt.decode(&b, rev),
             ListItem::Decoded(v) => Ok(v),
         }
     }
 
-    fn write_json(self, out: &mut Vec<u8>) -> Result<(), ApiError> {
-        if let ListItem::Raw(b, rev) = &self {
+    /// Writes the item's JSON; stored bytes are copied as they are when no conversion
+    /// stands between them and the served version.
+    fn write_json(self, rt: &ResourceType, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if let (ListItem::Raw(b, rev), None) = (&self, &rt.conversion) {
             if let Some(at) = metadata_object_start(b) {
                 let inner_empty = b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
                 out.extend_from_slice(&b[..at]);
@@ -805,7 +836,7 @@ impl ListItem {
                 return Ok(());
             }
         }
-        serde_json::to_writer(out, &self.into_value()?).map_err(|e| ApiError::internal(e.to_string()))
+        serde_json::to_writer(out, &self.into_value(rt)?).map_err(|e| ApiError::internal(e.to_string()))
     }
 }
 
@@ -868,9 +899,25 @@ pub fn decode_stored(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
 mod tests {
     use super::*;
 
+    fn configmaps() -> ResourceType {
+        ResourceType {
+            group: "",
+            version: "v1",
+            plural: "configmaps",
+            kind: "ConfigMap",
+            namespaced: true,
+            name_rule: NameRule::Subdomain,
+            has_status: false,
+            tracks_generation: false,
+            storage: "configmaps".into(),
+            strategy: Arc::new(Plain),
+            conversion: None,
+        }
+    }
+
     fn splice(raw: &str, rev: i64) -> Value {
         let mut out = Vec::new();
-        ListItem::Raw(Bytes::from(raw.to_string()), Revision(rev)).write_json(&mut out).unwrap();
+        ListItem::Raw(Bytes::from(raw.to_string()), Revision(rev)).write_json(&configmaps(), &mut out).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 

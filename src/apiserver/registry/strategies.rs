@@ -195,8 +195,10 @@ impl Strategy for NamespaceStrategy {
 }
 
 /// The resources this build stores and serves: every built-in resource of the discovery
-/// table in its preferred version that can be read back (the review APIs, bindings and
-/// component statuses are not stored objects), with its strategy.
+/// table that can be read back (the review APIs, bindings and component statuses are not
+/// stored objects), with its strategy. A resource served in more than one version is
+/// stored in one (the group's preferred version, and core/v1 for events.k8s.io Events) and
+/// converted for the others.
 pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::ResourceType> {
     use std::sync::Arc;
 
@@ -204,11 +206,22 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
     use super::ResourceType;
     use crate::apiserver::discovery;
 
+    let preferred: std::collections::HashSet<(&str, &str, &str)> =
+        discovery::preferred_resources().map(|i| (i.group, i.version, i.plural)).collect();
     let mut out = Vec::new();
-    for info in discovery::preferred_resources() {
+    for info in discovery::resources() {
         if !(info.supports("get") && info.supports("list") && info.supports("create")) {
             continue;
         }
+        let conversion: Option<Arc<dyn super::Conversion>> = match (info.group, info.version, info.plural) {
+            ("events.k8s.io", "v1", "events") => Some(Arc::new(super::conversion::EventsV1)),
+            ("autoscaling", "v1", "horizontalpodautoscalers") => Some(Arc::new(super::conversion::HpaV1)),
+            (g, v, p) if !preferred.contains(&(g, v, p)) => {
+                tracing::warn!(group = g, version = v, resource = p, "no conversion to the stored version: not served");
+                continue;
+            }
+            _ => None,
+        };
         let strategy: Arc<dyn Strategy> = match (info.group, info.plural) {
             ("", "namespaces") => Arc::new(NamespaceStrategy),
             ("", "configmaps") => Arc::new(ConfigMapStrategy),
@@ -227,9 +240,9 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
             ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
             _ => NameRule::Subdomain,
         };
-        // Two groups with the same plural (core and events.k8s.io events) are kept apart.
-        let clash = !info.group.is_empty() && discovery::lookup("", "v1", info.plural).is_some();
-        let storage = if clash { format!("{}/{}", info.group, info.plural) } else { info.plural.to_string() };
+        // Every version and group of a resource shares the plural's storage (events.k8s.io
+        // Events are core Events).
+        let storage = info.plural.to_string();
         let has_status = info.subresource("status").is_some();
         out.push(ResourceType {
             group: info.group,
@@ -244,6 +257,7 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
             tracks_generation: has_status && !info.group.is_empty(),
             storage,
             strategy,
+            conversion,
         });
     }
     out

@@ -1,9 +1,12 @@
 //! Upstream's defaulting for pods and the workloads that template them.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
-use super::Strategy;
-use crate::apiserver::status::Cause;
+use super::{decode, parse_rv, Registry, ResourceType, Strategy, WriteOptions};
+use crate::apiserver::status::{ApiError, Cause, Subject};
+use crate::store::Store;
 
 fn obj_mut<'a>(v: &'a mut Value, field: &str) -> &'a mut Map<String, Value> {
     if !v.get(field).is_some_and(Value::is_object) {
@@ -137,10 +140,59 @@ fn template_spec_causes(obj: &Value, at: &str) -> Vec<Cause> {
 
 pub struct PodStrategy;
 
+/// The annotation the kubelet puts on the API copy of a static pod.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// The account a pod runs as when it names none.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+fn is_mirror(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations").and_then(|a| a.get(MIRROR_ANNOTATION)).is_some()
+}
+
+/// Upstream's ServiceAccount admission, mutating half: a pod that is not a mirror pod runs
+/// as `default` unless it names an account, and the deprecated `serviceAccount` repeats it.
+fn default_service_account(pod: &mut Value) {
+    if is_mirror(pod) {
+        return;
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let named = spec.get("serviceAccountName").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let sa = named.unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_string());
+    spec.insert("serviceAccountName".into(), json!(sa));
+    spec.insert("serviceAccount".into(), json!(sa));
+}
+
+/// 403 as upstream's admission plugins refuse a pod.
+fn pod_forbidden(name: &str, reason: String) -> ApiError {
+    let mut e = ApiError::new(403, "Forbidden", format!("pods \"{name}\" is forbidden: {reason}"));
+    e.details.subject = Some(Subject { group: String::new(), kind: "pods".into(), name: name.into() });
+    e
+}
+
+/// Upstream's ServiceAccount admission, validating half: the pod's account must exist;
+/// a mirror pod may name none (the kubelet cannot give it one).
+async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<(), ApiError> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let sa = pod.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("");
+    if is_mirror(pod) {
+        if !sa.is_empty() {
+            return Err(pod_forbidden(name, "a mirror pod may not reference service accounts".into()));
+        }
+        return Ok(());
+    }
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let (_, found) = store.get(format!("/registry/serviceaccounts/{ns}/{sa}").as_bytes(), None).await?;
+    if found.is_none() {
+        return Err(pod_forbidden(name, format!("error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found")));
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Strategy for PodStrategy {
     fn prepare_create(&self, obj: &mut Value) {
         default_pod_spec(obj.get_mut("spec").unwrap_or(&mut Value::Null));
+        default_service_account(obj);
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
         let qos = qos_class(&spec);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
@@ -155,6 +207,10 @@ impl Strategy for PodStrategy {
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         template_spec_causes(obj, "/spec")
+    }
+    /// Admission that needs other objects: the pod's service account must exist.
+    async fn allocate(&self, store: &Arc<dyn Store>, obj: &mut Value, _dry_run: bool) -> Result<(), ApiError> {
+        admit_service_account(store, obj).await
     }
     /// A pod on a node gets its grace period (the request's, else its own, else 30 s) for
     /// the kubelet to stop it; an unscheduled pod goes at once.
@@ -191,6 +247,128 @@ impl Strategy for PodStrategy {
             out.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
         }
         out
+    }
+}
+
+/// Sets a pod condition as upstream's `UpdatePodCondition`: the new condition replaces the
+/// old one of its type; `lastTransitionTime` moves only when the status changes. Returns
+/// whether anything changed.
+pub fn update_pod_condition(pod: &mut Value, mut condition: Value, now: &str) -> bool {
+    let Some(kind) = condition.get("type").and_then(Value::as_str).map(str::to_string) else { return false };
+    if condition.get("lastProbeTime").is_none() {
+        condition["lastProbeTime"] = Value::Null;
+    }
+    condition["lastTransitionTime"] = json!(now);
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let status = &mut pod["status"];
+    if !status.get("conditions").is_some_and(Value::is_array) {
+        status["conditions"] = json!([]);
+    }
+    let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) else { return false };
+    match conditions.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some(kind.as_str())) {
+        None => {
+            conditions.push(condition);
+            true
+        }
+        Some(old) => {
+            if old.get("status") == condition.get("status") {
+                condition["lastTransitionTime"] = old.get("lastTransitionTime").cloned().unwrap_or(Value::Null);
+            }
+            let same = ["status", "reason", "message", "lastProbeTime", "lastTransitionTime"]
+                .iter()
+                .all(|f| old.get(*f).filter(|v| !v.is_null()) == condition.get(*f).filter(|v| !v.is_null()));
+            *old = condition;
+            !same
+        }
+    }
+}
+
+/// What a Binding asks: the pod (by name, with optional preconditions) and the node.
+fn binding_causes(binding: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("");
+    if !kind.is_empty() && kind != "Node" {
+        out.push(Cause::not_supported("target.kind", kind, &["Node", "<empty>"]));
+    }
+    if binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").is_empty() {
+        out.push(Cause::required("target.name", ""));
+    }
+    out
+}
+
+impl Registry {
+    /// `pods/<name>/binding` (and the `bindings` collection): assigns an unassigned pod to a
+    /// node, merges the Binding's annotations into the pod and marks it PodScheduled, as
+    /// upstream's BindingREST; answers upstream's `Status` of success.
+    pub async fn bind_pod(&self, pods: &ResourceType, namespace: &str, url_name: Option<&str>, binding: &Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+        let name = binding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        if url_name.is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
+        }
+        if binding.pointer("/metadata/namespace").and_then(Value::as_str).is_some_and(|n| !n.is_empty() && n != namespace) {
+            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        }
+        let causes = binding_causes(binding);
+        if !causes.is_empty() {
+            // Upstream returns these as a plain error, which its handler answers with 500.
+            let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+            let message = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+            return Err(ApiError::new(500, "", message));
+        }
+        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let rv = binding.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+        let refused = |detail: String| ApiError::conflict("", "pods/binding", name, &detail);
+        let key = pods.key(Some(namespace), name);
+        for _ in 0..16 {
+            let (_, current) = self.store.get(key.as_bytes(), None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found("", "pods", name))?;
+            let mut pod = decode(&current.value, current.mod_revision)?;
+            if let Some(uid) = uid {
+                let actual = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                if actual != uid {
+                    return Err(refused(format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+                }
+            }
+            if let Some(rv) = rv {
+                if parse_rv(rv)? != current.mod_revision {
+                    return Err(ApiError::stale("", "pods", name));
+                }
+            }
+            if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Err(refused(format!("pod {name} is being deleted, cannot be assigned to a host")));
+            }
+            let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !assigned.is_empty() {
+                return Err(refused(format!("pod {name} is already assigned to node {assigned:?}")));
+            }
+            if pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+                return Err(refused(format!("pod {name} has non-empty .spec.schedulingGates")));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            if !annotations.is_empty() {
+                if !pod.pointer("/metadata/annotations").is_some_and(Value::is_object) {
+                    pod["metadata"]["annotations"] = json!({});
+                }
+                for (k, v) in &annotations {
+                    pod["metadata"]["annotations"][k] = v.clone();
+                }
+            }
+            update_pod_condition(&mut pod, json!({"type": "PodScheduled", "status": "True"}), &super::meta::now_rfc3339());
+            let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            if opts.dry_run {
+                return Ok(success);
+            }
+            match self.write_update(pods, name, key.clone(), pod, current.mod_revision).await {
+                Ok(_) => return Ok(success),
+                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::stale("", "pods", name))
     }
 }
 

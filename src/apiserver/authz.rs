@@ -1,0 +1,272 @@
+//! Authorization: whether an identity may do a verb on a resource or a non-resource path,
+//! and which rules it holds (for SelfSubjectRulesReview and `kubectl auth can-i --list`).
+//!
+//! [`Authorizer`] is the seam RBAC slots into. Until RBAC exists, [`BootstrapPolicy`] holds
+//! what upstream's bootstrap policy grants without any Role of a user's own: cluster admins
+//! (`system:masters`) and k3rs' component identities may do everything, every
+//! authenticated user may discover the API and review itself (`system:discovery`,
+//! `system:basic-user`), and anyone may read health and version
+//! (`system:public-info-viewer`).
+
+use serde_json::{json, Value};
+
+use super::Identity;
+
+/// What a request wants to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceAttributes {
+    pub namespace: String,
+    pub verb: String,
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attributes {
+    Resource(ResourceAttributes),
+    NonResource { verb: String, path: String },
+}
+
+impl Attributes {
+    pub fn verb(&self) -> &str {
+        match self {
+            Attributes::Resource(r) => &r.verb,
+            Attributes::NonResource { verb, .. } => verb,
+        }
+    }
+}
+
+/// The answer of an authorizer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow { reason: String },
+    /// No rule allows it (upstream's "no opinion" of the last authorizer is a denial too).
+    Deny { reason: String },
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+/// An RBAC-shaped rule on resources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRule {
+    pub verbs: Vec<String>,
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<String>,
+}
+
+/// An RBAC-shaped rule on non-resource URLs (`/healthz`, `/apis/*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonResourceRule {
+    pub verbs: Vec<String>,
+    pub urls: Vec<String>,
+}
+
+/// Everything an identity may do in a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub resource: Vec<ResourceRule>,
+    pub non_resource: Vec<NonResourceRule>,
+    /// Some rules could not be evaluated (or the authorizer cannot list them).
+    pub incomplete: bool,
+    pub evaluation_error: String,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl ResourceRule {
+    pub fn new(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Self {
+        ResourceRule { verbs: strings(verbs), api_groups: strings(groups), resources: strings(resources), resource_names: Vec::new() }
+    }
+
+    /// Whether the rule covers the attributes, with RBAC's matching: `*` matches any verb,
+    /// group or resource; `*/scale` any resource's scale; `pods/*` every pod subresource.
+    pub fn matches(&self, a: &ResourceAttributes) -> bool {
+        let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+        if !any(&self.verbs, &a.verb) || !any(&self.api_groups, &a.group) {
+            return false;
+        }
+        let resource_ok = if a.subresource.is_empty() {
+            self.resources.iter().any(|r| r == "*" || *r == a.resource)
+        } else {
+            let combined = format!("{}/{}", a.resource, a.subresource);
+            self.resources.iter().any(|r| {
+                r == "*" || *r == combined || *r == format!("*/{}", a.subresource) || *r == format!("{}/*", a.resource)
+            })
+        };
+        resource_ok && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| *n == a.name))
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"verbs": self.verbs, "apiGroups": self.api_groups, "resources": self.resources});
+        if !self.resource_names.is_empty() {
+            v["resourceNames"] = json!(self.resource_names);
+        }
+        v
+    }
+}
+
+impl NonResourceRule {
+    pub fn new(verbs: &[&str], urls: &[&str]) -> Self {
+        NonResourceRule { verbs: strings(verbs), urls: strings(urls) }
+    }
+
+    /// RBAC's matching: an exact path, or a prefix ending in `*`.
+    pub fn matches(&self, verb: &str, path: &str) -> bool {
+        self.verbs.iter().any(|v| v == "*" || v == verb)
+            && self.urls.iter().any(|u| match u.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => u == path,
+            })
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"verbs": self.verbs, "nonResourceURLs": self.urls})
+    }
+}
+
+impl Rules {
+    pub fn allows(&self, a: &Attributes) -> bool {
+        match a {
+            Attributes::Resource(r) => self.resource.iter().any(|rule| rule.matches(r)),
+            Attributes::NonResource { verb, path } => self.non_resource.iter().any(|rule| rule.matches(verb, path)),
+        }
+    }
+}
+
+/// Decides requests. Async so that an implementation may read its policy (Roles and
+/// bindings) through the store.
+#[async_trait::async_trait]
+pub trait Authorizer: Send + Sync {
+    async fn authorize(&self, user: &Identity, attrs: &Attributes) -> Decision;
+    /// The rules `user` holds in `namespace` (cluster-wide ones included).
+    async fn rules_for(&self, user: &Identity, namespace: &str) -> Rules;
+}
+
+/// The identities allowed everything until RBAC arrives: cluster admins and k3rs' own
+/// components.
+pub fn is_privileged(id: &Identity) -> bool {
+    id.groups.iter().any(|g| g == "system:masters" || g == "system:nodes")
+        || matches!(
+            id.user.as_str(),
+            "system:kube-controller-manager" | "system:kube-scheduler" | "system:kube-proxy" | "system:kube-apiserver"
+        )
+}
+
+/// See the module documentation.
+pub struct BootstrapPolicy;
+
+impl BootstrapPolicy {
+    fn rules(user: &Identity) -> Rules {
+        let mut rules = Rules::default();
+        if is_privileged(user) {
+            rules.resource.push(ResourceRule::new(&["*"], &["*"], &["*"]));
+            rules.non_resource.push(NonResourceRule::new(&["*"], &["*"]));
+        }
+        let authenticated = user.groups.iter().any(|g| g == "system:authenticated");
+        if authenticated {
+            // system:basic-user
+            rules.resource.push(ResourceRule::new(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]));
+            rules.resource.push(ResourceRule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"]));
+            // system:discovery
+            rules.non_resource.push(NonResourceRule::new(
+                &["get"],
+                &["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"],
+            ));
+        }
+        if authenticated || user.groups.iter().any(|g| g == "system:unauthenticated") {
+            // system:public-info-viewer
+            rules.non_resource.push(NonResourceRule::new(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"]));
+        }
+        rules
+    }
+}
+
+#[async_trait::async_trait]
+impl Authorizer for BootstrapPolicy {
+    async fn authorize(&self, user: &Identity, attrs: &Attributes) -> Decision {
+        // Every request passes here: the common case builds no rules.
+        if is_privileged(user) {
+            return Decision::Allow { reason: String::new() };
+        }
+        if Self::rules(user).allows(attrs) {
+            Decision::Allow { reason: String::new() }
+        } else {
+            Decision::Deny { reason: String::new() }
+        }
+    }
+
+    async fn rules_for(&self, user: &Identity, _namespace: &str) -> Rules {
+        Self::rules(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
+        Attributes::Resource(ResourceAttributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn rbac_style_matching() {
+        let rule = ResourceRule::new(&["get", "list"], &["", "apps"], &["pods", "deployments/scale", "*/status"]);
+        let a = |verb: &str, group: &str, resource: &str, sub: &str| match res(verb, group, resource, sub, "") {
+            Attributes::Resource(r) => rule.matches(&r),
+            _ => unreachable!(),
+        };
+        assert!(a("get", "", "pods", ""));
+        assert!(!a("delete", "", "pods", ""));
+        assert!(!a("get", "batch", "jobs", ""));
+        assert!(!a("get", "", "pods", "log"), "a resource does not cover its subresources");
+        assert!(a("get", "apps", "deployments", "scale"));
+        assert!(!a("get", "apps", "deployments", ""));
+        assert!(a("list", "apps", "replicasets", "status"));
+        let named = ResourceRule { resource_names: vec!["a".into()], ..ResourceRule::new(&["*"], &["*"], &["*"]) };
+        let Attributes::Resource(ra) = res("get", "", "pods", "", "a") else { unreachable!() };
+        let Attributes::Resource(rb) = res("get", "", "pods", "", "b") else { unreachable!() };
+        assert!(named.matches(&ra) && !named.matches(&rb));
+        let nr = NonResourceRule::new(&["get"], &["/apis/*", "/healthz"]);
+        assert!(nr.matches("get", "/apis/apps/v1") && nr.matches("get", "/healthz"));
+        assert!(!nr.matches("get", "/healthz/etcd") && !nr.matches("post", "/healthz") && !nr.matches("get", "/metrics"));
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_policy() {
+        let p = BootstrapPolicy;
+        let admin = Identity::new("system:admin", &["system:masters", "system:authenticated"]);
+        let alice = Identity::new("alice", &["system:authenticated"]);
+        let anonymous = Identity::new("system:anonymous", &["system:unauthenticated"]);
+        let kubelet = Identity::new("system:node:n1", &["system:nodes", "system:authenticated"]);
+        let create_pods = res("create", "", "pods", "", "");
+        assert!(p.authorize(&admin, &create_pods).await.allowed());
+        assert!(p.authorize(&kubelet, &create_pods).await.allowed());
+        assert!(!p.authorize(&alice, &create_pods).await.allowed());
+        assert!(p.authorize(&alice, &res("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "")).await.allowed());
+        assert!(!p.authorize(&alice, &res("create", "authorization.k8s.io", "subjectaccessreviews", "", "")).await.allowed());
+        let discovery = Attributes::NonResource { verb: "get".into(), path: "/apis/apps/v1".into() };
+        assert!(p.authorize(&alice, &discovery).await.allowed());
+        assert!(!p.authorize(&anonymous, &discovery).await.allowed());
+        let version = Attributes::NonResource { verb: "get".into(), path: "/version".into() };
+        assert!(p.authorize(&anonymous, &version).await.allowed());
+        let metrics = Attributes::NonResource { verb: "get".into(), path: "/metrics".into() };
+        assert!(!p.authorize(&alice, &metrics).await.allowed() && p.authorize(&admin, &metrics).await.allowed());
+    }
+}

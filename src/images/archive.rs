@@ -1,0 +1,330 @@
+//! Imports image archives: OCI image layouts (`oci-layout`, `index.json`, `blobs/`) and
+//! `docker save` archives (`manifest.json` with `RepoTags`), as plain tar or gzip.
+//!
+//! One streaming pass copies every file of the archive into the blob store (files under
+//! `blobs/sha256/` are verified against their names), then the index or manifest is read
+//! from there. An archive is recorded by its sha256 under `imported/`, so the same content
+//! is imported once whatever the file is called, and a changed file is imported again.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use super::digest::{hex_part, HashingReader};
+use super::manifest::{self, Descriptor, Document};
+use super::store::{write_atomic, ImageStore, StoreLock};
+use super::{Image, ImageError, ImageRef};
+
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// What `imported/<archive digest>` records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImportRecord {
+    source: PathBuf,
+    images: Vec<String>,
+    names: Vec<String>,
+}
+
+/// The files of an archive once in the blob store: path → digest, and symlinks.
+struct Contents {
+    files: BTreeMap<String, String>,
+    links: BTreeMap<String, String>,
+}
+
+impl Contents {
+    fn digest(&self, path: &str) -> Option<&String> {
+        let mut path = normalise(path)?;
+        // `docker save` links duplicate layers to the first copy.
+        for _ in 0..16 {
+            if let Some(d) = self.files.get(&path) {
+                return Some(d);
+            }
+            let target = self.links.get(&path)?;
+            path = target.clone();
+        }
+        None
+    }
+}
+
+impl ImageStore {
+    /// The sha256 of an archive file.
+    pub fn archive_digest(path: &Path) -> Result<String, ImageError> {
+        let file = File::open(path).map_err(ImageError::io("open", path))?;
+        let (digest, _) = HashingReader::new(file).finish().map_err(ImageError::io("read", path))?;
+        Ok(digest)
+    }
+
+    /// Whether an archive with this content was imported before.
+    pub fn was_imported(&self, archive_digest: &str) -> bool {
+        self.imported_dir().join(hex_part(archive_digest)).is_file()
+    }
+
+    /// Imports every image of an OCI image-layout or `docker save` archive (tar, tar.gz) and
+    /// returns them. An archive with the same content imported before, whose images are all
+    /// still here under their names, is not imported again.
+    pub fn import_archive(&self, path: &Path) -> Result<Vec<Image>, ImageError> {
+        let started = std::time::Instant::now();
+        let archive_digest = Self::archive_digest(path)?;
+        let lock = self.lock()?;
+        if let Some(images) = self.previous_import(&archive_digest)? {
+            tracing::debug!(archive = %path.display(), "archive imported before; skipped");
+            return Ok(images);
+        }
+        let invalid = |reason: String| ImageError::InvalidArchive { path: path.to_path_buf(), reason };
+        let contents = self.copy_into_blobs(path)?;
+        let mut index = self.load_index()?;
+        let found = if let Some(m) = contents.digest("manifest.json") {
+            self.docker_images(&contents, m, &lock).map_err(|e| wrap(e, &invalid))?
+        } else if let Some(i) = contents.digest("index.json") {
+            self.oci_images(&contents, i, &lock).map_err(|e| wrap(e, &invalid))?
+        } else {
+            return Err(invalid("neither manifest.json (docker save) nor index.json (OCI image layout) found".into()));
+        };
+        if found.is_empty() {
+            return Err(invalid("no named image in the archive".into()));
+        }
+        for image in &found {
+            self.add_image(&mut index, image.clone());
+        }
+        self.gc(&mut index, &lock)?;
+        self.save_index(&index, &lock)?;
+        let own_names: Vec<String> = found.iter().flat_map(|i| i.names.clone()).collect();
+        // Report the images as stored: an image already present has gained names.
+        let found: Vec<Image> =
+            found.into_iter().map(|f| index.images.iter().find(|i| i.id == f.id).cloned().unwrap_or(f)).collect();
+        let record = ImportRecord {
+            source: path.to_path_buf(),
+            images: found.iter().map(|i| i.id.clone()).collect(),
+            names: own_names,
+        };
+        let data = serde_json::to_vec(&record).map_err(|e| invalid(e.to_string()))?;
+        write_atomic(&self.imported_dir().join(hex_part(&archive_digest)), &data, &self.tmp_path("imported"))?;
+        for image in &found {
+            tracing::info!(
+                archive = %path.display(),
+                image = image.names.first().map(String::as_str).unwrap_or(""),
+                id = %image.id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "image imported"
+            );
+        }
+        Ok(found)
+    }
+
+    /// The images of an archive imported before, if all are still present under the names
+    /// it gave them.
+    fn previous_import(&self, archive_digest: &str) -> Result<Option<Vec<Image>>, ImageError> {
+        let path = self.imported_dir().join(hex_part(archive_digest));
+        let Ok(data) = fs::read(&path) else { return Ok(None) };
+        let Ok(record) = serde_json::from_slice::<ImportRecord>(&data) else { return Ok(None) };
+        let index = self.load_index()?;
+        let mut out = Vec::new();
+        for id in &record.images {
+            match index.images.iter().find(|i| &i.id == id) {
+                Some(img) => out.push(img.clone()),
+                None => return Ok(None),
+            }
+        }
+        let all_named = record.names.iter().all(|n| out.iter().any(|i| i.names.contains(n)));
+        Ok(if all_named { Some(out) } else { None })
+    }
+
+    fn copy_into_blobs(&self, path: &Path) -> Result<Contents, ImageError> {
+        let invalid = |reason: String| ImageError::InvalidArchive { path: path.to_path_buf(), reason };
+        let file = File::open(path).map_err(ImageError::io("open", path))?;
+        let mut buffered = BufReader::with_capacity(256 * 1024, file);
+        let head = buffered.fill_buf().map_err(ImageError::io("read", path))?;
+        let stream: Box<dyn Read> =
+            if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+        let mut archive = tar::Archive::new(stream);
+        let mut contents = Contents { files: BTreeMap::new(), links: BTreeMap::new() };
+        let entries = archive.entries().map_err(|e| invalid(format!("read tar: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| invalid(format!("read tar: {e}")))?;
+            let raw = entry.path().map_err(|e| invalid(format!("tar entry path: {e}")))?.to_string_lossy().into_owned();
+            let Some(name) = normalise(&raw) else { continue };
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let expected = name.strip_prefix("blobs/sha256/").map(|hex| format!("sha256:{hex}"));
+                    let (digest, _) = self.put_blob(entry, expected.as_deref()).map_err(|e| match e {
+                        ImageError::DigestMismatch { expected, actual, .. } => {
+                            invalid(format!("{name}: content has digest {actual}, expected {expected}"))
+                        }
+                        other => other,
+                    })?;
+                    contents.files.insert(name, digest);
+                }
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let Ok(Some(target)) = entry.link_name() else { continue };
+                    let target = target.to_string_lossy().into_owned();
+                    // Symlinks are relative to their directory; hard links to the archive root.
+                    let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
+                        let dir = Path::new(&name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                        format!("{dir}/{target}")
+                    } else {
+                        target
+                    };
+                    if let Some(t) = normalise(&resolved) {
+                        contents.links.insert(name, t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(contents)
+    }
+
+    fn oci_images(&self, contents: &Contents, index_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
+        let bad = |reason: String| ImageError::InvalidImage { image: "index.json".into(), reason };
+        let index = Document::parse(&self.read_blob(index_digest)?).map_err(bad)?;
+        let mut out = Vec::new();
+        for desc in index.manifests.unwrap_or_default() {
+            let names = descriptor_names(&desc);
+            if names.is_empty() {
+                tracing::warn!(digest = %desc.digest, "image in archive has no name annotation; skipped");
+                continue;
+            }
+            out.push(self.import_descriptor(&desc, names, lock)?);
+        }
+        let _ = contents;
+        Ok(out)
+    }
+
+    /// Imports the image a top-level descriptor names: a manifest, or an index from which
+    /// this platform's manifest is taken.
+    fn import_descriptor(&self, desc: &Descriptor, names: Vec<String>, lock: &StoreLock) -> Result<Image, ImageError> {
+        let label = names.first().cloned().unwrap_or_else(|| desc.digest.clone());
+        let bad = |reason: String| ImageError::InvalidImage { image: label.clone(), reason };
+        let mut doc = Document::parse(&self.read_blob(&desc.digest)?).map_err(bad)?;
+        let mut manifest_digest = desc.digest.clone();
+        let mut extra = Vec::new();
+        if manifest::is_index_type(&desc.media_type) || doc.is_index() {
+            let list = doc.manifests.clone().unwrap_or_default();
+            let chosen = manifest::pick_platform(&list)
+                .ok_or_else(|| bad(format!("no manifest for linux/{} in the image index", manifest::host_arch())))?;
+            extra.push(desc.digest.clone());
+            manifest_digest = chosen.digest.clone();
+            doc = Document::parse(&self.read_blob(&manifest_digest)?).map_err(bad)?;
+        }
+        // The repo digest names what a registry would serve for the name: the top-level
+        // descriptor (the index when there is one).
+        let repo_digests = repo_digests(&names, &desc.digest);
+        self.assemble(&label, &manifest_digest, &doc, names, repo_digests, extra, lock)
+    }
+
+    fn docker_images(&self, contents: &Contents, manifest_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(rename = "Config")]
+            config: String,
+            #[serde(rename = "RepoTags", default)]
+            repo_tags: Option<Vec<String>>,
+            #[serde(rename = "Layers", default)]
+            layers: Vec<String>,
+        }
+        let bad = |reason: String| ImageError::InvalidImage { image: "manifest.json".into(), reason };
+        let entries: Vec<Entry> = serde_json::from_slice(&self.read_blob(manifest_digest)?).map_err(|e| bad(e.to_string()))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let mut names = Vec::new();
+            for tag in entry.repo_tags.unwrap_or_default() {
+                names.push(ImageRef::parse(&tag)?.to_string());
+            }
+            if names.is_empty() {
+                tracing::warn!(config = %entry.config, "image in archive has no RepoTags; skipped");
+                continue;
+            }
+            let blob = |p: &str| -> Result<Descriptor, ImageError> {
+                let digest = contents.digest(p).ok_or_else(|| bad(format!("{p} is not in the archive")))?.clone();
+                let path = self.blob_path(&digest);
+                let size = fs::metadata(&path).map_err(ImageError::io("stat", &path))?.len();
+                Ok(Descriptor { digest, size, ..Default::default() })
+            };
+            let config = Descriptor { media_type: manifest::DOCKER_CONFIG.into(), ..blob(&entry.config)? };
+            let mut layers = Vec::new();
+            for l in &entry.layers {
+                layers.push(Descriptor { media_type: manifest::DOCKER_LAYER.into(), ..blob(l)? });
+            }
+            // The archive has no registry manifest: write the one a registry would serve.
+            let synthetic = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": manifest::DOCKER_MANIFEST,
+                "config": config,
+                "layers": layers,
+            });
+            let data = serde_json::to_vec(&synthetic).map_err(|e| bad(e.to_string()))?;
+            let digest = self.put_blob_bytes(&data)?;
+            let doc = Document { media_type: manifest::DOCKER_MANIFEST.into(), manifests: None, config: Some(config), layers: Some(layers) };
+            let label = names[0].clone();
+            let repo_digests = repo_digests(&names, &digest);
+            out.push(self.assemble(&label, &digest, &doc, names, repo_digests, Vec::new(), lock)?);
+        }
+        Ok(out)
+    }
+}
+
+fn wrap(e: ImageError, invalid: &impl Fn(String) -> ImageError) -> ImageError {
+    match e {
+        ImageError::InvalidImage { image, reason } => invalid(format!("{image}: {reason}")),
+        other => other,
+    }
+}
+
+/// `<name>@<digest>` for each distinct repository among `names`.
+pub(crate) fn repo_digests(names: &[String], digest: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if let Ok(r) = ImageRef::parse(n) {
+            let d = format!("{}@{digest}", r.name());
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// The normalised names an OCI index entry carries. `io.containerd.image.name` is a full
+/// reference; `org.opencontainers.image.ref.name` is taken when it is one too (a bare tag
+/// names no repository).
+fn descriptor_names(desc: &Descriptor) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(n) = desc.annotations.get(CONTAINERD_NAME) {
+        match ImageRef::parse(n) {
+            Ok(r) => names.push(r.to_string()),
+            Err(e) => tracing::warn!(error = %e, "ignoring image name annotation"),
+        }
+    }
+    if let Some(n) = desc.annotations.get(OCI_REF_NAME) {
+        if n.contains(['/', ':', '@']) {
+            if let Ok(r) = ImageRef::parse(n) {
+                let s = r.to_string();
+                if !names.contains(&s) {
+                    names.push(s);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// An archive path without `./`, or `None` for the root; `..` is resolved inside the archive.
+fn normalise(path: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
+}

@@ -1,0 +1,185 @@
+//! Per-container root filesystems: an overlay of the image's unpacked layers (read-only
+//! lowerdirs, topmost first) with an upper and work directory of the container's own, mounted
+//! at `containers/<key>/rootfs`.
+//!
+//! `containers/<key>/image` names the image, which keeps it from being removed. Whether the
+//! overlay is mounted is read from `/proc/self/mountinfo`, so after a restart of k3rs an
+//! existing mount is found and reused rather than stacked. Overlay's mount data must fit in a
+//! page; naming each lowerdir by its full path would limit an image to a few dozen layers, so
+//! the mount is made from a thread whose working directory (unshared from the rest of the
+//! process) is the layer directory, and lowerdirs are named by their short relative names.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::digest::hex_part;
+use super::{Image, ImageError, ImageStore};
+
+const PAGE: usize = 4096;
+
+impl ImageStore {
+    /// Where container `key`'s root filesystem is mounted.
+    pub fn rootfs_path(&self, key: &str) -> PathBuf {
+        self.containers_dir().join(key).join("rootfs")
+    }
+
+    /// Mounts (or finds already mounted) the overlay root filesystem of container `key`
+    /// over `image`, and returns its path.
+    pub fn create_rootfs(&self, image: &Image, key: &str) -> Result<PathBuf, ImageError> {
+        validate_key(key)?;
+        let dir = self.containers_dir().join(key);
+        let target = dir.join("rootfs");
+        let mount_err = |reason: String| ImageError::Mount { key: key.to_string(), target: target.clone(), reason };
+        let _lock = self.lock()?;
+        // Under the lock: the image must still exist, and from now on `remove` sees the user.
+        let index = self.load_index()?;
+        if !index.images.iter().any(|i| i.id == image.id) {
+            return Err(ImageError::NotFound(image.names.first().cloned().unwrap_or_else(|| image.id.clone())));
+        }
+        for sub in ["upper", "work", "rootfs"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(ImageError::io("create directory", &p))?;
+        }
+        let marker = dir.join("image");
+        match fs::read_to_string(&marker) {
+            Ok(existing) if existing.trim() != image.id => {
+                return Err(mount_err(format!("it already holds image {}", existing.trim())));
+            }
+            Ok(_) => {}
+            Err(_) => fs::write(&marker, &image.id).map_err(ImageError::io("write", &marker))?,
+        }
+        if is_mounted(&target)? {
+            return Ok(target);
+        }
+        for layer in &image.layers {
+            if !self.layer_path(layer).is_dir() {
+                return Err(mount_err(format!("layer {layer} is not unpacked")));
+            }
+        }
+        // overlay needs at least one lowerdir; an image without layers gets an empty one.
+        let mut lowers: Vec<String> = image.layers.iter().rev().map(|l| hex_part(l).to_string()).collect();
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            fs::create_dir_all(&empty).map_err(ImageError::io("create directory", &empty))?;
+            lowers.push(empty.to_string_lossy().into_owned());
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        if data.len() >= PAGE {
+            return Err(mount_err(format!("{} layers do not fit overlay's mount options", image.layers.len())));
+        }
+        mount_overlay_from(&self.layers_dir(), &target, &data).map_err(mount_err)?;
+        tracing::debug!(container = key, image = %image.id, layers = image.layers.len(), "root filesystem mounted");
+        Ok(target)
+    }
+
+    /// Unmounts container `key`'s root filesystem and deletes its directories.
+    pub fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        validate_key(key)?;
+        let dir = self.containers_dir().join(key);
+        let target = dir.join("rootfs");
+        let _lock = self.lock()?;
+        while is_mounted(&target)? {
+            if let Err(e) = nix::mount::umount2(&target, nix::mount::MntFlags::empty()) {
+                // Something still has it open: detach now, the kernel frees it when unused.
+                if e != nix::errno::Errno::EBUSY {
+                    return Err(ImageError::Unmount { key: key.to_string(), target, source: e });
+                }
+                nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|source| ImageError::Unmount { key: key.to_string(), target: target.clone(), source })?;
+            }
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::io("delete", &dir)(e)),
+        }
+    }
+}
+
+fn validate_key(key: &str) -> Result<(), ImageError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key != "."
+        && key != ".."
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageError::InvalidKey(key.to_string()))
+    }
+}
+
+/// Mounts overlay at `target` with `data`, resolving relative lowerdirs against `cwd`. The
+/// working directory is process-wide, so the mount happens on a thread that first unshares
+/// its filesystem attributes; the rest of the process never sees the `chdir`.
+fn mount_overlay_from(cwd: &Path, target: &Path, data: &str) -> Result<(), String> {
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+    let target_c = CString::new(target.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+    let data_c = CString::new(data).map_err(|_| "mount options contain NUL".to_string())?;
+    let handle = std::thread::spawn(move || -> Result<(), String> {
+        // SAFETY: plain syscalls on NUL-terminated strings we own. unshare(CLONE_FS) only
+        // affects this thread, which ends right after the mount.
+        unsafe {
+            if libc::unshare(libc::CLONE_FS) != 0 {
+                return Err(format!("unshare(CLONE_FS): {}", std::io::Error::last_os_error()));
+            }
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                return Err(format!("chdir: {}", std::io::Error::last_os_error()));
+            }
+            let fstype = c"overlay";
+            if libc::mount(fstype.as_ptr(), target_c.as_ptr(), fstype.as_ptr(), 0, data_c.as_ptr().cast()) != 0 {
+                return Err(format!("mount overlay: {}", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    });
+    handle.join().map_err(|_| "mount thread panicked".to_string())?
+}
+
+/// Whether something is mounted at `target`, from `/proc/self/mountinfo`.
+pub(crate) fn is_mounted(target: &Path) -> Result<bool, ImageError> {
+    let Ok(canonical) = fs::canonicalize(target) else { return Ok(false) };
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).map_err(ImageError::io("read", info))?;
+    Ok(text.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| Path::new(&unescape_mountinfo(mp)) == canonical))
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_and_keys() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        assert!(validate_key("pod-1_c.2").is_ok());
+        for bad in ["", "..", "a/b", "a b"] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+}

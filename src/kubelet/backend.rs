@@ -1,0 +1,112 @@
+//! What the pod worker needs from the node — images, sandboxes, containers — as one trait,
+//! so the worker's state machine is tested against a fake and runs against the real image
+//! store, pod network and libcontainer runtime.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::status::AttemptState;
+use super::volumes::Sources;
+
+/// An image ready on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The normalised name (`docker.io/library/busybox:1.36`).
+    pub name: String,
+    /// What `imageID` shows (`docker.io/library/busybox@sha256:…`, or `sha256:<config>`).
+    pub id: String,
+    pub size: u64,
+}
+
+/// Why an image could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PullError {
+    /// Pull policy Never and the image is absent.
+    #[error("Container image \"{0}\" is not present with pull policy of Never")]
+    NeverPull(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A pod's sandbox as the backend made it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxInfo {
+    /// None for hostNetwork pods (their IP is the node's).
+    pub ip: Option<String>,
+}
+
+/// Everything needed to create one container of a pod.
+#[derive(Clone, Debug)]
+pub struct CreateContainer {
+    pub pod: Value,
+    pub container: String,
+    pub init: bool,
+    /// 0 for the first attempt.
+    pub attempt: u32,
+    pub image: ImageInfo,
+    /// Pod volume name → host path.
+    pub volumes: BTreeMap<String, PathBuf>,
+    pub sources: Sources,
+    /// Services of the pod's namespace (for the service environment variables).
+    pub services: Vec<Value>,
+    pub pod_ip: Option<String>,
+    pub log_path: PathBuf,
+}
+
+/// Why a container could not be created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CreateError {
+    /// The pod's configuration cannot be satisfied yet (a missing ConfigMap key...):
+    /// the container waits with CreateContainerConfigError.
+    #[error("{0}")]
+    Config(String),
+    /// The runtime failed: CreateContainerError.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// One container the runtime has, with the labels it was created with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub pod_uid: String,
+    pub container: String,
+    pub attempt: u32,
+    pub image: String,
+    pub image_id: String,
+    pub state: AttemptState,
+}
+
+/// Labels every container carries so a restarted kubelet can map it back to its pod.
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
+pub const LABEL_ATTEMPT: &str = "io.kubernetes.container.attempt";
+pub const LABEL_IMAGE: &str = "io.kubernetes.container.image";
+pub const LABEL_IMAGE_ID: &str = "io.kubernetes.container.image-id";
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// The image, pulled if the policy says so. `present_only` answers without pulling.
+    async fn image(&self, image: &str, policy: &str, pod: &Value) -> Result<(ImageInfo, bool), PullError>;
+    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String>;
+    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String>;
+    /// Creates and starts the container; returns its id.
+    async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError>;
+    /// SIGTERM (or the image's stop signal), up to `grace`, then SIGKILL.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String>;
+    async fn remove_container(&self, id: &str) -> Result<(), String>;
+    /// The state of one container.
+    async fn state(&self, id: &str) -> Result<AttemptState, String>;
+    /// Every container on the node.
+    async fn containers(&self) -> Result<Vec<ContainerRecord>, String>;
+    /// The node's pods directory (`<data-dir>/agent/pods`).
+    fn pods_dir(&self) -> PathBuf;
+    /// Where container logs go (`/var/log/pods`).
+    fn log_root(&self) -> PathBuf;
+    fn mounter(&self) -> &dyn super::volumes::Mounter;
+}

@@ -1,0 +1,239 @@
+//! The kubelet's pod manager: watches the pods bound to this node, runs one [`Worker`] task
+//! per pod, hands each the containers a previous k3rs process left running (so nothing
+//! restarts across a k3rs restart), and removes containers whose pod is gone.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::Method;
+use futures::{FutureExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::backend::{Backend, ContainerRecord};
+use super::volumes::Sources;
+use super::worker::{EventSink, Next, PodApi, Worker};
+use crate::client::events::{EventRecorder, EventType};
+use crate::client::Client;
+
+/// The API as the node's identity sees it.
+pub struct ClientApi(pub Client);
+
+fn pod_path(pod: &Value) -> String {
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    format!("/api/v1/namespaces/{ns}/pods/{name}")
+}
+
+#[async_trait::async_trait]
+impl PodApi for ClientApi {
+    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), String> {
+        let body = json!({ "status": status });
+        self.0
+            .request(Method::PATCH, &format!("{}/status", pod_path(pod)), "application/merge-patch+json", Some(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
+    async fn delete_final(&self, pod: &Value) -> Result<(), String> {
+        let uid = pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+        let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+        match self.0.request(Method::DELETE, &pod_path(pod), "application/json", Some(&body)).await {
+            Ok(_) => Ok(()),
+            // Already gone, or replaced by a pod of the same name: nothing of ours left.
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e.message),
+        }
+    }
+
+    async fn sources(&self, pod: &Value) -> Result<Sources, String> {
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        let (cms, secrets) = super::volumes::referenced(pod);
+        let mut out = Sources::default();
+        for (names, kind, into) in [(cms, "configmaps", &mut out.config_maps), (secrets, "secrets", &mut out.secrets)] {
+            for n in names {
+                match self.0.get(&format!("/api/v1/namespaces/{ns}/{kind}/{n}")).await {
+                    Ok(v) => {
+                        into.insert(n, v);
+                    }
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e.message),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Value>, String> {
+        let list = self.0.get(&format!("/api/v1/namespaces/{namespace}/services")).await.map_err(|e| e.message)?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Events from the kubelet (`source.component: kubelet`).
+pub struct RecorderSink(pub EventRecorder);
+
+impl EventSink for RecorderSink {
+    fn event(&self, involved: &Value, warning: bool, reason: &str, message: &str) {
+        let t = if warning { EventType::Warning } else { EventType::Normal };
+        // The recorder only queues: the future is ready at once.
+        let _ = self.0.record(involved, t, reason, message).now_or_never();
+    }
+}
+
+enum Msg {
+    Update(Value),
+    Gone,
+}
+
+/// Runs the pods bound to `node` until `shutdown` resolves. Containers keep running when it
+/// returns: stopping k3rs never stops pods.
+pub async fn run(
+    client: Client,
+    node: String,
+    host_ip: String,
+    backend: Arc<dyn Backend>,
+    api: Arc<dyn PodApi>,
+    events: Arc<dyn EventSink>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
+    let mut adopted = false;
+    let selector = format!("fieldSelector=spec.nodeName%3D{node}");
+    loop {
+        let list = match client.get(&format!("/api/v1/pods?{selector}")).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing this node's pods failed");
+                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
+            }
+        };
+        let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+        let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        if !adopted {
+            match backend.containers().await {
+                Ok(all) => {
+                    for r in all {
+                        leftovers.entry(r.pod_uid.clone()).or_default().push(r);
+                    }
+                    adopted = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "listing containers failed; none adopted"),
+            }
+        }
+        let live: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str)).map(str::to_string).collect();
+        for pod in pods {
+            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let records = leftovers.remove(&uid).unwrap_or_default();
+            dispatch(&mut workers, pod, records, &host_ip, &backend, &api, &events);
+        }
+        // Workers whose pod disappeared while the watch was down.
+        workers.retain(|uid, tx| {
+            if live.contains(uid) {
+                return true;
+            }
+            let _ = tx.send(Msg::Gone);
+            false
+        });
+        // Containers of pods that no longer exist.
+        for (uid, records) in leftovers {
+            tracing::info!(pod_uid = %uid, containers = records.len(), "removing containers of a pod that no longer exists");
+            let b = backend.clone();
+            tokio::spawn(async move {
+                for r in records {
+                    let _ = b.stop_container(&r.id, Duration::from_secs(0)).await;
+                    let _ = b.remove_container(&r.id).await;
+                }
+                let _ = b.sandbox_down(&uid).await;
+                let _ = super::volumes::cleanup(&b.pods_dir().join(&uid), b.mounter());
+            });
+        }
+
+        let watch = client.watch(&format!("/api/v1/pods?{selector}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true")).await;
+        let mut stream = match watch {
+            Ok(s) => Box::pin(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "watching this node's pods failed");
+                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                ev = stream.next() => {
+                    let Some(ev) = ev else { break };
+                    let obj = ev["object"].clone();
+                    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+                    match ev["type"].as_str() {
+                        Some("ADDED" | "MODIFIED") => dispatch(&mut workers, obj, Vec::new(), &host_ip, &backend, &api, &events),
+                        Some("DELETED") => {
+                            if let Some(tx) = workers.remove(&uid) {
+                                let _ = tx.send(Msg::Gone);
+                            }
+                        }
+                        Some("ERROR") => break,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dispatch(
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
+    pod: Value,
+    records: Vec<ContainerRecord>,
+    host_ip: &str,
+    backend: &Arc<dyn Backend>,
+    api: &Arc<dyn PodApi>,
+    events: &Arc<dyn EventSink>,
+) {
+    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    if uid.is_empty() {
+        return;
+    }
+    if let Some(tx) = workers.get(&uid) {
+        if tx.send(Msg::Update(pod.clone())).is_ok() {
+            return;
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut worker = Worker::new(pod, host_ip.to_string(), backend.clone(), api.clone(), events.clone());
+    worker.adopt(records);
+    workers.insert(uid, tx);
+    tokio::spawn(run_worker(worker, rx));
+}
+
+async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    loop {
+        let next = worker.sync().await;
+        let wait = match next {
+            Next::Done => return,
+            Next::After(d) => d,
+        };
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Update(p)) => {
+                    worker.update(p);
+                    // Fold a burst of updates into one pass.
+                    while let Ok(m) = rx.try_recv() {
+                        match m {
+                            Msg::Update(p) => worker.update(p),
+                            Msg::Gone => worker.vanish(),
+                        }
+                    }
+                }
+                Some(Msg::Gone) => worker.vanish(),
+                // The manager stopped (k3rs is shutting down): leave the pod running.
+                None => return,
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The real [`Backend`]: images from the node's image store, sandboxes from the pod network,
+//! containers through the libcontainer runtime with specs from [`super::spec`]. Also the
+//! [`PodStreams`] the API server's `pods/log`, `pods/exec` and `pods/attach` use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use serde_json::Value;
+
+use super::backend::*;
+use super::network::{PodNetwork, Sandbox, SandboxRequest};
+use super::runtime::{self, ContainerState, CreateRequest, Runtime};
+use super::spec::{self, EnvSources, SandboxPaths, SpecInput};
+use super::status::{AttemptState, Terminated};
+use super::volumes::{Mounter, SysMounter};
+use crate::apiserver::status::ApiError;
+use crate::apiserver::streaming::{self, ExitStatus, LogOptions, PodStreams, StreamOptions, StreamSession};
+use crate::images::{Image, ImageRef, ImageStore, PullOptions, RegistriesConfig};
+
+/// The node's identity and addresses, as containers see them.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ip: IpAddr,
+    pub hostname: String,
+    /// The `kubernetes` service's address and port (KUBERNETES_SERVICE_HOST/_PORT).
+    pub kubernetes_service: (String, u16),
+    pub log_root: PathBuf,
+    pub pods_dir: PathBuf,
+    pub containers_dir: PathBuf,
+}
+
+pub struct NodeBackend {
+    pub node: NodeInfo,
+    pub runtime: Arc<dyn Runtime>,
+    pub images: Arc<ImageStore>,
+    pub network: Arc<PodNetwork>,
+    pub registries: RegistriesConfig,
+    sandboxes: Mutex<HashMap<String, Sandbox>>,
+}
+
+fn to_pod(v: &Value) -> Result<Pod, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("the pod cannot be read: {e}"))
+}
+
+fn find_container(pod: &Pod, name: &str, init: bool) -> Option<Container> {
+    let spec = pod.spec.as_ref()?;
+    let list = if init { spec.init_containers.as_ref()? } else { &spec.containers };
+    list.iter().find(|c| c.name == name).cloned()
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 32];
+    for x in b.iter_mut() {
+        *x = fastrand::u8(..);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn image_info(img: &Image, name: &str) -> ImageInfo {
+    ImageInfo { name: name.to_string(), id: img.repo_digests.first().cloned().unwrap_or_else(|| img.id.clone()), size: img.size }
+}
+
+impl NodeBackend {
+    pub fn new(node: NodeInfo, runtime: Arc<dyn Runtime>, images: Arc<ImageStore>, network: Arc<PodNetwork>, registries: RegistriesConfig) -> NodeBackend {
+        NodeBackend { node, runtime, images, network, registries, sandboxes: Mutex::new(HashMap::new()) }
+    }
+
+    fn sandbox(&self, uid: &str) -> Option<Sandbox> {
+        self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
+    }
+
+    /// The container of `pod` named `container`: the newest attempt, or the one before it.
+    async fn find(&self, pod: &Value, container: &str, previous: bool) -> Result<(String, u32), ApiError> {
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        let mut mine: Vec<(u32, String)> = self
+            .runtime
+            .list()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .filter(|c| c.labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid) && c.labels.get(LABEL_CONTAINER).map(String::as_str) == Some(container))
+            .map(|c| (c.labels.get(LABEL_ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0), c.id))
+            .collect();
+        mine.sort();
+        let (attempt, id) = mine.pop().ok_or_else(|| ApiError::bad_request(format!("container \"{container}\" in pod \"{}\" is not available", pod["metadata"]["name"].as_str().unwrap_or(""))))?;
+        if previous {
+            if attempt == 0 {
+                return Err(ApiError::bad_request(format!(
+                    "previous terminated container \"{container}\" in pod \"{}\" not found",
+                    pod["metadata"]["name"].as_str().unwrap_or("")
+                )));
+            }
+            return Ok((id, attempt - 1));
+        }
+        Ok((id, attempt))
+    }
+}
+
+fn to_state(id: &str, s: &runtime::ContainerStatus) -> AttemptState {
+    match s.state {
+        ContainerState::Created => AttemptState::Created,
+        ContainerState::Running => AttemptState::Running { started_at: s.started_at.clone().unwrap_or_default() },
+        ContainerState::Exited => AttemptState::Exited(Terminated {
+            exit_code: s.exit_code.unwrap_or(0),
+            reason: s.reason.clone().unwrap_or_else(|| if s.exit_code == Some(0) { "Completed".into() } else { "Error".into() }),
+            message: s.message.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            container_id: id.to_string(),
+        }),
+        ContainerState::Unknown => AttemptState::Exited(Terminated {
+            exit_code: 137,
+            reason: "ContainerStatusUnknown".into(),
+            message: Some("The container could not be located when the pod was terminated".into()),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            container_id: id.to_string(),
+        }),
+    }
+}
+
+#[async_trait]
+impl Backend for NodeBackend {
+    async fn image(&self, image: &str, policy: &str, _pod: &Value) -> Result<(ImageInfo, bool), PullError> {
+        let name = ImageRef::parse(image).map(|r| r.to_string()).map_err(|e| PullError::Failed(e.to_string()))?;
+        let present = self.images.resolve(&name).ok().flatten();
+        match (policy, present) {
+            ("Never", Some(img)) | ("IfNotPresent", Some(img)) => Ok((image_info(&img, &name), false)),
+            ("Never", None) => Err(PullError::NeverPull(image.to_string())),
+            _ => {
+                let opts = PullOptions { registries: self.registries.clone(), ..Default::default() };
+                let img = self.images.pull(&name, &opts).await.map_err(|e| PullError::Failed(e.to_string()))?;
+                Ok((image_info(&img, &name), true))
+            }
+        }
+    }
+
+    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
+        let p = to_pod(pod)?;
+        let req = SandboxRequest::from_pod(&p, &self.node.hostname);
+        let qos = spec::qos_class(&p);
+        runtime::ensure_pod_cgroup(qos, &req.uid, &spec::pod_resources(&p)).await.map_err(|e| e.to_string())?;
+        let sb = self.network.setup(&req).await.map_err(|e| e.to_string())?;
+        let ip = sb.ip.map(|i| i.to_string());
+        self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).insert(req.uid.clone(), sb);
+        Ok(SandboxInfo { ip })
+    }
+
+    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String> {
+        self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_uid);
+        self.network.teardown(pod_uid).await.map_err(|e| e.to_string())?;
+        for qos in [spec::QosClass::Guaranteed, spec::QosClass::Burstable, spec::QosClass::BestEffort] {
+            let _ = runtime::remove_pod_cgroup(qos, pod_uid).await;
+        }
+        Ok(())
+    }
+
+    async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
+        let pod = to_pod(&req.pod).map_err(CreateError::Runtime)?;
+        let c = find_container(&pod, &req.container, req.init).ok_or_else(|| CreateError::Runtime(format!("no container {:?} in the pod", req.container)))?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let sandbox = self.sandbox(&uid).ok_or_else(|| CreateError::Runtime("the pod's sandbox is not set up".into()))?;
+        let image = self
+            .images
+            .resolve(&req.image.name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| CreateError::Runtime(format!("image {:?} is gone from the node", req.image.name)))?;
+        let id = new_id();
+        let rootfs = self.images.create_rootfs(&image, &id).map_err(|e| CreateError::Runtime(e.to_string()))?;
+        let services: Vec<Service> = req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
+        let env_sources = EnvSources {
+            config_maps: req
+                .sources
+                .config_maps
+                .keys()
+                .filter_map(|n| req.sources.config_map_data(n).map(|d| (n.clone(), d.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())))
+                .collect(),
+            secrets: req.sources.secrets.keys().filter_map(|n| req.sources.secret_data(n).map(|d| (n.clone(), d))).collect(),
+            services,
+            node_name: self.node.name.clone(),
+            node_ip: self.node.ip.to_string(),
+            pod_ip: req.pod_ip.clone().unwrap_or_else(|| self.node.ip.to_string()),
+            pod_ips: vec![req.pod_ip.clone().unwrap_or_else(|| self.node.ip.to_string())],
+            service_account_name: pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+            kubernetes_service: self.node.kubernetes_service.clone(),
+            node_allocatable: BTreeMap::new(),
+        };
+        let term_dir = self.node.pods_dir.join(&uid).join("containers").join(&req.container);
+        let term_file = term_dir.join(format!("{}-termination-log", req.attempt));
+        let _ = std::fs::create_dir_all(&term_dir).and_then(|_| std::fs::write(&term_file, b""));
+        let qos = spec::qos_class(&pod);
+        let input = SpecInput {
+            pod: &pod,
+            container: &c,
+            image: &image.config,
+            rootfs,
+            sandbox: SandboxPaths {
+                netns: sandbox.netns.clone(),
+                ipc: sandbox.ipc.clone(),
+                uts: sandbox.uts.clone(),
+                shm: None,
+                hosts: sandbox.hosts.clone(),
+                hostname: sandbox.hostname.clone(),
+                resolv_conf: sandbox.resolv_conf.clone(),
+            },
+            volumes: &req.volumes,
+            env_sources: &env_sources,
+            cgroups_path: spec::container_cgroup_path(qos, &uid, &id),
+            termination_message_path: Some(term_file),
+        };
+        let oci = match spec::container_spec(&input) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.images.remove_rootfs(&id);
+                return Err(CreateError::Config(e.to_string()));
+            }
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_POD_UID.to_string(), uid.clone());
+        labels.insert(LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default());
+        labels.insert(LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default());
+        labels.insert(LABEL_CONTAINER.to_string(), req.container.clone());
+        labels.insert(LABEL_ATTEMPT.to_string(), req.attempt.to_string());
+        labels.insert(LABEL_IMAGE.to_string(), req.image.name.clone());
+        labels.insert(LABEL_IMAGE_ID.to_string(), req.image.id.clone());
+        let create = CreateRequest {
+            id: id.clone(),
+            bundle: self.node.containers_dir.join(&id),
+            spec: oci,
+            log_path: req.log_path.clone(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+            labels,
+        };
+        if let Err(e) = self.runtime.create(&create).await {
+            let _ = self.runtime.remove(&id).await;
+            let _ = self.images.remove_rootfs(&id);
+            return Err(CreateError::Runtime(e.to_string()));
+        }
+        if let Err(e) = self.runtime.start(&id).await {
+            let _ = self.runtime.remove(&id).await;
+            let _ = self.images.remove_rootfs(&id);
+            return Err(CreateError::Runtime(e.to_string()));
+        }
+        Ok(id)
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String> {
+        self.runtime.stop(id, libc::SIGTERM, grace).await.map_err(|e| e.to_string())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), String> {
+        let r = self.runtime.remove(id).await.map_err(|e| e.to_string());
+        let _ = self.images.remove_rootfs(id);
+        r
+    }
+
+    async fn state(&self, id: &str) -> Result<AttemptState, String> {
+        let s = self.runtime.status(id).await.map_err(|e| e.to_string())?;
+        Ok(to_state(id, &s))
+    }
+
+    async fn containers(&self) -> Result<Vec<ContainerRecord>, String> {
+        let all = self.runtime.list().await.map_err(|e| e.to_string())?;
+        Ok(all
+            .into_iter()
+            .filter_map(|c| {
+                let l = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+                let pod_uid = c.labels.get(LABEL_POD_UID)?.clone();
+                Some(ContainerRecord {
+                    state: to_state(&c.id, &c.status),
+                    pod_uid,
+                    container: l(LABEL_CONTAINER),
+                    attempt: l(LABEL_ATTEMPT).parse().unwrap_or(0),
+                    image: l(LABEL_IMAGE),
+                    image_id: l(LABEL_IMAGE_ID),
+                    id: c.id,
+                })
+            })
+            .collect())
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.node.pods_dir.clone()
+    }
+
+    fn log_root(&self) -> PathBuf {
+        self.node.log_root.clone()
+    }
+
+    fn mounter(&self) -> &dyn Mounter {
+        &SysMounter
+    }
+}
+
+#[async_trait]
+impl PodStreams for NodeBackend {
+    async fn logs(&self, pod: &Value, container: &str, opts: LogOptions) -> Result<streaming::LogStream, ApiError> {
+        let (id, attempt) = self.find(pod, container, opts.previous).await?;
+        let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        let path = super::logs::log_path(&self.node.log_root, &s("/metadata/namespace"), &s("/metadata/name"), &s("/metadata/uid"), container, attempt);
+        let since = match (opts.since_time, opts.since_seconds) {
+            (Some(t), _) => Some(t),
+            (None, Some(secs)) => Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(secs)),
+            _ => None,
+        };
+        let klog = super::logs::LogOptions {
+            follow: opts.follow && !opts.previous,
+            tail_lines: opts.tail_lines.and_then(|n| usize::try_from(n).ok()),
+            since_time: since.map(|t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+            timestamps: opts.timestamps,
+            limit_bytes: opts.limit_bytes.and_then(|n| u64::try_from(n).ok()),
+            stream: super::logs::LogStream::All,
+        };
+        // Following ends once the container has exited and its log is drained.
+        let rt = self.runtime.clone();
+        let done = async move {
+            loop {
+                match rt.status(&id).await {
+                    Ok(s) if s.state == ContainerState::Running || s.state == ContainerState::Created => {}
+                    _ => return,
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        Ok(super::logs::read_logs(path, klog, done).boxed())
+    }
+
+    async fn exec(&self, pod: &Value, container: &str, command: Vec<String>, io: StreamOptions) -> Result<StreamSession, ApiError> {
+        let (id, _) = self.find(pod, container, false).await?;
+        let req = runtime::ExecRequest { cmd: command, tty: io.tty, stdin: io.stdin };
+        let sess = self.runtime.exec(&id, &req).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(to_session(sess, io))
+    }
+
+    async fn attach(&self, pod: &Value, container: &str, io: StreamOptions) -> Result<StreamSession, ApiError> {
+        let (id, _) = self.find(pod, container, false).await?;
+        let req = runtime::AttachRequest { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr };
+        let sess = self.runtime.attach(&id, &req).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(to_session(sess, io))
+    }
+}
+
+fn to_session(s: runtime::ExecSession, io: StreamOptions) -> StreamSession {
+    let resize = s.resize.map(|tx| {
+        let (rtx, mut rrx) = tokio::sync::mpsc::channel::<streaming::TerminalSize>(4);
+        tokio::spawn(async move {
+            while let Some(sz) = rrx.recv().await {
+                if tx.send(runtime::TermSize { cols: sz.width, rows: sz.height }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rtx
+    });
+    StreamSession {
+        stdin: if io.stdin { s.stdin.map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>) } else { None },
+        stdout: if io.stdout { s.stdout.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+        stderr: if io.stderr { s.stderr.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+        resize,
+        exit: s
+            .exit
+            .map(|r| match r {
+                Ok(code) => ExitStatus::Code(code),
+                Err(e) => ExitStatus::Error(e.to_string()),
+            })
+            .boxed(),
+    }
+}

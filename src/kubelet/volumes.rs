@@ -1,0 +1,493 @@
+//! A pod's volumes on the node: emptyDir (a directory, or tmpfs for `medium: Memory`),
+//! hostPath (with upstream's type checks), configMap and secret (files written atomically
+//! the way upstream's atomic writer does — a timestamped directory behind a `..data` symlink
+//! — so a refresh swaps the whole set at once and running containers see it).
+//!
+//! Paths: `<pods>/<uid>/volumes/kubernetes.io~<plugin>/<volume>`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VolumeError {
+    /// The pod names a ConfigMap or Secret that does not exist (and is not optional).
+    #[error("{kind} \"{name}\" not found")]
+    Missing { kind: &'static str, name: String },
+    #[error("configmap references non-existent config key: {key}")]
+    MissingKey { key: String },
+    #[error("hostPath type check failed: {path} is not a {want}")]
+    HostPathType { path: String, want: &'static str },
+    #[error("cannot prepare volume {volume:?} at {path}: {reason}")]
+    Io { volume: String, path: String, reason: String },
+    #[error("volume {volume:?}: type not supported by this kubelet yet")]
+    Unsupported { volume: String },
+}
+
+fn io(volume: &str, path: &Path, e: impl std::fmt::Display) -> VolumeError {
+    VolumeError::Io { volume: volume.to_string(), path: path.display().to_string(), reason: e.to_string() }
+}
+
+/// The ConfigMaps and Secrets a pod refers to (volumes, env, envFrom), by name.
+pub fn referenced(pod: &Value) -> (Vec<String>, Vec<String>) {
+    let mut cms = Vec::new();
+    let mut secrets = Vec::new();
+    let add = |list: &mut Vec<String>, n: Option<&str>| {
+        if let Some(n) = n.filter(|n| !n.is_empty()) {
+            if !list.iter().any(|x| x == n) {
+                list.push(n.to_string());
+            }
+        }
+    };
+    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        add(&mut cms, v.pointer("/configMap/name").and_then(Value::as_str));
+        add(&mut secrets, v.pointer("/secret/secretName").and_then(Value::as_str));
+        for s in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            add(&mut cms, s.pointer("/configMap/name").and_then(Value::as_str));
+            add(&mut secrets, s.pointer("/secret/name").and_then(Value::as_str));
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for c in pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten() {
+            for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+                add(&mut cms, e.pointer("/valueFrom/configMapKeyRef/name").and_then(Value::as_str));
+                add(&mut secrets, e.pointer("/valueFrom/secretKeyRef/name").and_then(Value::as_str));
+            }
+            for e in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+                add(&mut cms, e.pointer("/configMapRef/name").and_then(Value::as_str));
+                add(&mut secrets, e.pointer("/secretRef/name").and_then(Value::as_str));
+            }
+        }
+    }
+    (cms, secrets)
+}
+
+/// ConfigMaps and Secrets fetched for a pod; a name absent here does not exist.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, Value>,
+}
+
+impl Sources {
+    /// A ConfigMap's data and binaryData as bytes.
+    pub fn config_map_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        let cm = self.config_maps.get(name)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in cm.get("data").and_then(Value::as_object).into_iter().flatten() {
+            out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
+        }
+        for (k, v) in cm.get("binaryData").and_then(Value::as_object).into_iter().flatten() {
+            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
+                out.insert(k.clone(), b);
+            }
+        }
+        Some(out)
+    }
+
+    /// A Secret's data (decoded) and stringData.
+    pub fn secret_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        let s = self.secrets.get(name)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in s.get("data").and_then(Value::as_object).into_iter().flatten() {
+            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
+                out.insert(k.clone(), b);
+            }
+        }
+        for (k, v) in s.get("stringData").and_then(Value::as_object).into_iter().flatten() {
+            out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
+        }
+        Some(out)
+    }
+}
+
+/// The directory of one of the pod's volumes.
+pub fn volume_dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
+    pod_dir.join("volumes").join(format!("kubernetes.io~{plugin}")).join(name)
+}
+
+/// Prepares (or refreshes) every volume of the pod; returns volume name → host path.
+/// `mounts` performs tmpfs mounts (behind a trait so unit tests run unprivileged).
+pub fn prepare(pod_dir: &Path, pod: &Value, sources: &Sources, mounts: &dyn Mounter) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+    let mut out = BTreeMap::new();
+    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        let path = if let Some(ed) = v.get("emptyDir") {
+            let dir = volume_dir(pod_dir, "empty-dir", name);
+            fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(|e| io(name, &dir, e))?;
+            if ed.get("medium").and_then(Value::as_str) == Some("Memory") {
+                let size = ed.get("sizeLimit").and_then(Value::as_str).and_then(quantity_bytes);
+                mounts.tmpfs(&dir, size).map_err(|e| io(name, &dir, e))?;
+            }
+            dir
+        } else if let Some(hp) = v.get("hostPath") {
+            host_path(name, hp)?
+        } else if let Some(cm) = v.get("configMap") {
+            let cm_name = cm.get("name").and_then(Value::as_str).unwrap_or("");
+            let optional = cm.get("optional").and_then(Value::as_bool).unwrap_or(false);
+            let data = match sources.config_map_data(cm_name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(VolumeError::Missing { kind: "configmap", name: cm_name.to_string() }),
+            };
+            let dir = volume_dir(pod_dir, "configmap", name);
+            let files = project(&data, cm, optional)?;
+            write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
+            dir
+        } else if let Some(sec) = v.get("secret") {
+            let s_name = sec.get("secretName").and_then(Value::as_str).unwrap_or("");
+            let optional = sec.get("optional").and_then(Value::as_bool).unwrap_or(false);
+            let data = match sources.secret_data(s_name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(VolumeError::Missing { kind: "secret", name: s_name.to_string() }),
+            };
+            let dir = volume_dir(pod_dir, "secret", name);
+            fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
+            // Secrets never touch the disk: tmpfs, as upstream.
+            mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
+            let files = project(&data, sec, optional)?;
+            write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
+            dir
+        } else {
+            return Err(VolumeError::Unsupported { volume: name.to_string() });
+        };
+        out.insert(name.to_string(), path);
+    }
+    Ok(out)
+}
+
+/// Removes the pod's volume directories (unmounting tmpfs ones first).
+pub fn cleanup(pod_dir: &Path, mounts: &dyn Mounter) -> Result<(), VolumeError> {
+    let vols = pod_dir.join("volumes");
+    for plugin in fs::read_dir(&vols).into_iter().flatten().flatten() {
+        for v in fs::read_dir(plugin.path()).into_iter().flatten().flatten() {
+            let _ = mounts.unmount(&v.path());
+        }
+    }
+    match fs::remove_dir_all(pod_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("", pod_dir, e)),
+    }
+}
+
+/// `128Mi`, `1G`, `500k` → bytes.
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult) as u64)
+}
+
+fn host_path(name: &str, hp: &Value) -> Result<PathBuf, VolumeError> {
+    let path = PathBuf::from(hp.get("path").and_then(Value::as_str).unwrap_or(""));
+    let p = path.display().to_string();
+    let meta = fs::metadata(&path);
+    match hp.get("type").and_then(Value::as_str).unwrap_or("") {
+        "DirectoryOrCreate" => {
+            if meta.is_err() {
+                fs::create_dir_all(&path).map_err(|e| io(name, &path, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| io(name, &path, e))?;
+            } else if !path.is_dir() {
+                return Err(VolumeError::HostPathType { path: p, want: "directory" });
+            }
+        }
+        "Directory" if !path.is_dir() => return Err(VolumeError::HostPathType { path: p, want: "directory" }),
+        "FileOrCreate" => {
+            if meta.is_err() {
+                fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(name, &path, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(|e| io(name, &path, e))?;
+            } else if !path.is_file() {
+                return Err(VolumeError::HostPathType { path: p, want: "file" });
+            }
+        }
+        "File" if !path.is_file() => return Err(VolumeError::HostPathType { path: p, want: "file" }),
+        "Socket" => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.map(|m| m.file_type().is_socket()).unwrap_or(false) {
+                return Err(VolumeError::HostPathType { path: p, want: "socket" });
+            }
+        }
+        _ => {}
+    }
+    Ok(path)
+}
+
+/// The files of a configMap/secret volume: all keys, or only `items` (key → path, mode).
+fn project(data: &BTreeMap<String, Vec<u8>>, vol: &Value, optional: bool) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
+    let default_mode = vol.get("defaultMode").and_then(Value::as_u64).unwrap_or(0o644) as u32;
+    let mut out = Vec::new();
+    match vol.get("items").and_then(Value::as_array) {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                let key = it.get("key").and_then(Value::as_str).unwrap_or("");
+                let path = it.get("path").and_then(Value::as_str).unwrap_or(key);
+                let mode = it.get("mode").and_then(Value::as_u64).map(|m| m as u32).unwrap_or(default_mode);
+                match data.get(key) {
+                    Some(v) => out.push((path.to_string(), v.clone(), mode)),
+                    None if optional => {}
+                    None => return Err(VolumeError::MissingKey { key: key.to_string() }),
+                }
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.push((k.clone(), v.clone(), default_mode));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `files` under `dir` as a timestamped directory behind `..data`, with one symlink
+/// per top-level name; unchanged content is left alone. A reader never sees a mix of old
+/// and new files.
+pub fn write_atomic(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let data_link = dir.join("..data");
+    if let Ok(cur) = fs::read_link(&data_link) {
+        if same_content(&dir.join(&cur), files) {
+            return Ok(());
+        }
+    }
+    let stamp = time::OffsetDateTime::now_utc();
+    let ts = format!(
+        "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second(),
+        stamp.nanosecond()
+    );
+    let ts_dir = dir.join(&ts);
+    fs::create_dir_all(&ts_dir)?;
+    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755))?;
+    for (path, content, mode) in files {
+        let rel = Path::new(path);
+        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            continue;
+        }
+        let target = ts_dir.join(rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut f = fs::File::create(&target)?;
+        f.write_all(content)?;
+        f.set_permissions(fs::Permissions::from_mode(*mode))?;
+    }
+    let tmp_link = dir.join("..data_tmp");
+    let _ = fs::remove_file(&tmp_link);
+    symlink(&ts, &tmp_link)?;
+    let old = fs::read_link(&data_link).ok();
+    fs::rename(&tmp_link, &data_link)?;
+    // User-visible names point through ..data.
+    let mut tops: Vec<String> = files.iter().filter_map(|(p, _, _)| Path::new(p).components().next()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    tops.sort();
+    tops.dedup();
+    for t in &tops {
+        let link = dir.join(t);
+        if fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join(t), &link)?;
+        }
+    }
+    // Names that are gone.
+    for e in fs::read_dir(dir)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("..") && !tops.contains(&n) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    if let Some(old) = old {
+        if old != Path::new(&ts) {
+            let _ = fs::remove_dir_all(dir.join(old));
+        }
+    }
+    Ok(())
+}
+
+fn same_content(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> bool {
+    let count = walk_files(dir);
+    count == files.len()
+        && files.iter().all(|(p, content, mode)| {
+            let f = dir.join(p);
+            fs::read(&f).ok().as_ref() == Some(content) && fs::metadata(&f).map(|m| m.permissions().mode() & 0o7777 == *mode).unwrap_or(false)
+        })
+}
+
+fn walk_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += walk_files(&p);
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Mounting, behind a trait so the volume logic is testable without privileges.
+pub trait Mounter: Send + Sync {
+    /// Mounts a tmpfs at `dir` unless one is there already.
+    fn tmpfs(&self, dir: &Path, size: Option<u64>) -> std::io::Result<()>;
+    /// Unmounts `dir` if something is mounted there.
+    fn unmount(&self, dir: &Path) -> std::io::Result<()>;
+}
+
+/// The real mounter.
+pub struct SysMounter;
+
+fn is_mountpoint(dir: &Path) -> bool {
+    let want = dir.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4).map(|p| p.replace("\\040", " ")) == Some(want.clone())))
+        .unwrap_or(false)
+}
+
+impl Mounter for SysMounter {
+    fn tmpfs(&self, dir: &Path, size: Option<u64>) -> std::io::Result<()> {
+        if is_mountpoint(dir) {
+            return Ok(());
+        }
+        let data = match size {
+            Some(s) => format!("mode=0777,size={s}"),
+            None => "mode=0777".to_string(),
+        };
+        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(data.as_str()))
+            .map_err(std::io::Error::from)
+    }
+    fn unmount(&self, dir: &Path) -> std::io::Result<()> {
+        if !is_mountpoint(dir) {
+            return Ok(());
+        }
+        nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).map_err(std::io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct FakeMounts(Mutex<Vec<String>>);
+    impl Mounter for FakeMounts {
+        fn tmpfs(&self, dir: &Path, _size: Option<u64>) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(format!("tmpfs {}", dir.display()));
+            Ok(())
+        }
+        fn unmount(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(format!("umount {}", dir.display()));
+            Ok(())
+        }
+    }
+
+    fn pod(vols: Value) -> Value {
+        json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": {"volumes": vols, "containers": [
+            {"name": "a", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "envcm", "key": "k"}}}],
+             "envFrom": [{"secretRef": {"name": "envsec"}}]}]}})
+    }
+
+    #[test]
+    fn references_come_from_volumes_and_env() {
+        let p = pod(json!([{"name": "c", "configMap": {"name": "cm"}}, {"name": "s", "secret": {"secretName": "sec"}}]));
+        let (cms, secs) = referenced(&p);
+        assert_eq!(cms, vec!["cm", "envcm"]);
+        assert_eq!(secs, vec!["sec", "envsec"]);
+    }
+
+    #[test]
+    fn config_map_files_are_written_behind_data_and_refreshed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pod(json!([{"name": "c", "configMap": {"name": "cm"}}, {"name": "e", "emptyDir": {}}]));
+        let mut src = Sources::default();
+        src.config_maps.insert("cm".into(), json!({"data": {"a.txt": "one", "b": "two"}}));
+        let m = FakeMounts::default();
+        let vols = prepare(dir.path(), &p, &src, &m).unwrap();
+        let c = &vols["c"];
+        assert_eq!(fs::read_to_string(c.join("a.txt")).unwrap(), "one");
+        assert_eq!(fs::read_link(c.join("a.txt")).unwrap(), Path::new("..data/a.txt"));
+        assert!(vols["e"].is_dir());
+        let first = fs::read_link(c.join("..data")).unwrap();
+        // Unchanged: nothing rewritten.
+        prepare(dir.path(), &p, &src, &m).unwrap();
+        assert_eq!(fs::read_link(c.join("..data")).unwrap(), first);
+        // Changed: new content, a removed key disappears.
+        src.config_maps.insert("cm".into(), json!({"data": {"a.txt": "uno"}}));
+        prepare(dir.path(), &p, &src, &m).unwrap();
+        assert_eq!(fs::read_to_string(c.join("a.txt")).unwrap(), "uno");
+        assert!(!c.join("b").exists());
+        assert!(!c.join(&first).exists(), "the old generation is removed");
+    }
+
+    #[test]
+    fn missing_sources_are_errors_unless_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let p = pod(json!([{"name": "c", "configMap": {"name": "nope"}}]));
+        assert_eq!(prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(), "configmap \"nope\" not found");
+        let p = pod(json!([{"name": "s", "secret": {"secretName": "nope"}}]));
+        assert_eq!(prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(), "secret \"nope\" not found");
+        let p = pod(json!([{"name": "s", "secret": {"secretName": "nope", "optional": true}}]));
+        assert!(prepare(dir.path(), &p, &Sources::default(), &m).is_ok());
+    }
+
+    #[test]
+    fn secrets_go_on_tmpfs_with_items_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let p = pod(json!([{"name": "s", "secret": {"secretName": "sec", "items": [{"key": "pw", "path": "sub/password", "mode": 0o400}]}}]));
+        let mut src = Sources::default();
+        src.secrets.insert("sec".into(), json!({"data": {"pw": "aHVudGVyMg==", "other": "eA=="}}));
+        let vols = prepare(dir.path(), &p, &src, &m).unwrap();
+        let f = vols["s"].join("sub/password");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "hunter2");
+        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o400);
+        assert!(!vols["s"].join("other").exists());
+        assert!(m.0.lock().unwrap()[0].starts_with("tmpfs "));
+    }
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let d = dir.path().join("made");
+        let p = pod(json!([{"name": "h", "hostPath": {"path": d, "type": "DirectoryOrCreate"}}]));
+        prepare(dir.path(), &p, &Sources::default(), &m).unwrap();
+        assert!(d.is_dir());
+        let p = pod(json!([{"name": "h", "hostPath": {"path": d, "type": "File"}}]));
+        let e = prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err();
+        assert!(matches!(e, VolumeError::HostPathType { want: "file", .. }));
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity_bytes("64Mi"), Some(64 << 20));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("bogus"), None);
+    }
+}

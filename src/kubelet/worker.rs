@@ -1,0 +1,533 @@
+//! One pod's worker: brings what runs on the node in line with the pod (sandbox, volumes,
+//! init containers one by one, app containers with their restart policy and back-off),
+//! reports the status, and on deletion stops everything within the grace period and
+//! completes the delete. Each call to [`Worker::sync`] is one level-triggered pass; the
+//! caller runs it on every change of the pod and on the interval it returns.
+//!
+//! Probes, lifecycle hooks and the rest of the pod API slot in as more steps of `sync`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError, PullError};
+use super::backoff::{go_duration, Backoff};
+use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, Terminated};
+use super::volumes::{self, Sources};
+use crate::apiserver::registry::meta::now_rfc3339;
+
+/// The API calls a worker makes, behind a trait so the worker is tested without a server.
+#[async_trait::async_trait]
+pub trait PodApi: Send + Sync {
+    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), String>;
+    /// The kubelet's final delete (grace period 0, uid precondition).
+    async fn delete_final(&self, pod: &Value) -> Result<(), String>;
+    /// The ConfigMaps and Secrets the pod refers to that exist.
+    async fn sources(&self, pod: &Value) -> Result<Sources, String>;
+    /// The services of a namespace.
+    async fn services(&self, namespace: &str) -> Result<Vec<Value>, String>;
+}
+
+/// Where the node's components record events.
+pub trait EventSink: Send + Sync {
+    fn event(&self, involved: &Value, warning: bool, reason: &str, message: &str);
+}
+
+/// What a sync pass asks of its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Sync again after this long, or sooner when the pod changes.
+    After(Duration),
+    /// The pod is gone and everything of it on the node is cleaned up.
+    Done,
+}
+
+/// How often volumes of configMaps and secrets are refreshed.
+const VOLUME_RESYNC: Duration = Duration::from_secs(30);
+/// How often a pod with running containers is looked at (container exits).
+const RESYNC_RUNNING: Duration = Duration::from_millis(1000);
+
+pub struct Worker {
+    pod: Value,
+    host_ip: String,
+    backend: Arc<dyn Backend>,
+    api: Arc<dyn PodApi>,
+    events: Arc<dyn EventSink>,
+    views: BTreeMap<String, ContainerView>,
+    ids: BTreeMap<String, String>,
+    backoff: Backoff,
+    sandbox_ip: Option<Option<String>>,
+    volumes: Option<(BTreeMap<String, PathBuf>, Instant)>,
+    start_time: Option<String>,
+    written: Option<Value>,
+    /// Events already emitted, so a waiting container does not repeat them every pass.
+    said: HashSet<String>,
+    /// Attempts whose exit has been counted in the back-off.
+    counted: HashMap<String, u32>,
+    /// The pod object is gone from the API (force-deleted): clean up without a final delete.
+    vanished: bool,
+}
+
+fn uid_of(pod: &Value) -> String {
+    pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+impl Worker {
+    pub fn new(pod: Value, host_ip: String, backend: Arc<dyn Backend>, api: Arc<dyn PodApi>, events: Arc<dyn EventSink>) -> Worker {
+        let start_time = pod.pointer("/status/startTime").and_then(Value::as_str).map(str::to_string);
+        Worker {
+            pod,
+            host_ip,
+            backend,
+            api,
+            events,
+            views: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            backoff: Backoff::default(),
+            sandbox_ip: None,
+            volumes: None,
+            start_time,
+            written: None,
+            said: HashSet::new(),
+            counted: HashMap::new(),
+            vanished: false,
+        }
+    }
+
+    pub fn uid(&self) -> String {
+        uid_of(&self.pod)
+    }
+
+    /// The newest version of the pod.
+    pub fn update(&mut self, pod: Value) {
+        self.pod = pod;
+    }
+
+    /// The pod was removed from the API without the kubelet's final delete.
+    pub fn vanish(&mut self) {
+        self.vanished = true;
+    }
+
+    /// Takes over containers a previous k3rs process started for this pod.
+    pub fn adopt(&mut self, mut records: Vec<ContainerRecord>) {
+        records.sort_by_key(|r| r.attempt);
+        for r in records {
+            let view = self.views.entry(r.container.clone()).or_default();
+            if let Some(cur) = view.current.take() {
+                if let AttemptState::Exited(t) = cur.state {
+                    view.previous = Some(t);
+                }
+            }
+            self.ids.insert(r.container.clone(), r.id.clone());
+            view.current = Some(Attempt { container_id: r.id, attempt: r.attempt, image: r.image, image_id: r.image_id, state: r.state });
+            // Its exit (if any) was already counted by the previous process.
+            self.counted.insert(r.container, r.attempt);
+        }
+        if !self.views.is_empty() {
+            // Containers exist, so the sandbox did: setting it up again is idempotent.
+            self.start_time.get_or_insert_with(now_rfc3339);
+        }
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{}/{what}", self.uid())
+    }
+
+    fn say_once(&mut self, id: String, warning: bool, reason: &str, message: &str) {
+        if self.said.insert(id) {
+            self.events.event(&self.pod, warning, reason, message);
+        }
+    }
+
+    fn pod_ref(&self) -> String {
+        format!("{}_{}({})", str_at(&self.pod, "/metadata/name"), str_at(&self.pod, "/metadata/namespace"), self.uid())
+    }
+
+    /// One pass.
+    pub async fn sync(&mut self) -> Next {
+        self.refresh_states().await;
+        if self.vanished || self.pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            return self.terminate().await;
+        }
+        let phase = self.written.as_ref().and_then(|s| s.get("phase")).and_then(Value::as_str).unwrap_or("");
+        if phase == "Succeeded" || phase == "Failed" {
+            // Finished: the sandbox goes, the containers stay for their logs until deletion.
+            if self.sandbox_ip.is_some() {
+                let _ = self.backend.sandbox_down(&self.uid()).await;
+                self.sandbox_ip = None;
+            }
+            return Next::After(Duration::from_secs(30));
+        }
+        let mut next = RESYNC_RUNNING;
+        if self.start_time.is_none() {
+            self.start_time = Some(now_rfc3339());
+        }
+        if self.sandbox_ip.is_none() {
+            match self.backend.sandbox_up(&self.pod).await {
+                Ok(s) => self.sandbox_ip = Some(s.ip),
+                Err(e) => {
+                    self.events.event(&self.pod, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"));
+                    self.write_status().await;
+                    return Next::After(Duration::from_secs(5));
+                }
+            }
+        }
+        let volumes_due = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() >= VOLUME_RESYNC);
+        let mut sources = Sources::default();
+        if volumes_due || self.needs_start() {
+            sources = match self.api.sources(&self.pod).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(pod = %self.pod_ref(), error = %e, "cannot read the pod's configmaps and secrets");
+                    return Next::After(Duration::from_secs(2));
+                }
+            };
+        }
+        if volumes_due {
+            let pod_dir = self.backend.pods_dir().join(self.uid());
+            match volumes::prepare(&pod_dir, &self.pod, &sources, self.backend.mounter()) {
+                Ok(v) => self.volumes = Some((v, Instant::now())),
+                Err(e) => {
+                    let name = failing_volume(&self.pod, &e);
+                    self.events.event(&self.pod, true, "FailedMount", &format!("MountVolume.SetUp failed for volume \"{name}\" : {e}"));
+                    if self.volumes.is_none() {
+                        self.write_status().await;
+                        return Next::After(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+
+        // Init containers in order, each to success.
+        let inits: Vec<Value> = self.pod.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let policy = str_at(&self.pod, "/spec/restartPolicy").to_string();
+        let mut initialized = true;
+        for c in &inits {
+            let name = str_at(c, "/name").to_string();
+            match self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.state.clone()) {
+                Some(AttemptState::Exited(t)) if t.exit_code == 0 => continue,
+                Some(AttemptState::Exited(t)) => {
+                    initialized = false;
+                    if policy != "Never" {
+                        if let Some(d) = self.restart(c, true, &t, &sources).await {
+                            next = next.min(d);
+                        }
+                    }
+                    break;
+                }
+                Some(_) => {
+                    initialized = false;
+                    break;
+                }
+                None => {
+                    initialized = false;
+                    if let Some(d) = self.start(c, true, 0, &sources).await {
+                        next = next.min(d);
+                    }
+                    break;
+                }
+            }
+        }
+        if initialized {
+            let apps: Vec<Value> = self.pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            for c in &apps {
+                let name = str_at(c, "/name").to_string();
+                match self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.state.clone()) {
+                    None => {
+                        if let Some(d) = self.start(c, false, 0, &sources).await {
+                            next = next.min(d);
+                        }
+                    }
+                    Some(AttemptState::Exited(t)) => {
+                        let again = match policy.as_str() {
+                            "Never" => false,
+                            "OnFailure" => t.exit_code != 0,
+                            _ => true,
+                        };
+                        if again {
+                            if let Some(d) = self.restart(c, false, &t, &sources).await {
+                                next = next.min(d);
+                            }
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.write_status().await;
+        Next::After(next)
+    }
+
+    fn needs_start(&self) -> bool {
+        let all = ["initContainers", "containers"].iter().flat_map(|l| self.pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array).cloned().unwrap_or_default()).count();
+        self.views.values().filter(|v| matches!(v.current.as_ref().map(|a| &a.state), Some(AttemptState::Running { .. }))).count() < all
+    }
+
+    /// Reads the state of every current container from the runtime.
+    async fn refresh_states(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        for (name, id) in self.ids.clone() {
+            let running_or_new = self.views.get(&name).and_then(|v| v.current.as_ref()).is_none_or(|a| !matches!(a.state, AttemptState::Exited(_)));
+            if !running_or_new {
+                continue;
+            }
+            if let Ok(state) = self.backend.state(&id).await {
+                if let Some(a) = self.views.get_mut(&name).and_then(|v| v.current.as_mut()) {
+                    a.state = state;
+                }
+            }
+        }
+    }
+
+    /// A container that exited and should run again: now, or after its back-off.
+    async fn restart(&mut self, c: &Value, init: bool, t: &Terminated, sources: &Sources) -> Option<Duration> {
+        let name = str_at(c, "/name").to_string();
+        let key = self.key(&format!("c/{name}"));
+        let attempt = self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.attempt).unwrap_or(0);
+        let now = Instant::now();
+        if let Some((delay, left)) = self.backoff.waiting(&key, now) {
+            let msg = format!("back-off {} restarting failed container={} pod={}", go_duration(delay), name, self.pod_ref());
+            if let Some(v) = self.views.get_mut(&name) {
+                v.waiting = Some(("CrashLoopBackOff".into(), msg));
+            }
+            let ev = format!("Back-off restarting failed container {} in pod {}", name, self.pod_ref());
+            self.say_once(format!("backoff/{name}/{attempt}"), true, "BackOff", &ev);
+            return Some(left.max(Duration::from_millis(50)));
+        }
+        if self.counted.get(&name) != Some(&(attempt + 1)) {
+            let ran = ran_for(t);
+            self.backoff.failed(&key, now, ran);
+            self.counted.insert(name.clone(), attempt + 1);
+        }
+        // The previous container goes; its log file stays for `kubectl logs --previous`.
+        if let Some(old) = self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.container_id.clone()) {
+            let _ = self.backend.remove_container(&old).await;
+        }
+        if let Some(v) = self.views.get_mut(&name) {
+            v.previous = Some(t.clone());
+        }
+        self.start(c, init, attempt + 1, sources).await
+    }
+
+    /// Pulls the image and runs one attempt of the container. Returns how soon to look
+    /// again when the container could not start.
+    async fn start(&mut self, c: &Value, init: bool, attempt: u32, sources: &Sources) -> Option<Duration> {
+        let name = str_at(c, "/name").to_string();
+        let image = str_at(c, "/image").to_string();
+        let policy = c.get("imagePullPolicy").and_then(Value::as_str).unwrap_or("IfNotPresent").to_string();
+        let pull_key = self.key(&format!("img/{name}"));
+        let now = Instant::now();
+        if self.backoff.waiting(&pull_key, now).is_some() {
+            let msg = format!("Back-off pulling image \"{image}\"");
+            self.set_waiting(&name, "ImagePullBackOff", &msg);
+            self.say_once(format!("pullbackoff/{name}/{attempt}"), false, "BackOff", &msg);
+            return Some(Duration::from_secs(1));
+        }
+        let started = Instant::now();
+        let image_info = match self.backend.image(&image, &policy, &self.pod).await {
+            Ok((info, pulled)) => {
+                self.backoff.clear(&pull_key);
+                if pulled {
+                    let took = started.elapsed().as_secs_f64();
+                    self.events.event(
+                        &self.pod,
+                        false,
+                        "Pulled",
+                        &format!("Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.", info.size),
+                    );
+                } else {
+                    self.say_once(format!("present/{name}/{attempt}"), false, "Pulled", &format!("Container image \"{image}\" already present on machine"));
+                }
+                info
+            }
+            Err(PullError::NeverPull(img)) => {
+                let msg = format!("Container image \"{img}\" is not present with pull policy of Never");
+                self.set_waiting(&name, "ErrImageNeverPull", &msg);
+                self.say_once(format!("neverpull/{name}"), true, "ErrImageNeverPull", &msg);
+                self.say_once(format!("neverpull-err/{name}"), true, "Failed", "Error: ErrImageNeverPull");
+                return Some(Duration::from_secs(5));
+            }
+            Err(PullError::Failed(e)) => {
+                self.backoff.failed(&pull_key, now, None);
+                let msg = format!("Failed to pull image \"{image}\": {e}");
+                self.set_waiting(&name, "ErrImagePull", &msg);
+                self.events.event(&self.pod, true, "Failed", &msg);
+                self.events.event(&self.pod, true, "Failed", "Error: ErrImagePull");
+                return Some(Duration::from_secs(1));
+            }
+        };
+        let services = match self.api.services(str_at(&self.pod, "/metadata/namespace")).await {
+            Ok(s) => s,
+            Err(_) => Vec::new(),
+        };
+        let uid = self.uid();
+        let log_path = self
+            .backend
+            .log_root()
+            .join(format!("{}_{}_{}", str_at(&self.pod, "/metadata/namespace"), str_at(&self.pod, "/metadata/name"), uid))
+            .join(&name)
+            .join(format!("{attempt}.log"));
+        let req = CreateContainer {
+            pod: self.pod.clone(),
+            container: name.clone(),
+            init,
+            attempt,
+            image: image_info.clone(),
+            volumes: self.volumes.as_ref().map(|(v, _)| v.clone()).unwrap_or_default(),
+            sources: sources.clone(),
+            services,
+            pod_ip: self.sandbox_ip.clone().flatten(),
+            log_path,
+        };
+        match self.backend.run_container(req).await {
+            Ok(id) => {
+                self.said.retain(|k| !k.ends_with(&format!("/{name}/{attempt}")) && !k.ends_with(&format!("/{name}")));
+                self.events.event(&self.pod, false, "Created", &format!("Created container: {name}"));
+                self.events.event(&self.pod, false, "Started", &format!("Started container {name}"));
+                self.ids.insert(name.clone(), id.clone());
+                let state = self.backend.state(&id).await.unwrap_or(AttemptState::Running { started_at: now_rfc3339() });
+                let v = self.views.entry(name).or_default();
+                v.waiting = None;
+                v.current = Some(Attempt { container_id: id, attempt, image: image_info.name, image_id: image_info.id, state });
+                None
+            }
+            Err(CreateError::Config(msg)) => {
+                self.set_waiting(&name, "CreateContainerConfigError", &msg);
+                self.say_once(format!("config/{name}/{msg}"), true, "Failed", &format!("Error: {msg}"));
+                Some(Duration::from_secs(2))
+            }
+            Err(CreateError::Runtime(msg)) => {
+                self.set_waiting(&name, "CreateContainerError", &msg);
+                self.events.event(&self.pod, true, "Failed", &format!("Error: {msg}"));
+                Some(Duration::from_secs(5))
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, name: &str, reason: &str, msg: &str) {
+        let v = self.views.entry(name.to_string()).or_default();
+        v.waiting = Some((reason.to_string(), msg.to_string()));
+    }
+
+    async fn write_status(&mut self) {
+        let view = PodView {
+            containers: self.views.clone(),
+            sandbox_ready: self.sandbox_ip.is_some(),
+            pod_ip: match &self.sandbox_ip {
+                Some(Some(ip)) => Some(ip.clone()),
+                Some(None) => Some(self.host_ip.clone()),
+                None => self.written.as_ref().and_then(|s| s.get("podIP")).and_then(Value::as_str).map(str::to_string),
+            },
+            host_ip: self.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            failure: None,
+        };
+        let mut base = self.pod.clone();
+        if let Some(w) = &self.written {
+            // Transition times come from what was last written, not a possibly older cache.
+            base["status"]["conditions"] = w["conditions"].clone();
+            if let Some(old) = self.pod.pointer("/status/conditions").and_then(Value::as_array) {
+                let mut conds = w["conditions"].as_array().cloned().unwrap_or_default();
+                for c in old {
+                    if !conds.iter().any(|x| x["type"] == c["type"]) {
+                        conds.push(c.clone());
+                    }
+                }
+                base["status"]["conditions"] = Value::Array(conds);
+            }
+        }
+        let status = pod_status(&base, &view, &now_rfc3339());
+        if self.written.as_ref() == Some(&status) {
+            return;
+        }
+        match self.api.patch_status(&self.pod, &status).await {
+            Ok(()) => self.written = Some(status),
+            Err(e) => tracing::debug!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass"),
+        }
+    }
+
+    /// Stops the pod's containers within its grace period, cleans up, and completes the
+    /// delete.
+    async fn terminate(&mut self) -> Next {
+        let grace = self
+            .pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .or_else(|| self.pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .unwrap_or(30)
+            .max(0) as u64;
+        let uid = self.uid();
+        let mine: Vec<ContainerRecord> = self.backend.containers().await.unwrap_or_default().into_iter().filter(|r| r.pod_uid == uid).collect();
+        let mut stops = Vec::new();
+        for r in &mine {
+            if matches!(r.state, AttemptState::Running { .. } | AttemptState::Created) {
+                self.events.event(&self.pod, false, "Killing", &format!("Stopping container {}", r.container));
+                let b = self.backend.clone();
+                let id = r.id.clone();
+                stops.push(async move { b.stop_container(&id, Duration::from_secs(grace)).await });
+            }
+        }
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(pod = %self.pod_ref(), error = %e, "stopping a container failed");
+            }
+        }
+        self.refresh_states().await;
+        self.write_status().await;
+        for r in &mine {
+            if let Err(e) = self.backend.remove_container(&r.id).await {
+                tracing::warn!(pod = %self.pod_ref(), container = %r.container, error = %e, "removing a container failed");
+            }
+        }
+        if let Err(e) = self.backend.sandbox_down(&uid).await {
+            tracing::warn!(pod = %self.pod_ref(), error = %e, "removing the sandbox failed");
+        }
+        let pod_dir = self.backend.pods_dir().join(&uid);
+        if let Err(e) = volumes::cleanup(&pod_dir, self.backend.mounter()) {
+            tracing::warn!(pod = %self.pod_ref(), error = %e, "removing the pod's volumes failed");
+        }
+        if !self.vanished {
+            if let Err(e) = self.api.delete_final(&self.pod).await {
+                tracing::warn!(pod = %self.pod_ref(), error = %e, "completing the delete failed; retrying");
+                return Next::After(Duration::from_secs(1));
+            }
+        }
+        let log_dir = self.backend.log_root().join(format!("{}_{}_{}", str_at(&self.pod, "/metadata/namespace"), str_at(&self.pod, "/metadata/name"), uid));
+        let _ = std::fs::remove_dir_all(log_dir);
+        self.backoff.clear_prefix(&format!("{uid}/"));
+        Next::Done
+    }
+}
+
+fn ran_for(t: &Terminated) -> Option<Duration> {
+    let parse = |s: &Option<String>| s.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
+    match (parse(&t.started_at), parse(&t.finished_at)) {
+        (Some(a), Some(b)) if b > a => Some((b - a).unsigned_abs()),
+        _ => None,
+    }
+}
+
+/// The volume a preparation error is about (for the FailedMount message).
+fn failing_volume(pod: &Value, e: &volumes::VolumeError) -> String {
+    let wanted = match e {
+        volumes::VolumeError::Missing { name, .. } => Some(name.as_str()),
+        volumes::VolumeError::Io { volume, .. } | volumes::VolumeError::Unsupported { volume } => return volume.clone(),
+        _ => None,
+    };
+    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        let refs = [v.pointer("/configMap/name"), v.pointer("/secret/secretName")];
+        if refs.iter().flatten().any(|r| r.as_str() == wanted) {
+            return str_at(v, "/name").to_string();
+        }
+    }
+    String::new()
+}

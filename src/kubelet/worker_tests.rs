@@ -1,0 +1,348 @@
+//! The pod worker's state machine against a fake node and a fake API.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::backend::*;
+use super::status::{AttemptState, Terminated};
+use super::volumes::{Mounter, Sources};
+use super::worker::*;
+
+#[derive(Default)]
+struct Node {
+    containers: Vec<ContainerRecord>,
+    images: Vec<String>,
+    stopped: Vec<(String, Duration)>,
+    removed: Vec<String>,
+    sandboxes: Vec<String>,
+    config_error: Option<String>,
+    next_id: u32,
+}
+
+struct FakeBackend {
+    node: Mutex<Node>,
+    dir: tempfile::TempDir,
+}
+
+struct NoMounts;
+impl Mounter for NoMounts {
+    fn tmpfs(&self, _: &std::path::Path, _: Option<u64>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn unmount(&self, _: &std::path::Path) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for FakeBackend {
+    async fn image(&self, image: &str, policy: &str, _pod: &Value) -> Result<(ImageInfo, bool), PullError> {
+        let n = self.node.lock().unwrap();
+        let info = ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 };
+        match (n.images.iter().any(|i| i == image), policy) {
+            (true, "Always") => Ok((info, true)),
+            (true, _) => Ok((info, false)),
+            (false, "Never") => Err(PullError::NeverPull(image.into())),
+            (false, _) => Err(PullError::Failed("not found".into())),
+        }
+    }
+    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
+        self.node.lock().unwrap().sandboxes.push(pod["metadata"]["uid"].as_str().unwrap().to_string());
+        Ok(SandboxInfo { ip: Some("10.42.0.7".into()) })
+    }
+    async fn sandbox_down(&self, uid: &str) -> Result<(), String> {
+        self.node.lock().unwrap().sandboxes.retain(|s| s != uid);
+        Ok(())
+    }
+    async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
+        let mut n = self.node.lock().unwrap();
+        if let Some(e) = n.config_error.clone() {
+            return Err(CreateError::Config(e));
+        }
+        n.next_id += 1;
+        let id = format!("id{}", n.next_id);
+        n.containers.push(ContainerRecord {
+            id: id.clone(),
+            pod_uid: req.pod["metadata"]["uid"].as_str().unwrap().into(),
+            container: req.container,
+            attempt: req.attempt,
+            image: req.image.name,
+            image_id: req.image.id,
+            state: AttemptState::Running { started_at: "2026-01-01T00:00:00Z".into() },
+        });
+        Ok(id)
+    }
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String> {
+        let mut n = self.node.lock().unwrap();
+        n.stopped.push((id.to_string(), grace));
+        for c in n.containers.iter_mut().filter(|c| c.id == id) {
+            c.state = exited(137).state;
+        }
+        Ok(())
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), String> {
+        let mut n = self.node.lock().unwrap();
+        n.removed.push(id.to_string());
+        n.containers.retain(|c| c.id != id);
+        Ok(())
+    }
+    async fn state(&self, id: &str) -> Result<AttemptState, String> {
+        self.node.lock().unwrap().containers.iter().find(|c| c.id == id).map(|c| c.state.clone()).ok_or_else(|| "no such container".to_string())
+    }
+    async fn containers(&self) -> Result<Vec<ContainerRecord>, String> {
+        Ok(self.node.lock().unwrap().containers.clone())
+    }
+    fn pods_dir(&self) -> PathBuf {
+        self.dir.path().join("pods")
+    }
+    fn log_root(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+    fn mounter(&self) -> &dyn Mounter {
+        &NoMounts
+    }
+}
+
+fn exited(code: i32) -> ContainerRecord {
+    ContainerRecord {
+        id: String::new(),
+        pod_uid: String::new(),
+        container: String::new(),
+        attempt: 0,
+        image: String::new(),
+        image_id: String::new(),
+        state: AttemptState::Exited(Terminated {
+            exit_code: code,
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            message: None,
+            started_at: Some("2026-01-01T00:00:00Z".into()),
+            finished_at: Some("2026-01-01T00:00:01Z".into()),
+            container_id: String::new(),
+        }),
+    }
+}
+
+#[derive(Default)]
+struct FakeApi {
+    statuses: Mutex<Vec<Value>>,
+    deleted: Mutex<bool>,
+}
+
+#[async_trait::async_trait]
+impl PodApi for FakeApi {
+    async fn patch_status(&self, _pod: &Value, status: &Value) -> Result<(), String> {
+        self.statuses.lock().unwrap().push(status.clone());
+        Ok(())
+    }
+    async fn delete_final(&self, _pod: &Value) -> Result<(), String> {
+        *self.deleted.lock().unwrap() = true;
+        Ok(())
+    }
+    async fn sources(&self, _pod: &Value) -> Result<Sources, String> {
+        Ok(Sources::default())
+    }
+    async fn services(&self, _ns: &str) -> Result<Vec<Value>, String> {
+        Ok(Vec::new())
+    }
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<(bool, String, String)>>);
+impl EventSink for Events {
+    fn event(&self, _involved: &Value, warning: bool, reason: &str, message: &str) {
+        self.0.lock().unwrap().push((warning, reason.into(), message.into()));
+    }
+}
+
+struct Rig {
+    backend: Arc<FakeBackend>,
+    api: Arc<FakeApi>,
+    events: Arc<Events>,
+    worker: Worker,
+}
+
+fn rig(pod: Value, images: &[&str]) -> Rig {
+    let backend = Arc::new(FakeBackend { node: Mutex::new(Node { images: images.iter().map(|s| s.to_string()).collect(), ..Default::default() }), dir: tempfile::tempdir().unwrap() });
+    let api = Arc::new(FakeApi::default());
+    let events = Arc::new(Events::default());
+    let worker = Worker::new(pod, "10.0.0.1".into(), backend.clone(), api.clone(), events.clone());
+    Rig { backend, api, events, worker }
+}
+
+fn pod(policy: &str, inits: &[&str], apps: &[&str], pull: &str) -> Value {
+    let c = |n: &&str| json!({"name": n, "image": "busybox:1", "imagePullPolicy": pull});
+    json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+        "spec": {"restartPolicy": policy, "nodeName": "n", "terminationGracePeriodSeconds": 30,
+                 "initContainers": inits.iter().map(c).collect::<Vec<_>>(), "containers": apps.iter().map(c).collect::<Vec<_>>()},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    })
+}
+
+impl Rig {
+    fn last_status(&self) -> Value {
+        self.api.statuses.lock().unwrap().last().cloned().unwrap_or(Value::Null)
+    }
+    fn exit(&self, container: &str, code: i32) {
+        let mut n = self.backend.node.lock().unwrap();
+        for c in n.containers.iter_mut().filter(|c| c.container == container) {
+            c.state = exited(code).state;
+        }
+    }
+    fn reasons(&self) -> Vec<String> {
+        self.events.0.lock().unwrap().iter().map(|e| e.1.clone()).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_pod_runs_and_reports_running_with_its_ip() {
+    let mut r = rig(pod("Always", &[], &["a", "b"], "IfNotPresent"), &["busybox:1"]);
+    assert_eq!(r.worker.sync().await, Next::After(Duration::from_millis(1000)));
+    let s = r.last_status();
+    assert_eq!(s["phase"], "Running");
+    assert_eq!(s["podIP"], "10.42.0.7");
+    assert_eq!(s["containerStatuses"][1]["state"]["running"]["startedAt"].is_string(), true);
+    assert_eq!(r.backend.node.lock().unwrap().containers.len(), 2);
+    assert!(r.reasons().starts_with(&["Pulled".to_string(), "Created".to_string(), "Started".to_string()]));
+    // Nothing changed: no new write, no new containers.
+    let writes = r.api.statuses.lock().unwrap().len();
+    r.worker.sync().await;
+    assert_eq!(r.api.statuses.lock().unwrap().len(), writes);
+    assert_eq!(r.backend.node.lock().unwrap().containers.len(), 2);
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_then_backs_off() {
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker.sync().await;
+    r.exit("a", 1);
+    r.worker.sync().await;
+    // First failure: restarted at once.
+    let s = r.last_status();
+    assert_eq!(s["containerStatuses"][0]["restartCount"], 1);
+    assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(r.backend.node.lock().unwrap().removed.len(), 1, "the old container is removed");
+    r.exit("a", 1);
+    let next = r.worker.sync().await;
+    let s = r.last_status();
+    let w = &s["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(w["reason"], "CrashLoopBackOff");
+    assert!(w["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=a pod=p_default(u1)"), "{w}");
+    assert!(matches!(next, Next::After(_)));
+    r.worker.sync().await;
+    assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1, "no restart while backing off");
+    assert_eq!(r.last_status()["containerStatuses"][0]["restartCount"], 1);
+    assert!(r.reasons().contains(&"BackOff".to_string()));
+    assert_eq!(s["phase"], "Running");
+}
+
+#[tokio::test]
+async fn on_failure_and_never_policies() {
+    let mut r = rig(pod("OnFailure", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker.sync().await;
+    r.exit("a", 0);
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["phase"], "Succeeded");
+    assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1, "not restarted");
+    let mut r = rig(pod("Never", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker.sync().await;
+    r.exit("a", 3);
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["phase"], "Failed");
+    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    r.worker.sync().await;
+    assert!(r.backend.node.lock().unwrap().sandboxes.is_empty(), "a finished pod's sandbox goes");
+}
+
+#[tokio::test]
+async fn init_containers_run_first_one_by_one() {
+    let mut r = rig(pod("Always", &["i1", "i2"], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker.sync().await;
+    let names = |r: &Rig| r.backend.node.lock().unwrap().containers.iter().map(|c| c.container.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&r), vec!["i1"]);
+    assert_eq!(r.last_status()["phase"], "Pending");
+    r.exit("i1", 0);
+    r.worker.sync().await;
+    assert_eq!(names(&r), vec!["i1", "i2"]);
+    r.exit("i2", 0);
+    r.worker.sync().await;
+    assert_eq!(names(&r), vec!["i1", "i2", "a"]);
+    let s = r.last_status();
+    assert_eq!(s["phase"], "Running");
+    assert_eq!(s["initContainerStatuses"][1]["state"]["terminated"]["reason"], "Completed");
+}
+
+#[tokio::test]
+async fn a_missing_image_with_never_waits_with_err_image_never_pull() {
+    let mut r = rig(pod("Always", &[], &["a"], "Never"), &[]);
+    r.worker.sync().await;
+    let w = &r.last_status()["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(w["reason"], "ErrImageNeverPull");
+    assert_eq!(w["message"], "Container image \"busybox:1\" is not present with pull policy of Never");
+    r.worker.sync().await;
+    assert_eq!(r.reasons().iter().filter(|x| *x == "ErrImageNeverPull").count(), 1, "the event is not repeated");
+}
+
+#[tokio::test]
+async fn a_failed_pull_backs_off() {
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &[]);
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImagePull");
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff");
+    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["message"], "Back-off pulling image \"busybox:1\"");
+}
+
+#[tokio::test]
+async fn config_errors_wait_and_then_start() {
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.backend.node.lock().unwrap().config_error = Some("configmap \"cfg\" not found".into());
+    r.worker.sync().await;
+    let w = &r.last_status()["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(w["reason"], "CreateContainerConfigError");
+    assert_eq!(w["message"], "configmap \"cfg\" not found");
+    r.backend.node.lock().unwrap().config_error = None;
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["phase"], "Running");
+}
+
+#[tokio::test]
+async fn deletion_stops_within_the_grace_period_and_completes_the_delete() {
+    let mut p = pod("Always", &[], &["a"], "IfNotPresent");
+    let mut r = rig(p.clone(), &["busybox:1"]);
+    r.worker.sync().await;
+    p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    p["metadata"]["deletionGracePeriodSeconds"] = json!(7);
+    r.worker.update(p);
+    assert_eq!(r.worker.sync().await, Next::Done);
+    let n = r.backend.node.lock().unwrap();
+    assert_eq!(n.stopped[0].1, Duration::from_secs(7));
+    assert!(n.containers.is_empty() && n.sandboxes.is_empty());
+    assert!(*r.api.deleted.lock().unwrap());
+    assert!(r.events.0.lock().unwrap().iter().any(|e| e.1 == "Killing" && e.2 == "Stopping container a"));
+}
+
+#[tokio::test]
+async fn adopted_containers_are_not_started_again() {
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    let rec = ContainerRecord {
+        id: "old".into(),
+        pod_uid: "u1".into(),
+        container: "a".into(),
+        attempt: 2,
+        image: "busybox:1".into(),
+        image_id: "x".into(),
+        state: AttemptState::Running { started_at: "2026-01-01T00:00:00Z".into() },
+    };
+    r.backend.node.lock().unwrap().containers.push(rec.clone());
+    r.worker.adopt(vec![rec]);
+    r.worker.sync().await;
+    assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1);
+    let s = r.last_status();
+    assert_eq!(s["containerStatuses"][0]["restartCount"], 2);
+    assert_eq!(s["containerStatuses"][0]["containerID"], "libcontainer://old");
+    assert_eq!(s["phase"], "Running");
+}

@@ -1,0 +1,34 @@
+//! NodeName: a pod that names its node fits only there.
+
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+
+pub struct NodeName;
+
+impl FilterPlugin for NodeName {
+    fn name(&self) -> &'static str {
+        "NodeName"
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        match pod.spec("nodeName").and_then(serde_json::Value::as_str) {
+            Some(n) if !n.is_empty() && n != node.name => Err(Unfit::unresolvable("node(s) didn't match the requested node name")),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scheduler::plugins::testing::{node, pod};
+
+    #[test]
+    fn only_the_named_node_fits() {
+        let p = pod(json!({"nodeName": "a"}));
+        assert_eq!(NodeName.filter(&p, &node("a", json!({}))), Ok(()));
+        assert_eq!(NodeName.filter(&p, &node("b", json!({}))), Err(Unfit::unresolvable("node(s) didn't match the requested node name")));
+        assert_eq!(NodeName.filter(&pod(json!({})), &node("b", json!({}))), Ok(()));
+    }
+}

@@ -1,0 +1,73 @@
+//! NodeResourcesFit: the pod's requests must fit in what the node's allocatable leaves
+//! after the pods already on it, and the node must take one more pod. A request larger
+//! than the whole node is unresolvable (no preemption could help), as upstream.
+
+use crate::scheduler::framework::{Code, FilterPlugin, NodeInfo, PodInfo, Unfit};
+
+pub struct NodeResourcesFit;
+
+impl FilterPlugin for NodeResourcesFit {
+    fn name(&self) -> &'static str {
+        "NodeResourcesFit"
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        let mut reasons = Vec::new();
+        let mut unresolvable = false;
+        if node.pods.len() as i64 + 1 > node.allowed_pods {
+            reasons.push("Too many pods".to_string());
+        }
+        let (want, used, have) = (&pod.requests, &node.requested, &node.allocatable);
+        let mut check = |name: &str, want: i64, used: i64, have: i64| {
+            if want > 0 && want > have - used {
+                reasons.push(format!("Insufficient {name}"));
+                unresolvable |= want > have;
+            }
+        };
+        check("cpu", want.milli_cpu, used.milli_cpu, have.milli_cpu);
+        check("memory", want.memory, used.memory, have.memory);
+        check("ephemeral-storage", want.ephemeral_storage, used.ephemeral_storage, have.ephemeral_storage);
+        for (name, q) in &want.scalar {
+            check(name, *q, used.scalar(name), have.scalar(name));
+        }
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let code = if unresolvable { Code::UnschedulableAndUnresolvable } else { Code::Unschedulable };
+        Err(Unfit { code, reasons })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scheduler::plugins::testing::{node, pod};
+
+    fn asking(cpu: &str, memory: &str) -> PodInfo {
+        pod(json!({"containers": [{"resources": {"requests": {"cpu": cpu, "memory": memory}}}]}))
+    }
+
+    #[test]
+    fn requests_must_fit_what_is_left() {
+        let mut n = node("n", json!({}));
+        assert_eq!(NodeResourcesFit.filter(&asking("1500m", "1Gi"), &n), Ok(()));
+        n.add_pod(asking("1", "3Gi"));
+        let err = NodeResourcesFit.filter(&asking("1500m", "2Gi"), &n).unwrap_err();
+        assert_eq!(err, Unfit { code: Code::Unschedulable, reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()] });
+        // Larger than the whole node: no eviction would help.
+        let err = NodeResourcesFit.filter(&asking("3", "1Mi"), &n).unwrap_err();
+        assert_eq!(err.code, Code::UnschedulableAndUnresolvable);
+        assert_eq!(err.reasons, ["Insufficient cpu"]);
+    }
+
+    #[test]
+    fn pod_count_and_extended_resources() {
+        let mut n = node("n", json!({"status": {"allocatable": {"pods": "1", "example.com/dongle": "1"}}}));
+        let dongle = pod(json!({"containers": [{"resources": {"requests": {"example.com/dongle": "2"}}}]}));
+        assert_eq!(NodeResourcesFit.filter(&dongle, &n).unwrap_err().reasons, ["Insufficient example.com/dongle"]);
+        n.add_pod(asking("1m", "1"));
+        assert_eq!(NodeResourcesFit.filter(&pod(json!({})), &n).unwrap_err(), Unfit::unschedulable("Too many pods"));
+    }
+}

@@ -1,0 +1,86 @@
+//! TaintToleration: a node's NoSchedule and NoExecute taints keep off pods that do not
+//! tolerate them.
+
+use serde_json::Value;
+
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+
+pub struct TaintToleration;
+
+/// Whether one of `tolerations` tolerates `taint`, by upstream's matching: an empty effect
+/// or key matches any; `Exists` ignores the value; `Equal` (the default) compares it.
+pub fn tolerates(tolerations: Option<&Value>, taint: &Value) -> bool {
+    let field = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    let (key, value, effect) = (field(taint, "key"), field(taint, "value"), field(taint, "effect"));
+    tolerations.and_then(Value::as_array).into_iter().flatten().any(|t| {
+        let t_effect = field(t, "effect");
+        let t_key = field(t, "key");
+        if !t_effect.is_empty() && t_effect != effect || !t_key.is_empty() && t_key != key {
+            return false;
+        }
+        match field(t, "operator").as_str() {
+            "" | "Equal" => field(t, "value") == value,
+            "Exists" => true,
+            _ => false,
+        }
+    })
+}
+
+impl FilterPlugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        "TaintToleration"
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        let tolerations = pod.spec("tolerations");
+        let taints = node.node.pointer("/spec/taints").and_then(Value::as_array).into_iter().flatten();
+        for taint in taints {
+            let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
+            if !matches!(effect, "NoSchedule" | "NoExecute") || tolerates(tolerations, taint) {
+                continue;
+            }
+            let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
+            let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
+            return Err(Unfit::unresolvable(format!("node(s) had untolerated taint {{{key}: {value}}}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scheduler::plugins::testing::{node, pod};
+
+    #[test]
+    fn untolerated_no_schedule_and_no_execute_taints_refuse() {
+        let n = node("n", json!({"spec": {"taints": [
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+            {"key": "dedicated", "value": "gpu", "effect": "NoExecute"},
+        ]}}));
+        let err = TaintToleration.filter(&pod(json!({})), &n).unwrap_err();
+        assert_eq!(err, Unfit::unresolvable("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"));
+
+        let partly = pod(json!({"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]}));
+        let err = TaintToleration.filter(&partly, &n).unwrap_err();
+        assert_eq!(err.reasons, ["node(s) had untolerated taint {dedicated: gpu}"]);
+
+        let all = pod(json!({"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "dedicated", "operator": "Equal", "value": "gpu"},
+        ]}));
+        assert_eq!(TaintToleration.filter(&all, &n), Ok(()));
+        let wrong_value = pod(json!({"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}, {"key": "dedicated", "value": "cpu"}]}));
+        assert!(TaintToleration.filter(&wrong_value, &n).is_err());
+        let everything = pod(json!({"tolerations": [{"operator": "Exists"}]}));
+        assert_eq!(TaintToleration.filter(&everything, &n), Ok(()));
+    }
+
+    #[test]
+    fn prefer_no_schedule_does_not_filter() {
+        let n = node("n", json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]}}));
+        assert_eq!(TaintToleration.filter(&pod(json!({})), &n), Ok(()));
+    }
+}

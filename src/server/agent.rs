@@ -1,0 +1,101 @@
+//! Starting the node inside `k3rs server` (unless `--disable-agent`): the image store and
+//! the air-gap directory, the pod network, the libcontainer runtime, node registration with
+//! its heartbeat and lease, and the kubelet's pod manager — all through the API server in
+//! process, as `system:node:<name>`.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::config::ServerConfig;
+use crate::apiserver::ApiServer;
+use crate::client::events::EventRecorder;
+use crate::client::Client;
+use crate::images::{ImageStore, RegistriesConfig};
+use crate::kubelet::manager::{self, ClientApi, RecorderSink};
+use crate::kubelet::network::{NetConfig, PodNetwork};
+use crate::kubelet::node::{self, NodeConditions, NodeSpecInput};
+use crate::kubelet::node_backend::{NodeBackend, NodeInfo};
+use crate::kubelet::runtime::LibcontainerRuntime;
+
+/// Where k3s users put registry mirrors and credentials; ours by the same format.
+pub const REGISTRIES_YAML: &str = "/etc/k3rs/registries.yaml";
+/// Container logs, where upstream's kubelet writes them.
+pub const POD_LOG_ROOT: &str = "/var/log/pods";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot open the image store: {0}")]
+    Images(String),
+    #[error("cannot read {path}: {reason}")]
+    Registries { path: String, reason: String },
+    #[error("cannot set up the pod network: {0}")]
+    Network(String),
+    #[error("cannot register the node: {0}")]
+    Register(String),
+}
+
+/// Starts the node; returns its tasks. Pods keep running when they end.
+pub async fn start<F, S>(config: &ServerConfig, api: Arc<ApiServer>, node_ip: IpAddr, stop: S) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let data = &config.data_dir;
+    let name = config.node.name.clone();
+    let client = Client::new(api.clone(), node::node_identity(&name));
+
+    let info = NodeSpecInput::new(name.clone(), node_ip, config.network.cluster_cidr, data.root());
+    let pod_cidr = info.pod_cidr().map_err(|e| AgentError::Network(e.to_string()))?;
+
+    let images = Arc::new(ImageStore::open(&data.image_store()).map_err(|e| AgentError::Images(e.to_string()))?);
+    let registries = RegistriesConfig::load(Path::new(REGISTRIES_YAML))
+        .map_err(|e| AgentError::Registries { path: REGISTRIES_YAML.into(), reason: e.to_string() })?;
+
+    let net_cfg = NetConfig::new(
+        data,
+        pod_cidr,
+        config.network.cluster_cidr,
+        config.network.service_cidr,
+        config.network.cluster_dns,
+        &config.network.cluster_domain,
+    );
+    let network = Arc::new(PodNetwork::new(net_cfg).await.map_err(|e| AgentError::Network(e.to_string()))?);
+    let runtime = Arc::new(LibcontainerRuntime::new(data.containers(), data.run()));
+    let service_ip = config.network.service_cidr.nth(1).map(|i| i.to_string()).unwrap_or_else(|| "10.43.0.1".into());
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| name.clone());
+    let backend = Arc::new(NodeBackend::new(
+        NodeInfo {
+            name: name.clone(),
+            ip: node_ip,
+            hostname,
+            kubernetes_service: (service_ip, 443),
+            log_root: Path::new(POD_LOG_ROOT).to_path_buf(),
+            pods_dir: data.pods(),
+            containers_dir: data.containers(),
+        },
+        runtime,
+        images.clone(),
+        network,
+        registries,
+    ));
+    api.set_pod_streams(backend.clone());
+
+    node::register(&client, &info).await.map_err(|e| AgentError::Register(e.to_string()))?;
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(node::run_heartbeat(client.clone(), info, NodeConditions::default, stop())));
+    tasks.push(tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())));
+    let recorder = EventRecorder::new(client.clone(), "kubelet", &name);
+    tasks.push(tokio::spawn(manager::run(
+        client.clone(),
+        name,
+        node_ip.to_string(),
+        backend.clone(),
+        Arc::new(ClientApi(client)),
+        Arc::new(RecorderSink(recorder)),
+        stop(),
+    )));
+    tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
+    Ok(tasks)
+}

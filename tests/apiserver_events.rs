@@ -1,0 +1,137 @@
+//! Events recorded by an in-process component show up where people look for them: the real
+//! `kubectl describe` (1.27 and 1.33) of a pod and of a deployment prints them in its Events
+//! section, folded repeats with their count. The API server runs in process over a real
+//! SQLite store, served on loopback over plain HTTP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use k3rs::apiserver::{ApiServer, Identity};
+use k3rs::client::events::{EventRecorder, EventType, NewEvent};
+use k3rs::client::Client;
+use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
+use serde_json::json;
+
+use common::kubectl_http::KubectlHttp;
+
+fn admin() -> Identity {
+    Identity::new("system:admin", &["system:masters", "system:authenticated"])
+}
+
+fn kubectl(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
+    let default = std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
+    let path = default.parent().expect("kubectl has a parent folder").join(name);
+    assert!(path.is_file(), "{} is not installed", path.display());
+    path
+}
+
+struct Setup {
+    http: KubectlHttp,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap();
+    let api = ApiServer::new(Arc::new(store));
+    api.bootstrap().await.unwrap();
+    let served = api.clone();
+    // Every HTTP caller is the admin: this test is about events, not authentication.
+    let http = KubectlHttp::serve(false, move |_| {
+        served.router().layer(axum::middleware::map_request(|mut req: Request| async move {
+            req.extensions_mut().insert(admin());
+            req
+        }))
+    })
+    .await;
+    let client = Client::new(api, Identity::new("system:kube-controller-manager", &["system:authenticated"]));
+    Setup { http, client, _dir: dir }
+}
+
+/// The rows of the Events section of `kubectl describe` output.
+fn event_rows(out: &str) -> Vec<String> {
+    let Some(at) = out.find("\nEvents:") else { panic!("no Events section in:\n{out}") };
+    let rows = out[at + 8..].lines().map(str::trim).filter(|l| !l.is_empty());
+    rows.skip_while(|l| !l.starts_with("----")).skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+}
+
+async fn describe_shows_events(binary: &Path) {
+    let s = setup().await;
+    let pod = s
+        .client
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"},
+                    "spec": {"containers": [{"name": "web", "image": "busybox:1.36"}]}}),
+        )
+        .await
+        .unwrap();
+    let other = s
+        .client
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1"},
+                    "spec": {"containers": [{"name": "web", "image": "busybox:1.36"}]}}),
+        )
+        .await
+        .unwrap();
+    let deploy = s
+        .client
+        .post(
+            "/apis/apps/v1/namespaces/default/deployments",
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}},
+                             "template": {"metadata": {"labels": {"app": "web"}},
+                                          "spec": {"containers": [{"name": "web", "image": "busybox:1.36"}]}}}}),
+        )
+        .await
+        .unwrap();
+
+    let scheduler = EventRecorder::new(s.client.clone(), "default-scheduler", "");
+    let kubelet = EventRecorder::new(s.client.clone(), "kubelet", "node-a");
+    let controller = EventRecorder::new(s.client.clone(), "deployment-controller", "");
+    scheduler.record(&pod, EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a").await;
+    for _ in 0..3 {
+        kubelet
+            .record_event(&pod, NewEvent { type_: EventType::Warning, reason: "BackOff", message: "Back-off restarting failed container web", action: None, field_path: Some("spec.containers{web}") })
+            .await;
+    }
+    kubelet.record(&other, EventType::Normal, "Pulled", "about the other pod").await;
+    controller.record(&deploy, EventType::Normal, "ScalingReplicaSet", "Scaled up replica set web-7d4b9c to 1").await;
+    for r in [&scheduler, &kubelet, &controller] {
+        r.flush().await;
+    }
+
+    let out = s.http.kubectl(binary, &["describe", "pod", "web-0"]).await;
+    let rows = event_rows(&out);
+    assert_eq!(rows.len(), 2, "only web-0's events: {rows:?}");
+    assert!(rows.iter().any(|r| r.starts_with("Normal Scheduled ") && r.contains(" default-scheduler Successfully assigned default/web-0 to node-a")), "{rows:?}");
+    let backoff = rows.iter().find(|r| r.starts_with("Warning BackOff ")).unwrap_or_else(|| panic!("{rows:?}"));
+    // kubectl shows the source's component only.
+    assert!(backoff.contains(" (x3 over ") && backoff.ends_with(" kubelet Back-off restarting failed container web"), "{backoff}");
+
+    let out = s.http.kubectl(binary, &["describe", "deployment", "web"]).await;
+    let rows = event_rows(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with("Normal ScalingReplicaSet ") && rows[0].ends_with("deployment-controller Scaled up replica set web-7d4b9c to 1"), "{rows:?}");
+
+    // `kubectl get events` selects them by the involved object too.
+    let out = s.http.kubectl(binary, &["get", "events", "--field-selector", "involvedObject.kind=Deployment", "-o", "name"]).await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_33_describe_shows_recorded_events() {
+    describe_shows_events(&kubectl("kubectl.1.33")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_27_describe_shows_recorded_events() {
+    describe_shows_events(&kubectl("kubectl.1.27")).await;
+}

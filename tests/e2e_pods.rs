@@ -1,0 +1,234 @@
+//! End to end on the node: `k3rs server` (the real binary, as root) in its own network
+//! namespace runs pods as real containers; the real kubectl runs, logs, execs into and
+//! deletes them. The test image is built from Debian's busybox-static and dropped into the
+//! air-gap directory before the server starts.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+
+const IMAGE: &str = "docker.io/library/busybox:1.36";
+
+fn cluster(tag: &str) -> Cluster {
+    Cluster::start_with(tag, &[], |data| {
+        let drop_dir = data.join("agent/images");
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        common::busybox::oci_archive(&drop_dir, IMAGE);
+    })
+}
+
+fn running(c: &Cluster, pod: &str) {
+    c.wait_for(&["pod", pod], "{.status.phase}", Duration::from_secs(60), |p| p == "Running");
+}
+
+fn apply(c: &Cluster, manifest: &str) {
+    c.ok(Path::new("kubectl"), &["apply", "-f", "-"], Some(manifest));
+}
+
+#[test]
+fn pods_run_log_exec_and_delete() {
+    let c = cluster("pods");
+    // kubectl run → Running, with an address from the pod CIDR.
+    let t0 = Instant::now();
+    c.k(&["run", "sleeper", "--image=busybox:1.36", "--", "sleep", "3600"]);
+    running(&c, "sleeper");
+    eprintln!("kubectl run → Running in {:?}", t0.elapsed());
+    let ip = c.k(&["get", "pod", "sleeper", "-o", "jsonpath={.status.podIP}"]);
+    assert!(ip.starts_with("10.42."), "pod IP {ip}");
+    let wide = c.k(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains("sleeper") && wide.contains("Running") && wide.contains("e2e-node"), "{wide}");
+
+    // exec: output, stdin, exit codes.
+    assert_eq!(c.k(&["exec", "sleeper", "--", "echo", "hi"]), "hi\n");
+    let out = c.ok(Path::new("kubectl"), &["exec", "-i", "sleeper", "--", "cat"], Some("from stdin\n"));
+    assert_eq!(out, "from stdin\n");
+    let out = c.kubectl(&["exec", "sleeper", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.k(&["exec", "sleeper", "--", "hostname"]), "sleeper\n");
+    let resolv = c.k(&["exec", "sleeper", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.43.0.10") && resolv.contains("search default.svc.cluster.local"), "{resolv}");
+
+    // Logs.
+    apply(
+        &c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: talker}\nspec:\n  containers:\n  - {name: c, image: 'busybox:1.36', command: [sh, -c, 'for i in 1 2 3; do echo line $i; done; sleep 3600']}\n",
+    );
+    running(&c, "talker");
+    let start = Instant::now();
+    loop {
+        let logs = c.k(&["logs", "talker"]);
+        if logs == "line 1\nline 2\nline 3\n" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "logs: {logs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.k(&["logs", "talker", "--tail=1"]), "line 3\n");
+    let ts = c.k(&["logs", "talker", "--timestamps"]);
+    assert!(ts.lines().all(|l| l.len() > 30 && l.contains("Z line")), "{ts}");
+
+    // Graceful deletion: sleep as PID 1 ignores SIGTERM, so the grace period runs out.
+    let t0 = Instant::now();
+    c.k(&["delete", "pod", "sleeper", "--grace-period=3"]);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3 + 5), "delete took {took:?}");
+    let gone = c.kubectl(&["get", "pod", "sleeper"]);
+    assert!(!gone.status.success());
+}
+
+#[test]
+fn containers_of_a_pod_share_localhost_and_init_containers_run_first() {
+    let c = cluster("shared");
+    apply(
+        &c,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: duo}
+spec:
+  initContainers:
+  - {name: fill, image: 'busybox:1.36', command: [sh, -c, 'echo prepared > /work/flag'], volumeMounts: [{name: work, mountPath: /work}]}
+  containers:
+  - {name: server, image: 'busybox:1.36', command: [sh, -c, 'while true; do echo hello-from-server | nc -l -p 8080; done']}
+  - {name: reader, image: 'busybox:1.36', command: [sh, -c, 'cat /work/flag; sleep 3600'], volumeMounts: [{name: work, mountPath: /work}]}
+  volumes:
+  - {name: work, emptyDir: {}}
+",
+    );
+    running(&c, "duo");
+    let start = Instant::now();
+    loop {
+        let out = c.kubectl(&["exec", "duo", "-c", "reader", "--", "sh", "-c", "nc 127.0.0.1 8080 </dev/null"]);
+        if String::from_utf8_lossy(&out.stdout).contains("hello-from-server") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no answer on localhost: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.k(&["logs", "duo", "-c", "reader"]), "prepared\n");
+    let init = c.k(&["get", "pod", "duo", "-o", "jsonpath={.status.initContainerStatuses[0].state.terminated.reason}"]);
+    assert_eq!(init, "Completed");
+}
+
+#[test]
+fn failures_show_as_upstream_shows_them() {
+    let c = cluster("fail");
+    apply(
+        &c,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - {name: c, image: 'busybox:1.36', command: [sh, -c, 'exit 1']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: 'busybox:1.36'
+    command: [sh, -c, 'dd if=/dev/zero of=/dev/null bs=96M count=1']
+    resources: {limits: {memory: 32Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ghost}
+spec:
+  containers:
+  - {name: c, image: 'example.invalid/nothing:1', imagePullPolicy: Never}
+",
+    );
+    c.wait_for(&["pod", "crasher"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(60), |r| r == "CrashLoopBackOff");
+    let restarts: u32 = c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]).parse().unwrap();
+    assert!(restarts >= 1, "restartCount {restarts}");
+    let code = c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
+    assert_eq!(code, "1");
+    let reason = c.wait_for(&["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason}", Duration::from_secs(60), |r| !r.is_empty());
+    assert_eq!(reason, "OOMKilled");
+    assert_eq!(c.k(&["get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"]), "137");
+    c.wait_for(&["pod", "ghost"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(30), |r| r == "ErrImageNeverPull");
+    let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=crasher"]);
+    assert!(events.contains("BackOff") && events.contains("Started"), "{events}");
+}
+
+/// The host pid of the process running `marker` (a unique command line).
+fn pid_of(marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.trim() == marker {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn containers_outlive_k3rs_and_are_adopted_after_restart() {
+    let mut c = cluster("survive");
+    apply(
+        &c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: steady}\nspec:\n  containers:\n  - {name: c, image: 'busybox:1.36', command: [sleep, '3671']}\n  - {name: counter, image: 'busybox:1.36', command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']}\n",
+    );
+    running(&c, "steady");
+    let pid = pid_of("sleep 3671").expect("the container's process on the host");
+    let cycles: usize = std::env::var("K3RS_E2E_RESTART_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    for cycle in 0..cycles {
+        c.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(pid_of("sleep 3671"), Some(pid), "cycle {cycle}: the container died with k3rs");
+        c.launch();
+        running(&c, "steady");
+        let restarts = c.k(&["get", "pod", "steady", "-o", "jsonpath={.status.containerStatuses[*].restartCount}"]);
+        assert_eq!(restarts, "0 0", "cycle {cycle}: containers were restarted");
+    }
+    assert_eq!(pid_of("sleep 3671"), Some(pid));
+    // The log kept growing while k3rs was down, and following it still works.
+    let mut follow = c
+        .ns
+        .command("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["logs", "-f", "steady", "-c", "counter", "--tail=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = follow.stdout.take().unwrap();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    while buf.iter().filter(|b| **b == b'\n').count() < 3 && start.elapsed() < Duration::from_secs(10) {
+        let mut chunk = [0u8; 256];
+        use std::io::Read;
+        let n = out.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let _ = follow.kill();
+    let text = String::from_utf8_lossy(&buf);
+    let ticks: Vec<u32> = text.lines().filter_map(|l| l.strip_prefix("tick ")).filter_map(|n| n.parse().ok()).collect();
+    assert!(ticks.len() >= 3 && ticks.windows(2).all(|w| w[1] == w[0] + 1), "followed: {text:?}");
+}
+
+#[test]
+fn an_archive_dropped_while_running_becomes_usable() {
+    let c = Cluster::start_with("airgap", &[], |_| {});
+    let drop_dir = c.data_dir().join("agent/images");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    // Written elsewhere, then moved in: the importer never sees half a file.
+    let staging = c.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let archive = common::busybox::oci_archive(&staging, "docker.io/library/busybox:airgap");
+    std::fs::rename(&archive, drop_dir.join("busybox-airgap.tar")).unwrap();
+    c.k(&["run", "late", "--image=busybox:airgap", "--image-pull-policy=IfNotPresent", "--", "sleep", "3600"]);
+    running(&c, "late");
+}
