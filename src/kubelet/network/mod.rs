@@ -462,10 +462,25 @@ impl PodNetwork {
     async fn remove(&self, uid: &str) -> Result<(), NetError> {
         link::delete(&self.host, &link::host_veth_name(uid)).await?;
         let dir = self.sandbox_dir(uid);
-        for kind in netns::KINDS {
-            netns::unpin(&dir.join(kind))?;
+        // Each unmount waits for an RCU grace period: off the async threads, so that many
+        // teardowns at once overlap their waits instead of queueing behind each other.
+        let unpinned = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
+            for kind in netns::KINDS {
+                netns::unpin(&dir.join(kind))?;
+            }
+            remove_dir_if_exists(&dir)
+        })
+        .await;
+        match unpinned {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(NetError::Io {
+                    op: "unmount namespaces of",
+                    path: self.sandbox_dir(uid),
+                    source: io::Error::other(e),
+                })
+            }
         }
-        remove_dir_if_exists(&dir)?;
         self.ipam.release(uid).map_err(NetError::Address)?;
         let pod_dir = self.pod_dir(uid);
         for name in POD_FILES {
