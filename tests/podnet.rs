@@ -407,3 +407,35 @@ fn pod_traffic_stays_on_the_node() {
         });
     });
 }
+
+#[test]
+fn teardown_while_a_process_still_holds_the_pod_namespace() {
+    in_test_netns("teardown_while_a_process_still_holds_the_pod_namespace", |dir| {
+        runtime().block_on(async {
+            let cfg = config(dir, "10.42.0.0/24");
+            let net = PodNetwork::new(cfg.clone()).await.unwrap();
+            let a = net.setup(&request("uid-a", "pod-a")).await.unwrap();
+            // A straggler (a container not yet stopped) keeps the namespace alive.
+            let mut straggler = Command::new("nsenter")
+                .arg(format!("--net={}", a.netns.as_ref().unwrap().display()))
+                .args(["--", "sleep", "60"])
+                .spawn()
+                .unwrap();
+            let pid = straggler.id();
+            std::thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            net.teardown("uid-a").await.unwrap();
+            println!("teardown with a held namespace took {:?}", t.elapsed());
+            // The pod end went with its pair: the straggler is off the bridge before the
+            // address is handed out again.
+            let held = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let inside = nsenter("--net", &held, &["ip", "-o", "link"]);
+            let inside = String::from_utf8_lossy(&inside.stdout).into_owned();
+            let _ = straggler.kill();
+            let _ = straggler.wait();
+            assert!(!inside.contains("eth0"), "{inside}");
+            assert!(!links().contains(&k3rs::kubelet::network::link::host_veth_name("uid-a")));
+            assert!(!dir_entries(&cfg.state_dir.join("ipam")).contains(&a.ip.unwrap().to_string()));
+        });
+    });
+}

@@ -42,6 +42,9 @@ pub use netns::NsError;
 /// How long setup waits for a new pod link to carry traffic.
 const LINK_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long teardown lets the kernel remove a dead namespace's veth before deleting it itself.
+const VETH_GONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The files written into `<pods>/<uid>/`: hosts, hostname, resolver configuration.
 const POD_FILES: [&str; 3] = ["etc-hosts", "etc-hostname", "resolv.conf"];
 
@@ -381,7 +384,7 @@ impl PodNetwork {
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
             // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
             // so past the deadline the pod starts anyway and its first packets may be retried.
-            if !link::wait_ready(&self.host, &pod, &veth, LINK_READY_TIMEOUT).await? {
+            if !link::wait_ready(&self.host, &pod, &veth, &self.cfg.bridge, LINK_READY_TIMEOUT).await? {
                 tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
             }
         }
@@ -460,7 +463,6 @@ impl PodNetwork {
     /// Removes whatever exists of the uid's sandbox, in an order that leaves it findable if
     /// interrupted (the record last).
     async fn remove(&self, uid: &str) -> Result<(), NetError> {
-        link::delete(&self.host, &link::host_veth_name(uid)).await?;
         let dir = self.sandbox_dir(uid);
         // Each unmount waits for an RCU grace period: off the async threads, so that many
         // teardowns at once overlap their waits instead of queueing behind each other.
@@ -480,6 +482,15 @@ impl PodNetwork {
                     source: io::Error::other(e),
                 })
             }
+        }
+        // Once unpinned, the namespace dies and takes the veth pair with it; the kernel does
+        // that in batches, far cheaper than deleting links one by one. The address is only
+        // released once the link is gone: if something still held the namespace, the link is
+        // deleted here so no pod is left on the bridge with an address handed out again.
+        let veth = link::host_veth_name(uid);
+        if !link::wait_gone(&self.host, &veth, VETH_GONE_TIMEOUT).await? {
+            tracing::warn!(uid, link = %veth, "pod namespace still held after teardown; deleting its link");
+            link::delete(&self.host, &veth).await?;
         }
         self.ipam.release(uid).map_err(NetError::Address)?;
         let pod_dir = self.pod_dir(uid);
