@@ -288,11 +288,19 @@ fn exhaustion_and_crash_leftovers() {
             // Its address is free again.
             net.setup(&request("uid-5", "pod-5")).await.unwrap();
 
-            // A sandbox whose namespace vanished (as after a reboot) is made again on setup.
+            // A sandbox whose namespace vanished (as after a reboot) is made again on setup,
+            // with its address, though the allocator would hand out another one next.
             let s1 = net.list().into_iter().find(|s| s.uid == "uid-1").unwrap();
             nix::mount::umount2(s1.netns.as_ref().unwrap(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+            // Arrange that the allocator's next pick would be 10.42.0.2, not uid-1's .3.
+            net.teardown("uid-4").await.unwrap();
+            assert_eq!(net.setup(&request("uid-6", "pod-6")).await.unwrap().ip, Some("10.42.0.6".parse().unwrap()));
+            net.teardown("uid-5").await.unwrap();
+            assert_eq!(s1.ip, Some("10.42.0.3".parse().unwrap()));
             let again = net.setup(&request("uid-1", "pod-1")).await.unwrap();
             assert_eq!(again.ip, s1.ip, "the address is kept");
+            assert_ne!(again.netns, None);
+            assert!(std::fs::read_to_string(&again.hosts).unwrap().contains(&format!("{}\tpod-1\n", s1.ip.unwrap())));
             let other = net.list().into_iter().find(|s| s.uid == "uid-2").unwrap();
             assert!(ping(&again, other.ip.unwrap()));
 

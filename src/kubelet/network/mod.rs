@@ -298,7 +298,8 @@ impl PodNetwork {
     }
 
     /// Makes the pod's sandbox, or returns it if it exists already and is intact (after a
-    /// restart too). A broken or partial one is removed and made again.
+    /// restart too). A broken or partial one (after a reboot, say) is made again with the
+    /// address it had.
     pub async fn setup(&self, req: &SandboxRequest) -> Result<Sandbox, NetError> {
         check_uid(&req.uid)?;
         let lock = self.lock_for(&req.uid);
@@ -309,7 +310,7 @@ impl PodNetwork {
             }
             tracing::warn!(uid = %req.uid, "sandbox is no longer intact; making it again");
         }
-        self.remove(&req.uid).await?;
+        self.remove(&req.uid, Address::Keep).await?;
         let started = std::time::Instant::now();
         match self.make(req).await {
             Ok(sandbox) => {
@@ -318,7 +319,7 @@ impl PodNetwork {
                 Ok(sandbox)
             }
             Err(e) => {
-                if let Err(cleanup) = self.remove(&req.uid).await {
+                if let Err(cleanup) = self.remove(&req.uid, Address::Release).await {
                     tracing::warn!(uid = %req.uid, error = %cleanup, "cleaning up a failed sandbox setup failed");
                 }
                 Err(e)
@@ -333,7 +334,7 @@ impl PodNetwork {
         let lock = self.lock_for(pod_uid);
         let result = {
             let _held = lock.lock().await;
-            self.remove(pod_uid).await
+            self.remove(pod_uid, Address::Release).await
         };
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         // Only forget the lock if nobody else is waiting on it.
@@ -462,7 +463,7 @@ impl PodNetwork {
 
     /// Removes whatever exists of the uid's sandbox, in an order that leaves it findable if
     /// interrupted (the record last).
-    async fn remove(&self, uid: &str) -> Result<(), NetError> {
+    async fn remove(&self, uid: &str, address: Address) -> Result<(), NetError> {
         let dir = self.sandbox_dir(uid);
         // Each unmount waits for an RCU grace period: off the async threads, so that many
         // teardowns at once overlap their waits instead of queueing behind each other.
@@ -492,7 +493,9 @@ impl PodNetwork {
             tracing::warn!(uid, link = %veth, "pod namespace still held after teardown; deleting its link");
             link::delete(&self.host, &veth).await?;
         }
-        self.ipam.release(uid).map_err(NetError::Address)?;
+        if address == Address::Release {
+            self.ipam.release(uid).map_err(NetError::Address)?;
+        }
         let pod_dir = self.pod_dir(uid);
         for name in POD_FILES {
             remove_file_if_exists(&pod_dir.join(name))?;
@@ -553,7 +556,7 @@ impl PodNetwork {
                 continue;
             }
             tracing::info!(uid = %uid, "removing the remains of an unfinished sandbox setup");
-            self.remove(&uid).await?;
+            self.remove(&uid, Address::Release).await?;
         }
         let wanted: std::collections::HashSet<String> = known.iter().map(|u| link::host_veth_name(u)).collect();
         for port in link::ports(&self.host, self.bridge_index).await? {
@@ -564,6 +567,13 @@ impl PodNetwork {
         }
         Ok(())
     }
+}
+
+/// Whether removing a sandbox frees its address or keeps it for the same pod's next setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Address {
+    Release,
+    Keep,
 }
 
 /// Pod uids name files and directories: refuse anything that could escape them.
