@@ -430,18 +430,27 @@ fn teardown_while_a_process_still_holds_the_pod_namespace() {
                 .spawn()
                 .unwrap();
             let pid = straggler.id();
-            std::thread::sleep(Duration::from_millis(100));
+            // Until nsenter has joined, the namespace is not held yet.
+            let ino = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+            let held = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while ino(&held) != ino(a.netns.as_ref().unwrap()) {
+                assert!(Instant::now() < deadline, "the straggler never joined the pod's namespace");
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let t = Instant::now();
             net.teardown("uid-a").await.unwrap();
-            println!("teardown with a held namespace took {:?}", t.elapsed());
+            let took = t.elapsed();
+            println!("teardown with a held namespace took {took:?}");
+            assert!(took >= Duration::from_secs(2), "the kernel cannot have removed a held namespace's link");
             // The pod end went with its pair: the straggler is off the bridge before the
             // address is handed out again.
-            let held = PathBuf::from(format!("/proc/{pid}/ns/net"));
             let inside = nsenter("--net", &held, &["ip", "-o", "link"]);
-            let inside = String::from_utf8_lossy(&inside.stdout).into_owned();
             let _ = straggler.kill();
             let _ = straggler.wait();
-            assert!(!inside.contains("eth0"), "{inside}");
+            assert!(inside.status.success());
+            let inside = String::from_utf8_lossy(&inside.stdout).into_owned();
+            assert!(inside.contains("lo:") && !inside.contains("eth0"), "{inside}");
             assert!(!links().contains(&k3rs::kubelet::network::link::host_veth_name("uid-a")));
             assert!(!dir_entries(&cfg.state_dir.join("ipam")).contains(&a.ip.unwrap().to_string()));
         });
