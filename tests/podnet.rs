@@ -403,6 +403,16 @@ fn pod_traffic_stays_on_the_node() {
             assert!(!ping(&a, "192.168.77.2".parse().unwrap()), "pod traffic must not be forwarded off the node");
             assert!(!remote_pings(ip_a), "outside traffic must not be forwarded to pods");
 
+            // Traffic a DNAT rule sends to a pod (a node port, say) does get through.
+            sh(&format!(
+                "nft add table ip t-nat && \
+                 nft add chain ip t-nat pre '{{ type nat hook prerouting priority dstnat; }}' && \
+                 nft add rule ip t-nat pre iifname t-up0 icmp type echo-request dnat to {ip_a}"
+            ));
+            assert!(remote_pings("192.168.77.1".parse().unwrap()), "DNATed traffic reaches the pod and back");
+            sh("nft delete table ip t-nat");
+            assert!(!ping(&a, "192.168.77.2".parse().unwrap()), "still no forwarding of pod traffic");
+
             // Without the guard the same setup does forward: the checks above are meaningful.
             sh("nft delete table inet k3rs-podnet");
             assert!(ping(&a, "192.168.77.2".parse().unwrap()), "forwarding works without the guard");
