@@ -195,6 +195,7 @@ impl Cluster {
         let started = k3rs::server::apiserver::start(&config, store, stop).await.expect("start the API server");
         let streams = Arc::new(HostProcesses::default());
         started.api.set_pod_streams(streams.clone());
+        default_service_account(&Client::new(started.api.clone(), Identity::new("system:admin", &["system:masters"]))).await;
         Cluster { dir, api: started.api, streams, _stop: stop_tx }
     }
 
@@ -267,6 +268,16 @@ impl Cluster {
         })
         .await
         .unwrap()
+    }
+}
+
+/// Pods need their service account; the controller that makes it may not have run yet.
+async fn default_service_account(c: &Client) {
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    match c.post("/api/v1/namespaces/default/serviceaccounts", &sa).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {}
+        Err(e) => panic!("create the default service account: {e}"),
     }
 }
 
@@ -367,6 +378,7 @@ async fn without_a_node_streams_are_unavailable() {
     let api = ApiServer::new(store);
     api.bootstrap().await.unwrap();
     let c = Client::new(api, Identity::new("system:admin", &["system:masters"]));
+    default_service_account(&c).await;
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                      "spec": {"nodeName": "node1", "containers": [{"name": "app", "image": "busybox"}]}});
     let mut pod = c.post("/api/v1/namespaces/default/pods", &pod).await.unwrap();

@@ -271,9 +271,11 @@ pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, mut parts: 
                 };
                 let (itx, irx) = mpsc::channel(16);
                 let (otx, orx) = mpsc::channel(16);
-                let (reader, writer) = conn.spawn(streams, itx, otx.clone(), orx);
+                let (mut reader, writer) = conn.spawn(streams, itx, otx.clone(), orx);
                 drive(session, kind, &command, format, irx, otx).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+                // Everything is sent; the client closes once it has handled it.
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
                 reader.abort();
             });
         }

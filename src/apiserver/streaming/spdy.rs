@@ -378,9 +378,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, ids: HashMap<StreamType, u
                 let mut goaway = last.to_be_bytes().to_vec();
                 goaway.extend_from_slice(&0u32.to_be_bytes());
                 bytes.extend(control(TYPE_GOAWAY, 0, &goaway));
+                // The connection stays open: the client drops frames it has queued but not
+                // handled once the connection ends, so it is the one to close.
                 let _ = wr.write_all(&bytes).await;
                 let _ = wr.flush().await;
-                let _ = wr.shutdown().await;
                 return;
             }
         };
