@@ -41,11 +41,7 @@ impl Drop for DirGuard {
 
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect()
+    text.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).filter(|p| p.starts_with(dir)).collect()
 }
 
 /// Runs `body` in a child process inside a fresh network namespace; returns only in the
@@ -277,19 +273,34 @@ fn exhaustion_and_crash_leftovers() {
 
             // A crash halfway through a setup: the record never got written.
             std::fs::remove_file(cfg.state_dir.join("sandboxes/uid-0.json")).unwrap();
+            // Files of a sandbox that never got further, next to a pod directory of others.
+            std::fs::create_dir_all(cfg.pods_dir.join("uid-x")).unwrap();
+            std::fs::write(cfg.pods_dir.join("uid-x/etc-hosts"), "partial").unwrap();
+            std::fs::create_dir_all(cfg.pods_dir.join("uid-y/volumes")).unwrap();
             drop(net);
             let net = PodNetwork::new(cfg.clone()).await.unwrap();
             assert_eq!(net.list().len(), 4);
             assert!(!links().contains(&k3rs::kubelet::network::link::host_veth_name("uid-0")));
             assert!(!cfg.run_dir.join("sandboxes/uid-0").exists());
+            assert!(!cfg.pods_dir.join("uid-x").exists());
+            assert!(cfg.pods_dir.join("uid-y/volumes").is_dir(), "others' pod directories stay");
+            std::fs::remove_dir_all(cfg.pods_dir.join("uid-y")).unwrap();
             // Its address is free again.
             net.setup(&request("uid-5", "pod-5")).await.unwrap();
 
-            // A sandbox whose namespace vanished (as after a reboot) is made again on setup.
+            // A sandbox whose namespace vanished (as after a reboot) is made again on setup,
+            // with its address, though the allocator would hand out another one next.
             let s1 = net.list().into_iter().find(|s| s.uid == "uid-1").unwrap();
             nix::mount::umount2(s1.netns.as_ref().unwrap(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+            // Arrange that the allocator's next pick would be 10.42.0.2, not uid-1's .3.
+            net.teardown("uid-4").await.unwrap();
+            assert_eq!(net.setup(&request("uid-6", "pod-6")).await.unwrap().ip, Some("10.42.0.6".parse().unwrap()));
+            net.teardown("uid-5").await.unwrap();
+            assert_eq!(s1.ip, Some("10.42.0.3".parse().unwrap()));
             let again = net.setup(&request("uid-1", "pod-1")).await.unwrap();
             assert_eq!(again.ip, s1.ip, "the address is kept");
+            assert_ne!(again.netns, None);
+            assert!(std::fs::read_to_string(&again.hosts).unwrap().contains(&format!("{}\tpod-1\n", s1.ip.unwrap())));
             let other = net.list().into_iter().find(|s| s.uid == "uid-2").unwrap();
             assert!(ping(&again, other.ip.unwrap()));
 
@@ -330,19 +341,20 @@ fn hundred_setups_and_teardowns_leak_nothing() {
 
             // Fifty at once: distinct addresses, then all gone again.
             let t = Instant::now();
-            let made = futures::future::join_all(
-                (0..50).map(|i| {
-                    let net = &net;
-                    async move { net.setup(&request(&format!("burst-{i}"), &format!("burst-{i}"))).await.unwrap() }
-                }),
-            )
+            let made = futures::future::join_all((0..50).map(|i| {
+                let net = &net;
+                async move { net.setup(&request(&format!("burst-{i}"), &format!("burst-{i}"))).await.unwrap() }
+            }))
             .await;
             let burst = t.elapsed();
             let ips: BTreeSet<IpAddr> = made.iter().filter_map(|s| s.ip).collect();
             assert_eq!(ips.len(), 50);
             assert!(ping(&made[0], made[49].ip.unwrap()));
             let t = Instant::now();
-            futures::future::join_all(made.iter().map(|s| net.teardown(&s.uid))).await.into_iter().for_each(|r| r.unwrap());
+            futures::future::join_all(made.iter().map(|s| net.teardown(&s.uid)))
+                .await
+                .into_iter()
+                .for_each(|r| r.unwrap());
             println!(
                 "50 sandboxes at once: set up in {:.1} ms, torn down in {:.1} ms",
                 burst.as_secs_f64() * 1e3,
@@ -391,6 +403,16 @@ fn pod_traffic_stays_on_the_node() {
             assert!(!ping(&a, "192.168.77.2".parse().unwrap()), "pod traffic must not be forwarded off the node");
             assert!(!remote_pings(ip_a), "outside traffic must not be forwarded to pods");
 
+            // Traffic a DNAT rule sends to a pod (a node port, say) does get through.
+            sh(&format!(
+                "nft add table ip t-nat && \
+                 nft add chain ip t-nat pre '{{ type nat hook prerouting priority dstnat; }}' && \
+                 nft add rule ip t-nat pre iifname t-up0 icmp type echo-request dnat to {ip_a}"
+            ));
+            assert!(remote_pings("192.168.77.1".parse().unwrap()), "DNATed traffic reaches the pod and back");
+            sh("nft delete table ip t-nat");
+            assert!(!ping(&a, "192.168.77.2".parse().unwrap()), "still no forwarding of pod traffic");
+
             // Without the guard the same setup does forward: the checks above are meaningful.
             sh("nft delete table inet k3rs-podnet");
             assert!(ping(&a, "192.168.77.2".parse().unwrap()), "forwarding works without the guard");
@@ -400,6 +422,47 @@ fn pod_traffic_stays_on_the_node() {
             assert!(!ping(&a, "192.168.77.2".parse().unwrap()));
             assert!(ping(&a, "10.42.0.1".parse().unwrap()));
             net.teardown("uid-a").await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn teardown_while_a_process_still_holds_the_pod_namespace() {
+    in_test_netns("teardown_while_a_process_still_holds_the_pod_namespace", |dir| {
+        runtime().block_on(async {
+            let cfg = config(dir, "10.42.0.0/24");
+            let net = PodNetwork::new(cfg.clone()).await.unwrap();
+            let a = net.setup(&request("uid-a", "pod-a")).await.unwrap();
+            // A straggler (a container not yet stopped) keeps the namespace alive.
+            let mut straggler = Command::new("nsenter")
+                .arg(format!("--net={}", a.netns.as_ref().unwrap().display()))
+                .args(["--", "sleep", "60"])
+                .spawn()
+                .unwrap();
+            let pid = straggler.id();
+            // Until nsenter has joined, the namespace is not held yet.
+            let ino = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+            let held = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while ino(&held) != ino(a.netns.as_ref().unwrap()) {
+                assert!(Instant::now() < deadline, "the straggler never joined the pod's namespace");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let t = Instant::now();
+            net.teardown("uid-a").await.unwrap();
+            let took = t.elapsed();
+            println!("teardown with a held namespace took {took:?}");
+            assert!(took >= Duration::from_secs(2), "the kernel cannot have removed a held namespace's link");
+            // The pod end went with its pair: the straggler is off the bridge before the
+            // address is handed out again.
+            let inside = nsenter("--net", &held, &["ip", "-o", "link"]);
+            let _ = straggler.kill();
+            let _ = straggler.wait();
+            assert!(inside.status.success());
+            let inside = String::from_utf8_lossy(&inside.stdout).into_owned();
+            assert!(inside.contains("lo:") && !inside.contains("eth0"), "{inside}");
+            assert!(!links().contains(&k3rs::kubelet::network::link::host_veth_name("uid-a")));
+            assert!(!dir_entries(&cfg.state_dir.join("ipam")).contains(&a.ip.unwrap().to_string()));
         });
     });
 }

@@ -101,8 +101,7 @@ pub fn parse_resolv_conf(text: &str) -> DnsSettings {
                 }
             }
             Some("search") => {
-                out.searches =
-                    fields.filter(|s| *s != ".").map(|s| s.trim_end_matches('.').to_string()).collect();
+                out.searches = fields.filter(|s| *s != ".").map(|s| s.trim_end_matches('.').to_string()).collect();
             }
             Some("options") => out.options = fields.map(str::to_string).collect(),
             _ => {}
@@ -309,7 +308,12 @@ mod tests {
         }
     }
 
-    fn input<'a>(policy: &'a str, host_network: bool, cfg: Option<&'a PodDNSConfig>, h: &'a DnsSettings) -> DnsInput<'a> {
+    fn input<'a>(
+        policy: &'a str,
+        host_network: bool,
+        cfg: Option<&'a PodDNSConfig>,
+        h: &'a DnsSettings,
+    ) -> DnsInput<'a> {
         DnsInput {
             dns_policy: policy,
             host_network,

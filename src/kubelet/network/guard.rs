@@ -3,6 +3,8 @@
 //! uplinks and outside packets into the pods. A small nftables table of our own drops
 //! anything forwarded between the bridge and any other interface; traffic among pods (bridge
 //! to bridge) and between pods and the node itself (input/output, not forwarded) is untouched.
+//! Connections whose destination a DNAT rule chose (services, node ports) pass: a drop here
+//! would be final for every other table, so the service proxy could not make an exception.
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
@@ -27,6 +29,7 @@ pub fn ruleset(bridge: &str) -> String {
          table inet {TABLE} {{\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tct status dnat accept comment \"service traffic: the proxy's rules chose where it goes\"\n\
          \t\tiifname \"{bridge}\" oifname != \"{bridge}\" counter drop comment \"pod traffic stays on the node\"\n\
          \t\toifname \"{bridge}\" iifname != \"{bridge}\" counter drop comment \"pods are not routed to from outside\"\n\
          \t}}\n\
@@ -65,6 +68,8 @@ mod tests {
         let r = ruleset("k3rs0");
         assert!(r.starts_with("table inet k3rs-podnet\ndelete table inet k3rs-podnet\n"));
         assert!(r.contains("type filter hook forward priority filter; policy accept;"));
+        let dnat = r.find("ct status dnat accept").unwrap();
+        assert!(dnat < r.find("drop").unwrap(), "service traffic is accepted before the drops");
         assert!(r.contains("iifname \"k3rs0\" oifname != \"k3rs0\" counter drop"));
         assert!(r.contains("oifname \"k3rs0\" iifname != \"k3rs0\" counter drop"));
     }

@@ -47,7 +47,7 @@ impl Ipam {
         }
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         let ipam = Ipam { dir, cidr, lock: Mutex::new(()) };
-        ipam.remove_stale_temporaries()?;
+        ipam.remove_stale_entries()?;
         Ok(ipam)
     }
 
@@ -131,7 +131,6 @@ impl Ipam {
         {
             let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
             f.write_all(uid.as_bytes()).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("sync", &tmp))?;
         }
         let target = self.dir.join(ip.to_string());
         let linked = fs::hard_link(&tmp, &target);
@@ -156,10 +155,14 @@ impl Ipam {
         }
     }
 
-    fn remove_stale_temporaries(&self) -> Result<(), IpamError> {
+    fn remove_stale_entries(&self) -> Result<(), IpamError> {
         let rd = fs::read_dir(&self.dir).map_err(io_err("read directory", &self.dir))?;
         for entry in rd.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // An entry without an owner can only come from a power loss before the data
+            // reached the disk (the link publishes complete files); no pod can be using it.
+            let ownerless = name.parse::<IpAddr>().is_ok() && entry.metadata().map(|m| m.len() == 0).unwrap_or(false);
+            if name.starts_with(".tmp-") || ownerless {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -270,10 +273,13 @@ mod tests {
         // Another writer (or a previous run) holds .2; stale temporaries from a crash go away.
         fs::write(path.join("10.42.0.2"), "other").unwrap();
         fs::write(path.join(".tmp-1-10.42.0.3"), "half").unwrap();
+        fs::write(path.join("10.42.0.4"), "").unwrap();
         let ipam = Ipam::open(path.clone(), cidr("10.42.0.0/24")).unwrap();
         assert_eq!(ipam.allocate("mine").unwrap(), ip("10.42.0.3"));
         assert_eq!(fs::read_to_string(path.join("10.42.0.2")).unwrap(), "other");
         assert!(!path.join(".tmp-1-10.42.0.3").exists());
+        assert!(!path.join("10.42.0.4").exists(), "an ownerless entry is a crash leftover");
+        assert_eq!(ipam.allocate("next").unwrap(), ip("10.42.0.4"));
     }
 
     #[test]
@@ -283,7 +289,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|t| {
                 let ipam = ipam.clone();
-                std::thread::spawn(move || (0..20).map(|i| ipam.allocate(&format!("{t}-{i}")).unwrap()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..20).map(|i| ipam.allocate(&format!("{t}-{i}")).unwrap()).collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<IpAddr> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();

@@ -135,15 +135,25 @@ pub async fn configure_pod(handle: &Handle, ip: IpAddr, prefix: u8, gateway: IpA
     handle.route().add(route).execute().await.map_err(nl("add default route in", "pod"))
 }
 
-/// Waits until the pod's `eth0` and the host end are operationally up and the host end is a
-/// forwarding bridge port. The kernel finishes bringing a link up asynchronously (its queue is
-/// attached and the bridge told about the carrier from a work queue), so right after the
-/// netlink calls return, the first packets of a pod can still be dropped. Returns false if
-/// that does not happen within `timeout`.
-pub async fn wait_ready(host: &Handle, pod: &Handle, host_name: &str, timeout: Duration) -> Result<bool, LinkError> {
+/// Waits until the pod's `eth0`, the host end and the bridge are operationally up and the host
+/// end is a forwarding bridge port. The kernel finishes bringing a link up asynchronously (its
+/// queue is attached and the bridge told about the carrier from a work queue, for the bridge
+/// itself with up to a second of delay when its first port appears), so right after the
+/// netlink calls return, a pod's first packets, or the gateway's answers, can still be
+/// dropped. Returns false if that does not happen within `timeout`.
+pub async fn wait_ready(
+    host: &Handle,
+    pod: &Handle,
+    host_name: &str,
+    bridge: &str,
+    timeout: Duration,
+) -> Result<bool, LinkError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if link_ready(host, host_name, true).await? && link_ready(pod, POD_IFNAME, false).await? {
+        if link_ready(host, host_name, true).await?
+            && link_ready(pod, POD_IFNAME, false).await?
+            && link_ready(host, bridge, false).await?
+        {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -170,6 +180,22 @@ async fn link_ready(handle: &Handle, name: &str, bridge_port: bool) -> Result<bo
     Ok(up && forwarding)
 }
 
+/// Waits until no link called `name` exists; false if one still does after `timeout`.
+pub async fn wait_gone(handle: &Handle, name: &str, timeout: Duration) -> Result<bool, LinkError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if index_of(handle, name).await?.is_none() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// Deletes the link called `name` if it exists (deleting one end of a veth pair deletes both).
 pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
     let Some(index) = index_of(handle, name).await? else { return Ok(()) };
@@ -178,20 +204,6 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
         Err(e) => Err(nl("delete link", name)(e)),
     }
-}
-
-/// All link names in the handle's namespace.
-pub async fn names(handle: &Handle) -> Result<Vec<String>, LinkError> {
-    let mut out = Vec::new();
-    let mut links = handle.link().get().execute();
-    while let Some(msg) = links.try_next().await.map_err(nl("list", "links"))? {
-        for attr in msg.attributes {
-            if let LinkAttribute::IfName(name) = attr {
-                out.push(name);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Names of the links attached to the bridge with index `bridge`.

@@ -42,6 +42,12 @@ pub use netns::NsError;
 /// How long setup waits for a new pod link to carry traffic.
 const LINK_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long teardown lets the kernel remove a dead namespace's veth before deleting it itself.
+const VETH_GONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The files written into `<pods>/<uid>/`: hosts, hostname, resolver configuration.
+const POD_FILES: [&str; 3] = ["etc-hosts", "etc-hostname", "resolv.conf"];
+
 /// Default name of the node's pod bridge.
 pub const DEFAULT_BRIDGE: &str = "k3rs0";
 
@@ -107,7 +113,10 @@ impl NetConfig {
             || self.bridge.len() > 15
             || !self.bridge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         {
-            return bad(format!("bridge name {:?} is not a valid interface name (1-15 of [A-Za-z0-9._-])", self.bridge));
+            return bad(format!(
+                "bridge name {:?} is not a valid interface name (1-15 of [A-Za-z0-9._-])",
+                self.bridge
+            ));
         }
         if !self.pod_cidr.is_ipv4() {
             return bad(format!("pod CIDR {} is not IPv4; only IPv4 pod networks are supported", self.pod_cidr));
@@ -115,7 +124,9 @@ impl NetConfig {
         if self.pod_cidr.host_bits() < 2 {
             return bad(format!("pod CIDR {} has no room for pods besides the gateway", self.pod_cidr));
         }
-        if !self.cluster_cidr.contains(self.pod_cidr.network()) || self.cluster_cidr.prefix_len() > self.pod_cidr.prefix_len() {
+        if !self.cluster_cidr.contains(self.pod_cidr.network())
+            || self.cluster_cidr.prefix_len() > self.pod_cidr.prefix_len()
+        {
             return bad(format!("pod CIDR {} is not inside the cluster CIDR {}", self.pod_cidr, self.cluster_cidr));
         }
         if self.service_cidr.overlaps(&self.cluster_cidr) {
@@ -186,7 +197,9 @@ pub fn pod_hostname(spec_hostname: Option<&str>, pod_name: &str) -> String {
     cut.to_string()
 }
 
-/// A pod's sandbox: what its containers join and mount.
+/// A pod's sandbox: what its containers join and mount. Containers name the namespace files
+/// as `path`s of their OCI `linux.namespaces` entries (none given: the node's namespace) and
+/// bind-mount the three files onto `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sandbox {
@@ -285,7 +298,8 @@ impl PodNetwork {
     }
 
     /// Makes the pod's sandbox, or returns it if it exists already and is intact (after a
-    /// restart too). A broken or partial one is removed and made again.
+    /// restart too). A broken or partial one (after a reboot, say) is made again with the
+    /// address it had.
     pub async fn setup(&self, req: &SandboxRequest) -> Result<Sandbox, NetError> {
         check_uid(&req.uid)?;
         let lock = self.lock_for(&req.uid);
@@ -296,7 +310,7 @@ impl PodNetwork {
             }
             tracing::warn!(uid = %req.uid, "sandbox is no longer intact; making it again");
         }
-        self.remove(&req.uid).await?;
+        self.remove(&req.uid, Address::Keep).await?;
         let started = std::time::Instant::now();
         match self.make(req).await {
             Ok(sandbox) => {
@@ -305,7 +319,7 @@ impl PodNetwork {
                 Ok(sandbox)
             }
             Err(e) => {
-                if let Err(cleanup) = self.remove(&req.uid).await {
+                if let Err(cleanup) = self.remove(&req.uid, Address::Release).await {
                     tracing::warn!(uid = %req.uid, error = %cleanup, "cleaning up a failed sandbox setup failed");
                 }
                 Err(e)
@@ -320,7 +334,7 @@ impl PodNetwork {
         let lock = self.lock_for(pod_uid);
         let result = {
             let _held = lock.lock().await;
-            self.remove(pod_uid).await
+            self.remove(pod_uid, Address::Release).await
         };
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         // Only forget the lock if nobody else is waiting on it.
@@ -371,7 +385,7 @@ impl PodNetwork {
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
             // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
             // so past the deadline the pod starts anyway and its first packets may be retried.
-            if !link::wait_ready(&self.host, &pod, &veth, LINK_READY_TIMEOUT).await? {
+            if !link::wait_ready(&self.host, &pod, &veth, &self.cfg.bridge, LINK_READY_TIMEOUT).await? {
                 tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
             }
         }
@@ -384,16 +398,17 @@ impl PodNetwork {
             netns: wanted.net.then(|| dir.join("net")),
             ipc: wanted.ipc.then(|| dir.join("ipc")),
             uts: wanted.uts.then(|| dir.join("uts")),
-            hosts: pod_dir.join("etc-hosts"),
-            hostname: pod_dir.join("etc-hostname"),
-            resolv_conf: pod_dir.join("resolv.conf"),
+            hosts: pod_dir.join(POD_FILES[0]),
+            hostname: pod_dir.join(POD_FILES[1]),
+            resolv_conf: pod_dir.join(POD_FILES[2]),
         };
         write_atomic(&sandbox.hosts, hosts.as_bytes())?;
         write_atomic(&sandbox.hostname, hostname.as_bytes())?;
         write_atomic(&sandbox.resolv_conf, resolv.as_bytes())?;
         // The record comes last: its presence means the sandbox is complete.
         let path = self.record_path(uid);
-        let json = serde_json::to_vec_pretty(&sandbox).map_err(|source| NetError::Record { path: path.clone(), source })?;
+        let json =
+            serde_json::to_vec_pretty(&sandbox).map_err(|source| NetError::Record { path: path.clone(), source })?;
         write_atomic(&path, &json)?;
         self.records.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), sandbox.clone());
         Ok(sandbox)
@@ -434,30 +449,55 @@ impl PodNetwork {
     /// True when everything the record names is still there (after a reboot the namespace
     /// files are plain files and the links are gone).
     async fn intact(&self, sandbox: &Sandbox) -> bool {
-        let namespaces_ok = [&sandbox.netns, &sandbox.ipc, &sandbox.uts].into_iter().flatten().all(|p| netns::is_pinned(p));
+        let namespaces_ok =
+            [&sandbox.netns, &sandbox.ipc, &sandbox.uts].into_iter().flatten().all(|p| netns::is_pinned(p));
         let files_ok = [&sandbox.hosts, &sandbox.hostname, &sandbox.resolv_conf].iter().all(|p| p.is_file());
         if !namespaces_ok || !files_ok {
             return false;
         }
         let Some(ip) = sandbox.ip else { return true };
         let address_ok = matches!(self.ipam.lookup(&sandbox.uid), Ok(Some(owned)) if owned == ip);
-        let veth_ok =
-            matches!(link::index_of(&self.host, &link::host_veth_name(&sandbox.uid)).await, Ok(Some(_)));
+        let veth_ok = matches!(link::index_of(&self.host, &link::host_veth_name(&sandbox.uid)).await, Ok(Some(_)));
         address_ok && veth_ok
     }
 
     /// Removes whatever exists of the uid's sandbox, in an order that leaves it findable if
     /// interrupted (the record last).
-    async fn remove(&self, uid: &str) -> Result<(), NetError> {
-        link::delete(&self.host, &link::host_veth_name(uid)).await?;
+    async fn remove(&self, uid: &str, address: Address) -> Result<(), NetError> {
         let dir = self.sandbox_dir(uid);
-        for kind in netns::KINDS {
-            netns::unpin(&dir.join(kind))?;
+        // Each unmount waits for an RCU grace period: off the async threads, so that many
+        // teardowns at once overlap their waits instead of queueing behind each other.
+        let unpinned = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
+            for kind in netns::KINDS {
+                netns::unpin(&dir.join(kind))?;
+            }
+            remove_dir_if_exists(&dir)
+        })
+        .await;
+        match unpinned {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(NetError::Io {
+                    op: "unmount namespaces of",
+                    path: self.sandbox_dir(uid),
+                    source: io::Error::other(e),
+                })
+            }
         }
-        remove_dir_if_exists(&dir)?;
-        self.ipam.release(uid).map_err(NetError::Address)?;
+        // Once unpinned, the namespace dies and takes the veth pair with it; the kernel does
+        // that in batches, far cheaper than deleting links one by one. The address is only
+        // released once the link is gone: if something still held the namespace, the link is
+        // deleted here so no pod is left on the bridge with an address handed out again.
+        let veth = link::host_veth_name(uid);
+        if !link::wait_gone(&self.host, &veth, VETH_GONE_TIMEOUT).await? {
+            tracing::warn!(uid, link = %veth, "pod namespace still held after teardown; deleting its link");
+            link::delete(&self.host, &veth).await?;
+        }
+        if address == Address::Release {
+            self.ipam.release(uid).map_err(NetError::Address)?;
+        }
         let pod_dir = self.pod_dir(uid);
-        for name in ["etc-hosts", "etc-hostname", "resolv.conf"] {
+        for name in POD_FILES {
             remove_file_if_exists(&pod_dir.join(name))?;
         }
         // The pod directory may still hold volumes owned by others; only an empty one goes.
@@ -477,9 +517,9 @@ impl PodNetwork {
             let Some(uid) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            let parsed = std::fs::read(&path)
-                .map_err(io_err("read", &path))
-                .and_then(|b| serde_json::from_slice::<Sandbox>(&b).map_err(|source| NetError::Record { path: path.clone(), source }));
+            let parsed = std::fs::read(&path).map_err(io_err("read", &path)).and_then(|b| {
+                serde_json::from_slice::<Sandbox>(&b).map_err(|source| NetError::Record { path: path.clone(), source })
+            });
             match parsed {
                 Ok(sandbox) if sandbox.uid == uid => {
                     records.insert(uid.to_string(), sandbox);
@@ -495,19 +535,28 @@ impl PodNetwork {
     /// Removes the parts of sandboxes whose setup never finished (no record): namespace
     /// directories, addresses, and veth ports on the bridge that belong to no known pod.
     async fn remove_leftovers(&self) -> Result<(), NetError> {
-        let known: std::collections::HashSet<String> = self.records.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let known: std::collections::HashSet<String> =
+            self.records.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         let mut orphans: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         let ns_root = self.cfg.run_dir.join("sandboxes");
         if let Ok(rd) = std::fs::read_dir(&ns_root) {
             orphans.extend(rd.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)));
         }
         orphans.extend(self.ipam.entries().map_err(NetError::Address)?.into_iter().map(|(_, owner)| owner));
+        // Pod directories belong to the kubelet too (volumes); only our files there count.
+        if let Ok(rd) = std::fs::read_dir(&self.cfg.pods_dir) {
+            orphans.extend(
+                rd.flatten()
+                    .filter(|e| POD_FILES.iter().any(|f| e.path().join(f).exists()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string)),
+            );
+        }
         for uid in orphans.into_iter().filter(|u| !known.contains(u)) {
             if check_uid(&uid).is_err() {
                 continue;
             }
             tracing::info!(uid = %uid, "removing the remains of an unfinished sandbox setup");
-            self.remove(&uid).await?;
+            self.remove(&uid, Address::Release).await?;
         }
         let wanted: std::collections::HashSet<String> = known.iter().map(|u| link::host_veth_name(u)).collect();
         for port in link::ports(&self.host, self.bridge_index).await? {
@@ -518,6 +567,13 @@ impl PodNetwork {
         }
         Ok(())
     }
+}
+
+/// Whether removing a sandbox frees its address or keeps it for the same pod's next setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Address {
+    Release,
+    Keep,
 }
 
 /// Pod uids name files and directories: refuse anything that could escape them.
@@ -597,7 +653,14 @@ mod tests {
     fn config_validation() {
         let data = DataDir::new("/tmp/x");
         let c = |s: &str| s.parse::<Cidr>().unwrap();
-        let good = NetConfig::new(&data, c("10.42.0.0/24"), c("10.42.0.0/16"), c("10.43.0.0/16"), "10.43.0.10".parse().unwrap(), "cluster.local");
+        let good = NetConfig::new(
+            &data,
+            c("10.42.0.0/24"),
+            c("10.42.0.0/16"),
+            c("10.43.0.0/16"),
+            "10.43.0.10".parse().unwrap(),
+            "cluster.local",
+        );
         assert!(good.validate().is_ok());
         assert_eq!(good.state_dir, data.network());
         let mut bad = good.clone();

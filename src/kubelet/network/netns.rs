@@ -67,7 +67,11 @@ pub async fn create(
         let _ = tx.send(unshare_and_pin(&dir, wanted, &hostname, &rt));
     });
     if let Err(source) = spawned {
-        return Err(NsError::Io { op: "spawn namespace thread for", path: PathBuf::from("/proc/thread-self/ns"), source });
+        return Err(NsError::Io {
+            op: "spawn namespace thread for",
+            path: PathBuf::from("/proc/thread-self/ns"),
+            source,
+        });
     }
     rx.await.map_err(|_| NsError::ThreadLost)?
 }
@@ -104,21 +108,25 @@ fn unshare_and_pin(
 }
 
 fn pin(source: &str, target: &Path) -> Result<(), NsError> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(target)
-        .map_err(|source| NsError::Io { op: "create namespace file", path: target.into(), source })?;
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|source| NsError::Mount { op: "bind-mount namespace onto", path: target.into(), source })
+    fs::OpenOptions::new().write(true).create(true).truncate(false).open(target).map_err(|source| NsError::Io {
+        op: "create namespace file",
+        path: target.into(),
+        source,
+    })?;
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|source| NsError::Mount {
+        op: "bind-mount namespace onto",
+        path: target.into(),
+        source,
+    })
 }
 
 /// Opens a pinned namespace file (to pass its descriptor to netlink or `setns`).
 pub fn open(path: &Path) -> Result<OwnedFd, NsError> {
-    fs::File::open(path)
-        .map(OwnedFd::from)
-        .map_err(|source| NsError::Io { op: "open namespace file", path: path.into(), source })
+    fs::File::open(path).map(OwnedFd::from).map_err(|source| NsError::Io {
+        op: "open namespace file",
+        path: path.into(),
+        source,
+    })
 }
 
 /// True when `path` is a live namespace (a mounted `nsfs` file), not a leftover plain file.
@@ -151,8 +159,11 @@ pub fn ensure_shared_mount(dir: &Path) -> Result<(), NsError> {
         mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(|source| NsError::Mount { op: "bind-mount onto itself", path: dir.clone(), source })?;
     }
-    mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>)
-        .map_err(|source| NsError::Mount { op: "make shared", path: dir.clone(), source })
+    mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).map_err(|source| NsError::Mount {
+        op: "make shared",
+        path: dir.clone(),
+        source,
+    })
 }
 
 /// Mount points of this process's mount namespace, as `/proc/self/mountinfo` lists them.
