@@ -200,6 +200,9 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
             let started = std::time::Instant::now();
             let (verb, group, version, resource) = (r.verb, r.group.clone(), r.version.clone(), r.resource.clone());
             let gzip = verb != "watch" && accepts_gzip(&parts.headers);
+            if !matches!(verb, "get" | "list" | "watch") {
+                tracing::debug!(target: "k3rs::audit", verb, path = %parts.uri.path(), user = %identity.as_ref().map(|i| i.user.as_str()).unwrap_or(""), "request");
+            }
             let resp = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
                 Ok(body) => api.serve_resource(r, &parts.headers, query.as_deref(), body).await,
                 Err(_) => ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),

@@ -88,6 +88,8 @@ impl EventSink for RecorderSink {
 
 enum Msg {
     Update(Value),
+    /// The pod's status in the API was lost (a new mirror pod): write it again.
+    Rewrite,
     Gone,
 }
 
@@ -110,8 +112,10 @@ impl Statics {
 }
 
 /// Keeps a mirror pod in the API for every static pod: created when missing, replaced when
-/// it belongs to an older version of the manifest or is being deleted.
-async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Value>, gone: &[Value]) {
+/// it belongs to an older version of the manifest or is being deleted. Returns the uids of
+/// the static pods whose mirror is new (their status must be written again).
+async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Value>, gone: &[Value]) -> Vec<String> {
+    let mut created = Vec::new();
     let node_uid = client.get(&format!("/api/v1/nodes/{node}")).await.ok().and_then(|n| n.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string));
     for p in gone {
         let path = pod_path(p);
@@ -121,7 +125,7 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
             }
         }
     }
-    for p in statics.values() {
+    for (static_uid, p) in statics {
         let path = pod_path(p);
         let want = p.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
         match client.get(&path).await {
@@ -132,6 +136,7 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
                     continue;
                 }
                 let uid = m.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+                tracing::debug!(pod = %path, ?current, deleting, "replacing the mirror pod");
                 let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
                 if let Err(e) = client.request(Method::DELETE, &path, "application/json", Some(&body)).await {
                     tracing::warn!(pod = %path, error = %e, "replacing a mirror pod failed");
@@ -145,12 +150,15 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
             }
         }
         let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-        if let Err(e) = client.post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref())).await {
-            if e.code != 409 {
-                tracing::warn!(pod = %path, error = %e, "creating a mirror pod failed");
+        match client.post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref())).await {
+            Ok(_) => {
+                tracing::debug!(pod = %path, "created the mirror pod");
+                created.push(static_uid.clone());
             }
+            Err(e) => tracing::warn!(pod = %path, error = %e, "creating a mirror pod failed"),
         }
     }
+    created
 }
 
 /// Runs the pods bound to `node` — from the API and from the static pod directory — until
@@ -186,7 +194,7 @@ pub async fn run(
         pods.retain(|p| !static_pods::is_mirror(p));
         let loaded = statics.load(&node);
         statics.pods = loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
-        sync_mirrors(&client, &node, &statics.pods, &[]).await;
+        let _ = sync_mirrors(&client, &node, &statics.pods, &[]).await;
         pods.extend(loaded);
         let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
         if !adopted {
@@ -262,7 +270,11 @@ pub async fn run(
                         }
                     }
                     statics.pods = now;
-                    sync_mirrors(&client, &node, &statics.pods, &gone).await;
+                    for uid in sync_mirrors(&client, &node, &statics.pods, &gone).await {
+                        if let Some(tx) = workers.get(&uid) {
+                            let _ = tx.send(Msg::Rewrite);
+                        }
+                    }
                 }
                 ev = stream.next() => {
                     let Some(ev) = ev else { break };
@@ -327,10 +339,12 @@ async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     while let Ok(m) = rx.try_recv() {
                         match m {
                             Msg::Update(p) => worker.update(p),
+                            Msg::Rewrite => worker.rewrite(),
                             Msg::Gone => worker.vanish(),
                         }
                     }
                 }
+                Some(Msg::Rewrite) => worker.rewrite(),
                 Some(Msg::Gone) => worker.vanish(),
                 // The manager stopped (k3rs is shutting down): leave the pod running.
                 None => return,

@@ -278,6 +278,7 @@ impl Backend for NodeBackend {
             let _ = self.images.remove_rootfs(&id);
             return Err(CreateError::Runtime(e.to_string()));
         }
+        tracing::debug!(id = %id, "starting the container");
         if let Err(e) = self.runtime.start(&id).await {
             let _ = self.runtime.remove(&id).await;
             let _ = self.images.remove_rootfs(&id);

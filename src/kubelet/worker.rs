@@ -105,9 +105,21 @@ impl Worker {
         uid_of(&self.pod)
     }
 
-    /// The newest version of the pod.
+    /// The newest version of the pod. When its status is not what this worker last wrote
+    /// (someone else wrote it, or the object was recreated), the status is written again.
     pub fn update(&mut self, pod: Value) {
+        if let (Some(w), Some(s)) = (&self.written, pod.get("status")) {
+            let differs = ["phase", "podIP", "containerStatuses", "initContainerStatuses"].iter().any(|k| w.get(*k) != s.get(*k));
+            if differs && !pod.pointer("/metadata/resourceVersion").is_none_or(Value::is_null) {
+                self.written = None;
+            }
+        }
         self.pod = pod;
+    }
+
+    /// Forgets what was written, so the next pass writes the status again.
+    pub fn rewrite(&mut self) {
+        self.written = None;
     }
 
     /// The pod was removed from the API without the kubelet's final delete.

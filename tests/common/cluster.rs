@@ -109,7 +109,8 @@ impl Cluster {
             .arg(self.dir.path().join("kubeconfig"))
             .args(["--node-ip", "192.168.77.1", "--node-name", "e2e-node"])
             .args(&self.args)
-            .env_remove("RUST_LOG")
+            // E2E_SERVER_LOG (a RUST_LOG filter) turns up the server's logging for a failing test.
+            .env("RUST_LOG", std::env::var("E2E_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -195,9 +196,11 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         let describe = self.kubectl(&[&["describe"], what].concat());
+        let yaml = self.kubectl(&[&["get"], what, &["-o", "yaml"]].concat());
         panic!(
-            "timed out waiting on {what:?} {jsonpath} (last: {last:?})\n{}\n--- server log ---\n{}",
+            "timed out waiting on {what:?} {jsonpath} (last: {last:?})\n{}\n{}\n--- server log ---\n{}",
             String::from_utf8_lossy(&describe.stdout),
+            String::from_utf8_lossy(&yaml.stdout),
             self.log()
         );
     }
