@@ -116,7 +116,7 @@ def shims():
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if len(argv) > 1 and argv[0].endswith(b"k3rs") and argv[1] == b"shim":
+        if len(argv) > 1 and (argv[0].endswith(b"k3rs") or argv[0].endswith(b"k3rs-shim")) and argv[1] == b"shim":
             out.append(int(d))
     return out
 
