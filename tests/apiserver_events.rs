@@ -15,21 +15,7 @@ use k3rs::client::Client;
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
-use common::kubectl_http::KubectlHttp;
-
-fn admin() -> Identity {
-    Identity::new("system:admin", &["system:masters", "system:authenticated"])
-}
-
-fn kubectl(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
-    let default =
-        std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
-    let path = default.parent().expect("kubectl has a parent folder").join(name);
-    assert!(path.is_file(), "{} is not installed", path.display());
-    path
-}
+use common::kubectl_http::{admin, kubectl, KubectlHttp};
 
 struct Setup {
     http: KubectlHttp,

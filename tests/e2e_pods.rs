@@ -50,7 +50,10 @@ fn pods_run_log_exec_and_delete() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.k(&["exec", "sleeper", "--", "hostname"]), "sleeper\n");
     let resolv = c.k(&["exec", "sleeper", "--", "cat", "/etc/resolv.conf"]);
-    assert!(resolv.contains("nameserver 10.43.0.10") && resolv.contains("search default.svc.cluster.local"), "{resolv}");
+    assert!(
+        resolv.contains("nameserver 10.43.0.10") && resolv.contains("search default.svc.cluster.local"),
+        "{resolv}"
+    );
 
     // Logs.
     apply(
@@ -105,7 +108,11 @@ spec:
         if String::from_utf8_lossy(&out.stdout).contains("hello-from-server") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "no answer on localhost: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no answer on localhost: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(c.k(&["logs", "duo", "-c", "reader"]), "prepared\n");
@@ -154,16 +161,41 @@ spec:
   - {name: c, image: 'example.invalid/nothing:1', imagePullPolicy: Never}
 ",
     );
-    c.wait_for(&["pod", "crasher"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(60), |r| r == "CrashLoopBackOff");
-    let restarts: u32 = c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]).parse().unwrap();
+    c.wait_for(
+        &["pod", "crasher"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        Duration::from_secs(60),
+        |r| r == "CrashLoopBackOff",
+    );
+    let restarts: u32 =
+        c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]).parse().unwrap();
     assert!(restarts >= 1, "restartCount {restarts}");
-    let code = c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
+    let code =
+        c.k(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
     assert_eq!(code, "1");
-    let reason = c.wait_for(&["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason}", Duration::from_secs(60), |r| !r.is_empty());
+    let reason = c.wait_for(
+        &["pod", "hog"],
+        "{.status.containerStatuses[0].state.terminated.reason}",
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    );
     assert_eq!(reason, "OOMKilled");
-    assert_eq!(c.k(&["get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"]), "137");
-    c.wait_for(&["pod", "ghost"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(30), |r| r == "ErrImageNeverPull");
-    let waiting = c.wait_for(&["pod", "needy"], "{.status.containerStatuses[0].state.waiting.reason}", Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(
+        c.k(&["get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"]),
+        "137"
+    );
+    c.wait_for(
+        &["pod", "ghost"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        Duration::from_secs(30),
+        |r| r == "ErrImageNeverPull",
+    );
+    let waiting = c.wait_for(
+        &["pod", "needy"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    );
     assert_eq!(waiting, "CreateContainerConfigError");
     let msg = c.k(&["get", "pod", "needy", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
     assert_eq!(msg, "configmap \"later\" not found");
@@ -212,16 +244,15 @@ fn containers_outlive_k3rs_and_are_adopted_after_restart() {
     }
     assert_eq!(pid_of("sleep 3671"), Some(pid));
     // The log kept growing while k3rs was down, and following it still works.
-    let mut follow = c
-        .ns
-        .command("kubectl")
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .args(["logs", "-f", "steady", "-c", "counter", "--tail=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut follow =
+        c.ns.command("kubectl")
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .args(["logs", "-f", "steady", "-c", "counter", "--tail=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let mut out = follow.stdout.take().unwrap();
     let mut buf = Vec::new();
     let start = Instant::now();
@@ -270,7 +301,14 @@ fn a_pod_pulls_its_image_from_a_local_registry() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-    let mut registry = c.ns.command("docker-registry").arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(log).spawn().expect("start docker-registry");
+    let mut registry =
+        c.ns.command("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
     struct Kill<'a>(&'a mut std::process::Child);
     impl Drop for Kill<'_> {
         fn drop(&mut self) {
@@ -282,14 +320,13 @@ fn a_pod_pulls_its_image_from_a_local_registry() {
     let archive = common::busybox::oci_archive(&dir, "docker.io/library/busybox:1.36");
     let start = Instant::now();
     loop {
-        let out = c
-            .ns
-            .command("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci-archive:{}", archive.display()))
-            .arg("docker://127.0.0.1:5000/tools/busybox:pulled")
-            .output()
-            .expect("run skopeo");
+        let out =
+            c.ns.command("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci-archive:{}", archive.display()))
+                .arg("docker://127.0.0.1:5000/tools/busybox:pulled")
+                .output()
+                .expect("run skopeo");
         if out.status.success() {
             break;
         }
@@ -300,7 +337,14 @@ fn a_pod_pulls_its_image_from_a_local_registry() {
     running(&c, "pulled");
     let id = c.k(&["get", "pod", "pulled", "-o", "jsonpath={.status.containerStatuses[0].imageID}"]);
     assert!(id.starts_with("127.0.0.1:5000/tools/busybox@sha256:"), "imageID {id}");
-    let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=pulled", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    let events = c.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=pulled",
+        "-o",
+        "jsonpath={range .items[*]}{.reason} {end}",
+    ]);
     assert!(events.contains("Pulling") && events.contains("Pulled"), "{events}");
 }
 
@@ -318,16 +362,30 @@ fn static_pods_run_from_the_manifest_directory_with_a_mirror() {
         )
         .unwrap();
     });
-    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(60), |p| p == "Running");
-    let ann = c.k(&["get", "pod", "-n", "kube-system", "web-e2e-node", "-o", "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}"]);
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(60), |p| {
+        p == "Running"
+    });
+    let ann = c.k(&[
+        "get",
+        "pod",
+        "-n",
+        "kube-system",
+        "web-e2e-node",
+        "-o",
+        "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}",
+    ]);
     assert!(!ann.is_empty());
     // Deleting the mirror does not stop the pod: the node puts the mirror back.
     let old = c.k(&["get", "pod", "-n", "kube-system", "web-e2e-node", "-o", "jsonpath={.metadata.uid}"]);
     let pid = pid_of("sleep 3633");
     assert!(pid.is_some());
     c.k(&["delete", "pod", "-n", "kube-system", "web-e2e-node", "--wait=false"]);
-    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.metadata.uid}", Duration::from_secs(30), |u| !u.is_empty() && u != old);
-    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(30), |p| p == "Running");
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.metadata.uid}", Duration::from_secs(30), |u| {
+        !u.is_empty() && u != old
+    });
+    c.wait_for(&["pod", "-n", "kube-system", "web-e2e-node"], "{.status.phase}", Duration::from_secs(30), |p| {
+        p == "Running"
+    });
     assert_eq!(pid_of("sleep 3633"), pid);
     // Removing the file stops it and removes the mirror.
     std::fs::remove_file(c.data_dir().join("agent/pod-manifests/web.yaml")).unwrap();

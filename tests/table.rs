@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 mod common;
-use common::kubectl_http::KubectlHttp;
+use common::kubectl_http::{kubectl, KubectlHttp};
 use k3rs::apiserver::discovery::{respond, version_info, DiscoveryPath};
 use k3rs::apiserver::table::{self, IncludeObject, TableOptions};
 use serde_json::{json, Value};
@@ -281,16 +281,6 @@ impl Server {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
-}
-
-fn kubectl(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
-    let default =
-        std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
-    let path = default.parent().expect("kubectl has a parent folder").join(name);
-    assert!(path.is_file(), "{} is not installed", path.display());
-    path
 }
 
 /// Splits kubectl's table output at the header's column starts. kubectl pads columns with

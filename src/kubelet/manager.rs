@@ -116,12 +116,18 @@ impl Statics {
 /// the static pods whose mirror is new (their status must be written again).
 async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Value>, gone: &[Value]) -> Vec<String> {
     let mut created = Vec::new();
-    let node_uid = client.get(&format!("/api/v1/nodes/{node}")).await.ok().and_then(|n| n.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string));
+    let node_uid = client
+        .get(&format!("/api/v1/nodes/{node}"))
+        .await
+        .ok()
+        .and_then(|n| n.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string));
     for p in gone {
         let path = pod_path(p);
         if let Ok(m) = client.get(&path).await {
             if static_pods::is_mirror(&m) {
-                let _ = client.request(Method::DELETE, &path, "application/json", Some(&json!({"gracePeriodSeconds": 0}))).await;
+                let _ = client
+                    .request(Method::DELETE, &path, "application/json", Some(&json!({"gracePeriodSeconds": 0})))
+                    .await;
             }
         }
     }
@@ -130,7 +136,9 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
         let want = p.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
         match client.get(&path).await {
             Ok(m) => {
-                let current = m.pointer(&format!("/metadata/annotations/{}", static_pods::ANN_MIRROR.replace('/', "~1"))).cloned();
+                let current = m
+                    .pointer(&format!("/metadata/annotations/{}", static_pods::ANN_MIRROR.replace('/', "~1")))
+                    .cloned();
                 let deleting = m.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
                 if current.as_ref() == Some(&want) && !deleting {
                     continue;
@@ -150,7 +158,10 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
             }
         }
         let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-        match client.post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref())).await {
+        match client
+            .post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref()))
+            .await
+        {
             Ok(_) => {
                 tracing::debug!(pod = %path, "created the mirror pod");
                 created.push(static_uid.clone());
@@ -193,7 +204,8 @@ pub async fn run(
         // Mirror pods stand for static pods; the node runs the static pods themselves.
         pods.retain(|p| !static_pods::is_mirror(p));
         let loaded = statics.load(&node);
-        statics.pods = loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
+        statics.pods =
+            loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
         let _ = sync_mirrors(&client, &node, &statics.pods, &[]).await;
         pods.extend(loaded);
         let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
@@ -208,7 +220,11 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "listing containers failed; none adopted"),
             }
         }
-        let live: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str)).map(str::to_string).collect();
+        let live: std::collections::HashSet<String> = pods
+            .iter()
+            .filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
         for pod in pods {
             let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
             let records = leftovers.remove(&uid).unwrap_or_default();
@@ -236,7 +252,9 @@ pub async fn run(
             });
         }
 
-        let watch = client.watch(&format!("/api/v1/pods?{selector}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true")).await;
+        let watch = client
+            .watch(&format!("/api/v1/pods?{selector}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true"))
+            .await;
         let mut stream = match watch {
             Ok(s) => Box::pin(s),
             Err(e) => {

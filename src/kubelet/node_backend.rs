@@ -18,10 +18,10 @@ use super::network::{PodNetwork, Sandbox, SandboxRequest};
 use super::runtime::{self, ContainerState, CreateRequest, Runtime};
 use super::spec::{self, EnvSources, SandboxPaths, SpecInput};
 use super::status::{AttemptState, Terminated};
+use super::volumes::Sources;
 use super::volumes::{Mounter, SysMounter};
 use crate::apiserver::status::ApiError;
 use crate::apiserver::streaming::{self, ExitStatus, LogOptions, PodStreams, StreamOptions, StreamSession};
-use super::volumes::Sources;
 use crate::images::{Credential, Image, ImageRef, ImageStore, PullOptions, RegistriesConfig};
 
 /// The node's identity and addresses, as containers see them.
@@ -78,12 +78,23 @@ pub fn docker_credentials(secret: &BTreeMap<String, Vec<u8>>) -> Vec<Credential>
         let mut user = entry.get("username").and_then(Value::as_str).unwrap_or("").to_string();
         let mut pass = entry.get("password").and_then(Value::as_str).unwrap_or("").to_string();
         if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-            if let Some((u, p)) = base64::engine::general_purpose::STANDARD.decode(auth).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))) {
+            if let Some((u, p)) = base64::engine::general_purpose::STANDARD
+                .decode(auth)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+            {
                 user = u;
                 pass = p;
             }
         }
-        let host = registry.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or("").to_string();
+        let host = registry
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !host.is_empty() && !user.is_empty() {
             out.push(Credential { registry: host, username: user, password: pass });
         }
@@ -92,11 +103,21 @@ pub fn docker_credentials(secret: &BTreeMap<String, Vec<u8>>) -> Vec<Credential>
 }
 
 fn image_info(img: &Image, name: &str) -> ImageInfo {
-    ImageInfo { name: name.to_string(), id: img.repo_digests.first().cloned().unwrap_or_else(|| img.id.clone()), size: img.size }
+    ImageInfo {
+        name: name.to_string(),
+        id: img.repo_digests.first().cloned().unwrap_or_else(|| img.id.clone()),
+        size: img.size,
+    }
 }
 
 impl NodeBackend {
-    pub fn new(node: NodeInfo, runtime: Arc<dyn Runtime>, images: Arc<ImageStore>, network: Arc<PodNetwork>, registries: RegistriesConfig) -> NodeBackend {
+    pub fn new(
+        node: NodeInfo,
+        runtime: Arc<dyn Runtime>,
+        images: Arc<ImageStore>,
+        network: Arc<PodNetwork>,
+        registries: RegistriesConfig,
+    ) -> NodeBackend {
         NodeBackend { node, runtime, images, network, registries, sandboxes: Mutex::new(HashMap::new()) }
     }
 
@@ -113,11 +134,19 @@ impl NodeBackend {
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .into_iter()
-            .filter(|c| c.labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid) && c.labels.get(LABEL_CONTAINER).map(String::as_str) == Some(container))
+            .filter(|c| {
+                c.labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid)
+                    && c.labels.get(LABEL_CONTAINER).map(String::as_str) == Some(container)
+            })
             .map(|c| (c.labels.get(LABEL_ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0), c.id))
             .collect();
         mine.sort();
-        let (attempt, id) = mine.pop().ok_or_else(|| ApiError::bad_request(format!("container \"{container}\" in pod \"{}\" is not available", pod["metadata"]["name"].as_str().unwrap_or(""))))?;
+        let (attempt, id) = mine.pop().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{}\" is not available",
+                pod["metadata"]["name"].as_str().unwrap_or("")
+            ))
+        })?;
         if previous {
             if attempt == 0 {
                 return Err(ApiError::bad_request(format!(
@@ -137,7 +166,13 @@ fn to_state(id: &str, s: &runtime::ContainerStatus) -> AttemptState {
         ContainerState::Running => AttemptState::Running { started_at: s.started_at.clone().unwrap_or_default() },
         ContainerState::Exited => AttemptState::Exited(Terminated {
             exit_code: s.exit_code.unwrap_or(0),
-            reason: s.reason.clone().unwrap_or_else(|| if s.exit_code == Some(0) { "Completed".into() } else { "Error".into() }),
+            reason: s.reason.clone().unwrap_or_else(|| {
+                if s.exit_code == Some(0) {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                }
+            }),
             message: s.message.clone(),
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),
@@ -166,7 +201,9 @@ impl Backend for NodeBackend {
         let name = ImageRef::parse(image).map(|r| r.to_string()).map_err(|e| e.to_string())?;
         let mut credentials = Vec::new();
         for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
-            let Some(secret) = s.get("name").and_then(Value::as_str).and_then(|n| sources.secret_data(n)) else { continue };
+            let Some(secret) = s.get("name").and_then(Value::as_str).and_then(|n| sources.secret_data(n)) else {
+                continue;
+            };
             credentials.extend(docker_credentials(&secret));
         }
         let opts = PullOptions { registries: self.registries.clone(), credentials };
@@ -196,9 +233,11 @@ impl Backend for NodeBackend {
 
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
         let pod = to_pod(&req.pod).map_err(CreateError::Runtime)?;
-        let c = find_container(&pod, &req.container, req.init).ok_or_else(|| CreateError::Runtime(format!("no container {:?} in the pod", req.container)))?;
+        let c = find_container(&pod, &req.container, req.init)
+            .ok_or_else(|| CreateError::Runtime(format!("no container {:?} in the pod", req.container)))?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let sandbox = self.sandbox(&uid).ok_or_else(|| CreateError::Runtime("the pod's sandbox is not set up".into()))?;
+        let sandbox =
+            self.sandbox(&uid).ok_or_else(|| CreateError::Runtime("the pod's sandbox is not set up".into()))?;
         let image = self
             .images
             .resolve(&req.image.name)
@@ -207,15 +246,25 @@ impl Backend for NodeBackend {
             .ok_or_else(|| CreateError::Runtime(format!("image {:?} is gone from the node", req.image.name)))?;
         let id = new_id();
         let rootfs = self.images.create_rootfs(&image, &id).map_err(|e| CreateError::Runtime(e.to_string()))?;
-        let services: Vec<Service> = req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
+        let services: Vec<Service> =
+            req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
         let env_sources = EnvSources {
             config_maps: req
                 .sources
                 .config_maps
                 .keys()
-                .filter_map(|n| req.sources.config_map_data(n).map(|d| (n.clone(), d.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())))
+                .filter_map(|n| {
+                    req.sources.config_map_data(n).map(|d| {
+                        (n.clone(), d.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+                    })
+                })
                 .collect(),
-            secrets: req.sources.secrets.keys().filter_map(|n| req.sources.secret_data(n).map(|d| (n.clone(), d))).collect(),
+            secrets: req
+                .sources
+                .secrets
+                .keys()
+                .filter_map(|n| req.sources.secret_data(n).map(|d| (n.clone(), d)))
+                .collect(),
             services,
             node_name: self.node.name.clone(),
             node_ip: self.node.ip.to_string(),
@@ -340,7 +389,14 @@ impl PodStreams for NodeBackend {
     async fn logs(&self, pod: &Value, container: &str, opts: LogOptions) -> Result<streaming::LogStream, ApiError> {
         let (id, attempt) = self.find(pod, container, opts.previous).await?;
         let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-        let path = super::logs::log_path(&self.node.log_root, &s("/metadata/namespace"), &s("/metadata/name"), &s("/metadata/uid"), container, attempt);
+        let path = super::logs::log_path(
+            &self.node.log_root,
+            &s("/metadata/namespace"),
+            &s("/metadata/name"),
+            &s("/metadata/uid"),
+            container,
+            attempt,
+        );
         let since = match (opts.since_time, opts.since_seconds) {
             (Some(t), _) => Some(t),
             (None, Some(secs)) => Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(secs)),
@@ -349,7 +405,9 @@ impl PodStreams for NodeBackend {
         let klog = super::logs::LogOptions {
             follow: opts.follow && !opts.previous,
             tail_lines: opts.tail_lines.and_then(|n| usize::try_from(n).ok()),
-            since_time: since.map(|t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+            since_time: since.map(|t: time::OffsetDateTime| {
+                t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            }),
             timestamps: opts.timestamps,
             limit_bytes: opts.limit_bytes.and_then(|n| u64::try_from(n).ok()),
             stream: super::logs::LogStream::All,
@@ -368,7 +426,13 @@ impl PodStreams for NodeBackend {
         Ok(super::logs::read_logs(path, klog, done).boxed())
     }
 
-    async fn exec(&self, pod: &Value, container: &str, command: Vec<String>, io: StreamOptions) -> Result<StreamSession, ApiError> {
+    async fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: Vec<String>,
+        io: StreamOptions,
+    ) -> Result<StreamSession, ApiError> {
         let (id, _) = self.find(pod, container, false).await?;
         let req = runtime::ExecRequest { cmd: command, tty: io.tty, stdin: io.stdin };
         let sess = self.runtime.exec(&id, &req).await.map_err(|e| ApiError::internal(e.to_string()))?;
@@ -396,9 +460,21 @@ fn to_session(s: runtime::ExecSession, io: StreamOptions) -> StreamSession {
         rtx
     });
     StreamSession {
-        stdin: if io.stdin { s.stdin.map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>) } else { None },
-        stdout: if io.stdout { s.stdout.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
-        stderr: if io.stderr { s.stderr.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+        stdin: if io.stdin {
+            s.stdin.map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>)
+        } else {
+            None
+        },
+        stdout: if io.stdout {
+            s.stdout.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+        } else {
+            None
+        },
+        stderr: if io.stderr {
+            s.stderr.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+        } else {
+            None
+        },
         resize,
         exit: s
             .exit
@@ -423,7 +499,13 @@ mod tests {
         );
         let c = docker_credentials(&s);
         assert_eq!(c.len(), 2);
-        assert_eq!((c[0].registry.as_str(), c[0].username.as_str(), c[0].password.as_str()), ("index.docker.io", "u", "p"));
-        assert_eq!((c[1].registry.as_str(), c[1].username.as_str(), c[1].password.as_str()), ("registry.test:5000", "a", "b"));
+        assert_eq!(
+            (c[0].registry.as_str(), c[0].username.as_str(), c[0].password.as_str()),
+            ("index.docker.io", "u", "p")
+        );
+        assert_eq!(
+            (c[1].registry.as_str(), c[1].username.as_str(), c[1].password.as_str()),
+            ("registry.test:5000", "a", "b")
+        );
     }
 }

@@ -34,7 +34,12 @@ pub fn from_manifest(content: &[u8], node: &str, seen: &str) -> Result<Value, St
     if pod.get("kind").and_then(Value::as_str) != Some("Pod") {
         return Err("only kind: Pod is supported in a static pod manifest".into());
     }
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or("metadata.name is required")?.to_string();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or("metadata.name is required")?
+        .to_string();
     let uid = hash(content, node);
     let meta = pod["metadata"].as_object_mut().ok_or("metadata must be an object")?;
     meta.insert("name".into(), json!(format!("{name}-{node}")));
@@ -54,7 +59,8 @@ pub fn from_manifest(content: &[u8], node: &str, seen: &str) -> Result<Value, St
     }
     crate::apiserver::registry::workloads::default_pod_spec(&mut pod["spec"]);
     pod["spec"]["nodeName"] = json!(node);
-    pod["status"] = json!({"phase": "Pending", "qosClass": crate::apiserver::registry::workloads::qos_class(&pod["spec"])});
+    pod["status"] =
+        json!({"phase": "Pending", "qosClass": crate::apiserver::registry::workloads::qos_class(&pod["spec"])});
     Ok(pod)
 }
 

@@ -23,7 +23,9 @@ pub struct Terminated {
 pub enum AttemptState {
     /// Created, not started yet.
     Created,
-    Running { started_at: String },
+    Running {
+        started_at: String,
+    },
     Exited(Terminated),
 }
 
@@ -130,7 +132,11 @@ fn container_status(spec: &Value, view: Option<&ContainerView>, init: bool) -> (
     s.insert("ready".into(), json!(running && !init));
     let restart_count = view.current.as_ref().map(|a| a.attempt).unwrap_or(0);
     s.insert("restartCount".into(), json!(restart_count));
-    let (img, img_id) = view.current.as_ref().map(|a| (a.image.clone(), a.image_id.clone())).unwrap_or_else(|| (image.to_string(), String::new()));
+    let (img, img_id) = view
+        .current
+        .as_ref()
+        .map(|a| (a.image.clone(), a.image_id.clone()))
+        .unwrap_or_else(|| (image.to_string(), String::new()));
     s.insert("image".into(), json!(img));
     s.insert("imageID".into(), json!(img_id));
     if let Some(a) = &view.current {
@@ -157,7 +163,9 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
         let done = ok && v.is_some_and(|v| v.waiting.is_none());
         if !done {
             pending_init.push(name_of(c).to_string());
-            let failed = v.and_then(|v| v.current.as_ref()).is_some_and(|a| matches!(&a.state, AttemptState::Exited(t) if t.exit_code != 0));
+            let failed = v
+                .and_then(|v| v.current.as_ref())
+                .is_some_and(|a| matches!(&a.state, AttemptState::Exited(t) if t.exit_code != 0));
             if failed && restart_policy == "Never" {
                 init_failed = true;
             }
@@ -173,7 +181,8 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
         let v = view.containers.get(name_of(c));
         let (status, running, ok) = container_status(c, v, false);
         let exited = status.pointer("/state/terminated").is_some();
-        let restarting = status.pointer("/state/waiting").is_some() && status.pointer("/lastState/terminated").is_some();
+        let restarting =
+            status.pointer("/state/waiting").is_some() && status.pointer("/lastState/terminated").is_some();
         if running {
             counts.running += 1;
         } else if exited || restarting {
@@ -207,7 +216,8 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
         "Pending"
     };
 
-    let old_conditions: Vec<Value> = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_conditions: Vec<Value> =
+        pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut conditions = Vec::new();
     let mut set = |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| {
         let status = if ok { "True" } else { "False" };
@@ -227,7 +237,14 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
     set("PodReadyToStartContainers", view.sandbox_ready && !terminal, None, None);
-    let init_reason = if initialized { (None, None) } else { (Some("ContainersNotInitialized"), Some(format!("containers with incomplete status: [{}]", pending_init.join(" ")))) };
+    let init_reason = if initialized {
+        (None, None)
+    } else {
+        (
+            Some("ContainersNotInitialized"),
+            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+        )
+    };
     set("Initialized", initialized, init_reason.0, init_reason.1);
     let ready = unready.is_empty() && initialized && !apps.is_empty();
     let (reason, message) = if ready {
@@ -296,7 +313,13 @@ mod tests {
     }
 
     fn attempt(n: u32, state: AttemptState) -> Attempt {
-        Attempt { container_id: format!("c{n}"), attempt: n, image: "docker.io/library/busybox:1.36".into(), image_id: "docker.io/library/busybox@sha256:ab".into(), state }
+        Attempt {
+            container_id: format!("c{n}"),
+            attempt: n,
+            image: "docker.io/library/busybox:1.36".into(),
+            image_id: "docker.io/library/busybox@sha256:ab".into(),
+            state,
+        }
     }
 
     fn exited(code: i32) -> AttemptState {
@@ -315,7 +338,14 @@ mod tests {
     }
 
     fn view(cs: &[(&str, ContainerView)]) -> PodView {
-        PodView { containers: cs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(), sandbox_ready: true, pod_ip: Some("10.42.0.5".into()), host_ip: "10.0.0.1".into(), start_time: Some("2026-01-01T00:00:00Z".into()), failure: None }
+        PodView {
+            containers: cs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+            sandbox_ready: true,
+            pod_ip: Some("10.42.0.5".into()),
+            host_ip: "10.0.0.1".into(),
+            start_time: Some("2026-01-01T00:00:00Z".into()),
+            failure: None,
+        }
     }
 
     fn cond<'a>(s: &'a Value, t: &str) -> &'a Value {
@@ -349,7 +379,14 @@ mod tests {
     #[test]
     fn crash_loop_shows_last_state_and_counts_as_stopped() {
         let p = pod("Always", &[], &["a"]);
-        let v = ContainerView { current: Some(attempt(3, exited(1))), previous: None, waiting: Some(("CrashLoopBackOff".into(), "back-off 40s restarting failed container=a pod=p_default(u)".into())) };
+        let v = ContainerView {
+            current: Some(attempt(3, exited(1))),
+            previous: None,
+            waiting: Some((
+                "CrashLoopBackOff".into(),
+                "back-off 40s restarting failed container=a pod=p_default(u)".into(),
+            )),
+        };
         let s = pod_status(&p, &view(&[("a", v)]), "2026-01-01T00:00:05Z");
         assert_eq!(s["phase"], "Running", "restartPolicy Always keeps a crashing pod Running");
         let c = &s["containerStatuses"][0];

@@ -116,7 +116,12 @@ pub fn volume_dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
 
 /// Prepares (or refreshes) every volume of the pod; returns volume name → host path.
 /// `mounts` performs tmpfs mounts (behind a trait so unit tests run unprivileged).
-pub fn prepare(pod_dir: &Path, pod: &Value, sources: &Sources, mounts: &dyn Mounter) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+pub fn prepare(
+    pod_dir: &Path,
+    pod: &Value,
+    sources: &Sources,
+    mounts: &dyn Mounter,
+) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
     for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
         let name = v.get("name").and_then(Value::as_str).unwrap_or("");
@@ -237,7 +242,11 @@ fn host_path(name: &str, hp: &Value) -> Result<PathBuf, VolumeError> {
 }
 
 /// The files of a configMap/secret volume: all keys, or only `items` (key → path, mode).
-fn project(data: &BTreeMap<String, Vec<u8>>, vol: &Value, optional: bool) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
+fn project(
+    data: &BTreeMap<String, Vec<u8>>,
+    vol: &Value,
+    optional: bool,
+) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
     let default_mode = vol.get("defaultMode").and_then(Value::as_u64).unwrap_or(0o644) as u32;
     let mut out = Vec::new();
     match vol.get("items").and_then(Value::as_array) {
@@ -306,7 +315,11 @@ pub fn write_atomic(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Re
     let old = fs::read_link(&data_link).ok();
     fs::rename(&tmp_link, &data_link)?;
     // User-visible names point through ..data.
-    let mut tops: Vec<String> = files.iter().filter_map(|(p, _, _)| Path::new(p).components().next()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let mut tops: Vec<String> = files
+        .iter()
+        .filter_map(|(p, _, _)| Path::new(p).components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     tops.sort();
     tops.dedup();
     for t in &tops {
@@ -335,7 +348,8 @@ fn same_content(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> bool {
     count == files.len()
         && files.iter().all(|(p, content, mode)| {
             let f = dir.join(p);
-            fs::read(&f).ok().as_ref() == Some(content) && fs::metadata(&f).map(|m| m.permissions().mode() & 0o7777 == *mode).unwrap_or(false)
+            fs::read(&f).ok().as_ref() == Some(content)
+                && fs::metadata(&f).map(|m| m.permissions().mode() & 0o7777 == *mode).unwrap_or(false)
         })
 }
 
@@ -379,8 +393,14 @@ impl Mounter for SysMounter {
             Some(s) => format!("mode=0777,size={s}"),
             None => "mode=0777".to_string(),
         };
-        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(data.as_str()))
-            .map_err(std::io::Error::from)
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+        .map_err(std::io::Error::from)
     }
     fn unmount(&self, dir: &Path) -> std::io::Result<()> {
         if !is_mountpoint(dir) {
@@ -417,7 +437,8 @@ mod tests {
 
     #[test]
     fn references_come_from_volumes_and_env() {
-        let p = pod(json!([{"name": "c", "configMap": {"name": "cm"}}, {"name": "s", "secret": {"secretName": "sec"}}]));
+        let p =
+            pod(json!([{"name": "c", "configMap": {"name": "cm"}}, {"name": "s", "secret": {"secretName": "sec"}}]));
         let (cms, secs) = referenced(&p);
         assert_eq!(cms, vec!["cm", "envcm"]);
         assert_eq!(secs, vec!["sec", "envsec"]);
@@ -452,9 +473,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = FakeMounts::default();
         let p = pod(json!([{"name": "c", "configMap": {"name": "nope"}}]));
-        assert_eq!(prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(), "configmap \"nope\" not found");
+        assert_eq!(
+            prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(),
+            "configmap \"nope\" not found"
+        );
         let p = pod(json!([{"name": "s", "secret": {"secretName": "nope"}}]));
-        assert_eq!(prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(), "secret \"nope\" not found");
+        assert_eq!(
+            prepare(dir.path(), &p, &Sources::default(), &m).unwrap_err().to_string(),
+            "secret \"nope\" not found"
+        );
         let p = pod(json!([{"name": "s", "secret": {"secretName": "nope", "optional": true}}]));
         assert!(prepare(dir.path(), &p, &Sources::default(), &m).is_ok());
     }
@@ -463,7 +490,9 @@ mod tests {
     fn secrets_go_on_tmpfs_with_items_and_modes() {
         let dir = tempfile::tempdir().unwrap();
         let m = FakeMounts::default();
-        let p = pod(json!([{"name": "s", "secret": {"secretName": "sec", "items": [{"key": "pw", "path": "sub/password", "mode": 0o400}]}}]));
+        let p = pod(
+            json!([{"name": "s", "secret": {"secretName": "sec", "items": [{"key": "pw", "path": "sub/password", "mode": 0o400}]}}]),
+        );
         let mut src = Sources::default();
         src.secrets.insert("sec".into(), json!({"data": {"pw": "aHVudGVyMg==", "other": "eA=="}}));
         let vols = prepare(dir.path(), &p, &src, &m).unwrap();

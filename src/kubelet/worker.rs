@@ -80,7 +80,13 @@ fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
 }
 
 impl Worker {
-    pub fn new(pod: Value, host_ip: String, backend: Arc<dyn Backend>, api: Arc<dyn PodApi>, events: Arc<dyn EventSink>) -> Worker {
+    pub fn new(
+        pod: Value,
+        host_ip: String,
+        backend: Arc<dyn Backend>,
+        api: Arc<dyn PodApi>,
+        events: Arc<dyn EventSink>,
+    ) -> Worker {
         let start_time = pod.pointer("/status/startTime").and_then(Value::as_str).map(str::to_string);
         Worker {
             pod,
@@ -109,7 +115,8 @@ impl Worker {
     /// (someone else wrote it, or the object was recreated), the status is written again.
     pub fn update(&mut self, pod: Value) {
         if let (Some(w), Some(s)) = (&self.written, pod.get("status")) {
-            let differs = ["phase", "podIP", "containerStatuses", "initContainerStatuses"].iter().any(|k| w.get(*k) != s.get(*k));
+            let differs =
+                ["phase", "podIP", "containerStatuses", "initContainerStatuses"].iter().any(|k| w.get(*k) != s.get(*k));
             if differs && !pod.pointer("/metadata/resourceVersion").is_none_or(Value::is_null) {
                 self.written = None;
             }
@@ -138,7 +145,13 @@ impl Worker {
                 }
             }
             self.ids.insert(r.container.clone(), r.id.clone());
-            view.current = Some(Attempt { container_id: r.id, attempt: r.attempt, image: r.image, image_id: r.image_id, state: r.state });
+            view.current = Some(Attempt {
+                container_id: r.id,
+                attempt: r.attempt,
+                image: r.image,
+                image_id: r.image_id,
+                state: r.state,
+            });
             // Its exit (if any) was already counted by the previous process.
             self.counted.insert(r.container, r.attempt);
         }
@@ -185,7 +198,12 @@ impl Worker {
             match self.backend.sandbox_up(&self.pod).await {
                 Ok(s) => self.sandbox_ip = Some(s.ip),
                 Err(e) => {
-                    self.events.event(&self.pod, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"));
+                    self.events.event(
+                        &self.pod,
+                        true,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    );
                     self.write_status().await;
                     return Next::After(Duration::from_secs(5));
                 }
@@ -208,7 +226,12 @@ impl Worker {
                 Ok(v) => self.volumes = Some((v, Instant::now())),
                 Err(e) => {
                     let name = failing_volume(&self.pod, &e);
-                    self.events.event(&self.pod, true, "FailedMount", &format!("MountVolume.SetUp failed for volume \"{name}\" : {e}"));
+                    self.events.event(
+                        &self.pod,
+                        true,
+                        "FailedMount",
+                        &format!("MountVolume.SetUp failed for volume \"{name}\" : {e}"),
+                    );
                     if self.volumes.is_none() {
                         self.write_status().await;
                         return Next::After(Duration::from_secs(2));
@@ -218,7 +241,8 @@ impl Worker {
         }
 
         // Init containers in order, each to success.
-        let inits: Vec<Value> = self.pod.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let inits: Vec<Value> =
+            self.pod.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
         let policy = str_at(&self.pod, "/spec/restartPolicy").to_string();
         let mut initialized = true;
         for c in &inits {
@@ -248,7 +272,8 @@ impl Worker {
             }
         }
         if initialized {
-            let apps: Vec<Value> = self.pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let apps: Vec<Value> =
+                self.pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
             for c in &apps {
                 let name = str_at(c, "/name").to_string();
                 match self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.state.clone()) {
@@ -278,8 +303,17 @@ impl Worker {
     }
 
     fn needs_start(&self) -> bool {
-        let all = ["initContainers", "containers"].iter().flat_map(|l| self.pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array).cloned().unwrap_or_default()).count();
-        self.views.values().filter(|v| matches!(v.current.as_ref().map(|a| &a.state), Some(AttemptState::Running { .. }))).count() < all
+        let all = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|l| {
+                self.pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array).cloned().unwrap_or_default()
+            })
+            .count();
+        self.views
+            .values()
+            .filter(|v| matches!(v.current.as_ref().map(|a| &a.state), Some(AttemptState::Running { .. })))
+            .count()
+            < all
     }
 
     /// Reads the state of every current container from the runtime.
@@ -288,7 +322,11 @@ impl Worker {
             return;
         }
         for (name, id) in self.ids.clone() {
-            let running_or_new = self.views.get(&name).and_then(|v| v.current.as_ref()).is_none_or(|a| !matches!(a.state, AttemptState::Exited(_)));
+            let running_or_new = self
+                .views
+                .get(&name)
+                .and_then(|v| v.current.as_ref())
+                .is_none_or(|a| !matches!(a.state, AttemptState::Exited(_)));
             if !running_or_new {
                 continue;
             }
@@ -307,7 +345,8 @@ impl Worker {
         let attempt = self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.attempt).unwrap_or(0);
         let now = Instant::now();
         if let Some((delay, left)) = self.backoff.waiting(&key, now) {
-            let msg = format!("back-off {} restarting failed container={} pod={}", go_duration(delay), name, self.pod_ref());
+            let msg =
+                format!("back-off {} restarting failed container={} pod={}", go_duration(delay), name, self.pod_ref());
             if let Some(v) = self.views.get_mut(&name) {
                 v.waiting = Some(("CrashLoopBackOff".into(), msg));
             }
@@ -347,7 +386,12 @@ impl Worker {
         let present = if policy == "Always" { None } else { self.backend.image_present(&image).await };
         let image_info = match present {
             Some(info) => {
-                self.say_once(format!("present/{name}/{attempt}"), false, "Pulled", &format!("Container image \"{image}\" already present on machine"));
+                self.say_once(
+                    format!("present/{name}/{attempt}"),
+                    false,
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                );
                 info
             }
             None if policy == "Never" => {
@@ -391,7 +435,12 @@ impl Worker {
         let log_path = self
             .backend
             .log_root()
-            .join(format!("{}_{}_{}", str_at(&self.pod, "/metadata/namespace"), str_at(&self.pod, "/metadata/name"), uid))
+            .join(format!(
+                "{}_{}_{}",
+                str_at(&self.pod, "/metadata/namespace"),
+                str_at(&self.pod, "/metadata/name"),
+                uid
+            ))
             .join(&name)
             .join(format!("{attempt}.log"));
         let req = CreateContainer {
@@ -412,10 +461,12 @@ impl Worker {
                 self.events.event(&self.pod, false, "Created", &format!("Created container: {name}"));
                 self.events.event(&self.pod, false, "Started", &format!("Started container {name}"));
                 self.ids.insert(name.clone(), id.clone());
-                let state = self.backend.state(&id).await.unwrap_or(AttemptState::Running { started_at: now_rfc3339() });
+                let state =
+                    self.backend.state(&id).await.unwrap_or(AttemptState::Running { started_at: now_rfc3339() });
                 let v = self.views.entry(name).or_default();
                 v.waiting = None;
-                v.current = Some(Attempt { container_id: id, attempt, image: image_info.name, image_id: image_info.id, state });
+                v.current =
+                    Some(Attempt { container_id: id, attempt, image: image_info.name, image_id: image_info.id, state });
                 None
             }
             Err(CreateError::Config(msg)) => {
@@ -469,7 +520,9 @@ impl Worker {
         }
         match self.api.patch_status(&self.pod, &status).await {
             Ok(()) => self.written = Some(status),
-            Err(e) => tracing::warn!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass"),
+            Err(e) => {
+                tracing::warn!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass")
+            }
         }
     }
 
@@ -484,7 +537,8 @@ impl Worker {
             .unwrap_or(30)
             .max(0) as u64;
         let uid = self.uid();
-        let mine: Vec<ContainerRecord> = self.backend.containers().await.unwrap_or_default().into_iter().filter(|r| r.pod_uid == uid).collect();
+        let mine: Vec<ContainerRecord> =
+            self.backend.containers().await.unwrap_or_default().into_iter().filter(|r| r.pod_uid == uid).collect();
         let mut stops = Vec::new();
         for r in &mine {
             if matches!(r.state, AttemptState::Running { .. } | AttemptState::Created) {
@@ -519,7 +573,12 @@ impl Worker {
                 return Next::After(Duration::from_secs(1));
             }
         }
-        let log_dir = self.backend.log_root().join(format!("{}_{}_{}", str_at(&self.pod, "/metadata/namespace"), str_at(&self.pod, "/metadata/name"), uid));
+        let log_dir = self.backend.log_root().join(format!(
+            "{}_{}_{}",
+            str_at(&self.pod, "/metadata/namespace"),
+            str_at(&self.pod, "/metadata/name"),
+            uid
+        ));
         let _ = std::fs::remove_dir_all(log_dir);
         self.backoff.clear_prefix(&format!("{uid}/"));
         Next::Done
@@ -527,7 +586,9 @@ impl Worker {
 }
 
 fn ran_for(t: &Terminated) -> Option<Duration> {
-    let parse = |s: &Option<String>| s.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
+    let parse = |s: &Option<String>| {
+        s.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+    };
     match (parse(&t.started_at), parse(&t.finished_at)) {
         (Some(a), Some(b)) if b > a => Some((b - a).unsigned_abs()),
         _ => None,
@@ -538,7 +599,9 @@ fn ran_for(t: &Terminated) -> Option<Duration> {
 fn failing_volume(pod: &Value, e: &volumes::VolumeError) -> String {
     let wanted = match e {
         volumes::VolumeError::Missing { name, .. } => Some(name.as_str()),
-        volumes::VolumeError::Io { volume, .. } | volumes::VolumeError::Unsupported { volume } => return volume.clone(),
+        volumes::VolumeError::Io { volume, .. } | volumes::VolumeError::Unsupported { volume } => {
+            return volume.clone()
+        }
         _ => None,
     };
     for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {

@@ -41,7 +41,11 @@ impl Mounter for NoMounts {
 impl Backend for FakeBackend {
     async fn image_present(&self, image: &str) -> Option<ImageInfo> {
         let n = self.node.lock().unwrap();
-        n.images.iter().any(|i| i == image).then(|| ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 })
+        n.images.iter().any(|i| i == image).then(|| ImageInfo {
+            name: image.to_string(),
+            id: format!("{image}@sha256:00"),
+            size: 1,
+        })
     }
     async fn pull_image(&self, image: &str, _pod: &Value, _sources: &Sources) -> Result<ImageInfo, String> {
         let n = self.node.lock().unwrap();
@@ -92,7 +96,14 @@ impl Backend for FakeBackend {
         Ok(())
     }
     async fn state(&self, id: &str) -> Result<AttemptState, String> {
-        self.node.lock().unwrap().containers.iter().find(|c| c.id == id).map(|c| c.state.clone()).ok_or_else(|| "no such container".to_string())
+        self.node
+            .lock()
+            .unwrap()
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.state.clone())
+            .ok_or_else(|| "no such container".to_string())
     }
     async fn containers(&self) -> Result<Vec<ContainerRecord>, String> {
         Ok(self.node.lock().unwrap().containers.clone())
@@ -167,7 +178,10 @@ struct Rig {
 }
 
 fn rig(pod: Value, images: &[&str]) -> Rig {
-    let backend = Arc::new(FakeBackend { node: Mutex::new(Node { images: images.iter().map(|s| s.to_string()).collect(), ..Default::default() }), dir: tempfile::tempdir().unwrap() });
+    let backend = Arc::new(FakeBackend {
+        node: Mutex::new(Node { images: images.iter().map(|s| s.to_string()).collect(), ..Default::default() }),
+        dir: tempfile::tempdir().unwrap(),
+    });
     let api = Arc::new(FakeApi::default());
     let events = Arc::new(Events::default());
     let worker = Worker::new(pod, "10.0.0.1".into(), backend.clone(), api.clone(), events.clone());
@@ -232,7 +246,10 @@ async fn a_crashing_container_restarts_then_backs_off() {
     let s = r.last_status();
     let w = &s["containerStatuses"][0]["state"]["waiting"];
     assert_eq!(w["reason"], "CrashLoopBackOff");
-    assert!(w["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=a pod=p_default(u1)"), "{w}");
+    assert!(
+        w["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=a pod=p_default(u1)"),
+        "{w}"
+    );
     assert!(matches!(next, Next::After(_)));
     r.worker.sync().await;
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1, "no restart while backing off");
@@ -263,7 +280,8 @@ async fn on_failure_and_never_policies() {
 async fn init_containers_run_first_one_by_one() {
     let mut r = rig(pod("Always", &["i1", "i2"], &["a"], "IfNotPresent"), &["busybox:1"]);
     r.worker.sync().await;
-    let names = |r: &Rig| r.backend.node.lock().unwrap().containers.iter().map(|c| c.container.clone()).collect::<Vec<_>>();
+    let names =
+        |r: &Rig| r.backend.node.lock().unwrap().containers.iter().map(|c| c.container.clone()).collect::<Vec<_>>();
     assert_eq!(names(&r), vec!["i1"]);
     assert_eq!(r.last_status()["phase"], "Pending");
     r.exit("i1", 0);
@@ -295,7 +313,10 @@ async fn a_failed_pull_backs_off() {
     assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImagePull");
     r.worker.sync().await;
     assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff");
-    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["message"], "Back-off pulling image \"busybox:1\"");
+    assert_eq!(
+        r.last_status()["containerStatuses"][0]["state"]["waiting"]["message"],
+        "Back-off pulling image \"busybox:1\""
+    );
 }
 
 #[tokio::test]

@@ -37,7 +37,12 @@ pub enum AgentError {
 }
 
 /// Starts the node; returns its tasks. Pods keep running when they end.
-pub async fn start<F, S>(config: &ServerConfig, api: Arc<ApiServer>, node_ip: IpAddr, stop: S) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError>
+pub async fn start<F, S>(
+    config: &ServerConfig,
+    api: Arc<ApiServer>,
+    node_ip: IpAddr,
+    stop: S,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError>
 where
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,

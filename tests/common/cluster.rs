@@ -98,7 +98,8 @@ impl Cluster {
 
     /// Starts the server process and waits until it answers /readyz.
     pub fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
         let server = self
             .ns
             .command(env!("CARGO_BIN_EXE_k3rs"))
@@ -147,8 +148,13 @@ impl Cluster {
     pub fn kubectl_with(&self, binary: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = self.ns.command(binary);
         cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        cmd.env("HOME", self.dir.path()).env("KUBECACHEDIR", self.dir.path().join(format!("cache-{}", binary.display().to_string().replace('/', "_"))));
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("HOME", self.dir.path()).env(
+            "KUBECACHEDIR",
+            self.dir.path().join(format!("cache-{}", binary.display().to_string().replace('/', "_"))),
+        );
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
@@ -221,7 +227,19 @@ pub fn sweep_node(data: &Path) {
         }
     }
     for p in &cgroup_paths {
-        for controller in ["pids", "memory", "cpu,cpuacct", "cpu", "cpuacct", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"] {
+        for controller in [
+            "pids",
+            "memory",
+            "cpu,cpuacct",
+            "cpu",
+            "cpuacct",
+            "freezer",
+            "devices",
+            "blkio",
+            "cpuset",
+            "systemd",
+            "unified",
+        ] {
             let procs = Path::new("/sys/fs/cgroup").join(controller).join(p).join("cgroup.procs");
             for pid in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
@@ -232,7 +250,12 @@ pub fn sweep_node(data: &Path) {
     // Shims exit once their container is gone; anything still holding the data dir goes too.
     let prefix = data.display().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<String> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).map(str::to_string).collect();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = Command::new("umount").args(["-l", &p]).status();

@@ -5,6 +5,23 @@
 use std::path::{Path, PathBuf};
 
 use axum::Router;
+use k3rs::apiserver::Identity;
+
+/// The cluster admin, as the admin kubeconfig authenticates.
+pub fn admin() -> Identity {
+    Identity::new("system:admin", &["system:masters", "system:authenticated"])
+}
+
+/// An installed kubectl version (`kubectl.1.27`...) beside the one on PATH.
+pub fn kubectl(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file());
+    let default =
+        std::fs::canonicalize(found.expect("kubectl must be on PATH for this test")).expect("resolve kubectl");
+    let path = default.parent().expect("kubectl has a parent folder").join(name);
+    assert!(path.is_file(), "{} is not installed", path.display());
+    path
+}
 
 pub struct KubectlHttp {
     pub port: u16,
