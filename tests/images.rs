@@ -420,7 +420,7 @@ async fn pulls_over_http_with_mirrors_and_reports_failures() {
     let t = Instant::now();
     let image = store.pull(&reference, &PullOptions::default()).await.expect("pull");
     eprintln!("busybox pulled from the local registry in {:?}", t.elapsed());
-    assert_eq!(image.names, [reference.clone()]);
+    assert_eq!(image.names, std::slice::from_ref(&reference));
     assert_eq!(image.config.cmd, ["sh"]);
     assert!(image.repo_digests[0].starts_with(&format!("{}/busybox@sha256:", registry.host())));
     assert!(store.layer_path(&image.layers[0]).join("bin/busybox").is_file());
@@ -506,7 +506,7 @@ async fn pulls_over_https_with_basic_auth() {
     let t = Instant::now();
     let image = store.pull(&reference, &PullOptions { registries: no_auth, credentials: vec![right] }).await.expect("pull with secret");
     eprintln!("busybox pulled over HTTPS with basic auth in {:?}", t.elapsed());
-    assert_eq!(image.names, [reference.clone()]);
+    assert_eq!(image.names, std::slice::from_ref(&reference));
     store.remove(&reference).expect("remove");
 
     // Credentials from registries.yaml.

@@ -78,7 +78,7 @@ impl ImageStore {
         let found = if let Some(m) = contents.digest("manifest.json") {
             self.docker_images(&contents, m, &lock).map_err(|e| wrap(e, &invalid))?
         } else if let Some(i) = contents.digest("index.json") {
-            self.oci_images(&contents, i, &lock).map_err(|e| wrap(e, &invalid))?
+            self.oci_images(i, &lock).map_err(|e| wrap(e, &invalid))?
         } else {
             return Err(invalid("neither manifest.json (docker save) nor index.json (OCI image layout) found".into()));
         };
@@ -176,7 +176,7 @@ impl ImageStore {
         Ok(contents)
     }
 
-    fn oci_images(&self, contents: &Contents, index_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
+    fn oci_images(&self, index_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
         let bad = |reason: String| ImageError::InvalidImage { image: "index.json".into(), reason };
         let index = Document::parse(&self.read_blob(index_digest)?).map_err(bad)?;
         let mut out = Vec::new();
@@ -188,7 +188,6 @@ impl ImageStore {
             }
             out.push(self.import_descriptor(&desc, names, lock)?);
         }
-        let _ = contents;
         Ok(out)
     }
 

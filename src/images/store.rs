@@ -259,7 +259,7 @@ impl ImageStore {
     /// Finds an image by normalised name, ID (`sha256:<hex>` or the bare hex), a unique
     /// prefix of at least 3 digits of its ID, or a repo digest.
     pub fn resolve(&self, reference: &str) -> Result<Option<Image>, ImageError> {
-        Ok(find(&self.load_index()?.images, reference).map(|i| i.clone()))
+        Ok(find(&self.load_index()?.images, reference).cloned())
     }
 
     /// Removes `reference`. By name, only that name goes (the image stays while it has
@@ -415,6 +415,7 @@ impl ImageStore {
     /// Builds the record of the image whose manifest (`manifest_digest`, already a blob)
     /// is `manifest`: reads its config, checks the layer blobs are present and unpacks
     /// each layer once. Runs under the lock so garbage collection cannot take the blobs away.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         &self,
         image_name: &str,
