@@ -262,12 +262,24 @@ impl Runtime for LibcontainerRuntime {
         let dir = self.existing_dir(id)?;
         let root = self.run_dir.join(id);
         let id2 = id.to_string();
-        blocking(move || {
-            let mut c = libcontainer::container::Container::load(root)
-                .map_err(|e| RuntimeError::Start { id: id2.clone(), message: e.to_string() })?;
-            c.start().map_err(|e| RuntimeError::Start { id: id2.clone(), message: e.to_string() })
-        })
-        .await??;
+        // libcontainer reaches the container's notify socket by chdir-ing next to it: cwd is
+        // per process, so two starts at once would send each other's start message (one
+        // container started twice, the other never). A thread with its own filesystem
+        // context (unshare CLONE_FS) keeps each start's chdir to itself.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let r = (|| {
+                // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask.
+                if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                    return Err(RuntimeError::Start { id: id2.clone(), message: format!("unshare(CLONE_FS): {}", std::io::Error::last_os_error()) });
+                }
+                let mut c = libcontainer::container::Container::load(root)
+                    .map_err(|e| RuntimeError::Start { id: id2.clone(), message: e.to_string() })?;
+                c.start().map_err(|e| RuntimeError::Start { id: id2.clone(), message: e.to_string() })
+            })();
+            let _ = tx.send(r);
+        });
+        rx.await.map_err(|e| RuntimeError::Join(e.to_string()))??;
         std::fs::write(dir.join("started"), now_rfc3339())
             .map_err(|e| RuntimeError::Start { id: id.to_string(), message: e.to_string() })
     }
