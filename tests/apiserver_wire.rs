@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
-use k3rs::apiserver::{ApiServer, Identity};
+use k3rs::apiserver::ApiServer;
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;

@@ -5,7 +5,7 @@
 //! namespaces from the rows' metadata, deployment readiness, service ports and external
 //! IPs, a single object, and watch events.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;

@@ -1,6 +1,7 @@
-//! Containers through youki's `libcontainer`, each held by a shim process (`k3rs` re-executed)
-//! that owns its stdio, writes its log, reaps it and records its exit status, so containers
-//! keep running when k3rs stops and are re-adopted when it starts again.
+//! Containers through youki's `libcontainer`, each held by a shim process (`k3rs` re-executed
+//! to create it, then a tiny monitor program for its life) that owns its stdio, writes its
+//! log, reaps it and records its exit status, so containers keep running when k3rs stops and
+//! are re-adopted when it starts again.
 //!
 //! [`Runtime`] is what the pod worker uses; [`LibcontainerRuntime`] is the real one and
 //! [`fake::FakeRuntime`] an in-memory one for the worker's unit tests. The shim itself lives
@@ -9,6 +10,8 @@
 pub mod cgroup;
 pub mod fake;
 mod libcontainer;
+#[path = "monitor/logic.rs"]
+pub mod monitor_logic;
 pub mod shim;
 
 use std::collections::BTreeMap;
