@@ -20,7 +20,8 @@ more CPU per event than the server spends on it).
     and completes the delete) and the time until all are gone.
 
 Targets are printed beside the figures; a missed target is not a failure. Environment:
-K3RS_BIN (default target/release/k3rs), BENCH_PODS (default 100).
+K3RS_BIN (default target/release/k3rs), BENCH_PODS (default 100), BENCH_SERVER_LOG (the
+server's RUST_LOG, default warn; `k3rs::kubelet::timing=debug` logs each pod's stages).
 """
 
 import hashlib
@@ -216,11 +217,12 @@ def inner(kubeconfig, server_pid):
         t.start()
     for t in threads:
         t.join()
+    created = time.time() - t0
     ok = done.wait(120)
     all_running = time.time() - t0
     lat = [(running[n] - started[n]) * 1000 for n in names if n in running]
     n_running = sum(1 for n in names if n in running)
-    print(f"pods: {PODS} created at once, {n_running} Running")
+    print(f"pods: {PODS} created at once (the creates took {created:.2f} s), {n_running} Running")
     if lat:
         p50, p99 = pct(lat, 50), pct(lat, 99)
         print(f"  create->Running p50 {p50:.0f} ms (target <= 100 ms: {verdict(p50 <= 100)}), "
@@ -290,7 +292,7 @@ def main():
         log = open(os.path.join(work, "server.log"), "w")
         server = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "--", k3rs, "server", "--data-dir", data,
                                    "--write-kubeconfig", kubeconfig, "--node-ip", "192.168.78.1", "--node-name", "bench"],
-                                  stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, RUST_LOG="warn"))
+                                  stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, RUST_LOG=os.environ.get("BENCH_SERVER_LOG", "warn")))
         deadline = time.time() + 30
         while not os.path.exists(kubeconfig) and time.time() < deadline:
             time.sleep(0.05)
@@ -298,6 +300,9 @@ def main():
                                "--inner", kubeconfig, str(server.pid)]).returncode
         if code != 0:
             print(f"bench failed; server log: {os.path.join(work, 'server.log')}")
+        if os.environ.get("BENCH_SERVER_LOG"):
+            shutil.copy(os.path.join(work, "server.log"), "/tmp/k3rs-bench-server.log")
+            print("server log: /tmp/k3rs-bench-server.log")
         return code
     finally:
         if server:

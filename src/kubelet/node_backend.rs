@@ -322,13 +322,19 @@ impl Backend for NodeBackend {
             tty: c.tty.unwrap_or(false),
             labels,
         };
-        if let Err(e) = self.runtime.create(&create).await {
+        let t = std::time::Instant::now();
+        let created = self.runtime.create(&create).await;
+        tracing::debug!(target: "k3rs::kubelet::timing", id = %id, ms = t.elapsed().as_secs_f64() * 1e3, "runtime create");
+        if let Err(e) = created {
             let _ = self.runtime.remove(&id).await;
             let _ = self.images.remove_rootfs(&id);
             return Err(CreateError::Runtime(e.to_string()));
         }
         tracing::debug!(id = %id, "starting the container");
-        if let Err(e) = self.runtime.start(&id).await {
+        let t = std::time::Instant::now();
+        let started = self.runtime.start(&id).await;
+        tracing::debug!(target: "k3rs::kubelet::timing", id = %id, ms = t.elapsed().as_secs_f64() * 1e3, "runtime start");
+        if let Err(e) = started {
             let _ = self.runtime.remove(&id).await;
             let _ = self.images.remove_rootfs(&id);
             return Err(CreateError::Runtime(e.to_string()));

@@ -69,6 +69,10 @@ pub struct Worker {
     counted: HashMap<String, u32>,
     /// The pod object is gone from the API (force-deleted): clean up without a final delete.
     vanished: bool,
+    /// Slots for setting up sandboxes and starting containers, shared by the node's workers.
+    starts: Option<Arc<tokio::sync::Semaphore>>,
+    /// The slot this pass holds, from its first sandbox or container start to its end.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn uid_of(pod: &Value) -> String {
@@ -104,6 +108,25 @@ impl Worker {
             said: HashSet::new(),
             counted: HashMap::new(),
             vanished: false,
+            starts: None,
+            slot: None,
+        }
+    }
+
+    /// Shares `starts` with the node's other workers: a sandbox set up or a container started
+    /// needs one of its permits, held until the end of that pass (not while an image is
+    /// pulled). Handed out first come, first served, so when many pods arrive at once the
+    /// first ones start first instead of all of them sharing the CPU and finishing late.
+    pub fn with_start_slots(mut self, starts: Arc<tokio::sync::Semaphore>) -> Worker {
+        self.starts = Some(starts);
+        self
+    }
+
+    async fn hold_slot(&mut self) {
+        if self.slot.is_none() {
+            if let Some(s) = &self.starts {
+                self.slot = s.clone().acquire_owned().await.ok();
+            }
         }
     }
 
@@ -177,6 +200,12 @@ impl Worker {
 
     /// One pass.
     pub async fn sync(&mut self) -> Next {
+        let next = self.pass().await;
+        self.slot = None;
+        next
+    }
+
+    async fn pass(&mut self) -> Next {
         self.refresh_states().await;
         if self.vanished || self.pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
             return self.terminate().await;
@@ -195,7 +224,11 @@ impl Worker {
             self.start_time = Some(now_rfc3339());
         }
         if self.sandbox_ip.is_none() {
-            match self.backend.sandbox_up(&self.pod).await {
+            self.hold_slot().await;
+            let t = Instant::now();
+            let up = self.backend.sandbox_up(&self.pod).await;
+            tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "sandbox");
+            match up {
                 Ok(s) => self.sandbox_ip = Some(s.ip),
                 Err(e) => {
                     self.events.event(
@@ -212,7 +245,10 @@ impl Worker {
         let volumes_due = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() >= VOLUME_RESYNC);
         let mut sources = Sources::default();
         if volumes_due || self.needs_start() {
-            sources = match self.api.sources(&self.pod).await {
+            let t = Instant::now();
+            let got = self.api.sources(&self.pod).await;
+            tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "sources");
+            sources = match got {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(pod = %self.pod_ref(), error = %e, "cannot read the pod's configmaps and secrets");
@@ -298,7 +334,9 @@ impl Worker {
                 }
             }
         }
+        let t = Instant::now();
         self.write_status().await;
+        tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "status");
         Next::After(next)
     }
 
@@ -402,6 +440,7 @@ impl Worker {
                 return Some(Duration::from_secs(5));
             }
             None => {
+                self.slot = None;
                 self.events.event(&self.pod, false, "Pulling", &format!("Pulling image \"{image}\""));
                 let started = Instant::now();
                 match self.backend.pull_image(&image, &self.pod, sources).await {
@@ -427,10 +466,12 @@ impl Worker {
                 }
             }
         };
+        let t = Instant::now();
         let services = match self.api.services(str_at(&self.pod, "/metadata/namespace")).await {
             Ok(s) => s,
             Err(_) => Vec::new(),
         };
+        tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "services");
         let uid = self.uid();
         let log_path = self
             .backend
@@ -455,7 +496,11 @@ impl Worker {
             pod_ip: self.sandbox_ip.clone().flatten(),
             log_path,
         };
-        match self.backend.run_container(req).await {
+        self.hold_slot().await;
+        let t = Instant::now();
+        let ran = self.backend.run_container(req).await;
+        tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), container = %name, ms = t.elapsed().as_secs_f64() * 1e3, "run container");
+        match ran {
             Ok(id) => {
                 self.said.retain(|k| !k.ends_with(&format!("/{name}/{attempt}")) && !k.ends_with(&format!("/{name}")));
                 self.events.event(&self.pod, false, "Created", &format!("Created container: {name}"));

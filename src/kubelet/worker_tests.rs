@@ -369,3 +369,19 @@ async fn adopted_containers_are_not_started_again() {
     assert_eq!(s["containerStatuses"][0]["containerID"], "libcontainer://old");
     assert_eq!(s["phase"], "Running");
 }
+
+#[tokio::test]
+async fn starting_waits_for_a_start_slot_and_gives_it_back() {
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker = r.worker.with_start_slots(slots.clone());
+    let taken = slots.clone().acquire_owned().await.unwrap();
+    // Every slot is busy: the pass waits before making the sandbox.
+    assert!(tokio::time::timeout(Duration::from_millis(50), r.worker.sync()).await.is_err());
+    assert!(r.backend.node.lock().unwrap().containers.is_empty());
+    drop(taken);
+    r.worker.sync().await;
+    assert_eq!(r.last_status()["phase"], "Running");
+    // The slot is free again once the pass is over.
+    assert_eq!(slots.available_permits(), 1);
+}

@@ -6,27 +6,30 @@
 //! through the Filter plugins ([`plugins::default_filters`]) against every node; among the
 //! nodes that fit, the least allocated wins. A pod that fits nowhere gets PodScheduled=False
 //! (reason Unschedulable) with upstream's diagnosis and a FailedScheduling event, and is
-//! tried again when nodes or placed pods change, and at least every 30 s. The stages are
+//! tried again when nodes or placed pods change, and at least every 30 s. As upstream does,
+//! a pod is assumed on its node as soon as it is chosen and the binding is written in the
+//! background, so a burst of pods is placed at the API server's pace rather than one write
+//! round trip after another; Events go through the queued [`EventRecorder`]. The stages are
 //! shaped like upstream's framework so scoring plugins, affinity, spreading and preemption
 //! slot in as more plugins.
 
-pub mod events;
 pub mod framework;
 pub mod plugins;
 pub mod resources;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt};
 use serde_json::{json, Value};
 
-use self::events::Events;
 use self::framework::{fit_error, preemption_message, run_filters, str_at, FilterPlugin, NodeInfo, PodInfo, NO_NODES};
 use crate::apiserver::registry::meta::now_rfc3339;
 use crate::apiserver::registry::workloads::update_pod_condition;
 use crate::apiserver::status::ApiError;
+use crate::client::events::{EventRecorder, EventType, NewEvent};
 use crate::client::Client;
 
 /// The `schedulerName` this scheduler serves.
@@ -37,6 +40,8 @@ const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 const RELIST: Duration = Duration::from_secs(1);
 /// How often pending pods are looked at without any event.
 const TICK: Duration = Duration::from_secs(1);
+/// Most bindings written at once.
+const BINDS_IN_FLIGHT: usize = 64;
 
 type Key = (String, String);
 
@@ -73,6 +78,8 @@ struct Cache {
     /// going away or finishing).
     generation: u64,
     attempts: HashMap<Key, Attempt>,
+    /// Pods chosen for a node whose binding is still being written.
+    assumed: HashMap<Key, String>,
 }
 
 impl Cache {
@@ -112,7 +119,7 @@ impl Cache {
             Some("DELETED") => {
                 self.pods.remove(&key);
                 self.attempts.remove(&key);
-                if placed {
+                if placed || self.assumed.remove(&key).is_some() {
                     self.generation += 1;
                 }
             }
@@ -123,8 +130,12 @@ impl Cache {
     /// Every node with the pods placed on it that still hold resources.
     fn node_infos(&self) -> Vec<NodeInfo> {
         let mut infos: BTreeMap<&str, NodeInfo> = self.nodes.iter().map(|(n, v)| (n.as_str(), NodeInfo::new(v.clone()))).collect();
-        for pod in self.pods.values().filter(|p| !is_terminal(p)) {
-            if let Some(info) = infos.get_mut(str_at(pod, "/spec/nodeName")) {
+        for (key, pod) in self.pods.iter().filter(|(_, p)| !is_terminal(p)) {
+            let node = match str_at(pod, "/spec/nodeName") {
+                "" => self.assumed.get(key).map(String::as_str).unwrap_or(""),
+                n => n,
+            };
+            if let Some(info) = infos.get_mut(node) {
                 info.add_pod(PodInfo::new(pod.clone()));
             }
         }
@@ -136,7 +147,7 @@ impl Cache {
         let mut due: Vec<(&Key, &Value)> = self
             .pods
             .iter()
-            .filter(|(_, p)| wants_scheduling(p))
+            .filter(|(k, p)| wants_scheduling(p) && !self.assumed.contains_key(*k))
             .filter(|(k, p)| match self.attempts.get(*k) {
                 None => true,
                 Some(a) => a.spec != p["spec"] || a.generation != self.generation || now.duration_since(a.at) >= RETRY_UNSCHEDULABLE,
@@ -207,11 +218,21 @@ async fn list_watch(client: &Client, path: &str) -> Result<(Vec<Value>, impl Str
     Ok((items, watch))
 }
 
+/// How a binding written in the background ended.
+struct Bound {
+    key: Key,
+    pod: Value,
+    node: String,
+    result: Result<(), ApiError>,
+}
+
 struct Scheduler {
     client: Client,
     filters: Vec<Box<dyn FilterPlugin>>,
     cache: Cache,
-    events: Events,
+    events: EventRecorder,
+    binds: Arc<tokio::sync::Semaphore>,
+    bound_tx: tokio::sync::mpsc::UnboundedSender<Bound>,
 }
 
 impl Scheduler {
@@ -227,43 +248,54 @@ impl Scheduler {
             let info = PodInfo::new(pod.clone());
             match decide(&self.filters, &info, &nodes) {
                 Decision::Node(node) => {
-                    if self.bind(&pod, &node).await {
-                        if let Some(n) = nodes.iter_mut().find(|n| n.name == node) {
-                            n.add_pod(info);
-                        }
+                    if let Some(n) = nodes.iter_mut().find(|n| n.name == node) {
+                        n.add_pod(info);
                     }
+                    self.assume_and_bind(key, pod, node).await;
                 }
                 Decision::Unschedulable(message) => self.unschedulable(&pod, &message).await,
             }
         }
     }
 
-    async fn bind(&mut self, pod: &Value, node: &str) -> bool {
-        let (ns, name) = key_of(pod);
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    /// Counts the pod on `node` from now on and writes its binding in the background.
+    async fn assume_and_bind(&mut self, key: Key, pod: Value, node: String) {
+        self.cache.assumed.insert(key.clone(), node.clone());
+        let Ok(permit) = self.binds.clone().acquire_owned().await else { return };
+        let (client, tx) = (self.client.clone(), self.bound_tx.clone());
+        tokio::spawn(async move {
+            let (ns, name) = &key;
+            let binding = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            let result = client.post(&format!("/api/v1/namespaces/{ns}/pods/{name}/binding"), &binding).await.map(drop);
+            drop(permit);
+            let _ = tx.send(Bound { key, pod, node, result });
         });
-        match self.client.post(&format!("/api/v1/namespaces/{ns}/pods/{name}/binding"), &binding).await {
-            Ok(_) => {
-                tracing::info!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node, "bound");
-                // Assumed placed until the watch brings the pod back with its node.
-                let key = (ns.clone(), name.clone());
-                if let Some(p) = self.cache.pods.get_mut(&key) {
-                    p["spec"]["nodeName"] = json!(node);
+    }
+
+    /// A binding written in the background has ended.
+    async fn bound(&mut self, b: Bound) {
+        let (ns, name) = &b.key;
+        self.cache.assumed.remove(&b.key);
+        match b.result {
+            Ok(()) => {
+                tracing::info!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %b.node, "bound");
+                // Placed until the watch brings the pod back with its node.
+                if let Some(p) = self.cache.pods.get_mut(&b.key) {
+                    p["spec"]["nodeName"] = json!(b.node);
                 }
-                self.cache.attempts.remove(&key);
-                self.events.forget(&ns, &name);
-                let message = format!("Successfully assigned {ns}/{name} to {node}");
-                self.events.record(&self.client, pod, "Normal", "Scheduled", "Binding", &message).await;
-                true
+                self.cache.attempts.remove(&b.key);
+                let message = format!("Successfully assigned {ns}/{name} to {}", b.node);
+                let ev = NewEvent { type_: EventType::Normal, reason: "Scheduled", message: &message, action: Some("Binding"), field_path: None };
+                self.events.record_event(&b.pod, ev).await;
             }
             // Placed by someone else, being deleted, or gone: the watch brings the news.
-            Err(e) if matches!(e.code, 404 | 409) => false,
+            Err(e) if matches!(e.code, 404 | 409) => {}
             Err(e) => {
-                tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node, error = %e, "binding failed");
-                false
+                tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %b.node, error = %e, "binding failed");
             }
         }
     }
@@ -292,7 +324,8 @@ impl Scheduler {
                 }
             }
         }
-        self.events.record(&self.client, pod, "Warning", "FailedScheduling", "Scheduling", message).await;
+        let ev = NewEvent { type_: EventType::Warning, reason: "FailedScheduling", message, action: Some("Scheduling"), field_path: None };
+        self.events.record_event(pod, ev).await;
     }
 }
 
@@ -300,7 +333,17 @@ impl Scheduler {
 /// `system:kube-scheduler`.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut s = Scheduler { client, filters: plugins::default_filters(), cache: Cache::default(), events: Events::default() };
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let events = EventRecorder::new(client.clone(), SCHEDULER_NAME, &format!("{SCHEDULER_NAME}-{host}"));
+    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut s = Scheduler {
+        client,
+        filters: plugins::default_filters(),
+        cache: Cache::default(),
+        events,
+        binds: Arc::new(tokio::sync::Semaphore::new(BINDS_IN_FLIGHT)),
+        bound_tx,
+    };
     loop {
         let opened = async {
             let (nodes, node_watch) = list_watch(&s.client, "/api/v1/nodes").await?;
@@ -315,7 +358,8 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
             }
         };
         let attempts = std::mem::take(&mut s.cache.attempts);
-        s.cache = Cache { attempts, ..Cache::default() };
+        let assumed = std::mem::take(&mut s.cache.assumed);
+        s.cache = Cache { attempts, assumed, ..Cache::default() };
         for n in nodes {
             s.cache.apply_node(&json!({"type": "ADDED", "object": n}));
         }
@@ -335,6 +379,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
                     Some(ev) => s.cache.apply_pod(&ev),
                     None => break 'watching,
                 },
+                Some(b) = bound_rx.recv() => s.bound(b).await,
                 _ = tick.tick() => {}
             }
             // Take whatever else has arrived before deciding, so a burst is one cycle.
@@ -346,6 +391,10 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
                 }
                 while let Some(Some(ev)) = pod_watch.next().now_or_never() {
                     s.cache.apply_pod(&ev);
+                    got = true;
+                }
+                while let Ok(b) = bound_rx.try_recv() {
+                    s.bound(b).await;
                     got = true;
                 }
                 if !got {
@@ -364,6 +413,27 @@ mod tests {
 
     fn asking(cpu: &str) -> PodInfo {
         pod(json!({"containers": [{"resources": {"requests": {"cpu": cpu}}}]}))
+    }
+
+    #[test]
+    fn an_assumed_pod_is_not_due_and_counts_on_its_node_until_bound() {
+        let mut cache = Cache::default();
+        let node = json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}});
+        cache.apply_node(&json!({"type": "ADDED", "object": node}));
+        let pod = json!({"metadata": {"name": "p", "namespace": "default"},
+            "spec": {"schedulerName": SCHEDULER_NAME, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
+        cache.apply_pod(&json!({"type": "ADDED", "object": pod.clone()}));
+        let key = ("default".to_string(), "p".to_string());
+        assert_eq!(cache.due(Instant::now()), vec![key.clone()]);
+        cache.assumed.insert(key.clone(), "n".into());
+        assert!(cache.due(Instant::now()).is_empty());
+        assert_eq!(cache.node_infos()[0].pods.len(), 1);
+        // A watch event for the still-unbound pod does not make it due again.
+        cache.apply_pod(&json!({"type": "MODIFIED", "object": pod}));
+        assert!(cache.due(Instant::now()).is_empty());
+        // Deleted while its binding is written: nothing is left assumed.
+        cache.apply_pod(&json!({"type": "DELETED", "object": {"metadata": {"name": "p", "namespace": "default"}}}));
+        assert!(cache.assumed.is_empty() && cache.node_infos()[0].pods.is_empty());
     }
 
     #[test]

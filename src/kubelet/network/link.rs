@@ -90,26 +90,28 @@ pub async fn ensure_bridge(
     Ok(index)
 }
 
-/// Creates the veth pair: `host_name` in the handle's namespace, `eth0` directly inside the
-/// namespace `pod_netns` refers to (so no rename step and no name clash on the node).
-pub async fn add_veth(handle: &Handle, host_name: &str, pod_netns: RawFd, mtu: u32) -> Result<(), LinkError> {
+/// Creates the veth pair in one request: `host_name` in the handle's namespace, already a port
+/// of `bridge` and up, and `eth0` directly inside the namespace `pod_netns` refers to (so no
+/// rename step and no name clash on the node; it cannot be brought up in the same request,
+/// the kernel configures it before the pair is joined). One request instead of several matters
+/// when many pods start at once: every link change takes the kernel's one RTNL lock.
+pub async fn add_veth(handle: &Handle, host_name: &str, pod_netns: RawFd, mtu: u32, bridge: u32) -> Result<(), LinkError> {
     let peer: LinkMessage =
         LinkMessageBuilder::<LinkUnspec>::new().name(POD_IFNAME).mtu(mtu).setns_by_fd(pod_netns).build();
-    let msg = LinkVeth::new(host_name, POD_IFNAME).mtu(mtu).set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).build();
+    let msg = LinkVeth::new(host_name, POD_IFNAME)
+        .mtu(mtu)
+        .controller(bridge)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
     handle.link().add(msg).execute().await.map_err(nl("create veth pair", host_name))
 }
 
-/// Puts the host end on the bridge with hairpin (a pod reaching itself through a service
-/// address comes back out of the same port) and brings it up.
-pub async fn attach_to_bridge(handle: &Handle, host_name: &str, bridge: u32) -> Result<(), LinkError> {
+/// Turns on hairpin on the host end's bridge port (a pod reaching itself through a service
+/// address comes back out of the same port). Port options apply only to an existing port,
+/// hence a request of its own.
+pub async fn set_hairpin(handle: &Handle, host_name: &str) -> Result<(), LinkError> {
     let index = index_of(handle, host_name).await?.ok_or_else(|| LinkError::Missing(host_name.to_string()))?;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).controller(bridge).up().build())
-        .execute()
-        .await
-        .map_err(nl("attach to bridge", host_name))?;
-    // Port options apply only once the link is a port, hence a second request.
     handle
         .link()
         .set_port(LinkBridgePort::new(index).hairpin(true).build())
@@ -149,6 +151,9 @@ pub async fn wait_ready(
     timeout: Duration,
 ) -> Result<bool, LinkError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    // Short first pauses for the usual case; longer ones when many pods start at once, where
+    // every query competes with the other pods' link changes for the RTNL lock.
+    let mut pause = Duration::from_millis(1);
     loop {
         if link_ready(host, host_name, true).await?
             && link_ready(pod, POD_IFNAME, false).await?
@@ -159,7 +164,8 @@ pub async fn wait_ready(
         if tokio::time::Instant::now() >= deadline {
             return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(16));
     }
 }
 

@@ -371,23 +371,30 @@ impl PodNetwork {
 
     async fn make(&self, req: &SandboxRequest) -> Result<Sandbox, NetError> {
         let uid = req.uid.as_str();
+        let mut steps = Steps::new(uid);
         let wanted = netns::Wanted { net: !req.host_network, ipc: !req.host_ipc, uts: !req.host_network };
         let ip = if wanted.net { Some(self.ipam.allocate(uid).map_err(NetError::Address)?) } else { None };
         let dir = self.sandbox_dir(uid);
+        steps.done("ipam");
         let pod_handle = netns::create(&dir, wanted, &req.hostname, tokio::runtime::Handle::current()).await?;
+        steps.done("netns");
         if let (Some(ip), Some(pod)) = (ip, pod_handle) {
             let veth = link::host_veth_name(uid);
             {
                 let fd = netns::open(&dir.join("net"))?;
-                link::add_veth(&self.host, &veth, fd.as_raw_fd(), self.cfg.mtu).await?;
+                link::add_veth(&self.host, &veth, fd.as_raw_fd(), self.cfg.mtu, self.bridge_index).await?;
             }
-            link::attach_to_bridge(&self.host, &veth, self.bridge_index).await?;
+            steps.done("veth");
+            link::set_hairpin(&self.host, &veth).await?;
+            steps.done("hairpin");
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
+            steps.done("configure");
             // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
             // so past the deadline the pod starts anyway and its first packets may be retried.
             if !link::wait_ready(&self.host, &pod, &veth, &self.cfg.bridge, LINK_READY_TIMEOUT).await? {
                 tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
             }
+            steps.done("ready");
         }
         let pod_dir = self.pod_dir(uid);
         std::fs::create_dir_all(&pod_dir).map_err(io_err("create directory", &pod_dir))?;
@@ -675,5 +682,23 @@ mod tests {
         let mut bad = good;
         bad.pod_cidr = c("10.42.0.0/31");
         assert!(bad.validate().is_err());
+    }
+}
+
+/// Debug timing of a sandbox's setup steps (`RUST_LOG=k3rs::kubelet::timing=debug`).
+struct Steps<'a> {
+    uid: &'a str,
+    at: std::time::Instant,
+}
+
+impl<'a> Steps<'a> {
+    fn new(uid: &'a str) -> Self {
+        Steps { uid, at: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, step: &str) {
+        let ms = self.at.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(target: "k3rs::kubelet::timing", uid = self.uid, step, ms, "sandbox step");
+        self.at = std::time::Instant::now();
     }
 }
