@@ -615,3 +615,33 @@ async fn pulls_with_bearer_tokens() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_warm_boot_does_not_read_archives_it_imported_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(store_in(dir.path()));
+    let drop_dir = dir.path().join("images");
+    std::fs::create_dir_all(&drop_dir).expect("mkdir");
+    let archive = busybox::oci_archive(&drop_dir, "busybox:warm");
+    assert!(!store.unchanged_since_import(&archive));
+    let first = k3rs::images::import_dir_once(Arc::clone(&store), drop_dir.clone()).await;
+    assert_eq!(first.len(), 1);
+    // Known by its metadata now: the next boot skips it without hashing it.
+    assert!(store.unchanged_since_import(&archive));
+    assert!(k3rs::images::import_dir_once(Arc::clone(&store), drop_dir.clone()).await.is_empty());
+
+    // The same bytes written again: read once more, found imported, remembered again.
+    let bytes = std::fs::read(&archive).expect("read");
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&archive, &bytes).expect("rewrite");
+    assert!(!store.unchanged_since_import(&archive));
+    assert!(k3rs::images::import_dir_once(Arc::clone(&store), drop_dir.clone()).await.is_empty());
+    assert!(store.unchanged_since_import(&archive));
+
+    // Its image removed with `k3rs images rm`: a restart does not bring it back (each
+    // archive content is imported once), and still does not read the file.
+    store.remove("busybox:warm").expect("remove");
+    assert!(store.unchanged_since_import(&archive));
+    assert!(k3rs::images::import_dir_once(Arc::clone(&store), drop_dir).await.is_empty());
+    assert!(store.resolve("busybox:warm").expect("resolve").is_none());
+}

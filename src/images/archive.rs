@@ -27,6 +27,39 @@ struct ImportRecord {
     names: Vec<String>,
 }
 
+/// What identifies a file's version without reading it.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        })
+    }
+}
+
+/// What `imported-files/<sha256 of the path>` records: the file's stamp when its content
+/// (`digest`) was imported or found imported.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KnownFile {
+    source: PathBuf,
+    stamp: FileStamp,
+    digest: String,
+}
+
 /// The files of an archive once in the blob store: path → digest, and symlinks.
 struct Contents {
     files: BTreeMap<String, String>,
@@ -61,15 +94,56 @@ impl ImageStore {
         self.imported_dir().join(hex_part(archive_digest)).is_file()
     }
 
+    /// Whether the file at `path` is, by its metadata (device, inode, size, change and
+    /// modification times), the very file whose content was imported from there before:
+    /// then it need not even be read again, which keeps a warm boot with large archives in
+    /// the air-gap directory cheap.
+    pub fn unchanged_since_import(&self, path: &Path) -> bool {
+        let Some(stamp) = FileStamp::of(path) else { return false };
+        let Ok(data) = fs::read(self.by_path_record(path)) else { return false };
+        let Ok(known) = serde_json::from_slice::<KnownFile>(&data) else { return false };
+        known.stamp == stamp && self.was_imported(&known.digest)
+    }
+
+    /// Records that the file at `path`, as it is now, has the content `archive_digest`.
+    pub fn remember_file(&self, path: &Path, archive_digest: &str) {
+        let Some(stamp) = FileStamp::of(path) else { return };
+        let known = KnownFile { source: path.to_path_buf(), stamp, digest: archive_digest.to_string() };
+        if let Ok(data) = serde_json::to_vec(&known) {
+            let dir = self.imported_files_dir();
+            let written = fs::create_dir_all(&dir)
+                .map_err(ImageError::io("create directory", &dir))
+                .and_then(|()| write_atomic(&self.by_path_record(path), &data, &self.tmp_path("by-path")));
+            if let Err(e) = written {
+                tracing::debug!(archive = %path.display(), error = %e, "cannot record the archive file");
+            }
+        }
+    }
+
+    fn by_path_record(&self, path: &Path) -> PathBuf {
+        let key = super::digest::sha256(path.as_os_str().as_encoded_bytes());
+        self.imported_files_dir().join(hex_part(&key))
+    }
+
+    fn imported_files_dir(&self) -> PathBuf {
+        self.imported_dir().with_file_name("imported-files")
+    }
+
     /// Imports every image of an OCI image-layout or `docker save` archive (tar, tar.gz) and
     /// returns them. An archive with the same content imported before, whose images are all
     /// still here under their names, is not imported again.
     pub fn import_archive(&self, path: &Path) -> Result<Vec<Image>, ImageError> {
-        let started = std::time::Instant::now();
         let archive_digest = Self::archive_digest(path)?;
+        self.import_digested_archive(path, &archive_digest)
+    }
+
+    /// [`import_archive`](Self::import_archive) of an archive whose digest is known.
+    pub fn import_digested_archive(&self, path: &Path, archive_digest: &str) -> Result<Vec<Image>, ImageError> {
+        let started = std::time::Instant::now();
         let lock = self.lock()?;
-        if let Some(images) = self.previous_import(&archive_digest)? {
+        if let Some(images) = self.previous_import(archive_digest)? {
             tracing::debug!(archive = %path.display(), "archive imported before; skipped");
+            self.remember_file(path, archive_digest);
             return Ok(images);
         }
         let invalid = |reason: String| ImageError::InvalidArchive { path: path.to_path_buf(), reason };
@@ -100,7 +174,8 @@ impl ImageStore {
             names: own_names,
         };
         let data = serde_json::to_vec(&record).map_err(|e| invalid(e.to_string()))?;
-        write_atomic(&self.imported_dir().join(hex_part(&archive_digest)), &data, &self.tmp_path("imported"))?;
+        write_atomic(&self.imported_dir().join(hex_part(archive_digest)), &data, &self.tmp_path("imported"))?;
+        self.remember_file(path, archive_digest);
         for image in &found {
             tracing::info!(
                 archive = %path.display(),

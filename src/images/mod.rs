@@ -7,7 +7,8 @@
 //! Layout under the store root (`<data-dir>/agent/image-store/`, see `server::layout`):
 //! `blobs/sha256/<hex>` (manifests, configs, compressed layers), `layers/<chain-id>/` (one
 //! unpacked layer each), `images/` (name → image records), `imported/` (archive digests
-//! already imported), `containers/<key>/{upper,work,rootfs,image}` (per-container overlays), `tmp/` (work in
+//! already imported), `imported-files/` (each air-gap file's metadata when its content was
+//! imported, so it is not read again), `containers/<key>/{upper,work,rootfs,image}` (per-container overlays), `tmp/` (work in
 //! progress, renamed into place when complete), `lock` (held by whoever writes).
 
 mod archive;

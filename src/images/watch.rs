@@ -1,6 +1,7 @@
 //! The air-gap directory (`<data-dir>/agent/images/`): archives found there at start and
 //! dropped there later are imported, each content once (the store remembers archive
-//! digests, so a restart imports nothing again).
+//! digests, so a restart imports nothing again, and each file's metadata, so a restart does
+//! not even read a file it imported before unless the file changed).
 //!
 //! The directory is polled every second. A file counts as complete when its size and mtime
 //! did not change since the previous look, or when it was last written more than two seconds
@@ -75,11 +76,15 @@ async fn scan(store: &Arc<ImageStore>, dir: &Path, seen: &mut Seen, all: bool) -
         let store = Arc::clone(store);
         let p = path.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<Option<Vec<Image>>, super::ImageError> {
-            let digest = ImageStore::archive_digest(&p)?;
-            if store.was_imported(&digest) {
+            if store.unchanged_since_import(&p) {
                 return Ok(None);
             }
-            store.import_archive(&p).map(Some)
+            let digest = ImageStore::archive_digest(&p)?;
+            if store.was_imported(&digest) {
+                store.remember_file(&p, &digest);
+                return Ok(None);
+            }
+            store.import_digested_archive(&p, &digest).map(Some)
         })
         .await;
         match result {
