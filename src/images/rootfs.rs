@@ -146,27 +146,8 @@ fn mount_overlay_from(cwd: &Path, target: &Path, data: &str) -> Result<(), Strin
 /// Whether something is mounted at `target`, from `/proc/self/mountinfo`.
 pub(crate) fn is_mounted(target: &Path) -> Result<bool, ImageError> {
     let Ok(canonical) = fs::canonicalize(target) else { return Ok(false) };
-    let info = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(info).map_err(ImageError::io("read", info))?;
-    Ok(text.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| Path::new(&unescape_mountinfo(mp)) == canonical))
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let points = crate::util::mountinfo::mount_points().map_err(ImageError::io("read", "/proc/self/mountinfo"))?;
+    Ok(points.contains(&canonical))
 }
 
 #[cfg(test)]
@@ -174,9 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_escapes_and_keys() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+    fn keys_are_validated() {
         assert!(validate_key("pod-1_c.2").is_ok());
         for bad in ["", "..", "a/b", "a b"] {
             assert!(validate_key(bad).is_err(), "{bad}");

@@ -378,10 +378,7 @@ pub trait Mounter: Send + Sync {
 pub struct SysMounter;
 
 fn is_mountpoint(dir: &Path) -> bool {
-    let want = dir.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4).map(|p| p.replace("\\040", " ")) == Some(want.clone())))
-        .unwrap_or(false)
+    crate::util::mountinfo::mount_points().is_ok_and(|points| points.iter().any(|p| p == dir))
 }
 
 impl Mounter for SysMounter {

@@ -1,3 +1,4 @@
-//! Small helpers shared by components: address ranges and the data-dir lock file.
+//! Small helpers shared by components: address ranges, the data-dir lock file, mountinfo.
 pub mod cidr;
 pub mod lockfile;
+pub mod mountinfo;

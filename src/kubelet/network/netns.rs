@@ -168,42 +168,13 @@ pub fn ensure_shared_mount(dir: &Path) -> Result<(), NsError> {
 
 /// Mount points of this process's mount namespace, as `/proc/self/mountinfo` lists them.
 pub fn mount_points() -> Result<Vec<PathBuf>, NsError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(path).map_err(|source| NsError::Io { op: "read", path: path.into(), source })?;
-    Ok(text.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mountinfo(p))).collect())
+    crate::util::mountinfo::mount_points().map_err(|source| NsError::Io {
+        op: "read",
+        path: PathBuf::from("/proc/self/mountinfo"),
+        source,
+    })
 }
 
 fn is_mount_point(dir: &Path) -> Result<bool, NsError> {
     Ok(mount_points()?.iter().any(|p| p == dir))
-}
-
-/// mountinfo writes space, tab, newline and backslash as three-digit octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        if let (b'\\', Some(d)) = (b[i], octal) {
-            let v = u16::from(d[0] - b'0') * 64 + u16::from(d[1] - b'0') * 8 + u16::from(d[2] - b'0');
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
-    }
 }
