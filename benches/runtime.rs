@@ -111,6 +111,7 @@ fn main() {
             stdin_once: false,
             tty: false,
             labels: BTreeMap::new(),
+            rootfs_mount: None,
         };
         let t = Instant::now();
         tokio_rt.block_on(async {
@@ -158,6 +159,7 @@ fn main() {
                 stdin_once: false,
                 tty: false,
                 labels: BTreeMap::new(),
+                rootfs_mount: None,
             };
             rt.create(&req).await.expect("create idle");
             rt.start(id).await.expect("start idle");

@@ -21,7 +21,8 @@ more CPU per event than the server spends on it).
 
 Targets are printed beside the figures; a missed target is not a failure. Environment:
 K3RS_BIN (default target/release/k3rs), BENCH_PODS (default 100), BENCH_SERVER_LOG (the
-server's RUST_LOG, default warn; `k3rs::kubelet::timing=debug` logs each pod's stages).
+server's RUST_LOG, default warn; `k3rs::kubelet::timing=debug` logs each pod's stages),
+BENCH_PERF (a file: `perf record -a -g` of the 100-pod burst is written there).
 """
 
 import hashlib
@@ -205,6 +206,12 @@ def inner(kubeconfig, server_pid):
     expect.clear()
     expect.update(names)
     done.clear()
+    perf = None
+    if os.environ.get("BENCH_PERF"):
+        # A system-wide profile of the burst alone, for `perf report -i $BENCH_PERF`.
+        perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "997", "-o", os.environ["BENCH_PERF"]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
     t0 = time.time()
 
     def create(chunk):
@@ -220,6 +227,9 @@ def inner(kubeconfig, server_pid):
     created = time.time() - t0
     ok = done.wait(120)
     all_running = time.time() - t0
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     lat = [(running[n] - started[n]) * 1000 for n in names if n in running]
     n_running = sum(1 for n in names if n in running)
     print(f"pods: {PODS} created at once (the creates took {created:.2f} s), {n_running} Running")

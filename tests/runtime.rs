@@ -101,6 +101,7 @@ impl World {
             stdin_once: container.stdin_once.unwrap_or(false),
             tty: container.tty.unwrap_or(false),
             labels: BTreeMap::from([("io.kubernetes.container.name".to_string(), container.name.clone())]),
+            rootfs_mount: None,
         }
     }
 
@@ -377,4 +378,55 @@ async fn attach_feeds_stdin_and_streams_output() {
     let code = tokio::time::timeout(Duration::from_secs(10), s.exit).await.expect("exit in time").expect("exit");
     assert_eq!(code, 4);
     assert!(w.log("attach-me").contains("stdout F eof"));
+}
+
+/// A directory bind-mounted onto itself with private propagation, unmounted on drop.
+struct PrivateMount(PathBuf);
+
+impl PrivateMount {
+    fn new(dir: PathBuf) -> PrivateMount {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).expect("make private");
+        PrivateMount(dir)
+    }
+}
+
+impl Drop for PrivateMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shim_mounts_the_root_filesystem_where_only_its_container_sees_it() {
+    use k3rs::util::mountinfo::is_mount_root;
+    let w = World::new();
+    let parent = PrivateMount::new(w.path("overlays"));
+    let c = parent.0.join("c1");
+    for d in ["upper", "work", "rootfs"] {
+        std::fs::create_dir_all(c.join(d)).expect("mkdir");
+    }
+    let plan = k3rs::images::RootfsMount {
+        cwd: c.clone(),
+        target: c.join("rootfs"),
+        data: format!("lowerdir={},upperdir=upper,workdir=work", w.path("rootfs").display()),
+        private_parent: parent.0.clone(),
+    };
+    let mut req = w.simple("private-root", "echo written > /tmp/note; cat /bin/../tmp/note; exec sleep 1000");
+    let root = oci_spec::runtime::RootBuilder::default().path(plan.target.clone()).readonly(false).build().expect("root");
+    req.spec.set_root(Some(root));
+    req.rootfs_mount = Some(plan.clone());
+    w.run(&req).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.log("private-root").contains("written") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(w.log("private-root").contains("written"), "log: {:?}", w.log("private-root"));
+    // Not in this (the node's) mount table, but the container's writes land in its upper dir.
+    assert!(!is_mount_root(&plan.target).expect("statx"), "the overlay leaked into the node's mount namespace");
+    assert_eq!(std::fs::read_to_string(c.join("upper/tmp/note")).expect("upper dir").trim(), "written");
+    w.rt.kill("private-root", libc::SIGKILL).await.expect("kill");
+    w.wait_exit("private-root", Duration::from_secs(20)).await;
 }

@@ -18,8 +18,8 @@ mod http;
 pub mod manifest;
 mod pull;
 mod reference;
-mod rootfs;
 mod registries;
+mod rootfs;
 mod store;
 mod unpack;
 mod watch;
@@ -27,10 +27,11 @@ mod watch;
 pub use error::ImageError;
 pub use http::SYSTEM_CA_BUNDLE;
 pub use pull::{Credential, PullOptions};
-pub use watch::{import_dir_once, watch_import_dir};
 pub use reference::{ImageRef, DEFAULT_REGISTRY};
 pub use registries::{AuthConfig, Endpoint, Mirror, RegistriesConfig, RegistryConfig, TlsConfig};
+pub use rootfs::RootfsMount;
 pub use store::ImageStore;
+pub use watch::{import_dir_once, watch_import_dir};
 
 /// The parts of an image's config a container needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -250,7 +250,7 @@ impl ImageStore {
                     staged.push(d);
                 }
             }
-            let store = ImageStore { root: self.root.clone() };
+            let store = ImageStore { root: self.root.clone(), private_containers: std::sync::OnceLock::new() };
             let names = vec![full.clone()];
             let repo = repo_digests(&names, &top_digest);
             let extra = if top_digest != manifest_digest { vec![top_digest.clone()] } else { Vec::new() };

@@ -4,10 +4,11 @@
 //!
 //! `containers/<key>/image` names the image, which keeps it from being removed. Whether the
 //! overlay is mounted is read from `/proc/self/mountinfo`, so after a restart of k3rs an
-//! existing mount is found and reused rather than stacked. Overlay's mount data must fit in a
+//! existing mount is found and reused rather than stacked (the kernel says whether the path is a mount root). Overlay's mount data must fit in a
 //! page; naming each lowerdir by its full path would limit an image to a few dozen layers, so
 //! the mount is made from a thread whose working directory (unshared from the rest of the
-//! process) is the layer directory, and lowerdirs are named by their short relative names.
+//! process) is the layer directory, and lowerdirs are named by their short relative names
+//! (upper and work directories by theirs, `../containers/<key>/…`).
 
 use std::ffi::CString;
 use std::fs;
@@ -25,9 +26,11 @@ impl ImageStore {
         self.containers_dir().join(key).join("rootfs")
     }
 
-    /// Mounts (or finds already mounted) the overlay root filesystem of container `key`
-    /// over `image`, and returns its path.
-    pub fn create_rootfs(&self, image: &Image, key: &str) -> Result<PathBuf, ImageError> {
+    /// Prepares container `key`'s root filesystem over `image` (its directories and the
+    /// marker that keeps the image from being removed) and returns how to mount it, without
+    /// mounting it. The shim mounts it in the container's own mount namespace, so the node's
+    /// mount table does not grow with every container (see [`RootfsMount`]).
+    pub fn prepare_rootfs(&self, image: &Image, key: &str) -> Result<RootfsMount, ImageError> {
         validate_key(key)?;
         let dir = self.containers_dir().join(key);
         let target = dir.join("rootfs");
@@ -50,9 +53,6 @@ impl ImageStore {
             Ok(_) => {}
             Err(_) => fs::write(&marker, &image.id).map_err(ImageError::io("write", &marker))?,
         }
-        if is_mounted(&target)? {
-            return Ok(target);
-        }
         for layer in &image.layers {
             if !self.layer_path(layer).is_dir() {
                 return Err(mount_err(format!("layer {layer} is not unpacked")));
@@ -65,18 +65,66 @@ impl ImageStore {
             fs::create_dir_all(&empty).map_err(ImageError::io("create directory", &empty))?;
             lowers.push(empty.to_string_lossy().into_owned());
         }
+        debug_assert_eq!(self.layers_dir().parent(), self.containers_dir().parent());
+        if self.private_containers.get().is_none() {
+            self.ensure_private_containers_dir()?;
+            let _ = self.private_containers.set(());
+        }
+        // upper and work are named relative to the layer directory too: the kernel keeps the
+        // option strings as given and prints them in every read of the mount table.
         let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            dir.join("upper").display(),
-            dir.join("work").display()
+            "lowerdir={},upperdir=../containers/{key}/upper,workdir=../containers/{key}/work",
+            lowers.join(":")
         );
         if data.len() >= PAGE {
             return Err(mount_err(format!("{} layers do not fit overlay's mount options", image.layers.len())));
         }
-        mount_overlay_from(&self.layers_dir(), &target, &data).map_err(mount_err)?;
+        Ok(RootfsMount { cwd: self.layers_dir(), target, data, private_parent: self.containers_dir() })
+    }
+
+    /// Mounts (or finds already mounted) the overlay root filesystem of container `key`
+    /// over `image` in this process's mount namespace, and returns its path.
+    pub fn create_rootfs(&self, image: &Image, key: &str) -> Result<PathBuf, ImageError> {
+        let plan = self.prepare_rootfs(image, key)?;
+        let _lock = self.lock()?;
+        if is_mounted(&plan.target)? {
+            return Ok(plan.target);
+        }
+        plan.mount().map_err(|reason| ImageError::Mount {
+            key: key.to_string(),
+            target: plan.target.clone(),
+            reason,
+        })?;
         tracing::debug!(container = key, image = %image.id, layers = image.layers.len(), "root filesystem mounted");
-        Ok(target)
+        Ok(plan.target)
+    }
+
+    /// Makes the directory of container root filesystems a mount point of its own with
+    /// private propagation (idempotent). A shim that mounts a root filesystem in a mount
+    /// namespace of its own, copied from the node's, then mounts under a private mount: the
+    /// mount stays in that namespace instead of propagating back to the node's.
+    pub fn ensure_private_containers_dir(&self) -> Result<PathBuf, ImageError> {
+        let dir = self.containers_dir();
+        fs::create_dir_all(&dir).map_err(ImageError::io("create directory", &dir))?;
+        let dir = fs::canonicalize(&dir).map_err(ImageError::io("resolve", &dir))?;
+        let failed = |op: &str, e: nix::Error| ImageError::Mount {
+            key: String::new(),
+            target: dir.clone(),
+            reason: format!("{op}: {e}"),
+        };
+        if !is_mounted(&dir)? {
+            nix::mount::mount(
+                Some(&dir),
+                &dir,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| failed("bind-mount onto itself", e))?;
+        }
+        nix::mount::mount(None::<&str>, &dir, None::<&str>, nix::mount::MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| failed("make private", e))?;
+        Ok(dir)
     }
 
     /// Unmounts container `key`'s root filesystem and deletes its directories.
@@ -116,6 +164,50 @@ fn validate_key(key: &str) -> Result<(), ImageError> {
     }
 }
 
+/// How to mount a container's root filesystem: overlay with `data` at `target`, its relative
+/// directory names resolved against `cwd`.
+///
+/// The shim mounts it inside a mount namespace of its own (unshared from the node's) after
+/// making its copy of `private_parent` private, so the mount is seen by the container it is
+/// made for and nowhere else, and goes away with the last process of that namespace. The
+/// node's mount table then stays the same size however many containers run, which matters:
+/// libcontainer reads the whole table several times for every container it starts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RootfsMount {
+    pub cwd: PathBuf,
+    pub target: PathBuf,
+    pub data: String,
+    /// A mount point with private propagation above `target`
+    /// ([`ImageStore::ensure_private_containers_dir`]).
+    pub private_parent: PathBuf,
+}
+
+impl RootfsMount {
+    /// Mounts the overlay in the calling thread's mount namespace.
+    pub fn mount(&self) -> Result<(), String> {
+        mount_overlay_from(&self.cwd, &self.target, &self.data)
+    }
+
+    /// Moves the calling process into a mount namespace of its own and mounts the overlay
+    /// there only. The process must be single-threaded (unshare of the mount namespace
+    /// requires it).
+    pub fn mount_privately(&self) -> Result<(), String> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("unshare the mount namespace: {e}"))?;
+        // Our copy of the parent leaves its peer group: nothing mounted below it propagates
+        // to the node's namespace. It must already be a mount point there.
+        nix::mount::mount(
+            None::<&str>,
+            &self.private_parent,
+            None::<&str>,
+            nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("make {} private (is it a mount point?): {e}", self.private_parent.display()))?;
+        self.mount()
+    }
+}
+
 /// Mounts overlay at `target` with `data`, resolving relative lowerdirs against `cwd`. The
 /// working directory is process-wide, so the mount happens on a thread that first unshares
 /// its filesystem attributes; the rest of the process never sees the `chdir`.
@@ -143,11 +235,9 @@ fn mount_overlay_from(cwd: &Path, target: &Path, data: &str) -> Result<(), Strin
     handle.join().map_err(|_| "mount thread panicked".to_string())?
 }
 
-/// Whether something is mounted at `target`, from `/proc/self/mountinfo`.
+/// Whether something is mounted at `target`.
 pub(crate) fn is_mounted(target: &Path) -> Result<bool, ImageError> {
-    let Ok(canonical) = fs::canonicalize(target) else { return Ok(false) };
-    let points = crate::util::mountinfo::mount_points().map_err(ImageError::io("read", "/proc/self/mountinfo"))?;
-    Ok(points.contains(&canonical))
+    crate::util::mountinfo::is_mount_root(target).map_err(ImageError::io("stat", target))
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 /// The node's image store.
 pub struct ImageStore {
     pub(crate) root: PathBuf,
+    /// Set once the containers directory is known to be a private mount point.
+    pub(crate) private_containers: std::sync::OnceLock<()>,
 }
 
 /// An exclusive lock on the store, released on drop.
@@ -41,7 +43,7 @@ impl ImageStore {
     /// Opens (creating as needed) the store rooted at `root`, normally
     /// `DataDir::image_store()`.
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
-        let store = ImageStore { root: root.to_path_buf() };
+        let store = ImageStore { root: root.to_path_buf(), private_containers: std::sync::OnceLock::new() };
         for dir in [store.blobs_dir(), store.layers_dir(), store.index_dir(), store.imported_dir(), store.tmp_dir(), store.containers_dir()] {
             fs::create_dir_all(&dir).map_err(ImageError::io("create directory", &dir))?;
         }

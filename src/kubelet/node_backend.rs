@@ -245,7 +245,8 @@ impl Backend for NodeBackend {
             .flatten()
             .ok_or_else(|| CreateError::Runtime(format!("image {:?} is gone from the node", req.image.name)))?;
         let id = new_id();
-        let rootfs = self.images.create_rootfs(&image, &id).map_err(|e| CreateError::Runtime(e.to_string()))?;
+        let rootfs_mount = self.images.prepare_rootfs(&image, &id).map_err(|e| CreateError::Runtime(e.to_string()))?;
+        let rootfs = rootfs_mount.target.clone();
         let services: Vec<Service> =
             req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
         let env_sources = EnvSources {
@@ -321,6 +322,7 @@ impl Backend for NodeBackend {
             stdin_once: c.stdin_once.unwrap_or(false),
             tty: c.tty.unwrap_or(false),
             labels,
+            rootfs_mount: Some(rootfs_mount),
         };
         let t = std::time::Instant::now();
         let created = self.runtime.create(&create).await;

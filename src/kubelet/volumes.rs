@@ -378,7 +378,7 @@ pub trait Mounter: Send + Sync {
 pub struct SysMounter;
 
 fn is_mountpoint(dir: &Path) -> bool {
-    crate::util::mountinfo::mount_points().is_ok_and(|points| points.iter().any(|p| p == dir))
+    crate::util::mountinfo::is_mount_root(dir).unwrap_or(false)
 }
 
 impl Mounter for SysMounter {

@@ -1,7 +1,39 @@
-//! The mount points `/proc/self/mountinfo` lists, with its octal escapes undone.
+//! The mount points `/proc/self/mountinfo` lists, with its octal escapes undone, and a
+//! cheaper test for one path.
 
+use std::ffi::CString;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Whether `path` (symlinks followed) is the root of a mount. Asks the kernel about that one
+/// path (`statx`, Linux 5.8+) instead of reading the whole mount table, whose length grows
+/// with every pod; falls back to the table where `statx` cannot tell. A missing path is not
+/// a mount point.
+pub fn is_mount_root(path: &Path) -> io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statx writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_NO_AUTOMOUNT, 0, &mut stx) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(false),
+            Some(libc::ENOSYS) => in_table(path),
+            _ => Err(e),
+        };
+    }
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if stx.stx_attributes_mask & bit == 0 {
+        return in_table(path);
+    }
+    Ok(stx.stx_attributes & bit != 0)
+}
+
+fn in_table(path: &Path) -> io::Result<bool> {
+    let Ok(canonical) = std::fs::canonicalize(path) else { return Ok(false) };
+    Ok(mount_points()?.contains(&canonical))
+}
 
 /// Mount points of this process's mount namespace.
 pub fn mount_points() -> io::Result<Vec<PathBuf>> {
@@ -44,5 +76,29 @@ mod tests {
     #[test]
     fn the_root_is_a_mount_point() {
         assert!(mount_points().unwrap().contains(&PathBuf::from("/")));
+        assert!(is_mount_root(Path::new("/")).unwrap());
+        assert!(is_mount_root(Path::new("/proc")).unwrap());
+    }
+
+    #[test]
+    fn plain_and_missing_paths_are_not_mount_points() {
+        let d = std::env::temp_dir().join(format!("k3rs-mountinfo-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        assert!(!is_mount_root(&d.join("sub")).unwrap());
+        assert!(!is_mount_root(&d.join("missing")).unwrap());
+        assert!(!is_mount_root(&d.join("missing/below")).unwrap());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn statx_and_the_table_agree_on_every_listed_mount_point() {
+        for p in mount_points().unwrap() {
+            // Stacked or hidden mounts aside, whatever the table lists is a mount root.
+            if let Ok(true) = in_table(&p) {
+                if std::fs::metadata(&p).is_ok() && std::fs::canonicalize(&p).ok().as_ref() == Some(&p) {
+                    assert!(is_mount_root(&p).unwrap(), "{} is listed but statx disagrees", p.display());
+                }
+            }
+        }
     }
 }

@@ -166,15 +166,6 @@ pub fn ensure_shared_mount(dir: &Path) -> Result<(), NsError> {
     })
 }
 
-/// Mount points of this process's mount namespace, as `/proc/self/mountinfo` lists them.
-pub fn mount_points() -> Result<Vec<PathBuf>, NsError> {
-    crate::util::mountinfo::mount_points().map_err(|source| NsError::Io {
-        op: "read",
-        path: PathBuf::from("/proc/self/mountinfo"),
-        source,
-    })
-}
-
 fn is_mount_point(dir: &Path) -> Result<bool, NsError> {
-    Ok(mount_points()?.iter().any(|p| p == dir))
+    crate::util::mountinfo::is_mount_root(dir).map_err(|source| NsError::Io { op: "stat", path: dir.into(), source })
 }

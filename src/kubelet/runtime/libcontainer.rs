@@ -558,6 +558,7 @@ impl LibcontainerRuntime {
             stdin: req.stdin,
             stdin_once: req.stdin_once,
             tty: req.tty,
+            rootfs_mount: req.rootfs_mount.clone(),
         };
         let arg = serde_json::to_string(&cfg).map_err(|e| werr(std::io::Error::other(e)))?;
         let log = std::fs::File::create(dir.join("shim.log")).map_err(werr)?;

@@ -43,6 +43,9 @@ pub struct CreateRequest {
     pub tty: bool,
     /// Kept with the container and returned by `list()` (pod uid, container name, …).
     pub labels: BTreeMap<String, String>,
+    /// The root filesystem to mount in the container's own mount namespace before it is
+    /// created (the spec's root path is its target); None when the root is already there.
+    pub rootfs_mount: Option<crate::images::RootfsMount>,
 }
 
 /// Where a container is in its life.

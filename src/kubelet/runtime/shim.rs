@@ -38,6 +38,9 @@ pub struct ShimConfig {
     pub stdin: bool,
     pub stdin_once: bool,
     pub tty: bool,
+    /// Mounted in a mount namespace of the shim's own before the container is created.
+    #[serde(default)]
+    pub rootfs_mount: Option<crate::images::RootfsMount>,
 }
 
 /// File names inside the state dir.
@@ -197,6 +200,9 @@ fn create_container(cfg: &ShimConfig) -> Result<Created, String> {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
 
+    if let Some(m) = &cfg.rootfs_mount {
+        m.mount_privately().map_err(|e| format!("mounting the root filesystem: {e}"))?;
+    }
     std::env::set_current_dir(&cfg.state_dir).map_err(|e| format!("chdir {}: {e}", cfg.state_dir.display()))?;
     if let Some(dir) = cfg.log_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
