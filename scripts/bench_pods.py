@@ -330,6 +330,16 @@ def main():
                             os.kill(int(pid), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
+        # The pods' namespace holders: `<sandbox>/holder` is "<pid> <start time>".
+        sandboxes = os.path.join(data, "agent", "run", "sandboxes")
+        for d in os.listdir(sandboxes) if os.path.isdir(sandboxes) else []:
+            try:
+                pid, start = open(os.path.join(sandboxes, d, "holder")).read().split()
+                stat = open(f"/proc/{pid}/stat").read()
+                if stat[stat.rindex(")") + 2:].split()[19] == start:
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
         time.sleep(0.3)
         with open("/proc/self/mountinfo") as f:
             points = [l.split()[4] for l in f if l.split()[4].startswith(work)]

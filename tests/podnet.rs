@@ -30,6 +30,14 @@ struct DirGuard(PathBuf);
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
+        // Holders a failed test left running.
+        if let Ok(rd) = std::fs::read_dir(self.0.join("data/agent/run/sandboxes")) {
+            for e in rd.flatten() {
+                if let Some(h) = k3rs::kubelet::network::netns::Holder::read(&e.path()) {
+                    h.kill();
+                }
+            }
+        }
         let mut mounts = mounts_under(&self.0);
         mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
         for m in mounts {
@@ -291,7 +299,12 @@ fn exhaustion_and_crash_leftovers() {
             // A sandbox whose namespace vanished (as after a reboot) is made again on setup,
             // with its address, though the allocator would hand out another one next.
             let s1 = net.list().into_iter().find(|s| s.uid == "uid-1").unwrap();
-            nix::mount::umount2(s1.netns.as_ref().unwrap(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+            let holder = s1.holder.expect("a holder");
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while holder.alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             // Arrange that the allocator's next pick would be 10.42.0.2, not uid-1's .3.
             net.teardown("uid-4").await.unwrap();
             assert_eq!(net.setup(&request("uid-6", "pod-6")).await.unwrap().ip, Some("10.42.0.6".parse().unwrap()));
@@ -350,6 +363,9 @@ fn hundred_setups_and_teardowns_leak_nothing() {
             let ips: BTreeSet<IpAddr> = made.iter().filter_map(|s| s.ip).collect();
             assert_eq!(ips.len(), 50);
             assert!(ping(&made[0], made[49].ip.unwrap()));
+            let holders: Vec<_> = made.iter().map(|s| s.holder.expect("each pod's namespaces have a holder")).collect();
+            assert!(holders.iter().all(|h| h.alive()));
+            assert_eq!(holders.iter().map(|h| h.pid).collect::<BTreeSet<_>>().len(), 50);
             let t = Instant::now();
             futures::future::join_all(made.iter().map(|s| net.teardown(&s.uid)))
                 .await
@@ -362,6 +378,7 @@ fn hundred_setups_and_teardowns_leak_nothing() {
             );
 
             assert_eq!(links(), links_before, "no leaked links");
+            assert!(holders.iter().all(|h| !h.alive()), "no leaked holders");
             assert_eq!(mounts_under(dir), mounts_before, "no leaked mounts");
             assert!(dir_entries(&cfg.run_dir.join("sandboxes")).is_empty());
             assert!(dir_entries(&cfg.state_dir.join("sandboxes")).is_empty());

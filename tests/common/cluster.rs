@@ -212,7 +212,8 @@ impl Cluster {
     }
 }
 
-/// Kills what a node under `data` left behind (containers whose bundles live there), removes
+/// Kills what a node under `data` left behind (containers whose bundles live there, the pods'
+/// namespace holders), removes
 /// their cgroups and unmounts everything mounted under `data`.
 pub fn sweep_node(data: &Path) {
     let containers = data.join("agent/containers");
@@ -244,6 +245,12 @@ pub fn sweep_node(data: &Path) {
             for pid in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
+        }
+    }
+    // The pods' namespace holders.
+    for e in std::fs::read_dir(data.join("agent/run/sandboxes")).into_iter().flatten().flatten() {
+        if let Some(h) = k3rs::kubelet::network::netns::Holder::read(&e.path()) {
+            h.kill();
         }
     }
     std::thread::sleep(Duration::from_millis(200));

@@ -1,5 +1,5 @@
-//! Pod sandboxes and their network: per pod a network, IPC and UTS namespace (bind-mounted
-//! files, so they need no process to hold them), a veth into the node's bridge, an address
+//! Pod sandboxes and their network: per pod a network, IPC and UTS namespace (held by a tiny
+//! holder process that outlives k3rs, see `netns`), a veth into the node's bridge, an address
 //! from the node's podCIDR that is persisted (never two pods on one IP, kept across restarts,
 //! released on deletion), and the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
 //!
@@ -7,11 +7,11 @@
 //! address, pods reach each other over the bridge and the node through the gateway, no route,
 //! masquerade or uplink port is ever added, and an nftables guard (`guard`) drops whatever the
 //! node would otherwise forward between the bridge and its other interfaces. Everything a sandbox consists of is found
-//! again from the pod uid alone (namespace files, the veth name, the address file, the record),
+//! again from the pod uid alone (the holder file, the veth name, the address file, the record),
 //! so setup after a restart returns the same sandbox and teardown is idempotent and safe after
 //! a crash halfway through setup.
 //!
-//! Layout: `<run>/sandboxes/<uid>/{net,ipc,uts}` (namespaces), `<state>/ipam/<ip>` (address
+//! Layout: `<run>/sandboxes/<uid>/holder` (the holder's PID and start time), `<state>/ipam/<ip>` (address
 //! owners), `<state>/sandboxes/<uid>.json` (records of finished setups),
 //! `<pods>/<uid>/{etc-hosts,etc-hostname,resolv.conf}` (files the containers bind-mount).
 
@@ -212,6 +212,10 @@ pub struct Sandbox {
     pub ipc: Option<PathBuf>,
     /// UTS namespace file (hostname = the pod's); None for hostNetwork pods.
     pub uts: Option<PathBuf>,
+    /// The process holding the namespaces (None when the pod has none of its own, and in
+    /// records of earlier versions, whose namespaces were pinned by bind mounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<netns::Holder>,
     /// To be bind-mounted on the containers' `/etc/hosts`.
     pub hosts: PathBuf,
     /// To be bind-mounted on the containers' `/etc/hostname`.
@@ -267,7 +271,8 @@ impl PodNetwork {
         for dir in [cfg.state_dir.join("sandboxes"), cfg.pods_dir.clone()] {
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
-        netns::ensure_shared_mount(&cfg.run_dir.join("sandboxes"))?;
+        std::fs::create_dir_all(cfg.run_dir.join("sandboxes"))
+            .map_err(io_err("create directory", &cfg.run_dir.join("sandboxes")))?;
         let (conn, host, _) = rtnetlink::new_connection().map_err(NetError::NetlinkSocket)?;
         tokio::spawn(conn);
         let gateway = ipam::gateway(cfg.pod_cidr);
@@ -376,12 +381,14 @@ impl PodNetwork {
         let ip = if wanted.net { Some(self.ipam.allocate(uid).map_err(NetError::Address)?) } else { None };
         let dir = self.sandbox_dir(uid);
         steps.done("ipam");
-        let pod_handle = netns::create(&dir, wanted, &req.hostname, tokio::runtime::Handle::current()).await?;
+        let (holder, pod_handle) =
+            netns::create(&dir, wanted, &req.hostname, tokio::runtime::Handle::current()).await?;
         steps.done("netns");
+        let ns_path = |kind: &str, want: bool| if want { holder.map(|h| h.ns_path(kind)) } else { None };
         if let (Some(ip), Some(pod)) = (ip, pod_handle) {
             let veth = link::host_veth_name(uid);
             {
-                let fd = netns::open(&dir.join("net"))?;
+                let fd = netns::open(&ns_path("net", true).ok_or(NsError::ThreadLost)?)?;
                 link::add_veth(&self.host, &veth, fd.as_raw_fd(), self.cfg.mtu, self.bridge_index).await?;
             }
             steps.done("veth");
@@ -402,9 +409,10 @@ impl PodNetwork {
         let sandbox = Sandbox {
             uid: uid.to_string(),
             ip,
-            netns: wanted.net.then(|| dir.join("net")),
-            ipc: wanted.ipc.then(|| dir.join("ipc")),
-            uts: wanted.uts.then(|| dir.join("uts")),
+            netns: ns_path("net", wanted.net),
+            ipc: ns_path("ipc", wanted.ipc),
+            uts: ns_path("uts", wanted.uts),
+            holder,
             hosts: pod_dir.join(POD_FILES[0]),
             hostname: pod_dir.join(POD_FILES[1]),
             resolv_conf: pod_dir.join(POD_FILES[2]),
@@ -453,11 +461,13 @@ impl PodNetwork {
         Ok((hosts, hostname, files::resolv_conf(&dns)))
     }
 
-    /// True when everything the record names is still there (after a reboot the namespace
-    /// files are plain files and the links are gone).
+    /// True when everything the record names is still there (after a reboot the holder and
+    /// the links are gone).
     async fn intact(&self, sandbox: &Sandbox) -> bool {
-        let namespaces_ok =
-            [&sandbox.netns, &sandbox.ipc, &sandbox.uts].into_iter().flatten().all(|p| netns::is_pinned(p));
+        let namespaces_ok = match sandbox.holder {
+            Some(h) => h.alive(),
+            None => [&sandbox.netns, &sandbox.ipc, &sandbox.uts].into_iter().flatten().all(|p| netns::is_pinned(p)),
+        };
         let files_ok = [&sandbox.hosts, &sandbox.hostname, &sandbox.resolv_conf].iter().all(|p| p.is_file());
         if !namespaces_ok || !files_ok {
             return false;
@@ -472,9 +482,15 @@ impl PodNetwork {
     /// interrupted (the record last).
     async fn remove(&self, uid: &str, address: Address) -> Result<(), NetError> {
         let dir = self.sandbox_dir(uid);
-        // Each unmount waits for an RCU grace period: off the async threads, so that many
-        // teardowns at once overlap their waits instead of queueing behind each other.
+        // The holder named by the record or, after a crash halfway through setup, the file.
+        let recorded = self.record(uid).and_then(|s| s.holder);
+        for h in recorded.into_iter().chain(netns::Holder::read(&dir)) {
+            h.kill();
+        }
+        // Pins of earlier versions: each unmount waits for an RCU grace period, so off the
+        // async threads, where many teardowns at once overlap their waits.
         let unpinned = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
+            remove_file_if_exists(&dir.join(netns::HOLDER_FILE))?;
             for kind in netns::KINDS {
                 netns::unpin(&dir.join(kind))?;
             }
@@ -491,7 +507,7 @@ impl PodNetwork {
                 })
             }
         }
-        // Once unpinned, the namespace dies and takes the veth pair with it; the kernel does
+        // Once unheld, the namespace dies and takes the veth pair with it; the kernel does
         // that in batches, far cheaper than deleting links one by one. The address is only
         // released once the link is gone: if something still held the namespace, the link is
         // deleted here so no pod is left on the bridge with an address handed out again.

@@ -14,6 +14,12 @@
 //!
 //! Arguments (after `k3rs-shim shim monitor`): container pid, stdout fd, stderr fd, stdin fd,
 //! pty fd, attach listener fd (-1 when absent), stdin-once 0|1, state dir, log path, OOM file.
+//!
+//! Run as `k3rs-holder holder` it is instead a pod's namespace holder (upstream's pause
+//! container): it forks, prints the child's PID on stdout and exits; the child, in a session
+//! of its own and named `k3rs-holder`, does nothing until it is killed. It keeps the pod's
+//! network, IPC and UTS namespaces alive (it is started inside them) for the containers that
+//! join them through `/proc/<pid>/ns/*`, whatever happens to k3rs.
 
 #![no_std]
 #![no_main]
@@ -40,6 +46,9 @@ mod sys {
         pub const PPOLL: usize = 271;
         pub const ACCEPT4: usize = 288;
         pub const SIGNALFD4: usize = 289;
+        pub const CLONE: usize = 56;
+        pub const SETSID: usize = 112;
+        pub const PRCTL: usize = 157;
     }
     #[cfg(target_arch = "aarch64")]
     mod nr {
@@ -56,6 +65,9 @@ mod sys {
         pub const RT_SIGPROCMASK: usize = 135;
         pub const ACCEPT4: usize = 242;
         pub const WAIT4: usize = 260;
+        pub const CLONE: usize = 220;
+        pub const SETSID: usize = 157;
+        pub const PRCTL: usize = 167;
     }
 
     pub const EINTR: isize = 4;
@@ -158,6 +170,21 @@ mod sys {
         ts[0] * 1_000_000_000 + ts[1]
     }
 
+    /// fork(): the child gets 0, the parent the child's PID (negative: an error).
+    pub fn fork() -> isize {
+        // clone(SIGCHLD) with no stack and no flags is fork on both architectures.
+        unsafe { syscall(nr::CLONE, SIGCHLD, 0, 0, 0, 0) }
+    }
+
+    pub fn setsid() {
+        unsafe { syscall(nr::SETSID, 0, 0, 0, 0, 0) };
+    }
+
+    /// `name` must be NUL-terminated (at most 16 bytes with the NUL).
+    pub fn set_name(name: &[u8]) {
+        unsafe { syscall(nr::PRCTL, 15 /* PR_SET_NAME */, name.as_ptr() as usize, 0, 0, 0) };
+    }
+
     pub fn exit(code: i32) -> ! {
         loop {
             unsafe { syscall(nr::EXIT_GROUP, code as usize, 0, 0, 0, 0) };
@@ -255,19 +282,46 @@ unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 unsafe extern "C" fn entry(sp: *const usize) -> ! {
     let argc = *sp;
     let argv = sp.add(1) as *const *const u8;
+    if argc == 2 && arg(*argv.add(1)) == b"holder" {
+        hold();
+    }
     let mut args: [&[u8]; 13] = [b""; 13];
     if argc < args.len() {
         sys::exit(2);
     }
     for (i, a) in args.iter_mut().enumerate() {
-        let p = *argv.add(i);
-        let mut n = 0;
-        while *p.add(n) != 0 {
-            n += 1;
-        }
-        *a = core::slice::from_raw_parts(p, n);
+        *a = arg(*argv.add(i));
     }
     sys::exit(run(&args[3..]))
+}
+
+unsafe fn arg<'a>(p: *const u8) -> &'a [u8] {
+    let mut n = 0;
+    while *p.add(n) != 0 {
+        n += 1;
+    }
+    core::slice::from_raw_parts(p, n)
+}
+
+/// The namespace holder: fork, report the child's PID, and let the child wait forever.
+fn hold() -> ! {
+    let pid = sys::fork();
+    if pid < 0 {
+        sys::exit(1);
+    }
+    if pid > 0 {
+        let mut line = Buf::<24>::default();
+        line.push_i64(pid as i64).push(b"\n");
+        sys::exit(if write_all(1, &[line.as_bytes()]) { 0 } else { 1 });
+    }
+    sys::setsid();
+    sys::set_name(b"k3rs-holder\0");
+    for fd in 0..3 {
+        sys::close(fd);
+    }
+    loop {
+        sys::ppoll(&mut [], -1);
+    }
 }
 
 fn parse_int(s: &[u8]) -> i32 {
