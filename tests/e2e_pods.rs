@@ -74,6 +74,25 @@ fn pods_run_log_exec_and_delete() {
     let ts = c.k(&["logs", "talker", "--timestamps"]);
     assert!(ts.lines().all(|l| l.len() > 30 && l.contains("Z line")), "{ts}");
 
+    // A pod whose namespace holder dies gets a new sandbox, with the same address, and its
+    // container starts again in it (upstream's SandboxChanged).
+    let uid = c.k(&["get", "pod", "talker", "-o", "jsonpath={.metadata.uid}"]);
+    let ip = c.k(&["get", "pod", "talker", "-o", "jsonpath={.status.podIP}"]);
+    let sandbox = c.data_dir().join("agent/run/sandboxes").join(&uid);
+    let holder = k3rs::kubelet::network::netns::Holder::read(&sandbox).expect("the pod's holder file");
+    assert!(holder.alive());
+    unsafe { libc::kill(holder.pid, libc::SIGKILL) };
+    c.wait_for(&["pod", "talker"], "{.status.containerStatuses[0].restartCount}", Duration::from_secs(30), |n| {
+        n == "1"
+    });
+    running(&c, "talker");
+    assert_eq!(c.k(&["get", "pod", "talker", "-o", "jsonpath={.status.podIP}"]), ip, "the address is kept");
+    let again = k3rs::kubelet::network::netns::Holder::read(&sandbox).expect("a new holder");
+    assert!(again.alive() && again != holder);
+    assert_eq!(c.k(&["exec", "talker", "--", "hostname"]), "talker\n");
+    let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=talker", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("SandboxChanged"), "{events}");
+
     // Graceful deletion: sleep as PID 1 ignores SIGTERM, so the grace period runs out.
     let t0 = Instant::now();
     c.k(&["delete", "pod", "sleeper", "--grace-period=3"]);

@@ -88,6 +88,9 @@ pub trait Backend: Send + Sync {
     async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, String>;
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String>;
     async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String>;
+    /// False once the pod's sandbox set up by this process is gone (its namespaces' holder
+    /// died): the pod's containers must not join what is left of it.
+    async fn sandbox_alive(&self, pod_uid: &str) -> bool;
     /// Creates and starts the container; returns its id.
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError>;
     /// SIGTERM (or the image's stop signal), up to `grace`, then SIGKILL.

@@ -231,6 +231,10 @@ impl Backend for NodeBackend {
         Ok(())
     }
 
+    async fn sandbox_alive(&self, pod_uid: &str) -> bool {
+        self.sandbox(pod_uid).is_none_or(|s| s.holder.is_none_or(|h| h.alive()))
+    }
+
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
         let pod = to_pod(&req.pod).map_err(CreateError::Runtime)?;
         let c = find_container(&pod, &req.container, req.init)
@@ -238,6 +242,10 @@ impl Backend for NodeBackend {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let sandbox =
             self.sandbox(&uid).ok_or_else(|| CreateError::Runtime("the pod's sandbox is not set up".into()))?;
+        // Its namespaces are named by the holder's PID: never by a PID that is someone else's now.
+        if sandbox.holder.is_some_and(|h| !h.alive()) {
+            return Err(CreateError::Runtime("the pod's sandbox is gone (its namespace holder exited)".into()));
+        }
         let image = self
             .images
             .resolve(&req.image.name)

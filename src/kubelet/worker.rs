@@ -223,6 +223,12 @@ impl Worker {
         if self.start_time.is_none() {
             self.start_time = Some(now_rfc3339());
         }
+        if self.sandbox_ip.is_some() && !self.backend.sandbox_alive(&self.uid()).await {
+            // As upstream: the pod's containers go with the sandbox and start again in a new one.
+            self.events.event(&self.pod, false, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
+            self.kill_running().await;
+            self.sandbox_ip = None;
+        }
         if self.sandbox_ip.is_none() {
             self.hold_slot().await;
             let t = Instant::now();
@@ -374,6 +380,24 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Kills the pod's running containers at once (their sandbox is gone) and notes their exit.
+    async fn kill_running(&mut self) {
+        let running: Vec<(String, String)> = self
+            .views
+            .iter()
+            .filter_map(|(name, v)| v.current.as_ref().map(|a| (name, a)))
+            .filter(|(_, a)| !matches!(a.state, AttemptState::Exited(_)))
+            .map(|(name, a)| (name.clone(), a.container_id.clone()))
+            .collect();
+        for (name, id) in running {
+            self.events.event(&self.pod, false, "Killing", &format!("Stopping container {name}"));
+            if let Err(e) = self.backend.stop_container(&id, Duration::ZERO).await {
+                tracing::warn!(pod = %self.pod_ref(), container = %name, error = %e, "stopping a container failed");
+            }
+        }
+        self.refresh_states().await;
     }
 
     /// A container that exited and should run again: now, or after its back-off.

@@ -18,6 +18,8 @@ struct Node {
     stopped: Vec<(String, Duration)>,
     removed: Vec<String>,
     sandboxes: Vec<String>,
+    /// Sandboxes whose holder died.
+    dead_sandboxes: Vec<String>,
     config_error: Option<String>,
     next_id: u32,
 }
@@ -56,12 +58,18 @@ impl Backend for FakeBackend {
         }
     }
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
-        self.node.lock().unwrap().sandboxes.push(pod["metadata"]["uid"].as_str().unwrap().to_string());
+        let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+        let mut n = self.node.lock().unwrap();
+        n.dead_sandboxes.retain(|s| s != &uid);
+        n.sandboxes.push(uid);
         Ok(SandboxInfo { ip: Some("10.42.0.7".into()) })
     }
     async fn sandbox_down(&self, uid: &str) -> Result<(), String> {
         self.node.lock().unwrap().sandboxes.retain(|s| s != uid);
         Ok(())
+    }
+    async fn sandbox_alive(&self, uid: &str) -> bool {
+        !self.node.lock().unwrap().dead_sandboxes.iter().any(|s| s == uid)
     }
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
         let mut n = self.node.lock().unwrap();
@@ -384,4 +392,24 @@ async fn starting_waits_for_a_start_slot_and_gives_it_back() {
     assert_eq!(r.last_status()["phase"], "Running");
     // The slot is free again once the pass is over.
     assert_eq!(slots.available_permits(), 1);
+}
+
+#[tokio::test]
+async fn a_pod_whose_sandbox_died_gets_a_new_one_and_its_containers_restart_in_it() {
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    r.worker.sync().await;
+    let first = r.backend.node.lock().unwrap().containers[0].id.clone();
+    r.backend.node.lock().unwrap().dead_sandboxes.push("u1".into());
+    r.worker.sync().await;
+    let n = r.backend.node.lock().unwrap();
+    assert_eq!(n.stopped, [(first.clone(), Duration::ZERO)], "the container in the dead sandbox is killed");
+    assert_eq!(n.sandboxes, ["u1", "u1"], "a new sandbox is made");
+    assert!(n.dead_sandboxes.is_empty());
+    assert!(n.containers.iter().any(|c| c.id != first && matches!(c.state, AttemptState::Running { .. })));
+    drop(n);
+    assert!(r.reasons().contains(&"SandboxChanged".to_string()));
+    let s = r.last_status();
+    assert_eq!(s["phase"], "Running");
+    assert_eq!(s["containerStatuses"][0]["restartCount"], 1);
+    assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
 }
