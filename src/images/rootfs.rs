@@ -2,13 +2,14 @@
 //! lowerdirs, topmost first) with an upper and work directory of the container's own, mounted
 //! at `containers/<key>/rootfs`.
 //!
-//! `containers/<key>/image` names the image, which keeps it from being removed. Whether the
-//! overlay is mounted is read from `/proc/self/mountinfo`, so after a restart of k3rs an
-//! existing mount is found and reused rather than stacked (the kernel says whether the path is a mount root). Overlay's mount data must fit in a
-//! page; naming each lowerdir by its full path would limit an image to a few dozen layers, so
-//! the mount is made from a thread whose working directory (unshared from the rest of the
-//! process) is the layer directory, and lowerdirs are named by their short relative names
-//! (upper and work directories by theirs, `../containers/<key>/…`).
+//! `containers/<key>/image` names the image, which keeps it from being removed. The kubelet
+//! has each container's shim mount the overlay in the container's own mount namespace
+//! ([`RootfsMount`]); [`ImageStore::create_rootfs`] mounts it in the caller's, reusing an
+//! existing mount rather than stacking one (`statx` says whether the path is a mount root).
+//! Overlay's mount data must fit in a page; naming each lowerdir by its full path would limit
+//! an image to a few dozen layers, so the mount is made from a thread whose working directory
+//! (unshared from the rest of the process) is the layer directory, and lowerdirs are named by
+//! their short relative names (upper and work directories by theirs, `../containers/<key>/…`).
 
 use std::ffi::CString;
 use std::fs;
