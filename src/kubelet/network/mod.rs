@@ -615,9 +615,14 @@ fn check_uid(uid: &str) -> Result<(), NetError> {
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a file.
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), NetError> {
+    replace_file(path, contents).map_err(io_err("write", path))
+}
+
+/// [`write_atomic`] for callers with errors of their own.
+fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(io_err("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err("rename into place", path))
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn remove_file_if_exists(path: &Path) -> Result<(), NetError> {

@@ -89,9 +89,7 @@ impl Holder {
 
     fn write(&self, dir: &Path) -> Result<(), NsError> {
         let path = dir.join(HOLDER_FILE);
-        let tmp = dir.join(".holder.tmp");
-        fs::write(&tmp, format!("{} {}\n", self.pid, self.start_time))
-            .and_then(|_| fs::rename(&tmp, &path))
+        super::replace_file(&path, format!("{} {}\n", self.pid, self.start_time).as_bytes())
             .map_err(|source| NsError::Io { op: "write", path, source })
     }
 
@@ -176,15 +174,9 @@ fn holder_program() -> Result<&'static std::os::fd::OwnedFd, NsError> {
     if let Some(fd) = PROGRAM.get() {
         return Ok(fd);
     }
-    use std::io::Write;
-    // SAFETY: a NUL-terminated name; the descriptor is owned from here on.
-    let fd = unsafe { libc::memfd_create(c"k3rs-holder".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(NsError::Holder(format!("memfd_create: {}", io::Error::last_os_error())));
-    }
-    let mut file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    file.write_all(crate::kubelet::runtime::shim::MONITOR).map_err(|e| NsError::Holder(format!("write the program: {e}")))?;
-    Ok(PROGRAM.get_or_init(|| file.into()))
+    let fd = crate::kubelet::runtime::shim::monitor_program(c"k3rs-holder")
+        .map_err(|e| NsError::Holder(format!("write the program into a memory file: {e}")))?;
+    Ok(PROGRAM.get_or_init(|| fd))
 }
 
 /// Runs the holder program; it forks and reports the PID of the process that stays.

@@ -275,6 +275,21 @@ fn create_container(cfg: &ShimConfig) -> Result<Created, String> {
 /// The monitor program (src/kubelet/runtime/monitor/main.rs), built by build.rs.
 pub static MONITOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k3rs-monitor"));
 
+/// The monitor program in a new memory file (close-on-exec) named `name`, ready to be
+/// executed with `fexecve` or through `/proc/self/fd/N`.
+pub fn monitor_program(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name; the descriptor is owned from here on.
+    let mem = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if mem < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mem = unsafe { OwnedFd::from_raw_fd(mem) };
+    if !write_all(mem.as_raw_fd(), MONITOR) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(mem)
+}
+
 /// Becomes the monitor: the program is copied into a memory file and executed from there, so
 /// this process keeps its PID, its child (the container) and the stdio pipes, and drops the
 /// k3rs image and everything libcontainer left in memory.
@@ -282,15 +297,10 @@ fn exec_monitor(c: &Created) -> io::Error {
     for fd in &c.keep {
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
     }
-    let name = CString::new("k3rs-shim").unwrap_or_default();
-    let mem = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if mem < 0 {
-        return io::Error::last_os_error();
-    }
-    let mem = unsafe { OwnedFd::from_raw_fd(mem) };
-    if !write_all(mem.as_raw_fd(), MONITOR) {
-        return io::Error::last_os_error();
-    }
+    let mem = match monitor_program(c"k3rs-shim") {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
     let a = &c.args;
     let args: Vec<CString> = [
         "k3rs-shim".to_string(),
