@@ -203,7 +203,9 @@ fn tls_config(kc: &Kubeconfig, client_cert: bool, alpn: &[u8]) -> Result<Arc<rus
         .map_err(|e| format!("TLS versions: {e}"))?
         .with_root_certificates(roots);
     let mut config = if client_cert {
-        builder.with_client_auth_cert(kc.cert.clone(), kc.key.clone_key()).map_err(|e| format!("client certificate: {e}"))?
+        builder
+            .with_client_auth_cert(kc.cert.clone(), kc.key.clone_key())
+            .map_err(|e| format!("client certificate: {e}"))?
     } else {
         builder.with_no_client_auth()
     };
@@ -253,7 +255,10 @@ impl Conn {
     }
 
     async fn start(&self, method: Method, path: &str, body: Body<'_>) -> Result<hyper::Response<Incoming>, String> {
-        let mut req = Request::builder().method(method.clone()).uri(format!("{}{path}", self.base)).header("accept", "application/json");
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base))
+            .header("accept", "application/json");
         let body = match body {
             Body::None => Full::new(Bytes::new()),
             Body::Json(ct, b) => {
@@ -273,7 +278,10 @@ impl Conn {
         let status = resp.status();
         let bytes = resp.into_body().collect().await.map_err(|e| format!("{method} {path}: body: {e}"))?.to_bytes();
         if status != want {
-            return Err(format!("{method} {path}: {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])));
+            return Err(format!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ));
         }
         Ok(bytes)
     }
@@ -298,7 +306,9 @@ fn configmap(name: &str, i: usize) -> Vec<u8> {
 async fn create_namespace(c: &Conn, name: &str) -> Result<(), String> {
     let ns = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
         .map_err(|e| e.to_string())?;
-    c.call(Method::POST, "/api/v1/namespaces", Body::Json("application/json", ns), StatusCode::CREATED).await.map(|_| ())
+    c.call(Method::POST, "/api/v1/namespaces", Body::Json("application/json", ns), StatusCode::CREATED)
+        .await
+        .map(|_| ())
 }
 
 #[derive(Deserialize)]
@@ -321,7 +331,10 @@ struct List {
 }
 
 fn rv_of(meta: &Meta) -> Result<u64, String> {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok()).ok_or_else(|| "no numeric resourceVersion".to_string())
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "no numeric resourceVersion".to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -456,7 +469,9 @@ async fn startup(failures: &Failures) {
 
     println!("\nstartup benchmark: exec -> first GET /readyz ok ({BOOTS} runs each; probe every 5 ms, fresh TCP+TLS connection, HTTP/1.1, server certificate verified against the kubeconfig's CA)");
     println!("{:<44} {:>10} {:>10} {:>12} {:>8}", "measure", "median", "max", "target", "");
-    for (name, lat, target) in [("first boot (fresh data dir, PKI generated)", &first, 1000.0), ("warm boot (same data dir)", &warm, 300.0)] {
+    for (name, lat, target) in
+        [("first boot (fresh data dir, PKI generated)", &first, 1000.0), ("warm boot (same data dir)", &warm, 300.0)]
+    {
         if lat.0.is_empty() {
             println!("{name:<44} {:>10}", "failed");
             continue;
@@ -486,7 +501,13 @@ async fn startup(failures: &Failures) {
 // API workloads
 
 /// Creates `names` (from a shared ticket counter) across the connections until `until`.
-async fn create_many(conns: &[Conn], ns: &str, prefix: &str, max: usize, until: Option<Duration>) -> (usize, Duration, Lat, Vec<String>) {
+async fn create_many(
+    conns: &[Conn],
+    ns: &str,
+    prefix: &str,
+    max: usize,
+    until: Option<Duration>,
+) -> (usize, Duration, Lat, Vec<String>) {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -545,8 +566,10 @@ async fn patch_open_loop(conns: &[Conn], ns: &str, prefix: &str) -> (Duration, L
         tasks.push(tokio::spawn(async move {
             // kubectl patch defaults to strategic merge; controllers often send merge patches.
             let ct = if i % 2 == 0 { "application/merge-patch+json" } else { "application/strategic-merge-patch+json" };
-            let body = serde_json::to_vec(&json!({"data": {"payload": payload(i)}, "metadata": {"annotations": {"bench/seq": i.to_string()}}}))
-                .unwrap_or_default();
+            let body = serde_json::to_vec(
+                &json!({"data": {"payload": payload(i)}, "metadata": {"annotations": {"bench/seq": i.to_string()}}}),
+            )
+            .unwrap_or_default();
             let sent = Instant::now();
             let r = c.call(Method::PATCH, &path, Body::Json(ct, body), StatusCode::OK).await;
             // From the scheduled start, not the send: queueing in a lagging client counts.
@@ -669,7 +692,8 @@ async fn read_watch(body: &mut Incoming, got: &mut Vec<(u64, String, Instant)>, 
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            let l: Line = serde_json::from_slice(&line).map_err(|e| format!("watch line: {e}: {}", String::from_utf8_lossy(&line)))?;
+            let l: Line = serde_json::from_slice(&line)
+                .map_err(|e| format!("watch line: {e}: {}", String::from_utf8_lossy(&line)))?;
             match l.kind.as_str() {
                 "BOOKMARK" => {}
                 "ERROR" => return Err(format!("watch ERROR event: {}", String::from_utf8_lossy(&line))),
@@ -680,7 +704,13 @@ async fn read_watch(body: &mut Incoming, got: &mut Vec<(u64, String, Instant)>, 
     Ok(())
 }
 
-async fn watch_fanout(port: u16, tls: &Arc<rustls::ClientConfig>, writer: &Conn, ns: &str, failures: &Failures) -> WatchOutcome {
+async fn watch_fanout(
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+    writer: &Conn,
+    ns: &str,
+    failures: &Failures,
+) -> WatchOutcome {
     let mut outcome = WatchOutcome { delivered: 0, complete: 0, lat: Lat::default() };
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
     let rv = match writer.call(Method::GET, &path, Body::None, StatusCode::OK).await.and_then(|b| {
@@ -747,13 +777,30 @@ async fn watch_fanout(port: u16, tls: &Arc<rustls::ClientConfig>, writer: &Conn,
         let n = i % (WATCH_WRITES / 2);
         let t = Instant::now();
         let r = if i < WATCH_WRITES / 2 {
-            writer.call(Method::POST, &path, Body::Json("application/json", configmap(&format!("w-{n:05}"), i)), StatusCode::CREATED).await
+            writer
+                .call(
+                    Method::POST,
+                    &path,
+                    Body::Json("application/json", configmap(&format!("w-{n:05}"), i)),
+                    StatusCode::CREATED,
+                )
+                .await
         } else {
             let patch = serde_json::to_vec(&json!({"data": {"payload": payload(i)}})).unwrap_or_default();
-            writer.call(Method::PATCH, &format!("{path}/w-{n:05}"), Body::Json("application/merge-patch+json", patch), StatusCode::OK).await
+            writer
+                .call(
+                    Method::PATCH,
+                    &format!("{path}/w-{n:05}"),
+                    Body::Json("application/merge-patch+json", patch),
+                    StatusCode::OK,
+                )
+                .await
         };
         let kind = if i < WATCH_WRITES / 2 { "ADDED" } else { "MODIFIED" };
-        match r.and_then(|b| serde_json::from_slice::<Object>(&b).map_err(|e| e.to_string())).and_then(|o| rv_of(&o.metadata)) {
+        match r
+            .and_then(|b| serde_json::from_slice::<Object>(&b).map_err(|e| e.to_string()))
+            .and_then(|o| rv_of(&o.metadata))
+        {
             Ok(rv) => {
                 sent.insert(rv, (t, kind));
             }
@@ -842,7 +889,8 @@ async fn api(failures: &Failures) {
     }
 
     eprintln!("(a) creates: {CLIENTS} clients, {} s or {CREATE_MAX}", CREATE_FOR.as_secs());
-    let (creates, create_time, create_lat, errs) = create_many(&conns, "bench-create", "c-", CREATE_MAX, Some(CREATE_FOR)).await;
+    let (creates, create_time, create_lat, errs) =
+        create_many(&conns, "bench-create", "c-", CREATE_MAX, Some(CREATE_FOR)).await;
     errs.into_iter().for_each(|e| failures.add(format!("create: {e}")));
     let create_rate = creates as f64 / create_time.as_secs_f64();
 
@@ -927,7 +975,11 @@ async fn api(failures: &Failures) {
         ms(patch_sent_lat.pct(0.99)),
         ms(patch_lat.max())
     );
-    println!("    server memory at the end: VmRSS {:.1} MiB, VmHWM {:.1} MiB", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "    server memory at the end: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!("    (c) latency: request sent to last body byte received, JSON decoding excluded; (b) from each request's scheduled start; (d) from the write being sent");
 }
 

@@ -56,9 +56,9 @@ impl Server {
 
 fn dir_or_file_size(p: &Path) -> u64 {
     match std::fs::metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::read_dir(p)
-            .map(|rd| rd.flatten().map(|e| dir_or_file_size(&e.path())).sum())
-            .unwrap_or(0),
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| dir_or_file_size(&e.path())).sum()).unwrap_or(0)
+        }
         Ok(m) => m.len(),
         Err(_) => 0,
     }
@@ -103,7 +103,9 @@ async fn connect_unix(sock: &Path) -> Client {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_| {
             let sock = sock.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(sock).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
+            }
         }))
         .await
         .expect("connect to the k3rs etcd socket");
@@ -389,7 +391,14 @@ fn main() {
     for (i, wl) in names.iter().enumerate() {
         for r in &reports {
             let m = &r.rows[i].1;
-            println!("{:<30} {:>6} {:>12.0} {:>10} {:>10}", wl, r.name, m.ops_per_sec(), ms(m.pct(0.50)), ms(m.pct(0.99)));
+            println!(
+                "{:<30} {:>6} {:>12.0} {:>10} {:>10}",
+                wl,
+                r.name,
+                m.ops_per_sec(),
+                ms(m.pct(0.50)),
+                ms(m.pct(0.99))
+            );
         }
         if reports.len() == 2 {
             let (a, b) = (&reports[0].rows[i].1, &reports[1].rows[i].1);

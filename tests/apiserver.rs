@@ -29,7 +29,14 @@ fn admin() -> Identity {
 }
 
 impl Api {
-    async fn call_as(&self, who: Option<Identity>, method: Method, uri: &str, ct: &str, body: Value) -> (StatusCode, Value) {
+    async fn call_as(
+        &self,
+        who: Option<Identity>,
+        method: Method,
+        uri: &str,
+        ct: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let body = if body.is_null() { Body::empty() } else { Body::from(serde_json::to_vec(&body).unwrap()) };
         let mut req = Request::builder().method(method).uri(uri).header("content-type", ct).body(body).unwrap();
         if let Some(id) = who {
@@ -73,7 +80,13 @@ async fn configmap_lifecycle_with_statuses_like_upstream() {
     assert_eq!(updated["data"]["k"], "v2");
 
     let (code, patched) = a
-        .call_as(Some(admin()), Method::PATCH, "/api/v1/namespaces/default/configmaps/app", "application/merge-patch+json", json!({"data": {"x": "y"}}))
+        .call_as(
+            Some(admin()),
+            Method::PATCH,
+            "/api/v1/namespaces/default/configmaps/app",
+            "application/merge-patch+json",
+            json!({"data": {"x": "y"}}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{patched}");
     assert_eq!(patched["data"], json!({"k": "v2", "x": "y"}));
@@ -92,22 +105,49 @@ async fn configmap_lifecycle_with_statuses_like_upstream() {
 #[tokio::test]
 async fn bad_input_gets_a_status() {
     let a = api().await;
-    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/default/configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}})).await;
+    let (code, st) = a
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}),
+        )
+        .await;
     assert_eq!((code, st["reason"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Invalid")), "{st}");
     assert_eq!(st["details"]["causes"][0]["field"], "metadata.name");
-    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/nope/configmaps", json!({"metadata": {"name": "x"}})).await;
+    let (code, st) =
+        a.call(Method::POST, "/api/v1/namespaces/nope/configmaps", json!({"metadata": {"name": "x"}})).await;
     assert_eq!((code, st["message"].as_str()), (StatusCode::NOT_FOUND, Some("namespaces \"nope\" not found")));
-    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/default/configmaps", json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).await;
+    let (code, st) = a
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+        )
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{st}");
     let (code, _) = a.call_as(None, Method::GET, "/api/v1/namespaces", "application/json", Value::Null).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    let (code, st) = a.call_as(Some(Identity::new("bob", &["system:authenticated"])), Method::GET, "/api/v1/namespaces", "application/json", Value::Null).await;
+    let (code, st) = a
+        .call_as(
+            Some(Identity::new("bob", &["system:authenticated"])),
+            Method::GET,
+            "/api/v1/namespaces",
+            "application/json",
+            Value::Null,
+        )
+        .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
     assert_eq!(st["message"], "namespaces is forbidden: User \"bob\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope");
     let (code, _) = a.call_as(None, Method::GET, "/readyz", "application/json", Value::Null).await;
     assert_eq!(code, StatusCode::OK);
     let big = "x".repeat(4 * 1024 * 1024);
-    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "big"}, "data": {"k": big}})).await;
+    let (code, st) = a
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "big"}, "data": {"k": big}}),
+        )
+        .await;
     assert_eq!((code, st["reason"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLarge")));
 }
 
@@ -115,7 +155,13 @@ async fn bad_input_gets_a_status() {
 async fn pagination_is_consistent_and_watch_streams_changes() {
     let a = api().await;
     for i in 0..7 {
-        let (code, _) = a.call(Method::POST, "/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": format!("cm{i}")}})).await;
+        let (code, _) = a
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/default/configmaps",
+                json!({"metadata": {"name": format!("cm{i}")}}),
+            )
+            .await;
         assert_eq!(code, StatusCode::CREATED);
     }
     let (_, p1) = a.call(Method::GET, "/api/v1/namespaces/default/configmaps?limit=3", Value::Null).await;
@@ -124,8 +170,11 @@ async fn pagination_is_consistent_and_watch_streams_changes() {
     let token = p1["metadata"]["continue"].as_str().unwrap().to_string();
     // A write between pages does not show in later pages of the same list.
     a.call(Method::POST, "/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "cm9"}})).await;
-    let (_, p2) = a.call(Method::GET, &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"), Value::Null).await;
-    let names: Vec<&str> = p2["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+    let (_, p2) = a
+        .call(Method::GET, &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"), Value::Null)
+        .await;
+    let names: Vec<&str> =
+        p2["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["cm3", "cm4", "cm5", "cm6"]);
     assert!(p2["metadata"].get("continue").is_none());
 
@@ -142,15 +191,22 @@ async fn pagination_is_consistent_and_watch_streams_changes() {
     let mut lines = Vec::new();
     let mut buf = Vec::new();
     while lines.len() < 2 {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap().unwrap().unwrap();
+        let chunk =
+            tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap().unwrap().unwrap();
         buf.extend_from_slice(&chunk);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let l: Vec<u8> = buf.drain(..=i).collect();
             lines.push(serde_json::from_slice::<Value>(&l).unwrap());
         }
     }
-    assert_eq!((lines[0]["type"].as_str(), lines[0]["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("cm9")));
-    assert_eq!((lines[1]["type"].as_str(), lines[1]["object"]["metadata"]["name"].as_str()), (Some("DELETED"), Some("cm0")));
+    assert_eq!(
+        (lines[0]["type"].as_str(), lines[0]["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("cm9"))
+    );
+    assert_eq!(
+        (lines[1]["type"].as_str(), lines[1]["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("cm0"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,14 +214,19 @@ async fn deleting_a_namespace_deletes_its_content_then_itself() {
     let a = api().await;
     let (code, _) = a.call(Method::POST, "/api/v1/namespaces", json!({"metadata": {"name": "team"}})).await;
     assert_eq!(code, StatusCode::CREATED);
-    let (code, _) = a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "c"}})).await;
+    let (code, _) =
+        a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "c"}})).await;
     assert_eq!(code, StatusCode::CREATED);
     let (code, ns) = a.call(Method::DELETE, "/api/v1/namespaces/team", Value::Null).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
-    let (code, st) = a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "d"}})).await;
+    let (code, st) =
+        a.call(Method::POST, "/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "d"}})).await;
     assert_eq!(code, StatusCode::FORBIDDEN);
-    assert_eq!(st["message"], "configmaps is forbidden: unable to create new content in namespace team because it is being terminated");
+    assert_eq!(
+        st["message"],
+        "configmaps is forbidden: unable to create new content in namespace team because it is being terminated"
+    );
 
     let client = k3rs::client::Client::new(a.api.clone(), Identity::new("system:kube-controller-manager", &[]));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -224,7 +285,8 @@ async fn pods_on_a_node_are_deleted_gracefully() {
     let (code, _) = a.call(Method::GET, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
     assert_eq!(code, StatusCode::OK);
     // The kubelet's final delete (grace period 0) removes it.
-    let (code, _) = a.call(Method::DELETE, "/api/v1/namespaces/default/pods/placed?gracePeriodSeconds=0", Value::Null).await;
+    let (code, _) =
+        a.call(Method::DELETE, "/api/v1/namespaces/default/pods/placed?gracePeriodSeconds=0", Value::Null).await;
     assert_eq!(code, StatusCode::OK);
     let (code, _) = a.call(Method::GET, "/api/v1/namespaces/default/pods/placed", Value::Null).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
@@ -245,16 +307,30 @@ async fn service_account_tokens_authenticate_until_the_account_is_gone() {
     .unwrap();
     let tokens = Arc::new(pki.service_account_tokens().clone());
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap();
-    let api = ApiServer::with_options(Arc::new(store), k3rs::apiserver::ApiOptions { tokens: Some(tokens.clone()), ..Default::default() });
+    let api = ApiServer::with_options(
+        Arc::new(store),
+        k3rs::apiserver::ApiOptions { tokens: Some(tokens.clone()), ..Default::default() },
+    );
     api.bootstrap().await.unwrap();
     let a = Api { api, _dir: dir };
-    let (code, sa) = a.call(Method::POST, "/api/v1/namespaces/default/serviceaccounts", json!({"metadata": {"name": "robot"}})).await;
+    let (code, sa) = a
+        .call(Method::POST, "/api/v1/namespaces/default/serviceaccounts", json!({"metadata": {"name": "robot"}}))
+        .await;
     assert_eq!(code, StatusCode::CREATED, "{sa}");
     let uid = sa["metadata"]["uid"].as_str().unwrap();
-    let claims = tokens.bound_claims("default", k3rs::pki::ObjectRef::new("robot", uid), time::OffsetDateTime::now_utc(), time::Duration::hours(1));
+    let claims = tokens.bound_claims(
+        "default",
+        k3rs::pki::ObjectRef::new("robot", uid),
+        time::OffsetDateTime::now_utc(),
+        time::Duration::hours(1),
+    );
     let token = tokens.issue(&claims).unwrap();
     let with_token = |t: &str| {
-        Request::builder().uri("/api/v1/namespaces/default/configmaps").header("authorization", format!("Bearer {t}")).body(Body::empty()).unwrap()
+        Request::builder()
+            .uri("/api/v1/namespaces/default/configmaps")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap()
     };
     let resp = a.api.router().oneshot(with_token(&token)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN, "an authenticated service account is not authorized yet");

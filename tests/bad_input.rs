@@ -112,8 +112,29 @@ fn json_tree() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             proptest::collection::btree_map(
-                prop::sample::select(vec!["metadata", "spec", "status", "ports", "port", "nodePort", "clusterIP", "type", "name", "labels",
-                    "template", "containers", "image", "selector", "matchLabels", "replicas", "data", "finalizers", "strategy", "x"]).prop_map(str::to_string),
+                prop::sample::select(vec![
+                    "metadata",
+                    "spec",
+                    "status",
+                    "ports",
+                    "port",
+                    "nodePort",
+                    "clusterIP",
+                    "type",
+                    "name",
+                    "labels",
+                    "template",
+                    "containers",
+                    "image",
+                    "selector",
+                    "matchLabels",
+                    "replicas",
+                    "data",
+                    "finalizers",
+                    "strategy",
+                    "x"
+                ])
+                .prop_map(str::to_string),
                 inner,
                 0..5,
             )

@@ -46,7 +46,13 @@ impl Sandbox {
             self.write("config.yaml", "");
         }
         let mut cmd = k3rs();
-        cmd.arg("server").arg("--disable-agent").arg("--config").arg(&config).arg("--data-dir").arg(self.path("data")).args(args);
+        cmd.arg("server")
+            .arg("--disable-agent")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(args);
         cmd
     }
 

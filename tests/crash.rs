@@ -44,9 +44,13 @@ fn crash_child() {
                     }
                     // ...and a compare-and-swap counter per writer.
                     let (_, cur) = store.get(&counter, None).await.unwrap();
-                    let value = cur.as_ref().map_or(0, |kv| std::str::from_utf8(&kv.value).unwrap().parse::<u64>().unwrap()) + 1;
+                    let value =
+                        cur.as_ref().map_or(0, |kv| std::str::from_utf8(&kv.value).unwrap().parse::<u64>().unwrap())
+                            + 1;
                     let r = match cur {
-                        Some(kv) => store.update(counter.clone(), Bytes::from(value.to_string()), kv.mod_revision, None).await,
+                        Some(kv) => {
+                            store.update(counter.clone(), Bytes::from(value.to_string()), kv.mod_revision, None).await
+                        }
                         None => store.create(counter.clone(), Bytes::from(value.to_string()), None).await,
                     };
                     if matches!(r, Ok(WriteOutcome::Applied { .. })) {

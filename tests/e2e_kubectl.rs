@@ -60,11 +60,20 @@ fn smoke(c: &Cluster, kubectl: &Path) {
     assert_eq!(k(&["get", "cm", "app-config", "-o", "jsonpath={.data.m}{.data.j}"]), "12");
 
     ki(&["apply", "-f", "-"], DEPLOYMENT);
-    k(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.37"}]}}}}"#]);
+    k(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.37"}]}}}}"#,
+    ]);
     let dep = k(&["get", "deploy", "web", "-o", "json"]);
     let d: serde_json::Value = serde_json::from_str(&dep).unwrap();
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"], "A", "strategic merge keeps the other fields");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"], "A",
+        "strategic merge keeps the other fields"
+    );
     assert_eq!(d["metadata"]["generation"], 2);
     k(&["delete", "deploy", "web"]);
     k(&["delete", "cm", "app-config"]);
@@ -124,10 +133,19 @@ fn kubectl_verbs_on_the_named_resources() {
         ki(&["create", "-f", "-"], &first);
         let uid = k(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]);
         let diff = c.kubectl_with(kubectl, &["diff", "-f", "-"], Some(&second));
-        assert_eq!(diff.status.code(), Some(1), "kubectl diff must report the change for {kind}: {}", String::from_utf8_lossy(&diff.stderr));
+        assert_eq!(
+            diff.status.code(),
+            Some(1),
+            "kubectl diff must report the change for {kind}: {}",
+            String::from_utf8_lossy(&diff.stderr)
+        );
         // kubectl masks secret values in diffs.
         if *kind != "secret" {
-            assert!(String::from_utf8_lossy(&diff.stdout).contains("1.37"), "{kind}: {}", String::from_utf8_lossy(&diff.stdout));
+            assert!(
+                String::from_utf8_lossy(&diff.stdout).contains("1.37"),
+                "{kind}: {}",
+                String::from_utf8_lossy(&diff.stdout)
+            );
         }
         ki(&["apply", "-f", "-"], &second);
         assert_eq!(k(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]), uid, "{kind}: apply must patch in place");
@@ -144,7 +162,14 @@ fn kubectl_verbs_on_the_named_resources() {
         let replaced = k(&["get", kind, name, "-o", "json"]);
         ki(&["replace", "-f", "-"], &replaced);
         k(&["patch", kind, name, "--type=merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#]);
-        k(&["patch", kind, name, "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#]);
+        k(&[
+            "patch",
+            kind,
+            name,
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#,
+        ]);
         k(&["patch", kind, name, "-p", r#"{"metadata":{"labels":{"strategic":"yes"}}}"#]);
         let labels = k(&["get", kind, name, "-o", "jsonpath={.metadata.labels}"]);
         for l in ["merged", "json", "strategic", "extra"] {
@@ -189,7 +214,11 @@ fn api_resources_explain_and_watch() {
 fn auth_whoami_can_i_and_impersonation_over_tls() {
     let c = Cluster::start("auth");
     let kubectl = Path::new("kubectl");
-    let who = c.ok(kubectl, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"], None);
+    let who = c.ok(
+        kubectl,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"],
+        None,
+    );
     assert_eq!(who, r#"system:admin ["system:masters","system:authenticated"]"#);
     assert_eq!(c.ok(kubectl, &["auth", "can-i", "create", "pods"], None).trim(), "yes");
     let list = c.ok(kubectl, &["auth", "can-i", "--list"], None);

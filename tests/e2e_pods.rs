@@ -90,7 +90,8 @@ fn pods_run_log_exec_and_delete() {
     let again = k3rs::kubelet::network::netns::Holder::read(&sandbox).expect("a new holder");
     assert!(again.alive() && again != holder);
     assert_eq!(c.k(&["exec", "talker", "--", "hostname"]), "talker\n");
-    let events = c.k(&["get", "events", "--field-selector", "involvedObject.name=talker", "-o", "jsonpath={.items[*].reason}"]);
+    let events =
+        c.k(&["get", "events", "--field-selector", "involvedObject.name=talker", "-o", "jsonpath={.items[*].reason}"]);
     assert!(events.contains("SandboxChanged"), "{events}");
 
     // Graceful deletion: sleep as PID 1 ignores SIGTERM, so the grace period runs out.

@@ -46,7 +46,11 @@ fn imports_oci_and_docker_archives_once() {
 
     let t = Instant::now();
     let images = store.import_archive(&oci).expect("import OCI archive");
-    eprintln!("busybox OCI archive ({} bytes) imported in {:?}", std::fs::metadata(&oci).map(|m| m.len()).unwrap_or(0), t.elapsed());
+    eprintln!(
+        "busybox OCI archive ({} bytes) imported in {:?}",
+        std::fs::metadata(&oci).map(|m| m.len()).unwrap_or(0),
+        t.elapsed()
+    );
     assert_eq!(images.len(), 1);
     let a = &images[0];
     assert_eq!(a.names, ["docker.io/library/busybox:1.0"]);
@@ -69,7 +73,14 @@ fn imports_oci_and_docker_archives_once() {
     assert_eq!(count_entries(&dir.path().join("store/layers")), 1, "unpacked once");
 
     // Lookups by name (familiar or full), ID, short ID and repo digest.
-    for r in ["busybox:1.0", "docker.io/library/busybox:1.0", "example.com/tools/busybox:2.0", &a.id, &a.id[7..19], &a.repo_digests[0]] {
+    for r in [
+        "busybox:1.0",
+        "docker.io/library/busybox:1.0",
+        "example.com/tools/busybox:2.0",
+        &a.id,
+        &a.id[7..19],
+        &a.repo_digests[0],
+    ] {
         assert_eq!(store.resolve(r).expect("resolve").map(|i| i.id), Some(a.id.clone()), "{r}");
     }
     assert_eq!(store.resolve("busybox:latest").expect("resolve"), None);
@@ -158,8 +169,12 @@ fn whiteouts_and_opaque_dirs_through_the_overlay_rootfs() {
     let mut l2 = LayerBuilder::new();
     l2.whiteout("opt/gone").whiteout("bin/cat");
     l2.dir("var/old", 0o755).opaque("var/old").file("var/old/y", 0o644, b"y\n");
-    let archive =
-        busybox::oci_archive_with_layers(dir.path(), "layered:1", &[busybox::busybox_layer(), l1.finish(), l2.finish()], &["sh"]);
+    let archive = busybox::oci_archive_with_layers(
+        dir.path(),
+        "layered:1",
+        &[busybox::busybox_layer(), l1.finish(), l2.finish()],
+        &["sh"],
+    );
     let image = store.import_archive(&archive).expect("import").remove(0);
     assert_eq!(image.layers.len(), 3);
 
@@ -287,8 +302,19 @@ fn cli_imports_lists_and_removes() {
     let data = dir.path().join("data");
     let archive = busybox::oci_archive(dir.path(), "busybox:cli");
     let run = |args: &[&str]| {
-        let out = k3rs().args(["images", "--config"]).arg(&config).arg("--data-dir").arg(&data).args(args).output().expect("run k3rs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = k3rs()
+            .args(["images", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .expect("run k3rs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, out, err) = run(&["import", archive.to_str().expect("utf-8")]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -426,7 +452,10 @@ async fn pulls_over_http_with_mirrors_and_reports_failures() {
     assert!(store.layer_path(&image.layers[0]).join("bin/busybox").is_file());
     // Pinned by digest: the manifest is checked against it.
     let digest = image.repo_digests[0].split('@').nth(1).expect("digest").to_string();
-    let pinned = store.pull(&format!("{}/busybox@{digest}", registry.host()), &PullOptions::default()).await.expect("pull by digest");
+    let pinned = store
+        .pull(&format!("{}/busybox@{digest}", registry.host()), &PullOptions::default())
+        .await
+        .expect("pull by digest");
     assert_eq!(pinned.id, image.id);
     assert!(store.resolve(&format!("{}/busybox@{digest}", registry.host())).expect("resolve").is_some());
 
@@ -441,7 +470,11 @@ async fn pulls_over_http_with_mirrors_and_reports_failures() {
         .expect("run k3rs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&image.id));
-    assert!(ImageStore::open(&data.join("agent/image-store")).expect("open").resolve(&reference).expect("resolve").is_some());
+    assert!(ImageStore::open(&data.join("agent/image-store"))
+        .expect("open")
+        .resolve(&reference)
+        .expect("resolve")
+        .is_some());
 
     // docker.io through a mirror with a rewrite: nothing leaves the machine.
     let yaml = format!(
@@ -495,34 +528,53 @@ async fn pulls_over_https_with_basic_auth() {
         )
     };
     let no_auth = RegistriesConfig::parse(&yaml("")).expect("parse");
-    let err = store.pull(&reference, &PullOptions { registries: no_auth.clone(), credentials: vec![] }).await.expect_err("needs auth");
+    let err = store
+        .pull(&reference, &PullOptions { registries: no_auth.clone(), credentials: vec![] })
+        .await
+        .expect_err("needs auth");
     assert!(matches!(err, ImageError::PullUnauthorized { .. }), "{err}");
 
     // Credentials from an imagePullSecret.
     let wrong = Credential { registry: host.clone(), username: "alice".into(), password: "wrong".into() };
-    let err = store.pull(&reference, &PullOptions { registries: no_auth.clone(), credentials: vec![wrong] }).await.expect_err("bad password");
+    let err = store
+        .pull(&reference, &PullOptions { registries: no_auth.clone(), credentials: vec![wrong] })
+        .await
+        .expect_err("bad password");
     assert!(matches!(err, ImageError::PullUnauthorized { .. }), "{err}");
     let right = Credential { registry: host.clone(), username: "alice".into(), password: "s3cret".into() };
     let t = Instant::now();
-    let image = store.pull(&reference, &PullOptions { registries: no_auth, credentials: vec![right] }).await.expect("pull with secret");
+    let image = store
+        .pull(&reference, &PullOptions { registries: no_auth, credentials: vec![right] })
+        .await
+        .expect("pull with secret");
     eprintln!("busybox pulled over HTTPS with basic auth in {:?}", t.elapsed());
     assert_eq!(image.names, std::slice::from_ref(&reference));
     store.remove(&reference).expect("remove");
 
     // Credentials from registries.yaml.
-    let with_auth = RegistriesConfig::parse(&yaml("    auth:\n      username: alice\n      password: s3cret\n")).expect("parse");
-    store.pull(&reference, &PullOptions { registries: with_auth, credentials: vec![] }).await.expect("pull with config auth");
+    let with_auth =
+        RegistriesConfig::parse(&yaml("    auth:\n      username: alice\n      password: s3cret\n")).expect("parse");
+    store
+        .pull(&reference, &PullOptions { registries: with_auth, credentials: vec![] })
+        .await
+        .expect("pull with config auth");
 
     // Without the CA the certificate is refused, unless verification is turned off.
     let untrusted = format!("mirrors:\n  \"{host}\":\n    endpoint: [\"https://{host}\"]\nconfigs:\n  \"{host}\":\n    auth:\n      username: alice\n      password: s3cret\n");
     let err = store
-        .pull(&reference, &PullOptions { registries: RegistriesConfig::parse(&untrusted).expect("parse"), credentials: vec![] })
+        .pull(
+            &reference,
+            &PullOptions { registries: RegistriesConfig::parse(&untrusted).expect("parse"), credentials: vec![] },
+        )
         .await
         .expect_err("unknown CA");
     assert!(matches!(err, ImageError::PullNetwork { .. }), "{err}");
     let insecure = format!("{untrusted}    tls:\n      insecure_skip_verify: true\n");
     store
-        .pull(&reference, &PullOptions { registries: RegistriesConfig::parse(&insecure).expect("parse"), credentials: vec![] })
+        .pull(
+            &reference,
+            &PullOptions { registries: RegistriesConfig::parse(&insecure).expect("parse"), credentials: vec![] },
+        )
         .await
         .expect("pull without verification");
 }
@@ -546,7 +598,10 @@ impl TokenServer {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let dir = tempfile::tempdir().expect("tempdir");
         let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["k3rs-token-signer".to_string()]).expect("params").self_signed(&key).expect("cert");
+        let cert = rcgen::CertificateParams::new(vec!["k3rs-token-signer".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
         let bundle = dir.path().join("token-ca.pem");
         std::fs::write(&bundle, cert.pem()).expect("write bundle");
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
@@ -562,8 +617,12 @@ impl TokenServer {
         });
         let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
         let rng = ring::rand::SystemRandom::new();
-        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng)
-            .expect("signing key");
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &rng,
+        )
+        .expect("signing key");
         let sig = signer.sign(&rng, signing_input.as_bytes()).expect("sign");
         let token = format!("{signing_input}.{}", b64.encode(sig.as_ref()));
         let body = serde_json::json!({"token": token, "expires_in": 3600}).to_string();
@@ -600,7 +659,8 @@ async fn pulls_with_bearer_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(dir.path());
     let tokens = TokenServer::start("busybox");
-    let registry = Registry::start(RegistryOptions { htpasswd: None, tls: None, token: Some((&tokens.url, &tokens.bundle)) });
+    let registry =
+        Registry::start(RegistryOptions { htpasswd: None, tls: None, token: Some((&tokens.url, &tokens.bundle)) });
     let oci = busybox::oci_archive(dir.path(), "busybox:1.0");
     registry.push(&oci, "oci-archive", "busybox:1.0", None);
     tokens.seen.lock().expect("lock").clear();

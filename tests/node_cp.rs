@@ -40,7 +40,8 @@ async fn cluster() -> Cluster {
         }
     };
     let started = k3rs::server::apiserver::start(&config, Arc::new(store), stopped).await.expect("server starts");
-    let admin = Client::new(started.api.clone(), Identity::new("system:admin", &["system:masters", "system:authenticated"]));
+    let admin =
+        Client::new(started.api.clone(), Identity::new("system:admin", &["system:masters", "system:authenticated"]));
     Cluster { api: started.api, admin, dir, stop }
 }
 
@@ -76,7 +77,10 @@ fn pod(name: &str, extra_spec: Value) -> Value {
 }
 
 async fn make_namespace(c: &Cluster, ns: &str) {
-    c.admin.post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await.expect("namespace");
+    c.admin
+        .post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        .await
+        .expect("namespace");
 }
 
 /// Waits until the namespace's `default` ServiceAccount exists.
@@ -106,14 +110,19 @@ async fn new_namespaces_get_the_default_service_account_and_the_root_ca_within_a
     // Namespaces from boot have them too.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let path = format!("/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt");
-        within(Duration::from_secs(2), || async { c.admin.get(&path).await.ok() }).await.unwrap_or_else(|| panic!("root CA in {ns}"));
+        within(Duration::from_secs(2), || async { c.admin.get(&path).await.ok() })
+            .await
+            .unwrap_or_else(|| panic!("root CA in {ns}"));
         wait_default_sa(&c, ns).await;
     }
 
     // Deleted: recreated (a new uid).
     let old_uid = c.admin.get(sa_path).await.expect("sa")["metadata"]["uid"].clone();
     c.admin.delete(sa_path).await.expect("delete sa");
-    let back = within(Duration::from_secs(1), || async { c.admin.get(sa_path).await.ok().filter(|s| s["metadata"]["uid"] != old_uid) }).await;
+    let back = within(Duration::from_secs(1), || async {
+        c.admin.get(sa_path).await.ok().filter(|s| s["metadata"]["uid"] != old_uid)
+    })
+    .await;
     assert!(back.is_some(), "default service account not recreated");
     c.admin.delete(cm_path).await.expect("delete cm");
     let back = within(Duration::from_secs(1), || async { c.admin.get(cm_path).await.ok() }).await;
@@ -134,7 +143,10 @@ async fn new_namespaces_get_the_default_service_account_and_the_root_ca_within_a
 
     // A terminating namespace gets nothing back.
     c.admin.delete("/api/v1/namespaces/team-a").await.expect("delete ns");
-    let gone = within(Duration::from_secs(5), || async { c.admin.get("/api/v1/namespaces/team-a").await.err().filter(|e| e.code == 404) }).await;
+    let gone = within(Duration::from_secs(5), || async {
+        c.admin.get("/api/v1/namespaces/team-a").await.err().filter(|e| e.code == 404)
+    })
+    .await;
     assert!(gone.is_some(), "namespace not deleted");
 }
 
@@ -142,7 +154,11 @@ async fn new_namespaces_get_the_default_service_account_and_the_root_ca_within_a
 async fn pods_default_to_the_default_account_and_a_missing_account_is_refused_as_upstream() {
     let c = cluster().await;
     wait_default_sa(&c, "default").await;
-    let created = c.admin.post("/api/v1/namespaces/default/pods", &pod("p1", json!({"schedulerName": "none"}))).await.expect("pod");
+    let created = c
+        .admin
+        .post("/api/v1/namespaces/default/pods", &pod("p1", json!({"schedulerName": "none"})))
+        .await
+        .expect("pod");
     assert_eq!(created["spec"]["serviceAccountName"], "default");
     assert_eq!(created["spec"]["serviceAccount"], "default");
 
@@ -152,7 +168,10 @@ async fn pods_default_to_the_default_account_and_a_missing_account_is_refused_as
         .await
         .expect_err("refused");
     assert_eq!((err.code, err.reason), (403, "Forbidden"));
-    assert_eq!(err.message, r#"pods "p2" is forbidden: error looking up service account default/robot: serviceaccount "robot" not found"#);
+    assert_eq!(
+        err.message,
+        r#"pods "p2" is forbidden: error looking up service account default/robot: serviceaccount "robot" not found"#
+    );
     // The full Status, as kubectl shows it.
     let resp = c.api.router();
     let req = axum::http::Request::builder()
@@ -164,15 +183,26 @@ async fn pods_default_to_the_default_account_and_a_missing_account_is_refused_as
         .expect("request");
     let resp = tower::ServiceExt::oneshot(resp, req).await.expect("response");
     assert_eq!(resp.status(), 403);
-    let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");
     assert_eq!((body["details"]["name"].as_str(), body["details"]["kind"].as_str()), (Some("p2"), Some("pods")));
 
     // Once the account exists the same pod is admitted.
     c.admin
-        .post("/api/v1/namespaces/default/serviceaccounts", &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}}))
+        .post(
+            "/api/v1/namespaces/default/serviceaccounts",
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}}),
+        )
         .await
         .expect("sa");
-    let ok = c.admin.post("/api/v1/namespaces/default/pods", &pod("p2", json!({"serviceAccountName": "robot", "schedulerName": "none"}))).await.expect("pod");
+    let ok = c
+        .admin
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &pod("p2", json!({"serviceAccountName": "robot", "schedulerName": "none"})),
+        )
+        .await
+        .expect("pod");
     assert_eq!(ok["spec"]["serviceAccount"], "robot");
 
     // Mirror pods skip the lookup and get no account.
@@ -193,7 +223,10 @@ async fn binding_assigns_a_pod_once_as_upstream() {
     wait_default_sa(&c, "default").await;
     // A scheduler name nobody serves, so only this test binds.
     for name in ["b1", "b2", "b3"] {
-        c.admin.post("/api/v1/namespaces/default/pods", &pod(name, json!({"schedulerName": "manual"}))).await.expect("pod");
+        c.admin
+            .post("/api/v1/namespaces/default/pods", &pod(name, json!({"schedulerName": "manual"})))
+            .await
+            .expect("pod");
     }
     let binding = |pod: &str, node: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
 
@@ -201,15 +234,26 @@ async fn binding_assigns_a_pod_once_as_upstream() {
     assert_eq!(st, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
     let p = c.admin.get("/api/v1/namespaces/default/pods/b1").await.expect("pod");
     assert_eq!(p["spec"]["nodeName"], "n1");
-    let cond = p["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "PodScheduled").cloned().expect("PodScheduled");
+    let cond = p["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .expect("PodScheduled");
     assert_eq!(cond["status"], "True");
     assert!(cond["lastTransitionTime"].is_string());
 
-    let err = c.admin.post("/api/v1/namespaces/default/pods/b1/binding", &binding("b1", "n2")).await.expect_err("conflict");
+    let err =
+        c.admin.post("/api/v1/namespaces/default/pods/b1/binding", &binding("b1", "n2")).await.expect_err("conflict");
     assert_eq!((err.code, err.reason), (409, "Conflict"));
-    assert_eq!(err.message, r#"Operation cannot be fulfilled on pods/binding "b1": pod b1 is already assigned to node "n1""#);
+    assert_eq!(
+        err.message,
+        r#"Operation cannot be fulfilled on pods/binding "b1": pod b1 is already assigned to node "n1""#
+    );
 
-    let err = c.admin.post("/api/v1/namespaces/default/pods/b2/binding", &binding("b1", "n2")).await.expect_err("mismatch");
+    let err =
+        c.admin.post("/api/v1/namespaces/default/pods/b2/binding", &binding("b1", "n2")).await.expect_err("mismatch");
     assert_eq!((err.code, err.message.as_str()), (400, "name in URL does not match name in Binding object"));
 
     // dryRun: success, nothing changes.
@@ -222,15 +266,25 @@ async fn binding_assigns_a_pod_once_as_upstream() {
     b["metadata"]["annotations"] = json!({"example.com/why": "test"});
     c.admin.post("/api/v1/namespaces/default/bindings", &b).await.expect("bound");
     let p = c.admin.get("/api/v1/namespaces/default/pods/b2").await.expect("pod");
-    assert_eq!((p["spec"]["nodeName"].as_str(), p["metadata"]["annotations"]["example.com/why"].as_str()), (Some("n2"), Some("test")));
+    assert_eq!(
+        (p["spec"]["nodeName"].as_str(), p["metadata"]["annotations"]["example.com/why"].as_str()),
+        (Some("n2"), Some("test"))
+    );
 
-    let err = c.admin.post("/api/v1/namespaces/default/pods/nope/binding", &binding("nope", "n1")).await.expect_err("missing");
+    let err = c
+        .admin
+        .post("/api/v1/namespaces/default/pods/nope/binding", &binding("nope", "n1"))
+        .await
+        .expect_err("missing");
     assert_eq!((err.code, err.message.as_str()), (404, r#"pods "nope" not found"#));
     let mut bad = binding("b3", "");
     bad["target"]["kind"] = json!("Pod");
     let err = c.admin.post("/api/v1/namespaces/default/pods/b3/binding", &bad).await.expect_err("invalid");
     assert_eq!(err.code, 500);
-    assert_eq!(err.message, r#"[target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>", target.name: Required value]"#);
+    assert_eq!(
+        err.message,
+        r#"[target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>", target.name: Required value]"#
+    );
 }
 
 use k3rs::kubelet::node::{self, HostFacts, NodeConditions, NodeSpecInput};
@@ -251,7 +305,8 @@ fn facts(cpus: u64, memory_gib: u64) -> HostFacts {
 /// Registers a node through the API as the kubelet does and keeps its heartbeat going
 /// until the cluster stops.
 async fn start_node(c: &Cluster, name: &str, cpus: u64, memory_gib: u64) -> NodeSpecInput {
-    let mut info = NodeSpecInput::new(name, "127.0.0.1".parse().expect("ip"), "10.42.0.0/16".parse().expect("cidr"), c.dir.path());
+    let mut info =
+        NodeSpecInput::new(name, "127.0.0.1".parse().expect("ip"), "10.42.0.0/16".parse().expect("cidr"), c.dir.path());
     info.facts = Some(facts(cpus, memory_gib));
     info.heartbeat.lease_every = Duration::from_millis(200);
     info.heartbeat.status_every = Duration::from_millis(200);
@@ -267,7 +322,11 @@ async fn start_node(c: &Cluster, name: &str, cpus: u64, memory_gib: u64) -> Node
 async fn wait_bound(c: &Cluster, ns: &str, name: &str) -> Option<String> {
     let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
     within(Duration::from_secs(3), || async {
-        c.admin.get(&path).await.ok().and_then(|p| p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string))
+        c.admin
+            .get(&path)
+            .await
+            .ok()
+            .and_then(|p| p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string))
     })
     .await
 }
@@ -278,7 +337,8 @@ async fn wait_unschedulable(c: &Cluster, ns: &str, name: &str) -> String {
     within(Duration::from_secs(3), || async {
         let p = c.admin.get(&path).await.ok()?;
         let cond = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
-        (cond["status"] == "False" && cond["reason"] == "Unschedulable").then(|| cond["message"].as_str().unwrap_or("").to_string())
+        (cond["status"] == "False" && cond["reason"] == "Unschedulable")
+            .then(|| cond["message"].as_str().unwrap_or("").to_string())
     })
     .await
     .unwrap_or_else(|| panic!("{name} not marked unschedulable"))
@@ -286,11 +346,20 @@ async fn wait_unschedulable(c: &Cluster, ns: &str, name: &str) -> String {
 
 async fn events_for(c: &Cluster, ns: &str, pod: &str) -> Vec<Value> {
     let list = c.admin.get(&format!("/api/v1/namespaces/{ns}/events")).await.expect("events");
-    list["items"].as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["involvedObject"]["name"] == pod).collect()
+    list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == pod)
+        .collect()
 }
 
 fn asking(name: &str, cpu: &str) -> Value {
-    pod(name, json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}))
+    pod(
+        name,
+        json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}),
+    )
 }
 
 #[tokio::test]
@@ -302,7 +371,13 @@ async fn scheduler_binds_to_a_registered_node_and_waits_for_a_big_enough_one() {
     c.admin.post("/api/v1/namespaces/default/pods", &asking("small", "100m")).await.expect("pod");
     assert_eq!(wait_bound(&c, "default", "small").await.as_deref(), Some("node-a"));
     let p = c.admin.get("/api/v1/namespaces/default/pods/small").await.expect("pod");
-    let cond = p["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "PodScheduled").cloned().expect("cond");
+    let cond = p["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .expect("cond");
     assert_eq!(cond["status"], "True");
     let scheduled = within(Duration::from_secs(2), || async {
         events_for(&c, "default", "small").await.into_iter().find(|e| e["reason"] == "Scheduled")
@@ -310,7 +385,10 @@ async fn scheduler_binds_to_a_registered_node_and_waits_for_a_big_enough_one() {
     .await
     .expect("Scheduled event");
     assert_eq!(scheduled["message"], "Successfully assigned default/small to node-a");
-    assert_eq!((scheduled["type"].as_str(), scheduled["source"]["component"].as_str()), (Some("Normal"), Some("default-scheduler")));
+    assert_eq!(
+        (scheduled["type"].as_str(), scheduled["source"]["component"].as_str()),
+        (Some("Normal"), Some("default-scheduler"))
+    );
 
     // Bigger than the node: pending, with upstream's diagnosis and a Warning event.
     c.admin.post("/api/v1/namespaces/default/pods", &asking("huge", "8")).await.expect("pod");
@@ -357,7 +435,8 @@ async fn taints_node_selectors_and_host_ports_are_honoured() {
         "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: x}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
     to_ssd["metadata"]["name"] = json!("to-ssd-tolerant");
-    to_ssd["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]);
+    to_ssd["spec"]["tolerations"] =
+        json!([{"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]);
     c.admin.post("/api/v1/namespaces/default/pods", &to_ssd).await.expect("pod");
     assert_eq!(wait_bound(&c, "default", "to-ssd-tolerant").await.as_deref(), Some("tainted"));
 
@@ -390,7 +469,9 @@ async fn the_node_registers_once_reports_ready_and_renews_its_lease() {
     let info = start_node(&c, "node-a", 2, 4).await;
     let node = within(Duration::from_secs(2), || async {
         c.admin.get("/api/v1/nodes/node-a").await.ok().filter(|n| {
-            n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
         })
     })
     .await
@@ -399,8 +480,17 @@ async fn the_node_registers_once_reports_ready_and_renews_its_lease() {
     assert_eq!(node["spec"]["podCIDR"], "10.42.0.0/24");
     assert_eq!(node["status"]["capacity"]["cpu"], "2");
     assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.33.0+k3rs1");
-    let ready = node["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").cloned().expect("Ready");
-    assert_eq!((ready["reason"].as_str(), ready["message"].as_str()), (Some("KubeletReady"), Some("kubelet is posting ready status")));
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .expect("Ready");
+    assert_eq!(
+        (ready["reason"].as_str(), ready["message"].as_str()),
+        (Some("KubeletReady"), Some("kubelet is posting ready status"))
+    );
     let uid = node["metadata"]["uid"].clone();
 
     let lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a";
@@ -410,7 +500,10 @@ async fn the_node_registers_once_reports_ready_and_renews_its_lease() {
     assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], uid);
     assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
     let first = lease["spec"]["renewTime"].clone();
-    let renewed = within(Duration::from_secs(2), || async { c.admin.get(lease_path).await.ok().filter(|l| l["spec"]["renewTime"] != first) }).await;
+    let renewed = within(Duration::from_secs(2), || async {
+        c.admin.get(lease_path).await.ok().filter(|l| l["spec"]["renewTime"] != first)
+    })
+    .await;
     assert!(renewed.is_some(), "lease not renewed");
 
     // A restart registers again: the same Node object, updated, not replaced.
@@ -427,8 +520,15 @@ async fn the_node_registers_once_reports_ready_and_renews_its_lease() {
         .body(axum::body::Body::empty())
         .expect("request");
     let resp = tower::ServiceExt::oneshot(c.api.router(), req).await.expect("response");
-    let table: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");
+    let table: Value =
+        serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");
     let cells = &table["rows"][0]["cells"];
-    assert_eq!((cells[0].as_str(), cells[1].as_str(), cells[2].as_str(), cells[4].as_str()), (Some("node-a"), Some("Ready"), Some("control-plane,master"), Some("v1.33.0+k3rs1")));
-    assert_eq!((cells[5].as_str(), cells[7].as_str(), cells[9].as_str()), (Some("127.0.0.1"), Some("Test Linux"), Some("libcontainer://0.7.0")));
+    assert_eq!(
+        (cells[0].as_str(), cells[1].as_str(), cells[2].as_str(), cells[4].as_str()),
+        (Some("node-a"), Some("Ready"), Some("control-plane,master"), Some("v1.33.0+k3rs1"))
+    );
+    assert_eq!(
+        (cells[5].as_str(), cells[7].as_str(), cells[9].as_str()),
+        (Some("127.0.0.1"), Some("Test Linux"), Some("libcontainer://0.7.0"))
+    );
 }

@@ -17,9 +17,9 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use common::kubectl_http::{KubectlHttp, KubectlOutput as Output};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use common::kubectl_http::{KubectlHttp, KubectlOutput as Output};
 use k3rs::apiserver::discovery::{self, version_info, DiscoveryPath};
 use k3rs::apiserver::openapi;
 use serde_json::{json, Value};
@@ -204,7 +204,6 @@ struct Server {
     http: KubectlHttp,
     served: Served,
 }
-
 
 impl Server {
     async fn start() -> Server {

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k3rs::images::ImageConfig;
-use k3rs::kubelet::runtime::{
-    ContainerState, CreateRequest, ExecRequest, LibcontainerRuntime, Runtime,
-};
+use k3rs::kubelet::runtime::{ContainerState, CreateRequest, ExecRequest, LibcontainerRuntime, Runtime};
 use k3rs::kubelet::spec::{container_spec, EnvSources, SandboxPaths, SpecInput};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
@@ -66,7 +64,13 @@ impl World {
         self.dir.join(p)
     }
 
-    fn request(&self, id: &str, pod: serde_json::Value, sources: &EnvSources, volumes: &BTreeMap<String, PathBuf>) -> CreateRequest {
+    fn request(
+        &self,
+        id: &str,
+        pod: serde_json::Value,
+        sources: &EnvSources,
+        volumes: &BTreeMap<String, PathBuf>,
+    ) -> CreateRequest {
         let pod: Pod = serde_json::from_value(pod).expect("pod");
         let container = pod.spec.as_ref().expect("spec").containers[0].clone();
         let image = ImageConfig {
@@ -106,7 +110,12 @@ impl World {
     }
 
     fn simple(&self, id: &str, cmd: &str) -> CreateRequest {
-        self.request(id, pod_with(json!({"name": "c", "image": "busybox", "command": ["sh", "-c", cmd]})), &EnvSources::default(), &BTreeMap::new())
+        self.request(
+            id,
+            pod_with(json!({"name": "c", "image": "busybox", "command": ["sh", "-c", cmd]})),
+            &EnvSources::default(),
+            &BTreeMap::new(),
+        )
     }
 
     async fn run(&self, req: &CreateRequest) {
@@ -234,9 +243,15 @@ async fn exec_with_stdin_returns_output_and_exit_code() {
     let w = World::new();
     let req = w.simple("exec-target", "echo started; exec sleep 1000");
     w.run(&req).await;
-    let mut s = w
-        .rt
-        .exec("exec-target", &ExecRequest { cmd: vec!["sh".into(), "-c".into(), "read x; echo got $x; echo err >&2; exit 7".into()], tty: false, stdin: true })
+    let mut s =
+        w.rt.exec(
+            "exec-target",
+            &ExecRequest {
+                cmd: vec!["sh".into(), "-c".into(), "read x; echo got $x; echo err >&2; exit 7".into()],
+                tty: false,
+                stdin: true,
+            },
+        )
         .await
         .expect("exec");
     let mut stdin = s.stdin.take().expect("stdin");
@@ -260,7 +275,10 @@ async fn env_and_mounts_from_the_pod_are_applied() {
     std::fs::write(vol.join("sub/f"), "from-volume").expect("vol file");
     let volumes = BTreeMap::from([("data".to_string(), vol)]);
     let sources = EnvSources {
-        config_maps: BTreeMap::from([("cfg".to_string(), BTreeMap::from([("greeting".to_string(), "hello".to_string())]))]),
+        config_maps: BTreeMap::from([(
+            "cfg".to_string(),
+            BTreeMap::from([("greeting".to_string(), "hello".to_string())]),
+        )]),
         pod_ip: "10.42.0.7".into(),
         ..Default::default()
     };
@@ -304,7 +322,13 @@ async fn a_new_runtime_instance_adopts_running_containers() {
 /// The parent role of `shim_survives_sigkill_of_the_process_that_created_it`: create and
 /// start a container, say so, and wait to be killed.
 async fn act_as_parent(dir: &Path, cgroup_root: &str) {
-    let w = World { dir: dir.to_path_buf(), _tmp: None, rt: World::runtime(dir), cgroup_root: cgroup_root.into(), ids: Default::default() };
+    let w = World {
+        dir: dir.to_path_buf(),
+        _tmp: None,
+        rt: World::runtime(dir),
+        cgroup_root: cgroup_root.into(),
+        ids: Default::default(),
+    };
     let req = w.simple("orphan", "echo one; sleep 1; echo two; exec sleep 1000");
     w.rt.create(&req).await.expect("create");
     w.rt.start("orphan").await.expect("start");
@@ -336,11 +360,17 @@ async fn shim_survives_sigkill_of_the_process_that_created_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !seen.contains("PARENT-READY") {
         let mut buf = [0u8; 256];
-        let n = tokio::time::timeout_at(deadline.into(), out.read(&mut buf)).await.expect("parent reports").expect("read");
+        let n =
+            tokio::time::timeout_at(deadline.into(), out.read(&mut buf)).await.expect("parent reports").expect("read");
         assert!(n > 0, "parent exited early: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    let pid = w.rt.status("orphan").await.unwrap_or_else(|e| panic!("status: {e}; parent said {seen}")).pid.unwrap_or_else(|| panic!("no pid; parent said {seen}"));
+    let pid =
+        w.rt.status("orphan")
+            .await
+            .unwrap_or_else(|e| panic!("status: {e}; parent said {seen}"))
+            .pid
+            .unwrap_or_else(|| panic!("no pid; parent said {seen}"));
     child.start_kill().expect("SIGKILL the parent");
     child.wait().await.expect("reap parent");
     // Output keeps flowing to the log after the parent is gone.
@@ -366,12 +396,16 @@ async fn attach_feeds_stdin_and_streams_output() {
     }));
     let req = w.request("attach-me", pod, &EnvSources::default(), &BTreeMap::new());
     w.run(&req).await;
-    let mut s = w.rt.attach("attach-me", &AttachRequest { stdin: true, stdout: true, stderr: true }).await.expect("attach");
+    let mut s =
+        w.rt.attach("attach-me", &AttachRequest { stdin: true, stdout: true, stderr: true }).await.expect("attach");
     let mut stdin = s.stdin.take().expect("stdin");
     stdin.write_all(b"hello\n").await.expect("write");
     let mut stdout = s.stdout.take().expect("stdout");
     let mut buf = vec![0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf)).await.expect("output in time").expect("read");
+    let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+        .await
+        .expect("output in time")
+        .expect("read");
     assert_eq!(&buf[..n], b"got hello\n");
     // Closing stdin of a stdinOnce container closes the container's stdin.
     drop(stdin);
@@ -415,7 +449,8 @@ async fn the_shim_mounts_the_root_filesystem_where_only_its_container_sees_it() 
         private_parent: parent.0.clone(),
     };
     let mut req = w.simple("private-root", "echo written > /tmp/note; cat /bin/../tmp/note; exec sleep 1000");
-    let root = oci_spec::runtime::RootBuilder::default().path(plan.target.clone()).readonly(false).build().expect("root");
+    let root =
+        oci_spec::runtime::RootBuilder::default().path(plan.target.clone()).readonly(false).build().expect("root");
     req.spec.set_root(Some(root));
     req.rootfs_mount = Some(plan.clone());
     w.run(&req).await;

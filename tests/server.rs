@@ -202,7 +202,12 @@ fn serves_the_etcd_socket_and_keeps_data_across_a_restart() {
     assert_eq!(mode(&kubeconfig), 0o600);
     let mut again = sb.start(&[]);
     again.wait_for_log(READY);
-    let out = Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["get", "namespaces", "-o", "name"]).output().expect("run kubectl");
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "namespaces", "-o", "name"])
+        .output()
+        .expect("run kubectl");
     let names = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
     for ns in ["namespace/default", "namespace/kube-system", "namespace/kube-public", "namespace/kube-node-lease"] {

@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use k3rs::apiserver::status::ApiError;
-use k3rs::apiserver::streaming::{ExitStatus, LogOptions, LogStream, PodStreams, StreamOptions, StreamSession, TerminalSize};
+use k3rs::apiserver::streaming::{
+    ExitStatus, LogOptions, LogStream, PodStreams, StreamOptions, StreamSession, TerminalSize,
+};
 use k3rs::apiserver::{ApiServer, Identity};
 use k3rs::client::Client;
 use k3rs::server::config::ServerConfig;
@@ -106,7 +108,8 @@ fn spawn(argv: &[String], io: StreamOptions) -> Result<StreamSession, ApiError> 
 /// A log line as the kubelet writes it, with its time in front when asked.
 fn stamp(timestamps: bool, line: String) -> String {
     if timestamps {
-        let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let now =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         format!("{now} {line}\n")
     } else {
         format!("{line}\n")
@@ -155,7 +158,13 @@ impl PodStreams for HostProcesses {
         Ok(futures::stream::once(async move { Ok(Bytes::from(text)) }).boxed())
     }
 
-    async fn exec(&self, _pod: &Value, _container: &str, command: Vec<String>, io: StreamOptions) -> Result<StreamSession, ApiError> {
+    async fn exec(
+        &self,
+        _pod: &Value,
+        _container: &str,
+        command: Vec<String>,
+        io: StreamOptions,
+    ) -> Result<StreamSession, ApiError> {
         spawn(&command, io)
     }
 
@@ -184,7 +193,8 @@ impl Cluster {
         config.apiserver.write_kubeconfig = dir.path().join("kubeconfig");
         config.node.ip = Some("127.0.0.1".parse().unwrap());
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop = move || {
             let mut rx = stop_rx.clone();
@@ -195,7 +205,8 @@ impl Cluster {
         let started = k3rs::server::apiserver::start(&config, store, stop).await.expect("start the API server");
         let streams = Arc::new(HostProcesses::default());
         started.api.set_pod_streams(streams.clone());
-        default_service_account(&Client::new(started.api.clone(), Identity::new("system:admin", &["system:masters"]))).await;
+        default_service_account(&Client::new(started.api.clone(), Identity::new("system:admin", &["system:masters"])))
+            .await;
         Cluster { dir, api: started.api, streams, _stop: stop_tx }
     }
 
@@ -248,7 +259,9 @@ impl Cluster {
     /// Runs kubectl to its end (off the runtime's threads), with `stdin` as its input.
     async fn run(&self, binary: &Path, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = self.kubectl(binary, args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let input = stdin.map(str::to_string);
         let what = format!("{} {args:?}", binary.display());
         tokio::task::spawn_blocking(move || {
@@ -298,7 +311,8 @@ impl Out {
 
 fn kubectl_dir() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let kubectl = std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file()).expect("kubectl on PATH");
+    let kubectl =
+        std::env::split_paths(&path).map(|d| d.join("kubectl")).find(|p| p.is_file()).expect("kubectl on PATH");
     std::fs::canonicalize(kubectl).unwrap().parent().unwrap().to_path_buf()
 }
 
@@ -334,7 +348,11 @@ async fn kubectl_logs_with_options_and_follow() {
         let mut line = String::new();
         tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await.unwrap().unwrap();
         assert_eq!(line, "first\n");
-        assert!(started.elapsed() < Duration::from_millis(1900), "the first line waited for the second: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1900),
+            "the first line waited for the second: {:?}",
+            started.elapsed()
+        );
         let mut rest = String::new();
         tokio::time::timeout(Duration::from_secs(10), out.read_to_string(&mut rest)).await.unwrap().unwrap();
         assert_eq!(rest, "second\n");
@@ -353,7 +371,10 @@ async fn log_refusals_are_upstreams() {
     // Raw API: kubectl picks a container itself, so ask the server directly.
     let c2 = c.client();
     let e = c2.get("/api/v1/namespaces/default/pods/two/log").await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (400, "a container name must be specified for pod two, choose one of: [a b]"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (400, "a container name must be specified for pod two, choose one of: [a b]")
+    );
     let e = c2.get("/api/v1/namespaces/default/pods/missing/log").await.unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (404, "pods \"missing\" not found"));
 
@@ -374,7 +395,8 @@ async fn log_refusals_are_upstreams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_node_streams_are_unavailable() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
     let api = ApiServer::new(store);
     api.bootstrap().await.unwrap();
     let c = Client::new(api, Identity::new("system:admin", &["system:masters"]));

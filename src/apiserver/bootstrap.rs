@@ -31,16 +31,25 @@ impl ApiServer {
         let port = self.opts.advertise.port();
         let labels = json!({"component": "apiserver", "provider": "kubernetes"});
         let objects = [
-            (("", "services"), json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": labels},
+            (
+                ("", "services"),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": labels},
                 "spec": {"type": "ClusterIP", "clusterIP": ip, "sessionAffinity": "None",
-                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}})),
-            (("", "endpoints"), json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": [{"addresses": [{"ip": node}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})),
-            (("discovery.k8s.io", "endpointslices"), json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
+            ),
+            (
+                ("", "endpoints"),
+                json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": node}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+            ),
+            (
+                ("discovery.k8s.io", "endpointslices"),
+                json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
                 "addressType": if self.opts.advertise.is_ipv4() { "IPv4" } else { "IPv6" },
                 "endpoints": [{"addresses": [node], "conditions": {"ready": true, "serving": true, "terminating": false}}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})),
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
+            ),
         ];
         for ((group, plural), obj) in objects {
             let Some(rt) = self.resource_type(group, "v1", plural) else { continue };

@@ -57,9 +57,9 @@ impl Query {
         match self.dry_run.as_deref() {
             None | Some("") => Ok(WriteOptions { dry_run: false }),
             Some("All") => Ok(WriteOptions { dry_run: true }),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other}: supported values: \"All\""
-            ))),
+            Some(other) => {
+                Err(ApiError::bad_request(format!("Invalid dry run value: {other}: supported values: \"All\"")))
+            }
         }
     }
 }
@@ -101,7 +101,9 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
 fn field_validation(rt: &ResourceType, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, ApiError> {
     let mode = q.field_validation.as_deref().unwrap_or("Warn");
     if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
-        return Err(ApiError::bad_request(format!("fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {mode:?}")));
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {mode:?}"
+        )));
     }
     if mode == "Ignore" {
         return Ok(Vec::new());
@@ -123,7 +125,10 @@ fn field_validation(rt: &ResourceType, q: &Query, headers: &HeaderMap, body: &[u
         return Ok(Vec::new());
     }
     if mode == "Strict" {
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", super::openapi::join_strict_errors(&errors))));
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            super::openapi::join_strict_errors(&errors)
+        )));
     }
     Ok(errors.iter().map(|e| e.to_string()).collect())
 }
@@ -140,7 +145,13 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 impl ApiServer {
-    pub(crate) async fn serve_resource(&self, r: ResourceRequest, headers: &HeaderMap, query: Option<&str>, body: Bytes) -> Response {
+    pub(crate) async fn serve_resource(
+        &self,
+        r: ResourceRequest,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: Bytes,
+    ) -> Response {
         match self.resource(r, headers, query, body).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
@@ -154,8 +165,17 @@ impl ApiServer {
             .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))
     }
 
-    async fn resource(&self, r: ResourceRequest, headers: &HeaderMap, raw_query: Option<&str>, body: Bytes) -> Result<Response, ApiError> {
-        if r.group.is_empty() && r.verb == "create" && (r.resource == "bindings" || (r.resource == "pods" && r.subresource.as_deref() == Some("binding"))) {
+    async fn resource(
+        &self,
+        r: ResourceRequest,
+        headers: &HeaderMap,
+        raw_query: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response, ApiError> {
+        if r.group.is_empty()
+            && r.verb == "create"
+            && (r.resource == "bindings" || (r.resource == "pods" && r.subresource.as_deref() == Some("binding")))
+        {
             return self.binding(&r, headers, raw_query, &body).await;
         }
         let rt = self.find(&r)?;
@@ -164,7 +184,10 @@ impl ApiServer {
         if rt.namespaced && ns.is_none() && !matches!(r.verb, "list" | "watch") {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
-        if r.subresource.as_deref() == Some("scale") && super::discovery::lookup(rt.group, rt.version, rt.plural).is_some_and(|i| i.subresource("scale").is_some()) {
+        if r.subresource.as_deref() == Some("scale")
+            && super::discovery::lookup(rt.group, rt.version, rt.plural)
+                .is_some_and(|i| i.subresource("scale").is_some())
+        {
             return self.scale(&rt, ns, r.name.as_deref().unwrap_or(""), r.verb, headers, &q, body).await;
         }
         let status_only = match r.subresource.as_deref() {
@@ -183,9 +206,11 @@ impl ApiServer {
         let name = r.name.as_deref().unwrap_or("");
         let reg = &self.registry;
         // `kubectl get` asks for server-side printing.
-        let table = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).and_then(super::table::wants_table) {
+        let table = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).and_then(super::table::wants_table)
+        {
             Some(version) if !status_only => {
-                let include = super::table::IncludeObject::parse(q.include_object.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let include = super::table::IncludeObject::parse(q.include_object.as_deref())
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(super::table::TableOptions { version, include, headers: true })
             }
             _ => None,
@@ -194,10 +219,15 @@ impl ApiServer {
         match r.verb {
             "get" => {
                 let obj = reg.get(&rt, ns, name).await?;
-                Ok(json_response(StatusCode::OK, &match table {
-                    Some(t) => super::table::render_object(rt.group, rt.version, rt.kind, &obj, t.include, t.version, now),
-                    None => obj,
-                }))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &match table {
+                        Some(t) => {
+                            super::table::render_object(rt.group, rt.version, rt.kind, &obj, t.include, t.version, now)
+                        }
+                        None => obj,
+                    },
+                ))
             }
             "list" => {
                 let opts = ListOptions {
@@ -211,7 +241,8 @@ impl ApiServer {
                     Some(t) => {
                         let list = reg.list(&rt, ns, &opts).await?;
                         let items = list["items"].as_array().cloned().unwrap_or_default();
-                        let table = super::table::render_with(rt.group, rt.version, rt.kind, &items, &list["metadata"], t, now);
+                        let table =
+                            super::table::render_with(rt.group, rt.version, rt.kind, &items, &list["metadata"], t, now);
                         Ok(json_response(StatusCode::OK, &table))
                     }
                     None => {
@@ -235,15 +266,25 @@ impl ApiServer {
                         std::sync::Arc::new(move |obj: &Value| {
                             let headers = first.swap(false, std::sync::atomic::Ordering::SeqCst);
                             let opts = super::table::TableOptions { headers, ..t };
-                            super::table::render_watch_row(group, version, kind, obj, opts, time::OffsetDateTime::now_utc())
+                            super::table::render_watch_row(
+                                group,
+                                version,
+                                kind,
+                                obj,
+                                opts,
+                                time::OffsetDateTime::now_utc(),
+                            )
                         }) as super::watch::Render
                     }),
                 };
-                let range = match r.name.as_deref() {
-                    // `watch/namespaces/x/pods/name` (or a fieldSelector on the name) narrows it.
-                    Some(_) => return Err(ApiError::bad_request("watching a single object by path is not supported; use fieldSelector=metadata.name=<name>")),
-                    None => reg.watch_range(&rt, ns),
-                };
+                let range =
+                    match r.name.as_deref() {
+                        // `watch/namespaces/x/pods/name` (or a fieldSelector on the name) narrows it.
+                        Some(_) => return Err(ApiError::bad_request(
+                            "watching a single object by path is not supported; use fieldSelector=metadata.name=<name>",
+                        )),
+                        None => reg.watch_range(&rt, ns),
+                    };
                 let stream = watch::start(reg.store.clone(), rt.clone(), range, req).await?;
                 let mut resp = Response::new(Body::from_stream(stream));
                 resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -252,7 +293,9 @@ impl ApiServer {
             }
             "create" => {
                 if status_only || !name.is_empty() {
-                    return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                    return Err(ApiError::method_not_allowed(
+                        "the server does not allow this method on the requested resource",
+                    ));
                 }
                 let obj = decode_body(headers, &body)?;
                 let warnings = field_validation(&rt, &q, headers, &body)?;
@@ -272,7 +315,15 @@ impl ApiServer {
                 let mut warnings = Vec::new();
                 let patched = reg
                     .guaranteed_update(&rt, ns, name, status_only, &q.write_options()?, |current| {
-                        let (obj, w) = super::options::apply_patch_validated(patch_type, group, version, kind, current, &body, q.field_validation.as_deref())?;
+                        let (obj, w) = super::options::apply_patch_validated(
+                            patch_type,
+                            group,
+                            version,
+                            kind,
+                            current,
+                            &body,
+                            q.field_validation.as_deref(),
+                        )?;
                         warnings = w;
                         Ok(obj)
                     })
@@ -302,7 +353,8 @@ impl ApiServer {
                     }
                     if let Some(p) = d.get("preconditions") {
                         opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
-                        opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+                        opts.precondition_resource_version =
+                            p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
                     }
                     if d.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
                         opts.dry_run = true;
@@ -310,7 +362,16 @@ impl ApiServer {
                 }
                 if let Some(p) = opts.propagation_policy.as_deref() {
                     if !matches!(p, "Orphan" | "Background" | "Foreground") {
-                        return Err(ApiError::invalid(rt.group, "DeleteOptions", "", vec![super::status::Cause::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan", "nil"])]));
+                        return Err(ApiError::invalid(
+                            rt.group,
+                            "DeleteOptions",
+                            "",
+                            vec![super::status::Cause::not_supported(
+                                "propagationPolicy",
+                                p,
+                                &["Foreground", "Background", "Orphan", "nil"],
+                            )],
+                        ));
                     }
                 }
                 match reg.delete(&rt, ns, name, &opts).await? {
@@ -330,7 +391,11 @@ impl ApiServer {
             "deletecollection" => {
                 let opts = ListOptions { filter: self.filter(&rt, &q)?, ..Default::default() };
                 let list = reg.list(&rt, ns, &opts).await?;
-                let dopts = DeleteOptions { dry_run: q.write_options()?.dry_run, propagation_policy: q.propagation_policy.clone(), ..Default::default() };
+                let dopts = DeleteOptions {
+                    dry_run: q.write_options()?.dry_run,
+                    propagation_policy: q.propagation_policy.clone(),
+                    ..Default::default()
+                };
                 for item in list["items"].as_array().cloned().unwrap_or_default() {
                     let n = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
                     let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -352,10 +417,19 @@ impl ApiServer {
 impl ApiServer {
     /// `pods/<name>/binding` and the deprecated `bindings` collection: see
     /// [`super::registry::Registry::bind_pod`].
-    async fn binding(&self, r: &ResourceRequest, headers: &HeaderMap, raw_query: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
+    async fn binding(
+        &self,
+        r: &ResourceRequest,
+        headers: &HeaderMap,
+        raw_query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let pods = self.resource_type("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
         let q = Query::parse(raw_query)?;
-        let ns = r.namespace.as_deref().ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        let ns = r
+            .namespace
+            .as_deref()
+            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
         let binding = decode_body(headers, body)?;
         let url_name = if r.resource == "pods" { r.name.as_deref() } else { None };
         let done = self.registry.bind_pod(&pods, ns, url_name, &binding, &q.write_options()?).await?;
@@ -374,7 +448,8 @@ fn scale_of(obj: &Value) -> Value {
             } else {
                 sel.as_object()
                     .map(|m| {
-                        let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                        let mut pairs: Vec<String> =
+                            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
                         pairs.sort();
                         pairs.join(",")
                     })
@@ -398,13 +473,27 @@ fn scale_of(obj: &Value) -> Value {
 impl ApiServer {
     /// `<resource>/<name>/scale`: read or change `spec.replicas` through a `Scale`.
     #[allow(clippy::too_many_arguments)]
-    async fn scale(&self, rt: &ResourceType, ns: Option<&str>, name: &str, verb: &str, headers: &HeaderMap, q: &Query, body: Bytes) -> Result<Response, ApiError> {
+    async fn scale(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        verb: &str,
+        headers: &HeaderMap,
+        q: &Query,
+        body: Bytes,
+    ) -> Result<Response, ApiError> {
         let reg = &self.registry;
         let opts = q.write_options()?;
         let desired_replicas = |scale: &Value| -> Result<Value, ApiError> {
             match scale.pointer("/spec/replicas") {
                 Some(r) if r.as_i64().is_some_and(|n| n >= 0) => Ok(r.clone()),
-                Some(r) => Err(ApiError::invalid("autoscaling", "Scale", name, vec![super::status::Cause::invalid("spec.replicas", r, "must be greater than or equal to 0")])),
+                Some(r) => Err(ApiError::invalid(
+                    "autoscaling",
+                    "Scale",
+                    name,
+                    vec![super::status::Cause::invalid("spec.replicas", r, "must be greater than or equal to 0")],
+                )),
                 None => Ok(json!(0)),
             }
         };
@@ -413,7 +502,8 @@ impl ApiServer {
             "update" => {
                 let scale = decode_body(headers, &body)?;
                 let replicas = desired_replicas(&scale)?;
-                let precondition = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+                let precondition =
+                    scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
                 reg.guaranteed_update(rt, ns, name, false, &opts, |cur| {
                     if let Some(rv) = precondition.as_deref().filter(|s| !s.is_empty()) {
                         if cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv) {
@@ -437,7 +527,11 @@ impl ApiServer {
                 })
                 .await?
             }
-            _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+            _ => {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ))
+            }
         };
         Ok(json_response(StatusCode::OK, &scale_of(&updated)))
     }

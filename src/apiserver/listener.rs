@@ -65,7 +65,8 @@ pub async fn serve(
                     return;
                 }
             };
-            let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identify(c.as_ref()));
+            let identity =
+                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identify(c.as_ref()));
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 if let Some(id) = &identity {
                     req.extensions_mut().insert(id.clone());

@@ -59,7 +59,8 @@ impl Metrics {
         for ((verb, group, version, resource), h) in &inner.durations {
             let labels = format!("group=\"{group}\",resource=\"{resource}\",verb=\"{verb}\",version=\"{version}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", h.counts[i]);
+                let _ =
+                    writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", h.counts[i]);
             }
             let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.total);
             let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} {}", h.sum);
@@ -80,10 +81,17 @@ mod tests {
         m.observe("list", "", "v1", "pods", 200, Duration::from_millis(300));
         m.observe("watch", "", "v1", "pods", 200, Duration::from_secs(100));
         let text = m.render();
-        assert!(text.contains("apiserver_request_total{code=\"200\",group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 2"), "{text}");
+        assert!(
+            text.contains(
+                "apiserver_request_total{code=\"200\",group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 2"
+            ),
+            "{text}"
+        );
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.4\"} 2"));
-        assert!(text.contains("apiserver_request_duration_seconds_count{group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 2"));
+        assert!(text.contains(
+            "apiserver_request_duration_seconds_count{group=\"\",resource=\"pods\",verb=\"LIST\",version=\"v1\"} 2"
+        ));
         assert!(!text.contains("verb=\"WATCH\",version=\"v1\"} 1\napiserver_request_duration"));
     }
 }

@@ -112,7 +112,11 @@ impl ApiServer {
     }
 
     /// An API server whose requests `authorizer` decides (RBAC, when it comes).
-    pub fn with_authorizer(store: Arc<dyn Store>, opts: ApiOptions, authorizer: Arc<dyn authz::Authorizer>) -> Arc<Self> {
+    pub fn with_authorizer(
+        store: Arc<dyn Store>,
+        opts: ApiOptions,
+        authorizer: Arc<dyn authz::Authorizer>,
+    ) -> Arc<Self> {
         let mut types = HashMap::new();
         for rt in registry::strategies::resource_types(opts.service_cidr) {
             types.insert((rt.group.to_string(), rt.version.to_string(), rt.plural.to_string()), Arc::new(rt));
@@ -137,8 +141,12 @@ impl ApiServer {
     /// prefix), for walking a namespace's content.
     pub fn namespaced_types(&self) -> Vec<Arc<ResourceType>> {
         let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<Arc<ResourceType>> =
-            self.types.values().filter(|t| t.namespaced && t.conversion.is_none() && seen.insert(t.storage.clone())).cloned().collect();
+        let mut out: Vec<Arc<ResourceType>> = self
+            .types
+            .values()
+            .filter(|t| t.namespaced && t.conversion.is_none() && seen.insert(t.storage.clone()))
+            .cloned()
+            .collect();
         out.sort_by_key(|t| t.plural);
         out
     }
@@ -228,7 +236,9 @@ impl ApiServer {
                 subresource: r.subresource.clone().unwrap_or_default(),
                 name: r.name.clone().unwrap_or_default(),
             }),
-            RequestInfo::NonResource { verb, path } => authz::Attributes::NonResource { verb: verb.clone(), path: path.clone() },
+            RequestInfo::NonResource { verb, path } => {
+                authz::Attributes::NonResource { verb: verb.clone(), path: path.clone() }
+            }
         };
         let reason = match self.authorizer.authorize(id, &attrs).await {
             authz::Decision::Allow { .. } => return Ok(()),
@@ -245,7 +255,11 @@ impl ApiServer {
                 r.name.as_deref(),
             ),
             RequestInfo::NonResource { verb, path } => {
-                let mut e = ApiError::new(403, "Forbidden", format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user));
+                let mut e = ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user),
+                );
                 e.details.subject = None;
                 e
             }
@@ -262,13 +276,17 @@ impl ApiServer {
 const GZIP_THRESHOLD: usize = 128 * 1024;
 
 fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|enc| {
-        let mut parts = enc.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        // `gzip;q=0` refuses it.
-        let refused = parts.any(|p| matches!(p.trim().strip_prefix("q="), Some(q) if q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
-        name.eq_ignore_ascii_case("gzip") && !refused
-    })
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            // `gzip;q=0` refuses it.
+            let refused = parts.any(
+                |p| matches!(p.trim().strip_prefix("q="), Some(q) if q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)),
+            );
+            name.eq_ignore_ascii_case("gzip") && !refused
+        },
+    )
 }
 
 /// Gzips a complete (non-streaming) response body of [`GZIP_THRESHOLD`] bytes or more;
@@ -304,9 +322,16 @@ async fn compress(resp: Response) -> Response {
     Response::from_parts(parts, axum::body::Body::from(zipped))
 }
 
-fn non_resource(api: &ApiServer, method: &Method, path: &str, query: Option<&str>, headers: &axum::http::HeaderMap) -> Response {
+fn non_resource(
+    api: &ApiServer,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return ApiError::method_not_allowed("the server does not allow this method on the requested resource").into_response();
+        return ApiError::method_not_allowed("the server does not allow this method on the requested resource")
+            .into_response();
     }
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     if let Some(r) = openapi::respond(path, query, headers, std::time::SystemTime::now()) {
@@ -336,10 +361,14 @@ fn non_resource(api: &ApiServer, method: &Method, path: &str, query: Option<&str
         "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "ok").into_response(),
         "/metrics" => {
             let mut resp = (StatusCode::OK, api.metrics.render()).into_response();
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             resp
         }
-        "/version" => handlers::json_response(StatusCode::OK, &serde_json::to_value(discovery::version_info()).unwrap_or_default()),
+        "/version" => handlers::json_response(
+            StatusCode::OK,
+            &serde_json::to_value(discovery::version_info()).unwrap_or_default(),
+        ),
         _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
     }
 }

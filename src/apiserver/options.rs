@@ -10,13 +10,19 @@ use super::selector::{FieldSelector, LabelSelector, SelectableFields};
 use super::status::ApiError;
 
 /// The predicate of a list or watch's label and field selectors (`None`: everything).
-pub fn object_filter(group: &str, kind: &str, labels: Option<&str>, fields: Option<&str>) -> Result<Option<ObjectFilter>, ApiError> {
+pub fn object_filter(
+    group: &str,
+    kind: &str,
+    labels: Option<&str>,
+    fields: Option<&str>,
+) -> Result<Option<ObjectFilter>, ApiError> {
     let labels = LabelSelector::parse(labels.unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = FieldSelector::parse(fields.unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if labels.is_everything() && fields.is_everything() {
         return Ok(None);
     }
-    let fields = SelectableFields::for_kind(group, kind).bind(&fields).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields =
+        SelectableFields::for_kind(group, kind).bind(&fields).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Some(std::sync::Arc::new(move |obj: &Value| labels.matches_object(obj) && fields.matches(obj))))
 }
 
@@ -35,7 +41,13 @@ pub fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
 }
 
 /// Applies a patch to `current`, an object of `group`/`kind`.
-pub fn apply_patch(patch_type: PatchType, group: &str, kind: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    patch_type: PatchType,
+    group: &str,
+    kind: &str,
+    current: &Value,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     patch::apply_patch(current, patch_type, body, group, kind).map_err(patch_error)
 }
 
@@ -54,7 +66,9 @@ pub fn apply_patch_validated(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let mode = field_validation.unwrap_or("Warn");
     if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
-        return Err(ApiError::bad_request(format!("fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {mode:?}")));
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {mode:?}"
+        )));
     }
     let patched = apply_patch(patch_type, group, kind, current, body)?;
     if mode == "Ignore" {
@@ -62,11 +76,9 @@ pub fn apply_patch_validated(
     }
     let mut errors: Vec<String> = Vec::new();
     if matches!(patch_type, PatchType::Merge | PatchType::StrategicMerge) {
-        errors.extend(
-            super::openapi::duplicate_fields(body)
-                .into_iter()
-                .map(|path| super::openapi::StrictError { kind: super::openapi::StrictErrorKind::Duplicate, path }.to_string()),
-        );
+        errors.extend(super::openapi::duplicate_fields(body).into_iter().map(|path| {
+            super::openapi::StrictError { kind: super::openapi::StrictErrorKind::Duplicate, path }.to_string()
+        }));
     }
     let raw = serde_json::to_vec(&patched).map_err(|e| ApiError::internal(e.to_string()))?;
     errors.extend(
@@ -97,14 +109,49 @@ mod tests {
     #[test]
     fn strict_patches_report_unknown_and_duplicate_fields() {
         let body = br#"{"data":{"b":"2"},"bogus":1,"metadata":{"labels":{"x":"1"},"labels":{"y":"2"}}}"#;
-        let e = apply_patch_validated(PatchType::Merge, "", "v1", "ConfigMap", &cm(), body, Some("Strict")).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (400, r#"strict decoding error: duplicate field "metadata.labels", unknown field "bogus""#));
-        let (obj, warnings) = apply_patch_validated(PatchType::StrategicMerge, "", "v1", "ConfigMap", &cm(), br#"{"bogus":1}"#, None).unwrap();
+        let e =
+            apply_patch_validated(PatchType::Merge, "", "v1", "ConfigMap", &cm(), body, Some("Strict")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, r#"strict decoding error: duplicate field "metadata.labels", unknown field "bogus""#)
+        );
+        let (obj, warnings) =
+            apply_patch_validated(PatchType::StrategicMerge, "", "v1", "ConfigMap", &cm(), br#"{"bogus":1}"#, None)
+                .unwrap();
         assert_eq!((obj["bogus"].as_i64(), warnings), (Some(1), vec![r#"unknown field "bogus""#.to_string()]));
-        let (_, warnings) = apply_patch_validated(PatchType::Json, "", "v1", "ConfigMap", &cm(), br#"[{"op":"add","path":"/data/b","value":"2"}]"#, Some("Strict")).unwrap();
+        let (_, warnings) = apply_patch_validated(
+            PatchType::Json,
+            "",
+            "v1",
+            "ConfigMap",
+            &cm(),
+            br#"[{"op":"add","path":"/data/b","value":"2"}]"#,
+            Some("Strict"),
+        )
+        .unwrap();
         assert!(warnings.is_empty());
-        let e = apply_patch_validated(PatchType::Json, "", "v1", "ConfigMap", &cm(), br#"[{"op":"add","path":"/spec","value":{}}]"#, Some("Strict")).unwrap_err();
+        let e = apply_patch_validated(
+            PatchType::Json,
+            "",
+            "v1",
+            "ConfigMap",
+            &cm(),
+            br#"[{"op":"add","path":"/spec","value":{}}]"#,
+            Some("Strict"),
+        )
+        .unwrap_err();
         assert_eq!(e.message, r#"strict decoding error: unknown field "spec""#);
-        assert!(apply_patch_validated(PatchType::Merge, "", "v1", "ConfigMap", &cm(), br#"{"bogus":1}"#, Some("Ignore")).unwrap().1.is_empty());
+        assert!(apply_patch_validated(
+            PatchType::Merge,
+            "",
+            "v1",
+            "ConfigMap",
+            &cm(),
+            br#"{"bogus":1}"#,
+            Some("Ignore")
+        )
+        .unwrap()
+        .1
+        .is_empty());
     }
 }

@@ -23,7 +23,10 @@ pub enum RequestInfo {
     Resource(ResourceRequest),
     /// Anything else (`/healthz`, `/api`, `/apis/apps`, `/version`, ...), with its verb
     /// (`get`, `post`, ...), for non-resource authorization.
-    NonResource { verb: String, path: String },
+    NonResource {
+        verb: String,
+        path: String,
+    },
 }
 
 /// Splits a path into non-empty segments.
@@ -42,7 +45,8 @@ pub fn wants_watch(query: Option<&str>) -> bool {
 }
 
 pub fn parse(method: &Method, path: &str, query: Option<&str>) -> RequestInfo {
-    let non_resource = || RequestInfo::NonResource { verb: method.as_str().to_ascii_lowercase(), path: path.to_string() };
+    let non_resource =
+        || RequestInfo::NonResource { verb: method.as_str().to_ascii_lowercase(), path: path.to_string() };
     let parts = segments(path);
     let (group, version, rest) = match parts.as_slice() {
         ["api", version, rest @ ..] if !rest.is_empty() => (String::new(), version.to_string(), rest),
@@ -112,13 +116,22 @@ mod tests {
     #[test]
     fn namespaced_and_cluster_resources() {
         let r = res(Method::GET, "/api/v1/namespaces/default/configmaps/foo", None);
-        assert_eq!((r.verb, r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref()), ("get", Some("default"), "configmaps", Some("foo")));
+        assert_eq!(
+            (r.verb, r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref()),
+            ("get", Some("default"), "configmaps", Some("foo"))
+        );
         let r = res(Method::GET, "/apis/apps/v1/deployments", None);
         assert_eq!((r.verb, r.group.as_str(), r.namespace, r.resource.as_str()), ("list", "apps", None, "deployments"));
         let r = res(Method::GET, "/api/v1/namespaces/kube-system", None);
-        assert_eq!((r.verb, r.namespace, r.resource.as_str(), r.name.as_deref()), ("get", None, "namespaces", Some("kube-system")));
+        assert_eq!(
+            (r.verb, r.namespace, r.resource.as_str(), r.name.as_deref()),
+            ("get", None, "namespaces", Some("kube-system"))
+        );
         let r = res(Method::PUT, "/api/v1/namespaces/foo/finalize", None);
-        assert_eq!((r.verb, r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()), ("update", "namespaces", Some("foo"), Some("finalize")));
+        assert_eq!(
+            (r.verb, r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()),
+            ("update", "namespaces", Some("foo"), Some("finalize"))
+        );
         let r = res(Method::GET, "/api/v1/namespaces", None);
         assert_eq!((r.verb, r.resource.as_str()), ("list", "namespaces"));
     }

@@ -19,10 +19,15 @@ pub struct Cause {
 
 impl Cause {
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: &str) -> Self {
-        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: \"{value}\": {detail}") }
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: \"{value}\": {detail}"),
+        }
     }
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        let message =
+            if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
         Cause { reason: "FieldValueRequired", field: field.into(), message }
     }
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
@@ -89,7 +94,8 @@ impl ApiError {
     }
 
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource))).about(group, resource, name)
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource)))
+            .about(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
@@ -98,8 +104,12 @@ impl ApiError {
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)))
-            .about(group, resource, name)
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)),
+        )
+        .about(group, resource, name)
     }
 
     /// The optimistic-concurrency conflict.
@@ -120,7 +130,8 @@ impl ApiError {
             .collect::<Vec<_>>();
         let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}")).about(group, kind, name);
+        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
+            .about(group, kind, name);
         e.details.causes = causes;
         e
     }
@@ -134,12 +145,27 @@ impl ApiError {
     }
 
     /// 403 in upstream's words.
-    pub fn forbidden(user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> Self {
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Self {
         Self::forbidden_subresource(user, verb, group, resource, "", namespace, name)
     }
 
     /// [`ApiError::forbidden`] of a subresource: the user "cannot get resource "pods/log"".
-    pub fn forbidden_subresource(user: &str, verb: &str, group: &str, resource: &str, subresource: &str, namespace: Option<&str>, name: Option<&str>) -> Self {
+    pub fn forbidden_subresource(
+        user: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Self {
         let what = qualified(group, resource);
         let full = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
         let subject = match name {
@@ -252,9 +278,7 @@ impl From<StoreError> for ApiError {
                 ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
             }
             StoreError::FutureRevision { requested, current } => {
-                let mut e = ApiError::timeout(format!(
-                    "Too large resource version: {requested}, current: {current}"
-                ));
+                let mut e = ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"));
                 e.details.retry_after = Some(1);
                 e
             }
@@ -279,10 +303,22 @@ mod tests {
 
     #[test]
     fn invalid_lists_causes() {
-        let e = ApiError::invalid("", "ConfigMap", "Bad_Name", vec![Cause::invalid("metadata.name", "Bad_Name", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters")]);
+        let e = ApiError::invalid(
+            "",
+            "ConfigMap",
+            "Bad_Name",
+            vec![Cause::invalid(
+                "metadata.name",
+                "Bad_Name",
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
+            )],
+        );
         let s = e.to_status();
         assert_eq!(s["code"], 422);
-        assert!(s["message"].as_str().unwrap().starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""));
+        assert!(s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""));
         assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
     }
 
@@ -297,7 +333,8 @@ mod tests {
 
     #[test]
     fn compacted_is_410_expired() {
-        let e: ApiError = StoreError::Compacted { requested: crate::store::Revision(5), compacted: crate::store::Revision(9) }.into();
+        let e: ApiError =
+            StoreError::Compacted { requested: crate::store::Revision(5), compacted: crate::store::Revision(9) }.into();
         assert_eq!((e.code, e.reason), (410, "Expired"));
         assert_eq!(e.message, "too old resource version: 5 (9)");
     }

@@ -61,7 +61,12 @@ fn bookmark(rt: &ResourceType, rev: Revision, initial_end: bool) -> Bytes {
 }
 
 /// Translates one store event into the watch line the client should see, if any.
-fn translate(rt: &ResourceType, ev: &Event, filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>, render: Option<&Render>) -> Option<Bytes> {
+fn translate(
+    rt: &ResourceType,
+    ev: &Event,
+    filter: Option<&(dyn Fn(&Value) -> bool + Send + Sync)>,
+    render: Option<&Render>,
+) -> Option<Bytes> {
     let rev = ev.kv.mod_revision;
     let prev = ev.prev_kv.as_ref().and_then(|p| rt.decode(&p.value, p.mod_revision).ok());
     let passes = |o: &Value| filter.is_none_or(|f| f(o));
@@ -125,7 +130,8 @@ pub async fn start(
     };
     let progress = watch.progress_handle();
     let events = watch.stream;
-    let deadline = tokio::time::Instant::now() + req.timeout.unwrap_or(Duration::from_secs(1800 + fastrand::u64(0..1800)));
+    let deadline =
+        tokio::time::Instant::now() + req.timeout.unwrap_or(Duration::from_secs(1800 + fastrand::u64(0..1800)));
     let filter = req.filter.clone();
     let render = req.render.clone();
     let allow_bookmarks = req.allow_bookmarks;

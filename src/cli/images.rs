@@ -98,7 +98,12 @@ fn execute(command: ImagesCommand, data_dir: crate::server::layout::DataDir) -> 
                 let started = std::time::Instant::now();
                 let images = store.import_archive(&file)?;
                 for image in images {
-                    println!("imported {} ({}) in {:.2?}", image.names.join(", "), short_id(&image.id), started.elapsed());
+                    println!(
+                        "imported {} ({}) in {:.2?}",
+                        image.names.join(", "),
+                        short_id(&image.id),
+                        started.elapsed()
+                    );
                 }
             }
         }
@@ -133,9 +138,16 @@ fn execute(command: ImagesCommand, data_dir: crate::server::layout::DataDir) -> 
             if let Some(creds) = creds {
                 let (username, password) = creds.split_once(':').context("--creds must be USER:PASSWORD")?;
                 let registry = ImageRef::parse(&reference)?.registry;
-                opts.credentials.push(crate::images::Credential { registry, username: username.into(), password: password.into() });
+                opts.credentials.push(crate::images::Credential {
+                    registry,
+                    username: username.into(),
+                    password: password.into(),
+                });
             }
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             let image = runtime.block_on(store.pull(&reference, &opts))?;
             println!("Image is up to date for {}", image.id);
         }
@@ -167,7 +179,16 @@ fn table(images: &[Image]) -> String {
     let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
-        let line = format!("{:w0$}   {:w1$}   {:w2$}   {}", row[0], row[1], row[2], row[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+        let line = format!(
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -214,6 +235,9 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("IMAGE"), "{t}");
         assert!(lines[0].contains("TAG") && lines[0].contains("IMAGE ID") && lines[0].contains("SIZE"));
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["docker.io/library/busybox", "latest", "ababababababa", "1kB"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["docker.io/library/busybox", "latest", "ababababababa", "1kB"]
+        );
     }
 }

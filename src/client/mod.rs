@@ -31,7 +31,13 @@ impl Client {
         &self.api
     }
 
-    async fn send(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<(StatusCode, Body), ApiError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Body), ApiError> {
         let body = match body {
             Some(v) => Body::from(serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))?),
             None => Body::empty(),
@@ -48,7 +54,13 @@ impl Client {
     }
 
     /// A request answered with one JSON document; a non-2xx answer is the `Status` as an error.
-    pub async fn request(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let (code, body) = self.send(method, path, content_type, body).await?;
         let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e.to_string()))?;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

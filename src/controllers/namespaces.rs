@@ -63,7 +63,9 @@ impl Kept {
             Ok(current) => {
                 if let Some(updated) = (self.repair)(&current) {
                     match client.put(&path, &updated).await {
-                        Ok(_) => tracing::info!(controller = self.controller, object = %format!("{ns}/{}", self.name), "restored"),
+                        Ok(_) => {
+                            tracing::info!(controller = self.controller, object = %format!("{ns}/{}", self.name), "restored")
+                        }
                         // Changed again meanwhile: the watch brings the next version.
                         Err(e) if e.code == 409 || e.code == 404 => {}
                         Err(e) => return Err(e),

@@ -211,8 +211,11 @@ impl ImageStore {
         let file = File::open(path).map_err(ImageError::io("open", path))?;
         let mut buffered = BufReader::with_capacity(256 * 1024, file);
         let head = buffered.fill_buf().map_err(ImageError::io("read", path))?;
-        let stream: Box<dyn Read> =
-            if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+        let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
         let mut archive = tar::Archive::new(stream);
         let mut contents = Contents { files: BTreeMap::new(), links: BTreeMap::new() };
         let entries = archive.entries().map_err(|e| invalid(format!("read tar: {e}")))?;
@@ -236,7 +239,8 @@ impl ImageStore {
                     let target = target.to_string_lossy().into_owned();
                     // Symlinks are relative to their directory; hard links to the archive root.
                     let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
-                        let dir = Path::new(&name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                        let dir =
+                            Path::new(&name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
                         format!("{dir}/{target}")
                     } else {
                         target
@@ -288,7 +292,12 @@ impl ImageStore {
         self.assemble(&label, &manifest_digest, &doc, names, repo_digests, extra, lock)
     }
 
-    fn docker_images(&self, contents: &Contents, manifest_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
+    fn docker_images(
+        &self,
+        contents: &Contents,
+        manifest_digest: &str,
+        lock: &StoreLock,
+    ) -> Result<Vec<Image>, ImageError> {
         #[derive(serde::Deserialize)]
         struct Entry {
             #[serde(rename = "Config")]
@@ -299,7 +308,8 @@ impl ImageStore {
             layers: Vec<String>,
         }
         let bad = |reason: String| ImageError::InvalidImage { image: "manifest.json".into(), reason };
-        let entries: Vec<Entry> = serde_json::from_slice(&self.read_blob(manifest_digest)?).map_err(|e| bad(e.to_string()))?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&self.read_blob(manifest_digest)?).map_err(|e| bad(e.to_string()))?;
         let mut out = Vec::new();
         for entry in entries {
             let mut names = Vec::new();
@@ -330,7 +340,12 @@ impl ImageStore {
             });
             let data = serde_json::to_vec(&synthetic).map_err(|e| bad(e.to_string()))?;
             let digest = self.put_blob_bytes(&data)?;
-            let doc = Document { media_type: manifest::DOCKER_MANIFEST.into(), manifests: None, config: Some(config), layers: Some(layers) };
+            let doc = Document {
+                media_type: manifest::DOCKER_MANIFEST.into(),
+                manifests: None,
+                config: Some(config),
+                layers: Some(layers),
+            };
             let label = names[0].clone();
             let repo_digests = repo_digests(&names, &digest);
             out.push(self.assemble(&label, &digest, &doc, names, repo_digests, Vec::new(), lock)?);

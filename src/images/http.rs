@@ -71,7 +71,13 @@ impl HttpClient {
     }
 
     /// Sends a GET (or HEAD) to `url`, following redirects. `auth` goes only to `url`'s host.
-    pub async fn get(&self, url: &str, headers: &[(&str, String)], auth: Option<&str>, head: bool) -> Result<Response<Incoming>, NetError> {
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Option<&str>,
+        head: bool,
+    ) -> Result<Response<Incoming>, NetError> {
         let mut current: Uri = url.parse().map_err(|e| NetError(format!("invalid URL {url:?}: {e}")))?;
         let origin = current.authority().map(|a| a.to_string());
         for _ in 0..=MAX_REDIRECTS {
@@ -88,8 +94,16 @@ impl HttpClient {
         Err(NetError(format!("GET {url:?}: too many redirects")))
     }
 
-    async fn send(&self, uri: &Uri, headers: &[(&str, String)], auth: Option<&str>, head: bool) -> Result<Response<Incoming>, NetError> {
-        let failed = |e: &dyn std::fmt::Display| NetError(format!("failed to do request: {} {:?}: {e}", if head { "HEAD" } else { "GET" }, uri.to_string()));
+    async fn send(
+        &self,
+        uri: &Uri,
+        headers: &[(&str, String)],
+        auth: Option<&str>,
+        head: bool,
+    ) -> Result<Response<Incoming>, NetError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            NetError(format!("failed to do request: {} {:?}: {e}", if head { "HEAD" } else { "GET" }, uri.to_string()))
+        };
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -105,7 +119,10 @@ impl HttpClient {
         let _ = tcp.set_nodelay(true);
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-        let mut req = Request::builder().method(if head { "HEAD" } else { "GET" }).uri(path).header(hyper::header::HOST, authority);
+        let mut req = Request::builder()
+            .method(if head { "HEAD" } else { "GET" })
+            .uri(path)
+            .header(hyper::header::HOST, authority);
         req = req.header(hyper::header::USER_AGENT, concat!("k3rs/", env!("CARGO_PKG_VERSION")));
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -117,17 +134,24 @@ impl HttpClient {
         let exchange = async {
             if https {
                 let name = ServerName::try_from(host.clone()).map_err(|e| failed(&e))?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|e| failed(&format!("tls: {e}")))?;
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| failed(&e))?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| failed(&format!("tls: {e}")))?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| failed(&e))?;
                 tokio::spawn(conn);
                 sender.send_request(req).await.map_err(|e| failed(&e))
             } else {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| failed(&e))?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| failed(&e))?;
                 tokio::spawn(conn);
                 sender.send_request(req).await.map_err(|e| failed(&e))
             }
         };
-        tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await.map_err(|_| failed(&"timeout awaiting response headers"))?
+        tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| failed(&"timeout awaiting response headers"))?
     }
 }
 

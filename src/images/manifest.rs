@@ -61,7 +61,9 @@ impl Document {
     }
 
     pub fn is_index(&self) -> bool {
-        self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST || (self.manifests.is_some() && self.config.is_none())
+        self.media_type == OCI_INDEX
+            || self.media_type == DOCKER_LIST
+            || (self.manifests.is_some() && self.config.is_none())
     }
 }
 

@@ -95,10 +95,12 @@ struct Session {
 impl Session {
     fn new(endpoint: Endpoint, r: &ImageRef, opts: &PullOptions) -> Result<Session, Failure> {
         let config = opts.registries.config_for(&endpoint.host, &r.registry);
-        let client = HttpClient::new(config.and_then(|c| c.tls.as_ref())).map_err(|e| Failure::Other(format!("tls config for {}: {e}", endpoint.host)))?;
+        let client = HttpClient::new(config.and_then(|c| c.tls.as_ref()))
+            .map_err(|e| Failure::Other(format!("tls config for {}: {e}", endpoint.host)))?;
         let mut basic = None;
         // Credentials from the pod win over the node's.
-        if let Some(c) = opts.credentials.iter().find(|c| credential_matches(&c.registry, &endpoint.host, &r.registry)) {
+        if let Some(c) = opts.credentials.iter().find(|c| credential_matches(&c.registry, &endpoint.host, &r.registry))
+        {
             basic = Some(basic_header(&c.username, &c.password));
         } else if let Some(auth) = config.and_then(|c| c.auth.as_ref()) {
             if let (Some(u), Some(p)) = (&auth.username, &auth.password) {
@@ -123,13 +125,18 @@ impl Session {
 
     /// GET with auth: on a 401 the challenge is answered (a token fetched, or Basic
     /// credentials sent) and the request retried once.
-    async fn get(&mut self, url: &str, accept: Option<&str>) -> Result<hyper::Response<hyper::body::Incoming>, Failure> {
+    async fn get(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Failure> {
         let headers: Vec<(&str, String)> = accept.map(|a| vec![("accept", a.to_string())]).unwrap_or_default();
         let resp = self.client.get(url, &headers, self.auth.as_deref(), false).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let challenge = resp.headers().get(hyper::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let challenge =
+            resp.headers().get(hyper::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_body(resp, 64 << 10).await.unwrap_or_default();
         let Some(challenge) = challenge else {
             return Err(Failure::Unauthorized(format!("401 Unauthorized: {}", server_message(&body))));
@@ -175,18 +182,28 @@ impl Session {
         let status = resp.status();
         let body = read_body(resp, 1 << 20).await?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Failure::Unauthorized(format!("failed to fetch anonymous token: {status}: {}", server_message(&body))));
+            return Err(Failure::Unauthorized(format!(
+                "failed to fetch anonymous token: {status}: {}",
+                server_message(&body)
+            )));
         }
         if !status.is_success() {
-            return Err(Failure::Other(format!("failed to fetch token from {realm}: {status}: {}", server_message(&body))));
+            return Err(Failure::Other(format!(
+                "failed to fetch token from {realm}: {status}: {}",
+                server_message(&body)
+            )));
         }
         #[derive(serde::Deserialize)]
         struct Token {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = serde_json::from_slice(&body).map_err(|e| Failure::Other(format!("token response from {realm}: {e}")))?;
-        t.token.or(t.access_token).filter(|t| !t.is_empty()).ok_or_else(|| Failure::Other(format!("token response from {realm} has no token")))
+        let t: Token =
+            serde_json::from_slice(&body).map_err(|e| Failure::Other(format!("token response from {realm}: {e}")))?;
+        t.token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Failure::Other(format!("token response from {realm} has no token")))
     }
 }
 
@@ -225,7 +242,8 @@ impl ImageStore {
             }
         };
         let doc = Document::parse(&manifest_bytes).map_err(|e| Failure::Other(e).into_error(&full))?;
-        let config = doc.config.clone().ok_or_else(|| Failure::Other("manifest has no config".into()).into_error(&full))?;
+        let config =
+            doc.config.clone().ok_or_else(|| Failure::Other("manifest has no config".into()).into_error(&full))?;
         let layers = doc.layers.clone().unwrap_or_default();
         let staging = self.tmp_path("pull");
         tokio::fs::create_dir_all(&staging).await.map_err(ImageError::io("create directory", &staging))?;
@@ -297,14 +315,19 @@ fn commit(
 
 /// Resolves the reference on one endpoint to (top-level digest, platform manifest digest,
 /// manifest, index when there was one).
-async fn resolve_manifest(s: &mut Session, r: &ImageRef) -> Result<(String, String, Vec<u8>, Option<Vec<u8>>), Failure> {
+async fn resolve_manifest(
+    s: &mut Session,
+    r: &ImageRef,
+) -> Result<(String, String, Vec<u8>, Option<Vec<u8>>), Failure> {
     let (top, top_digest) = fetch_manifest(s, r.object(), r).await?;
     let doc = Document::parse(&top).map_err(Failure::Other)?;
     if !doc.is_index() {
         return Ok((top_digest.clone(), top_digest, top, None));
     }
     let list = doc.manifests.clone().unwrap_or_default();
-    let chosen = manifest::pick_platform(&list).ok_or_else(|| Failure::NotFound(format!("no match for platform linux/{} in manifest {top_digest}", manifest::host_arch())))?;
+    let chosen = manifest::pick_platform(&list).ok_or_else(|| {
+        Failure::NotFound(format!("no match for platform linux/{} in manifest {top_digest}", manifest::host_arch()))
+    })?;
     let (m, m_digest) = fetch_manifest(s, &chosen.digest, r).await?;
     if m_digest != chosen.digest {
         return Err(Failure::Other(format!("manifest {} has digest {m_digest}", chosen.digest)));
@@ -326,7 +349,10 @@ async fn fetch_manifest(s: &mut Session, object: &str, r: &ImageRef) -> Result<(
     }
     if !status.is_success() {
         let body = read_body(resp, 64 << 10).await.unwrap_or_default();
-        return Err(Failure::Other(format!("unexpected status from GET request to {url}: {status}: {}", server_message(&body))));
+        return Err(Failure::Other(format!(
+            "unexpected status from GET request to {url}: {status}: {}",
+            server_message(&body)
+        )));
     }
     let body = read_body(resp, MANIFEST_LIMIT).await?;
     let digest = sha256(&body);
@@ -349,7 +375,8 @@ async fn fetch_blob(s: &mut Session, digest: &str, dir: &Path) -> Result<u64, Fa
         return Err(Failure::Other(format!("unexpected status {status}: {}", server_message(&body))));
     }
     let path: PathBuf = dir.join(hex_part(digest));
-    let mut file = tokio::fs::File::create(&path).await.map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    let mut file =
+        tokio::fs::File::create(&path).await.map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
     let mut ctx = Context::new(&SHA256);
     let mut size = 0u64;
     let mut body = resp.into_body();
@@ -444,7 +471,8 @@ fn server_message(body: &[u8]) -> String {
         message: String,
     }
     if let Ok(e) = serde_json::from_slice::<Errors>(body) {
-        let parts: Vec<String> = e.errors.iter().map(|x| format!("{}: {}", x.code.to_ascii_lowercase(), x.message)).collect();
+        let parts: Vec<String> =
+            e.errors.iter().map(|x| format!("{}: {}", x.code.to_ascii_lowercase(), x.message)).collect();
         if !parts.is_empty() {
             return parts.join("; ");
         }
@@ -459,7 +487,9 @@ mod tests {
 
     #[test]
     fn parses_challenges() {
-        let (scheme, params) = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#);
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#,
+        );
         assert_eq!(scheme, "Bearer");
         assert_eq!(
             params,
@@ -482,7 +512,10 @@ mod tests {
         assert!(credential_matches("127.0.0.1:5000", "127.0.0.1:5000", "127.0.0.1:5000"));
         assert!(credential_matches("mirror:5000", "mirror:5000", "docker.io"));
         assert!(!credential_matches("quay.io", "registry-1.docker.io", "docker.io"));
-        assert_eq!(server_message(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#), "manifest_unknown: manifest unknown");
+        assert_eq!(
+            server_message(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            "manifest_unknown: manifest unknown"
+        );
         assert_eq!(basic_header("u", "p"), "Basic dTpw");
     }
 }

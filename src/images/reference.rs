@@ -59,7 +59,11 @@ impl ImageRef {
             return Err(invalid("empty repository name"));
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => {
+            Some((first, path))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
                 if !valid_domain(first) {
                     return Err(invalid("invalid registry host"));
                 }
@@ -74,7 +78,8 @@ impl ImageRef {
         if !path.split('/').all(valid_path_component) {
             return Err(invalid("invalid repository name"));
         }
-        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path };
+        let repository =
+            if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path };
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
             return Err(invalid("repository name must not be more than 255 characters"));
         }

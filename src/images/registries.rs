@@ -139,7 +139,9 @@ impl RegistriesConfig {
     /// Reads `path`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<RegistriesConfig, ImageError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|reason| ImageError::RegistriesConfig { path: path.to_path_buf(), reason }),
+            Ok(text) => {
+                Self::parse(&text).map_err(|reason| ImageError::RegistriesConfig { path: path.to_path_buf(), reason })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistriesConfig::default()),
             Err(e) => Err(ImageError::RegistriesConfig { path: path.to_path_buf(), reason: e.to_string() }),
         }
@@ -157,7 +159,8 @@ impl RegistriesConfig {
             }
             let mut rewrites = Vec::new();
             for (pattern, replacement) in m.rewrite.0 {
-                let re = regex::Regex::new(&pattern).map_err(|e| format!("mirrors.{registry}.rewrite {pattern:?}: {}", one_line(&e.to_string())))?;
+                let re = regex::Regex::new(&pattern)
+                    .map_err(|e| format!("mirrors.{registry}.rewrite {pattern:?}: {}", one_line(&e.to_string())))?;
                 rewrites.push((re, replacement));
             }
             mirrors.insert(registry, Mirror { endpoints: m.endpoint, rewrites });
@@ -193,10 +196,17 @@ impl RegistriesConfig {
 /// The registry's own endpoint: `docker.io` is served from `registry-1.docker.io`; loopback
 /// registries speak plain HTTP (as containerd assumes for localhost), all others HTTPS.
 fn upstream_endpoint(registry: &str) -> Endpoint {
-    let host = if registry == super::DEFAULT_REGISTRY { "registry-1.docker.io".to_string() } else { registry.to_string() };
+    let host =
+        if registry == super::DEFAULT_REGISTRY { "registry-1.docker.io".to_string() } else { registry.to_string() };
     let bare = host_without_port(&host);
     let loopback = bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    Endpoint { scheme: if loopback { "http" } else { "https" }.into(), host, prefix: String::new(), upstream: true, rewrites: Vec::new() }
+    Endpoint {
+        scheme: if loopback { "http" } else { "https" }.into(),
+        host,
+        prefix: String::new(),
+        upstream: true,
+        rewrites: Vec::new(),
+    }
 }
 
 pub(crate) fn host_without_port(host: &str) -> &str {
@@ -263,7 +273,10 @@ configs:
         .expect("parse");
         let eps = c.endpoints("docker.io");
         let urls: Vec<String> = eps.iter().map(Endpoint::base_url).collect();
-        assert_eq!(urls, ["https://mirror.example.com:5000/prefix", "http://10.0.0.1:5000", "https://registry-1.docker.io"]);
+        assert_eq!(
+            urls,
+            ["https://mirror.example.com:5000/prefix", "http://10.0.0.1:5000", "https://registry-1.docker.io"]
+        );
         assert_eq!(eps[0].repository("library/busybox"), "mirrored/busybox");
         assert_eq!(eps[0].repository("foo/bar"), "other/foo/bar");
         assert_eq!(eps[2].repository("library/busybox"), "library/busybox");
@@ -284,7 +297,12 @@ configs:
         let c = RegistriesConfig::load(&dir.path().join("none.yaml")).expect("missing is fine");
         assert!(c.mirrors.is_empty() && c.configs.is_empty());
         assert_eq!(c.endpoints("docker.io")[0].base_url(), "https://registry-1.docker.io");
-        for bad in ["mirrors: [1, 2]", "mirrors:\n  x:\n    endpoint: ['ftp://x']", "mirrors:\n  x:\n    rewrite: {'(': 'y'}", "configs: {a: {tls: {insecure_skip_verify: maybe}}}"] {
+        for bad in [
+            "mirrors: [1, 2]",
+            "mirrors:\n  x:\n    endpoint: ['ftp://x']",
+            "mirrors:\n  x:\n    rewrite: {'(': 'y'}",
+            "configs: {a: {tls: {insecure_skip_verify: maybe}}}",
+        ] {
             let path = dir.path().join("bad.yaml");
             std::fs::write(&path, bad).expect("write");
             let err = RegistriesConfig::load(&path).expect_err(bad);

@@ -44,7 +44,14 @@ impl ImageStore {
     /// `DataDir::image_store()`.
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
         let store = ImageStore { root: root.to_path_buf(), private_containers: std::sync::OnceLock::new() };
-        for dir in [store.blobs_dir(), store.layers_dir(), store.index_dir(), store.imported_dir(), store.tmp_dir(), store.containers_dir()] {
+        for dir in [
+            store.blobs_dir(),
+            store.layers_dir(),
+            store.index_dir(),
+            store.imported_dir(),
+            store.tmp_dir(),
+            store.containers_dir(),
+        ] {
             fs::create_dir_all(&dir).map_err(ImageError::io("create directory", &dir))?;
         }
         store.clean_stale_tmp();
@@ -148,7 +155,11 @@ impl ImageStore {
             let (digest, size) = reader.finish().map_err(ImageError::io("write", &tmp))?;
             if let Some(expected) = expected {
                 if expected != digest {
-                    return Err(ImageError::DigestMismatch { what: expected.to_string(), expected: expected.to_string(), actual: digest });
+                    return Err(ImageError::DigestMismatch {
+                        what: expected.to_string(),
+                        expected: expected.to_string(),
+                        actual: digest,
+                    });
                 }
             }
             file.sync_all().map_err(ImageError::io("sync", &tmp))?;
@@ -189,7 +200,11 @@ impl ImageStore {
             let file = File::open(&path).map_err(ImageError::io("open blob", &path))?;
             let actual = unpack::unpack_layer(file, &tmp).map_err(fail)?;
             if actual != diff_id {
-                return Err(ImageError::DigestMismatch { what: format!("uncompressed layer {blob}"), expected: diff_id.to_string(), actual });
+                return Err(ImageError::DigestMismatch {
+                    what: format!("uncompressed layer {blob}"),
+                    expected: diff_id.to_string(),
+                    actual,
+                });
             }
             match fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
@@ -204,7 +219,12 @@ impl ImageStore {
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         } else {
-            tracing::debug!(layer = blob, chain_id, elapsed_ms = started.elapsed().as_millis() as u64, "layer unpacked");
+            tracing::debug!(
+                layer = blob,
+                chain_id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "layer unpacked"
+            );
         }
         result
     }
@@ -214,14 +234,17 @@ impl ImageStore {
     pub(crate) fn load_index(&self) -> Result<Index, ImageError> {
         let path = self.index_path();
         match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| ImageError::CorruptRecord { path, reason: e.to_string() }),
+            Ok(data) => {
+                serde_json::from_slice(&data).map_err(|e| ImageError::CorruptRecord { path, reason: e.to_string() })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(ImageError::io("read", &path)(e)),
         }
     }
 
     pub(crate) fn save_index(&self, index: &Index, _lock: &StoreLock) -> Result<(), ImageError> {
-        let data = serde_json::to_vec_pretty(index).map_err(|e| ImageError::CorruptRecord { path: self.index_path(), reason: e.to_string() })?;
+        let data = serde_json::to_vec_pretty(index)
+            .map_err(|e| ImageError::CorruptRecord { path: self.index_path(), reason: e.to_string() })?;
         write_atomic(&self.index_path(), &data, &self.tmp_path("index"))
     }
 
@@ -270,7 +293,8 @@ impl ImageStore {
     pub fn remove(&self, reference: &str) -> Result<Image, ImageError> {
         let lock = self.lock()?;
         let mut index = self.load_index()?;
-        let image = find(&index.images, reference).cloned().ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
+        let image =
+            find(&index.images, reference).cloned().ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
         let by_name = ImageRef::parse(reference).ok().map(|r| r.to_string()).filter(|n| image.names.contains(n));
         let goes_away = match &by_name {
             Some(_) => image.names.len() <= 1,
@@ -278,10 +302,17 @@ impl ImageStore {
         };
         if goes_away {
             if let Some(container) = self.users(&image.id)?.into_iter().next() {
-                return Err(ImageError::InUse { image: image.names.first().cloned().unwrap_or_else(|| image.id.clone()), container });
+                return Err(ImageError::InUse {
+                    image: image.names.first().cloned().unwrap_or_else(|| image.id.clone()),
+                    container,
+                });
             }
         }
-        let entry = index.images.iter_mut().find(|i| i.id == image.id).ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
+        let entry = index
+            .images
+            .iter_mut()
+            .find(|i| i.id == image.id)
+            .ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
         match &by_name {
             Some(name) if !goes_away => {
                 entry.names.retain(|n| n != name);

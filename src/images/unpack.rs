@@ -27,7 +27,8 @@ pub fn unpack_layer(layer: impl Read, dest: &Path) -> Result<String, String> {
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         return Err("zstd-compressed layers are not supported".into());
     }
-    let stream: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let stream: Box<dyn Read> =
+        if gzip { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut hashing = HashingReader::new(stream);
     unpack_tar(&mut hashing, dest)?;
     let (diff_id, _) = hashing.finish().map_err(|e| format!("read: {e}"))?;
@@ -103,14 +104,20 @@ fn unpack_tar(stream: &mut impl Read, dest: &Path) -> Result<(), String> {
                 set_mtime(&target, mtime).map_err(ctx("set mtime"))?;
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name().map_err(ctx("link name"))?.ok_or_else(|| format!("{}: symlink without target", raw.display()))?;
+                let link = entry
+                    .link_name()
+                    .map_err(ctx("link name"))?
+                    .ok_or_else(|| format!("{}: symlink without target", raw.display()))?;
                 remove_existing(&target)?;
                 std::os::unix::fs::symlink(&link, &target).map_err(ctx("symlink"))?;
                 chown(&target, uid, gid).map_err(ctx("chown"))?;
                 set_mtime(&target, mtime).map_err(ctx("set mtime"))?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name().map_err(ctx("link name"))?.ok_or_else(|| format!("{}: hard link without target", raw.display()))?;
+                let link = entry
+                    .link_name()
+                    .map_err(ctx("link name"))?
+                    .ok_or_else(|| format!("{}: hard link without target", raw.display()))?;
                 let Some(link_rel) = clean_path(&link)? else {
                     return Err(format!("{}: hard link to the layer root", raw.display()));
                 };
@@ -223,7 +230,8 @@ fn chown(path: &Path, uid: u64, gid: u64) -> std::io::Result<()> {
 
 fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
     let t = nix::sys::time::TimeSpec::new(secs, 0);
-    nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink).map_err(std::io::Error::from)
+    nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .map_err(std::io::Error::from)
 }
 
 fn mknod(path: &Path, kind: libc::mode_t, major: u32, minor: u32) -> std::io::Result<()> {

@@ -261,7 +261,8 @@ mod tests {
             "2026-01-01T00:00:02.000000000Z two\n"
         );
         assert_eq!(
-            collect(p.clone(), LogOptions { since_time: Some("2026-01-01T00:00:02.5Z".into()), ..Default::default() }).await,
+            collect(p.clone(), LogOptions { since_time: Some("2026-01-01T00:00:02.5Z".into()), ..Default::default() })
+                .await,
             "three\nfour\n"
         );
         assert_eq!(collect(p, LogOptions { limit_bytes: Some(6), ..Default::default() }).await, "one\ntw");

@@ -342,7 +342,12 @@ fn start_slots() -> usize {
     2 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn dispatch(workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>, pod: Value, records: Vec<ContainerRecord>, deps: &Deps) {
+fn dispatch(
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
+    pod: Value,
+    records: Vec<ContainerRecord>,
+    deps: &Deps,
+) {
     let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     if uid.is_empty() {
         return;
@@ -353,8 +358,9 @@ fn dispatch(workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>, pod: Valu
         }
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut worker = Worker::new(pod, deps.host_ip.clone(), deps.backend.clone(), deps.api.clone(), deps.events.clone())
-        .with_start_slots(deps.starts.clone());
+    let mut worker =
+        Worker::new(pod, deps.host_ip.clone(), deps.backend.clone(), deps.api.clone(), deps.events.clone())
+            .with_start_slots(deps.starts.clone());
     worker.adopt(records);
     workers.insert(uid, tx);
     tokio::spawn(run_worker(worker, rx));

@@ -71,7 +71,10 @@ fn read_trimmed(path: &str) -> String {
 
 /// `PRETTY_NAME` of an os-release file's text.
 pub fn pretty_name(os_release: &str) -> Option<String> {
-    os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
 }
 
 /// `MemTotal` of a meminfo text, in bytes.
@@ -109,14 +112,28 @@ impl HostFacts {
         let affinity = affinity_cpus().max(1);
         let cpus = own_cpu_max().and_then(|m| cgroup_cpus(&m)).map_or(affinity, |c| c.min(affinity));
         let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_total(&m)).unwrap_or(0);
-        let ephemeral_storage_bytes = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| s.blocks().saturating_mul(s.fragment_size()))
-            .unwrap_or(0);
+        let ephemeral_storage_bytes =
+            nix::sys::statvfs::statvfs(data_dir).map(|s| s.blocks().saturating_mul(s.fragment_size())).unwrap_or(0);
         let machine_id = read_trimmed("/etc/machine-id");
-        let system_uuid = Some(read_trimmed("/sys/class/dmi/id/product_uuid").to_lowercase()).filter(|s| !s.is_empty()).unwrap_or_else(|| machine_id.clone());
-        let kernel_version = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-        let os_image = std::fs::read_to_string("/etc/os-release").ok().and_then(|t| pretty_name(&t)).unwrap_or_else(|| "Linux".to_string());
-        HostFacts { cpus, memory_bytes, ephemeral_storage_bytes, machine_id, system_uuid, boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"), kernel_version, os_image }
+        let system_uuid = Some(read_trimmed("/sys/class/dmi/id/product_uuid").to_lowercase())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| machine_id.clone());
+        let kernel_version =
+            nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+        let os_image = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| pretty_name(&t))
+            .unwrap_or_else(|| "Linux".to_string());
+        HostFacts {
+            cpus,
+            memory_bytes,
+            ephemeral_storage_bytes,
+            machine_id,
+            system_uuid,
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            kernel_version,
+            os_image,
+        }
     }
 }
 
@@ -133,7 +150,11 @@ pub struct Heartbeat {
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Heartbeat { status_every: Duration::from_secs(10), report_every: Duration::from_secs(300), lease_every: Duration::from_secs(10) }
+        Heartbeat {
+            status_every: Duration::from_secs(10),
+            report_every: Duration::from_secs(300),
+            lease_every: Duration::from_secs(10),
+        }
     }
 }
 
@@ -177,7 +198,8 @@ impl NodeSpecInput {
     pub fn pod_cidr(&self) -> Result<Cidr, NodeError> {
         let want = if self.cluster_cidr.is_ipv4() { 24 } else { 64 };
         let prefix = self.cluster_cidr.prefix_len().max(want);
-        Cidr::new(self.cluster_cidr.network(), prefix).map_err(|_| NodeError::PodCidr { cluster_cidr: self.cluster_cidr.to_string() })
+        Cidr::new(self.cluster_cidr.network(), prefix)
+            .map_err(|_| NodeError::PodCidr { cluster_cidr: self.cluster_cidr.to_string() })
     }
 }
 
@@ -205,14 +227,30 @@ impl Default for NodeConditions {
 impl NodeConditions {
     /// `(type, status, reason, message)` in upstream's order and words.
     pub fn rows(&self) -> [(&'static str, &'static str, &'static str, String); 4] {
-        let pressure = |on: bool, t: &'static str, yes: (&'static str, &'static str), no: (&'static str, &'static str)| {
-            let (reason, message) = if on { yes } else { no };
-            (t, if on { "True" } else { "False" }, reason, message.to_string())
-        };
+        let pressure =
+            |on: bool, t: &'static str, yes: (&'static str, &'static str), no: (&'static str, &'static str)| {
+                let (reason, message) = if on { yes } else { no };
+                (t, if on { "True" } else { "False" }, reason, message.to_string())
+            };
         [
-            pressure(self.memory_pressure, "MemoryPressure", ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"), ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")),
-            pressure(self.disk_pressure, "DiskPressure", ("KubeletHasDiskPressure", "kubelet has disk pressure"), ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")),
-            pressure(self.pid_pressure, "PIDPressure", ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"), ("KubeletHasSufficientPID", "kubelet has sufficient PID available")),
+            pressure(
+                self.memory_pressure,
+                "MemoryPressure",
+                ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+                ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            ),
+            pressure(
+                self.disk_pressure,
+                "DiskPressure",
+                ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+                ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            ),
+            pressure(
+                self.pid_pressure,
+                "PIDPressure",
+                ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+                ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            ),
             match &self.ready {
                 Ok(()) => ("Ready", "True", "KubeletReady", "kubelet is posting ready status".to_string()),
                 Err(why) => ("Ready", "False", "KubeletNotReady", why.clone()),
@@ -323,7 +361,16 @@ fn now() -> String {
 /// A lease's MicroTime: RFC 3339 with microseconds.
 fn micro_now() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second(), t.microsecond())
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
 
 /// Registers the node, or brings an existing Node (from before a restart) up to date
@@ -378,8 +425,15 @@ pub async fn register(client: &Client, info: &NodeSpecInput) -> Result<(), NodeE
 
 /// Writes the node's status with `conditions` (`None`: keep the present ones, or report
 /// "starting" if there are none); returns the node as written.
-async fn post_status(client: &Client, info: &NodeSpecInput, conditions: Option<&NodeConditions>) -> Result<Value, NodeError> {
-    let starting = NodeConditions { ready: Err("container runtime status check may not have completed yet".into()), ..Default::default() };
+async fn post_status(
+    client: &Client,
+    info: &NodeSpecInput,
+    conditions: Option<&NodeConditions>,
+) -> Result<Value, NodeError> {
+    let starting = NodeConditions {
+        ready: Err("container runtime status check may not have completed yet".into()),
+        ..Default::default()
+    };
     let name = info.name.clone();
     let path = format!("/api/v1/nodes/{name}");
     let facts = info.facts();
@@ -435,7 +489,10 @@ pub async fn renew_lease(client: &Client, info: &NodeSpecInput) -> Result<(), No
                 },
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": micro_now()},
             });
-            match client.post(&format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"), &lease).await {
+            match client
+                .post(&format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"), &lease)
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == 409 => Ok(()),
                 Err(e) => Err(err(e)),
@@ -448,7 +505,12 @@ pub async fn renew_lease(client: &Client, info: &NodeSpecInput) -> Result<(), No
 /// Keeps the node's status and lease current until `shutdown` resolves: the lease every
 /// `lease_every`; the status whenever `readiness` changes (checked every `status_every`)
 /// and at least every `report_every`.
-pub async fn run_heartbeat(client: Client, info: NodeSpecInput, readiness: impl Fn() -> NodeConditions, shutdown: impl Future<Output = ()>) {
+pub async fn run_heartbeat(
+    client: Client,
+    info: NodeSpecInput,
+    readiness: impl Fn() -> NodeConditions,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut info = info;
     // Facts are read once; the boot ID and sizes do not change while k3rs runs.
@@ -510,7 +572,10 @@ mod tests {
 
     #[test]
     fn host_file_parsers() {
-        assert_eq!(pretty_name("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n").as_deref(), Some("Debian GNU/Linux 13 (trixie)"));
+        assert_eq!(
+            pretty_name("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n").as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
         assert_eq!(mem_total("MemTotal:       16318480 kB\nMemFree: 1 kB\n"), Some(16318480 * 1024));
         assert_eq!(cgroup_cpus("150000 100000"), Some(2));
         assert_eq!(cgroup_cpus("max 100000"), None);
@@ -537,7 +602,10 @@ mod tests {
         assert_eq!(st["allocatable"]["memory"], "8286208Ki");
         assert_eq!(st["allocatable"]["pods"], "110");
         assert_eq!(st["allocatable"]["ephemeral-storage"], (100u64 * 1024 * 1024 * 1024 * 95 / 100).to_string());
-        assert_eq!(st["addresses"], json!([{"type": "InternalIP", "address": "192.0.2.7"}, {"type": "Hostname", "address": "n1"}]));
+        assert_eq!(
+            st["addresses"],
+            json!([{"type": "InternalIP", "address": "192.0.2.7"}, {"type": "Hostname", "address": "n1"}])
+        );
         assert_eq!(st["nodeInfo"]["containerRuntimeVersion"], "libcontainer://0.7.0");
         assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
     }
@@ -547,7 +615,10 @@ mod tests {
         let mut st = json!({});
         merge_conditions(&mut st, None, &NodeConditions::default(), "t1");
         let first = st["conditions"].clone();
-        assert_eq!(first[3], json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "t1", "lastTransitionTime": "t1", "reason": "KubeletReady", "message": "kubelet is posting ready status"}));
+        assert_eq!(
+            first[3],
+            json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "t1", "lastTransitionTime": "t1", "reason": "KubeletReady", "message": "kubelet is posting ready status"})
+        );
         assert_eq!(first[0]["reason"], "KubeletHasSufficientMemory");
         let mut st2 = json!({});
         let pressured = NodeConditions { disk_pressure: true, ..Default::default() };

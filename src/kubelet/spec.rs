@@ -205,10 +205,7 @@ fn millis_to_quota(millis: i64) -> i64 {
 
 fn requests_limits(c: &Container) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
     let r = c.resources.as_ref();
-    (
-        r.and_then(|r| r.requests.clone()).unwrap_or_default(),
-        r.and_then(|r| r.limits.clone()).unwrap_or_default(),
-    )
+    (r.and_then(|r| r.requests.clone()).unwrap_or_default(), r.and_then(|r| r.limits.clone()).unwrap_or_default())
 }
 
 /// A Kubernetes quantity's value in base units (`100m` → 0.1, `16Mi` → 16777216).
@@ -363,7 +360,9 @@ fn service_env(input: &SpecInput) -> Env {
 }
 
 fn is_env_var_name(k: &str) -> bool {
-    !k.is_empty() && !k.starts_with(|c: char| c.is_ascii_digit()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 fn format_map(m: &BTreeMap<String, String>) -> String {
@@ -374,7 +373,10 @@ fn field_ref(input: &SpecInput, path: &str) -> Result<String, SpecError> {
     let meta = &input.pod.metadata;
     let src = input.env_sources;
     let subscript = |prefix: &str| {
-        path.strip_prefix(prefix).and_then(|r| r.strip_prefix("['")).and_then(|r| r.strip_suffix("']")).map(str::to_string)
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix("['"))
+            .and_then(|r| r.strip_suffix("']"))
+            .map(str::to_string)
     };
     if let Some(k) = subscript("metadata.labels") {
         return Ok(meta.labels.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default());
@@ -390,9 +392,9 @@ fn field_ref(input: &SpecInput, path: &str) -> Result<String, SpecError> {
         "metadata.labels" => format_map(&meta.labels.clone().unwrap_or_default()),
         "metadata.annotations" => format_map(&meta.annotations.clone().unwrap_or_default()),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_else(|| src.node_name.clone()),
-        "spec.serviceAccountName" => spec
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| src.service_account_name.clone()),
+        "spec.serviceAccountName" => {
+            spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| src.service_account_name.clone())
+        }
         "status.hostIP" | "status.hostIPs" => src.node_ip.clone(),
         "status.podIP" => src.pod_ip.clone(),
         "status.podIPs" => {
@@ -406,7 +408,10 @@ fn field_ref(input: &SpecInput, path: &str) -> Result<String, SpecError> {
     })
 }
 
-fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::ResourceFieldSelector) -> Result<String, SpecError> {
+fn resource_field_ref(
+    input: &SpecInput,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+) -> Result<String, SpecError> {
     let c = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
         Some(name) => input
             .pod
@@ -429,9 +434,7 @@ fn resource_field_ref(input: &SpecInput, r: &k8s_openapi::api::core::v1::Resourc
     let value = match map.get(res) {
         Some(q) => quantity_value(q)?,
         // An unset limit is the node's allocatable, as upstream resolves it.
-        None if is_limit => {
-            input.env_sources.node_allocatable.get(res).map(quantity_value).transpose()?.unwrap_or(0.0)
-        }
+        None if is_limit => input.env_sources.node_allocatable.get(res).map(quantity_value).transpose()?.unwrap_or(0.0),
         None => 0.0,
     };
     let divisor = r.divisor.as_ref().map(quantity_value).transpose()?.filter(|d| *d > 0.0).unwrap_or(1.0);
@@ -491,7 +494,11 @@ pub fn container_env(input: &SpecInput) -> Result<Vec<(String, String)>, SpecErr
                     Some(Some(v)) => v.clone(),
                     _ if optional => continue,
                     Some(None) => {
-                        return Err(SpecError::ConfigMapKeyNotFound { key: r.key.clone(), namespace: ns, name: r.name.clone() })
+                        return Err(SpecError::ConfigMapKeyNotFound {
+                            key: r.key.clone(),
+                            namespace: ns,
+                            name: r.name.clone(),
+                        })
                     }
                     None => return Err(SpecError::ConfigMapNotFound(r.name.clone())),
                 }
@@ -501,7 +508,11 @@ pub fn container_env(input: &SpecInput) -> Result<Vec<(String, String)>, SpecErr
                     Some(Some(v)) => String::from_utf8_lossy(v).into_owned(),
                     _ if optional => continue,
                     Some(None) => {
-                        return Err(SpecError::SecretKeyNotFound { key: r.key.clone(), namespace: ns, name: r.name.clone() })
+                        return Err(SpecError::SecretKeyNotFound {
+                            key: r.key.clone(),
+                            namespace: ns,
+                            name: r.name.clone(),
+                        })
                     }
                     None => return Err(SpecError::SecretNotFound(r.name.clone())),
                 }
@@ -523,7 +534,11 @@ pub fn container_env(input: &SpecInput) -> Result<Vec<(String, String)>, SpecErr
 
 /// The process arguments: `command` replaces the image entrypoint (and then the image cmd is
 /// ignored), `args` replaces the image cmd; `$(VAR)` refers to the container's environment.
-pub fn container_args(container: &Container, image: &ImageConfig, env: &[(String, String)]) -> Result<Vec<String>, SpecError> {
+pub fn container_args(
+    container: &Container,
+    image: &ImageConfig,
+    env: &[(String, String)],
+) -> Result<Vec<String>, SpecError> {
     let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let command: Vec<String> = container.command.iter().flatten().map(|c| expand(c, &lookup)).collect();
     let args: Vec<String> = container.args.iter().flatten().map(|c| expand(c, &lookup)).collect();
@@ -558,14 +573,47 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE", "CAP_BLOCK_SUSPEND", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-    "CAP_FSETID", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_KILL", "CAP_LEASE", "CAP_LINUX_IMMUTABLE",
-    "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE", "CAP_MKNOD", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_PERFMON", "CAP_SETGID", "CAP_SETFCAP", "CAP_SETPCAP",
-    "CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_NICE",
-    "CAP_SYS_PACCT", "CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETGID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
 ];
 
 fn cap_name(c: &str) -> String {
@@ -612,8 +660,7 @@ const DEFAULT_MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-const DEFAULT_READONLY_PATHS: &[&str] =
-    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 fn pod_name(pod: &Pod) -> String {
     format!(
@@ -684,7 +731,11 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
         None => match image_user.parse::<i64>() {
             Ok(u) => u,
             Err(_) if non_root => {
-                return Err(SpecError::NonNumericUser { user: image_user, pod: pod_name(pod), container: c.name.clone() })
+                return Err(SpecError::NonNumericUser {
+                    user: image_user,
+                    pod: pod_name(pod),
+                    container: c.name.clone(),
+                })
             }
             Err(_) => return Err(SpecError::NamedUser(image_user)),
         },
@@ -695,7 +746,9 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
     let gid: i64 = match csc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group)) {
         Some(g) => g,
         None => match &image_group {
-            Some(g) if !g.is_empty() && g != "root" => g.parse().map_err(|_| SpecError::NamedUser(input.image.user.clone()))?,
+            Some(g) if !g.is_empty() && g != "root" => {
+                g.parse().map_err(|_| SpecError::NamedUser(input.image.user.clone()))?
+            }
             _ => 0,
         },
     };
@@ -859,9 +912,7 @@ fn devices(privileged: bool) -> Value {
     if privileged {
         return json!([{"allow": true, "access": "rwm"}]);
     }
-    let allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
-        json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access})
-    };
+    let allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
     json!([
         {"allow": false, "access": "rwm"},
         allow("c", None, None, "m"),
@@ -896,7 +947,10 @@ mod tests {
 
     fn sources() -> EnvSources {
         EnvSources {
-            config_maps: BTreeMap::from([("cfg".into(), BTreeMap::from([("k".into(), "v".into()), ("bad key".into(), "x".into())]))]),
+            config_maps: BTreeMap::from([(
+                "cfg".into(),
+                BTreeMap::from([("k".into(), "v".into()), ("bad key".into(), "x".into())]),
+            )]),
             secrets: BTreeMap::from([("sec".into(), BTreeMap::from([("pw".into(), b"s3cret".to_vec())]))]),
             services: vec![serde_json::from_value(json!({
                 "metadata": {"name": "redis-main"},
@@ -911,7 +965,12 @@ mod tests {
         }
     }
 
-    fn spec_for(p: &Pod, image: &ImageConfig, src: &EnvSources, vols: &BTreeMap<String, PathBuf>) -> Result<oci_spec::runtime::Spec, SpecError> {
+    fn spec_for(
+        p: &Pod,
+        image: &ImageConfig,
+        src: &EnvSources,
+        vols: &BTreeMap<String, PathBuf>,
+    ) -> Result<oci_spec::runtime::Spec, SpecError> {
         let c = &p.spec.as_ref().expect("spec").containers[0];
         container_spec(&SpecInput {
             pod: p,
@@ -953,10 +1012,17 @@ mod tests {
         let c = |v: Value| -> Container { serde_json::from_value(v).expect("container") };
         let env = vec![("X".to_string(), "1".to_string())];
         assert_eq!(container_args(&c(json!({"name": "a"})), &image, &env).expect("args"), vec!["/ep", "dflt"]);
-        assert_eq!(container_args(&c(json!({"name": "a", "args": ["$(X)"]})), &image, &env).expect("args"), vec!["/ep", "1"]);
-        assert_eq!(container_args(&c(json!({"name": "a", "command": ["sh"]})), &image, &env).expect("args"), vec!["sh"]);
         assert_eq!(
-            container_args(&c(json!({"name": "a", "command": ["sh"], "args": ["-c", "$$(X) $(X)"]})), &image, &env).expect("args"),
+            container_args(&c(json!({"name": "a", "args": ["$(X)"]})), &image, &env).expect("args"),
+            vec!["/ep", "1"]
+        );
+        assert_eq!(
+            container_args(&c(json!({"name": "a", "command": ["sh"]})), &image, &env).expect("args"),
+            vec!["sh"]
+        );
+        assert_eq!(
+            container_args(&c(json!({"name": "a", "command": ["sh"], "args": ["-c", "$$(X) $(X)"]})), &image, &env)
+                .expect("args"),
             vec!["sh", "-c", "$(X) 1"]
         );
         assert_eq!(container_args(&c(json!({"name": "a"})), &ImageConfig::default(), &env), Err(SpecError::NoCommand));
@@ -979,10 +1045,13 @@ mod tests {
                 {"name": "REF", "value": "$(CM_k)-$(REDIS_MAIN_SERVICE_HOST)-$(MISSING)"},
             ],
         }));
-        let image = ImageConfig { env: vec!["PATH=/img".into(), "IMG=1".into()], cmd: vec!["x".into()], ..Default::default() };
+        let image =
+            ImageConfig { env: vec!["PATH=/img".into(), "IMG=1".into()], cmd: vec!["x".into()], ..Default::default() };
         let s = spec_for(&p, &image, &sources(), &BTreeMap::new()).expect("spec");
         let env = env_of(&s);
-        let idx = |k: &str| env.iter().position(|e| e.starts_with(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing: {env:?}"));
+        let idx = |k: &str| {
+            env.iter().position(|e| e.starts_with(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing: {env:?}"))
+        };
         // Image env first, PATH replaced in place.
         assert_eq!(env[0], "PATH=/override");
         assert_eq!(env[1], "IMG=1");
@@ -1039,7 +1108,10 @@ mod tests {
             assert_eq!(err.to_string(), msg);
         }
         let p = base_pod(json!({"name": "c", "command": ["sh"], "envFrom": [{"secretRef": {"name": "gone"}}]}));
-        assert_eq!(spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()), Err(SpecError::SecretNotFound("gone".into())));
+        assert_eq!(
+            spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()),
+            Err(SpecError::SecretNotFound("gone".into()))
+        );
     }
 
     #[test]
@@ -1054,8 +1126,21 @@ mod tests {
         let vols = BTreeMap::from([("data".to_string(), PathBuf::from("/vol/data"))]);
         let s = as_json(&spec_for(&p, &ImageConfig::default(), &sources(), &vols).expect("spec"));
         let mounts = s["mounts"].as_array().expect("mounts");
-        let find = |d: &str| mounts.iter().position(|m| m["destination"] == d).unwrap_or_else(|| panic!("{d} not mounted"));
-        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log"] {
+        let find =
+            |d: &str| mounts.iter().position(|m| m["destination"] == d).unwrap_or_else(|| panic!("{d} not mounted"));
+        for d in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/dev/termination-log",
+        ] {
             find(d);
         }
         assert_eq!(mounts[find("/etc/resolv.conf")]["source"], "/pod/resolv.conf");
@@ -1069,10 +1154,19 @@ mod tests {
         assert_eq!(s["linux"]["cgroupsPath"], "/kubepods/besteffort/podu_1/c1");
         assert!(s["linux"]["maskedPaths"].as_array().expect("masked").contains(&json!("/proc/kcore")));
 
-        let bad = base_pod(json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "../etc"}]}));
-        assert_eq!(spec_for(&bad, &ImageConfig::default(), &sources(), &vols), Err(SpecError::InvalidSubPath("../etc".into())));
-        let missing = base_pod(json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "other", "mountPath": "/x"}]}));
-        assert_eq!(spec_for(&missing, &ImageConfig::default(), &sources(), &vols), Err(SpecError::VolumeNotFound("other".into())));
+        let bad = base_pod(
+            json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "../etc"}]}),
+        );
+        assert_eq!(
+            spec_for(&bad, &ImageConfig::default(), &sources(), &vols),
+            Err(SpecError::InvalidSubPath("../etc".into()))
+        );
+        let missing =
+            base_pod(json!({"name": "c", "command": ["sh"], "volumeMounts": [{"name": "other", "mountPath": "/x"}]}));
+        assert_eq!(
+            spec_for(&missing, &ImageConfig::default(), &sources(), &vols),
+            Err(SpecError::VolumeNotFound("other".into()))
+        );
     }
 
     #[test]
@@ -1096,7 +1190,15 @@ mod tests {
         assert!(!bounding.contains(&json!("CAP_NET_RAW")) && !bounding.contains(&json!("CAP_KILL")));
 
         let default = base_pod(json!({"name": "c", "command": ["sh"]}));
-        let s = as_json(&spec_for(&default, &ImageConfig { user: "33:44".into(), ..Default::default() }, &sources(), &BTreeMap::new()).expect("spec"));
+        let s = as_json(
+            &spec_for(
+                &default,
+                &ImageConfig { user: "33:44".into(), ..Default::default() },
+                &sources(),
+                &BTreeMap::new(),
+            )
+            .expect("spec"),
+        );
         assert_eq!(s["process"]["user"]["uid"], 33);
         assert_eq!(s["process"]["user"]["gid"], 44);
         assert_eq!(s["process"]["noNewPrivileges"], false);
@@ -1113,7 +1215,10 @@ mod tests {
 
         let non_root = base_pod(json!({"name": "c", "command": ["sh"], "securityContext": {"runAsNonRoot": true}}));
         let err = spec_for(&non_root, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect_err("root refused");
-        assert_eq!(err.to_string(), "container has runAsNonRoot and image will run as root (pod: \"web_team(u-1)\", container: c)");
+        assert_eq!(
+            err.to_string(),
+            "container has runAsNonRoot and image will run as root (pod: \"web_team(u-1)\", container: c)"
+        );
     }
 
     #[test]
@@ -1132,12 +1237,21 @@ mod tests {
         assert_eq!(s["process"]["oomScoreAdj"], 938);
         assert_eq!(qos_class(&p), QosClass::Burstable);
 
-        let g = base_pod(json!({"name": "c", "command": ["sh"], "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}));
+        let g =
+            base_pod(json!({"name": "c", "command": ["sh"], "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}));
         assert_eq!(qos_class(&g), QosClass::Guaranteed);
         let s = as_json(&spec_for(&g, &ImageConfig::default(), &src, &BTreeMap::new()).expect("spec"));
         assert_eq!(s["process"]["oomScoreAdj"], -997);
         assert_eq!(s["linux"]["resources"]["cpu"]["shares"], 1024);
-        assert_eq!(pod_resources(&g), PodResources { cpu_shares: Some(1024), cpu_quota: Some(100_000), cpu_period: Some(100_000), memory_limit: Some(1 << 30) });
+        assert_eq!(
+            pod_resources(&g),
+            PodResources {
+                cpu_shares: Some(1024),
+                cpu_quota: Some(100_000),
+                cpu_period: Some(100_000),
+                memory_limit: Some(1 << 30)
+            }
+        );
         let be = base_pod(json!({"name": "c", "command": ["sh"]}));
         assert_eq!(qos_class(&be), QosClass::BestEffort);
         assert_eq!(pod_resources(&be), PodResources { cpu_shares: Some(2), ..Default::default() });
@@ -1145,12 +1259,14 @@ mod tests {
 
     #[test]
     fn resource_field_refs_use_divisors_and_node_allocatable() {
-        let p = base_pod(json!({"name": "c", "command": ["sh"], "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}},
+        let p = base_pod(
+            json!({"name": "c", "command": ["sh"], "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}},
             "env": [
                 {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
                 {"name": "MEM_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
                 {"name": "CPU_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-            ]}));
+            ]}),
+        );
         let mut src = sources();
         src.node_allocatable.insert("cpu".into(), Quantity("4".into()));
         let env = env_of(&spec_for(&p, &ImageConfig::default(), &src, &BTreeMap::new()).expect("spec"));

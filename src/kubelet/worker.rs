@@ -225,7 +225,12 @@ impl Worker {
         }
         if self.sandbox_ip.is_some() && !self.backend.sandbox_alive(&self.uid()).await {
             // As upstream: the pod's containers go with the sandbox and start again in a new one.
-            self.events.event(&self.pod, false, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
+            self.events.event(
+                &self.pod,
+                false,
+                "SandboxChanged",
+                "Pod sandbox changed, it will be killed and re-created.",
+            );
             self.kill_running().await;
             self.sandbox_ip = None;
         }

@@ -22,7 +22,9 @@ impl HostPort {
     /// Two uses of a port clash on the same protocol and port when either takes every
     /// address or both name the same one.
     pub fn conflicts(&self, other: &HostPort) -> bool {
-        self.protocol == other.protocol && self.port == other.port && (self.ip == "0.0.0.0" || other.ip == "0.0.0.0" || self.ip == other.ip)
+        self.protocol == other.protocol
+            && self.port == other.port
+            && (self.ip == "0.0.0.0" || other.ip == "0.0.0.0" || self.ip == other.ip)
     }
 }
 
@@ -177,7 +179,12 @@ pub fn fit_error(num_nodes: usize, statuses: &[Unfit], post_filter: Option<&str>
 /// cannot change are "not helpful"; on the others, the pod is tried again without the
 /// lower-priority pods, and where it still does not fit, that refusal is reported;
 /// nodes with no lower-priority pods have no victims.
-pub fn preemption_message(plugins: &[Box<dyn FilterPlugin>], pod: &PodInfo, nodes: &[NodeInfo], statuses: &[Unfit]) -> String {
+pub fn preemption_message(
+    plugins: &[Box<dyn FilterPlugin>],
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    statuses: &[Unfit],
+) -> String {
     if pod.spec("preemptionPolicy").and_then(Value::as_str) == Some("Never") {
         return "preemption: not eligible due to preemptionPolicy=Never.".to_string();
     }

@@ -129,7 +129,8 @@ impl Cache {
 
     /// Every node with the pods placed on it that still hold resources.
     fn node_infos(&self) -> Vec<NodeInfo> {
-        let mut infos: BTreeMap<&str, NodeInfo> = self.nodes.iter().map(|(n, v)| (n.as_str(), NodeInfo::new(v.clone()))).collect();
+        let mut infos: BTreeMap<&str, NodeInfo> =
+            self.nodes.iter().map(|(n, v)| (n.as_str(), NodeInfo::new(v.clone()))).collect();
         for (key, pod) in self.pods.iter().filter(|(_, p)| !is_terminal(p)) {
             let node = match str_at(pod, "/spec/nodeName") {
                 "" => self.assumed.get(key).map(String::as_str).unwrap_or(""),
@@ -150,12 +151,19 @@ impl Cache {
             .filter(|(k, p)| wants_scheduling(p) && !self.assumed.contains_key(*k))
             .filter(|(k, p)| match self.attempts.get(*k) {
                 None => true,
-                Some(a) => a.spec != p["spec"] || a.generation != self.generation || now.duration_since(a.at) >= RETRY_UNSCHEDULABLE,
+                Some(a) => {
+                    a.spec != p["spec"]
+                        || a.generation != self.generation
+                        || now.duration_since(a.at) >= RETRY_UNSCHEDULABLE
+                }
             })
             .collect();
         due.sort_by(|(ka, a), (kb, b)| {
             let prio = |p: &Value| p.pointer("/spec/priority").and_then(Value::as_i64).unwrap_or(0);
-            prio(b).cmp(&prio(a)).then_with(|| str_at(a, "/metadata/creationTimestamp").cmp(str_at(b, "/metadata/creationTimestamp"))).then_with(|| ka.cmp(kb))
+            prio(b)
+                .cmp(&prio(a))
+                .then_with(|| str_at(a, "/metadata/creationTimestamp").cmp(str_at(b, "/metadata/creationTimestamp")))
+                .then_with(|| ka.cmp(kb))
         });
         due.into_iter().map(|(k, _)| k.clone()).collect()
     }
@@ -210,7 +218,10 @@ pub fn decide(filters: &[Box<dyn FilterPlugin>], pod: &PodInfo, nodes: &[NodeInf
 }
 
 /// Lists `path` and watches it from the list's revision.
-async fn list_watch(client: &Client, path: &str) -> Result<(Vec<Value>, impl Stream<Item = Value> + Send + 'static), ApiError> {
+async fn list_watch(
+    client: &Client,
+    path: &str,
+) -> Result<(Vec<Value>, impl Stream<Item = Value> + Send + 'static), ApiError> {
     let list = client.get(path).await?;
     let rv = str_at(&list, "/metadata/resourceVersion").to_string();
     let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -289,7 +300,13 @@ impl Scheduler {
                 }
                 self.cache.attempts.remove(&b.key);
                 let message = format!("Successfully assigned {ns}/{name} to {}", b.node);
-                let ev = NewEvent { type_: EventType::Normal, reason: "Scheduled", message: &message, action: Some("Binding"), field_path: None };
+                let ev = NewEvent {
+                    type_: EventType::Normal,
+                    reason: "Scheduled",
+                    message: &message,
+                    action: Some("Binding"),
+                    field_path: None,
+                };
                 self.events.record_event(&b.pod, ev).await;
             }
             // Placed by someone else, being deleted, or gone: the watch brings the news.
@@ -304,9 +321,13 @@ impl Scheduler {
         let key = key_of(pod);
         let (ns, name) = (&key.0, &key.1);
         tracing::debug!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), message, "unschedulable");
-        self.cache.attempts.insert(key.clone(), Attempt { spec: pod["spec"].clone(), at: Instant::now(), generation: self.cache.generation });
+        self.cache.attempts.insert(
+            key.clone(),
+            Attempt { spec: pod["spec"].clone(), at: Instant::now(), generation: self.cache.generation },
+        );
         let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
-        let condition = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message});
+        let condition =
+            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message});
         for _ in 0..3 {
             let Ok(mut current) = self.client.get(&path).await else { return };
             if !wants_scheduling(&current) {
@@ -324,7 +345,13 @@ impl Scheduler {
                 }
             }
         }
-        let ev = NewEvent { type_: EventType::Warning, reason: "FailedScheduling", message, action: Some("Scheduling"), field_path: None };
+        let ev = NewEvent {
+            type_: EventType::Warning,
+            reason: "FailedScheduling",
+            message,
+            action: Some("Scheduling"),
+            field_path: None,
+        };
         self.events.record_event(pod, ev).await;
     }
 }
@@ -418,7 +445,8 @@ mod tests {
     #[test]
     fn an_assumed_pod_is_not_due_and_counts_on_its_node_until_bound() {
         let mut cache = Cache::default();
-        let node = json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}});
+        let node =
+            json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}});
         cache.apply_node(&json!({"type": "ADDED", "object": node}));
         let pod = json!({"metadata": {"name": "p", "namespace": "default"},
             "spec": {"schedulerName": SCHEDULER_NAME, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
@@ -463,7 +491,8 @@ mod tests {
                 "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".into()
             )
         );
-        let tainted = node("b", json!({"spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}));
+        let tainted =
+            node("b", json!({"spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}));
         assert_eq!(
             decide(&filters, &asking("1"), &[n, tainted]),
             Decision::Unschedulable(
@@ -483,7 +512,8 @@ mod tests {
         assert_eq!(
             decide(&filters, &urgent, &[n]),
             Decision::Unschedulable(
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Insufficient cpu.".into()
+                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Insufficient cpu."
+                    .into()
             )
         );
     }
@@ -494,7 +524,9 @@ mod tests {
         assert!(wants_scheduling(&p(json!({"schedulerName": "default-scheduler"}))));
         assert!(!wants_scheduling(&p(json!({"schedulerName": "other"}))));
         assert!(!wants_scheduling(&p(json!({"schedulerName": "default-scheduler", "nodeName": "n"}))));
-        assert!(!wants_scheduling(&p(json!({"schedulerName": "default-scheduler", "schedulingGates": [{"name": "g"}]}))));
+        assert!(!wants_scheduling(&p(
+            json!({"schedulerName": "default-scheduler", "schedulingGates": [{"name": "g"}]})
+        )));
         let mut deleting = p(json!({"schedulerName": "default-scheduler"}));
         deleting["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
         assert!(!wants_scheduling(&deleting));

@@ -30,7 +30,10 @@ pub fn parse_scaled(q: &str, scale: i128) -> Option<i64> {
     }
     let num = num.strip_prefix('+').unwrap_or(num);
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || frac.len() > 18 {
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        || frac.len() > 18
+    {
         return None;
     }
     let digits: i128 = format!("{int}{frac}").parse().ok()?;

@@ -100,7 +100,8 @@ where
     }
 
     let addr = SocketAddr::new(api_cfg.bind_address, api_cfg.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ApiStartError::Listen { addr, source })?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| ApiStartError::Listen { addr, source })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(api_cfg.https_listen_port);
     let url = format!("https://127.0.0.1:{port}");
 
@@ -111,7 +112,10 @@ where
         super::config::DatastoreConfig::Etcd(_) => Arc::new(crate::apiserver::watchcache::WatchCache::new(store)),
         super::config::DatastoreConfig::Embedded => store,
     };
-    let api = ApiServer::with_options(store, ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr, tokens });
+    let api = ApiServer::with_options(
+        store,
+        ApiOptions { advertise: SocketAddr::new(ip, port), service_cidr: config.network.service_cidr, tokens },
+    );
     api.bootstrap().await.map_err(|e| ApiStartError::Bootstrap(e.message))?;
 
     let kubeconfig = api_cfg.write_kubeconfig.clone();
@@ -138,7 +142,10 @@ where
     let controller_identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
     for (name, run) in crate::controllers::CONTROLLERS {
         tracing::debug!(controller = name, "starting");
-        let ctx = ControllerContext { client: Client::new(api.clone(), controller_identity.clone()), ca_pem: pki.server_ca_pem().to_string() };
+        let ctx = ControllerContext {
+            client: Client::new(api.clone(), controller_identity.clone()),
+            ca_pem: pki.server_ca_pem().to_string(),
+        };
         tasks.push(tokio::spawn(run(ctx, Box::pin(stop()))));
     }
     let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));

@@ -39,7 +39,13 @@ pub struct Policy {
 
 impl Policy {
     /// Records `current` at `now` and returns the revision to compact to, if any is due.
-    pub fn observe(&mut self, cfg: &CompactorConfig, now: Instant, current: Revision, compacted: Revision) -> Option<Revision> {
+    pub fn observe(
+        &mut self,
+        cfg: &CompactorConfig,
+        now: Instant,
+        current: Revision,
+        compacted: Revision,
+    ) -> Option<Revision> {
         self.samples.push_back((now, current));
         // The newest sample older than the window is the compaction point; older samples are
         // no longer needed once a newer one has aged past the window.

@@ -353,7 +353,13 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome>;
 
     /// Writes `key` only if it exists and was last modified at `expected`.
-    async fn update(&self, key: Bytes, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<WriteOutcome>;
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome>;
 
     /// Writes `key` whatever its state.
     async fn put(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome>;

@@ -23,7 +23,8 @@ fn key(pool: &str, value: &str) -> String {
 
 async fn taken(store: &Arc<dyn Store>, pool: &str) -> Result<HashSet<String>, ApiError> {
     let prefix = key(pool, "");
-    let res = store.range(&KeyRange::prefix(prefix.clone()), RangeOptions { keys_only: true, ..Default::default() }).await?;
+    let res =
+        store.range(&KeyRange::prefix(prefix.clone()), RangeOptions { keys_only: true, ..Default::default() }).await?;
     Ok(res.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned()).collect())
 }
 
@@ -41,12 +42,21 @@ pub async fn release(store: &Arc<dyn Store>, pool: &str, value: &str) {
 
 /// Allocates a cluster IP from `cidr` (a requested one, or the first free one after a
 /// random start), skipping the network and broadcast addresses.
-pub async fn allocate_ip(store: &Arc<dyn Store>, cidr: &Cidr, requested: Option<IpAddr>, owner: &str, dry_run: bool) -> Result<IpAddr, ApiError> {
+pub async fn allocate_ip(
+    store: &Arc<dyn Store>,
+    cidr: &Cidr,
+    requested: Option<IpAddr>,
+    owner: &str,
+    dry_run: bool,
+) -> Result<IpAddr, ApiError> {
     let size: u128 = if cidr.host_bits() >= 127 { u128::MAX } else { 1u128 << cidr.host_bits() };
     if let Some(ip) = requested {
         let first = cidr.nth(1);
         if !cidr.contains(ip) || Some(ip) < first || ip == cidr.last() {
-            return Err(invalid_ip(ip, &format!("provided IP is not in the valid range. The range of valid IPs is {cidr}")));
+            return Err(invalid_ip(
+                ip,
+                &format!("provided IP is not in the valid range. The range of valid IPs is {cidr}"),
+            ));
         }
         let free = !taken(store, "serviceips").await?.contains(&ip.to_string());
         if dry_run && free {
@@ -90,14 +100,34 @@ fn invalid_ip(ip: IpAddr, detail: &str) -> ApiError {
 }
 
 /// Allocates a node port (a requested one, or a free one).
-pub async fn allocate_node_port(store: &Arc<dyn Store>, requested: Option<u32>, owner: &str, field: &str, dry_run: bool) -> Result<u32, ApiError> {
+pub async fn allocate_node_port(
+    store: &Arc<dyn Store>,
+    requested: Option<u32>,
+    owner: &str,
+    field: &str,
+    dry_run: bool,
+) -> Result<u32, ApiError> {
     let used = taken(store, "nodeports").await?;
     if let Some(p) = requested {
         if !NODE_PORTS.contains(&p) {
-            return Err(ApiError::invalid("", "Service", "", vec![Cause::invalid(field, p, "provided port is not in the valid range. The range of valid ports is 30000-32767")]));
+            return Err(ApiError::invalid(
+                "",
+                "Service",
+                "",
+                vec![Cause::invalid(
+                    field,
+                    p,
+                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                )],
+            ));
         }
         if used.contains(&p.to_string()) || (!dry_run && !claim(store, "nodeports", &p.to_string(), owner).await?) {
-            return Err(ApiError::invalid("", "Service", "", vec![Cause::invalid(field, p, "provided port is already allocated")]));
+            return Err(ApiError::invalid(
+                "",
+                "Service",
+                "",
+                vec![Cause::invalid(field, p, "provided port is already allocated")],
+            ));
         }
         return Ok(p);
     }

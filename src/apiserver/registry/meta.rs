@@ -159,7 +159,11 @@ pub fn validate_meta_shape(obj: &Value) -> Vec<Cause> {
             total += k.len() + v.as_str().map_or(0, str::len);
         }
         if total > 256 * 1024 {
-            out.push(Cause { reason: "FieldValueTooLong", field: "metadata.annotations".into(), message: "Too long: must have at most 262144 bytes".into() });
+            out.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "metadata.annotations".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
         }
     }
     for f in ["finalizers"] {

@@ -184,7 +184,8 @@ pub struct Registry {
 }
 
 fn decode(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+    let mut obj: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.0.to_string()));
     Ok(obj)
 }
@@ -249,10 +250,7 @@ impl Registry {
                         Value::Bool(_) => "bool",
                         _ => "array",
                     };
-                    return Err(ApiError::bad_request(format!(
-                        "{}.{field}: expected an object, got a {got}",
-                        rt.kind
-                    )));
+                    return Err(ApiError::bad_request(format!("{}.{field}: expected an object, got a {got}", rt.kind)));
                 }
             }
         }
@@ -332,7 +330,13 @@ impl Registry {
     }
 
     /// Creates an object; returns it as stored.
-    pub async fn create(&self, rt: &ResourceType, namespace: Option<&str>, mut obj: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn create(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         self.check_type(rt, &obj)?;
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -405,7 +409,12 @@ impl Registry {
     }
 
     /// Lists objects: one page, filtered, at a consistent revision.
-    pub async fn list(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Value, ApiError> {
+    pub async fn list(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Value, ApiError> {
         let (items, metadata) = self.list_items(rt, namespace, opts).await?;
         let items = items.into_iter().map(|i| i.into_value(rt)).collect::<Result<Vec<_>, _>>()?;
         Ok(json!({
@@ -418,7 +427,12 @@ impl Registry {
 
     /// [`Registry::list`] encoded as JSON, without decoding the stored objects when no
     /// selector needs them: their bytes are copied with `resourceVersion` spliced in.
-    pub async fn list_json(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<Vec<u8>, ApiError> {
+    pub async fn list_json(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Vec<u8>, ApiError> {
         let (items, metadata) = self.list_items(rt, namespace, opts).await?;
         let mut out = Vec::with_capacity(64 + items.iter().map(ListItem::len).sum::<usize>());
         out.extend_from_slice(b"{\"apiVersion\":");
@@ -440,7 +454,12 @@ impl Registry {
 
     /// One page of a list: the items (decoded only when a selector had to look at them)
     /// and the list's metadata.
-    async fn list_items(&self, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> Result<(Vec<ListItem>, Value), ApiError> {
+    async fn list_items(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(Vec<ListItem>, Value), ApiError> {
         let range = rt.list_range(namespace);
         let (mut range, mut at) = match opts.continue_token.as_deref().filter(|c| !c.is_empty()) {
             Some(token) => {
@@ -451,7 +470,9 @@ impl Registry {
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .ok_or_else(|| ApiError::bad_request("continue key is not valid: invalid continue token"))?;
                 if t.v != "meta.k8s.io/v1" || !t.start.as_bytes().starts_with(&range.start) {
-                    return Err(ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
+                    return Err(ApiError::bad_request(
+                        "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+                    ));
                 }
                 (KeyRange { start: Bytes::from(t.start.into_bytes()), end: range.end.clone() }, Some(Revision(t.rv)))
             }
@@ -476,7 +497,11 @@ impl Registry {
         let mut remaining: Option<i64> = None;
         loop {
             let want = limit.map(|l| (l - items.len()).max(1));
-            let page = match self.store.range(&range, RangeOptions { revision: at, limit: want, ..Default::default() }).await {
+            let page = match self
+                .store
+                .range(&range, RangeOptions { revision: at, limit: want, ..Default::default() })
+                .await
+            {
                 Err(StoreError::Compacted { .. }) if opts.continue_token.is_some() => {
                     return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
                 }
@@ -503,7 +528,10 @@ impl Registry {
             if limit.is_some_and(|l| items.len() >= l) {
                 // Is there anything after the last key examined?
                 let rest = range.after(&lk);
-                let probe = self.store.range(&rest, RangeOptions { revision: at, count_only: true, ..Default::default() }).await?;
+                let probe = self
+                    .store
+                    .range(&rest, RangeOptions { revision: at, count_only: true, ..Default::default() })
+                    .await?;
                 if probe.count > 0 {
                     next_start = Some(rest.start.clone());
                     if opts.filter.is_none() {
@@ -520,8 +548,13 @@ impl Registry {
         let rev = at.map(|r| r.0).unwrap_or(0);
         let mut metadata = json!({ "resourceVersion": rev.to_string() });
         if let Some(start) = next_start {
-            let token = ContinueToken { v: "meta.k8s.io/v1".into(), rv: rev, start: String::from_utf8_lossy(&start).into_owned() };
-            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default());
+            let token = ContinueToken {
+                v: "meta.k8s.io/v1".into(),
+                rv: rev,
+                start: String::from_utf8_lossy(&start).into_owned(),
+            };
+            let token =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default());
             metadata["continue"] = json!(token);
             if let Some(r) = remaining {
                 metadata["remainingItemCount"] = json!(r);
@@ -575,7 +608,13 @@ impl Registry {
     }
 
     /// Builds the object an update stores from the client's and the stored one.
-    fn merge_update(&self, rt: &ResourceType, mut new: Value, old: &Value, status_only: bool) -> Result<Value, ApiError> {
+    fn merge_update(
+        &self,
+        rt: &ResourceType,
+        mut new: Value,
+        old: &Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
         if status_only {
             // Only the status comes from the client.
             let status = new.get("status").cloned();
@@ -624,7 +663,14 @@ impl Registry {
         Ok(new)
     }
 
-    async fn write_update(&self, rt: &ResourceType, name: &str, key: String, mut new: Value, expected: Revision) -> Result<Value, ApiError> {
+    async fn write_update(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        key: String,
+        mut new: Value,
+        expected: Revision,
+    ) -> Result<Value, ApiError> {
         // An object marked for deletion whose last finalizer is gone is deleted now.
         let marked = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
         let finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
@@ -695,7 +741,13 @@ impl Registry {
 
     /// `namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else; a
     /// namespace marked for deletion with no finalizer left is deleted.
-    pub async fn finalize(&self, rt: &ResourceType, name: &str, finalizers: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn finalize(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        finalizers: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let key = rt.key(None, name);
         for _ in 0..16 {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
@@ -714,7 +766,13 @@ impl Registry {
     }
 
     /// Deletes an object, or marks it when finalizers hold it.
-    pub async fn delete(&self, rt: &ResourceType, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+    pub async fn delete(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
         let key = rt.key(namespace, name);
         for _ in 0..16 {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
@@ -722,10 +780,15 @@ impl Registry {
             let mut obj = rt.decode(&current.value, current.mod_revision)?;
             if let Some(uid) = &opts.precondition_uid {
                 if meta_str(&obj, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&obj, "uid").unwrap_or("")
-                    )));
+                    return Err(ApiError::conflict(
+                        rt.group,
+                        rt.plural,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta_str(&obj, "uid").unwrap_or("")
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_resource_version {
@@ -736,7 +799,8 @@ impl Registry {
                     )));
                 }
             }
-            let mut finalizers: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut finalizers: Vec<Value> =
+                obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
             if opts.propagation_policy.as_deref() == Some("Foreground")
                 && !finalizers.iter().any(|f| f == "foregroundDeletion")
             {
@@ -924,7 +988,8 @@ mod tests {
 
     #[test]
     fn resource_version_is_spliced_into_the_top_level_metadata_only() {
-        let v = splice(r#"{"a":{"metadata":{"x":1}},"b":"metadata","metadata":{"name":"n"},"spec":{"metadata":{}}}"#, 42);
+        let v =
+            splice(r#"{"a":{"metadata":{"x":1}},"b":"metadata","metadata":{"name":"n"},"spec":{"metadata":{}}}"#, 42);
         assert_eq!(v["metadata"], json!({"name": "n", "resourceVersion": "42"}));
         assert_eq!(v["a"]["metadata"], json!({"x": 1}));
         assert_eq!(v["spec"]["metadata"], json!({}));

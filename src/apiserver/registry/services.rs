@@ -38,10 +38,16 @@ impl Strategy for ServiceStrategy {
                 }
             }
         }
-        if let (Some(nps), Some(ops)) = (new.pointer_mut("/spec/ports").and_then(Value::as_array_mut), old.pointer("/spec/ports").and_then(Value::as_array)) {
+        if let (Some(nps), Some(ops)) = (
+            new.pointer_mut("/spec/ports").and_then(Value::as_array_mut),
+            old.pointer("/spec/ports").and_then(Value::as_array),
+        ) {
             for p in nps.iter_mut() {
                 if p.get("nodePort").is_none() {
-                    if let Some(op) = ops.iter().find(|op| op.get("port") == p.get("port") && op.get("protocol") == p.get("protocol").or(Some(&json!("TCP")))) {
+                    if let Some(op) = ops.iter().find(|op| {
+                        op.get("port") == p.get("port")
+                            && op.get("protocol") == p.get("protocol").or(Some(&json!("TCP")))
+                    }) {
                         if let Some(np) = op.get("nodePort") {
                             p["nodePort"] = np.clone();
                         }
@@ -80,7 +86,11 @@ impl Strategy for ServiceStrategy {
             }
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
             if !(1..=65535).contains(&port) {
-                out.push(Cause::invalid(format!("spec.ports[{i}].port"), port, "must be between 1 and 65535, inclusive"));
+                out.push(Cause::invalid(
+                    format!("spec.ports[{i}].port"),
+                    port,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             let name = p.get("name").and_then(Value::as_str).unwrap_or("");
             if ports.len() > 1 && name.is_empty() {
@@ -93,12 +103,19 @@ impl Strategy for ServiceStrategy {
                 out.push(Cause::not_supported(format!("spec.ports[{i}].protocol"), proto, &["SCTP", "TCP", "UDP"]));
             }
             if ty == "ClusterIP" && p.get("nodePort").and_then(Value::as_i64).is_some_and(|n| n != 0) {
-                out.push(Cause::forbidden(format!("spec.ports[{i}].nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                out.push(Cause::forbidden(
+                    format!("spec.ports[{i}].nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
             }
         }
         if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str) {
             if !ip.is_empty() && ip != "None" && ip.parse::<IpAddr>().is_err() {
-                out.push(Cause::invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+                out.push(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    ip,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ));
             }
         }
         out
@@ -107,7 +124,11 @@ impl Strategy for ServiceStrategy {
         let mut out = self.validate(new);
         let (n, o) = (new.pointer("/spec/clusterIP"), old.pointer("/spec/clusterIP"));
         if o.is_some() && n != o && svc_type(new) != "ExternalName" && svc_type(old) != "ExternalName" {
-            out.push(Cause::invalid("spec.clusterIPs[0]", n.and_then(Value::as_str).unwrap_or(""), "may not change once set"));
+            out.push(Cause::invalid(
+                "spec.clusterIPs[0]",
+                n.and_then(Value::as_str).unwrap_or(""),
+                "may not change once set",
+            ));
         }
         out
     }
@@ -127,8 +148,20 @@ impl Strategy for ServiceStrategy {
             let n = obj.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
             let mut got = Vec::new();
             for i in 0..n {
-                let requested = obj["spec"]["ports"][i].get("nodePort").and_then(Value::as_u64).map(|p| p as u32).filter(|p| *p != 0);
-                match allocator::allocate_node_port(store, requested, &who, &format!("spec.ports[{i}].nodePort"), dry_run).await {
+                let requested = obj["spec"]["ports"][i]
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .map(|p| p as u32)
+                    .filter(|p| *p != 0);
+                match allocator::allocate_node_port(
+                    store,
+                    requested,
+                    &who,
+                    &format!("spec.ports[{i}].nodePort"),
+                    dry_run,
+                )
+                .await
+                {
                     Ok(p) => {
                         got.push(p);
                         obj["spec"]["ports"][i]["nodePort"] = json!(p);

@@ -8,7 +8,12 @@ use super::Strategy;
 use crate::apiserver::status::Cause;
 
 fn is_config_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 253 && k != "." && k != ".." && !k.starts_with("..") && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    !k.is_empty()
+        && k.len() <= 253
+        && k != "."
+        && k != ".."
+        && !k.starts_with("..")
+        && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
@@ -63,7 +68,11 @@ impl Strategy for ConfigMapStrategy {
             }
         }
         if total > 1024 * 1024 {
-            out.push(Cause { reason: "FieldValueTooLong", field: String::new(), message: "Too long: must have at most 1048576 bytes".into() });
+            out.push(Cause {
+                reason: "FieldValueTooLong",
+                field: String::new(),
+                message: "Too long: must have at most 1048576 bytes".into(),
+            });
         }
         out
     }
@@ -117,7 +126,11 @@ impl Strategy for SecretStrategy {
             }
         }
         if total > 1024 * 1024 {
-            out.push(Cause { reason: "FieldValueTooLong", field: "data".into(), message: "Too long: must have at most 1048576 bytes".into() });
+            out.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "data".into(),
+                message: "Too long: must have at most 1048576 bytes".into(),
+            });
         }
         let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
         let data = obj.get("data").and_then(Value::as_object);
@@ -133,7 +146,9 @@ impl Strategy for SecretStrategy {
             }
             "kubernetes.io/dockerconfigjson" => need(".dockerconfigjson", &mut out),
             "kubernetes.io/dockercfg" => need(".dockercfg", &mut out),
-            "kubernetes.io/basic-auth" if !data.is_some_and(|d| d.contains_key("username") || d.contains_key("password")) => {
+            "kubernetes.io/basic-auth"
+                if !data.is_some_and(|d| d.contains_key("username") || d.contains_key("password")) =>
+            {
                 out.push(Cause::required("data[username]", ""));
             }
             "kubernetes.io/ssh-auth" => need("ssh-privatekey", &mut out),
@@ -150,9 +165,15 @@ impl Strategy for SecretStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut out = self.validate(new);
         if new.get("type") != old.get("type") {
-            out.push(Cause::invalid("type", new.get("type").and_then(Value::as_str).unwrap_or(""), "field is immutable"));
+            out.push(Cause::invalid(
+                "type",
+                new.get("type").and_then(Value::as_str).unwrap_or(""),
+                "field is immutable",
+            ));
         }
-        if old.get("immutable") == Some(&json!(true)) && (new.get("data") != old.get("data") || new.get("immutable") != old.get("immutable")) {
+        if old.get("immutable") == Some(&json!(true))
+            && (new.get("data") != old.get("data") || new.get("immutable") != old.get("immutable"))
+        {
             out.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
         }
         out

@@ -129,7 +129,11 @@ fn template_spec_causes(obj: &Value, at: &str) -> Vec<Cause> {
             }
             if let Some(rp) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
                 if !matches!(rp, "Always" | "OnFailure" | "Never") {
-                    out.push(Cause::not_supported(format!("{field}.restartPolicy"), rp, &["Always", "Never", "OnFailure"]));
+                    out.push(Cause::not_supported(
+                        format!("{field}.restartPolicy"),
+                        rp,
+                        &["Always", "Never", "OnFailure"],
+                    ));
                 }
             }
         }
@@ -183,7 +187,10 @@ async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<()
     let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
     let (_, found) = store.get(format!("/registry/serviceaccounts/{ns}/{sa}").as_bytes(), None).await?;
     if found.is_none() {
-        return Err(pod_forbidden(name, format!("error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found")));
+        return Err(pod_forbidden(
+            name,
+            format!("error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"),
+        ));
     }
     Ok(())
 }
@@ -199,10 +206,14 @@ impl Strategy for PodStrategy {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             default(spec, "priority", json!(0));
             default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-            default(spec, "tolerations", json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]));
+            default(
+                spec,
+                "tolerations",
+                json!([
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                ]),
+            );
         }
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
@@ -219,7 +230,12 @@ impl Strategy for PodStrategy {
         if !scheduled {
             return None;
         }
-        Some(requested.or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30).max(0))
+        Some(
+            requested
+                .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .unwrap_or(30)
+                .max(0),
+        )
     }
     /// While a scheduled pod's grace period runs, only the kubelet's final delete removes it.
     fn holds_deletion(&self, obj: &mut Value) -> bool {
@@ -302,13 +318,26 @@ impl Registry {
     /// `pods/<name>/binding` (and the `bindings` collection): assigns an unassigned pod to a
     /// node, merges the Binding's annotations into the pod and marks it PodScheduled, as
     /// upstream's BindingREST; answers upstream's `Status` of success.
-    pub async fn bind_pod(&self, pods: &ResourceType, namespace: &str, url_name: Option<&str>, binding: &Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn bind_pod(
+        &self,
+        pods: &ResourceType,
+        namespace: &str,
+        url_name: Option<&str>,
+        binding: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let name = binding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
         if url_name.is_some_and(|n| n != name) {
             return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
         }
-        if binding.pointer("/metadata/namespace").and_then(Value::as_str).is_some_and(|n| !n.is_empty() && n != namespace) {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        if binding
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty() && n != namespace)
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let causes = binding_causes(binding);
         if !causes.is_empty() {
@@ -320,7 +349,8 @@ impl Registry {
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
         let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|s| !s.is_empty());
         let rv = binding.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty());
-        let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+        let annotations =
+            binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
         let refused = |detail: String| ApiError::conflict("", "pods/binding", name, &detail);
         let key = pods.key(Some(namespace), name);
         for _ in 0..16 {
@@ -330,7 +360,9 @@ impl Registry {
             if let Some(uid) = uid {
                 let actual = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
                 if actual != uid {
-                    return Err(refused(format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+                    return Err(refused(format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    )));
                 }
             }
             if let Some(rv) = rv {
@@ -357,8 +389,13 @@ impl Registry {
                     pod["metadata"]["annotations"][k] = v.clone();
                 }
             }
-            update_pod_condition(&mut pod, json!({"type": "PodScheduled", "status": "True"}), &super::meta::now_rfc3339());
-            let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            update_pod_condition(
+                &mut pod,
+                json!({"type": "PodScheduled", "status": "True"}),
+                &super::meta::now_rfc3339(),
+            );
+            let success =
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
             if opts.dry_run {
                 return Ok(success);
             }
@@ -433,11 +470,17 @@ impl Strategy for WorkloadStrategy {
             let sel = obj.pointer("/spec/selector");
             let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
             match sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object) {
-                None if sel.and_then(|s| s.get("matchExpressions")).is_none() => out.push(Cause::required("spec.selector", "")),
+                None if sel.and_then(|s| s.get("matchExpressions")).is_none() => {
+                    out.push(Cause::required("spec.selector", ""))
+                }
                 Some(ml) => {
                     let ok = ml.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
                     if !ok {
-                        out.push(Cause::invalid("spec.template.metadata.labels", labels.map(|l| Value::Object(l.clone())).unwrap_or(Value::Null), "`selector` does not match template `labels`"));
+                        out.push(Cause::invalid(
+                            "spec.template.metadata.labels",
+                            labels.map(|l| Value::Object(l.clone())).unwrap_or(Value::Null),
+                            "`selector` does not match template `labels`",
+                        ));
                     }
                 }
                 None => {}
@@ -455,8 +498,14 @@ impl Strategy for WorkloadStrategy {
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut out = self.validate(new);
-        if matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job") && new.pointer("/spec/selector") != old.pointer("/spec/selector") {
-            out.push(Cause::invalid("spec.selector", new.pointer("/spec/selector").cloned().unwrap_or(Value::Null), "field is immutable"));
+        if matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+            && new.pointer("/spec/selector") != old.pointer("/spec/selector")
+        {
+            out.push(Cause::invalid(
+                "spec.selector",
+                new.pointer("/spec/selector").cloned().unwrap_or(Value::Null),
+                "field is immutable",
+            ));
         }
         out
     }
@@ -521,10 +570,18 @@ impl WorkloadStrategy {
                 default(spec, "podManagementPolicy", json!("OrderedReady"));
                 default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
                 default(spec, "revisionHistoryLimit", json!(10));
-                default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+                default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
             }
             "DaemonSet" => {
-                default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+                default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
                 default(spec, "revisionHistoryLimit", json!(10));
             }
             _ => {}
@@ -573,7 +630,10 @@ mod tests {
         let mut d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
         WorkloadStrategy { kind: "Deployment" }.prepare_create(&mut d);
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");

@@ -69,7 +69,11 @@ fn parse(raw: Option<&str>, pod_name: &str) -> Result<(Option<String>, LogOption
     Ok((container, opts))
 }
 
-pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, query: Option<&str>) -> Result<Response, ApiError> {
+pub(super) async fn serve(
+    api: &Arc<ApiServer>,
+    r: &ResourceRequest,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
     let name = r.name.as_deref().unwrap_or("");
     let (asked, opts) = parse(query, name)?;
     let pod = load_pod(api, r).await?;
@@ -126,7 +130,10 @@ mod tests {
         let (_, o) = parse(Some("sinceTime=2025-03-01T10:00:00Z"), "p").unwrap();
         assert_eq!(o.since_time.map(|t| t.unix_timestamp()), Some(1740823200));
         let e = parse(Some("tailLines=-1"), "p").unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (422, "PodLogOptions \"p\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (422, "PodLogOptions \"p\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0")
+        );
         let e = parse(Some("sinceSeconds=5&sinceTime=2025-03-01T10:00:00Z"), "p").unwrap_err();
         assert!(e.message.contains("at most one of `sinceTime` or `sinceSeconds` may be specified"), "{}", e.message);
         assert_eq!(parse(Some("tailLines=x"), "p").unwrap_err().code, 400);
@@ -134,7 +141,8 @@ mod tests {
 
     #[tokio::test]
     async fn limit_cuts_the_stream() {
-        let chunks = vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world")), Ok(Bytes::from_static(b"!"))];
+        let chunks =
+            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world")), Ok(Bytes::from_static(b"!"))];
         let s = limit_bytes(futures::stream::iter(chunks).boxed(), 8);
         let got: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
         assert_eq!(got.concat(), b"hello wo");

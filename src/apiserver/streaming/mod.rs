@@ -102,7 +102,13 @@ pub type LogStream = BoxStream<'static, std::io::Result<Bytes>>;
 #[async_trait]
 pub trait PodStreams: Send + Sync {
     async fn logs(&self, pod: &Value, container: &str, opts: LogOptions) -> Result<LogStream, ApiError>;
-    async fn exec(&self, pod: &Value, container: &str, command: Vec<String>, io: StreamOptions) -> Result<StreamSession, ApiError>;
+    async fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: Vec<String>,
+        io: StreamOptions,
+    ) -> Result<StreamSession, ApiError>;
     async fn attach(&self, pod: &Value, container: &str, io: StreamOptions) -> Result<StreamSession, ApiError>;
 }
 
@@ -115,7 +121,9 @@ impl PodStreamsSlot {
         let slot = self.0.read().unwrap_or_else(|e| e.into_inner());
         slot.clone().ok_or_else(|| {
             // Upstream answers this way when it cannot reach the node's kubelet.
-            ApiError::unavailable("the server is currently unable to handle the request: no node is serving pod streams")
+            ApiError::unavailable(
+                "the server is currently unable to handle the request: no node is serving pod streams",
+            )
         })
     }
 }
@@ -246,7 +254,9 @@ pub fn check_log_available(pod: &Value, container: &str, previous: bool) -> Resu
         return if last_terminated {
             Ok(())
         } else {
-            Err(ApiError::bad_request(format!("previous terminated container {container:?} in pod {pod_name:?} not found")))
+            Err(ApiError::bad_request(format!(
+                "previous terminated container {container:?} in pod {pod_name:?} not found"
+            )))
         };
     }
     if state["running"].is_object() || state["terminated"].is_object() || last_terminated {
@@ -296,7 +306,10 @@ mod tests {
         assert_eq!(pick_container(&pod(&["a"], &[], None), None).unwrap(), "a");
         assert_eq!(pick_container(&pod(&["a", "b"], &["i"], None), Some("i")).unwrap(), "i");
         let e = pick_container(&pod(&["a", "b"], &["i"], None), None).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (400, "a container name must be specified for pod p, choose one of: [i a b]"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "a container name must be specified for pod p, choose one of: [i a b]")
+        );
         let e = pick_container(&pod(&["a"], &[], None), Some("x")).unwrap_err();
         assert_eq!(e.message, "container x is not valid for pod p");
         assert_eq!(pick_container(&pod(&["a", "b"], &[], Some("b")), None).unwrap(), "b");
@@ -310,7 +323,8 @@ mod tests {
         p["status"] = json!({"phase": "Pending"});
         let e = check_log_available(&p, "app", false).unwrap_err();
         assert_eq!(e.message, "container \"app\" in pod \"p\" is waiting to start: PodInitializing");
-        p["status"]["containerStatuses"] = json!([{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]);
+        p["status"]["containerStatuses"] =
+            json!([{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]);
         let e = check_log_available(&p, "app", false).unwrap_err();
         assert_eq!(e.message, "container \"app\" in pod \"p\" is waiting to start: ContainerCreating");
         p["status"]["containerStatuses"][0]["state"] = json!({"waiting": {"reason": "ErrImagePull"}});

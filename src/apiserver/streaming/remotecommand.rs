@@ -16,7 +16,9 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{load_pod, parse_bool, pick_container, query_pairs, ExitStatus, StreamOptions, StreamSession, TerminalSize};
+use super::{
+    load_pod, parse_bool, pick_container, query_pairs, ExitStatus, StreamOptions, StreamSession, TerminalSize,
+};
 use crate::apiserver::request::ResourceRequest;
 use crate::apiserver::status::ApiError;
 use crate::apiserver::ApiServer;
@@ -88,7 +90,11 @@ pub fn status_message(status: &ExitStatus, kind: Kind, command: &[String], forma
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         }),
         ExitStatus::Error(message) => {
-            let what = if kind == Kind::Exec { "error executing command in container" } else { "error attaching to container" };
+            let what = if kind == Kind::Exec {
+                "error executing command in container"
+            } else {
+                "error attaching to container"
+            };
             let detail = format!("{what}: {message}");
             json!({
                 "metadata": {},
@@ -152,17 +158,17 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item =
 }
 
 fn negotiate(headers: &HeaderMap) -> Result<Transport, ApiError> {
-    let connection_upgrade =
-        header_values(headers, "connection").flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let connection_upgrade = header_values(headers, "connection")
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !connection_upgrade || upgrade.is_empty() {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
     if upgrade.eq_ignore_ascii_case("websocket") {
-        let key = headers
-            .get("sec-websocket-key")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::bad_request("websocket: not a websocket handshake: 'Sec-WebSocket-Key' header is missing"))?;
+        let key = headers.get("sec-websocket-key").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::bad_request("websocket: not a websocket handshake: 'Sec-WebSocket-Key' header is missing")
+        })?;
         let offered: Vec<&str> = header_values(headers, "sec-websocket-protocol").collect();
         let protocol = super::websocket::choose_protocol(offered.iter().copied()).ok_or_else(|| {
             ApiError::new(
@@ -194,7 +200,13 @@ fn negotiate(headers: &HeaderMap) -> Result<Transport, ApiError> {
     Err(ApiError::bad_request(format!("unable to upgrade: unsupported upgrade {upgrade:?}")))
 }
 
-pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, mut parts: Parts, query: Option<&str>, kind: Kind) -> Result<Response, ApiError> {
+pub(super) async fn serve(
+    api: &Arc<ApiServer>,
+    r: &ResourceRequest,
+    mut parts: Parts,
+    query: Option<&str>,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     let req = parse(query, kind)?;
     let pod = load_pod(api, r).await?;
     let container = pick_container(&pod, req.container.as_deref())?;
@@ -204,7 +216,9 @@ pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, mut parts: 
     }
     if let Some(phase @ ("Succeeded" | "Failed")) = pod.pointer("/status/phase").and_then(|v| v.as_str()) {
         let verb = if kind == Kind::Exec { "exec into" } else { "attach to" };
-        return Err(ApiError::bad_request(format!("cannot {verb} a container in a completed pod; current phase is {phase}")));
+        return Err(ApiError::bad_request(format!(
+            "cannot {verb} a container in a completed pod; current phase is {phase}"
+        )));
     }
     let transport = negotiate(&parts.headers)?;
     // Only an HTTP/1.1 connection can be upgraded (HTTP/2 has no `Upgrade`).
@@ -246,7 +260,13 @@ pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, mut parts: 
                 let reader = tokio::spawn(super::websocket::read_loop(rd, v5, itx, otx.clone()));
                 let writer = tokio::spawn(super::websocket::write_loop(wr, orx));
                 // Upstream's first message tells old clients the streams are ready.
-                let first = if io.stdout { Channel::Stdout } else if io.stderr { Channel::Stderr } else { Channel::Error };
+                let first = if io.stdout {
+                    Channel::Stdout
+                } else if io.stderr {
+                    Channel::Stderr
+                } else {
+                    Channel::Error
+                };
                 let _ = otx.send(Outbound::Data(first, Bytes::new())).await;
                 drive(session, kind, &command, StatusFormat::Json, irx, otx).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -266,7 +286,9 @@ pub(super) async fn serve(api: &Arc<ApiServer>, r: &ResourceRequest, mut parts: 
                 };
                 tracing::debug!(target = %target, protocol, "SPDY stream started");
                 let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
-                let Some((conn, streams)) = super::spdy::accept_streams(rd, wr, io, expect_resize, STREAM_TIMEOUT).await else {
+                let Some((conn, streams)) =
+                    super::spdy::accept_streams(rd, wr, io, expect_resize, STREAM_TIMEOUT).await
+                else {
                     return;
                 };
                 let (itx, irx) = mpsc::channel(16);
@@ -364,8 +386,11 @@ pub async fn drive(
         }
     };
     let run = async {
-        let (_, _, status) =
-            tokio::join!(copy_out(stdout, Channel::Stdout, out.clone()), copy_out(stderr, Channel::Stderr, out.clone()), exit);
+        let (_, _, status) = tokio::join!(
+            copy_out(stdout, Channel::Stdout, out.clone()),
+            copy_out(stderr, Channel::Stderr, out.clone()),
+            exit
+        );
         status
     };
     tokio::select! {
@@ -391,7 +416,10 @@ mod tests {
     fn statuses_read_as_upstream_writes_them() {
         let cmd = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
         let ok = status_message(&ExitStatus::Code(0), Kind::Exec, &cmd, StatusFormat::Json).unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&ok).unwrap(), json!({"metadata": {}, "status": "Success"}));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&ok).unwrap(),
+            json!({"metadata": {}, "status": "Success"})
+        );
         let three = status_message(&ExitStatus::Code(3), Kind::Exec, &cmd, StatusFormat::Json).unwrap();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&three).unwrap(),
@@ -400,7 +428,8 @@ mod tests {
                    "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}})
         );
         assert_eq!(status_message(&ExitStatus::Code(0), Kind::Exec, &cmd, StatusFormat::Text), None);
-        let text = status_message(&ExitStatus::Error("no such file".into()), Kind::Exec, &cmd, StatusFormat::Text).unwrap();
+        let text =
+            status_message(&ExitStatus::Error("no such file".into()), Kind::Exec, &cmd, StatusFormat::Text).unwrap();
         assert_eq!(&text[..], b"Internal error occurred: error executing command in container: no such file");
         let attach = status_message(&ExitStatus::Code(1), Kind::Attach, &[], StatusFormat::Json).unwrap();
         assert!(std::str::from_utf8(&attach).unwrap().contains("Success"));
@@ -408,12 +437,22 @@ mod tests {
 
     #[test]
     fn exec_query_parses_as_upstream() {
-        let r = parse(Some("command=sh&command=-c&command=echo+hi&container=c&stdin=true&stdout=true&stderr=true&tty=true"), Kind::Exec).unwrap();
+        let r = parse(
+            Some("command=sh&command=-c&command=echo+hi&container=c&stdin=true&stdout=true&stderr=true&tty=true"),
+            Kind::Exec,
+        )
+        .unwrap();
         assert_eq!(r.command, vec!["sh", "-c", "echo hi"]);
         assert_eq!(r.io, StreamOptions { stdin: true, stdout: true, stderr: false, tty: true });
         assert_eq!(r.container.as_deref(), Some("c"));
-        assert_eq!(parse(Some("stdout=true"), Kind::Exec).unwrap_err().message, "you must specify at least one command for the container");
-        assert_eq!(parse(Some("command=ls"), Kind::Exec).unwrap_err().message, "you must specify at least 1 of stdin, stdout, stderr");
+        assert_eq!(
+            parse(Some("stdout=true"), Kind::Exec).unwrap_err().message,
+            "you must specify at least one command for the container"
+        );
+        assert_eq!(
+            parse(Some("command=ls"), Kind::Exec).unwrap_err().message,
+            "you must specify at least 1 of stdin, stdout, stderr"
+        );
         assert!(parse(Some("stdout=1"), Kind::Attach).is_ok());
     }
 
@@ -452,7 +491,9 @@ mod tests {
         assert_eq!(rrx.recv().await, Some(TerminalSize { width: 100, height: 30 }));
         assert_eq!(orx.recv().await, Some(Outbound::Data(Channel::Stdout, Bytes::from_static(b"HI\n"))));
         match orx.recv().await {
-            Some(Outbound::Data(Channel::Error, b)) => assert!(std::str::from_utf8(&b).unwrap().contains("exit code 7")),
+            Some(Outbound::Data(Channel::Error, b)) => {
+                assert!(std::str::from_utf8(&b).unwrap().contains("exit code 7"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(orx.recv().await, Some(Outbound::Finish));

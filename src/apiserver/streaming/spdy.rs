@@ -168,7 +168,13 @@ pub struct Conn<R, W> {
 
 /// Waits (up to `timeout`) for the client to open the streams a session with `io` needs,
 /// replying to each. `None` if it does not, or the connection fails.
-pub async fn accept_streams<R, W>(rd: R, mut wr: W, io: StreamOptions, resize: bool, timeout: Duration) -> Option<(Conn<R, W>, Streams)>
+pub async fn accept_streams<R, W>(
+    rd: R,
+    mut wr: W,
+    io: StreamOptions,
+    resize: bool,
+    timeout: Duration,
+) -> Option<(Conn<R, W>, Streams)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -351,7 +357,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let _ = inbound.send(Inbound::Gone).await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, ids: HashMap<StreamType, u32>, mut out: mpsc::Receiver<Outbound>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    ids: HashMap<StreamType, u32>,
+    mut out: mpsc::Receiver<Outbound>,
+) {
     let id_of = |c: Channel| {
         ids.get(&match c {
             Channel::Stdout => StreamType::Stdout,
@@ -407,7 +417,11 @@ mod tests {
         let block = encode_headers(&[("streamtype", "stdout"), ("x-multi", "a\0b")]);
         assert_eq!(
             parse_headers(&block).unwrap(),
-            vec![("streamtype".into(), "stdout".into()), ("x-multi".into(), "a".into()), ("x-multi".into(), "b".into())]
+            vec![
+                ("streamtype".into(), "stdout".into()),
+                ("x-multi".into(), "a".into()),
+                ("x-multi".into(), "b".into())
+            ]
         );
         assert_eq!(parse_headers(&block[..block.len() - 1]), None);
     }
@@ -454,7 +468,9 @@ mod tests {
                     replies.push(be32(&data, 0).unwrap());
                 }
                 Frame::Control { kind, data, .. } => got.push(format!("control {kind} {:?}", &data[..])),
-                Frame::Data { stream, flags, data } => got.push(format!("data {stream} {flags} {:?}", std::str::from_utf8(&data).unwrap())),
+                Frame::Data { stream, flags, data } => {
+                    got.push(format!("data {stream} {flags} {:?}", std::str::from_utf8(&data).unwrap()))
+                }
             }
             if got.last().is_some_and(|l| l.starts_with("control 7")) {
                 break;

@@ -27,7 +27,8 @@ const OP_PONG: u8 = 0xA;
 /// The `Sec-WebSocket-Accept` answer to a `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
     const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{}{GUID}", key.trim()).as_bytes());
+    let digest =
+        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{}{GUID}", key.trim()).as_bytes());
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
@@ -145,7 +146,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// Reads the client's messages into `inbound` until the connection ends; pings are
 /// answered through `out`. `v5` enables the close-channel message.
-pub async fn read_loop<R: AsyncRead + Unpin>(io: R, v5: bool, inbound: mpsc::Sender<Inbound>, out: mpsc::Sender<Outbound>) {
+pub async fn read_loop<R: AsyncRead + Unpin>(
+    io: R,
+    v5: bool,
+    inbound: mpsc::Sender<Inbound>,
+    out: mpsc::Sender<Outbound>,
+) {
     let mut reader = FrameReader::new(io);
     let mut message: Option<BytesMut> = None;
     loop {
@@ -164,7 +170,12 @@ pub async fn read_loop<R: AsyncRead + Unpin>(io: R, v5: bool, inbound: mpsc::Sen
             }
             OP_PONG => continue,
             OP_CLOSE => {
-                let _ = out.send(Outbound::Raw(Bytes::from(super::websocket::frame(OP_CLOSE, &frame.payload[..frame.payload.len().min(2)])))).await;
+                let _ = out
+                    .send(Outbound::Raw(Bytes::from(super::websocket::frame(
+                        OP_CLOSE,
+                        &frame.payload[..frame.payload.len().min(2)],
+                    ))))
+                    .await;
                 break;
             }
             OP_TEXT | OP_BINARY if frame.fin => frame.payload,
@@ -236,7 +247,10 @@ mod tests {
     #[test]
     fn protocol_choice_prefers_the_clients_order_among_ours() {
         assert_eq!(choose_protocol(["v5.channel.k8s.io"].into_iter()), Some("v5.channel.k8s.io"));
-        assert_eq!(choose_protocol(["base64.channel.k8s.io, v4.channel.k8s.io"].into_iter()), Some("v4.channel.k8s.io"));
+        assert_eq!(
+            choose_protocol(["base64.channel.k8s.io, v4.channel.k8s.io"].into_iter()),
+            Some("v4.channel.k8s.io")
+        );
         assert_eq!(choose_protocol(["channel.k8s.io"].into_iter()), None);
     }
 

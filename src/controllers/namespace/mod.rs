@@ -62,15 +62,22 @@ fn is_terminating(ns: &Value) -> bool {
 async fn finish(client: &Client, ns: &str) {
     match delete_content(client, ns).await {
         Ok(0) => {
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": []}});
+            let body =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": []}});
             match client.put(&format!("/api/v1/namespaces/{ns}/finalize"), &body).await {
-                Ok(_) => tracing::info!(controller = "namespace", object = ns, "namespace content deleted; namespace released"),
+                Ok(_) => tracing::info!(
+                    controller = "namespace",
+                    object = ns,
+                    "namespace content deleted; namespace released"
+                ),
                 Err(e) if e.code == 404 => {}
                 Err(e) => tracing::warn!(controller = "namespace", object = ns, error = %e, "finalizing failed"),
             }
         }
         Ok(left) => tracing::debug!(controller = "namespace", object = ns, left, "waiting for namespace content to go"),
-        Err(e) => tracing::warn!(controller = "namespace", object = ns, error = %e, "deleting namespace content failed"),
+        Err(e) => {
+            tracing::warn!(controller = "namespace", object = ns, error = %e, "deleting namespace content failed")
+        }
     }
 }
 
@@ -78,7 +85,11 @@ async fn finish(client: &Client, ns: &str) {
 async fn delete_content(client: &Client, ns: &str) -> Result<usize, ApiError> {
     let mut left = 0;
     for rt in client.api().namespaced_types() {
-        let prefix = if rt.group.is_empty() { format!("/api/{}", rt.version) } else { format!("/apis/{}/{}", rt.group, rt.version) };
+        let prefix = if rt.group.is_empty() {
+            format!("/api/{}", rt.version)
+        } else {
+            format!("/apis/{}/{}", rt.group, rt.version)
+        };
         let path = format!("{prefix}/namespaces/{ns}/{}", rt.plural);
         let list = client.get(&path).await?;
         for item in list["items"].as_array().into_iter().flatten() {

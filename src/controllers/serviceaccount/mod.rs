@@ -17,9 +17,9 @@ fn kept() -> Kept {
         controller: "serviceaccount",
         plural: "serviceaccounts",
         name: DEFAULT_SERVICE_ACCOUNT,
-        desired: Box::new(|ns| {
-            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SERVICE_ACCOUNT, "namespace": ns}})
-        }),
+        desired: Box::new(
+            |ns| json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SERVICE_ACCOUNT, "namespace": ns}}),
+        ),
         // Upstream only recreates the account; its content is the users' to change.
         repair: Box::new(|_| None),
     }

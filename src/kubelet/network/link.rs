@@ -95,7 +95,13 @@ pub async fn ensure_bridge(
 /// rename step and no name clash on the node; it cannot be brought up in the same request,
 /// the kernel configures it before the pair is joined). One request instead of several matters
 /// when many pods start at once: every link change takes the kernel's one RTNL lock.
-pub async fn add_veth(handle: &Handle, host_name: &str, pod_netns: RawFd, mtu: u32, bridge: u32) -> Result<(), LinkError> {
+pub async fn add_veth(
+    handle: &Handle,
+    host_name: &str,
+    pod_netns: RawFd,
+    mtu: u32,
+    bridge: u32,
+) -> Result<(), LinkError> {
     let peer: LinkMessage =
         LinkMessageBuilder::<LinkUnspec>::new().name(POD_IFNAME).mtu(mtu).setns_by_fd(pod_netns).build();
     let msg = LinkVeth::new(host_name, POD_IFNAME)

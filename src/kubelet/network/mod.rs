@@ -388,7 +388,10 @@ impl PodNetwork {
         if let (Some(ip), Some(pod)) = (ip, pod_handle) {
             let veth = link::host_veth_name(uid);
             {
-                let fd = netns::open(&ns_path("net", true).ok_or_else(|| NsError::Holder("no holder for the network namespace".into()))?)?;
+                let fd = netns::open(
+                    &ns_path("net", true)
+                        .ok_or_else(|| NsError::Holder("no holder for the network namespace".into()))?,
+                )?;
                 link::add_veth(&self.host, &veth, fd.as_raw_fd(), self.cfg.mtu, self.bridge_index).await?;
             }
             steps.done("veth");

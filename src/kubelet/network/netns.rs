@@ -134,7 +134,11 @@ pub async fn create(
         let _ = tx.send(unshare_and_hold(&dir, wanted, &hostname, &rt));
     });
     if let Err(source) = spawned {
-        return Err(NsError::Io { op: "spawn namespace thread for", path: PathBuf::from("/proc/thread-self/ns"), source });
+        return Err(NsError::Io {
+            op: "spawn namespace thread for",
+            path: PathBuf::from("/proc/thread-self/ns"),
+            source,
+        });
     }
     rx.await.map_err(|_| NsError::ThreadLost)?
 }
@@ -196,7 +200,9 @@ fn spawn_holder() -> Result<Holder, NsError> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .filter(|p| *p > 0 && out.status.success())
-        .ok_or_else(|| NsError::Holder(format!("it reported {:?} ({})", String::from_utf8_lossy(&out.stdout), out.status)))?;
+        .ok_or_else(|| {
+            NsError::Holder(format!("it reported {:?} ({})", String::from_utf8_lossy(&out.stdout), out.status))
+        })?;
     let (_, start_time) = proc_stat(pid).ok_or_else(|| NsError::Holder(format!("holder {pid} is gone at once")))?;
     Ok(Holder { pid, start_time })
 }

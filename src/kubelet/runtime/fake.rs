@@ -39,9 +39,11 @@ impl FakeRuntime {
                 st.state = ContainerState::Exited;
                 st.exit_code = Some(code);
                 st.finished_at = Some("2026-01-01T00:00:01Z".into());
-                st.reason = Some(reason.map(str::to_string).unwrap_or_else(|| {
-                    if code == 0 { "Completed" } else { "Error" }.to_string()
-                }));
+                st.reason = Some(
+                    reason
+                        .map(str::to_string)
+                        .unwrap_or_else(|| if code == 0 { "Completed" } else { "Error" }.to_string()),
+                );
             }
         }
     }
@@ -134,7 +136,13 @@ impl Runtime for FakeRuntime {
         self.with(id, |_| ())?;
         let (out_w, out_r) = tokio::io::duplex(1024);
         drop(out_w);
-        Ok(ExecSession { stdin: None, stdout: Some(Box::pin(out_r)), stderr: None, resize: None, exit: Box::pin(async { Ok(0) }) })
+        Ok(ExecSession {
+            stdin: None,
+            stdout: Some(Box::pin(out_r)),
+            stderr: None,
+            resize: None,
+            exit: Box::pin(async { Ok(0) }),
+        })
     }
 
     async fn attach(&self, id: &str, _req: &AttachRequest) -> Result<ExecSession, RuntimeError> {

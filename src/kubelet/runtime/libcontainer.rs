@@ -62,10 +62,8 @@ pub struct LibcontainerRuntime {
 }
 
 fn now_rfc3339() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     shim::rfc3339_nano(ns)
 }
 
@@ -271,7 +269,10 @@ impl Runtime for LibcontainerRuntime {
             let r = (|| {
                 // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask.
                 if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                    return Err(RuntimeError::Start { id: id2.clone(), message: format!("unshare(CLONE_FS): {}", std::io::Error::last_os_error()) });
+                    return Err(RuntimeError::Start {
+                        id: id2.clone(),
+                        message: format!("unshare(CLONE_FS): {}", std::io::Error::last_os_error()),
+                    });
                 }
                 let mut c = libcontainer::container::Container::load(root)
                     .map_err(|e| RuntimeError::Start { id: id2.clone(), message: e.to_string() })?;
@@ -537,8 +538,7 @@ impl LibcontainerRuntime {
         std::fs::create_dir_all(&req.bundle).map_err(werr)?;
         let mut spec = req.spec.clone();
         clamp_oom_score_adj(&mut spec);
-        spec.save(req.bundle.join("config.json"))
-            .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+        spec.save(req.bundle.join("config.json")).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
         let meta = Meta {
             labels: req.labels.clone(),
             log_path: req.log_path.clone(),
@@ -596,10 +596,8 @@ impl LibcontainerRuntime {
 fn clamp_oom_score_adj(spec: &mut oci_spec::runtime::Spec) {
     let Some(process) = spec.process_mut().as_mut() else { return };
     let Some(want) = process.oom_score_adj() else { return };
-    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+    let own: i32 =
+        std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     if want < own && !has_cap_sys_resource() {
         tracing::warn!(want, own, "no CAP_SYS_RESOURCE: container oom_score_adj raised to ours");
         process.set_oom_score_adj(Some(own));

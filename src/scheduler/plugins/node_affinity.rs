@@ -12,7 +12,8 @@ const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 /// One `NodeSelectorRequirement` against a value looked up by key.
 fn requirement_matches(req: &Value, lookup: impl Fn(&str) -> Option<String>) -> bool {
     let key = req.get("key").and_then(Value::as_str).unwrap_or("");
-    let values: Vec<&str> = req.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let values: Vec<&str> =
+        req.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
     let actual = lookup(key);
     let number = |s: &str| s.parse::<i64>().ok();
     match req.get("operator").and_then(Value::as_str).unwrap_or("") {
@@ -20,8 +21,12 @@ fn requirement_matches(req: &Value, lookup: impl Fn(&str) -> Option<String>) -> 
         "NotIn" => !actual.is_some_and(|a| values.contains(&a.as_str())),
         "Exists" => actual.is_some(),
         "DoesNotExist" => actual.is_none(),
-        "Gt" => matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a > v),
-        "Lt" => matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a < v),
+        "Gt" => {
+            matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a > v)
+        }
+        "Lt" => {
+            matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a < v)
+        }
         _ => false,
     }
 }
@@ -50,7 +55,9 @@ impl FilterPlugin for NodeAffinity {
                 return Err(Unfit::unresolvable(REASON));
             }
         }
-        let required = pod.spec("affinity").and_then(|a| a.pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"));
+        let required = pod
+            .spec("affinity")
+            .and_then(|a| a.pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"));
         if let Some(terms) = required.and_then(|r| r.get("nodeSelectorTerms")).and_then(Value::as_array) {
             if !terms.iter().any(|t| term_matches(t, labels, &node.name)) {
                 return Err(Unfit::unresolvable(REASON));
@@ -74,24 +81,39 @@ mod tests {
     #[test]
     fn node_selector_labels_must_all_match() {
         assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu"}})), &gpu_node()), Ok(()));
-        assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})), &gpu_node()), Err(Unfit::unresolvable(REASON)));
-        assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node()), Err(Unfit::unresolvable(REASON)));
+        assert_eq!(
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})), &gpu_node()),
+            Err(Unfit::unresolvable(REASON))
+        );
+        assert_eq!(
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node()),
+            Err(Unfit::unresolvable(REASON))
+        );
     }
 
     #[test]
     fn required_affinity_terms_are_ored_and_expressions_anded() {
-        let affinity = |terms: serde_json::Value| pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}));
+        let affinity = |terms: serde_json::Value| {
+            pod(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}),
+            )
+        };
         let n = gpu_node();
         let ok = affinity(json!([
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["tpu"]}]},
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["gpu"]}, {"key": "cores", "operator": "Gt", "values": ["8"]}]},
         ]));
         assert_eq!(NodeAffinity.filter(&ok, &n), Ok(()));
-        let no = affinity(json!([{"matchExpressions": [{"key": "accel", "operator": "Exists"}, {"key": "cores", "operator": "Lt", "values": ["8"]}]}]));
+        let no = affinity(
+            json!([{"matchExpressions": [{"key": "accel", "operator": "Exists"}, {"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
+        );
         assert!(NodeAffinity.filter(&no, &n).is_err());
-        let not_in = affinity(json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}, {"key": "accel", "operator": "NotIn", "values": ["tpu"]}]}]));
+        let not_in = affinity(
+            json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}, {"key": "accel", "operator": "NotIn", "values": ["tpu"]}]}]),
+        );
         assert_eq!(NodeAffinity.filter(&not_in, &n), Ok(()));
-        let by_name = affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["g1"]}]}]));
+        let by_name =
+            affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["g1"]}]}]));
         assert_eq!(NodeAffinity.filter(&by_name, &n), Ok(()));
         assert!(NodeAffinity.filter(&affinity(json!([{}])), &n).is_err());
     }

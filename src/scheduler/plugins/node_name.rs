@@ -11,7 +11,9 @@ impl FilterPlugin for NodeName {
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match pod.spec("nodeName").and_then(serde_json::Value::as_str) {
-            Some(n) if !n.is_empty() && n != node.name => Err(Unfit::unresolvable("node(s) didn't match the requested node name")),
+            Some(n) if !n.is_empty() && n != node.name => {
+                Err(Unfit::unresolvable("node(s) didn't match the requested node name"))
+            }
             _ => Ok(()),
         }
     }
@@ -28,7 +30,10 @@ mod tests {
     fn only_the_named_node_fits() {
         let p = pod(json!({"nodeName": "a"}));
         assert_eq!(NodeName.filter(&p, &node("a", json!({}))), Ok(()));
-        assert_eq!(NodeName.filter(&p, &node("b", json!({}))), Err(Unfit::unresolvable("node(s) didn't match the requested node name")));
+        assert_eq!(
+            NodeName.filter(&p, &node("b", json!({}))),
+            Err(Unfit::unresolvable("node(s) didn't match the requested node name"))
+        );
         assert_eq!(NodeName.filter(&pod(json!({})), &node("b", json!({}))), Ok(()));
     }
 }

@@ -29,11 +29,18 @@ mod tests {
 
     #[test]
     fn a_taken_host_port_refuses() {
-        let web = |ip: &str| pod(json!({"containers": [{"ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": ip, "protocol": "TCP"}]}]}));
+        let web = |ip: &str| {
+            pod(
+                json!({"containers": [{"ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": ip, "protocol": "TCP"}]}]}),
+            )
+        };
         let mut n = node("n", json!({}));
         assert_eq!(NodePorts.filter(&web(""), &n), Ok(()));
         n.add_pod(web("127.0.0.1"));
-        assert_eq!(NodePorts.filter(&web(""), &n), Err(Unfit::unschedulable("node(s) didn't have free ports for the requested pod ports")));
+        assert_eq!(
+            NodePorts.filter(&web(""), &n),
+            Err(Unfit::unschedulable("node(s) didn't have free ports for the requested pod ports"))
+        );
         assert_eq!(NodePorts.filter(&web("127.0.0.2"), &n), Ok(()));
         // Without a host port nothing clashes.
         assert_eq!(NodePorts.filter(&pod(json!({"containers": [{"ports": [{"containerPort": 8080}]}]})), &n), Ok(()));

@@ -55,7 +55,10 @@ mod tests {
         assert_eq!(NodeResourcesFit.filter(&asking("1500m", "1Gi"), &n), Ok(()));
         n.add_pod(asking("1", "3Gi"));
         let err = NodeResourcesFit.filter(&asking("1500m", "2Gi"), &n).unwrap_err();
-        assert_eq!(err, Unfit { code: Code::Unschedulable, reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()] });
+        assert_eq!(
+            err,
+            Unfit { code: Code::Unschedulable, reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()] }
+        );
         // Larger than the whole node: no eviction would help.
         let err = NodeResourcesFit.filter(&asking("3", "1Mi"), &n).unwrap_err();
         assert_eq!(err.code, Code::UnschedulableAndUnresolvable);

@@ -35,8 +35,13 @@ mod tests {
     #[test]
     fn cordoned_nodes_refuse_unless_tolerated() {
         let cordoned = node("n", json!({"spec": {"unschedulable": true}}));
-        assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &cordoned), Err(Unfit::unresolvable("node(s) were unschedulable")));
-        let tolerant = pod(json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}));
+        assert_eq!(
+            NodeUnschedulable.filter(&pod(json!({})), &cordoned),
+            Err(Unfit::unresolvable("node(s) were unschedulable"))
+        );
+        let tolerant = pod(
+            json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}),
+        );
         assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned), Ok(()));
         assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &node("m", json!({}))), Ok(()));
     }

@@ -56,10 +56,13 @@ mod tests {
 
     #[test]
     fn untolerated_no_schedule_and_no_execute_taints_refuse() {
-        let n = node("n", json!({"spec": {"taints": [
-            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
-            {"key": "dedicated", "value": "gpu", "effect": "NoExecute"},
-        ]}}));
+        let n = node(
+            "n",
+            json!({"spec": {"taints": [
+                {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+                {"key": "dedicated", "value": "gpu", "effect": "NoExecute"},
+            ]}}),
+        );
         let err = TaintToleration.filter(&pod(json!({})), &n).unwrap_err();
         assert_eq!(err, Unfit::unresolvable("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"));
 
@@ -72,7 +75,9 @@ mod tests {
             {"key": "dedicated", "operator": "Equal", "value": "gpu"},
         ]}));
         assert_eq!(TaintToleration.filter(&all, &n), Ok(()));
-        let wrong_value = pod(json!({"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}, {"key": "dedicated", "value": "cpu"}]}));
+        let wrong_value = pod(
+            json!({"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}, {"key": "dedicated", "value": "cpu"}]}),
+        );
         assert!(TaintToleration.filter(&wrong_value, &n).is_err());
         let everything = pod(json!({"tolerations": [{"operator": "Exists"}]}));
         assert_eq!(TaintToleration.filter(&everything, &n), Ok(()));

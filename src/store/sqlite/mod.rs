@@ -30,8 +30,8 @@ use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    Event, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeOptions, RangeResult, Result, Revision,
-    Store, StoreError, StoreStatus, Watch, WriteOutcome,
+    Event, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeOptions, RangeResult, Result, Revision, Store,
+    StoreError, StoreStatus, Watch, WriteOutcome,
 };
 use writer::{Op, Reply, Request};
 
@@ -197,10 +197,10 @@ impl SqliteStore {
         );
         let (tx, rx) = std::sync::mpsc::channel();
         let w = writer::Writer::new(conn, shared.clone(), opts.max_batch.max(1), loaded.compacted_through);
-        let handle = std::thread::Builder::new()
-            .name("k3rs-store-writer".into())
-            .spawn(move || w.run(rx))
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: format!("cannot start the writer: {e}") })?;
+        let handle =
+            std::thread::Builder::new().name("k3rs-store-writer".into()).spawn(move || w.run(rx)).map_err(|e| {
+                StoreError::Open { path: path.display().to_string(), reason: format!("cannot start the writer: {e}") }
+            })?;
         let inner = Arc::new(Inner { shared, tx, writer: Mutex::new(Some(handle)) });
         runtime.spawn(expire_leases(Arc::downgrade(&inner), opts.lease_check_interval));
         Ok(SqliteStore { inner })
@@ -282,11 +282,10 @@ impl Store for SqliteStore {
         };
         let shared2 = shared.clone();
         let range2 = range.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            shared2.with_reader(|conn| read::range_at(conn, &range2, at, &opts))
-        })
-        .await
-        .map_err(|e| StoreError::InvalidArgument(format!("read task failed: {e}")))??;
+        let res =
+            tokio::task::spawn_blocking(move || shared2.with_reader(|conn| read::range_at(conn, &range2, at, &opts)))
+                .await
+                .map_err(|e| StoreError::InvalidArgument(format!("read task failed: {e}")))??;
         // Compaction may have removed rows this read needed while it ran.
         let compacted = shared.state().compact_rev;
         if at < compacted {
@@ -300,7 +299,13 @@ impl Store for SqliteStore {
         self.write(Op::Create { key, value, lease }).await
     }
 
-    async fn update(&self, key: Bytes, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<WriteOutcome> {
+    async fn update(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<WriteOutcome> {
         check_key(&key)?;
         self.write(Op::Update { key, value, expected, lease }).await
     }
@@ -398,9 +403,10 @@ impl Store for SqliteStore {
             let s = shared.state();
             (s.rev, s.compact_rev)
         };
-        let (db_size, db_size_in_use) = tokio::task::spawn_blocking(move || shared.with_reader(read::sizes))
-            .await
-            .map_err(|e| StoreError::InvalidArgument(format!("status task failed: {e}")))??;
+        let (db_size, db_size_in_use) =
+            tokio::task::spawn_blocking(move || shared.with_reader(read::sizes))
+                .await
+                .map_err(|e| StoreError::InvalidArgument(format!("status task failed: {e}")))??;
         Ok(StoreStatus {
             revision,
             compact_revision,

@@ -83,7 +83,8 @@ pub fn range_latest(state: &State, range: &KeyRange, opts: &RangeOptions) -> Ran
             }
         }
         RangeEnd::Unbounded => {
-            for kv in state.kvs.range::<[u8], _>((Bound::Included(&range.start[..]), Bound::Unbounded)).map(|(_, v)| v) {
+            for kv in state.kvs.range::<[u8], _>((Bound::Included(&range.start[..]), Bound::Unbounded)).map(|(_, v)| v)
+            {
                 take(kv);
             }
         }
@@ -138,7 +139,13 @@ pub fn range_at(conn: &Connection, range: &KeyRange, at: Revision, opts: &RangeO
 
 /// Events in `range` with revisions in `[from, to]`, oldest first, at most `max` of them.
 /// Returns the events and the revision the next read should start from.
-pub fn history(conn: &Connection, range: &KeyRange, from: Revision, to: Revision, max: usize) -> Result<(Vec<Event>, Revision)> {
+pub fn history(
+    conn: &Connection,
+    range: &KeyRange,
+    from: Revision,
+    to: Revision,
+    max: usize,
+) -> Result<(Vec<Event>, Revision)> {
     let (cond, args) = name_condition(range);
     let sql = format!(
         "SELECT k.id, k.name, k.deleted, k.create_revision, k.version, k.lease, k.value,
@@ -214,7 +221,8 @@ pub fn history(conn: &Connection, range: &KeyRange, from: Revision, to: Revision
 /// (bytes on disk including the WAL, bytes holding data).
 pub fn sizes(conn: &Connection) -> Result<(i64, i64)> {
     let err = sql_err("measure the database");
-    let get = |pragma: &str| -> Result<i64> { conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).map_err(&err) };
+    let get =
+        |pragma: &str| -> Result<i64> { conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).map_err(&err) };
     let page = get("page_size")?;
     let pages = get("page_count")?;
     let free = get("freelist_count")?;

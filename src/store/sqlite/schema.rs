@@ -93,9 +93,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 
 fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
     let read = |pragma: &str| -> Result<i32, StoreError> {
-        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).map_err(|e| {
-            open_error(path, format!("not a readable SQLite database ({e}); refusing to touch it"))
-        })
+        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .map_err(|e| open_error(path, format!("not a readable SQLite database ({e}); refusing to touch it")))
     };
     let app = read("application_id")?;
     let version = read("user_version")?;
@@ -105,9 +104,7 @@ fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
             .map_err(|e| open_error(path, format!("not a readable SQLite database ({e}); refusing to touch it")))?;
         return Err(open_error(
             path,
-            format!(
-                "not a k3rs database (application id {app:#x}, {tables} schema objects); refusing to touch it"
-            ),
+            format!("not a k3rs database (application id {app:#x}, {tables} schema objects); refusing to touch it"),
         ));
     }
     if version > SCHEMA_VERSION {
@@ -142,11 +139,8 @@ fn check_integrity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
 
 /// Opens a read-only connection for historical reads.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| StoreError::Sqlite { op: "open a reader", source: e })?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| StoreError::Sqlite { op: "open a reader", source: e })?;
     conn.execute_batch("PRAGMA cache_size = -2048;")
         .map_err(|e| StoreError::Sqlite { op: "configure a reader", source: e })?;
     Ok(conn)

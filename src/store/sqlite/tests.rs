@@ -36,7 +36,10 @@ async fn writes_survive_reopen_with_revisions_and_leases() {
     assert_eq!(s.current_revision().await.unwrap(), Revision(6));
     let (_, a) = s.get(b"/a", None).await.unwrap();
     let a = a.unwrap();
-    assert_eq!((a.value.as_ref(), a.version, a.create_revision, a.mod_revision), (&b"3"[..], 2, Revision(2), Revision(4)));
+    assert_eq!(
+        (a.value.as_ref(), a.version, a.create_revision, a.mod_revision),
+        (&b"3"[..], 2, Revision(2), Revision(4))
+    );
     let (_, old_b) = s.get(b"/b", Some(Revision(3))).await.unwrap();
     assert_eq!(old_b.unwrap().lease, Some(lease.id));
     let (_, new_b) = s.get(b"/b", None).await.unwrap();
@@ -53,7 +56,13 @@ async fn writes_survive_reopen_with_revisions_and_leases() {
     let kinds: Vec<_> = got.iter().map(|e| (e.kind, e.kv.mod_revision.0)).collect();
     assert_eq!(
         kinds,
-        vec![(EventKind::Put, 2), (EventKind::Put, 3), (EventKind::Put, 4), (EventKind::Delete, 5), (EventKind::Put, 6)]
+        vec![
+            (EventKind::Put, 2),
+            (EventKind::Put, 3),
+            (EventKind::Put, 4),
+            (EventKind::Delete, 5),
+            (EventKind::Put, 6)
+        ]
     );
     assert_eq!(got[2].prev_kv.as_ref().unwrap().value, b("1"));
     assert_eq!(got[3].prev_kv.as_ref().unwrap().value, b("2"));

@@ -41,8 +41,7 @@ struct WatchState {
 
 pub(super) fn start(shared: Arc<Shared>, range: KeyRange, next: Revision) -> Watch {
     let progress = Arc::new(ProgressRequest::default());
-    let state =
-        WatchState { shared, range, next, rx: None, replay_to: None, progress: progress.clone(), done: false };
+    let state = WatchState { shared, range, next, rx: None, replay_to: None, progress: progress.clone(), done: false };
     let stream = futures::stream::unfold(state, |mut st| async move {
         let item = st.step().await?;
         Some((item, st))

@@ -18,23 +18,45 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{Committed, LeaseEntry, Shared};
-use crate::store::{
-    Event, EventKind, KeyValue, LeaseGrant, LeaseId, Revision, StoreError, WriteOutcome,
-};
+use crate::store::{Event, EventKind, KeyValue, LeaseGrant, LeaseId, Revision, StoreError, WriteOutcome};
 
 /// Revisions one compaction chunk covers.
 const COMPACTION_CHUNK: i64 = 2000;
 
 pub enum Op {
-    Create { key: Bytes, value: Bytes, lease: Option<LeaseId> },
-    Update { key: Bytes, value: Bytes, expected: Revision, lease: Option<LeaseId> },
-    Put { key: Bytes, value: Bytes, lease: Option<LeaseId> },
-    Delete { key: Bytes, expected: Option<Revision> },
-    LeaseGrant { id: Option<LeaseId>, ttl: i64 },
+    Create {
+        key: Bytes,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    },
+    Update {
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    },
+    Put {
+        key: Bytes,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: Bytes,
+        expected: Option<Revision>,
+    },
+    LeaseGrant {
+        id: Option<LeaseId>,
+        ttl: i64,
+    },
     /// Revoke a lease; with `only_if_expired`, only when it is still past its deadline
     /// (a keep-alive may have arrived since the expiry check).
-    LeaseRevoke { id: LeaseId, only_if_expired: bool },
-    Compact { revision: Revision },
+    LeaseRevoke {
+        id: LeaseId,
+        only_if_expired: bool,
+    },
+    Compact {
+        revision: Revision,
+    },
     Close,
 }
 
@@ -138,9 +160,7 @@ impl Writer {
                 answers.push(answer);
             }
             compacted_through = self.compaction_chunk(pending.compact_to)?;
-            self.conn
-                .execute_batch("COMMIT")
-                .map_err(|e| StoreError::Sqlite { op: "commit", source: e })?;
+            self.conn.execute_batch("COMMIT").map_err(|e| StoreError::Sqlite { op: "commit", source: e })?;
             Ok(())
         })();
         if let Err(err) = result {
@@ -295,12 +315,8 @@ impl Writer {
     /// Live keys attached to a lease, as of the requests applied so far.
     fn attached(&self, id: LeaseId, p: &Pending) -> Vec<KeyValue> {
         let state = self.shared.state();
-        let mut out: Vec<KeyValue> = state
-            .kvs
-            .values()
-            .filter(|kv| kv.lease == Some(id) && !p.kvs.contains_key(&kv.key))
-            .cloned()
-            .collect();
+        let mut out: Vec<KeyValue> =
+            state.kvs.values().filter(|kv| kv.lease == Some(id) && !p.kvs.contains_key(&kv.key)).cloned().collect();
         out.extend(p.kvs.values().flatten().filter(|kv| kv.lease == Some(id)).cloned());
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
@@ -350,14 +366,7 @@ impl Writer {
             })
             .map_err(|e| StoreError::Sqlite { op: "append a write", source: e })?;
         *rev = id;
-        let kv = KeyValue {
-            key: key.clone(),
-            value: value.clone(),
-            create_revision,
-            mod_revision: id,
-            version,
-            lease,
-        };
+        let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision, mod_revision: id, version, lease };
         p.kvs.insert(key.clone(), Some(kv.clone()));
         p.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         Ok(WriteOutcome::Applied { revision: id, prev })
