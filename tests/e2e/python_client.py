@@ -1,5 +1,5 @@
 """The official Kubernetes Python client against k3rs: list namespaces, create a
-ConfigMap, and watch it change. Run by tests/e2e_kubectl.rs inside the test's network
+ConfigMap, and watch it change. Run by tests/it/e2e_kubectl.rs inside the test's network
 namespace with KUBECONFIG set; exits non-zero with a message on any mismatch."""
 import sys
 import threading

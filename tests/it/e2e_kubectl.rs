@@ -2,7 +2,7 @@
 //! test makes (a veth pair inside it is the node's interface), driven by the real kubectl
 //! (the default one, 1.27 and 1.33) and the official Python client.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -4,7 +4,7 @@
 //! `docker-registry` on loopback (plain HTTP, HTTPS with a CA file, htpasswd Basic auth,
 //! a docker.io mirror with a rewrite, and the three kinds of failure).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! section, folded repeats with their count. The API server runs in process over a real
 //! SQLite store, served on loopback over plain HTTP.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

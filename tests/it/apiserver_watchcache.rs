@@ -2,7 +2,7 @@
 //! and still see every write that finished before them — the API server's own, and ones
 //! made directly in etcd by someone else — with pagination, selectors and deletes.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -71,7 +71,7 @@ fn in_test_netns(test: &str, body: impl FnOnce(&Path)) {
         .arg(format!("--net=/run/netns/{name}"))
         .arg("--")
         .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", &crate::common::suite_test(test), "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test)
         .env(DIR_ENV, &dir)
         .output()

@@ -5,7 +5,7 @@
 //! The cases that a store must refuse are checked for the error a person would need to
 //! fix the setup: the kind of error and the file or endpoint it names.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (kubectl does), small ones are not; PATCH bodies with unknown or duplicate fields are
 //! refused under `fieldValidation=Strict` and warned about by default, as upstream does.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! deletes them. The test image is built from Debian's busybox-static and dropped into the
 //! air-gap directory before the server starts.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

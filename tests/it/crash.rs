@@ -79,7 +79,7 @@ fn acknowledged_writes_survive_sigkill() {
     let mut total_acks = 0usize;
     for trial in 0..trials {
         let mut child = Command::new(&me)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args(["--exact", &crate::common::suite_test("crash_child"), "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &db)
             .env("K3RS_CRASH_TRIAL", trial.to_string())
             .stdout(Stdio::piped())

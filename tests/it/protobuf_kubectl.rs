@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-mod common;
+use crate::common;
 use common::kubectl_http::KubectlHttp;
 use k3rs::apiserver::discovery::{respond, DiscoveryPath};
 use k3rs::apiserver::protobuf::{decode_request, CONTENT_TYPE};

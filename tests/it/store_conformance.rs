@@ -4,7 +4,7 @@
 //!
 //! Run one backend with `cargo test --test store_conformance sqlite_` (or `etcd_`).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -7,7 +7,7 @@
 //! client-side validation, every version reads the v3 index and the group version's
 //! document through its hashed URL, and none ends up with a 404 or 406 on an OpenAPI path.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-mod common;
+use crate::common;
 use common::etcd::EtcdServer;
 
 struct Server {

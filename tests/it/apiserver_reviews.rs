@@ -3,7 +3,7 @@
 //! plain HTTP (kubectl sends no credentials over HTTP, so each port stands for one caller),
 //! and the review objects' answers and validation called directly.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-mod common;
+use crate::common;
 use common::kubectl_http::{kubectl, KubectlHttp};
 use k3rs::apiserver::discovery::{respond, version_info, DiscoveryPath};
 use k3rs::apiserver::table::{self, IncludeObject, TableOptions};

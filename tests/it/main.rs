@@ -1,0 +1,35 @@
+//! The integration and end-to-end suites, one module each, built as one test binary so the
+//! crate is linked once instead of once per suite. Test names carry their suite:
+//! `cargo test --test it etcdapi::` runs one suite.
+
+mod common;
+
+mod apiserver;
+mod apiserver_events;
+mod apiserver_reviews;
+mod apiserver_validation;
+mod apiserver_versions;
+mod apiserver_watchcache;
+mod apiserver_wire;
+mod bad_input;
+mod cli;
+mod crash;
+mod discovery;
+mod disk_full;
+mod e2e_kubectl;
+mod e2e_pods;
+mod etcdapi;
+mod images;
+mod node_cp;
+mod openapi;
+mod patch_props;
+mod pki;
+mod podnet;
+mod protobuf;
+mod protobuf_kubectl;
+mod runtime;
+mod server;
+mod store_conformance;
+mod store_etcd_tls;
+mod streaming;
+mod table;
