@@ -7,7 +7,7 @@ packages=(
   libseccomp-dev    # build: libcontainer links libseccomp
   protobuf-compiler # build: protoc, for the etcd API's protobuf definitions
   pkg-config        # build: locating system libraries
-  nftables          # run: the service proxy drives `nft`
+  nftables          # run: the pod network's guard rules are applied with `nft`
   etcd-server       # test: a real etcd to compare with and to run the etcd backend against
   etcd-client       # test: etcdctl against the etcd API socket
   busybox-static    # test: the userland of test container images

@@ -37,8 +37,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: today the datastore (embedded SQLite or external etcd) and the etcd
-    /// API over it; the Kubernetes API server arrives in a later release.
+    /// Run the server: the datastore (embedded SQLite or external etcd) with the etcd API
+    /// over it, the Kubernetes API server, the scheduler and controllers, and (unless
+    /// --disable-agent) the node that runs this machine's pods.
     Server(ServerArgs),
     /// Manage the node's images: import archives, list, remove, pull.
     Images(images::ImagesArgs),

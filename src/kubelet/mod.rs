@@ -2,10 +2,11 @@
 //! youki's `libcontainer`, and reports their status.
 //!
 //! `spec` turns a pod's container into an OCI runtime spec (a pure function); `runtime`
-//! creates and supervises containers, each held by a small shim process (the k3rs binary
-//! re-executed) so containers outlive k3rs; `network` makes each pod's sandbox (network, IPC
-//! and UTS namespaces kept as bind-mounted files) with an address on the node's bridge;
-//! `logs` reads the CRI-format log files the shims write.
+//! creates and supervises containers, each held by a shim (`k3rs shim create`, which then
+//! becomes the 16 KiB monitor program k3rs carries) so containers outlive k3rs; `network`
+//! makes each pod's sandbox (network, IPC and UTS namespaces held by a `k3rs-holder`
+//! process, the pod's pause container) with an address on the node's bridge; `logs` reads
+//! the CRI-format log files the shims write.
 
 pub mod backend;
 pub mod backoff;

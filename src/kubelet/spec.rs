@@ -20,8 +20,8 @@ use crate::images::ImageConfig;
 /// Sandbox files and namespaces the pod's containers share.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxPaths {
-    /// Bind-mounted network namespace; `None` gives the container a private one (or the
-    /// host's with `hostNetwork`).
+    /// The pod's network namespace (`/proc/<holder>/ns/net` of its namespace holder); `None`
+    /// gives the container a private one (or the host's with `hostNetwork`).
     pub netns: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,

@@ -75,7 +75,7 @@ pub struct EtcdConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// The Kubernetes API server (arrives in a later release; validated and kept now).
+/// The Kubernetes API server: where it listens, and the admin kubeconfig it writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiServerConfig {
     pub https_listen_port: u16,

@@ -1,6 +1,7 @@
 //! `k3rs server`: takes the data-dir lock, opens the datastore and starts the components in
-//! order (the compactor, then the etcd API socket), and on shutdown stops accepting, drains
-//! them within a grace period, closes the datastore and releases the lock.
+//! order (the compactor, the etcd API socket, the Kubernetes API server with its controllers
+//! and scheduler ([`apiserver`]), then the node ([`agent`])), and on shutdown stops
+//! accepting, drains them within a grace period, closes the datastore and releases the lock.
 //!
 //! The configuration arrives validated ([`config::ServerConfig`]); nothing here parses
 //! user input. Every failure is a [`ServerError`] naming what failed; nothing panics.
