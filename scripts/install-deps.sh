@@ -17,7 +17,15 @@ packages=(
   runc              # bench: the peer runtime benches/runtime.rs compares with
   iproute2          # test: network namespaces for the end-to-end tests
   util-linux        # test: nsenter
+  python3-venv      # test: the virtual environment of the Python client (below)
 )
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  fi
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -27,11 +35,7 @@ for pkg in "${packages[@]}"; do
 done
 
 if ((${#missing[@]} > 0)); then
-  if [[ $(id -u) -eq 0 ]]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
+  if [[ $(id -u) -ne 0 && ${#as_root[@]} -eq 0 ]]; then
     echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
     exit 1
   fi
@@ -46,8 +50,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# test: the official Kubernetes Python client, a second judge of API compatibility.
-if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
-  echo "install-deps: installing the kubernetes Python client" >&2
-  python3 -m pip install --quiet kubernetes
+# test: the official Kubernetes Python client, a second judge of API compatibility. It goes
+# into a virtual environment of its own: Debian's Python is externally managed (PEP 668), so
+# a system-wide `pip install` is refused there. The tests run scripts with this venv's python
+# (K3RS_TEST_PYTHON, exported by scripts/test.sh).
+venv=${K3RS_PYTHON_VENV:-/var/cache/k3rs/python}
+if ! "$venv/bin/python3" -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "install-deps: installing the kubernetes Python client into $venv" >&2
+  "${as_root[@]}" mkdir -p "$(dirname "$venv")"
+  "${as_root[@]}" python3 -m venv "$venv"
+  "${as_root[@]}" "$venv/bin/python3" -m pip install --quiet kubernetes
 fi

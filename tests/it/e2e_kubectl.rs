@@ -96,7 +96,8 @@ fn kubectl_smoke_flow_on_every_version() {
 fn python_client_lists_creates_and_watches() {
     let c = Cluster::start("python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/python_client.py");
-    let out = c.ns.command("python3").arg(script).env("KUBECONFIG", c.kubeconfig()).output().expect("run python3");
+    let python = crate::common::python();
+    let out = c.ns.command(&python).arg(script).env("KUBECONFIG", c.kubeconfig()).output().expect("run python3");
     assert!(
         out.status.success(),
         "python client failed:\n{}\n{}\n--- server log ---\n{}",
