@@ -46,9 +46,10 @@ fi
 
 # The Debian mirror this machine's apt uses (deb822 sources, or the one-line format).
 mirror=$(
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'; } |
-    grep -v -e security -e updates | grep '/debian/\?$' | head -1
+  shopt -s nullglob
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' || true; } |
+    grep -v -e security -e updates | grep '/debian/\?$' | head -1 || true
 )
 [[ -n $mirror ]] || fail "no Debian mirror found in /etc/apt/sources.list*"
 
@@ -85,13 +86,16 @@ debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 ||
   fail "debootstrap bookworm from $mirror (see $log)"
 
 # --- What this workplace needs to reach the package registries: a local certificate
-# --- authority, and pip settings. A machine that reaches them directly needs none of it.
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt" 2>/dev/null ||
-  { mkdir -p "$root/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"; }
-pass_env=()
+# --- authority (the host's bundle holds it) and pip settings (PIP_*). The bundle goes where
+# --- Debian's ca-certificates will not rewrite it, and every client is pointed at it. A
+# --- machine that reaches the registries directly needs none of this.
+ca=/usr/local/share/k3rs-check/ca-certificates.crt
+mkdir -p "$root$(dirname "$ca")"
+cp /etc/ssl/certs/ca-certificates.crt "$root$ca"
+pass_env=(SSL_CERT_FILE="$ca" CURL_CA_BUNDLE="$ca" REQUESTS_CA_BUNDLE="$ca" CARGO_HTTP_CAINFO="$ca" PIP_CERT="$ca")
 while IFS= read -r var; do
-  pass_env+=("$var=${!var}")
-done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|SSL_CERT_FILE|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|CARGO_HTTP_CAINFO)$' || true)
+  [[ $var == PIP_CERT ]] || pass_env+=("$var=${!var}")
+done < <(compgen -e | grep -E '^PIP_[A-Z_]+$' || true)
 # --- End of the workplace-specific part.
 
 cp /etc/resolv.conf "$root/etc/resolv.conf"
