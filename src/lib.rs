@@ -3,10 +3,13 @@
 //! The module tree is the architecture: `store` is the datastore (the only thing the
 //! apiserver will read and write), `etcdapi` serves the etcd v3 gRPC API over a `Store`,
 //! `server` wires the components of `k3rs server` together, and `cli` is the command line.
+//! `domain` holds the I/O-free Kubernetes rules (quantities, names, pod helpers) that the
+//! apiserver, scheduler and kubelet share.
 pub mod apiserver;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod domain;
 pub mod etcdapi;
 pub mod images;
 pub mod kubelet;
