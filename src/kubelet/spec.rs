@@ -1248,6 +1248,23 @@ mod tests {
         }
     }
 
+    /// Upstream divides whole millicores; in floating point 0.07 / 0.01 is just above 7
+    /// and rounded up to 8.
+    #[test]
+    fn resource_field_refs_divide_exactly() {
+        let p = base_pod(
+            json!({"name": "c", "command": ["sh"], "resources": {"requests": {"cpu": "70m", "memory": "1.5"}},
+            "env": [
+                {"name": "CPU_TENS", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "10m"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}},
+            ]}),
+        );
+        let env = env_of(&spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec"));
+        for want in ["CPU_TENS=7", "MEM=2"] {
+            assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+        }
+    }
+
     #[test]
     fn cgroup_paths_follow_the_kubepods_hierarchy() {
         assert_eq!(pod_cgroup_path(QosClass::Guaranteed, "a-b"), "/kubepods/poda_b");
