@@ -34,9 +34,9 @@ type Amounts<'a> = Vec<(&'a str, Option<Quantity>)>;
 /// Upstream's `ComputePodQOS` over the app and init containers. A resource only limited
 /// requests its limit, as upstream's defaulting stores it before the class is computed.
 fn qos<'a>(containers: impl Iterator<Item = (Amounts<'a>, Amounts<'a>)>) -> QosClass {
-    let counted = |name: &str, q: &Option<Quantity>| {
-        matches!(name, "cpu" | "memory") && q.as_ref().is_some_and(|q| q.signum() > 0)
-    };
+    // Only cpu and memory amounts above zero count.
+    let counted =
+        |name: &str, q: &Option<Quantity>| q.clone().filter(|q| matches!(name, "cpu" | "memory") && q.signum() > 0);
     let add = |sum: &mut BTreeMap<&'a str, Quantity>, name: &'a str, q: Quantity| {
         let total = match sum.get(name) {
             Some(s) => s.checked_add(&q).unwrap_or(q),
@@ -50,15 +50,15 @@ fn qos<'a>(containers: impl Iterator<Item = (Amounts<'a>, Amounts<'a>)>) -> QosC
     for (req, lim) in containers {
         let defaulted = lim.iter().filter(|(name, _)| !req.iter().any(|(r, _)| r == name));
         for (name, q) in req.iter().chain(defaulted) {
-            if let (true, Some(q)) = (counted(name, q), q) {
-                add(&mut requests, name, q.clone());
+            if let Some(q) = counted(name, q) {
+                add(&mut requests, name, q);
             }
         }
         let mut limited = BTreeSet::new();
         for (name, q) in &lim {
-            if let (true, Some(q)) = (counted(name, q), q) {
+            if let Some(q) = counted(name, q) {
                 limited.insert(*name);
-                add(&mut limits, name, q.clone());
+                add(&mut limits, name, q);
             }
         }
         if !(limited.contains("cpu") && limited.contains("memory")) {

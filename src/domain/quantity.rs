@@ -161,7 +161,7 @@ impl Quantity {
         }
     }
 
-    /// Digits of `|mantissa|` without trailing zeros and the power of ten of the last one.
+    /// The mantissa without trailing zeros, and the power of ten of its last digit.
     fn normalized(&self) -> (i128, i64) {
         let (mut m, mut e) = (self.mantissa, i64::from(self.scale));
         if m == 0 {
