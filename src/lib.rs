@@ -11,11 +11,14 @@
 //! - `kubelet`: the node (pod sandboxes, containers on youki's libcontainer, volumes, logs);
 //!   `images`: the node's image store, air-gap import and registry pulls.
 //! - `server`: wires the components of `k3rs server` together; `cli`: the command line.
+//! - `domain`: the I/O-free Kubernetes rules (quantities, names, quoting, durations, times,
+//!   pod helpers) that the apiserver, scheduler and kubelet share.
 //! - `util`: small helpers with no Kubernetes meaning (CIDRs, the lock file, mount table).
 pub mod apiserver;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod domain;
 pub mod etcdapi;
 pub mod images;
 pub mod kubelet;

@@ -212,7 +212,7 @@ impl ApiServer {
         }
         meta.insert(
             "creationTimestamp".into(),
-            if kind == "SelfSubjectReview" { json!(super::registry::meta::now_rfc3339()) } else { Value::Null },
+            if kind == "SelfSubjectReview" { json!(crate::domain::time::now_rfc3339()) } else { Value::Null },
         );
         obj["metadata"] = Value::Object(meta);
         let spec = obj.get("spec").cloned().unwrap_or(json!({}));

@@ -795,15 +795,9 @@ fn parse_dns_subdomain(text: &str) -> Result<String, String> {
     if text.len() > 253 {
         return Err(format!("{text:?} is longer than 253 characters"));
     }
-    for label in text.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("{text:?} is not a lowercase DNS name (labels of a-z, 0-9 and '-', separated by '.')"));
-        }
+    // Every label within DNS's limits too: these names are looked up and written to files.
+    if !text.split('.').all(crate::domain::names::is_dns1123_label) {
+        return Err(format!("{text:?} is not a lowercase DNS name (labels of a-z, 0-9 and '-', separated by '.')"));
     }
     Ok(text.to_string())
 }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Client;
-use crate::apiserver::registry::meta::rfc3339;
+use crate::domain::time::rfc3339;
 
 /// How many events may wait for the writer; more are dropped (and logged), as upstream's
 /// broadcaster does, so recording never blocks a controller.

@@ -50,16 +50,6 @@ impl Backoff {
     }
 }
 
-/// `10s`, `1m20s`, `5m0s` — Go's duration format, as the kubelet's messages print it.
-pub fn go_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,12 +83,5 @@ mod tests {
         b.clear_prefix("u1/");
         assert!(b.waiting("u1/a", t).is_none() && b.waiting("u1/b", t).is_none());
         assert!(b.waiting("u2/a", t).is_some());
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
-        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
     }
 }

@@ -105,7 +105,7 @@ struct Statics {
 impl Statics {
     fn load(&self, node: &str) -> Vec<Value> {
         match &self.dir {
-            Some(d) => static_pods::load(d, node, &crate::apiserver::registry::meta::now_rfc3339()),
+            Some(d) => static_pods::load(d, node, &crate::domain::time::now_rfc3339()),
             None => Vec::new(),
         }
     }

@@ -355,7 +355,7 @@ pub fn merge_conditions(status: &mut Value, previous: Option<&Value>, conditions
 }
 
 fn now() -> String {
-    crate::apiserver::registry::meta::now_rfc3339()
+    crate::domain::time::now_rfc3339()
 }
 
 /// A lease's MicroTime: RFC 3339 with microseconds.

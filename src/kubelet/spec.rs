@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{json, Value};
 
+use crate::domain::quantity;
 use crate::images::ImageConfig;
 
 /// Sandbox files and namespaces the pod's containers share.
@@ -107,33 +108,9 @@ pub enum SpecError {
     BuildSpec(String),
 }
 
-/// A pod's QoS class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum QosClass {
-    Guaranteed,
-    Burstable,
-    BestEffort,
-}
-
-impl QosClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QosClass::Guaranteed => "Guaranteed",
-            QosClass::Burstable => "Burstable",
-            QosClass::BestEffort => "BestEffort",
-        }
-    }
-}
-
-/// The pod's QoS class, by the apiserver's rule (which fills `status.qosClass`).
-pub fn qos_class(pod: &Pod) -> QosClass {
-    let spec = pod.spec.as_ref().and_then(|s| serde_json::to_value(s).ok()).unwrap_or(Value::Null);
-    match crate::apiserver::registry::workloads::qos_class(&spec) {
-        "Guaranteed" => QosClass::Guaranteed,
-        "Burstable" => QosClass::Burstable,
-        _ => QosClass::BestEffort,
-    }
-}
+/// The QoS class is the apiserver's rule too, so it lives in [`crate::domain::pod`]; the
+/// cgroup code names it from here.
+pub use crate::domain::pod::{qos_class, QosClass};
 
 /// The pod's cgroup under the kubepods hierarchy.
 pub fn pod_cgroup_path(qos: QosClass, uid: &str) -> String {
@@ -176,8 +153,8 @@ pub fn pod_resources(pod: &Pod) -> PodResources {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
         };
-        mem_limit = match (mem_limit, lim.get("memory").and_then(|q| quantity_value(q).ok())) {
-            (Some(a), Some(b)) => Some(a + b.ceil() as i64),
+        mem_limit = match (mem_limit, lim.get("memory").and_then(|q| bytes(q).ok())) {
+            (Some(a), Some(b)) => Some(a + b),
             _ => None,
         };
     }
@@ -208,38 +185,28 @@ fn requests_limits(c: &Container) -> (BTreeMap<String, Quantity>, BTreeMap<Strin
     (r.and_then(|r| r.requests.clone()).unwrap_or_default(), r.and_then(|r| r.limits.clone()).unwrap_or_default())
 }
 
-/// A Kubernetes quantity's value in base units (`100m` → 0.1, `16Mi` → 16777216).
-pub fn quantity_value(q: &Quantity) -> Result<f64, SpecError> {
+/// A quantity of the pod spec, exactly (`100m`, `16Mi`, `1e3`); surrounding spaces are
+/// allowed, as upstream's JSON decoding trims them.
+fn parse_quantity(q: &Quantity) -> Result<quantity::Quantity, SpecError> {
     let s = q.0.trim();
-    let bad = || SpecError::InvalidQuantity(s.to_string());
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let num: f64 = num.parse().map_err(|_| bad())?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse::<i32>().map_err(|_| bad())?),
-        _ => return Err(bad()),
-    };
-    Ok(num * mult)
+    s.parse().map_err(|_| SpecError::InvalidQuantity(s.to_string()))
 }
 
+/// Millicores, rounded up (upstream's `MilliValue`).
 fn cpu_millis(q: &Quantity) -> Result<i64, SpecError> {
-    Ok((quantity_value(q)? * 1000.0).ceil() as i64)
+    Ok(parse_quantity(q)?.milli_value())
+}
+
+/// Whole units (bytes for memory and storage), rounded up (upstream's `Value`).
+fn bytes(q: &Quantity) -> Result<i64, SpecError> {
+    Ok(parse_quantity(q)?.value())
+}
+
+/// `⌈a / b⌉` for a positive `b`, without overflow.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    let (a, b) = (i128::from(a), i128::from(b));
+    let q = a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0);
+    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Expands `$(VAR)` references the way upstream does: unknown references stay as written,
@@ -431,14 +398,17 @@ fn resource_field_ref(
     if !matches!(res, "cpu" | "memory" | "ephemeral-storage") {
         return Err(SpecError::UnsupportedResource(r.resource.clone()));
     }
+    // Upstream divides millicores for cpu and whole units for the rest.
+    let cpu = res == "cpu";
+    let amount = |q: &Quantity| if cpu { cpu_millis(q) } else { bytes(q) };
     let value = match map.get(res) {
-        Some(q) => quantity_value(q)?,
+        Some(q) => amount(q)?,
         // An unset limit is the node's allocatable, as upstream resolves it.
-        None if is_limit => input.env_sources.node_allocatable.get(res).map(quantity_value).transpose()?.unwrap_or(0.0),
-        None => 0.0,
+        None if is_limit => input.env_sources.node_allocatable.get(res).map(amount).transpose()?.unwrap_or(0),
+        None => 0,
     };
-    let divisor = r.divisor.as_ref().map(quantity_value).transpose()?.filter(|d| *d > 0.0).unwrap_or(1.0);
-    Ok(format!("{}", (value / divisor).ceil().max(if res == "cpu" && value > 0.0 { 1.0 } else { 0.0 }) as i64))
+    let divisor = r.divisor.as_ref().map(amount).transpose()?.filter(|d| *d > 0).unwrap_or(if cpu { 1000 } else { 1 });
+    Ok(format!("{}", ceil_div(value, divisor).max(i64::from(cpu && value > 0))))
 }
 
 /// The container's environment, without the image's: service variables, then `envFrom`,
@@ -839,8 +809,8 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
     let (req, lim) = requests_limits(c);
     let cpu_req = req.get("cpu").or(lim.get("cpu")).map(cpu_millis).transpose()?;
     let cpu_lim = lim.get("cpu").map(cpu_millis).transpose()?;
-    let mem_lim = lim.get("memory").map(quantity_value).transpose()?.map(|v| v.ceil() as i64);
-    let mem_req = req.get("memory").or(lim.get("memory")).map(quantity_value).transpose()?;
+    let mem_lim = lim.get("memory").map(bytes).transpose()?;
+    let mem_req = req.get("memory").or(lim.get("memory")).map(bytes).transpose()?;
     let mut cpu = json!({"shares": millis_to_shares(cpu_req.unwrap_or(0))});
     if let Some(l) = cpu_lim {
         cpu["quota"] = json!(millis_to_quota(l));
@@ -854,9 +824,12 @@ pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, Spec
         QosClass::Guaranteed => -997,
         QosClass::BestEffort => 1000,
         QosClass::Burstable => {
-            let cap = input.env_sources.node_allocatable.get("memory").map(quantity_value).transpose()?.unwrap_or(0.0);
+            let cap = input.env_sources.node_allocatable.get("memory").map(bytes).transpose()?.unwrap_or(0);
             match mem_req {
-                Some(r) if cap > 0.0 => (1000 - (1000.0 * r / cap) as i64).clamp(2, 999),
+                Some(r) if cap > 0 => {
+                    let share = i64::try_from(1000 * i128::from(r) / i128::from(cap)).unwrap_or(i64::MAX);
+                    1000i64.saturating_sub(share).clamp(2, 999)
+                }
                 _ => 999,
             }
         }
@@ -1275,6 +1248,23 @@ mod tests {
         }
     }
 
+    /// Upstream divides whole millicores; in floating point 0.07 / 0.01 is just above 7
+    /// and rounded up to 8.
+    #[test]
+    fn resource_field_refs_divide_exactly() {
+        let p = base_pod(
+            json!({"name": "c", "command": ["sh"], "resources": {"requests": {"cpu": "70m", "memory": "1.5"}},
+            "env": [
+                {"name": "CPU_TENS", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "10m"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}},
+            ]}),
+        );
+        let env = env_of(&spec_for(&p, &ImageConfig::default(), &sources(), &BTreeMap::new()).expect("spec"));
+        for want in ["CPU_TENS=7", "MEM=2"] {
+            assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+        }
+    }
+
     #[test]
     fn cgroup_paths_follow_the_kubepods_hierarchy() {
         assert_eq!(pod_cgroup_path(QosClass::Guaranteed, "a-b"), "/kubepods/poda_b");
@@ -1284,9 +1274,13 @@ mod tests {
 
     #[test]
     fn quantities_parse() {
-        assert_eq!(quantity_value(&Quantity("16Mi".into())), Ok(16.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity_value(&Quantity("100m".into())), Ok(0.1));
-        assert_eq!(quantity_value(&Quantity("1e3".into())), Ok(1000.0));
-        assert!(quantity_value(&Quantity("12xyz".into())).is_err());
+        assert_eq!(bytes(&Quantity("16Mi".into())), Ok(16 * 1024 * 1024));
+        assert_eq!(cpu_millis(&Quantity("100m".into())), Ok(100));
+        assert_eq!(bytes(&Quantity("1e3".into())), Ok(1000));
+        assert_eq!(bytes(&Quantity(" 1P ".into())), Ok(1_000_000_000_000_000));
+        assert!(parse_quantity(&Quantity("12xyz".into())).is_err());
+        assert_eq!(ceil_div(1001, 1000), 2);
+        assert_eq!(ceil_div(-1001, 1000), -1);
+        assert_eq!(ceil_div(0, 7), 0);
     }
 }

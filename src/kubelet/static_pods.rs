@@ -57,10 +57,10 @@ pub fn from_manifest(content: &[u8], node: &str, seen: &str) -> Result<Value, St
     if !pod.get("spec").is_some_and(Value::is_object) {
         return Err("spec is required".into());
     }
-    crate::apiserver::registry::workloads::default_pod_spec(&mut pod["spec"]);
+    crate::domain::pod::default_spec(&mut pod["spec"]);
     pod["spec"]["nodeName"] = json!(node);
     pod["status"] =
-        json!({"phase": "Pending", "qosClass": crate::apiserver::registry::workloads::qos_class(&pod["spec"])});
+        json!({"phase": "Pending", "qosClass": crate::domain::pod::qos_class_of_spec(&pod["spec"]).as_str()});
     Ok(pod)
 }
 

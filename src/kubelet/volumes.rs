@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::Value;
 
+use crate::domain::quantity::Quantity;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VolumeError {
     /// The pod names a ConfigMap or Secret that does not exist (and is not optional).
@@ -186,25 +188,11 @@ pub fn cleanup(pod_dir: &Path, mounts: &dyn Mounter) -> Result<(), VolumeError> 
     }
 }
 
-/// `128Mi`, `1G`, `500k` → bytes.
+/// A quantity in bytes (`128Mi`, `1G`, `1e9`, `1P`), rounded up as upstream's `Value`;
+/// `None` for what is not a quantity or is negative.
 pub fn quantity_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
-    let (num, unit) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult) as u64)
+    let q: Quantity = q.trim().parse().ok()?;
+    u64::try_from(q.value()).ok()
 }
 
 fn host_path(name: &str, hp: &Value) -> Result<PathBuf, VolumeError> {
@@ -518,5 +506,10 @@ mod tests {
         assert_eq!(quantity_bytes("64Mi"), Some(64 << 20));
         assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
         assert_eq!(quantity_bytes("bogus"), None);
+        assert_eq!(quantity_bytes("1e9"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("1P"), Some(1_000_000_000_000_000));
+        assert_eq!(quantity_bytes("1E"), Some(1_000_000_000_000_000_000));
+        assert_eq!(quantity_bytes("1.5"), Some(2));
+        assert_eq!(quantity_bytes("-1Mi"), None);
     }
 }

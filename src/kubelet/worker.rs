@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
-use super::backoff::{go_duration, Backoff};
+use super::backoff::Backoff;
 use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, Terminated};
 use super::volumes::{self, Sources};
-use crate::apiserver::registry::meta::now_rfc3339;
+use crate::domain::duration::go_duration_std;
+use crate::domain::time::now_rfc3339;
 
 /// The API calls a worker makes, behind a trait so the worker is tested without a server.
 #[async_trait::async_trait]
@@ -412,8 +413,12 @@ impl Worker {
         let attempt = self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.attempt).unwrap_or(0);
         let now = Instant::now();
         if let Some((delay, left)) = self.backoff.waiting(&key, now) {
-            let msg =
-                format!("back-off {} restarting failed container={} pod={}", go_duration(delay), name, self.pod_ref());
+            let msg = format!(
+                "back-off {} restarting failed container={} pod={}",
+                go_duration_std(delay),
+                name,
+                self.pod_ref()
+            );
             if let Some(v) = self.views.get_mut(&name) {
                 v.waiting = Some(("CrashLoopBackOff".into(), msg));
             }

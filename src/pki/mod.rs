@@ -256,15 +256,9 @@ pub fn check_tls_san(value: &str) -> Result<String, String> {
         return Err(format!("{value:?} is longer than 253 characters"));
     }
     let rest = name.strip_prefix("*.").unwrap_or(&name);
-    for label in rest.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("{value:?} is neither an IP address nor a DNS name"));
-        }
+    // A DNS name: every label, not only the whole, within DNS's limits.
+    if !rest.split('.').all(crate::domain::names::is_dns1123_label) {
+        return Err(format!("{value:?} is neither an IP address nor a DNS name"));
     }
     Ok(name)
 }

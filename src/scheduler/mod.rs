@@ -26,11 +26,11 @@ use futures::{FutureExt, Stream, StreamExt};
 use serde_json::{json, Value};
 
 use self::framework::{fit_error, preemption_message, run_filters, str_at, FilterPlugin, NodeInfo, PodInfo, NO_NODES};
-use crate::apiserver::registry::meta::now_rfc3339;
-use crate::apiserver::registry::workloads::update_pod_condition;
 use crate::apiserver::status::ApiError;
 use crate::client::events::{EventRecorder, EventType, NewEvent};
 use crate::client::Client;
+use crate::domain::pod::update_condition;
+use crate::domain::time::now_rfc3339;
 
 /// The `schedulerName` this scheduler serves.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -333,7 +333,7 @@ impl Scheduler {
             if !wants_scheduling(&current) {
                 return;
             }
-            if !update_pod_condition(&mut current, condition.clone(), &now_rfc3339()) {
+            if !update_condition(&mut current, condition.clone(), &now_rfc3339()) {
                 break;
             }
             match self.client.put(&format!("{path}/status"), &current).await {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::domain::quantity::Quantity;
+
 /// Amounts of resources: cpu in millicores, the rest (memory, ephemeral-storage, pods,
 /// hugepages, extended resources) in units.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,62 +20,12 @@ pub struct Resources {
     pub scalar: BTreeMap<String, i64>,
 }
 
-/// Parses a quantity (`100m`, `1.5`, `128Mi`, `2e3`, `1k`) scaled by `scale` (1000 for
-/// millis), rounded up as upstream's `MilliValue`/`Value`. `None` for what is not one.
-pub fn parse_scaled(q: &str, scale: i128) -> Option<i64> {
-    let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    // Requests and capacities are never negative; such text is not a usable amount.
-    if num.starts_with('-') {
-        return None;
-    }
-    let num = num.strip_prefix('+').unwrap_or(num);
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        || frac.len() > 18
-    {
-        return None;
-    }
-    let digits: i128 = format!("{int}{frac}").parse().ok()?;
-    let mut numerator = digits.checked_mul(scale)?;
-    let mut denominator: i128 = 10i128.checked_pow(frac.len() as u32)?;
-    let (base, exp): (i128, i32) = match suffix {
-        "" => (10, 0),
-        "Ki" => (1024, 1),
-        "Mi" => (1024, 2),
-        "Gi" => (1024, 3),
-        "Ti" => (1024, 4),
-        "Pi" => (1024, 5),
-        "Ei" => (1024, 6),
-        "n" => (10, -9),
-        "u" => (10, -6),
-        "m" => (10, -3),
-        "k" => (10, 3),
-        "M" => (10, 6),
-        "G" => (10, 9),
-        "T" => (10, 12),
-        "P" => (10, 15),
-        "E" => (10, 18),
-        s if s.starts_with(['e', 'E']) => (10, s[1..].parse().ok()?),
-        _ => return None,
-    };
-    if exp >= 0 {
-        numerator = numerator.checked_mul(base.checked_pow(exp as u32)?)?;
-    } else {
-        denominator = denominator.checked_mul(base.checked_pow(exp.unsigned_abs())?)?;
-    }
-    i64::try_from((numerator + denominator - 1) / denominator).ok()
-}
-
-/// A quantity held as a JSON string or number.
-fn quantity(v: &Value, scale: i128) -> Option<i64> {
-    match v {
-        Value::String(s) => parse_scaled(s, scale),
-        Value::Number(n) => parse_scaled(&n.to_string(), scale),
-        _ => None,
-    }
+/// A quantity held as a JSON string or number, in thousandths (`milli`) or whole units,
+/// rounded up as upstream's `MilliValue`/`Value`. `None` for what is not one; requests and
+/// capacities are never negative, so such an amount is not a usable one either.
+fn quantity(v: &Value, milli: bool) -> Option<i64> {
+    let q = Quantity::from_json(v).filter(|q| q.signum() >= 0)?;
+    Some(if milli { q.milli_value() } else { q.value() })
 }
 
 impl Resources {
@@ -88,11 +40,11 @@ impl Resources {
 
     fn set(&mut self, name: &str, q: &Value) {
         match name {
-            "cpu" => self.milli_cpu = quantity(q, 1000).unwrap_or(0),
-            "memory" => self.memory = quantity(q, 1).unwrap_or(0),
-            "ephemeral-storage" => self.ephemeral_storage = quantity(q, 1).unwrap_or(0),
+            "cpu" => self.milli_cpu = quantity(q, true).unwrap_or(0),
+            "memory" => self.memory = quantity(q, false).unwrap_or(0),
+            "ephemeral-storage" => self.ephemeral_storage = quantity(q, false).unwrap_or(0),
             other => {
-                self.scalar.insert(other.to_string(), quantity(q, 1).unwrap_or(0));
+                self.scalar.insert(other.to_string(), quantity(q, false).unwrap_or(0));
             }
         }
     }
@@ -166,18 +118,22 @@ mod tests {
 
     #[test]
     fn quantities_round_up_like_upstream() {
-        assert_eq!(parse_scaled("100m", 1000), Some(100));
-        assert_eq!(parse_scaled("1", 1000), Some(1000));
-        assert_eq!(parse_scaled("0.5", 1000), Some(500));
-        assert_eq!(parse_scaled("1.0001", 1000), Some(1001));
-        assert_eq!(parse_scaled("128Mi", 1), Some(128 * 1024 * 1024));
-        assert_eq!(parse_scaled("1Gi", 1), Some(1 << 30));
-        assert_eq!(parse_scaled("2k", 1), Some(2000));
-        assert_eq!(parse_scaled("1e3", 1), Some(1000));
-        assert_eq!(parse_scaled("1500m", 1), Some(2));
-        assert_eq!(parse_scaled("110", 1), Some(110));
-        assert_eq!(parse_scaled("12x", 1), None);
-        assert_eq!(parse_scaled("", 1), None);
+        let milli = |q: &str| quantity(&json!(q), true);
+        let units = |q: &str| quantity(&json!(q), false);
+        assert_eq!(milli("100m"), Some(100));
+        assert_eq!(milli("1"), Some(1000));
+        assert_eq!(milli("0.5"), Some(500));
+        assert_eq!(milli("1.0001"), Some(1001));
+        assert_eq!(units("128Mi"), Some(128 * 1024 * 1024));
+        assert_eq!(units("1Gi"), Some(1 << 30));
+        assert_eq!(units("2k"), Some(2000));
+        assert_eq!(units("1e3"), Some(1000));
+        assert_eq!(units("1500m"), Some(2));
+        assert_eq!(units("110"), Some(110));
+        assert_eq!(units("12x"), None);
+        assert_eq!(units(""), None);
+        assert_eq!(units("-1"), None);
+        assert_eq!(quantity(&json!(4), true), Some(4000));
     }
 
     #[test]

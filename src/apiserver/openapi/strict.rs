@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use super::schemas::{self, Base, V3_REF_PREFIX};
+use crate::domain::quote::go_quote;
 
 /// How deep the raw scanner follows nesting; deeper values are skipped (serde_json already
 /// refuses documents nested beyond 128 levels).
@@ -170,36 +171,6 @@ impl fmt::Display for StrictError {
 /// (`unknown field "a", duplicate field "b"`), to follow `strict decoding error: `.
 pub fn join(errors: &[StrictError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-}
-
-/// A string quoted as Go's `strconv.Quote` does for the printable text of field paths.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => {
-                if (c as u32) <= 0xffff {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn child(path: &str, key: &str) -> String {

@@ -287,7 +287,7 @@ fn special(
             }
             forms::timestamp(int(1)?, int(2)?, form == Form::MicroTime).map_err(invalid)
         }
-        Form::Duration => Ok(Value::String(forms::go_duration(int(1)?))),
+        Form::Duration => Ok(Value::String(crate::domain::duration::go_duration(int(1)?))),
         Form::Quantity => Ok(get(1)?.unwrap_or_else(|| Value::from("0"))),
         Form::IntOrString => match int(1)? {
             0 => Ok(get(2)?.unwrap_or_else(|| Value::from(0))),

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::apiserver::status::Cause;
+use crate::domain::names;
 
 /// How a resource's names are validated.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -15,44 +16,21 @@ pub enum NameRule {
     PathSegment,
 }
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-pub fn is_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(|p| !p.is_empty() && p.len() <= 63 && is_label(p))
-}
-
-pub fn is_dns_label(s: &str) -> bool {
-    is_label(s)
-}
-
 /// Problems with `name` under `rule`, as causes on `field`.
 pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<Cause> {
     let mut out = Vec::new();
     match rule {
         NameRule::Subdomain => {
-            if name.len() > 253 {
-                out.push(Cause::invalid(field, name, "must be no more than 253 characters"));
-            }
-            if !is_subdomain(name) {
-                out.push(Cause::invalid(field, name, SUBDOMAIN_MSG));
+            for e in names::dns1123_subdomain_errors(name) {
+                out.push(Cause::invalid(field, name, &e));
             }
         }
         NameRule::Label => {
-            if name.len() > 63 {
-                out.push(Cause::invalid(field, name, "must be no more than 63 characters"));
+            if name.len() > names::LABEL_MAX_LEN {
+                out.push(Cause::invalid(field, name, &names::max_len_error(names::LABEL_MAX_LEN)));
             }
-            if !is_label(name) {
-                out.push(Cause::invalid(field, name, LABEL_MSG));
+            if !names::matches_dns1123_label(name) {
+                out.push(Cause::invalid(field, name, &names::dns1123_label_error()));
             }
         }
         NameRule::PathSegment => {
@@ -76,25 +54,6 @@ pub fn new_uid() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
-/// Now, as Kubernetes writes timestamps: RFC 3339, seconds, UTC.
-pub fn now_rfc3339() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
-}
-
-/// A time as Kubernetes writes it: RFC 3339, seconds, UTC.
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    let now = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
 }
 
 /// `obj.metadata`, created if missing (the object must be a JSON object).
@@ -146,8 +105,8 @@ pub fn validate_meta_shape(obj: &Value) -> Vec<Cause> {
         for (k, v) in labels {
             out.extend(validate_qualified_name(k, "metadata.labels"));
             if let Some(v) = v.as_str() {
-                if !is_label_value(v) {
-                    out.push(Cause::invalid("metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+                if !names::is_label_value(v) {
+                    out.push(Cause::invalid("metadata.labels", v, &names::label_value_error()));
                 }
             }
         }
@@ -180,17 +139,6 @@ pub fn validate_meta_shape(obj: &Value) -> Vec<Cause> {
     out
 }
 
-fn is_label_value(v: &str) -> bool {
-    let b = v.as_bytes();
-    if b.is_empty() {
-        return true;
-    }
-    b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
 /// `prefix/name` keys of labels and annotations.
 pub fn validate_qualified_name(key: &str, field: &str) -> Vec<Cause> {
     let (prefix, name) = match key.rsplit_once('/') {
@@ -198,17 +146,12 @@ pub fn validate_qualified_name(key: &str, field: &str) -> Vec<Cause> {
         None => (None, key),
     };
     let mut out = Vec::new();
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if !name_ok {
-        out.push(Cause::invalid(field, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"));
+    if name.len() > names::LABEL_MAX_LEN || !names::matches_qualified_name(name) {
+        out.push(Cause::invalid(field, key, &format!("name part {}", names::qualified_name_error())));
     }
     if let Some(p) = prefix {
-        if !is_subdomain(p) {
-            out.push(Cause::invalid(field, key, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"));
+        if !names::is_dns1123_subdomain(p) {
+            out.push(Cause::invalid(field, key, &format!("prefix part {}", names::DNS1123_SUBDOMAIN_ERR)));
         }
     }
     out

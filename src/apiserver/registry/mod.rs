@@ -352,7 +352,7 @@ impl Registry {
                 }
             }
             m.insert("uid".into(), json!(meta::new_uid()));
-            m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+            m.insert("creationTimestamp".into(), json!(crate::domain::time::now_rfc3339()));
             m.remove("resourceVersion");
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
@@ -838,7 +838,7 @@ impl Registry {
                 let g = grace.unwrap_or(0);
                 let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(g);
                 let m = meta_mut(&mut obj);
-                m.insert("deletionTimestamp".into(), json!(meta::rfc3339(at)));
+                m.insert("deletionTimestamp".into(), json!(crate::domain::time::rfc3339(at)));
                 m.insert("deletionGracePeriodSeconds".into(), json!(g));
                 m.insert("finalizers".into(), Value::Array(finalizers));
                 if m.get("finalizers").and_then(Value::as_array).is_some_and(Vec::is_empty) {

@@ -6,11 +6,14 @@
 
 use serde_json::{json, Value};
 
-use super::meta::{is_dns_label, is_subdomain, meta_str, validate_name, NameRule};
+use super::meta::{meta_str, validate_name, NameRule};
 use super::Strategy;
 use crate::apiserver::status::Cause;
+use crate::domain::names::{
+    dns1035_label_error, dns1123_subdomain_error, is_dns1035_label, is_dns1123_subdomain,
+    wildcard_dns1123_subdomain_error,
+};
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
 const IMMUTABLE: &str = "field is immutable";
 
@@ -83,11 +86,9 @@ fn ingress_backend(b: &Value, at: &str, out: &mut Vec<Cause>) {
         (Some(s), None) => {
             match non_empty(s, "/name") {
                 None => out.push(Cause::required(format!("{at}.service.name"), "")),
-                Some(n) if !is_dns_label(n) || n.starts_with(|c: char| c.is_ascii_digit()) => out.push(Cause::invalid(
-                    format!("{at}.service.name"),
-                    n,
-                    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-                )),
+                Some(n) if !is_dns1035_label(n) => {
+                    out.push(Cause::invalid(format!("{at}.service.name"), n, &dns1035_label_error()))
+                }
                 Some(_) => {}
             }
             let name = non_empty(s, "/port/name");
@@ -145,10 +146,10 @@ fn ingress_host(host: &str, field: &str, out: &mut Vec<Cause>) {
         return;
     }
     match host.strip_prefix("*.") {
-        Some(rest) if is_subdomain(rest) => {}
-        Some(_) => out.push(Cause::invalid(field, host, "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")),
-        None if is_subdomain(host) => {}
-        None => out.push(Cause::invalid(field, host, SUBDOMAIN_MSG)),
+        Some(rest) if is_dns1123_subdomain(rest) => {}
+        Some(_) => out.push(Cause::invalid(field, host, &wildcard_dns1123_subdomain_error())),
+        None if is_dns1123_subdomain(host) => {}
+        None => out.push(Cause::invalid(field, host, &dns1123_subdomain_error())),
     }
 }
 
@@ -188,8 +189,8 @@ pub fn ingress(obj: &Value) -> Vec<Cause> {
         }
     }
     if let Some(class) = non_empty(obj, "/spec/ingressClassName") {
-        if !is_subdomain(class) {
-            out.push(Cause::invalid("spec.ingressClassName", class, SUBDOMAIN_MSG));
+        if !is_dns1123_subdomain(class) {
+            out.push(Cause::invalid("spec.ingressClassName", class, &dns1123_subdomain_error()));
         }
     }
     out
@@ -566,7 +567,7 @@ pub fn endpoint_slice(obj: &Value) -> Vec<Cause> {
                 "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
                     out.push(Cause::invalid(field, a, "must be a valid IPv6 address"))
                 }
-                "FQDN" if !is_subdomain(a) => out.push(Cause::invalid(field, a, SUBDOMAIN_MSG)),
+                "FQDN" if !is_dns1123_subdomain(a) => out.push(Cause::invalid(field, a, &dns1123_subdomain_error())),
                 _ => {}
             }
         }
@@ -639,7 +640,7 @@ pub fn certificate_signing_request(obj: &Value) -> Vec<Cause> {
     match non_empty(obj, "/spec/signerName") {
         None => out.push(Cause::required("spec.signerName", "")),
         Some(s) => match s.split_once('/') {
-            Some((domain, path)) if is_subdomain(domain) && !path.is_empty() => {}
+            Some((domain, path)) if is_dns1123_subdomain(domain) && !path.is_empty() => {}
             Some(_) | None => out.push(Cause::invalid(
                 "spec.signerName",
                 s,

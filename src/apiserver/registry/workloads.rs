@@ -6,6 +6,9 @@ use serde_json::{json, Map, Value};
 
 use super::{decode, parse_rv, Registry, ResourceType, Strategy, WriteOptions};
 use crate::apiserver::status::{ApiError, Cause, Subject};
+use crate::domain::names::{dns1123_label_error, is_dns1123_label};
+use crate::domain::pod::{default_spec, qos_class_of_spec, update_condition};
+use crate::domain::time::now_rfc3339;
 use crate::store::Store;
 
 fn obj_mut<'a>(v: &'a mut Value, field: &str) -> &'a mut Map<String, Value> {
@@ -24,86 +27,8 @@ fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// `imagePullPolicy` from the image's tag, as upstream: `Always` for `:latest` or no tag.
-pub fn pull_policy(image: &str) -> &'static str {
-    let name = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    match name.rsplit_once(':') {
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
-    }
-}
-
-fn default_container(c: &mut Value) {
-    let Some(m) = c.as_object_mut() else { return };
-    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
-    default(m, "imagePullPolicy", json!(pull_policy(&image)));
-    default(m, "terminationMessagePath", json!("/dev/termination-log"));
-    default(m, "terminationMessagePolicy", json!("File"));
-    default(m, "resources", json!({}));
-    if let Some(Value::Array(ports)) = m.get_mut("ports") {
-        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-            default(p, "protocol", json!("TCP"));
-        }
-    }
-    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        if let Some(Value::Object(p)) = m.get_mut(probe) {
-            default(p, "timeoutSeconds", json!(1));
-            default(p, "periodSeconds", json!(10));
-            default(p, "successThreshold", json!(1));
-            default(p, "failureThreshold", json!(3));
-            if let Some(Value::Object(h)) = p.get_mut("httpGet") {
-                default(h, "path", json!("/"));
-                default(h, "scheme", json!("HTTP"));
-            }
-        }
-    }
-    if let Some(Value::Array(env)) = m.get_mut("env") {
-        for e in env.iter_mut() {
-            if let Some(Value::Object(fr)) = e.pointer_mut("/valueFrom/fieldRef") {
-                default(fr, "apiVersion", json!("v1"));
-            }
-        }
-    }
-}
-
-/// Defaults of a PodSpec.
-pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
-    default(m, "restartPolicy", json!("Always"));
-    default(m, "terminationGracePeriodSeconds", json!(30));
-    default(m, "dnsPolicy", json!("ClusterFirst"));
-    default(m, "securityContext", json!({}));
-    default(m, "schedulerName", json!("default-scheduler"));
-    default(m, "enableServiceLinks", json!(true));
-    if m.contains_key("serviceAccountName") || m.contains_key("serviceAccount") {
-        let sa = m.get("serviceAccountName").or_else(|| m.get("serviceAccount")).cloned().unwrap_or(Value::Null);
-        default(m, "serviceAccountName", sa.clone());
-        default(m, "serviceAccount", sa);
-    }
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(Value::Array(cs)) = m.get_mut(list) {
-            cs.iter_mut().for_each(default_container);
-        }
-    }
-    if let Some(Value::Array(vols)) = m.get_mut("volumes") {
-        for v in vols.iter_mut().filter_map(Value::as_object_mut) {
-            for (kind, mode) in [("configMap", 420), ("secret", 420), ("projected", 420), ("downwardAPI", 420)] {
-                if let Some(Value::Object(src)) = v.get_mut(kind) {
-                    default(src, "defaultMode", json!(mode));
-                }
-            }
-            if let Some(Value::Object(h)) = v.get_mut("hostPath") {
-                default(h, "type", json!(""));
-            }
-        }
-    }
-}
-
 fn default_template(template: &mut Value) {
-    default_pod_spec(template.pointer_mut("/spec").unwrap_or(&mut Value::Null));
+    default_spec(template.pointer_mut("/spec").unwrap_or(&mut Value::Null));
 }
 
 fn template_spec_causes(obj: &Value, at: &str) -> Vec<Cause> {
@@ -118,8 +43,8 @@ fn template_spec_causes(obj: &Value, at: &str) -> Vec<Cause> {
                 let name = c.get("name").and_then(Value::as_str).unwrap_or("");
                 if name.is_empty() {
                     out.push(Cause::required(format!("{field}.containers[{i}].name"), ""));
-                } else if !super::meta::is_dns_label(name) {
-                    out.push(Cause::invalid(format!("{field}.containers[{i}].name"), name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
+                } else if !is_dns1123_label(name) {
+                    out.push(Cause::invalid(format!("{field}.containers[{i}].name"), name, &dns1123_label_error()));
                 } else if !names.insert(name) {
                     out.push(Cause::duplicate(format!("{field}.containers[{i}].name"), name));
                 }
@@ -198,11 +123,10 @@ async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<()
 #[async_trait::async_trait]
 impl Strategy for PodStrategy {
     fn prepare_create(&self, obj: &mut Value) {
-        default_pod_spec(obj.get_mut("spec").unwrap_or(&mut Value::Null));
+        default_spec(obj.get_mut("spec").unwrap_or(&mut Value::Null));
         default_service_account(obj);
-        let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-        let qos = qos_class(&spec);
-        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        let qos = qos_class_of_spec(obj.get("spec").unwrap_or(&Value::Null));
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos.as_str()});
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             default(spec, "priority", json!(0));
             default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
@@ -263,41 +187,6 @@ impl Strategy for PodStrategy {
             out.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
         }
         out
-    }
-}
-
-/// Sets a pod condition as upstream's `UpdatePodCondition`: the new condition replaces the
-/// old one of its type; `lastTransitionTime` moves only when the status changes. Returns
-/// whether anything changed.
-pub fn update_pod_condition(pod: &mut Value, mut condition: Value, now: &str) -> bool {
-    let Some(kind) = condition.get("type").and_then(Value::as_str).map(str::to_string) else { return false };
-    if condition.get("lastProbeTime").is_none() {
-        condition["lastProbeTime"] = Value::Null;
-    }
-    condition["lastTransitionTime"] = json!(now);
-    if !pod.get("status").is_some_and(Value::is_object) {
-        pod["status"] = json!({});
-    }
-    let status = &mut pod["status"];
-    if !status.get("conditions").is_some_and(Value::is_array) {
-        status["conditions"] = json!([]);
-    }
-    let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) else { return false };
-    match conditions.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some(kind.as_str())) {
-        None => {
-            conditions.push(condition);
-            true
-        }
-        Some(old) => {
-            if old.get("status") == condition.get("status") {
-                condition["lastTransitionTime"] = old.get("lastTransitionTime").cloned().unwrap_or(Value::Null);
-            }
-            let same = ["status", "reason", "message", "lastProbeTime", "lastTransitionTime"]
-                .iter()
-                .all(|f| old.get(*f).filter(|v| !v.is_null()) == condition.get(*f).filter(|v| !v.is_null()));
-            *old = condition;
-            !same
-        }
     }
 }
 
@@ -389,11 +278,7 @@ impl Registry {
                     pod["metadata"]["annotations"][k] = v.clone();
                 }
             }
-            update_pod_condition(
-                &mut pod,
-                json!({"type": "PodScheduled", "status": "True"}),
-                &super::meta::now_rfc3339(),
-            );
+            update_condition(&mut pod, json!({"type": "PodScheduled", "status": "True"}), &now_rfc3339());
             let success =
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
             if opts.dry_run {
@@ -406,38 +291,6 @@ impl Registry {
             }
         }
         Err(ApiError::stale("", "pods", name))
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|l| l.get(r));
-            let q = req.and_then(|q| q.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
     }
 }
 
@@ -617,15 +470,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_policy_follows_the_tag() {
-        assert_eq!(pull_policy("busybox"), "Always");
-        assert_eq!(pull_policy("busybox:latest"), "Always");
-        assert_eq!(pull_policy("busybox:1.36"), "IfNotPresent");
-        assert_eq!(pull_policy("registry:5000/app"), "Always");
-        assert_eq!(pull_policy("app@sha256:abc"), "IfNotPresent");
-    }
-
-    #[test]
     fn deployment_defaults() {
         let mut d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
         WorkloadStrategy { kind: "Deployment" }.prepare_create(&mut d);
@@ -638,14 +482,5 @@ mod tests {
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(WorkloadStrategy { kind: "Deployment" }.validate(&d).is_empty());
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
-        let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
-        assert_eq!(qos_class(&g), "Guaranteed");
-        let b = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
-        assert_eq!(qos_class(&b), "Burstable");
     }
 }

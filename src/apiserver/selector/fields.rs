@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::validation::go_quote;
 use super::SelectorError;
+use crate::domain::quote::go_quote;
 
 /// How a [`FieldRequirement`] compares the field with its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

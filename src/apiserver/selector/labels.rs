@@ -6,8 +6,9 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 
-use super::validation::{go_quote, label_key_errors, label_value_errors};
 use super::SelectorError;
+use crate::domain::names::{label_key_errors, label_value_errors};
+use crate::domain::quote::go_quote;
 
 /// How a [`Requirement`] relates its key to its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

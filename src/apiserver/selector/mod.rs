@@ -7,13 +7,11 @@
 
 mod fields;
 mod labels;
-mod validation;
 
 pub use fields::{
     escape_value, FieldOperator, FieldRequirement, FieldSelector, ResourceFieldSelector, SelectableFields,
 };
 pub use labels::{LabelSelector, Labels, Operator, Requirement};
-pub use validation::{go_quote, label_key_errors, label_value_errors};
 
 /// A selector that could not be parsed, or names something the resource cannot select on.
 ///

@@ -141,21 +141,7 @@ pub fn human_duration(d: time::Duration) -> String {
 /// A time as the default table prints `Created At`: RFC 3339 in UTC, whole seconds. An
 /// unset time prints as Go's zero time does.
 pub(crate) fn rfc3339_seconds(t: Option<OffsetDateTime>) -> String {
-    match t {
-        Some(t) => {
-            let t = t.to_offset(time::UtcOffset::UTC);
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        }
-        None => "0001-01-01T00:00:00Z".to_string(),
-    }
+    crate::domain::time::rfc3339(t.unwrap_or(crate::domain::time::GO_ZERO_TIME))
 }
 
 /// The string form of a scalar JSON value (labels and selector values are strings, but a

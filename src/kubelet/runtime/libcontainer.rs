@@ -61,10 +61,9 @@ pub struct LibcontainerRuntime {
     shim_binary: PathBuf,
 }
 
+/// Now with nine fraction digits, as the container states record times.
 fn now_rfc3339() -> String {
-    let ns =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    shim::rfc3339_nano(ns)
+    crate::domain::time::format(time::OffsetDateTime::now_utc(), crate::domain::time::Precision::Nanos)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, RuntimeError> {
@@ -137,7 +136,7 @@ impl LibcontainerRuntime {
         };
         if let Some(exit) = Self::exit_record(dir) {
             st.state = ContainerState::Exited;
-            st.finished_at = Some(shim::rfc3339_nano(exit.at_ns));
+            st.finished_at = Some(crate::domain::time::rfc3339_nanos(exit.at_ns));
             st.exit_code = Some(exit.code);
             st.reason = Some(
                 if exit.oom {

@@ -333,11 +333,6 @@ fn exec_monitor(c: &Created) -> io::Error {
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// `2006-01-02T15:04:05.999999999Z` for a UNIX time in nanoseconds.
-pub fn rfc3339_nano(ns: i64) -> String {
-    String::from_utf8_lossy(super::monitor_logic::rfc3339_nano(ns).as_bytes()).into_owned()
-}
-
 fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
@@ -488,12 +483,13 @@ fn relay_pty(master: OwnedFd) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    /// The monitor writes exit times without crates; they must read as the rest of the
+    /// kubelet's (the `time` crate's) do.
     #[test]
-    fn rfc3339_nano_formats_unix_time() {
-        assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339_nano(1_475_712_429_669_794_202), "2016-10-06T00:07:09.669794202Z");
-        assert_eq!(rfc3339_nano(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+    fn monitor_times_match_the_kubelets() {
+        for ns in [0, 1_475_712_429_669_794_202, 951_782_400_000_000_001, 4_102_444_799_999_999_999] {
+            let monitor = super::super::monitor_logic::rfc3339_nano(ns);
+            assert_eq!(String::from_utf8_lossy(monitor.as_bytes()), crate::domain::time::rfc3339_nanos(ns), "{ns}");
+        }
     }
 }
