@@ -18,7 +18,7 @@ impl ApiServer {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match self.registry.create(&ns, None, obj, &WriteOptions::default()).await {
                 Ok(_) => tracing::info!(namespace = name, "created namespace"),
-                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -55,7 +55,7 @@ impl ApiServer {
             let Some(rt) = self.resource_type(group, "v1", plural) else { continue };
             match self.registry.create(&rt, Some("default"), obj.clone(), &WriteOptions::default()).await {
                 Ok(_) => {}
-                Err(e) if e.reason == "AlreadyExists" && plural != "services" => {
+                Err(e) if e.is_already_exists() && plural != "services" => {
                     // The node's address may have changed since the last start.
                     let desired = obj.clone();
                     self.registry
@@ -70,7 +70,7 @@ impl ApiServer {
                         })
                         .await?;
                 }
-                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             }
         }

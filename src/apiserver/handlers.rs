@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::registry::{DeleteOptions, Deleted, ListOptions, ResourceType, WriteOptions};
 use super::request::ResourceRequest;
-use super::status::ApiError;
+use super::status::{ApiError, Reason};
 use super::watch::{self, WatchRequest};
 use super::ApiServer;
 
@@ -162,7 +162,7 @@ impl ApiServer {
         self.types
             .get(&(r.group.clone(), r.version.clone(), r.resource.clone()))
             .cloned()
-            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+            .ok_or_else(|| ApiError::new(Reason::NotFound, "the server could not find the requested resource"))
     }
 
     async fn resource(
@@ -182,7 +182,7 @@ impl ApiServer {
         let q = Query::parse(raw_query)?;
         let ns = if rt.namespaced { r.namespace.as_deref() } else { None };
         if rt.namespaced && ns.is_none() && !matches!(r.verb, "list" | "watch") {
-            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+            return Err(ApiError::new(Reason::NotFound, "the server could not find the requested resource"));
         }
         if r.subresource.as_deref() == Some("scale")
             && super::discovery::lookup(rt.group, rt.version, rt.plural)
@@ -201,7 +201,7 @@ impl ApiServer {
                 let done = self.registry.finalize(&rt, name, finalizers, &opts).await?;
                 return Ok(json_response(StatusCode::OK, &done));
             }
-            Some(_) => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            Some(_) => return Err(ApiError::new(Reason::NotFound, "the server could not find the requested resource")),
         };
         let name = r.name.as_deref().unwrap_or("");
         let reg = &self.registry;
@@ -401,7 +401,7 @@ impl ApiServer {
                     let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
                     match reg.delete(&rt, ins.or(ns), n, &dopts).await {
                         Ok(_) => {}
-                        Err(e) if e.code == 404 => {}
+                        Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -429,7 +429,7 @@ impl ApiServer {
         let ns = r
             .namespace
             .as_deref()
-            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+            .ok_or_else(|| ApiError::new(Reason::NotFound, "the server could not find the requested resource"))?;
         let binding = decode_body(headers, body)?;
         let url_name = if r.resource == "pods" { r.name.as_deref() } else { None };
         let done = self.registry.bind_pod(&pods, ns, url_name, &binding, &q.write_options()?).await?;

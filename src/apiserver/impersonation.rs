@@ -166,7 +166,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("Impersonate-Group", HeaderValue::from_static("dev"));
         let e = requested(&h).unwrap_err();
-        assert_eq!(e.code, 500);
+        assert_eq!(e.code(), 500);
+        assert!(e.is_internal_error());
         assert!(e.message.contains("without impersonating a user"), "{}", e.message);
         assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
     }

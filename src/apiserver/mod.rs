@@ -38,7 +38,7 @@ use axum::Router;
 
 use self::registry::{Registry, ResourceType};
 use self::request::RequestInfo;
-use self::status::ApiError;
+use self::status::{ApiError, Reason};
 use crate::store::Store;
 
 /// Who is calling: set by the listener from the client certificate or bearer token, or by
@@ -256,8 +256,7 @@ impl ApiServer {
             ),
             RequestInfo::NonResource { verb, path } => {
                 let mut e = ApiError::new(
-                    403,
-                    "Forbidden",
+                    Reason::Forbidden,
                     format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", id.user),
                 );
                 e.details.subject = None;
@@ -349,7 +348,7 @@ fn non_resource(
                 resp
             }
             Err(discovery::DiscoveryError::NotFound { .. }) => {
-                ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response()
+                ApiError::new(Reason::NotFound, "the server could not find the requested resource").into_response()
             }
             Err(discovery::DiscoveryError::NotAcceptable { accept }) => {
                 ApiError::not_acceptable(format!("only the following media types are accepted: application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList (asked for {accept})")).into_response()
@@ -369,6 +368,6 @@ fn non_resource(
             StatusCode::OK,
             &serde_json::to_value(discovery::version_info()).unwrap_or_default(),
         ),
-        _ => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
+        _ => ApiError::new(Reason::NotFound, "the server could not find the requested resource").into_response(),
     }
 }

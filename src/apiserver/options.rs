@@ -27,7 +27,7 @@ pub fn object_filter(
 }
 
 fn patch_error(e: PatchError) -> ApiError {
-    ApiError::new(e.status_code(), e.reason(), e.to_string())
+    ApiError::new(e.reason(), e.to_string())
 }
 
 /// The patch type of a PATCH request's `Content-Type`.
@@ -112,7 +112,7 @@ mod tests {
         let e =
             apply_patch_validated(PatchType::Merge, "", "v1", "ConfigMap", &cm(), body, Some("Strict")).unwrap_err();
         assert_eq!(
-            (e.code, e.message.as_str()),
+            (e.code(), e.message.as_str()),
             (400, r#"strict decoding error: duplicate field "metadata.labels", unknown field "bogus""#)
         );
         let (obj, warnings) =

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::authz::{Attributes, Decision, ResourceAttributes};
 use super::handlers::{decode_body, json_response};
 use super::request::ResourceRequest;
-use super::status::{ApiError, Cause};
+use super::status::{ApiError, Cause, Reason};
 use super::{ApiServer, Identity};
 
 const AUTHN: &str = "authentication.k8s.io";
@@ -253,7 +253,7 @@ impl ApiServer {
                 }
                 Value::Object(st)
             }
-            _ => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            _ => return Err(ApiError::new(Reason::NotFound, "the server could not find the requested resource")),
         };
         obj["status"] = status;
         Ok(obj)

@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use crate::store::StoreError;
 
+mod reason;
+pub use reason::Reason;
+
 /// One field-level problem of an invalid object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cause {
@@ -55,12 +58,13 @@ pub struct Subject {
     pub name: String,
 }
 
-/// An error answered as a `Status`.
+/// An error answered as a `Status`. Its HTTP code follows from its reason unless built
+/// with [`ApiError::with_code`], so the two cannot disagree by accident.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct ApiError {
-    pub code: u16,
-    pub reason: &'static str,
+    pub reason: Reason,
+    code: u16,
     pub message: String,
     /// Kept behind a box so results carrying an `ApiError` stay small.
     pub details: Box<Details>,
@@ -84,8 +88,80 @@ fn qualified(group: &str, resource: &str) -> String {
 }
 
 impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: Box::default() }
+    /// An error answered with the code upstream gives `reason`.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self::with_code(reason, reason.code(), message)
+    }
+
+    /// An error whose code is not its reason's own: a `Status` read from the wire, or a
+    /// reason upstream sends with another code.
+    pub fn with_code(reason: Reason, code: u16, message: impl Into<String>) -> Self {
+        ApiError { reason, code, message: message.into(), details: Box::default() }
+    }
+
+    /// The HTTP code, also written as `Status.code`.
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// Whether this error counts as `reason` by upstream's rules (see [`Reason::matches`]):
+    /// what callers ask instead of comparing codes.
+    pub fn is(&self, reason: Reason) -> bool {
+        reason.matches(self.reason, self.code)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.is(Reason::NotFound)
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        self.is(Reason::AlreadyExists)
+    }
+
+    /// A lost optimistic-concurrency race or a failed precondition; not a taken name.
+    pub fn is_conflict(&self) -> bool {
+        self.is(Reason::Conflict)
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.is(Reason::Gone)
+    }
+
+    /// A resource version or continue token too old to serve: relist.
+    pub fn is_expired(&self) -> bool {
+        self.is(Reason::Expired)
+    }
+
+    pub fn is_invalid(&self) -> bool {
+        self.is(Reason::Invalid)
+    }
+
+    pub fn is_bad_request(&self) -> bool {
+        self.is(Reason::BadRequest)
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        self.is(Reason::Unauthorized)
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        self.is(Reason::Forbidden)
+    }
+
+    pub fn is_too_many_requests(&self) -> bool {
+        self.is(Reason::TooManyRequests)
+    }
+
+    pub fn is_service_unavailable(&self) -> bool {
+        self.is(Reason::ServiceUnavailable)
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        self.is(Reason::Timeout)
+    }
+
+    pub fn is_internal_error(&self) -> bool {
+        self.is(Reason::InternalError)
     }
 
     fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -94,19 +170,18 @@ impl ApiError {
     }
 
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, resource)))
+        Self::new(Reason::NotFound, format!("{} \"{name}\" not found", qualified(group, resource)))
             .about(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, resource)))
+        Self::new(Reason::AlreadyExists, format!("{} \"{name}\" already exists", qualified(group, resource)))
             .about(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
         Self::new(
-            409,
-            "Conflict",
+            Reason::Conflict,
             format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", qualified(group, resource)),
         )
         .about(group, resource, name)
@@ -130,18 +205,18 @@ impl ApiError {
             .collect::<Vec<_>>();
         let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
+        let mut e = Self::new(Reason::Invalid, format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
             .about(group, kind, name);
         e.details.causes = causes;
         e
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(Reason::BadRequest, message)
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(Reason::Unauthorized, "Unauthorized")
     }
 
     /// 403 in upstream's words.
@@ -177,45 +252,45 @@ impl ApiError {
             _ => " at the cluster scope".to_string(),
         };
         Self::new(
-            403,
-            "Forbidden",
+            Reason::Forbidden,
             format!("{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\"{scope}"),
         )
         .about(group, resource, name.unwrap_or(""))
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self::new(Reason::MethodNotAllowed, message)
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
-        Self::new(406, "NotAcceptable", message)
+        Self::new(Reason::NotAcceptable, message)
     }
 
-    pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+    /// 410 `Expired`: a resource version or continue token older than the store keeps.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(Reason::Expired, message)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "RequestEntityTooLarge", message)
+        Self::new(Reason::RequestEntityTooLarge, message)
     }
 
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(415, "UnsupportedMediaType", message)
+        Self::new(Reason::UnsupportedMediaType, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(Reason::InternalError, format!("Internal error occurred: {}", message.into()))
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(503, "ServiceUnavailable", message);
+        let mut e = Self::new(Reason::ServiceUnavailable, message);
         e.details.retry_after = Some(1);
         e
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
+        Self::new(Reason::Timeout, message)
     }
 
     /// The `Status` object.
@@ -226,7 +301,7 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
+            "reason": self.reason.as_str(),
             "code": self.code,
         });
         if self.details.subject.is_some() || !self.details.causes.is_empty() || self.details.retry_after.is_some() {
@@ -275,7 +350,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Compacted { requested, compacted } => {
-                ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
+                ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
             }
             StoreError::FutureRevision { requested, current } => {
                 let mut e = ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"));
@@ -335,7 +410,57 @@ mod tests {
     fn compacted_is_410_expired() {
         let e: ApiError =
             StoreError::Compacted { requested: crate::store::Revision(5), compacted: crate::store::Revision(9) }.into();
-        assert_eq!((e.code, e.reason), (410, "Expired"));
+        assert_eq!((e.code(), e.reason), (410, Reason::Expired));
+        assert!(e.is_expired() && !e.is_gone());
         assert_eq!(e.message, "too old resource version: 5 (9)");
+    }
+
+    #[test]
+    fn codes_follow_reasons() {
+        assert_eq!(ApiError::not_found("", "pods", "p").code(), 404);
+        assert_eq!(ApiError::already_exists("", "pods", "p").code(), 409);
+        assert_eq!(ApiError::stale("", "pods", "p").code(), 409);
+        assert_eq!(ApiError::invalid("", "Pod", "p", vec![]).code(), 422);
+        assert_eq!(ApiError::expired("old").code(), 410);
+        assert_eq!(ApiError::too_large("big").code(), 413);
+        assert_eq!(ApiError::unavailable("down").code(), 503);
+        assert_eq!(ApiError::timeout("slow").code(), 504);
+        assert_eq!(ApiError::internal("bug").code(), 500);
+        let e = ApiError::with_code(Reason::ServerTimeout, 500, "retry");
+        assert_eq!(e.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_unknown_reason_is_written_empty() {
+        let s = ApiError::new(Reason::Unknown, "plain").to_status();
+        assert_eq!(
+            s,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "plain", "reason": "", "code": 500})
+        );
+        let s = ApiError::with_code(Reason::Unknown, 418, "teapot").to_status();
+        assert_eq!((s["code"].as_u64(), s["reason"].as_str()), (Some(418), Some("")));
+    }
+
+    #[test]
+    fn predicates_follow_upstream() {
+        let taken = ApiError::already_exists("", "pods", "p");
+        assert!(taken.is_already_exists() && !taken.is_conflict());
+        let stale = ApiError::stale("", "pods", "p");
+        assert!(stale.is_conflict() && !stale.is_already_exists());
+        assert!(ApiError::not_found("", "pods", "p").is_not_found());
+        assert!(ApiError::forbidden("u", "get", "", "pods", None, None).is_forbidden());
+        assert!(ApiError::invalid("", "Pod", "p", vec![]).is_invalid());
+        assert!(ApiError::bad_request("no").is_bad_request());
+        assert!(ApiError::unauthorized().is_unauthorized());
+        assert!(ApiError::unavailable("down").is_service_unavailable());
+        assert!(ApiError::timeout("slow").is_timeout());
+        assert!(ApiError::internal("bug").is_internal_error());
+        assert!(ApiError::new(Reason::TooManyRequests, "slow down").is_too_many_requests());
+        assert!(ApiError::new(Reason::Gone, "gone").is_gone());
+        // A reason-less error counts by its code, as upstream's predicates do.
+        assert!(ApiError::with_code(Reason::Unknown, 404, "").is_not_found());
+        assert!(ApiError::with_code(Reason::Unknown, 410, "").is_gone());
+        assert!(!ApiError::with_code(Reason::Unknown, 410, "").is_expired());
+        assert!(!ApiError::with_code(Reason::InternalError, 404, "").is_not_found());
     }
 }

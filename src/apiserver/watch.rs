@@ -123,7 +123,7 @@ pub async fn start(
     let watch = match store.watch(range, Some(start)).await {
         Ok(w) => w,
         Err(StoreError::Compacted { requested, compacted }) => {
-            let e = ApiError::gone(format!("too old resource version: {} ({})", requested.0 - 1, compacted.0));
+            let e = ApiError::expired(format!("too old resource version: {} ({})", requested.0 - 1, compacted.0));
             return Ok(futures::stream::iter(vec![Ok(error_line(&e))]).boxed());
         }
         Err(e) => return Err(e.into()),
@@ -174,7 +174,7 @@ pub async fn start(
                             }
                         }
                         Some(Err(StoreError::Compacted { requested, compacted })) => {
-                            let e = ApiError::gone(format!("too old resource version: {} ({})", requested.0 - 1, compacted.0));
+                            let e = ApiError::expired(format!("too old resource version: {} ({})", requested.0 - 1, compacted.0));
                             st.pending.push_back(error_line(&e));
                             st.done = true;
                         }

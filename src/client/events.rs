@@ -301,7 +301,7 @@ impl Writer {
                 }
                 // Deleted meanwhile (or expired): written anew under the same name, with
                 // the count so far, as upstream does.
-                Err(e) if e.code == 404 => {
+                Err(e) if e.is_not_found() => {
                     let ev = self.event(&p, &name, &namespace, count, &first, &stamp);
                     if self.create(&namespace, &ev).await {
                         self.remember(key, name, namespace, count, first, now);

@@ -3,11 +3,12 @@
 //! without a socket.
 
 pub mod events;
+mod status;
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, Request, Response};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -37,23 +38,29 @@ impl Client {
         path: &str,
         content_type: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Body), ApiError> {
+    ) -> Result<Response<Body>, ApiError> {
         let body = match body {
             Some(v) => Body::from(serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))?),
             None => Body::empty(),
         };
         let mut req = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(path)
             .header("content-type", content_type)
             .body(body)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         req.extensions_mut().insert(self.identity.clone());
         let resp = self.api.router().oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok((resp.status(), resp.into_body()))
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        Err(status::error_from_response(&method, parts.status, &parts.headers, &bytes))
     }
 
-    /// A request answered with one JSON document; a non-2xx answer is the `Status` as an error.
+    /// A request answered with one JSON document; a non-2xx answer is the `Status` as an error
+    /// with its reason.
     pub async fn request(
         &self,
         method: Method,
@@ -61,21 +68,9 @@ impl Client {
         content_type: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let (code, body) = self.send(method, path, content_type, body).await?;
+        let body = self.send(method, path, content_type, body).await?.into_body();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e.to_string()))?;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if code.is_success() {
-            return Ok(v);
-        }
-        let reason: &'static str = match v.get("reason").and_then(Value::as_str) {
-            Some("NotFound") => "NotFound",
-            Some("AlreadyExists") => "AlreadyExists",
-            Some("Conflict") => "Conflict",
-            Some("Invalid") => "Invalid",
-            Some("Forbidden") => "Forbidden",
-            _ => "InternalError",
-        };
-        Err(ApiError::new(code.as_u16(), reason, v.get("message").and_then(Value::as_str).unwrap_or("").to_string()))
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
@@ -95,12 +90,10 @@ impl Client {
     }
 
     /// A watch: each event as `{"type": ..., "object": ...}`; the stream ends with the watch.
+    /// A watch the server refuses (e.g. `Expired`: the resource version is compacted) is the
+    /// `Status` as an error.
     pub async fn watch(&self, path: &str) -> Result<impl Stream<Item = Value> + Send + 'static, ApiError> {
-        let (code, body) = self.send(Method::GET, path, "application/json", None).await?;
-        if !code.is_success() {
-            return Err(ApiError::new(code.as_u16(), "InternalError", format!("watch {path} failed with {code}")));
-        }
-        let chunks = body.into_data_stream();
+        let chunks = self.send(Method::GET, path, "application/json", None).await?.into_body().into_data_stream();
         Ok(futures::stream::unfold((chunks, Vec::<u8>::new()), |(mut chunks, mut buf)| async move {
             loop {
                 if let Some(i) = buf.iter().position(|b| *b == b'\n') {

@@ -55,7 +55,7 @@ impl Kept {
         match client.get(&format!("/api/v1/namespaces/{ns}")).await {
             Ok(obj) if is_terminating(&obj) => return Ok(()),
             Ok(_) => {}
-            Err(e) if e.code == 404 => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         }
         let path = format!("{}/{}", self.path(ns), self.name);
@@ -67,19 +67,19 @@ impl Kept {
                             tracing::info!(controller = self.controller, object = %format!("{ns}/{}", self.name), "restored")
                         }
                         // Changed again meanwhile: the watch brings the next version.
-                        Err(e) if e.code == 409 || e.code == 404 => {}
+                        Err(e) if e.is_conflict() || e.is_not_found() => {}
                         Err(e) => return Err(e),
                     }
                 }
                 Ok(())
             }
-            Err(e) if e.code == 404 => match client.post(&self.path(ns), &(self.desired)(ns)).await {
+            Err(e) if e.is_not_found() => match client.post(&self.path(ns), &(self.desired)(ns)).await {
                 Ok(_) => {
                     tracing::debug!(controller = self.controller, object = %format!("{ns}/{}", self.name), "created");
                     Ok(())
                 }
                 // Created meanwhile, or the namespace began terminating.
-                Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => Ok(()),
+                Err(e) if e.is_already_exists() || e.is_forbidden() || e.is_not_found() => Ok(()),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),

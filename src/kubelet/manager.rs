@@ -46,7 +46,7 @@ impl PodApi for ClientApi {
         match self.0.request(Method::DELETE, &pod_path(pod), "application/json", Some(&body)).await {
             Ok(_) => Ok(()),
             // Already gone, or replaced by a pod of the same name: nothing of ours left.
-            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
             Err(e) => Err(e.message),
         }
     }
@@ -61,7 +61,7 @@ impl PodApi for ClientApi {
                     Ok(v) => {
                         into.insert(n, v);
                     }
-                    Err(e) if e.code == 404 => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.message),
                 }
             }
@@ -151,7 +151,7 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
                     continue;
                 }
             }
-            Err(e) if e.code == 404 => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => {
                 tracing::warn!(pod = %path, error = %e, "reading a mirror pod failed");
                 continue;

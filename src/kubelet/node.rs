@@ -382,12 +382,12 @@ pub async fn register(client: &Client, info: &NodeSpecInput) -> Result<(), NodeE
     let path = format!("/api/v1/nodes/{name}");
     for _ in 0..5 {
         match client.get(&path).await {
-            Err(e) if e.code == 404 => match client.post("/api/v1/nodes", &desired).await {
+            Err(e) if e.is_not_found() => match client.post("/api/v1/nodes", &desired).await {
                 Ok(_) => {
                     tracing::info!(node = %name, "registered the node");
                     break;
                 }
-                Err(e) if e.code == 409 => continue,
+                Err(e) if e.is_already_exists() => continue,
                 Err(source) => return Err(NodeError::CreateNode { name, source }),
             },
             Err(source) => return Err(NodeError::ReadNode { name, source }),
@@ -412,7 +412,7 @@ pub async fn register(client: &Client, info: &NodeSpecInput) -> Result<(), NodeE
                         tracing::info!(node = %name, "updated the registered node");
                         break;
                     }
-                    Err(e) if e.code == 409 => continue,
+                    Err(e) if e.is_conflict() => continue,
                     Err(source) => return Err(NodeError::UpdateNode { name, source }),
                 }
             }
@@ -458,7 +458,7 @@ async fn post_status(
         node["status"] = status;
         match client.put(&format!("{path}/status"), &node).await {
             Ok(written) => return Ok(written),
-            Err(e) if e.code == 409 => last = Some(e),
+            Err(e) if e.is_conflict() => last = Some(e),
             Err(source) => return Err(NodeError::UpdateStatus { name, source }),
         }
     }
@@ -477,7 +477,7 @@ pub async fn renew_lease(client: &Client, info: &NodeSpecInput) -> Result<(), No
             lease["spec"]["renewTime"] = json!(micro_now());
             client.put(&path, &lease).await.map(|_| ()).map_err(err)
         }
-        Err(e) if e.code == 404 => {
+        Err(e) if e.is_not_found() => {
             let node = client.get(&format!("/api/v1/nodes/{name}")).await.map_err(err)?;
             let lease = json!({
                 "apiVersion": "coordination.k8s.io/v1",
@@ -494,7 +494,7 @@ pub async fn renew_lease(client: &Client, info: &NodeSpecInput) -> Result<(), No
                 .await
             {
                 Ok(_) => Ok(()),
-                Err(e) if e.code == 409 => Ok(()),
+                Err(e) if e.is_already_exists() => Ok(()),
                 Err(e) => Err(err(e)),
             }
         }

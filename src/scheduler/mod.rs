@@ -310,7 +310,7 @@ impl Scheduler {
                 self.events.record_event(&b.pod, ev).await;
             }
             // Placed by someone else, being deleted, or gone: the watch brings the news.
-            Err(e) if matches!(e.code, 404 | 409) => {}
+            Err(e) if e.is_not_found() || e.is_conflict() => {}
             Err(e) => {
                 tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %b.node, error = %e, "binding failed");
             }
@@ -338,7 +338,7 @@ impl Scheduler {
             }
             match self.client.put(&format!("{path}/status"), &current).await {
                 Ok(_) => break,
-                Err(e) if e.code == 409 => continue,
+                Err(e) if e.is_conflict() => continue,
                 Err(e) => {
                     tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), error = %e, "updating the pod's status failed");
                     break;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k3rs::apiserver::status::Reason;
 use k3rs::apiserver::{ApiServer, Identity};
 use k3rs::client::Client;
 use k3rs::server::config::ServerConfig;
@@ -144,7 +145,7 @@ async fn new_namespaces_get_the_default_service_account_and_the_root_ca_within_a
     // A terminating namespace gets nothing back.
     c.admin.delete("/api/v1/namespaces/team-a").await.expect("delete ns");
     let gone = within(Duration::from_secs(5), || async {
-        c.admin.get("/api/v1/namespaces/team-a").await.err().filter(|e| e.code == 404)
+        c.admin.get("/api/v1/namespaces/team-a").await.err().filter(|e| e.is_not_found())
     })
     .await;
     assert!(gone.is_some(), "namespace not deleted");
@@ -167,7 +168,7 @@ async fn pods_default_to_the_default_account_and_a_missing_account_is_refused_as
         .post("/api/v1/namespaces/default/pods", &pod("p2", json!({"serviceAccountName": "robot"})))
         .await
         .expect_err("refused");
-    assert_eq!((err.code, err.reason), (403, "Forbidden"));
+    assert_eq!((err.code(), err.reason), (403, Reason::Forbidden));
     assert_eq!(
         err.message,
         r#"pods "p2" is forbidden: error looking up service account default/robot: serviceaccount "robot" not found"#
@@ -246,7 +247,7 @@ async fn binding_assigns_a_pod_once_as_upstream() {
 
     let err =
         c.admin.post("/api/v1/namespaces/default/pods/b1/binding", &binding("b1", "n2")).await.expect_err("conflict");
-    assert_eq!((err.code, err.reason), (409, "Conflict"));
+    assert_eq!((err.code(), err.reason), (409, Reason::Conflict));
     assert_eq!(
         err.message,
         r#"Operation cannot be fulfilled on pods/binding "b1": pod b1 is already assigned to node "n1""#
@@ -254,7 +255,7 @@ async fn binding_assigns_a_pod_once_as_upstream() {
 
     let err =
         c.admin.post("/api/v1/namespaces/default/pods/b2/binding", &binding("b1", "n2")).await.expect_err("mismatch");
-    assert_eq!((err.code, err.message.as_str()), (400, "name in URL does not match name in Binding object"));
+    assert_eq!((err.code(), err.message.as_str()), (400, "name in URL does not match name in Binding object"));
 
     // dryRun: success, nothing changes.
     c.admin.post("/api/v1/namespaces/default/pods/b2/binding?dryRun=All", &binding("b2", "n1")).await.expect("dry run");
@@ -276,11 +277,11 @@ async fn binding_assigns_a_pod_once_as_upstream() {
         .post("/api/v1/namespaces/default/pods/nope/binding", &binding("nope", "n1"))
         .await
         .expect_err("missing");
-    assert_eq!((err.code, err.message.as_str()), (404, r#"pods "nope" not found"#));
+    assert_eq!((err.code(), err.message.as_str()), (404, r#"pods "nope" not found"#));
     let mut bad = binding("b3", "");
     bad["target"]["kind"] = json!("Pod");
     let err = c.admin.post("/api/v1/namespaces/default/pods/b3/binding", &bad).await.expect_err("invalid");
-    assert_eq!(err.code, 500);
+    assert_eq!((err.code(), err.reason), (500, Reason::Unknown));
     assert_eq!(
         err.message,
         r#"[target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>", target.name: Required value]"#

@@ -289,7 +289,7 @@ async fn default_service_account(c: &Client) {
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
     match c.post("/api/v1/namespaces/default/serviceaccounts", &sa).await {
         Ok(_) => {}
-        Err(e) if e.code == 409 => {}
+        Err(e) if e.is_already_exists() => {}
         Err(e) => panic!("create the default service account: {e}"),
     }
 }
@@ -372,11 +372,11 @@ async fn log_refusals_are_upstreams() {
     let c2 = c.client();
     let e = c2.get("/api/v1/namespaces/default/pods/two/log").await.unwrap_err();
     assert_eq!(
-        (e.code, e.message.as_str()),
+        (e.code(), e.message.as_str()),
         (400, "a container name must be specified for pod two, choose one of: [a b]")
     );
     let e = c2.get("/api/v1/namespaces/default/pods/missing/log").await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (404, "pods \"missing\" not found"));
+    assert_eq!((e.code(), e.message.as_str()), (404, "pods \"missing\" not found"));
 
     // A pod whose container is still being created.
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waiting"},
@@ -408,7 +408,7 @@ async fn without_a_node_streams_are_unavailable() {
         "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]});
     c.put("/api/v1/namespaces/default/pods/p/status", &pod).await.unwrap();
     let e = c.get("/api/v1/namespaces/default/pods/p/log").await.unwrap_err();
-    assert_eq!(e.code, 503);
+    assert_eq!(e.code(), 503);
     assert!(e.message.contains("no node is serving pod streams"), "{}", e.message);
 }
 

@@ -12,6 +12,8 @@ mod strategic;
 
 use serde_json::{Map, Value};
 
+use crate::apiserver::status::Reason;
+
 pub use schema::{strategic_schema, FieldSchema, PatchStrategy, TypeSchema};
 
 /// Upstream's cap on the operations of one JSON patch.
@@ -100,29 +102,23 @@ pub enum PatchError {
 }
 
 impl PatchError {
-    /// The HTTP status upstream answers with.
-    pub fn status_code(&self) -> u16 {
+    /// The `reason` of the `Status` upstream answers with (unknown where it has none).
+    pub fn reason(&self) -> Reason {
         match self {
-            PatchError::DecodePatch(_) | PatchError::StrategicMergeBadPatch(_) => 400,
-            PatchError::TooManyOperations(_) => 413,
-            PatchError::JsonPatchNotApplicable(_) | PatchError::StrategicMergeNotApplicable(_) => 422,
+            PatchError::DecodePatch(_) | PatchError::StrategicMergeBadPatch(_) => Reason::BadRequest,
+            PatchError::TooManyOperations(_) => Reason::RequestEntityTooLarge,
+            PatchError::JsonPatchNotApplicable(_) | PatchError::StrategicMergeNotApplicable(_) => Reason::Invalid,
             PatchError::StrategicMergeUnsupported
             | PatchError::UnsupportedMediaType { .. }
-            | PatchError::ApplyNotSupported => 415,
-            PatchError::StrategicMergeFailed(_) | PatchError::NotAnObject => 500,
+            | PatchError::ApplyNotSupported => Reason::UnsupportedMediaType,
+            PatchError::StrategicMergeFailed(_) => Reason::Unknown,
+            PatchError::NotAnObject => Reason::InternalError,
         }
     }
 
-    /// The `reason` of the `Status` upstream answers with ("" where upstream has none).
-    pub fn reason(&self) -> &'static str {
-        match self.status_code() {
-            400 => "BadRequest",
-            413 => "RequestEntityTooLarge",
-            415 => "UnsupportedMediaType",
-            422 => "Invalid",
-            500 if matches!(self, PatchError::NotAnObject) => "InternalError",
-            _ => "",
-        }
+    /// The HTTP status upstream answers with: the reason's own.
+    pub fn status_code(&self) -> u16 {
+        self.reason().code()
     }
 }
 

@@ -355,7 +355,7 @@ fn custom_resources_refuse_strategic_merge() {
     assert_eq!(e, Err(PatchError::StrategicMergeUnsupported));
     let e = PatchError::StrategicMergeUnsupported;
     assert_eq!(e.status_code(), 415);
-    assert_eq!(e.reason(), "UnsupportedMediaType");
+    assert_eq!(e.reason(), Reason::UnsupportedMediaType);
     assert_eq!(
         e.to_string(),
         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"

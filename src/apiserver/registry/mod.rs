@@ -503,7 +503,7 @@ impl Registry {
                 .await
             {
                 Err(StoreError::Compacted { .. }) if opts.continue_token.is_some() => {
-                    return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+                    return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
                 }
                 other => other?,
             };
@@ -732,7 +732,7 @@ impl Registry {
                 return Ok(new);
             }
             match self.write_update(rt, name, key.clone(), new, current.mod_revision).await {
-                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) if e.is_conflict() => continue,
                 other => return other,
             }
         }
@@ -758,7 +758,7 @@ impl Registry {
                 return Ok(obj);
             }
             match self.write_update(rt, name, key.clone(), obj, current.mod_revision).await {
-                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) if e.is_conflict() => continue,
                 other => return other,
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{decode, parse_rv, Registry, ResourceType, Strategy, WriteOptions};
-use crate::apiserver::status::{ApiError, Cause, Subject};
+use crate::apiserver::status::{ApiError, Cause, Reason, Subject};
 use crate::domain::names::{dns1123_label_error, is_dns1123_label};
 use crate::domain::pod::{default_spec, qos_class_of_spec, update_condition};
 use crate::domain::time::now_rfc3339;
@@ -93,7 +93,7 @@ fn default_service_account(pod: &mut Value) {
 
 /// 403 as upstream's admission plugins refuse a pod.
 fn pod_forbidden(name: &str, reason: String) -> ApiError {
-    let mut e = ApiError::new(403, "Forbidden", format!("pods \"{name}\" is forbidden: {reason}"));
+    let mut e = ApiError::new(Reason::Forbidden, format!("pods \"{name}\" is forbidden: {reason}"));
     e.details.subject = Some(Subject { group: String::new(), kind: "pods".into(), name: name.into() });
     e
 }
@@ -233,7 +233,7 @@ impl Registry {
             // Upstream returns these as a plain error, which its handler answers with 500.
             let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
             let message = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-            return Err(ApiError::new(500, "", message));
+            return Err(ApiError::new(Reason::Unknown, message));
         }
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
         let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -286,7 +286,7 @@ impl Registry {
             }
             match self.write_update(pods, name, key.clone(), pod, current.mod_revision).await {
                 Ok(_) => return Ok(success),
-                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
         }

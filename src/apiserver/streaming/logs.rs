@@ -131,12 +131,12 @@ mod tests {
         assert_eq!(o.since_time.map(|t| t.unix_timestamp()), Some(1740823200));
         let e = parse(Some("tailLines=-1"), "p").unwrap_err();
         assert_eq!(
-            (e.code, e.message.as_str()),
+            (e.code(), e.message.as_str()),
             (422, "PodLogOptions \"p\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0")
         );
         let e = parse(Some("sinceSeconds=5&sinceTime=2025-03-01T10:00:00Z"), "p").unwrap_err();
         assert!(e.message.contains("at most one of `sinceTime` or `sinceSeconds` may be specified"), "{}", e.message);
-        assert_eq!(parse(Some("tailLines=x"), "p").unwrap_err().code, 400);
+        assert_eq!(parse(Some("tailLines=x"), "p").unwrap_err().code(), 400);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::request::ResourceRequest;
-use super::status::ApiError;
+use super::status::{ApiError, Reason};
 use super::ApiServer;
 
 /// What `kubectl logs` asked for.
@@ -157,7 +157,7 @@ pub async fn serve(api: &Arc<ApiServer>, r: ResourceRequest, parts: Parts) -> Re
         Some("log") => logs::serve(api, &r, query.as_deref()).await,
         Some("exec") => remotecommand::serve(api, &r, parts, query.as_deref(), remotecommand::Kind::Exec).await,
         Some("attach") => remotecommand::serve(api, &r, parts, query.as_deref(), remotecommand::Kind::Attach).await,
-        _ => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        _ => Err(ApiError::new(Reason::NotFound, "the server could not find the requested resource")),
     };
     result.unwrap_or_else(|e| e.into_response())
 }
@@ -166,7 +166,7 @@ pub async fn serve(api: &Arc<ApiServer>, r: ResourceRequest, parts: Parts) -> Re
 async fn load_pod(api: &ApiServer, r: &ResourceRequest) -> Result<Value, ApiError> {
     let rt = api
         .resource_type("", "v1", "pods")
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        .ok_or_else(|| ApiError::new(Reason::NotFound, "the server could not find the requested resource"))?;
     api.registry.get(&rt, r.namespace.as_deref(), r.name.as_deref().unwrap_or("")).await
 }
 
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(pick_container(&pod(&["a", "b"], &["i"], None), Some("i")).unwrap(), "i");
         let e = pick_container(&pod(&["a", "b"], &["i"], None), None).unwrap_err();
         assert_eq!(
-            (e.code, e.message.as_str()),
+            (e.code(), e.message.as_str()),
             (400, "a container name must be specified for pod p, choose one of: [i a b]")
         );
         let e = pick_container(&pod(&["a"], &[], None), Some("x")).unwrap_err();
@@ -342,6 +342,6 @@ mod tests {
         assert!(parse_bool("follow", "true").unwrap());
         assert!(parse_bool("follow", "1").unwrap());
         assert!(!parse_bool("follow", "False").unwrap());
-        assert_eq!(parse_bool("follow", "yes").unwrap_err().code, 400);
+        assert_eq!(parse_bool("follow", "yes").unwrap_err().code(), 400);
     }
 }

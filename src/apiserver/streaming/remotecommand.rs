@@ -20,7 +20,7 @@ use super::{
     load_pod, parse_bool, pick_container, query_pairs, ExitStatus, StreamOptions, StreamSession, TerminalSize,
 };
 use crate::apiserver::request::ResourceRequest;
-use crate::apiserver::status::ApiError;
+use crate::apiserver::status::{ApiError, Reason};
 use crate::apiserver::ApiServer;
 
 /// How long the client may take, once the connection is upgraded, to open its streams or
@@ -172,8 +172,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Transport, ApiError> {
         let offered: Vec<&str> = header_values(headers, "sec-websocket-protocol").collect();
         let protocol = super::websocket::choose_protocol(offered.iter().copied()).ok_or_else(|| {
             ApiError::new(
-                403,
-                "Forbidden",
+                Reason::Forbidden,
                 format!(
                     "unable to upgrade: requested protocol(s) are not supported: {offered:?}; supports {:?}",
                     super::websocket::PROTOCOLS
@@ -187,8 +186,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Transport, ApiError> {
             header_values(headers, "x-stream-protocol-version").flat_map(|v| v.split(',')).map(str::trim).collect();
         let protocol = offered.iter().find_map(|o| super::spdy::PROTOCOLS.iter().find(|p| *p == o).copied()).ok_or_else(|| {
             ApiError::new(
-                403,
-                "Forbidden",
+                Reason::Forbidden,
                 format!(
                     "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
                     super::spdy::PROTOCOLS

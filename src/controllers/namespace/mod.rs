@@ -70,7 +70,7 @@ async fn finish(client: &Client, ns: &str) {
                     object = ns,
                     "namespace content deleted; namespace released"
                 ),
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => tracing::warn!(controller = "namespace", object = ns, error = %e, "finalizing failed"),
             }
         }
