@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod controllers;
 pub mod etcdapi;
+pub mod etcdproto;
 pub mod images;
 pub mod kubelet;
 pub mod pki;
