@@ -2,11 +2,35 @@
 //! a few KiB that each container's shim becomes once the container exists. The k3rs binary
 //! carries it (`include_bytes!`) and runs it from memory, so k3rs stays one file while the
 //! process that lives beside every container stays tiny.
+//!
+//! Also compiles etcd's v3 API definitions (proto/) into Rust messages, gRPC clients and
+//! gRPC servers for `src/etcdproto.rs`, in pure Rust: protox parses the files, so building
+//! k3rs needs no `protoc` (nor the `descriptor.proto` that Debian ships apart from it).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    build_monitor();
+    compile_etcd_api();
+}
+
+/// The etcd API files k3rs serves and speaks; their imports are found under `proto/`.
+const ETCD_PROTOS: &[&str] =
+    &["proto/etcd/api/etcdserverpb/rpc.proto", "proto/etcd/api/mvccpb/kv.proto", "proto/etcd/api/authpb/auth.proto"];
+
+fn compile_etcd_api() {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = match protox::compile(ETCD_PROTOS, ["proto"]) {
+        Ok(set) => set,
+        Err(err) => panic!("parsing the etcd API definitions in proto/ failed: {err:?}"),
+    };
+    if let Err(err) = tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors) {
+        panic!("generating the etcd API code failed: {err}");
+    }
+}
+
+fn build_monitor() {
     let src = "src/kubelet/runtime/monitor/main.rs";
     println!("cargo:rerun-if-changed=src/kubelet/runtime/monitor");
     println!("cargo:rerun-if-changed=build.rs");

@@ -1,5 +1,5 @@
 //! `scripts/bench.sh store`: the same workload through the etcd v3 API with the same client
-//! (the `etcd-client` crate), against `k3rs server`'s embedded store (its etcd socket) and
+//! (the gRPC clients generated from etcd's API, `k3rs::etcdproto`), against `k3rs server`'s embedded store (its etcd socket) and
 //! against Debian's etcd 3.4, both durable (fsync on commit), in one run.
 //!
 //! Workloads: single-writer puts, 16 concurrent writers, ranges over 10k keys, watch
@@ -17,8 +17,52 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use futures::StreamExt;
+use k3rs::etcdproto::etcdserverpb::compare::{CompareResult, CompareTarget};
+use k3rs::etcdproto::etcdserverpb::WatchCreateRequest;
+use k3rs::etcdproto::{
+    KvClient, MaintenanceClient, PbCompactionRequest, PbCompare, PbDeleteRequest, PbPutRequest, PbRangeRequest,
+    PbResponseHeader, PbStatusRequest, PbTargetUnion, PbTxnOpRequest, PbTxnRequest, PbTxnRequestOp, PbWatchRequest,
+    PbWatchRequestUnion, WatchClient,
+};
 use tokio::sync::Barrier;
+use tonic::transport::Channel;
+
+/// The etcd services over one connection.
+struct Client {
+    channel: Channel,
+}
+
+impl Client {
+    fn kv_client(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+
+    fn watch_client(&self) -> WatchClient<Channel> {
+        WatchClient::new(self.channel.clone())
+    }
+}
+
+fn put(key: String, value: Vec<u8>) -> PbPutRequest {
+    PbPutRequest { key: key.into_bytes(), value, ..Default::default() }
+}
+
+fn get(key: &str) -> PbRangeRequest {
+    PbRangeRequest { key: key.into(), ..Default::default() }
+}
+
+fn get_prefix(prefix: &str) -> PbRangeRequest {
+    let range_end = k3rs::store::prefix_end(prefix.as_bytes()).map_or_else(|| vec![0], |end| end.to_vec());
+    PbRangeRequest { key: prefix.into(), range_end, ..Default::default() }
+}
+
+fn compact(revision: i64) -> PbCompactionRequest {
+    PbCompactionRequest { revision, physical: false }
+}
+
+fn header_rev(header: Option<&PbResponseHeader>) -> i64 {
+    header.map_or(0, |h| h.revision)
+}
 
 const VALUE_SIZE: usize = 1024;
 const WRITERS: usize = 16;
@@ -109,7 +153,7 @@ async fn connect_unix(sock: &Path) -> Client {
         }))
         .await
         .expect("connect to the k3rs etcd socket");
-    Client::from_channel(etcd_client::Channel::Tonic(channel), None).await.expect("etcd client over the socket")
+    Client { channel }
 }
 
 async fn start_etcd() -> (Server, Client) {
@@ -132,9 +176,9 @@ async fn start_etcd() -> (Server, Client) {
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let start = Instant::now();
     let client = loop {
-        if let Ok(mut c) = Client::connect([client_url.as_str()], None).await {
-            if c.status().await.is_ok() {
-                break c;
+        if let Ok(channel) = Channel::from_shared(client_url.clone()).expect("etcd URL").connect().await {
+            if MaintenanceClient::new(channel.clone()).status(PbStatusRequest {}).await.is_ok() {
+                break Client { channel };
             }
         }
         assert!(start.elapsed() < Duration::from_secs(20), "etcd did not start");
@@ -191,7 +235,7 @@ async fn puts(client: &Client, writers: usize, per_writer: usize, prefix: &str, 
             let mut lat = Vec::with_capacity(per_writer);
             for i in 0..per_writer {
                 let t = Instant::now();
-                kv.put(format!("{prefix}{w:02}/{i:06}"), value_of(i, size), None).await.expect("put");
+                kv.put(put(format!("{prefix}{w:02}/{i:06}"), value_of(i, size))).await.expect("put");
                 lat.push(t.elapsed());
             }
             lat
@@ -211,9 +255,9 @@ async fn ranges(client: &Client, prefix: &str, rounds: usize) -> (Measured, usiz
     let start = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
-        let r = kv.get(prefix, Some(GetOptions::new().with_prefix())).await.expect("range");
+        let r = kv.range(get_prefix(prefix)).await.expect("range").into_inner();
         lat.push(t.elapsed());
-        n = r.kvs().len();
+        n = r.kvs.len();
     }
     (Measured { ops: rounds, elapsed: start.elapsed(), lat }, n)
 }
@@ -225,13 +269,18 @@ async fn fanout(client: &Client, watchers: usize, events: usize) -> Measured {
     let mut handles = Vec::new();
     for _ in 0..watchers {
         let mut wc = client.watch_client();
-        let mut stream = wc.watch(prefix, Some(WatchOptions::new().with_prefix())).await.expect("watch");
+        let create =
+            WatchCreateRequest { key: prefix.into(), range_end: get_prefix(prefix).range_end, ..Default::default() };
+        let request = PbWatchRequest { request_union: Some(PbWatchRequestUnion::CreateRequest(create)) };
+        // The request side stays open: the watch lasts as long as the stream.
+        let requests = futures::stream::iter([request]).chain(futures::stream::pending());
+        let mut stream = wc.watch(requests).await.expect("watch").into_inner();
         handles.push(tokio::spawn(async move {
             let mut got = Vec::with_capacity(events);
             while got.len() < events {
                 let Some(resp) = stream.message().await.expect("watch stream") else { break };
                 let now = Instant::now();
-                for _ in resp.events() {
+                for _ in resp.events {
                     got.push(now);
                 }
             }
@@ -245,7 +294,7 @@ async fn fanout(client: &Client, watchers: usize, events: usize) -> Measured {
     let start = Instant::now();
     for i in 0..events {
         sent.push(Instant::now());
-        kv.put(format!("{prefix}{i:06}"), value(i), None).await.expect("put");
+        kv.put(put(format!("{prefix}{i:06}"), value(i))).await.expect("put");
     }
     let mut lat = Vec::new();
     let mut delivered = 0;
@@ -265,7 +314,7 @@ async fn churn(client: &Client, keys: usize, total: usize) -> Measured {
     let prefix = "/bench/churn/";
     let mut kv = client.kv_client();
     for k in 0..keys {
-        kv.put(format!("{prefix}{k:04}"), value(0), None).await.expect("seed");
+        kv.put(put(format!("{prefix}{k:04}"), value(0))).await.expect("seed");
     }
     let per_writer = total / WRITERS;
     let barrier = Arc::new(Barrier::new(WRITERS));
@@ -285,21 +334,30 @@ async fn churn(client: &Client, keys: usize, total: usize) -> Measured {
                 let key = format!("{prefix}{:04}", mine[slot]);
                 let t = Instant::now();
                 if revs[slot] == 0 {
-                    let r = kv.get(key.as_str(), None).await.expect("get");
-                    revs[slot] = r.kvs()[0].mod_revision();
+                    let r = kv.range(get(&key)).await.expect("get").into_inner();
+                    revs[slot] = r.kvs[0].mod_revision;
                 }
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, revs[slot])])
-                    .and_then([TxnOp::put(key.as_str(), value(i), None)])
-                    .or_else([TxnOp::get(key.as_str(), None)]);
-                let r = kv.txn(txn).await.expect("txn");
-                assert!(r.succeeded(), "churn update conflicted");
-                revs[slot] = r.header().map(|h| h.revision()).unwrap_or(0);
+                let txn = PbTxnRequest {
+                    compare: vec![PbCompare {
+                        result: CompareResult::Equal as i32,
+                        target: CompareTarget::Mod as i32,
+                        key: key.clone().into_bytes(),
+                        range_end: Vec::new(),
+                        target_union: Some(PbTargetUnion::ModRevision(revs[slot])),
+                    }],
+                    success: vec![PbTxnRequestOp {
+                        request: Some(PbTxnOpRequest::RequestPut(put(key.clone(), value(i)))),
+                    }],
+                    failure: vec![PbTxnRequestOp { request: Some(PbTxnOpRequest::RequestRange(get(&key))) }],
+                };
+                let r = kv.txn(txn).await.expect("txn").into_inner();
+                assert!(r.succeeded, "churn update conflicted");
+                revs[slot] = header_rev(r.header.as_ref());
                 lat.push(t.elapsed());
                 if w == 0 && i % (10_000 / WRITERS) == 0 && i > 0 {
-                    let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+                    let rev = header_rev(r.header.as_ref());
                     if rev > 1000 {
-                        let _ = kv.compact(rev - 1000, None).await;
+                        let _ = kv.compact(compact(rev - 1000)).await;
                     }
                 }
             }
@@ -311,9 +369,9 @@ async fn churn(client: &Client, keys: usize, total: usize) -> Measured {
         lat.extend(t.await.unwrap());
     }
     let m = Measured { ops: per_writer * WRITERS, elapsed: start.elapsed(), lat };
-    let rev = kv.get(prefix, Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
-    let rev = rev.header().map(|h| h.revision()).unwrap_or(0);
-    kv.compact(rev, None).await.expect("final compaction");
+    let rev = kv.range(PbRangeRequest { count_only: true, ..get_prefix(prefix) }).await.unwrap().into_inner();
+    let rev = header_rev(rev.header.as_ref());
+    kv.compact(compact(rev)).await.expect("final compaction");
     m
 }
 
@@ -353,13 +411,15 @@ async fn run_side(name: &str, churn_ops: usize) -> SideReport {
     // then give the server a moment to finish compacting in the background.
     let mut kv = client.kv_client();
     for p in ["/bench/single/", "/bench/multi/", "/bench/range/", "/bench/watch/"] {
-        kv.delete(p, Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("cleanup");
+        let range = get_prefix(p);
+        let delete = PbDeleteRequest { key: range.key, range_end: range.range_end, ..Default::default() };
+        kv.delete_range(delete).await.expect("cleanup");
     }
-    let rev = kv.get("/", None).await.unwrap().header().map(|h| h.revision()).unwrap_or(0);
-    kv.compact(rev, None).await.expect("compact after cleanup");
+    let rev = header_rev(kv.range(get("/")).await.unwrap().into_inner().header.as_ref());
+    kv.compact(compact(rev)).await.expect("compact after cleanup");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let live = kv.get("/bench/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    let live_bytes: u64 = live.kvs().iter().map(|kv| (kv.key().len() + kv.value().len()) as u64).sum();
+    let live = kv.range(get_prefix("/bench/")).await.unwrap().into_inner();
+    let live_bytes: u64 = live.kvs.iter().map(|kv| (kv.key.len() + kv.value.len()) as u64).sum();
     SideReport {
         name: server.name,
         rows,
@@ -385,7 +445,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let reports: Vec<SideReport> = sides.iter().map(|s| rt.block_on(run_side(s, churn_ops))).collect();
 
-    println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, etcd-client 0.21 on both sides");
+    println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, the same generated client on both sides");
     println!("{:<30} {:>6} {:>12} {:>10} {:>10}", "workload", "side", "ops/s", "p50 ms", "p99 ms");
     let names: Vec<&str> = reports[0].rows.iter().map(|(n, _)| *n).collect();
     for (i, wl) in names.iter().enumerate() {

@@ -5,7 +5,6 @@ set -euo pipefail
 
 packages=(
   libseccomp-dev    # build: libcontainer links libseccomp
-  protobuf-compiler # build: protoc, for the etcd API's protobuf definitions
   pkg-config        # build: locating system libraries
   nftables          # run: the pod network's guard rules are applied with `nft`
   etcd-server       # test: a real etcd to compare with and to run the etcd backend against

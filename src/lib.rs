@@ -20,6 +20,7 @@ pub mod client;
 pub mod controllers;
 pub mod domain;
 pub mod etcdapi;
+pub mod etcdproto;
 pub mod images;
 pub mod kubelet;
 pub mod pki;

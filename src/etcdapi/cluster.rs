@@ -1,13 +1,13 @@
 //! The Cluster service: the member list is this one server, reachable on its socket;
 //! membership cannot change.
-use etcd_client::proto::{
+use tonic::{Request, Response, Status};
+
+use super::{header, store_status, unsupported, Api, MEMBER_ID};
+use crate::etcdproto::{
     PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
     PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
     PbMemberUpdateRequest, PbMemberUpdateResponse,
 };
-use tonic::{Request, Response, Status};
-
-use super::{header, store_status, unsupported, Api, MEMBER_ID};
 
 pub(crate) struct ClusterService {
     api: Api,

@@ -6,14 +6,14 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
-use etcd_client::proto::{
-    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
-    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
-};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{empty_key, header, msg, pb_kv, store_status, Api};
+use crate::etcdproto::{
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
+};
 use crate::store::{KeyRange, KeyValue, LeaseId, RangeOptions, Revision, Store, WriteOutcome};
 
 pub(crate) struct KvService {

@@ -2,17 +2,17 @@
 //! leases, with etcd's TTL bounds and its answers for leases that are gone.
 use std::pin::Pin;
 
-use etcd_client::proto::{
-    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
-    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
-    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
-};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{header, msg, store_status, Api};
+use crate::etcdproto::{
+    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
+    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
+    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+};
 use crate::store::{LeaseId, Store, StoreError};
 
 /// etcd's largest TTL.
@@ -38,7 +38,7 @@ pub(crate) fn granted_ttl(requested: i64) -> Result<i64, Status> {
     Ok(requested.max(MIN_TTL))
 }
 
-async fn current_header(store: &dyn Store) -> Result<Option<etcd_client::proto::PbResponseHeader>, Status> {
+async fn current_header(store: &dyn Store) -> Result<Option<crate::etcdproto::PbResponseHeader>, Status> {
     Ok(header(store.current_revision().await.map_err(store_status)?))
 }
 

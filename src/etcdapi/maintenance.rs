@@ -3,16 +3,16 @@
 //! sense for an etcd cluster or its bolt database are refused with a clear error.
 use std::pin::Pin;
 
-use etcd_client::proto::{
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{header, store_status, unsupported, Api, ETCD_VERSION, MEMBER_ID, RAFT_TERM};
+use crate::etcdproto::{
     PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
     PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
     PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest,
     PbStatusResponse,
 };
-use futures::Stream;
-use tonic::{Request, Response, Status};
-
-use super::{header, store_status, unsupported, Api, ETCD_VERSION, MEMBER_ID, RAFT_TERM};
 
 /// etcd's `AlarmRequest.AlarmAction.GET`.
 const ALARM_GET: i32 = 0;

@@ -11,14 +11,14 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use etcd_client::proto::{
-    PbCompare, PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse,
-    PbResponseOp, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
-};
 use tonic::Status;
 
 use super::kv::{self, put_payload, RangeShape};
 use super::{empty_key, header, msg, pb_kv, store_status, sub_header, unsupported};
+use crate::etcdproto::{
+    PbCompare, PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse,
+    PbResponseOp, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
+};
 use crate::store::{KeyRange, KeyValue, LeaseId, Revision, Store, WriteOutcome};
 
 /// etcd's default `--max-txn-ops`.

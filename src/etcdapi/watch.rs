@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::proto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use futures::StreamExt;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -25,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{header, msg, pb_kv, Api};
+use crate::etcdproto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use crate::store::{Event, EventKind, KeyRange, Revision, Store, StoreError, Watch, WatchItem};
 
 /// Responses buffered per stream before watch tasks wait for the client.
@@ -154,7 +154,7 @@ impl ProgressRound {
     }
 }
 
-/// A create request, taken apart (its message type is not exported by etcd-client).
+/// A create request, taken apart.
 struct CreateSpec {
     key: Vec<u8>,
     range_end: Vec<u8>,

@@ -31,13 +31,21 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::proto::{PbKeyValue, PbResponseHeader, PbTxnOpResponse};
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity, LeaseGrantOptions,
-    LeaseTimeToLiveOptions, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
-};
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Streaming;
+
+use crate::etcdproto::etcdserverpb::{
+    compare, LeaseKeepAliveRequest, LeaseKeepAliveResponse, WatchCreateRequest, WatchProgressRequest,
+};
+use crate::etcdproto::{
+    KvClient, LeaseClient, MaintenanceClient, PbCompactionRequest, PbCompare, PbDeleteRequest, PbKeyValue,
+    PbLeaseGrantRequest, PbLeaseLeasesRequest, PbLeaseRevokeRequest, PbLeaseTimeToLiveRequest, PbPutRequest,
+    PbRangeRequest, PbResponseHeader, PbStatusRequest, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest,
+    PbTxnRequestOp, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, WatchClient,
+};
 
 use super::{
     prefix_end, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions,
@@ -72,7 +80,7 @@ pub struct EtcdOptions {
 impl EtcdOptions {
     /// The TLS configuration the options ask for: `None` for `http://` endpoints. Checks
     /// that the options agree with each other and reads the files.
-    async fn tls(&self) -> Result<Option<(TlsOptions, TlsFiles)>> {
+    async fn tls(&self) -> Result<Option<(ClientTlsConfig, TlsFiles)>> {
         let https: Vec<&String> = self.endpoints.iter().filter(|e| e.starts_with("https://")).collect();
         if https.is_empty() {
             let given =
@@ -116,7 +124,8 @@ impl EtcdOptions {
                 https[0]
             )));
         };
-        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read_pem(ca, "CA", "CERTIFICATE").await?));
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca, "CA", "CERTIFICATE").await?));
         if let Some((cert, key)) = client_pair {
             tls = tls.identity(Identity::from_pem(
                 read_pem(cert, "client certificate", "CERTIFICATE").await?,
@@ -155,7 +164,7 @@ struct TlsFiles {
 impl TlsFiles {
     /// The error for TLS files the TLS stack refused before connecting (a key that does
     /// not match its certificate, a PEM block that does not parse).
-    fn unusable(&self, err: &etcd_client::Error) -> StoreError {
+    fn unusable(&self, err: &EtcdError) -> StoreError {
         let cause = root_cause(err);
         match &self.client {
             Some((cert, key)) if cause.contains("keys may not be consistent") => StoreError::InvalidArgument(format!(
@@ -205,24 +214,172 @@ impl TlsFiles {
         };
         StoreError::Etcd {
             op: "connect",
-            source: etcd_client::Error::EndpointError(format!("{endpoints}: {what} ({cause}): {hint}")),
+            source: EtcdError::Endpoint(format!("{endpoints}: {what} ({cause}): {hint}")),
         }
     }
 }
 
 /// The text of the innermost error under `err`: the TLS stack's own words, without the
 /// layers of transport errors around them.
-fn root_cause(err: &etcd_client::Error) -> String {
-    // etcd_client::Error does not report its sources itself.
+fn root_cause(err: &EtcdError) -> String {
     let mut inner: &(dyn std::error::Error + 'static) = match err {
-        etcd_client::Error::GRpcStatus(status) => status,
-        etcd_client::Error::TransportError(transport) => transport,
+        EtcdError::Status(status) => status,
+        EtcdError::Transport(transport) => transport,
         other => other,
     };
     while let Some(source) = inner.source() {
         inner = source;
     }
     inner.to_string()
+}
+
+/// How a request to etcd failed, below what the trait's errors name. The texts are those
+/// k3rs has always reported; the error carries no source of its own, so a report of it
+/// says everything once.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// An endpoint URL that does not parse.
+    #[error("invalid uri: {0}")]
+    InvalidUri(String),
+    /// The connection could not be set up (the TLS files did not make a configuration).
+    #[error("transport error: {0}")]
+    Transport(tonic::transport::Error),
+    /// etcd, or the connection to it, failed the request.
+    #[error("grpc request error: {0}")]
+    Status(tonic::Status),
+    /// etcd cancelled a watch for a reason other than compaction.
+    #[error("watch error: {0}")]
+    Watch(String),
+    /// etcd could not be reached, or refused the connection.
+    #[error("endpoint error: {0}")]
+    Endpoint(String),
+    /// etcd answered something the protocol does not allow.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<tonic::Status> for EtcdError {
+    fn from(status: tonic::Status) -> Self {
+        EtcdError::Status(status)
+    }
+}
+
+/// The etcd services the store calls, all over one channel (cloning is cheap).
+#[derive(Clone)]
+struct Client {
+    kv: KvClient<Channel>,
+    watch: WatchClient<Channel>,
+    lease: LeaseClient<Channel>,
+    maintenance: MaintenanceClient<Channel>,
+}
+
+impl Client {
+    fn new(channel: Channel) -> Client {
+        Client {
+            kv: KvClient::new(channel.clone()),
+            watch: WatchClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
+            maintenance: MaintenanceClient::new(channel),
+        }
+    }
+
+    async fn range(&self, req: PbRangeRequest) -> Result<crate::etcdproto::PbRangeResponse, EtcdError> {
+        Ok(self.kv.clone().range(req).await?.into_inner())
+    }
+
+    async fn txn(&self, req: PbTxnRequest) -> Result<crate::etcdproto::PbTxnResponse, EtcdError> {
+        Ok(self.kv.clone().txn(req).await?.into_inner())
+    }
+
+    /// Opens a watch stream and asks it for one watch; the first answer is etcd's
+    /// confirmation (or refusal) of that watch.
+    async fn watch(&self, create: WatchCreateRequest) -> Result<WatchStream, EtcdError> {
+        // Requests beyond the first are progress requests, one at a time.
+        let (sender, requests) = mpsc::channel(4);
+        let first = PbWatchRequest { request_union: Some(PbWatchRequestUnion::CreateRequest(create)) };
+        sender.send(first).await.map_err(|_| EtcdError::Watch("the watch request stream closed".into()))?;
+        let responses = self.watch.clone().watch(ReceiverStream::new(requests)).await?.into_inner();
+        Ok(WatchStream { sender, responses })
+    }
+
+    /// Renews a lease once over a keep-alive stream of its own; etcd answers TTL 0 for a
+    /// lease it does not have.
+    async fn keep_alive(&self, id: i64) -> Result<Option<LeaseKeepAliveResponse>, EtcdError> {
+        // The request side stays open until the answer is read: a client that half-closes
+        // first may see the stream end before etcd's answer.
+        let request = futures::stream::iter([LeaseKeepAliveRequest { id }]).chain(futures::stream::pending());
+        let mut answers = self.lease.clone().lease_keep_alive(request).await?.into_inner();
+        Ok(answers.message().await?)
+    }
+}
+
+/// One etcd watch stream: where requests go and where answers come from.
+struct WatchStream {
+    sender: mpsc::Sender<PbWatchRequest>,
+    responses: Streaming<PbWatchResponse>,
+}
+
+impl WatchStream {
+    async fn message(&mut self) -> Result<Option<PbWatchResponse>, EtcdError> {
+        Ok(self.responses.message().await?)
+    }
+
+    /// Asks for a progress notification of every watch on the stream.
+    async fn request_progress(&self) -> Result<(), EtcdError> {
+        let req = PbWatchRequest { request_union: Some(PbWatchRequestUnion::ProgressRequest(WatchProgressRequest {})) };
+        self.sender.send(req).await.map_err(|_| EtcdError::Watch("the watch request stream closed".into()))
+    }
+}
+
+/// How to reach the etcd member at `url`: over TLS when `tls` is given, and over plain
+/// http for a URL without a scheme otherwise.
+fn endpoint(url: &str, tls: Option<&ClientTlsConfig>, connect_timeout: Duration) -> Result<Endpoint, EtcdError> {
+    let url = if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let uri = url.parse::<tonic::transport::Uri>().map_err(|e| EtcdError::InvalidUri(e.to_string()))?;
+    let mut endpoint = Channel::builder(uri)
+        .connect_timeout(connect_timeout)
+        // A dead connection is noticed within 15 s even while no request is running.
+        .keep_alive_while_idle(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(EtcdError::Transport)?;
+    }
+    Ok(endpoint)
+}
+
+/// A read of `key` up to `range_end` (empty: the key alone) at the latest revision.
+fn range_request(key: Vec<u8>, range_end: Vec<u8>) -> PbRangeRequest {
+    PbRangeRequest { key, range_end, ..Default::default() }
+}
+
+/// The guard "`key` was last modified at `revision`" (0: `key` does not exist).
+fn mod_revision_is(key: Vec<u8>, revision: i64) -> PbCompare {
+    PbCompare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Mod as i32,
+        key,
+        range_end: Vec::new(),
+        target_union: Some(PbTargetUnion::ModRevision(revision)),
+    }
+}
+
+fn txn_op(request: PbTxnOpRequest) -> PbTxnRequestOp {
+    PbTxnRequestOp { request: Some(request) }
+}
+
+/// A write of `key` that answers its previous value.
+fn put_request(key: Vec<u8>, value: Vec<u8>, lease: Option<LeaseId>) -> PbPutRequest {
+    PbPutRequest { key, value, lease: lease_id(lease), prev_kv: true, ..Default::default() }
+}
+
+/// A delete of `key` alone that answers its previous value.
+fn delete_request(key: Vec<u8>) -> PbDeleteRequest {
+    PbDeleteRequest { key, prev_kv: true, ..Default::default() }
 }
 
 /// See the module documentation.
@@ -294,9 +451,9 @@ enum Known {
     Other,
 }
 
-fn classify(err: &etcd_client::Error) -> Known {
+fn classify(err: &EtcdError) -> Known {
     match err {
-        etcd_client::Error::GRpcStatus(status) => {
+        EtcdError::Status(status) => {
             let msg = status.message();
             if msg.contains("required revision has been compacted") {
                 Known::Compacted
@@ -312,8 +469,6 @@ fn classify(err: &etcd_client::Error) -> Known {
                 Known::Other
             }
         }
-        // The client reports a keep-alive answered with TTL 0 this way.
-        etcd_client::Error::LeaseKeepAliveError(msg) if msg.contains("not found") => Known::LeaseNotFound,
         _ => Known::Other,
     }
 }
@@ -329,7 +484,7 @@ struct ErrCtx {
 }
 
 fn protocol_error(op: &'static str, what: &str) -> StoreError {
-    StoreError::Etcd { op, source: etcd_client::Error::Internal(what.to_string()) }
+    StoreError::Etcd { op, source: EtcdError::Internal(what.to_string()) }
 }
 
 fn header_revision(op: &'static str, header: &Option<PbResponseHeader>) -> Result<Revision> {
@@ -348,23 +503,21 @@ impl EtcdStore {
         }
         let (tls, tls_files) = opts.tls().await?.unzip();
         let timeout = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let mut connect = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
-        if let Some(tls) = tls {
-            connect = connect.with_tls(tls);
+        let mut endpoints = Vec::with_capacity(opts.endpoints.len());
+        for url in &opts.endpoints {
+            endpoints.push(endpoint(url, tls.as_ref(), timeout).map_err(|source| {
+                // Building the TLS configuration is the only transport work done before the
+                // first request.
+                if let (Some(files), EtcdError::Transport(_)) = (&tls_files, &source) {
+                    return files.unusable(&source);
+                }
+                StoreError::Etcd { op: "connect", source }
+            })?);
         }
-        let client = Client::connect(&opts.endpoints, Some(connect)).await.map_err(|source| {
-            // Building the TLS configuration is the only transport work done before the
-            // first request.
-            if let (Some(files), etcd_client::Error::TransportError(_)) = (&tls_files, &source) {
-                return files.unusable(&source);
-            }
-            StoreError::Etcd { op: "connect", source }
-        })?;
+        // Requests go to any endpoint that is up, as the cluster serves them from every member.
+        let channel = Channel::balance_list(endpoints.into_iter());
         let store = EtcdStore {
-            client: RwLock::new(Some(client)),
+            client: RwLock::new(Some(Client::new(channel))),
             shared: Arc::new(Shared { prefix: Bytes::from(opts.prefix), compacted: AtomicI64::new(0) }),
         };
         // The client connects lazily: ask for the revision so a wrong endpoint fails here.
@@ -379,7 +532,7 @@ impl EtcdStore {
             Err(_) => {
                 return Err(StoreError::Etcd {
                     op: "connect",
-                    source: etcd_client::Error::EndpointError(format!(
+                    source: EtcdError::Endpoint(format!(
                         "no answer from {} within {timeout:?}",
                         opts.endpoints.join(",")
                     )),
@@ -396,7 +549,7 @@ impl EtcdStore {
     }
 
     /// Turns an etcd failure of `op` into the trait's error.
-    async fn fail(&self, op: &'static str, err: etcd_client::Error, ctx: ErrCtx) -> StoreError {
+    async fn fail(&self, op: &'static str, err: EtcdError, ctx: ErrCtx) -> StoreError {
         match (classify(&err), ctx.requested, ctx.lease) {
             (Known::Compacted, Some(requested), _) => {
                 StoreError::Compacted { requested, compacted: self.shared.learn_compacted(ctx.compacted_floor) }
@@ -417,22 +570,19 @@ impl EtcdStore {
         let key = if self.shared.prefix.is_empty() { vec![0] } else { self.shared.prefix.to_vec() };
         let resp = self
             .client()?
-            .kv_client()
-            .get(key, Some(GetOptions::new().with_count_only()))
+            .range(PbRangeRequest { count_only: true, ..range_request(key, Vec::new()) })
             .await
             .map_err(|source| StoreError::Etcd { op: "read the revision", source })?;
-        header_revision("read the revision", &resp.0.header)
+        header_revision("read the revision", &resp.header)
     }
 
     /// Checks that a read at `rev` is allowed, for requests etcd cannot answer by itself.
     async fn check_readable(&self, op: &'static str, rev: Option<Revision>) -> Result<Revision> {
         let key = if self.shared.prefix.is_empty() { vec![0] } else { self.shared.prefix.to_vec() };
-        let mut get = GetOptions::new().with_count_only();
-        if let Some(rev) = rev {
-            get = get.with_revision(rev.0);
-        }
-        match self.client()?.kv_client().get(key, Some(get)).await {
-            Ok(resp) => Ok(rev.unwrap_or(header_revision(op, &resp.0.header)?)),
+        let get =
+            PbRangeRequest { count_only: true, revision: rev.map_or(0, |r| r.0), ..range_request(key, Vec::new()) };
+        match self.client()?.range(get).await {
+            Ok(resp) => Ok(rev.unwrap_or(header_revision(op, &resp.header)?)),
             Err(err) => {
                 let floor = rev.map_or(0, |r| r.0 + 1);
                 Err(self.fail(op, err, ErrCtx { requested: rev, compacted_floor: floor, ..Default::default() }).await)
@@ -456,13 +606,17 @@ impl EtcdStore {
         &self,
         op: &'static str,
         key: Vec<u8>,
-        compare: Compare,
-        then: TxnOp,
+        compare: PbCompare,
+        then: PbTxnOpRequest,
         lease: Option<LeaseId>,
     ) -> Result<WriteOutcome> {
-        let txn = Txn::new().when(vec![compare]).and_then(vec![then]).or_else(vec![TxnOp::get(key, None)]);
-        let resp = match self.client()?.kv_client().txn(txn).await {
-            Ok(resp) => resp.0,
+        let txn = PbTxnRequest {
+            compare: vec![compare],
+            success: vec![txn_op(then)],
+            failure: vec![txn_op(PbTxnOpRequest::RequestRange(range_request(key, Vec::new())))],
+        };
+        let resp = match self.client()?.txn(txn).await {
+            Ok(resp) => resp,
             Err(err) => return Err(self.fail(op, err, ErrCtx { lease, ..Default::default() }).await),
         };
         let revision = header_revision(op, &resp.header)?;
@@ -487,8 +641,8 @@ impl EtcdStore {
     /// The outcome of a write whose guard cannot hold (an expected revision no write has):
     /// the key's current value, read without writing.
     async fn failed_guard(&self, op: &'static str, key: &[u8]) -> Result<WriteOutcome> {
-        let resp = match self.client()?.kv_client().get(self.shared.full_key(key), None).await {
-            Ok(resp) => resp.0,
+        let resp = match self.client()?.range(range_request(self.shared.full_key(key), Vec::new())).await {
+            Ok(resp) => resp,
             Err(err) => return Err(self.fail(op, err, ErrCtx::default()).await),
         };
         Ok(WriteOutcome::Failed { current: resp.kvs.into_iter().next().and_then(|kv| self.shared.kv(kv)) })
@@ -496,15 +650,11 @@ impl EtcdStore {
 
     /// Waits for etcd to cancel a watch whose start was compacted, for the exact compacted
     /// revision it reports.
-    async fn compacted_watch_error(
-        &self,
-        responses: &mut etcd_client::WatchResponseStream,
-        requested: Revision,
-    ) -> StoreError {
+    async fn compacted_watch_error(&self, responses: &mut WatchStream, requested: Revision) -> StoreError {
         let wait = async {
             while let Ok(Some(resp)) = responses.message().await {
-                if resp.0.canceled && resp.0.compact_revision > 0 {
-                    return Some(resp.0.compact_revision);
+                if resp.canceled && resp.compact_revision > 0 {
+                    return Some(resp.compact_revision);
                 }
             }
             None
@@ -531,26 +681,16 @@ impl Store for EtcdStore {
             return Ok(RangeResult { revision, kvs: Vec::new(), more: false, count: 0 });
         }
         let (key, end) = self.shared.etcd_range(range);
-        let mut get = GetOptions::new();
-        if !end.is_empty() {
-            get = get.with_range(end);
-        }
-        if let Some(rev) = opts.revision {
-            get = get.with_revision(rev.0);
-        }
-        // etcd reads a limit of 0 as "no limit"; the trait means no key at all.
-        let count_only = opts.count_only || opts.limit == Some(0);
-        if let Some(limit) = opts.limit.filter(|l| *l > 0) {
-            get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        }
-        if opts.keys_only {
-            get = get.with_keys_only();
-        }
-        if count_only {
-            get = get.with_count_only();
-        }
-        let resp = match self.client()?.kv_client().get(key, Some(get)).await {
-            Ok(resp) => resp.0,
+        let get = PbRangeRequest {
+            revision: opts.revision.map_or(0, |r| r.0),
+            // etcd reads a limit of 0 as "no limit"; the trait means no key at all.
+            limit: opts.limit.filter(|l| *l > 0).map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+            keys_only: opts.keys_only,
+            count_only: opts.count_only || opts.limit == Some(0),
+            ..range_request(key, end)
+        };
+        let resp = match self.client()?.range(get).await {
+            Ok(resp) => resp,
             Err(err) => {
                 let floor = opts.revision.map_or(0, |r| r.0 + 1);
                 let ctx = ErrCtx { requested: opts.revision, compacted_floor: floor, ..Default::default() };
@@ -569,9 +709,10 @@ impl Store for EtcdStore {
 
     async fn create(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome> {
         let full = self.shared.full_key(&key);
-        let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, 0);
-        let put = TxnOp::put(full.clone(), value.to_vec(), Some(PutOptions::new().with_lease(lease_id(lease))));
-        self.guarded("create a key", full, compare, put, lease).await
+        let compare = mod_revision_is(full.clone(), 0);
+        // The key is absent when the guard holds: there is no previous value to ask for.
+        let put = PbPutRequest { prev_kv: false, ..put_request(full.clone(), value.to_vec(), lease) };
+        self.guarded("create a key", full, compare, PbTxnOpRequest::RequestPut(put), lease).await
     }
 
     async fn update(
@@ -586,18 +727,16 @@ impl Store for EtcdStore {
             return self.failed_guard("update a key", &key).await;
         }
         let full = self.shared.full_key(&key);
-        let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, expected.0);
-        let options = PutOptions::new().with_lease(lease_id(lease)).with_prev_key();
-        let put = TxnOp::put(full.clone(), value.to_vec(), Some(options));
+        let compare = mod_revision_is(full.clone(), expected.0);
+        let put = PbTxnOpRequest::RequestPut(put_request(full.clone(), value.to_vec(), lease));
         self.guarded("update a key", full, compare, put, lease).await
     }
 
     async fn put(&self, key: Bytes, value: Bytes, lease: Option<LeaseId>) -> Result<WriteOutcome> {
-        let options = PutOptions::new().with_lease(lease_id(lease)).with_prev_key();
-        let resp = match self.client()?.kv_client().put(self.shared.full_key(&key), value.to_vec(), Some(options)).await
-        {
-            Ok(resp) => resp.0,
-            Err(err) => return Err(self.fail("put a key", err, ErrCtx { lease, ..Default::default() }).await),
+        let put = put_request(self.shared.full_key(&key), value.to_vec(), lease);
+        let resp = match self.client()?.kv.put(put).await {
+            Ok(resp) => resp.into_inner(),
+            Err(err) => return Err(self.fail("put a key", err.into(), ErrCtx { lease, ..Default::default() }).await),
         };
         let revision = header_revision("put a key", &resp.header)?;
         Ok(WriteOutcome::Applied { revision, prev: resp.prev_kv.and_then(|kv| self.shared.kv(kv)) })
@@ -607,11 +746,10 @@ impl Store for EtcdStore {
         let full = self.shared.full_key(&key);
         match expected {
             None => {
-                let resp =
-                    match self.client()?.kv_client().delete(full, Some(DeleteOptions::new().with_prev_key())).await {
-                        Ok(resp) => resp.0,
-                        Err(err) => return Err(self.fail("delete a key", err, ErrCtx::default()).await),
-                    };
+                let resp = match self.client()?.kv.delete_range(delete_request(full)).await {
+                    Ok(resp) => resp.into_inner(),
+                    Err(err) => return Err(self.fail("delete a key", err.into(), ErrCtx::default()).await),
+                };
                 if resp.deleted == 0 {
                     return Ok(WriteOutcome::Failed { current: None });
                 }
@@ -621,8 +759,8 @@ impl Store for EtcdStore {
             }
             Some(expected) if expected.0 <= 0 => self.failed_guard("delete a key", &key).await,
             Some(expected) => {
-                let compare = Compare::mod_revision(full.clone(), CompareOp::Equal, expected.0);
-                let delete = TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()));
+                let compare = mod_revision_is(full.clone(), expected.0);
+                let delete = PbTxnOpRequest::RequestDeleteRange(delete_request(full.clone()));
                 self.guarded("delete a key", full, compare, delete, None).await
             }
         }
@@ -635,23 +773,22 @@ impl Store for EtcdStore {
         if range.is_empty() {
             return Err(StoreError::InvalidArgument("watch of an empty range".into()));
         }
-        let (key, end) = self.shared.etcd_range(&range);
-        let mut options = WatchOptions::new().with_prev_key();
-        if !end.is_empty() {
-            options = options.with_range(end);
-        }
-        if let Some(rev) = start {
-            options = options.with_start_revision(rev.0);
-        }
-        let stream = match self.client()?.watch_client().watch(key, Some(options)).await {
+        let (key, range_end) = self.shared.etcd_range(&range);
+        let create = WatchCreateRequest {
+            key,
+            range_end,
+            start_revision: start.map_or(0, |r| r.0),
+            prev_kv: true,
+            ..Default::default()
+        };
+        let mut responses = match self.client()?.watch(create).await {
             Ok(stream) => stream,
             Err(err) => return Err(self.fail("start a watch", err, ErrCtx::default()).await),
         };
-        let (sender, mut responses) = stream.split();
         // Wait for etcd to register the watch, so that a write made after this returns is
         // seen by a watch without a start revision.
         let created = match responses.message().await {
-            Ok(Some(resp)) => resp.0,
+            Ok(Some(resp)) => resp,
             Ok(None) => return Err(protocol_error("start a watch", "etcd closed the watch stream")),
             Err(err) => return Err(self.fail("start a watch", err, ErrCtx::default()).await),
         };
@@ -661,10 +798,7 @@ impl Store for EtcdStore {
                 let compacted = self.shared.learn_compacted(created.compact_revision);
                 return Err(StoreError::Compacted { requested, compacted });
             }
-            return Err(StoreError::Etcd {
-                op: "start a watch",
-                source: etcd_client::Error::WatchError(created.cancel_reason),
-            });
+            return Err(StoreError::Etcd { op: "start a watch", source: EtcdError::Watch(created.cancel_reason) });
         }
         if !created.created {
             return Err(protocol_error("start a watch", "etcd answered the watch request without creating it"));
@@ -685,8 +819,7 @@ impl Store for EtcdStore {
         };
         let progress = Arc::new(Notify::new());
         let state = WatchState {
-            sender,
-            responses,
+            stream: responses,
             progress: progress.clone(),
             shared: self.shared.clone(),
             watch_id: created.watch_id,
@@ -701,14 +834,14 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.client()?.kv_client().compact(revision.0, None).await {
+        match self.client()?.kv.compact(PbCompactionRequest { revision: revision.0, physical: false }).await {
             Ok(_) => {
                 self.shared.learn_compacted(revision.0);
                 Ok(())
             }
             Err(err) => {
                 let ctx = ErrCtx { requested: Some(revision), compacted_floor: revision.0, ..Default::default() };
-                Err(self.fail("compact", err, ctx).await)
+                Err(self.fail("compact", err.into(), ctx).await)
             }
         }
     }
@@ -719,58 +852,51 @@ impl Store for EtcdStore {
     }
 
     async fn lease_grant(&self, id: Option<LeaseId>, ttl: i64) -> Result<LeaseGrant> {
-        let options = id.map(|id| LeaseGrantOptions::new().with_id(id.0));
-        let resp = match self.client()?.lease_client().grant(ttl, options).await {
-            Ok(resp) => resp.0,
-            Err(err) => return Err(self.fail("grant a lease", err, ErrCtx { lease: id, ..Default::default() }).await),
+        let grant = PbLeaseGrantRequest { ttl, id: lease_id(id) };
+        let resp = match self.client()?.lease.lease_grant(grant).await {
+            Ok(resp) => resp.into_inner(),
+            Err(err) => {
+                return Err(self.fail("grant a lease", err.into(), ErrCtx { lease: id, ..Default::default() }).await)
+            }
         };
         if !resp.error.is_empty() {
-            return Err(StoreError::Etcd { op: "grant a lease", source: etcd_client::Error::Internal(resp.error) });
+            return Err(StoreError::Etcd { op: "grant a lease", source: EtcdError::Internal(resp.error) });
         }
         Ok(LeaseGrant { id: LeaseId(resp.id), ttl: resp.ttl })
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<()> {
-        match self.client()?.lease_client().revoke(id.0).await {
+        match self.client()?.lease.lease_revoke(PbLeaseRevokeRequest { id: id.0 }).await {
             Ok(_) => Ok(()),
-            Err(err) => Err(self.fail("revoke a lease", err, ErrCtx { lease: Some(id), ..Default::default() }).await),
+            Err(err) => {
+                Err(self.fail("revoke a lease", err.into(), ErrCtx { lease: Some(id), ..Default::default() }).await)
+            }
         }
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<i64> {
-        let ctx = || ErrCtx { lease: Some(id), ..Default::default() };
-        // The client's keep-alive renews once to check the lease exists but keeps that
-        // answer's TTL to itself; renew once more on the same stream to read it.
-        let (mut keeper, mut answers) = match self.client()?.lease_client().keep_alive(id.0).await {
-            Ok(pair) => pair,
-            Err(err) => return Err(self.fail("renew a lease", err, ctx()).await),
-        };
-        if let Err(err) = keeper.keep_alive().await {
-            return Err(self.fail("renew a lease", err, ctx()).await);
-        }
-        match answers.message().await {
-            Ok(Some(resp)) if resp.0.ttl > 0 => Ok(resp.0.ttl),
+        match self.client()?.keep_alive(id.0).await {
+            Ok(Some(resp)) if resp.ttl > 0 => Ok(resp.ttl),
             Ok(Some(_)) => Err(StoreError::LeaseNotFound(id)),
             Ok(None) => Err(protocol_error("renew a lease", "etcd closed the keep-alive stream")),
-            Err(err) => Err(self.fail("renew a lease", err, ctx()).await),
+            Err(err) => Err(self.fail("renew a lease", err, ErrCtx { lease: Some(id), ..Default::default() }).await),
         }
     }
 
     async fn lease_status(&self, id: LeaseId) -> Result<Option<LeaseStatus>> {
-        let resp = match self
-            .client()?
-            .lease_client()
-            .time_to_live(id.0, Some(LeaseTimeToLiveOptions::new().with_keys()))
-            .await
-        {
-            Ok(resp) => resp.0,
-            Err(err) => {
-                return match self.fail("read a lease", err, ErrCtx { lease: Some(id), ..Default::default() }).await {
-                    StoreError::LeaseNotFound(_) => Ok(None),
-                    err => Err(err),
+        let resp =
+            match self.client()?.lease.lease_time_to_live(PbLeaseTimeToLiveRequest { id: id.0, keys: true }).await {
+                Ok(resp) => resp.into_inner(),
+                Err(err) => {
+                    return match self
+                        .fail("read a lease", err.into(), ErrCtx { lease: Some(id), ..Default::default() })
+                        .await
+                    {
+                        StoreError::LeaseNotFound(_) => Ok(None),
+                        err => Err(err),
+                    }
                 }
-            }
-        };
+            };
         // etcd answers TTL -1 for a lease it does not have.
         if resp.ttl < 0 {
             return Ok(None);
@@ -782,16 +908,16 @@ impl Store for EtcdStore {
     }
 
     async fn leases(&self) -> Result<Vec<LeaseId>> {
-        match self.client()?.lease_client().leases().await {
-            Ok(resp) => Ok(resp.0.leases.into_iter().map(|l| LeaseId(l.id)).collect()),
-            Err(err) => Err(self.fail("list leases", err, ErrCtx::default()).await),
+        match self.client()?.lease.lease_leases(PbLeaseLeasesRequest {}).await {
+            Ok(resp) => Ok(resp.into_inner().leases.into_iter().map(|l| LeaseId(l.id)).collect()),
+            Err(err) => Err(self.fail("list leases", err.into(), ErrCtx::default()).await),
         }
     }
 
     async fn status(&self) -> Result<StoreStatus> {
-        let resp = match self.client()?.maintenance_client().status().await {
-            Ok(resp) => resp.0,
-            Err(err) => return Err(self.fail("read the status", err, ErrCtx::default()).await),
+        let resp = match self.client()?.maintenance.status(PbStatusRequest {}).await {
+            Ok(resp) => resp.into_inner(),
+            Err(err) => return Err(self.fail("read the status", err.into(), ErrCtx::default()).await),
         };
         let revision = header_revision("read the status", &resp.header)?;
         // etcd before 3.4 does not report the size in use.
@@ -815,8 +941,7 @@ impl Store for EtcdStore {
 
 /// One etcd watch stream carrying one watch.
 struct WatchState {
-    sender: etcd_client::WatchRequestSender,
-    responses: etcd_client::WatchResponseStream,
+    stream: WatchStream,
     progress: Arc<Notify>,
     shared: Arc<Shared>,
     watch_id: i64,
@@ -829,9 +954,9 @@ impl WatchState {
     async fn next_item(&mut self) -> Option<Result<WatchItem>> {
         while !self.done {
             let resp = tokio::select! {
-                resp = self.responses.message() => resp,
+                resp = self.stream.message() => resp,
                 _ = self.progress.notified() => {
-                    if let Err(err) = self.sender.request_progress().await {
+                    if let Err(err) = self.stream.request_progress().await {
                         // The request side only fails once the stream is gone, which the
                         // response side reports.
                         tracing::debug!(error = %err, "etcd watch: progress request not sent");
@@ -840,7 +965,7 @@ impl WatchState {
                 }
             };
             let resp = match resp {
-                Ok(Some(resp)) => resp.0,
+                Ok(Some(resp)) => resp,
                 Ok(None) => {
                     self.done = true;
                     return Some(Err(protocol_error("watch", "etcd closed the watch stream")));
@@ -856,7 +981,7 @@ impl WatchState {
                     let compacted = self.shared.learn_compacted(resp.compact_revision);
                     return Some(Err(StoreError::Compacted { requested: self.next, compacted }));
                 }
-                let source = etcd_client::Error::WatchError(resp.cancel_reason);
+                let source = EtcdError::Watch(resp.cancel_reason);
                 return Some(Err(StoreError::Etcd { op: "watch", source }));
             }
             if !resp.events.is_empty() {
@@ -891,5 +1016,68 @@ impl WatchState {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_without_a_scheme_are_plain_http() {
+        let e = endpoint("127.0.0.1:2379", None, Duration::from_secs(1)).expect("endpoint");
+        assert_eq!(e.uri().to_string(), "http://127.0.0.1:2379/");
+        let e = endpoint("https://etcd.example:2379", None, Duration::from_secs(1)).expect("endpoint");
+        assert_eq!(e.uri().scheme_str(), Some("https"));
+    }
+
+    #[test]
+    fn an_endpoint_that_does_not_parse_is_an_invalid_uri() {
+        let err = endpoint("http://exa mple:2379", None, Duration::from_secs(1)).expect_err("invalid");
+        assert!(matches!(err, EtcdError::InvalidUri(_)), "{err:?}");
+        assert!(err.to_string().starts_with("invalid uri: "), "{err}");
+    }
+
+    #[test]
+    fn errors_read_as_they_always_have() {
+        let status = EtcdError::Status(tonic::Status::unavailable("down"));
+        assert!(status.to_string().starts_with("grpc request error: "), "{status}");
+        assert!(status.to_string().contains("down"), "{status}");
+        assert_eq!(EtcdError::Watch("gone".into()).to_string(), "watch error: gone");
+        assert_eq!(EtcdError::Endpoint("e:1: no answer".into()).to_string(), "endpoint error: e:1: no answer");
+        assert_eq!(EtcdError::Internal("odd".into()).to_string(), "internal error: odd");
+        // The error is the last word: reports of a StoreError::Etcd do not repeat its cause.
+        assert!(std::error::Error::source(&status).is_none());
+    }
+
+    #[test]
+    fn etcd_statuses_map_to_the_trait_errors() {
+        let kind = |code: tonic::Code, msg: &str| classify(&EtcdError::Status(tonic::Status::new(code, msg)));
+        let compacted = "etcdserver: mvcc: required revision has been compacted";
+        assert!(matches!(kind(tonic::Code::OutOfRange, compacted), Known::Compacted));
+        let future = "etcdserver: mvcc: required revision is a future revision";
+        assert!(matches!(kind(tonic::Code::OutOfRange, future), Known::FutureRevision));
+        let lease = "etcdserver: requested lease not found";
+        assert!(matches!(kind(tonic::Code::NotFound, lease), Known::LeaseNotFound));
+        let exists = "etcdserver: lease already exists";
+        assert!(matches!(kind(tonic::Code::FailedPrecondition, exists), Known::LeaseExists));
+        let bad = "etcdserver: key is not provided";
+        assert!(matches!(kind(tonic::Code::InvalidArgument, bad), Known::InvalidArgument(m) if m == bad));
+        assert!(matches!(kind(tonic::Code::Unavailable, "down"), Known::Other));
+        assert!(matches!(classify(&EtcdError::Watch("gone".into())), Known::Other));
+    }
+
+    #[test]
+    fn guarded_writes_compare_the_mod_revision_and_ask_for_the_previous_value() {
+        let guard = mod_revision_is(b"/k".to_vec(), 7);
+        assert_eq!(guard.result(), compare::CompareResult::Equal);
+        assert_eq!(guard.target(), compare::CompareTarget::Mod);
+        assert_eq!((guard.key.as_slice(), guard.range_end.is_empty()), (&b"/k"[..], true));
+        assert_eq!(guard.target_union, Some(PbTargetUnion::ModRevision(7)));
+        let put = put_request(b"/k".to_vec(), b"v".to_vec(), Some(LeaseId(5)));
+        assert_eq!((put.lease, put.prev_kv, put.ignore_value), (5, true, false));
+        assert_eq!(put_request(b"/k".to_vec(), Vec::new(), None).lease, 0);
+        let delete = delete_request(b"/k".to_vec());
+        assert!(delete.prev_kv && delete.range_end.is_empty());
     }
 }

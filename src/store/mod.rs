@@ -323,7 +323,7 @@ pub enum StoreError {
     Etcd {
         op: &'static str,
         #[source]
-        source: etcd_client::Error,
+        source: etcd::EtcdError,
     },
 }
 

@@ -1,23 +1,36 @@
 //! The etcd API served over the SQLite store, driven by real clients: Debian's `etcdctl`
-//! (etcd 3.4) and the `etcd-client` crate, both over the unix socket.
+//! (etcd 3.4) and the gRPC clients generated from etcd's API (`k3rs::etcdproto`), both over
+//! the unix socket.
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
-};
 use k3rs::etcdapi::{serve_with, EtcdApiError, ServeOptions, ETCD_VERSION, MEMBER_ID};
+use k3rs::etcdproto::etcdserverpb::compare::{CompareResult, CompareTarget};
+use k3rs::etcdproto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use k3rs::etcdproto::etcdserverpb::watch_create_request::FilterType;
+use k3rs::etcdproto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest,
+};
+use k3rs::etcdproto::mvccpb::event::EventType;
+use k3rs::etcdproto::{
+    KvClient, LeaseClient, PbCompactionRequest, PbCompare, PbDeleteRequest, PbDeleteResponse, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbResponseHeader, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse,
+    PbTxnRequest, PbTxnRequestOp, PbTxnResponse, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, WatchClient,
+};
 use k3rs::store::etcd::{EtcdOptions, EtcdStore};
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use k3rs::store::Store;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
 
 use crate::common;
 use common::etcd::EtcdServer;
@@ -101,7 +114,11 @@ impl Server {
             }))
             .await
             .expect("connect");
-        Client::from_channel(etcd_client::Channel::Tonic(channel), None).await.expect("client")
+        Client {
+            kv: KvClient::new(channel.clone()),
+            watch: WatchClient::new(channel.clone()),
+            lease: LeaseClient::new(channel),
+        }
     }
 
     async fn shutdown(mut self) {
@@ -163,6 +180,149 @@ impl Server {
     }
 }
 
+/// The etcd services the tests call, over one connection to the socket.
+struct Client {
+    kv: KvClient<Channel>,
+    watch: WatchClient<Channel>,
+    lease: LeaseClient<Channel>,
+}
+
+impl Client {
+    async fn put(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<PbPutResponse, Status> {
+        self.put_with(put(key, value)).await
+    }
+
+    async fn put_with(&mut self, req: PbPutRequest) -> Result<PbPutResponse, Status> {
+        Ok(self.kv.put(req).await?.into_inner())
+    }
+
+    async fn get(&mut self, req: PbRangeRequest) -> Result<PbRangeResponse, Status> {
+        Ok(self.kv.range(req).await?.into_inner())
+    }
+
+    async fn delete(&mut self, key: &str) -> Result<PbDeleteResponse, Status> {
+        Ok(self.kv.delete_range(PbDeleteRequest { key: key.into(), ..Default::default() }).await?.into_inner())
+    }
+
+    async fn txn(&mut self, req: PbTxnRequest) -> Result<PbTxnResponse, Status> {
+        Ok(self.kv.txn(req).await?.into_inner())
+    }
+
+    async fn compact(&mut self, revision: i64) -> Result<(), Status> {
+        self.kv.compact(PbCompactionRequest { revision, physical: false }).await.map(|_| ())
+    }
+
+    /// Opens a watch stream with one watch on it.
+    async fn watch(&mut self, create: WatchCreateRequest) -> Result<Watcher, Status> {
+        let (requests, rx) = mpsc::channel(16);
+        let watcher = Watcher { requests, responses: None };
+        watcher.send(PbWatchRequestUnion::CreateRequest(create)).await;
+        let responses = self.watch.watch(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Watcher { responses: Some(responses), ..watcher })
+    }
+
+    async fn lease_grant(&mut self, ttl: i64, id: i64) -> Result<k3rs::etcdproto::PbLeaseGrantResponse, Status> {
+        Ok(self.lease.lease_grant(LeaseGrantRequest { ttl, id }).await?.into_inner())
+    }
+
+    /// Opens a keep-alive stream: renewals go in through the sender.
+    async fn lease_keep_alive(
+        &mut self,
+    ) -> Result<(mpsc::Sender<LeaseKeepAliveRequest>, Streaming<LeaseKeepAliveResponse>), Status> {
+        let (keeper, rx) = mpsc::channel(16);
+        let answers = self.lease.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+        Ok((keeper, answers))
+    }
+}
+
+/// A watch stream: requests go in through `requests`, answers come from `responses`.
+struct Watcher {
+    requests: mpsc::Sender<PbWatchRequest>,
+    responses: Option<Streaming<PbWatchResponse>>,
+}
+
+impl Watcher {
+    async fn send(&self, request: PbWatchRequestUnion) {
+        self.requests.send(PbWatchRequest { request_union: Some(request) }).await.expect("watch stream open");
+    }
+
+    async fn message(&mut self) -> Result<Option<PbWatchResponse>, Status> {
+        self.responses.as_mut().expect("stream opened").message().await
+    }
+
+    async fn watch(&self, create: WatchCreateRequest) {
+        self.send(PbWatchRequestUnion::CreateRequest(create)).await
+    }
+
+    async fn cancel(&self, watch_id: i64) {
+        self.send(PbWatchRequestUnion::CancelRequest(WatchCancelRequest { watch_id })).await
+    }
+
+    async fn request_progress(&self) {
+        self.send(PbWatchRequestUnion::ProgressRequest(WatchProgressRequest {})).await
+    }
+}
+
+/// The end of the range of keys starting with `prefix` (all keys for an empty prefix).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    k3rs::store::prefix_end(prefix.as_bytes()).map_or_else(|| vec![0], |end| end.to_vec())
+}
+
+/// A read of `key` alone.
+fn get(key: &str) -> PbRangeRequest {
+    PbRangeRequest { key: key.into(), ..Default::default() }
+}
+
+/// A read of every key starting with `prefix`.
+fn get_prefix(prefix: &str) -> PbRangeRequest {
+    PbRangeRequest { key: prefix.into(), range_end: prefix_end(prefix), ..Default::default() }
+}
+
+fn put(key: &str, value: impl Into<Vec<u8>>) -> PbPutRequest {
+    PbPutRequest { key: key.into(), value: value.into(), ..Default::default() }
+}
+
+/// A watch of every key starting with `prefix`.
+fn watch_prefix(prefix: &str) -> WatchCreateRequest {
+    WatchCreateRequest { key: prefix.into(), range_end: prefix_end(prefix), ..Default::default() }
+}
+
+fn compare(key: &str, result: CompareResult, target: CompareTarget, value: PbTargetUnion) -> PbCompare {
+    PbCompare {
+        key: key.into(),
+        result: result as i32,
+        target: target as i32,
+        target_union: Some(value),
+        range_end: vec![],
+    }
+}
+
+fn mod_revision_is(key: &str, result: CompareResult, revision: i64) -> PbCompare {
+    compare(key, result, CompareTarget::Mod, PbTargetUnion::ModRevision(revision))
+}
+
+fn version_is(key: &str, version: i64) -> PbCompare {
+    compare(key, CompareResult::Equal, CompareTarget::Version, PbTargetUnion::Version(version))
+}
+
+fn value_is(key: &str, value: impl Into<Vec<u8>>) -> PbCompare {
+    compare(key, CompareResult::Equal, CompareTarget::Value, PbTargetUnion::Value(value.into()))
+}
+
+fn txn(compare: Vec<PbCompare>, success: Vec<PbTxnOpRequest>, failure: Vec<PbTxnOpRequest>) -> PbTxnRequest {
+    let ops = |ops: Vec<PbTxnOpRequest>| ops.into_iter().map(|op| PbTxnRequestOp { request: Some(op) }).collect();
+    PbTxnRequest { compare, success: ops(success), failure: ops(failure) }
+}
+
+/// The answers of a transaction's operations.
+fn ops(resp: &PbTxnResponse) -> Vec<&PbTxnOpResponse> {
+    resp.responses.iter().map(|r| r.response.as_ref().expect("an answer per operation")).collect()
+}
+
+fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("utf8")
+}
+
 fn b64(v: &Value) -> String {
     String::from_utf8(base64_decode(v.as_str().expect("base64 string"))).expect("utf8")
 }
@@ -205,8 +365,8 @@ async fn socket_is_private_and_removed_on_shutdown() {
     assert_eq!(mode, 0o600);
     // Open streams do not hold the shutdown: they are ended, and the client sees it.
     let mut c = server.client().await;
-    let mut w = c.watch("/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
-    assert!(w.message().await.expect("message").expect("created").created());
+    let mut w = c.watch(watch_prefix("/")).await.expect("watch");
+    assert!(w.message().await.expect("message").expect("created").created);
     let sock = server.sock.clone();
     tokio::time::timeout(Duration::from_secs(3), server.shutdown()).await.expect("prompt shutdown");
     assert!(!sock.exists(), "socket removed on exit");
@@ -222,14 +382,14 @@ async fn a_watcher_that_reads_late_misses_nothing() {
     let server = Server::start_on(store_opts, ServeOptions::default()).await;
     let mut c = server.client().await;
     let from = server.revision().await + 1;
-    let mut w = c.watch("/load/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
-    assert!(w.message().await.expect("message").expect("created").created());
+    let mut w = c.watch(watch_prefix("/load/")).await.expect("watch");
+    assert!(w.message().await.expect("message").expect("created").created);
     let mut writers = Vec::new();
     for t in 0..4 {
         let mut c = server.client().await;
         writers.push(tokio::spawn(async move {
             for i in 0..500 {
-                c.put(format!("/load/{t}/{}", i % 50), vec![b'x'; 512], None).await.expect("put");
+                c.put(&format!("/load/{t}/{}", i % 50), vec![b'x'; 512]).await.expect("put");
             }
         }));
     }
@@ -240,8 +400,8 @@ async fn a_watcher_that_reads_late_misses_nothing() {
     let mut next = from;
     while next <= to {
         let resp = tokio::time::timeout(Duration::from_secs(10), w.message()).await.expect("in time").expect("message");
-        for ev in resp.expect("events").events() {
-            assert_eq!(ev.kv().expect("kv").mod_revision(), next, "no gap, no duplicate");
+        for ev in resp.expect("events").events {
+            assert_eq!(ev.kv.expect("kv").mod_revision, next, "no gap, no duplicate");
             next += 1;
         }
     }
@@ -407,15 +567,8 @@ async fn etcdctl_status_members_health_and_compaction() {
     server.shutdown().await;
 }
 
-fn status_of(err: etcd_client::Error) -> tonic::Status {
-    match err {
-        etcd_client::Error::GRpcStatus(status) => status,
-        other => panic!("expected a gRPC status, got {other:?}"),
-    }
-}
-
-fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> i64 {
-    h.expect("header").revision()
+fn header_rev(h: Option<&PbResponseHeader>) -> i64 {
+    h.expect("header").revision
 }
 
 #[tokio::test]
@@ -436,111 +589,118 @@ async fn kubernetes_transactions_and_watches_over_the_etcd_backend() {
 async fn kubernetes_transactions(server: &Server) {
     let mut c = server.client().await;
     let key = "/registry/configmaps/default/cm";
-    let create =
-        || Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, 0)]).and_then([TxnOp::put(key, "v1", None)]);
+    let create = || {
+        txn(
+            vec![mod_revision_is(key, CompareResult::Equal, 0)],
+            vec![PbTxnOpRequest::RequestPut(put(key, "v1"))],
+            vec![],
+        )
+    };
     // Create: the key is absent, the put runs at the next revision.
     let before = server.revision().await;
     let resp = c.txn(create()).await.expect("create");
-    assert!(resp.succeeded());
-    let rev1 = header_rev(resp.header());
+    assert!(resp.succeeded);
+    let rev1 = header_rev(resp.header.as_ref());
     assert_eq!(rev1, before + 1);
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Put(p)] => assert_eq!(header_rev(p.header()), rev1),
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponsePut(p)] => assert_eq!(header_rev(p.header.as_ref()), rev1),
         other => panic!("unexpected responses {other:?}"),
     }
     // Creating again fails and, with no Else, answers nothing more.
     let resp = c.txn(create()).await.expect("create again");
-    assert!(!resp.succeeded());
-    assert!(resp.op_responses().is_empty());
-    assert_eq!(header_rev(resp.header()), rev1);
+    assert!(!resp.succeeded);
+    assert!(ops(&resp).is_empty());
+    assert_eq!(header_rev(resp.header.as_ref()), rev1);
 
     // Guarded update with the Else Get kube-apiserver uses to refresh a stale object.
     let update = |rev: i64, value: &str| {
-        Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_prev_key()))])
-            .or_else([TxnOp::get(key, None)])
+        txn(
+            vec![mod_revision_is(key, CompareResult::Equal, rev)],
+            vec![PbTxnOpRequest::RequestPut(PbPutRequest { prev_kv: true, ..put(key, value) })],
+            vec![PbTxnOpRequest::RequestRange(get(key))],
+        )
     };
     let resp = c.txn(update(rev1, "v2")).await.expect("update");
-    assert!(resp.succeeded());
-    let rev2 = header_rev(resp.header());
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Put(p)] => {
-            let prev = p.prev_key().expect("prev kv");
-            assert_eq!((prev.value(), prev.mod_revision()), (&b"v1"[..], rev1));
+    assert!(resp.succeeded);
+    let rev2 = header_rev(resp.header.as_ref());
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponsePut(p)] => {
+            let prev = p.prev_kv.as_ref().expect("prev kv");
+            assert_eq!((&prev.value[..], prev.mod_revision), (&b"v1"[..], rev1));
         }
         other => panic!("unexpected responses {other:?}"),
     }
     let resp = c.txn(update(rev1, "stale")).await.expect("stale update");
-    assert!(!resp.succeeded());
-    assert_eq!(header_rev(resp.header()), rev2);
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Get(g)] => {
-            let kv = &g.kvs()[0];
-            assert_eq!(
-                (kv.value(), kv.mod_revision(), kv.create_revision(), kv.version()),
-                (&b"v2"[..], rev2, rev1, 2)
-            );
-            assert_eq!(header_rev(g.header()), rev2);
+    assert!(!resp.succeeded);
+    assert_eq!(header_rev(resp.header.as_ref()), rev2);
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponseRange(g)] => {
+            let kv = &g.kvs[0];
+            assert_eq!((&kv.value[..], kv.mod_revision, kv.create_revision, kv.version), (&b"v2"[..], rev2, rev1, 2));
+            assert_eq!(header_rev(g.header.as_ref()), rev2);
         }
         other => panic!("unexpected responses {other:?}"),
     }
 
     // Guarded delete, stale then current.
     let delete = |rev: i64| {
-        Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
-            .or_else([TxnOp::get(key, None)])
+        txn(
+            vec![mod_revision_is(key, CompareResult::Equal, rev)],
+            vec![PbTxnOpRequest::RequestDeleteRange(PbDeleteRequest {
+                key: key.into(),
+                prev_kv: true,
+                ..Default::default()
+            })],
+            vec![PbTxnOpRequest::RequestRange(get(key))],
+        )
     };
     let resp = c.txn(delete(rev1)).await.expect("stale delete");
-    assert!(!resp.succeeded());
+    assert!(!resp.succeeded);
     let resp = c.txn(delete(rev2)).await.expect("delete");
-    assert!(resp.succeeded());
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Delete(d)] => {
-            assert_eq!(d.deleted(), 1);
-            assert_eq!(d.prev_kvs()[0].value(), b"v2");
+    assert!(resp.succeeded);
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponseDeleteRange(d)] => {
+            assert_eq!(d.deleted, 1);
+            assert_eq!(d.prev_kvs[0].value, b"v2");
         }
         other => panic!("unexpected responses {other:?}"),
     }
     let resp = c.txn(delete(rev2)).await.expect("delete again");
-    assert!(!resp.succeeded());
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Get(g)] => assert_eq!((g.kvs().len(), g.count()), (0, 0)),
+    assert!(!resp.succeeded);
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponseRange(g)] => assert_eq!((g.kvs.len(), g.count), (0, 0)),
         other => panic!("unexpected responses {other:?}"),
     }
 
     // kube-apiserver's compaction bookkeeping compares the version of one key.
     let bump = |version: i64, value: &str| {
-        Txn::new()
-            .when([Compare::version("compact_rev_key", CompareOp::Equal, version)])
-            .and_then([TxnOp::put("compact_rev_key", value, None)])
-            .or_else([TxnOp::get("compact_rev_key", None)])
+        txn(
+            vec![version_is("compact_rev_key", version)],
+            vec![PbTxnOpRequest::RequestPut(put("compact_rev_key", value))],
+            vec![PbTxnOpRequest::RequestRange(get("compact_rev_key"))],
+        )
     };
-    assert!(c.txn(bump(0, "10")).await.expect("first").succeeded());
-    assert!(c.txn(bump(1, "20")).await.expect("second").succeeded());
+    assert!(c.txn(bump(0, "10")).await.expect("first").succeeded);
+    assert!(c.txn(bump(1, "20")).await.expect("second").succeeded);
     let resp = c.txn(bump(1, "30")).await.expect("lost race");
-    assert!(!resp.succeeded());
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Get(g)] => assert_eq!((g.kvs()[0].version(), g.kvs()[0].value()), (2, &b"20"[..])),
+    assert!(!resp.succeeded);
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponseRange(g)] => assert_eq!((g.kvs[0].version, &g.kvs[0].value[..]), (2, &b"20"[..])),
         other => panic!("unexpected responses {other:?}"),
     }
 
     // Reads without compares are answered at one revision.
-    c.put("/r/a", "1", None).await.expect("put");
-    c.put("/r/b", "2", None).await.expect("put");
-    let resp = c
-        .txn(Txn::new().and_then([TxnOp::get("/r/", Some(GetOptions::new().with_prefix())), TxnOp::get("/r/a", None)]))
-        .await
-        .expect("reads");
-    assert!(resp.succeeded());
+    c.put("/r/a", "1").await.expect("put");
+    c.put("/r/b", "2").await.expect("put");
+    let reads = vec![PbTxnOpRequest::RequestRange(get_prefix("/r/")), PbTxnOpRequest::RequestRange(get("/r/a"))];
+    let resp = c.txn(txn(vec![], reads, vec![])).await.expect("reads");
+    assert!(resp.succeeded);
     let now = server.revision().await;
-    assert_eq!(header_rev(resp.header()), now);
-    match resp.op_responses().as_slice() {
-        [TxnOpResponse::Get(all), TxnOpResponse::Get(one)] => {
-            assert_eq!((all.count(), one.count()), (2, 1));
-            assert_eq!((header_rev(all.header()), header_rev(one.header())), (now, now));
+    assert_eq!(header_rev(resp.header.as_ref()), now);
+    match ops(&resp).as_slice() {
+        [PbTxnOpResponse::ResponseRange(all), PbTxnOpResponse::ResponseRange(one)] => {
+            assert_eq!((all.count, one.count), (2, 1));
+            assert_eq!((header_rev(all.header.as_ref()), header_rev(one.header.as_ref())), (now, now));
         }
         other => panic!("unexpected responses {other:?}"),
     }
@@ -550,27 +710,30 @@ async fn kubernetes_transactions(server: &Server) {
 async fn unsupported_transactions_are_refused_with_a_clear_error() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    c.put("/a", "1", None).await.expect("put");
+    c.put("/a", "1").await.expect("put");
     let before = server.revision().await;
+    let put_op = |key: &str, value: &str| PbTxnOpRequest::RequestPut(put(key, value));
     let txns = [
-        Txn::new().when([Compare::mod_revision("/a", CompareOp::Greater, 0)]).and_then([TxnOp::put("/b", "x", None)]),
-        Txn::new()
-            .when([Compare::value("/a", CompareOp::Equal, "1"), Compare::value("/b", CompareOp::Equal, "1")])
-            .and_then([TxnOp::put("/a", "2", None)]),
-        Txn::new().and_then([TxnOp::put("/a", "2", None), TxnOp::put("/b", "2", None)]),
-        Txn::new()
-            .when([Compare::version("/a", CompareOp::Equal, 1)])
-            .and_then([TxnOp::delete("/", Some(DeleteOptions::new().with_prefix()))]),
+        txn(vec![mod_revision_is("/a", CompareResult::Greater, 0)], vec![put_op("/b", "x")], vec![]),
+        txn(vec![value_is("/a", "1"), value_is("/b", "1")], vec![put_op("/a", "2")], vec![]),
+        txn(vec![], vec![put_op("/a", "2"), put_op("/b", "2")], vec![]),
+        txn(
+            vec![version_is("/a", 1)],
+            vec![PbTxnOpRequest::RequestDeleteRange(PbDeleteRequest {
+                key: "/".into(),
+                range_end: prefix_end("/"),
+                ..Default::default()
+            })],
+            vec![],
+        ),
     ];
-    for txn in txns {
-        let status = status_of(c.txn(txn).await.expect_err("refused"));
+    for t in txns {
+        let status = c.txn(t).await.expect_err("refused");
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
         assert!(status.message().contains("not supported"), "{}", status.message());
     }
     assert_eq!(server.revision().await, before, "nothing was written");
-    let status = status_of(
-        c.txn(Txn::new().and_then([TxnOp::put("/a", "2", None), TxnOp::put("/a", "3", None)])).await.expect_err("dup"),
-    );
+    let status = c.txn(txn(vec![], vec![put_op("/a", "2"), put_op("/a", "3")], vec![])).await.expect_err("dup");
     assert_eq!(
         (status.code(), status.message()),
         (tonic::Code::InvalidArgument, "etcdserver: duplicate key given in txn request")
@@ -582,20 +745,22 @@ async fn unsupported_transactions_are_refused_with_a_clear_error() {
 async fn concurrent_read_check_write_transactions_are_linearizable() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    c.put("/counter", "0", None).await.expect("put");
+    c.put("/counter", "0").await.expect("put");
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let mut c = server.client().await;
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             while done < 10 {
-                let cur = c.get("/counter", None).await.expect("get").kvs()[0].value_str().expect("utf8").to_string();
+                let cur = utf8(&c.get(get("/counter")).await.expect("get").kvs[0].value).to_string();
                 let next = (cur.parse::<i64>().expect("number") + 1).to_string();
                 // A value compare: served by reading, checking and writing guarded.
-                let txn = Txn::new()
-                    .when([Compare::value("/counter", CompareOp::Equal, cur)])
-                    .and_then([TxnOp::put("/counter", next, None)]);
-                if c.txn(txn).await.expect("txn").succeeded() {
+                let t = txn(
+                    vec![value_is("/counter", cur)],
+                    vec![PbTxnOpRequest::RequestPut(put("/counter", next))],
+                    vec![],
+                );
+                if c.txn(t).await.expect("txn").succeeded {
                     done += 1;
                 }
             }
@@ -604,9 +769,9 @@ async fn concurrent_read_check_write_transactions_are_linearizable() {
     for t in tasks {
         t.await.expect("task");
     }
-    let resp = c.get("/counter", None).await.expect("get");
-    assert_eq!(resp.kvs()[0].value_str().expect("utf8"), "80");
-    assert_eq!(resp.kvs()[0].version(), 81);
+    let resp = c.get(get("/counter")).await.expect("get");
+    assert_eq!(utf8(&resp.kvs[0].value), "80");
+    assert_eq!(resp.kvs[0].version, 81);
     server.shutdown().await;
 }
 
@@ -615,48 +780,41 @@ async fn range_options_match_etcd() {
     let server = Server::start().await;
     let mut c = server.client().await;
     for (k, v) in [("/s/c", "1"), ("/s/a", "3"), ("/s/b", "2")] {
-        c.put(k, v, None).await.expect("put");
+        c.put(k, v).await.expect("put");
     }
     let first = server.revision().await - 2;
-    c.put("/s/c", "4", None).await.expect("put");
-    let keys = |r: &etcd_client::GetResponse| {
-        r.kvs().iter().map(|kv| kv.key_str().expect("utf8").to_string()).collect::<Vec<_>>()
-    };
+    c.put("/s/c", "4").await.expect("put");
+    let keys = |r: &PbRangeResponse| r.kvs.iter().map(|kv| utf8(&kv.key).to_string()).collect::<Vec<_>>();
 
-    let r = c.get("/s/", Some(GetOptions::new().with_prefix().with_limit(2))).await.expect("get");
-    assert_eq!((keys(&r), r.more(), r.count()), (vec!["/s/a".to_string(), "/s/b".to_string()], true, 3));
-    let r = c.get("/s/", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("get");
-    assert_eq!((r.kvs().len(), r.count(), r.more()), (0, 3, false));
-    let r = c
-        .get("/s/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Value, SortOrder::Descend)))
-        .await
-        .expect("get");
+    let r = c.get(PbRangeRequest { limit: 2, ..get_prefix("/s/") }).await.expect("get");
+    assert_eq!((keys(&r), r.more, r.count), (vec!["/s/a".to_string(), "/s/b".to_string()], true, 3));
+    let r = c.get(PbRangeRequest { count_only: true, ..get_prefix("/s/") }).await.expect("get");
+    assert_eq!((r.kvs.len(), r.count, r.more), (0, 3, false));
+    let sorted = |target: SortTarget, order: SortOrder| PbRangeRequest {
+        sort_target: target as i32,
+        sort_order: order as i32,
+        ..get_prefix("/s/")
+    };
+    let r = c.get(sorted(SortTarget::Value, SortOrder::Descend)).await.expect("get");
     assert_eq!(keys(&r), ["/s/c", "/s/a", "/s/b"]);
-    let r = c
-        .get(
-            "/s/",
-            Some(GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend).with_limit(1)),
-        )
-        .await
-        .expect("get");
-    assert_eq!((keys(&r), r.more()), (vec!["/s/c".to_string()], true));
-    let r = c.get("/s/", Some(GetOptions::new().with_prefix().with_min_mod_revision(first + 2))).await.expect("get");
-    assert_eq!((keys(&r), r.count()), (vec!["/s/b".to_string(), "/s/c".to_string()], 3));
-    let r = c.get("/s/", Some(GetOptions::new().with_prefix().with_keys_only())).await.expect("get");
-    assert!(r.kvs().iter().all(|kv| kv.value().is_empty()) && r.kvs().len() == 3);
-    let r = c.get("/s/c", Some(GetOptions::new().with_revision(first))).await.expect("get");
-    assert_eq!(r.kvs()[0].value(), b"1");
-    assert_eq!(r.header().expect("header").revision(), server.revision().await, "etcd stamps past reads with now");
+    let r = c.get(PbRangeRequest { limit: 1, ..sorted(SortTarget::Create, SortOrder::Ascend) }).await.expect("get");
+    assert_eq!((keys(&r), r.more), (vec!["/s/c".to_string()], true));
+    let r = c.get(PbRangeRequest { min_mod_revision: first + 2, ..get_prefix("/s/") }).await.expect("get");
+    assert_eq!((keys(&r), r.count), (vec!["/s/b".to_string(), "/s/c".to_string()], 3));
+    let r = c.get(PbRangeRequest { keys_only: true, ..get_prefix("/s/") }).await.expect("get");
+    assert!(r.kvs.iter().all(|kv| kv.value.is_empty()) && r.kvs.len() == 3);
+    let r = c.get(PbRangeRequest { revision: first, ..get("/s/c") }).await.expect("get");
+    assert_eq!(r.kvs[0].value, b"1");
+    assert_eq!(header_rev(r.header.as_ref()), server.revision().await, "etcd stamps past reads with now");
 
     // ignore_value keeps the value, and needs the key to exist.
-    let lease = c.lease_grant(60, None).await.expect("lease").id();
-    c.put("/s/a", "", Some(PutOptions::new().with_ignore_value().with_lease(lease))).await.expect("ignore value");
-    let kv = c.get("/s/a", None).await.expect("get").kvs()[0].clone();
-    assert_eq!((kv.value(), kv.lease()), (&b"3"[..], lease));
-    let status =
-        status_of(c.put("/s/none", "", Some(PutOptions::new().with_ignore_value())).await.expect_err("absent"));
+    let lease = c.lease_grant(60, 0).await.expect("lease").id;
+    c.put_with(PbPutRequest { ignore_value: true, lease, ..put("/s/a", "") }).await.expect("ignore value");
+    let kv = c.get(get("/s/a")).await.expect("get").kvs[0].clone();
+    assert_eq!((&kv.value[..], kv.lease), (&b"3"[..], lease));
+    let status = c.put_with(PbPutRequest { ignore_value: true, ..put("/s/none", "") }).await.expect_err("absent");
     assert_eq!(status.message(), "etcdserver: key not found");
-    let status = status_of(c.get("", None).await.expect_err("empty key"));
+    let status = c.get(get("")).await.expect_err("empty key");
     assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "etcdserver: key is not provided"));
     server.shutdown().await;
 }
@@ -670,26 +828,26 @@ async fn watch_from_an_old_revision_with_prev_kv_then_live() {
 
 async fn watch_old_revision_then_live(server: &Server) {
     let mut c = server.client().await;
-    let r1 = c.put("/pods/a", "1", None).await.expect("put").header().expect("header").revision();
-    c.put("/pods/a", "2", None).await.expect("put");
-    c.put("/other", "x", None).await.expect("put");
-    c.delete("/pods/a", None).await.expect("delete");
+    let r1 = header_rev(c.put("/pods/a", "1").await.expect("put").header.as_ref());
+    c.put("/pods/a", "2").await.expect("put");
+    c.put("/other", "x").await.expect("put");
+    c.delete("/pods/a").await.expect("delete");
 
     let mut w = c
-        .watch("/pods/", Some(WatchOptions::new().with_prefix().with_start_revision(r1).with_prev_key()))
+        .watch(WatchCreateRequest { start_revision: r1, prev_kv: true, ..watch_prefix("/pods/") })
         .await
         .expect("watch");
     let created = w.message().await.expect("message").expect("created");
-    assert!(created.created());
-    let id = created.watch_id();
+    assert!(created.created);
+    let id = created.watch_id;
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let resp = w.message().await.expect("message").expect("events");
-        assert_eq!(resp.watch_id(), id);
-        for ev in resp.events() {
-            let kv = ev.kv().expect("kv");
-            let prev = ev.prev_kv().map(|p| p.value_str().expect("utf8").to_string());
-            seen.push((ev.event_type(), kv.value_str().expect("utf8").to_string(), kv.mod_revision() - r1, prev));
+        assert_eq!(resp.watch_id, id);
+        for ev in &resp.events {
+            let kv = ev.kv.as_ref().expect("kv");
+            let prev = ev.prev_kv.as_ref().map(|p| utf8(&p.value).to_string());
+            seen.push((ev.r#type(), utf8(&kv.value).to_string(), kv.mod_revision - r1, prev));
         }
     }
     assert_eq!(
@@ -700,75 +858,74 @@ async fn watch_old_revision_then_live(server: &Server) {
             (EventType::Delete, String::new(), 3, Some("2".to_string())),
         ]
     );
-    c.put("/pods/b", "live", None).await.expect("put");
+    c.put("/pods/b", "live").await.expect("put");
     let resp = w.message().await.expect("message").expect("live event");
-    assert_eq!(resp.events()[0].kv().expect("kv").key(), b"/pods/b");
-    assert!(resp.events()[0].prev_kv().is_none());
+    assert_eq!(resp.events[0].kv.as_ref().expect("kv").key, b"/pods/b");
+    assert!(resp.events[0].prev_kv.is_none());
 
     // A client-wide progress request: one response with watch id -1 at the current revision.
-    w.request_progress().await.expect("progress");
+    w.request_progress().await;
     let resp = w.message().await.expect("message").expect("progress");
-    assert_eq!((resp.watch_id(), resp.events().len()), (-1, 0));
-    assert_eq!(resp.header().expect("header").revision(), server.revision().await);
+    assert_eq!((resp.watch_id, resp.events.len()), (-1, 0));
+    assert_eq!(header_rev(resp.header.as_ref()), server.revision().await);
 
     // Filters and a second watch on the same stream.
-    w.watch("/pods/", Some(WatchOptions::new().with_prefix().with_filters([etcd_client::WatchFilterType::NoPut])))
-        .await
-        .expect("second watch");
+    w.watch(WatchCreateRequest { filters: vec![FilterType::Noput as i32], ..watch_prefix("/pods/") }).await;
     let created = w.message().await.expect("message").expect("created");
-    assert!(created.created() && created.watch_id() != id);
-    let id2 = created.watch_id();
-    c.put("/pods/c", "1", None).await.expect("put");
-    c.delete("/pods/c", None).await.expect("delete");
+    assert!(created.created && created.watch_id != id);
+    let id2 = created.watch_id;
+    c.put("/pods/c", "1").await.expect("put");
+    c.delete("/pods/c").await.expect("delete");
     let mut got = Vec::new();
     while got.len() < 3 {
         let resp = w.message().await.expect("message").expect("events");
-        for ev in resp.events() {
-            got.push((resp.watch_id(), ev.event_type()));
+        for ev in &resp.events {
+            got.push((resp.watch_id, ev.r#type()));
         }
     }
     got.sort_by_key(|(id, _)| *id);
     assert_eq!(got, [(id, EventType::Put), (id, EventType::Delete), (id2, EventType::Delete)]);
 
-    w.cancel(id).await.expect("cancel");
+    w.cancel(id).await;
     let resp = w.message().await.expect("message").expect("canceled");
-    assert!(resp.canceled() && resp.watch_id() == id);
-    c.put("/pods/d", "1", None).await.expect("put");
-    c.delete("/pods/d", None).await.expect("delete");
+    assert!(resp.canceled && resp.watch_id == id);
+    c.put("/pods/d", "1").await.expect("put");
+    c.delete("/pods/d").await.expect("delete");
     let resp = w.message().await.expect("message").expect("only the second watch remains");
-    assert_eq!((resp.watch_id(), resp.events()[0].event_type()), (id2, EventType::Delete));
+    assert_eq!((resp.watch_id, resp.events[0].r#type()), (id2, EventType::Delete));
 }
 
 #[tokio::test]
 async fn compacted_revisions_fail_reads_and_watches() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let old = c.put("/k", "1", None).await.expect("put").header().expect("header").revision();
-    c.put("/k", "2", None).await.expect("put");
-    let compact_to = c.put("/k", "3", None).await.expect("put").header().expect("header").revision();
-    c.compact(compact_to, None).await.expect("compact");
+    let old = header_rev(c.put("/k", "1").await.expect("put").header.as_ref());
+    c.put("/k", "2").await.expect("put");
+    let compact_to = header_rev(c.put("/k", "3").await.expect("put").header.as_ref());
+    c.compact(compact_to).await.expect("compact");
 
-    let status = status_of(c.get("/k", Some(GetOptions::new().with_revision(old))).await.expect_err("compacted"));
+    let status = c.get(PbRangeRequest { revision: old, ..get("/k") }).await.expect_err("compacted");
     assert_eq!(
         (status.code(), status.message()),
         (tonic::Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted")
     );
-    let status = status_of(c.compact(old, None).await.expect_err("compacting again"));
+    let status = c.compact(old).await.expect_err("compacting again");
     assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
-    let status = status_of(c.compact(compact_to + 100, None).await.expect_err("future"));
+    let status = c.compact(compact_to + 100).await.expect_err("future");
     assert_eq!(status.message(), "etcdserver: mvcc: required revision is a future revision");
 
-    let mut w = c.watch("/k", Some(WatchOptions::new().with_start_revision(old))).await.expect("watch");
+    let watch_k = |start_revision: i64| WatchCreateRequest { key: "/k".into(), start_revision, ..Default::default() };
+    let mut w = c.watch(watch_k(old)).await.expect("watch");
     let created = w.message().await.expect("message").expect("created");
-    assert!(created.created());
+    assert!(created.created);
     let resp = w.message().await.expect("message").expect("compacted");
-    assert!(resp.canceled());
-    assert_eq!((resp.watch_id(), resp.compact_revision()), (created.watch_id(), compact_to));
+    assert!(resp.canceled);
+    assert_eq!((resp.watch_id, resp.compact_revision), (created.watch_id, compact_to));
     // From the compaction revision on, history is still there.
-    let mut w = c.watch("/k", Some(WatchOptions::new().with_start_revision(compact_to))).await.expect("watch");
-    assert!(w.message().await.expect("message").expect("created").created());
+    let mut w = c.watch(watch_k(compact_to)).await.expect("watch");
+    assert!(w.message().await.expect("message").expect("created").created);
     let resp = w.message().await.expect("message").expect("event");
-    assert_eq!(resp.events()[0].kv().expect("kv").value(), b"3");
+    assert_eq!(resp.events[0].kv.as_ref().expect("kv").value, b"3");
     server.shutdown().await;
 }
 
@@ -777,10 +934,10 @@ async fn progress_notify_reports_quiet_watches() {
     let opts = ServeOptions { progress_notify_interval: Duration::from_millis(200), ..Default::default() };
     let server = Server::start_with(opts).await;
     let mut c = server.client().await;
-    c.put("/p/x", "1", None).await.expect("put");
-    let mut w = c.watch("/p/", Some(WatchOptions::new().with_prefix().with_progress_notify())).await.expect("watch");
+    c.put("/p/x", "1").await.expect("put");
+    let mut w = c.watch(WatchCreateRequest { progress_notify: true, ..watch_prefix("/p/") }).await.expect("watch");
     let created = w.message().await.expect("message").expect("created");
-    c.put("/unrelated", "1", None).await.expect("put");
+    c.put("/unrelated", "1").await.expect("put");
     let now = server.revision().await;
     // Ticks keep coming while the watch stays quiet; one after the unrelated write
     // reports its revision (a slow machine may fit an earlier tick in before it).
@@ -791,8 +948,8 @@ async fn progress_notify_reports_quiet_watches() {
             .expect("progress at the current revision in time")
             .expect("message")
             .expect("progress");
-        assert_eq!((resp.watch_id(), resp.events().len()), (created.watch_id(), 0));
-        let rev = resp.header().expect("header").revision();
+        assert_eq!((resp.watch_id, resp.events.len()), (created.watch_id, 0));
+        let rev = header_rev(resp.header.as_ref());
         assert!(rev <= now, "progress {rev} beyond the store's revision {now}");
         if rev == now {
             break;
@@ -805,33 +962,31 @@ async fn progress_notify_reports_quiet_watches() {
 async fn leases_through_the_client() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let g = c.lease_grant(1, None).await.expect("grant");
-    assert_eq!(g.ttl(), 2, "etcd's minimum TTL");
-    let g =
-        c.lease_grant(30, Some(etcd_client::LeaseGrantOptions::new().with_id(0x1234))).await.expect("grant with id");
-    assert_eq!((g.id(), g.ttl()), (0x1234, 30));
-    let status = status_of(
-        c.lease_grant(30, Some(etcd_client::LeaseGrantOptions::new().with_id(0x1234))).await.expect_err("exists"),
-    );
+    let g = c.lease_grant(1, 0).await.expect("grant");
+    assert_eq!(g.ttl, 2, "etcd's minimum TTL");
+    let g = c.lease_grant(30, 0x1234).await.expect("grant with id");
+    assert_eq!((g.id, g.ttl), (0x1234, 30));
+    let status = c.lease_grant(30, 0x1234).await.expect_err("exists");
     assert_eq!(
         (status.code(), status.message()),
         (tonic::Code::FailedPrecondition, "etcdserver: lease already exists")
     );
-    c.put("/lease/k", "v", Some(PutOptions::new().with_lease(0x1234))).await.expect("put");
-    let (mut keeper, mut stream) = c.lease_keep_alive(0x1234).await.expect("keep alive");
-    keeper.keep_alive().await.expect("send");
+    c.put_with(PbPutRequest { lease: 0x1234, ..put("/lease/k", "v") }).await.expect("put");
+    let (keeper, mut stream) = c.lease_keep_alive().await.expect("keep alive");
+    keeper.send(LeaseKeepAliveRequest { id: 0x1234 }).await.expect("send");
     let resp = stream.message().await.expect("message").expect("response");
-    assert_eq!((resp.id(), resp.ttl()), (0x1234, 30));
-    let ttl =
-        c.lease_time_to_live(0x1234, Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.expect("ttl");
-    assert_eq!((ttl.granted_ttl(), ttl.keys()), (30, &[b"/lease/k".to_vec()][..]));
-    let leases: Vec<i64> = c.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
+    assert_eq!((resp.id, resp.ttl), (0x1234, 30));
+    let ttl = c.lease.lease_time_to_live(LeaseTimeToLiveRequest { id: 0x1234, keys: true }).await.expect("ttl");
+    let ttl = ttl.into_inner();
+    assert_eq!((ttl.granted_ttl, &ttl.keys[..]), (30, &[b"/lease/k".to_vec()][..]));
+    let leases = c.lease.lease_leases(LeaseLeasesRequest {}).await.expect("leases").into_inner();
+    let leases: Vec<i64> = leases.leases.iter().map(|l| l.id).collect();
     assert_eq!(leases.len(), 2);
     assert!(leases.contains(&0x1234));
-    c.lease_revoke(0x1234).await.expect("revoke");
-    keeper.keep_alive().await.expect("send");
+    c.lease.lease_revoke(LeaseRevokeRequest { id: 0x1234 }).await.expect("revoke");
+    keeper.send(LeaseKeepAliveRequest { id: 0x1234 }).await.expect("send");
     let resp = stream.message().await.expect("message").expect("response");
-    assert_eq!(resp.ttl(), 0, "a revoked lease keeps alive with TTL 0");
-    assert!(c.get("/lease/k", None).await.expect("get").kvs().is_empty());
+    assert_eq!(resp.ttl, 0, "a revoked lease keeps alive with TTL 0");
+    assert!(c.get(get("/lease/k")).await.expect("get").kvs.is_empty());
     server.shutdown().await;
 }

@@ -22,8 +22,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+use k3rs::etcdproto::{KvClient, PbRangeRequest};
 use tempfile::TempDir;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::tls::TestPki;
 
@@ -39,7 +40,7 @@ pub struct EtcdServer {
     pub endpoint: String,
     dir: TempDir,
     /// How the readiness probe reaches a TLS server: the CA and the client certificate.
-    probe_tls: Option<TlsOptions>,
+    probe_tls: Option<ClientTlsConfig>,
 }
 
 impl EtcdServer {
@@ -58,7 +59,7 @@ impl EtcdServer {
 
     async fn launch(pki: Option<&TestPki>) -> EtcdServer {
         let probe_tls = pki.map(|pki| {
-            TlsOptions::new()
+            ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(read_file(&pki.ca_file)))
                 .identity(Identity::from_pem(read_file(&pki.client_cert_file), read_file(&pki.client_key_file)))
         });
@@ -129,10 +130,13 @@ impl EtcdServer {
             }
             // etcd accepts connections before it has a leader and answers them only once
             // it has one, so each probe gets a short deadline.
-            let options = self.probe_tls.clone().map(|tls| ConnectOptions::new().with_tls(tls));
             let probe = async {
-                let mut client = etcd_client::Client::connect([&self.endpoint], options).await.ok()?;
-                client.get("ready-probe", None).await.ok()
+                let mut endpoint = Endpoint::from_shared(self.endpoint.clone()).ok()?;
+                if let Some(tls) = self.probe_tls.clone() {
+                    endpoint = endpoint.tls_config(tls).ok()?;
+                }
+                let mut client = KvClient::new(endpoint.connect().await.ok()?);
+                client.range(PbRangeRequest { key: b"ready-probe".to_vec(), ..Default::default() }).await.ok()
             };
             if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
                 return Ok(());
