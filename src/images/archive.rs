@@ -288,7 +288,7 @@ impl ImageStore {
             }
             // The descriptor promised an index: a manifest lists no platform to pick.
             Document::Manifest(_) if manifest::is_index_type(desc.media_type()) => return Err(no_platform()),
-            Document::Manifest(doc) => (top.clone(), doc, Vec::new()),
+            Document::Manifest(doc) => (top.clone(), *doc, Vec::new()),
         };
         // The repo digest names what a registry would serve for the name: the top-level
         // descriptor (the index when there is one).

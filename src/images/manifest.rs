@@ -16,8 +16,9 @@ pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// A manifest or an index, as a tag or digest on a registry may name either.
 #[derive(Clone, Debug)]
 pub enum Document {
-    Index(ImageIndex),
-    Manifest(ImageManifest),
+    // Boxed: both are hundreds of bytes, and a document is moved about before it is read.
+    Index(Box<ImageIndex>),
+    Manifest(Box<ImageManifest>),
 }
 
 /// Just enough of a document to tell which one it is before reading it whole.
@@ -39,9 +40,9 @@ impl Document {
         let invalid = |e: serde_json::Error| format!("invalid manifest: {e}");
         let kind: Kind = serde_json::from_slice(data).map_err(invalid)?;
         if kind.media_type.as_ref().is_some_and(is_index_type) || (kind.manifests.is_some() && kind.config.is_none()) {
-            serde_json::from_slice(data).map(Document::Index).map_err(invalid)
+            serde_json::from_slice(data).map(|i| Document::Index(Box::new(i))).map_err(invalid)
         } else {
-            parse_manifest(data).map(Document::Manifest)
+            parse_manifest(data).map(|m| Document::Manifest(Box::new(m)))
         }
     }
 }
