@@ -408,7 +408,7 @@ fn suggest_key(name: &str) -> String {
     let normalized = name.to_ascii_lowercase().replace('_', "-");
     let best = Key::ALL
         .into_iter()
-        .map(|k| (edit_distance(&normalized, k.name()), k.name()))
+        .map(|k| (strsim::levenshtein(&normalized, k.name()), k.name()))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, _)| *d <= 2);
     match best {
@@ -422,28 +422,13 @@ fn suggest_env(name: &str) -> String {
         .into_iter()
         .map(|k| k.env_var())
         .chain([CONFIG_FILE_ENV.to_string()])
-        .map(|v| (edit_distance(name, &v), v))
+        .map(|v| (strsim::levenshtein(name, &v), v))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, _)| *d <= 2);
     match best {
         Some((_, known)) => format!(" (did you mean {known}?)"),
         None => String::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// A value and the source that gave it.
@@ -1262,12 +1247,5 @@ mod tests {
         let loc = ConfigLocation { path: main.clone(), origin: Source::Env(CONFIG_FILE_ENV.into()) };
         let e = loc.load().unwrap_err();
         assert_eq!(e.to_string(), format!("K3RS_CONFIG_FILE: config: {}: no such file", main.display()));
-    }
-
-    #[test]
-    fn edit_distance_is_levenshtein() {
-        assert_eq!(edit_distance("data_dir", "data-dir"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -11,8 +11,10 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use oci_spec::image::{Descriptor, Digest, ImageIndex};
+
 use super::digest::{hex_part, HashingReader};
-use super::manifest::{self, Descriptor, Document};
+use super::manifest::{self, Document};
 use super::store::{write_atomic, ImageStore, StoreLock};
 use super::{Image, ImageError, ImageRef};
 
@@ -257,15 +259,16 @@ impl ImageStore {
 
     fn oci_images(&self, index_digest: &str, lock: &StoreLock) -> Result<Vec<Image>, ImageError> {
         let bad = |reason: String| ImageError::InvalidImage { image: "index.json".into(), reason };
-        let index = Document::parse(&self.read_blob(index_digest)?).map_err(bad)?;
+        let index: ImageIndex =
+            serde_json::from_slice(&self.read_blob(index_digest)?).map_err(|e| bad(format!("invalid index: {e}")))?;
         let mut out = Vec::new();
-        for desc in index.manifests.unwrap_or_default() {
-            let names = descriptor_names(&desc);
+        for desc in index.manifests() {
+            let names = descriptor_names(desc);
             if names.is_empty() {
-                tracing::warn!(digest = %desc.digest, "image in archive has no name annotation; skipped");
+                tracing::warn!(digest = %desc.digest(), "image in archive has no name annotation; skipped");
                 continue;
             }
-            out.push(self.import_descriptor(&desc, names, lock)?);
+            out.push(self.import_descriptor(desc, names, lock)?);
         }
         Ok(out)
     }
@@ -273,22 +276,23 @@ impl ImageStore {
     /// Imports the image a top-level descriptor names: a manifest, or an index from which
     /// this platform's manifest is taken.
     fn import_descriptor(&self, desc: &Descriptor, names: Vec<String>, lock: &StoreLock) -> Result<Image, ImageError> {
-        let label = names.first().cloned().unwrap_or_else(|| desc.digest.clone());
+        let top = desc.digest().to_string();
+        let label = names.first().cloned().unwrap_or_else(|| top.clone());
         let bad = |reason: String| ImageError::InvalidImage { image: label.clone(), reason };
-        let mut doc = Document::parse(&self.read_blob(&desc.digest)?).map_err(bad)?;
-        let mut manifest_digest = desc.digest.clone();
-        let mut extra = Vec::new();
-        if manifest::is_index_type(&desc.media_type) || doc.is_index() {
-            let list = doc.manifests.clone().unwrap_or_default();
-            let chosen = manifest::pick_platform(&list)
-                .ok_or_else(|| bad(format!("no manifest for linux/{} in the image index", manifest::host_arch())))?;
-            extra.push(desc.digest.clone());
-            manifest_digest = chosen.digest.clone();
-            doc = Document::parse(&self.read_blob(&manifest_digest)?).map_err(bad)?;
-        }
+        let no_platform = || bad(format!("no manifest for linux/{} in the image index", manifest::host_arch()));
+        let (manifest_digest, doc, extra) = match Document::parse(&self.read_blob(&top)?).map_err(bad)? {
+            Document::Index(index) => {
+                let chosen = manifest::pick_platform(index.manifests()).ok_or_else(no_platform)?.digest().to_string();
+                let doc = manifest::parse_manifest(&self.read_blob(&chosen)?).map_err(bad)?;
+                (chosen, doc, vec![top.clone()])
+            }
+            // The descriptor promised an index: a manifest lists no platform to pick.
+            Document::Manifest(_) if manifest::is_index_type(desc.media_type()) => return Err(no_platform()),
+            Document::Manifest(doc) => (top.clone(), *doc, Vec::new()),
+        };
         // The repo digest names what a registry would serve for the name: the top-level
         // descriptor (the index when there is one).
-        let repo_digests = repo_digests(&names, &desc.digest);
+        let repo_digests = repo_digests(&names, &top);
         self.assemble(&label, &manifest_digest, &doc, names, repo_digests, extra, lock)
     }
 
@@ -320,16 +324,17 @@ impl ImageStore {
                 tracing::warn!(config = %entry.config, "image in archive has no RepoTags; skipped");
                 continue;
             }
-            let blob = |p: &str| -> Result<Descriptor, ImageError> {
-                let digest = contents.digest(p).ok_or_else(|| bad(format!("{p} is not in the archive")))?.clone();
-                let path = self.blob_path(&digest);
+            let blob = |media_type: &str, p: &str| -> Result<Descriptor, ImageError> {
+                let digest = contents.digest(p).ok_or_else(|| bad(format!("{p} is not in the archive")))?;
+                let path = self.blob_path(digest);
                 let size = fs::metadata(&path).map_err(ImageError::io("stat", &path))?.len();
-                Ok(Descriptor { digest, size, ..Default::default() })
+                let digest = Digest::try_from(digest.as_str()).map_err(|e| bad(format!("{p}: {e}")))?;
+                Ok(Descriptor::new(manifest::docker(media_type), size, digest))
             };
-            let config = Descriptor { media_type: manifest::DOCKER_CONFIG.into(), ..blob(&entry.config)? };
+            let config = blob(manifest::DOCKER_CONFIG, &entry.config)?;
             let mut layers = Vec::new();
             for l in &entry.layers {
-                layers.push(Descriptor { media_type: manifest::DOCKER_LAYER.into(), ..blob(l)? });
+                layers.push(blob(manifest::DOCKER_LAYER, l)?);
             }
             // The archive has no registry manifest: write the one a registry would serve.
             let synthetic = serde_json::json!({
@@ -340,12 +345,7 @@ impl ImageStore {
             });
             let data = serde_json::to_vec(&synthetic).map_err(|e| bad(e.to_string()))?;
             let digest = self.put_blob_bytes(&data)?;
-            let doc = Document {
-                media_type: manifest::DOCKER_MANIFEST.into(),
-                manifests: None,
-                config: Some(config),
-                layers: Some(layers),
-            };
+            let doc = manifest::parse_manifest(&data).map_err(bad)?;
             let label = names[0].clone();
             let repo_digests = repo_digests(&names, &digest);
             out.push(self.assemble(&label, &digest, &doc, names, repo_digests, Vec::new(), lock)?);
@@ -380,13 +380,14 @@ pub(crate) fn repo_digests(names: &[String], digest: &str) -> Vec<String> {
 /// names no repository).
 fn descriptor_names(desc: &Descriptor) -> Vec<String> {
     let mut names = Vec::new();
-    if let Some(n) = desc.annotations.get(CONTAINERD_NAME) {
+    let annotation = |key: &str| desc.annotations().as_ref().and_then(|a| a.get(key));
+    if let Some(n) = annotation(CONTAINERD_NAME) {
         match ImageRef::parse(n) {
             Ok(r) => names.push(r.to_string()),
             Err(e) => tracing::warn!(error = %e, "ignoring image name annotation"),
         }
     }
-    if let Some(n) = desc.annotations.get(OCI_REF_NAME) {
+    if let Some(n) = annotation(OCI_REF_NAME) {
         if n.contains(['/', ':', '@']) {
             if let Ok(r) = ImageRef::parse(n) {
                 let s = r.to_string();

@@ -15,6 +15,7 @@ use std::time::Instant;
 use base64::Engine;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
+use oci_spec::image::ImageManifest;
 use ring::digest::{Context, SHA256};
 use tokio::io::AsyncWriteExt;
 
@@ -241,26 +242,24 @@ impl ImageStore {
                 return Err(f.prefixed(&format!("failed to resolve reference \"{full}\"")).into_error(&full));
             }
         };
-        let doc = Document::parse(&manifest_bytes).map_err(|e| Failure::Other(e).into_error(&full))?;
-        let config =
-            doc.config.clone().ok_or_else(|| Failure::Other("manifest has no config".into()).into_error(&full))?;
-        let layers = doc.layers.clone().unwrap_or_default();
+        let doc = manifest::parse_manifest(&manifest_bytes).map_err(|e| Failure::Other(e).into_error(&full))?;
         let staging = self.tmp_path("pull");
         tokio::fs::create_dir_all(&staging).await.map_err(ImageError::io("create directory", &staging))?;
         let result = async {
             let mut staged: Vec<String> = Vec::new();
-            for (i, blob) in std::iter::once(&config).chain(layers.iter()).enumerate() {
-                if self.has_blob(&blob.digest) {
+            for (i, blob) in std::iter::once(doc.config()).chain(doc.layers()).enumerate() {
+                let digest = blob.digest().as_ref();
+                if self.has_blob(digest) {
                     continue;
                 }
                 let t = Instant::now();
-                let bytes = fetch_blob(&mut session, &blob.digest, &staging)
+                let bytes = fetch_blob(&mut session, digest, &staging)
                     .await
-                    .map_err(|f| f.prefixed(&format!("failed to fetch {} {}", if i == 0 { "config" } else { "layer" }, blob.digest)).into_error(&full))?;
+                    .map_err(|f| f.prefixed(&format!("failed to fetch {} {digest}", if i == 0 { "config" } else { "layer" })).into_error(&full))?;
                 if i > 0 {
-                    tracing::info!(image = %full, layer = %blob.digest, bytes, elapsed_ms = t.elapsed().as_millis() as u64, "layer downloaded");
+                    tracing::info!(image = %full, layer = %digest, bytes, elapsed_ms = t.elapsed().as_millis() as u64, "layer downloaded");
                 }
-                staged.push(blob.digest.clone());
+                staged.push(digest.to_string());
             }
             for (digest, data) in [(Some(manifest_digest.clone()), Some(manifest_bytes.clone())), (Some(top_digest.clone()), index_bytes.clone())] {
                 if let (Some(d), Some(data)) = (digest, data) {
@@ -294,7 +293,7 @@ fn commit(
     staged: &[String],
     name: &str,
     manifest_digest: &str,
-    doc: &Document,
+    doc: &ImageManifest,
     names: Vec<String>,
     repo: Vec<String>,
     extra: Vec<String>,
@@ -320,17 +319,16 @@ async fn resolve_manifest(
     r: &ImageRef,
 ) -> Result<(String, String, Vec<u8>, Option<Vec<u8>>), Failure> {
     let (top, top_digest) = fetch_manifest(s, r.object(), r).await?;
-    let doc = Document::parse(&top).map_err(Failure::Other)?;
-    if !doc.is_index() {
+    let Document::Index(index) = Document::parse(&top).map_err(Failure::Other)? else {
         return Ok((top_digest.clone(), top_digest, top, None));
-    }
-    let list = doc.manifests.clone().unwrap_or_default();
-    let chosen = manifest::pick_platform(&list).ok_or_else(|| {
+    };
+    let chosen = manifest::pick_platform(index.manifests()).ok_or_else(|| {
         Failure::NotFound(format!("no match for platform linux/{} in manifest {top_digest}", manifest::host_arch()))
     })?;
-    let (m, m_digest) = fetch_manifest(s, &chosen.digest, r).await?;
-    if m_digest != chosen.digest {
-        return Err(Failure::Other(format!("manifest {} has digest {m_digest}", chosen.digest)));
+    let chosen = chosen.digest().as_ref();
+    let (m, m_digest) = fetch_manifest(s, chosen, r).await?;
+    if m_digest != chosen {
+        return Err(Failure::Other(format!("manifest {chosen} has digest {m_digest}")));
     }
     Ok((top_digest, m_digest, m, Some(top)))
 }

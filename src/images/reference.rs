@@ -1,18 +1,21 @@
 //! Image references as a pod spec or `k3rs images` names them, normalised the way the
 //! Docker reference grammar does: a first component is a registry only when it looks like a
-//! host (has a `.` or a `:`, or is `localhost`), `docker.io` is the default registry,
-//! single-component names on `docker.io` live under `library/`, and a reference with neither
-//! tag nor digest means `:latest`.
+//! host (has a `.` or a `:`, is `localhost`, or has an uppercase letter), `docker.io` is the
+//! default registry, single-component names on `docker.io` live under `library/`, and a
+//! reference with neither tag nor digest means `:latest`. The grammar itself is
+//! `oci_spec::distribution::Reference`'s; this module adds what oci-spec 0.10 leaves out
+//! (IPv6 and uppercase hosts, the 255-character limit on the whole name, ASCII-only tags,
+//! `_` refused in hosts) and the store's sha256-only digests.
 
 use std::fmt;
+
+use oci_spec::distribution::Reference;
 
 use super::ImageError;
 
 /// The registry a reference without one names.
 pub const DEFAULT_REGISTRY: &str = "docker.io";
-const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
 
 /// A reference normalised the way upstream does: `busybox` → `docker.io/library/busybox:latest`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,64 +34,47 @@ impl ImageRef {
     /// Parses and normalises a reference as a pod spec or `k3rs images` names it.
     pub fn parse(s: &str) -> Result<ImageRef, ImageError> {
         let invalid = |reason: &str| ImageError::InvalidReference { reference: s.to_string(), reason: reason.into() };
-        if s.is_empty() {
-            return Err(invalid("empty reference"));
-        }
-        let (rest, digest) = match s.split_once('@') {
-            Some((rest, digest)) => {
-                validate_digest(digest).map_err(|r| invalid(&r))?;
-                (rest, Some(digest.to_string()))
-            }
-            None => (s, None),
-        };
-        // A tag follows the last `:` that comes after the last `/`; an earlier `:` is a port.
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => {
-                let at = last_slash + i;
-                (&rest[..at], Some(&rest[at + 1..]))
-            }
-            None => (rest, None),
-        };
-        if let Some(tag) = tag {
-            if !valid_tag(tag) {
-                return Err(invalid("invalid tag"));
-            }
-        }
-        if name.is_empty() {
-            return Err(invalid("empty repository name"));
-        }
-        let (registry, path) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
-                if !valid_domain(first) {
+        let parse = |s: &str| Reference::try_from(s).map_err(|e| invalid(&e.to_string()));
+        // oci-spec's host grammar has no IPv6 literal: check it here and parse the rest under
+        // `localhost`, a host that is taken as one and never gets `library/`.
+        let (r, host) = match s.split_once('/') {
+            Some((host, rest)) if host.starts_with('[') => {
+                if !valid_ipv6_host(host) {
                     return Err(invalid("invalid registry host"));
                 }
-                (first.to_string(), path.to_string())
+                (parse(&format!("localhost/{rest}"))?, Some(host))
             }
-            _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
+            _ => (parse(s)?, None),
         };
-        let registry = if registry == LEGACY_DEFAULT_REGISTRY { DEFAULT_REGISTRY.to_string() } else { registry };
-        if path.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(invalid("repository name must be lowercase"));
-        }
-        if !path.split('/').all(valid_path_component) {
-            return Err(invalid("invalid repository name"));
-        }
-        let repository =
-            if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path };
+        let (registry, repository) = match (host, r.repository().split_once('/')) {
+            (Some(host), _) => (host, r.repository()),
+            // Docker takes an uppercase first component as a host, oci-spec's split does not
+            // (its regex has already checked it as a host, since paths are lowercase).
+            (None, Some((first, path)))
+                if r.registry() == DEFAULT_REGISTRY && first.contains(|c: char| c.is_ascii_uppercase()) =>
+            {
+                (first, path)
+            }
+            // A path component with `_` but also a `.` is split off as a host although no host may have one.
+            (None, _) if r.registry().contains('_') => return Err(invalid("invalid registry host")),
+            (None, _) => (r.registry(), r.repository()),
+        };
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
             return Err(invalid("repository name must not be more than 255 characters"));
         }
-        let tag = match (tag, &digest) {
-            (Some(tag), _) => Some(tag.to_string()),
-            (None, Some(_)) => None,
-            (None, None) => Some("latest".to_string()),
-        };
-        Ok(ImageRef { registry, repository, tag, digest })
+        // oci-spec's `\w` is Unicode; Docker's is ASCII.
+        if r.tag().is_some_and(|t| !t.is_ascii()) {
+            return Err(invalid("invalid tag format"));
+        }
+        if let Some(digest) = r.digest() {
+            validate_digest(digest).map_err(|e| invalid(&e))?;
+        }
+        Ok(ImageRef {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            tag: r.tag().map(str::to_string),
+            digest: r.digest().map(str::to_string),
+        })
     }
 
     /// `registry/repository`, the name without tag or digest.
@@ -137,74 +123,16 @@ pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn valid_tag(tag: &str) -> bool {
-    let mut chars = tag.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    first_ok && tag.len() <= MAX_TAG_LEN && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// `[a-z0-9]+` runs joined by one `.`, one or two `_`, or any number of `-`.
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+/// `[addr]` or `[addr]:port`.
+fn valid_ipv6_host(host: &str) -> bool {
+    let Some((addr, after)) = host.strip_prefix('[').and_then(|rest| rest.split_once(']')) else {
         return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if is_alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !is_alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// Host labels joined by `.` (or a bracketed IPv6 address), with an optional numeric port.
-fn valid_domain(d: &str) -> bool {
-    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
-        let Some((addr, after)) = rest.split_once(']') else { return false };
-        if addr.parse::<std::net::Ipv6Addr>().is_err() {
-            return false;
-        }
-        match after {
-            "" => return true,
-            p => match p.strip_prefix(':') {
-                Some(port) => ("x", Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match d.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (d, None),
-        }
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-    }
-    !host.is_empty()
-        && host.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        })
+    let port_ok = match after.strip_prefix(':') {
+        Some(port) => !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+        None => after.is_empty(),
+    };
+    port_ok && addr.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 #[cfg(test)]
@@ -230,6 +158,10 @@ mod tests {
         assert_eq!(norm("127.0.0.1:5000/a/b:c"), "127.0.0.1:5000/a/b:c");
         assert_eq!(norm("registry.k8s.io/pause:3.10"), "registry.k8s.io/pause:3.10");
         assert_eq!(norm("[::1]:5000/x"), "[::1]:5000/x:latest");
+        assert_eq!(norm("[fe80::1]/a/b:v1"), "[fe80::1]/a/b:v1");
+        // An uppercase first component is a host (Docker's rule, not oci-spec's split).
+        assert_eq!(norm("Registry/app"), "Registry/app:latest");
+        assert_eq!(norm("busybox:Upper_case-1.0"), "docker.io/library/busybox:Upper_case-1.0");
         assert_eq!(norm("my_repo/with-dash__and.dot"), "docker.io/my_repo/with-dash__and.dot:latest");
         assert_eq!(norm(&format!("busybox@{D}")), format!("docker.io/library/busybox@{D}"));
         assert_eq!(norm(&format!("busybox:1@{D}")), format!("docker.io/library/busybox:1@{D}"));
@@ -268,6 +200,12 @@ mod tests {
             "foo-",
             "localhost:x/y",
             "exa_mple.com/x",
+            "[::1/x",
+            "[::1]x/y",
+            "[zz::1]/x",
+            "[::1]:/x",
+            "busybox:caf\u{e9}",
+            "Registry/App",
             ":tag",
             "a b",
             &format!("x:{}", "t".repeat(129)),

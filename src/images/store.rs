@@ -453,38 +453,39 @@ impl ImageStore {
         &self,
         image_name: &str,
         manifest_digest: &str,
-        manifest: &super::manifest::Document,
+        manifest: &oci_spec::image::ImageManifest,
         names: Vec<String>,
         repo_digests: Vec<String>,
         extra_blobs: Vec<String>,
         _lock: &StoreLock,
     ) -> Result<Image, ImageError> {
         let invalid = |reason: String| ImageError::InvalidImage { image: image_name.to_string(), reason };
-        let config_desc = manifest.config.as_ref().ok_or_else(|| invalid("manifest has no config".into()))?;
-        let layers = manifest.layers.clone().unwrap_or_default();
-        let config = super::manifest::ConfigFile::parse(&self.read_blob(&config_desc.digest)?).map_err(invalid)?;
-        let diff_ids = config.diff_ids();
+        let config_digest = manifest.config().digest().to_string();
+        let layers = manifest.layers();
+        let config = super::manifest::parse_config(&self.read_blob(&config_digest)?).map_err(invalid)?;
+        let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != layers.len() {
             return Err(invalid(format!("config lists {} layers, manifest {}", diff_ids.len(), layers.len())));
         }
-        let chain = super::digest::chain_ids(&diff_ids);
-        for ((layer, diff_id), chain_id) in layers.iter().zip(&diff_ids).zip(&chain) {
+        let chain = super::digest::chain_ids(diff_ids);
+        for ((layer, diff_id), chain_id) in layers.iter().zip(diff_ids).zip(&chain) {
             validate_digest(diff_id).map_err(|r| invalid(format!("diff ID {diff_id}: {r}")))?;
-            if !self.has_blob(&layer.digest) {
-                return Err(invalid(format!("layer {} is missing", layer.digest)));
+            let digest = layer.digest().as_ref();
+            if !self.has_blob(digest) {
+                return Err(invalid(format!("layer {digest} is missing")));
             }
-            self.ensure_layer(chain_id, diff_id, &layer.digest)?;
+            self.ensure_layer(chain_id, diff_id, digest)?;
         }
-        let size = layers.iter().map(|l| l.size).sum();
+        let size = layers.iter().map(|l| l.size()).sum();
         Ok(Image {
-            id: config_desc.digest.clone(),
+            id: config_digest,
             names,
             repo_digests,
             size,
-            config: config.image_config(),
+            config: super::manifest::image_config(&config),
             layers: chain,
             manifest_digest: manifest_digest.to_string(),
-            layer_digests: layers.iter().map(|l| l.digest.clone()).collect(),
+            layer_digests: layers.iter().map(|l| l.digest().to_string()).collect(),
             extra_blobs,
         })
     }

@@ -6,6 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::ifaddrs::InterfaceAddress;
+use nix::net::if_::InterfaceFlags;
+
 use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
 use crate::apiserver::{ApiOptions, ApiServer, Identity};
@@ -47,28 +50,16 @@ pub fn node_ip(config: &ServerConfig) -> IpAddr {
 }
 
 fn interface_ipv4() -> Option<IpAddr> {
-    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `addrs` with a list we walk read-only and free once.
-    unsafe {
-        if libc::getifaddrs(&mut addrs) != 0 {
-            return None;
-        }
-        let mut found = None;
-        let mut cur = addrs;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
-            let lo = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
-            if up && !lo && !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
-                break;
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(addrs);
-        found
-    }
+    first_up_ipv4(nix::ifaddrs::getifaddrs().ok()?)
+}
+
+/// The first IPv4 address of an interface that is up and not loopback, in the kernel's order.
+fn first_up_ipv4(addrs: impl IntoIterator<Item = InterfaceAddress>) -> Option<IpAddr> {
+    addrs.into_iter().find_map(|a| {
+        let usable = a.flags.contains(InterfaceFlags::IFF_UP) && !a.flags.contains(InterfaceFlags::IFF_LOOPBACK);
+        let sin = a.address.as_ref()?.as_sockaddr_in()?;
+        usable.then(|| IpAddr::V4(sin.ip()))
+    })
 }
 
 /// Makes or loads the PKI, writes the admin kubeconfig, creates the boot-time objects and
@@ -151,4 +142,44 @@ where
     let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));
     tasks.push(tokio::spawn(crate::scheduler::run(scheduler, stop())));
     Ok(Started { api, url, tasks })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use nix::sys::socket::SockaddrStorage;
+
+    use super::*;
+
+    fn iface(name: &str, flags: InterfaceFlags, address: Option<SockaddrStorage>) -> InterfaceAddress {
+        InterfaceAddress {
+            interface_name: name.into(),
+            flags,
+            address,
+            netmask: None,
+            broadcast: None,
+            destination: None,
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> Option<SockaddrStorage> {
+        Some(SocketAddrV4::new(Ipv4Addr::from(a), 0).into())
+    }
+
+    #[test]
+    fn picks_the_first_ipv4_of_an_up_non_loopback_interface() {
+        let up = InterfaceFlags::IFF_UP;
+        let v6: SockaddrStorage = std::net::SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 0, 0, 0).into();
+        let addrs = vec![
+            iface("lo", up | InterfaceFlags::IFF_LOOPBACK, v4([127, 0, 0, 1])),
+            iface("eth0", InterfaceFlags::empty(), v4([10, 0, 0, 1])),
+            iface("eth1", up, None),
+            iface("eth1", up, Some(v6)),
+            iface("eth1", up, v4([192, 168, 1, 2])),
+            iface("eth2", up, v4([192, 168, 2, 2])),
+        ];
+        assert_eq!(first_up_ipv4(addrs), Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2))));
+        assert_eq!(first_up_ipv4(vec![iface("lo", up | InterfaceFlags::IFF_LOOPBACK, v4([127, 0, 0, 1]))]), None);
+    }
 }
