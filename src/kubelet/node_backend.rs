@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::network::{PodNetwork, Sandbox, SandboxRequest};
-use super::runtime::{self, ContainerState, CreateRequest, Runtime};
+use super::runtime::{self, ContainerState, CreateRequest, PodCgroups, Runtime, SysCgroups};
 use super::spec::{self, EnvSources, SandboxPaths, SpecInput};
 use super::status::{AttemptState, Terminated};
 use super::volumes::Sources;
@@ -43,6 +43,7 @@ pub struct NodeBackend {
     pub images: Arc<ImageStore>,
     pub network: Arc<PodNetwork>,
     pub registries: RegistriesConfig,
+    pub cgroups: Arc<dyn PodCgroups>,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
 }
 
@@ -118,7 +119,15 @@ impl NodeBackend {
         network: Arc<PodNetwork>,
         registries: RegistriesConfig,
     ) -> NodeBackend {
-        NodeBackend { node, runtime, images, network, registries, sandboxes: Mutex::new(HashMap::new()) }
+        NodeBackend {
+            node,
+            runtime,
+            images,
+            network,
+            registries,
+            cgroups: Arc::new(SysCgroups),
+            sandboxes: Mutex::new(HashMap::new()),
+        }
     }
 
     fn sandbox(&self, uid: &str) -> Option<Sandbox> {
@@ -215,7 +224,9 @@ impl Backend for NodeBackend {
         let p = to_pod(pod)?;
         let req = SandboxRequest::from_pod(&p, &self.node.hostname);
         let qos = spec::qos_class(&p);
-        runtime::ensure_pod_cgroup(qos, &req.uid, &spec::pod_resources(&p)).await.map_err(|e| e.to_string())?;
+        runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(&p))
+            .await
+            .map_err(|e| e.to_string())?;
         let sb = self.network.setup(&req).await.map_err(|e| e.to_string())?;
         let ip = sb.ip.map(|i| i.to_string());
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).insert(req.uid.clone(), sb);
@@ -225,9 +236,7 @@ impl Backend for NodeBackend {
     async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String> {
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_uid);
         self.network.teardown(pod_uid).await.map_err(|e| e.to_string())?;
-        for qos in [spec::QosClass::Guaranteed, spec::QosClass::Burstable, spec::QosClass::BestEffort] {
-            let _ = runtime::remove_pod_cgroup(qos, pod_uid).await;
-        }
+        runtime::remove_pod_cgroup(self.cgroups.as_ref(), pod_uid).await;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use self::cgroup::{ensure_pod_cgroup, remove_pod_cgroup};
+pub use self::cgroup::{ensure_pod_cgroup, remove_pod_cgroup, PodCgroups, SysCgroups};
 pub use self::libcontainer::LibcontainerRuntime;
 
 /// A container to create (not start).
