@@ -395,3 +395,7 @@ async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;
