@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::network::NetError;
+use super::runtime::RuntimeError;
+use super::spec::SpecError;
 use super::status::AttemptState;
 use super::volumes::Sources;
+use crate::images::ImageError;
 
 /// An image ready on the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,16 +50,51 @@ pub struct CreateContainer {
     pub log_path: PathBuf,
 }
 
+/// Why the node could not do what a pod worker asked. The `Display` of each variant is what
+/// the pod's events and container statuses show (`Failed to create pod sandbox: …`,
+/// CreateContainerError), so it is kept as the node's parts word it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The pod object does not read as a Pod.
+    #[error("the pod cannot be read: {0}")]
+    Pod(#[source] serde_json::Error),
+    /// The container named in a request is not in the pod's spec.
+    #[error("no container {0:?} in the pod")]
+    NoContainer(String),
+    /// A container was asked for before its pod's sandbox was set up.
+    #[error("the pod's sandbox is not set up")]
+    NoSandbox,
+    /// The sandbox's namespace holder exited: its namespaces must not be joined by PID.
+    #[error("the pod's sandbox is gone (its namespace holder exited)")]
+    SandboxGone,
+    /// The image was removed between pulling it and creating the container.
+    #[error("image {0:?} is gone from the node")]
+    ImageGone(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Network(#[from] NetError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl BackendError {
+    /// The container asked about does not exist (any more).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::Runtime(RuntimeError::NotFound(_)))
+    }
+}
+
 /// Why a container could not be created.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The pod's configuration cannot be satisfied yet (a missing ConfigMap key...):
     /// the container waits with CreateContainerConfigError.
-    #[error("{0}")]
-    Config(String),
-    /// The runtime failed: CreateContainerError.
-    #[error("{0}")]
-    Runtime(String),
+    #[error(transparent)]
+    Config(SpecError),
+    /// The node failed: CreateContainerError.
+    #[error(transparent)]
+    Runtime(BackendError),
 }
 
 /// One container the runtime has, with the labels it was created with.
@@ -85,21 +124,21 @@ pub trait Backend: Send + Sync {
     async fn image_present(&self, image: &str) -> Option<ImageInfo>;
     /// Pulls the image with the node's registry configuration and the pod's
     /// imagePullSecrets (found in `sources`).
-    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, String>;
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String>;
-    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String>;
+    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, BackendError>;
+    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError>;
+    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), BackendError>;
     /// False once the pod's sandbox set up by this process is gone (its namespaces' holder
     /// died): the pod's containers must not join what is left of it.
     async fn sandbox_alive(&self, pod_uid: &str) -> bool;
     /// Creates and starts the container; returns its id.
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError>;
     /// SIGTERM (or the image's stop signal), up to `grace`, then SIGKILL.
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String>;
-    async fn remove_container(&self, id: &str) -> Result<(), String>;
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), BackendError>;
+    async fn remove_container(&self, id: &str) -> Result<(), BackendError>;
     /// The state of one container.
-    async fn state(&self, id: &str) -> Result<AttemptState, String>;
+    async fn state(&self, id: &str) -> Result<AttemptState, BackendError>;
     /// Every container on the node.
-    async fn containers(&self) -> Result<Vec<ContainerRecord>, String>;
+    async fn containers(&self) -> Result<Vec<ContainerRecord>, BackendError>;
     /// The node's pods directory (`<data-dir>/agent/pods`).
     fn pods_dir(&self) -> PathBuf;
     /// Where container logs go (`/var/log/pods`).

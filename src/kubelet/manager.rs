@@ -17,6 +17,7 @@ use super::backend::{Backend, ContainerRecord};
 use super::static_pods;
 use super::volumes::Sources;
 use super::worker::{EventSink, Next, PodApi, Worker};
+use crate::apiserver::status::ApiError;
 use crate::client::events::{EventRecorder, EventType};
 use crate::client::Client;
 
@@ -31,27 +32,26 @@ fn pod_path(pod: &Value) -> String {
 
 #[async_trait::async_trait]
 impl PodApi for ClientApi {
-    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), String> {
+    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), ApiError> {
         let body = json!({ "status": status });
         self.0
             .request(Method::PATCH, &format!("{}/status", pod_path(pod)), "application/merge-patch+json", Some(&body))
             .await
             .map(|_| ())
-            .map_err(|e| e.message)
     }
 
-    async fn delete_final(&self, pod: &Value) -> Result<(), String> {
+    async fn delete_final(&self, pod: &Value) -> Result<(), ApiError> {
         let uid = pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
         let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
         match self.0.request(Method::DELETE, &pod_path(pod), "application/json", Some(&body)).await {
             Ok(_) => Ok(()),
             // Already gone, or replaced by a pod of the same name: nothing of ours left.
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
-            Err(e) => Err(e.message),
+            Err(e) => Err(e),
         }
     }
 
-    async fn sources(&self, pod: &Value) -> Result<Sources, String> {
+    async fn sources(&self, pod: &Value) -> Result<Sources, ApiError> {
         let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
         let (cms, secrets) = super::volumes::referenced(pod);
         let mut out = Sources::default();
@@ -62,15 +62,15 @@ impl PodApi for ClientApi {
                         into.insert(n, v);
                     }
                     Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.message),
+                    Err(e) => return Err(e),
                 }
             }
         }
         Ok(out)
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Value>, String> {
-        let list = self.0.get(&format!("/api/v1/namespaces/{namespace}/services")).await.map_err(|e| e.message)?;
+    async fn services(&self, namespace: &str) -> Result<Vec<Value>, ApiError> {
+        let list = self.0.get(&format!("/api/v1/namespaces/{namespace}/services")).await?;
         Ok(list["items"].as_array().cloned().unwrap_or_default())
     }
 }
@@ -395,3 +395,7 @@ async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

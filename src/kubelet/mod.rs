@@ -10,6 +10,8 @@
 
 pub mod backend;
 pub mod backoff;
+#[cfg(test)]
+mod fake;
 pub mod logs;
 pub mod manager;
 pub mod network;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::network::{PodNetwork, Sandbox, SandboxRequest};
-use super::runtime::{self, ContainerState, CreateRequest, Runtime};
+use super::runtime::{self, ContainerState, CreateRequest, PodCgroups, Runtime, SysCgroups};
 use super::spec::{self, EnvSources, SandboxPaths, SpecInput};
 use super::status::{AttemptState, Terminated};
 use super::volumes::Sources;
@@ -43,11 +43,12 @@ pub struct NodeBackend {
     pub images: Arc<ImageStore>,
     pub network: Arc<PodNetwork>,
     pub registries: RegistriesConfig,
+    pub cgroups: Arc<dyn PodCgroups>,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
 }
 
-fn to_pod(v: &Value) -> Result<Pod, String> {
-    serde_json::from_value(v.clone()).map_err(|e| format!("the pod cannot be read: {e}"))
+fn to_pod(v: &Value) -> Result<Pod, BackendError> {
+    serde_json::from_value(v.clone()).map_err(BackendError::Pod)
 }
 
 fn find_container(pod: &Pod, name: &str, init: bool) -> Option<Container> {
@@ -118,7 +119,15 @@ impl NodeBackend {
         network: Arc<PodNetwork>,
         registries: RegistriesConfig,
     ) -> NodeBackend {
-        NodeBackend { node, runtime, images, network, registries, sandboxes: Mutex::new(HashMap::new()) }
+        NodeBackend {
+            node,
+            runtime,
+            images,
+            network,
+            registries,
+            cgroups: Arc::new(SysCgroups),
+            sandboxes: Mutex::new(HashMap::new()),
+        }
     }
 
     fn sandbox(&self, uid: &str) -> Option<Sandbox> {
@@ -197,8 +206,8 @@ impl Backend for NodeBackend {
         Some(image_info(&img, &name))
     }
 
-    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, String> {
-        let name = ImageRef::parse(image).map(|r| r.to_string()).map_err(|e| e.to_string())?;
+    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, BackendError> {
+        let name = ImageRef::parse(image)?.to_string();
         let mut credentials = Vec::new();
         for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
             let Some(secret) = s.get("name").and_then(Value::as_str).and_then(|n| sources.secret_data(n)) else {
@@ -207,27 +216,25 @@ impl Backend for NodeBackend {
             credentials.extend(docker_credentials(&secret));
         }
         let opts = PullOptions { registries: self.registries.clone(), credentials };
-        let img = self.images.pull(&name, &opts).await.map_err(|e| e.to_string())?;
+        let img = self.images.pull(&name, &opts).await?;
         Ok(image_info(&img, &name))
     }
 
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
+    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError> {
         let p = to_pod(pod)?;
         let req = SandboxRequest::from_pod(&p, &self.node.hostname);
         let qos = spec::qos_class(&p);
-        runtime::ensure_pod_cgroup(qos, &req.uid, &spec::pod_resources(&p)).await.map_err(|e| e.to_string())?;
-        let sb = self.network.setup(&req).await.map_err(|e| e.to_string())?;
+        runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(&p)).await?;
+        let sb = self.network.setup(&req).await?;
         let ip = sb.ip.map(|i| i.to_string());
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).insert(req.uid.clone(), sb);
         Ok(SandboxInfo { ip })
     }
 
-    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), String> {
+    async fn sandbox_down(&self, pod_uid: &str) -> Result<(), BackendError> {
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_uid);
-        self.network.teardown(pod_uid).await.map_err(|e| e.to_string())?;
-        for qos in [spec::QosClass::Guaranteed, spec::QosClass::Burstable, spec::QosClass::BestEffort] {
-            let _ = runtime::remove_pod_cgroup(qos, pod_uid).await;
-        }
+        self.network.teardown(pod_uid).await?;
+        runtime::remove_pod_cgroup(self.cgroups.as_ref(), pod_uid).await;
         Ok(())
     }
 
@@ -238,22 +245,22 @@ impl Backend for NodeBackend {
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
         let pod = to_pod(&req.pod).map_err(CreateError::Runtime)?;
         let c = find_container(&pod, &req.container, req.init)
-            .ok_or_else(|| CreateError::Runtime(format!("no container {:?} in the pod", req.container)))?;
+            .ok_or_else(|| CreateError::Runtime(BackendError::NoContainer(req.container.clone())))?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let sandbox =
-            self.sandbox(&uid).ok_or_else(|| CreateError::Runtime("the pod's sandbox is not set up".into()))?;
+        let sandbox = self.sandbox(&uid).ok_or(CreateError::Runtime(BackendError::NoSandbox))?;
         // Its namespaces are named by the holder's PID: never by a PID that is someone else's now.
         if sandbox.holder.is_some_and(|h| !h.alive()) {
-            return Err(CreateError::Runtime("the pod's sandbox is gone (its namespace holder exited)".into()));
+            return Err(CreateError::Runtime(BackendError::SandboxGone));
         }
         let image = self
             .images
             .resolve(&req.image.name)
             .ok()
             .flatten()
-            .ok_or_else(|| CreateError::Runtime(format!("image {:?} is gone from the node", req.image.name)))?;
+            .ok_or_else(|| CreateError::Runtime(BackendError::ImageGone(req.image.name.clone())))?;
         let id = new_id();
-        let rootfs_mount = self.images.prepare_rootfs(&image, &id).map_err(|e| CreateError::Runtime(e.to_string()))?;
+        let rootfs_mount =
+            self.images.prepare_rootfs(&image, &id).map_err(|e| CreateError::Runtime(BackendError::Image(e)))?;
         let rootfs = rootfs_mount.target.clone();
         let services: Vec<Service> =
             req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
@@ -310,7 +317,7 @@ impl Backend for NodeBackend {
             Ok(s) => s,
             Err(e) => {
                 let _ = self.images.remove_rootfs(&id);
-                return Err(CreateError::Config(e.to_string()));
+                return Err(CreateError::Config(e));
             }
         };
         let mut labels = BTreeMap::new();
@@ -338,7 +345,7 @@ impl Backend for NodeBackend {
         if let Err(e) = created {
             let _ = self.runtime.remove(&id).await;
             let _ = self.images.remove_rootfs(&id);
-            return Err(CreateError::Runtime(e.to_string()));
+            return Err(CreateError::Runtime(e.into()));
         }
         tracing::debug!(id = %id, "starting the container");
         let t = std::time::Instant::now();
@@ -347,28 +354,28 @@ impl Backend for NodeBackend {
         if let Err(e) = started {
             let _ = self.runtime.remove(&id).await;
             let _ = self.images.remove_rootfs(&id);
-            return Err(CreateError::Runtime(e.to_string()));
+            return Err(CreateError::Runtime(e.into()));
         }
         Ok(id)
     }
 
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String> {
-        self.runtime.stop(id, libc::SIGTERM, grace).await.map_err(|e| e.to_string())
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), BackendError> {
+        Ok(self.runtime.stop(id, libc::SIGTERM, grace).await?)
     }
 
-    async fn remove_container(&self, id: &str) -> Result<(), String> {
-        let r = self.runtime.remove(id).await.map_err(|e| e.to_string());
+    async fn remove_container(&self, id: &str) -> Result<(), BackendError> {
+        let r = self.runtime.remove(id).await;
         let _ = self.images.remove_rootfs(id);
-        r
+        Ok(r?)
     }
 
-    async fn state(&self, id: &str) -> Result<AttemptState, String> {
-        let s = self.runtime.status(id).await.map_err(|e| e.to_string())?;
+    async fn state(&self, id: &str) -> Result<AttemptState, BackendError> {
+        let s = self.runtime.status(id).await?;
         Ok(to_state(id, &s))
     }
 
-    async fn containers(&self) -> Result<Vec<ContainerRecord>, String> {
-        let all = self.runtime.list().await.map_err(|e| e.to_string())?;
+    async fn containers(&self) -> Result<Vec<ContainerRecord>, BackendError> {
+        let all = self.runtime.list().await?;
         Ok(all
             .into_iter()
             .filter_map(|c| {

@@ -19,17 +19,21 @@ use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, T
 use super::volumes::{self, Sources};
 use crate::domain::duration::go_duration_std;
 use crate::domain::time::now_rfc3339;
+use crate::apiserver::status::ApiError;
 
 /// The API calls a worker makes, behind a trait so the worker is tested without a server.
+/// Failures are the API server's own errors (a status code and reason to match on); the
+/// worker logs their message.
 #[async_trait::async_trait]
 pub trait PodApi: Send + Sync {
-    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), String>;
-    /// The kubelet's final delete (grace period 0, uid precondition).
-    async fn delete_final(&self, pod: &Value) -> Result<(), String>;
+    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), ApiError>;
+    /// The kubelet's final delete (grace period 0, uid precondition); a pod already gone or
+    /// replaced by another of its name is no error.
+    async fn delete_final(&self, pod: &Value) -> Result<(), ApiError>;
     /// The ConfigMaps and Secrets the pod refers to that exist.
-    async fn sources(&self, pod: &Value) -> Result<Sources, String>;
+    async fn sources(&self, pod: &Value) -> Result<Sources, ApiError>;
     /// The services of a namespace.
-    async fn services(&self, namespace: &str) -> Result<Vec<Value>, String>;
+    async fn services(&self, namespace: &str) -> Result<Vec<Value>, ApiError>;
 }
 
 /// Where the node's components record events.
@@ -263,7 +267,7 @@ impl Worker {
             sources = match got {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(pod = %self.pod_ref(), error = %e, "cannot read the pod's configmaps and secrets");
+                    tracing::warn!(pod = %self.pod_ref(), error = %e.message, "cannot read the pod's configmaps and secrets");
                     return Next::After(Duration::from_secs(2));
                 }
             };
@@ -501,10 +505,7 @@ impl Worker {
             }
         };
         let t = Instant::now();
-        let services = match self.api.services(str_at(&self.pod, "/metadata/namespace")).await {
-            Ok(s) => s,
-            Err(_) => Vec::new(),
-        };
+        let services = self.api.services(str_at(&self.pod, "/metadata/namespace")).await.unwrap_or_default();
         tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "services");
         let uid = self.uid();
         let log_path = self
@@ -548,12 +549,14 @@ impl Worker {
                     Some(Attempt { container_id: id, attempt, image: image_info.name, image_id: image_info.id, state });
                 None
             }
-            Err(CreateError::Config(msg)) => {
+            Err(CreateError::Config(e)) => {
+                let msg = e.to_string();
                 self.set_waiting(&name, "CreateContainerConfigError", &msg);
                 self.say_once(format!("config/{name}/{msg}"), true, "Failed", &format!("Error: {msg}"));
                 Some(Duration::from_secs(2))
             }
-            Err(CreateError::Runtime(msg)) => {
+            Err(CreateError::Runtime(e)) => {
+                let msg = e.to_string();
                 self.set_waiting(&name, "CreateContainerError", &msg);
                 self.events.event(&self.pod, true, "Failed", &format!("Error: {msg}"));
                 Some(Duration::from_secs(5))
@@ -600,7 +603,7 @@ impl Worker {
         match self.api.patch_status(&self.pod, &status).await {
             Ok(()) => self.written = Some(status),
             Err(e) => {
-                tracing::warn!(pod = %self.pod_ref(), error = %e, "status update failed; retrying on the next pass")
+                tracing::warn!(pod = %self.pod_ref(), error = %e.message, "status update failed; retrying on the next pass")
             }
         }
     }
@@ -635,8 +638,13 @@ impl Worker {
         self.refresh_states().await;
         self.write_status().await;
         for r in &mine {
-            if let Err(e) = self.backend.remove_container(&r.id).await {
-                tracing::warn!(pod = %self.pod_ref(), container = %r.container, error = %e, "removing a container failed");
+            match self.backend.remove_container(&r.id).await {
+                // Gone since it was listed: nothing is left to remove.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(pod = %self.pod_ref(), container = %r.container, error = %e, "removing a container failed")
+                }
+                Ok(()) => {}
             }
         }
         if let Err(e) = self.backend.sandbox_down(&uid).await {
@@ -648,7 +656,7 @@ impl Worker {
         }
         if !self.vanished {
             if let Err(e) = self.api.delete_final(&self.pod).await {
-                tracing::warn!(pod = %self.pod_ref(), error = %e, "completing the delete failed; retrying");
+                tracing::warn!(pod = %self.pod_ref(), error = %e.message, "completing the delete failed; retrying");
                 return Next::After(Duration::from_secs(1));
             }
         }

@@ -1,182 +1,14 @@
 //! The pod worker's state machine against a fake node and a fake API.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::backend::*;
-use super::status::{AttemptState, Terminated};
-use super::volumes::{Mounter, Sources};
+use super::fake::{exited, Events, FakeApi, FakeBackend};
+use super::status::AttemptState;
 use super::worker::*;
-
-#[derive(Default)]
-struct Node {
-    containers: Vec<ContainerRecord>,
-    images: Vec<String>,
-    stopped: Vec<(String, Duration)>,
-    removed: Vec<String>,
-    sandboxes: Vec<String>,
-    /// Sandboxes whose holder died.
-    dead_sandboxes: Vec<String>,
-    config_error: Option<String>,
-    next_id: u32,
-}
-
-struct FakeBackend {
-    node: Mutex<Node>,
-    dir: tempfile::TempDir,
-}
-
-struct NoMounts;
-impl Mounter for NoMounts {
-    fn tmpfs(&self, _: &std::path::Path, _: Option<u64>) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn unmount(&self, _: &std::path::Path) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for FakeBackend {
-    async fn image_present(&self, image: &str) -> Option<ImageInfo> {
-        let n = self.node.lock().unwrap();
-        n.images.iter().any(|i| i == image).then(|| ImageInfo {
-            name: image.to_string(),
-            id: format!("{image}@sha256:00"),
-            size: 1,
-        })
-    }
-    async fn pull_image(&self, image: &str, _pod: &Value, _sources: &Sources) -> Result<ImageInfo, String> {
-        let n = self.node.lock().unwrap();
-        if n.images.iter().any(|i| i == image) {
-            Ok(ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 })
-        } else {
-            Err("not found".into())
-        }
-    }
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, String> {
-        let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
-        let mut n = self.node.lock().unwrap();
-        n.dead_sandboxes.retain(|s| s != &uid);
-        n.sandboxes.push(uid);
-        Ok(SandboxInfo { ip: Some("10.42.0.7".into()) })
-    }
-    async fn sandbox_down(&self, uid: &str) -> Result<(), String> {
-        self.node.lock().unwrap().sandboxes.retain(|s| s != uid);
-        Ok(())
-    }
-    async fn sandbox_alive(&self, uid: &str) -> bool {
-        !self.node.lock().unwrap().dead_sandboxes.iter().any(|s| s == uid)
-    }
-    async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
-        let mut n = self.node.lock().unwrap();
-        if let Some(e) = n.config_error.clone() {
-            return Err(CreateError::Config(e));
-        }
-        n.next_id += 1;
-        let id = format!("id{}", n.next_id);
-        n.containers.push(ContainerRecord {
-            id: id.clone(),
-            pod_uid: req.pod["metadata"]["uid"].as_str().unwrap().into(),
-            container: req.container,
-            attempt: req.attempt,
-            image: req.image.name,
-            image_id: req.image.id,
-            state: AttemptState::Running { started_at: "2026-01-01T00:00:00Z".into() },
-        });
-        Ok(id)
-    }
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), String> {
-        let mut n = self.node.lock().unwrap();
-        n.stopped.push((id.to_string(), grace));
-        for c in n.containers.iter_mut().filter(|c| c.id == id) {
-            c.state = exited(137).state;
-        }
-        Ok(())
-    }
-    async fn remove_container(&self, id: &str) -> Result<(), String> {
-        let mut n = self.node.lock().unwrap();
-        n.removed.push(id.to_string());
-        n.containers.retain(|c| c.id != id);
-        Ok(())
-    }
-    async fn state(&self, id: &str) -> Result<AttemptState, String> {
-        self.node
-            .lock()
-            .unwrap()
-            .containers
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.state.clone())
-            .ok_or_else(|| "no such container".to_string())
-    }
-    async fn containers(&self) -> Result<Vec<ContainerRecord>, String> {
-        Ok(self.node.lock().unwrap().containers.clone())
-    }
-    fn pods_dir(&self) -> PathBuf {
-        self.dir.path().join("pods")
-    }
-    fn log_root(&self) -> PathBuf {
-        self.dir.path().join("logs")
-    }
-    fn mounter(&self) -> &dyn Mounter {
-        &NoMounts
-    }
-}
-
-fn exited(code: i32) -> ContainerRecord {
-    ContainerRecord {
-        id: String::new(),
-        pod_uid: String::new(),
-        container: String::new(),
-        attempt: 0,
-        image: String::new(),
-        image_id: String::new(),
-        state: AttemptState::Exited(Terminated {
-            exit_code: code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
-            message: None,
-            started_at: Some("2026-01-01T00:00:00Z".into()),
-            finished_at: Some("2026-01-01T00:00:01Z".into()),
-            container_id: String::new(),
-        }),
-    }
-}
-
-#[derive(Default)]
-struct FakeApi {
-    statuses: Mutex<Vec<Value>>,
-    deleted: Mutex<bool>,
-}
-
-#[async_trait::async_trait]
-impl PodApi for FakeApi {
-    async fn patch_status(&self, _pod: &Value, status: &Value) -> Result<(), String> {
-        self.statuses.lock().unwrap().push(status.clone());
-        Ok(())
-    }
-    async fn delete_final(&self, _pod: &Value) -> Result<(), String> {
-        *self.deleted.lock().unwrap() = true;
-        Ok(())
-    }
-    async fn sources(&self, _pod: &Value) -> Result<Sources, String> {
-        Ok(Sources::default())
-    }
-    async fn services(&self, _ns: &str) -> Result<Vec<Value>, String> {
-        Ok(Vec::new())
-    }
-}
-
-#[derive(Default)]
-struct Events(Mutex<Vec<(bool, String, String)>>);
-impl EventSink for Events {
-    fn event(&self, _involved: &Value, warning: bool, reason: &str, message: &str) {
-        self.0.lock().unwrap().push((warning, reason.into(), message.into()));
-    }
-}
 
 struct Rig {
     backend: Arc<FakeBackend>,
@@ -186,10 +18,7 @@ struct Rig {
 }
 
 fn rig(pod: Value, images: &[&str]) -> Rig {
-    let backend = Arc::new(FakeBackend {
-        node: Mutex::new(Node { images: images.iter().map(|s| s.to_string()).collect(), ..Default::default() }),
-        dir: tempfile::tempdir().unwrap(),
-    });
+    let backend = Arc::new(FakeBackend::new(images));
     let api = Arc::new(FakeApi::default());
     let events = Arc::new(Events::default());
     let worker = Worker::new(pod, "10.0.0.1".into(), backend.clone(), api.clone(), events.clone());
@@ -213,11 +42,11 @@ impl Rig {
     fn exit(&self, container: &str, code: i32) {
         let mut n = self.backend.node.lock().unwrap();
         for c in n.containers.iter_mut().filter(|c| c.container == container) {
-            c.state = exited(code).state;
+            c.state = exited(code);
         }
     }
     fn reasons(&self) -> Vec<String> {
-        self.events.0.lock().unwrap().iter().map(|e| e.1.clone()).collect()
+        self.events.reasons()
     }
 }
 
@@ -228,7 +57,7 @@ async fn a_pod_runs_and_reports_running_with_its_ip() {
     let s = r.last_status();
     assert_eq!(s["phase"], "Running");
     assert_eq!(s["podIP"], "10.42.0.7");
-    assert_eq!(s["containerStatuses"][1]["state"]["running"]["startedAt"].is_string(), true);
+    assert!(s["containerStatuses"][1]["state"]["running"]["startedAt"].is_string());
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 2);
     assert!(r.reasons().starts_with(&["Pulled".to_string(), "Created".to_string(), "Started".to_string()]));
     // Nothing changed: no new write, no new containers.
@@ -330,12 +159,12 @@ async fn a_failed_pull_backs_off() {
 #[tokio::test]
 async fn config_errors_wait_and_then_start() {
     let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
-    r.backend.node.lock().unwrap().config_error = Some("configmap \"cfg\" not found".into());
+    r.backend.node.lock().unwrap().missing_config_map = Some("cfg".into());
     r.worker.sync().await;
     let w = &r.last_status()["containerStatuses"][0]["state"]["waiting"];
     assert_eq!(w["reason"], "CreateContainerConfigError");
     assert_eq!(w["message"], "configmap \"cfg\" not found");
-    r.backend.node.lock().unwrap().config_error = None;
+    r.backend.node.lock().unwrap().missing_config_map = None;
     r.worker.sync().await;
     assert_eq!(r.last_status()["phase"], "Running");
 }

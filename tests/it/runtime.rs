@@ -465,3 +465,49 @@ async fn the_shim_mounts_the_root_filesystem_where_only_its_container_sees_it() 
     w.rt.kill("private-root", libc::SIGKILL).await.expect("kill");
     w.wait_exit("private-root", Duration::from_secs(20)).await;
 }
+
+/// Removes a test's pod cgroup however the test ends.
+struct PodCgroupGuard(String);
+
+impl Drop for PodCgroupGuard {
+    fn drop(&mut self) {
+        let _ = k3rs::kubelet::runtime::cgroup::remove_cgroup_at(Path::new("/sys/fs/cgroup"), &self.0);
+    }
+}
+
+#[test]
+fn a_pod_cgroup_gets_the_pods_limits_and_goes_with_what_is_below_it() {
+    use k3rs::kubelet::runtime::{PodCgroups, SysCgroups};
+    use k3rs::kubelet::spec::PodResources;
+    let guard = PodCgroupGuard(format!("/k3rs-rt-test-{}-pod", std::process::id()));
+    let path = guard.0.trim_start_matches('/').to_string();
+    let r =
+        PodResources { cpu_shares: Some(512), cpu_quota: Some(50_000), cpu_period: None, memory_limit: Some(64 << 20) };
+    SysCgroups.ensure(&guard.0, &r).expect("the pod cgroup");
+    let root = Path::new("/sys/fs/cgroup");
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let v2 = root.join("cgroup.controllers").exists();
+    let container = if v2 {
+        let dir = root.join(&path);
+        assert_eq!(read(dir.join("memory.max")).trim(), "67108864");
+        assert_eq!(read(dir.join("cpu.max")).trim(), "50000 100000");
+        assert_eq!(read(dir.join("cpu.weight")).trim(), "20");
+        dir.join("c1")
+    } else {
+        assert_eq!(read(root.join("memory").join(&path).join("memory.limit_in_bytes")).trim(), "67108864");
+        let cpu = root.join("cpu").join(&path);
+        assert_eq!(read(cpu.join("cpu.shares")).trim(), "512");
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")).trim(), "100000");
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")).trim(), "50000");
+        assert!(root.join("pids").join(&path).is_dir());
+        root.join("memory").join(&path).join("c1")
+    };
+    // Ensuring again (a restarted kubelet) changes nothing and fails nothing.
+    SysCgroups.ensure(&guard.0, &r).expect("the pod cgroup again");
+    // A container's cgroup left below it goes with it.
+    std::fs::create_dir(&container).expect("a child cgroup");
+    SysCgroups.remove(&guard.0).expect("removing the pod cgroup");
+    for c in ["memory", "cpu", "pids", ""] {
+        assert!(!root.join(c).join(&path).exists(), "{c}");
+    }
+}

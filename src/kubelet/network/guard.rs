@@ -37,26 +37,58 @@ pub fn ruleset(bridge: &str) -> String {
     )
 }
 
-/// Installs (or refreshes) the guard in the calling process's network namespace.
-pub fn install(bridge: &str) -> Result<(), GuardError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(GuardError::Spawn)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(ruleset(bridge).as_bytes()).map_err(GuardError::Spawn)?;
+/// Loads an nftables ruleset: the guard's one side effect, behind a trait so the pod network
+/// is tested without touching the node's firewall.
+pub trait Nft: Send + Sync {
+    /// Applies `ruleset` (nft's own syntax) as one transaction in the calling process's
+    /// network namespace.
+    fn apply(&self, ruleset: &str) -> Result<(), GuardError>;
+}
+
+/// The `nft` command, given the ruleset on its standard input.
+pub struct NftCommand;
+
+impl Nft for NftCommand {
+    fn apply(&self, ruleset: &str) -> Result<(), GuardError> {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(GuardError::Spawn)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(ruleset.as_bytes()).map_err(GuardError::Spawn)?;
+        }
+        let out = child.wait_with_output().map_err(GuardError::Spawn)?;
+        if !out.status.success() {
+            return Err(GuardError::Refused {
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
     }
-    let out = child.wait_with_output().map_err(GuardError::Spawn)?;
-    if !out.status.success() {
-        return Err(GuardError::Refused {
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+}
+
+/// Installs (or refreshes) the guard for `bridge`.
+pub fn install(nft: &dyn Nft, bridge: &str) -> Result<(), GuardError> {
+    nft.apply(&ruleset(bridge))
+}
+
+/// An [`Nft`] that keeps the rulesets it is given, for tests.
+#[cfg(test)]
+#[derive(Default)]
+pub struct FakeNft {
+    pub applied: std::sync::Mutex<Vec<String>>,
+}
+
+#[cfg(test)]
+impl Nft for FakeNft {
+    fn apply(&self, ruleset: &str) -> Result<(), GuardError> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner()).push(ruleset.to_string());
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -72,5 +104,12 @@ mod tests {
         assert!(dnat < r.find("drop").unwrap(), "service traffic is accepted before the drops");
         assert!(r.contains("iifname \"k3rs0\" oifname != \"k3rs0\" counter drop"));
         assert!(r.contains("oifname \"k3rs0\" iifname != \"k3rs0\" counter drop"));
+    }
+
+    #[test]
+    fn install_applies_the_bridges_ruleset() {
+        let nft = FakeNft::default();
+        install(&nft, "br-x").unwrap();
+        assert_eq!(*nft.applied.lock().unwrap(), [ruleset("br-x")]);
     }
 }

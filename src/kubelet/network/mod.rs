@@ -11,6 +11,9 @@
 //! so setup after a restart returns the same sandbox and teardown is idempotent and safe after
 //! a crash halfway through setup.
 //!
+//! The node's side effects go through narrow traits with in-memory fakes for the unit tests:
+//! netlink and the forwarding sysctls (`link::Netlink`), and nft (`guard::Nft`).
+//!
 //! Layout: `<run>/sandboxes/<uid>/holder` (the holder's PID and start time), `<state>/ipam/<ip>` (address
 //! owners), `<state>/sandboxes/<uid>.json` (records of finished setups),
 //! `<pods>/<uid>/{etc-hosts,etc-hostname,resolv.conf}` (files the containers bind-mount).
@@ -253,8 +256,8 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Net
 /// The node's pod network: makes and removes sandboxes.
 pub struct PodNetwork {
     cfg: NetConfig,
-    /// rtnetlink on a socket in the node's network namespace (the one `new` ran in).
-    host: rtnetlink::Handle,
+    /// Netlink in the node's network namespace (the one `new` ran in).
+    host: Arc<dyn link::Netlink>,
     bridge_index: u32,
     ipam: ipam::Ipam,
     records: Mutex<BTreeMap<String, Sandbox>>,
@@ -267,21 +270,32 @@ impl PodNetwork {
     /// directories; loads the records of existing sandboxes and removes what a crash halfway
     /// through a setup left behind. Idempotent: running sandboxes are not touched.
     pub async fn new(cfg: NetConfig) -> Result<PodNetwork, NetError> {
+        // Before anything is opened: a bad configuration is reported as such.
+        cfg.validate()?;
+        let (conn, host, _) = rtnetlink::new_connection().map_err(NetError::NetlinkSocket)?;
+        tokio::spawn(conn);
+        PodNetwork::with(cfg, Arc::new(link::RtNetlink::new(host)), &guard::NftCommand).await
+    }
+
+    /// [`PodNetwork::new`] with the node's netlink and nftables given.
+    pub async fn with(
+        cfg: NetConfig,
+        host: Arc<dyn link::Netlink>,
+        nft: &dyn guard::Nft,
+    ) -> Result<PodNetwork, NetError> {
         cfg.validate()?;
         for dir in [cfg.state_dir.join("sandboxes"), cfg.pods_dir.clone()] {
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
         std::fs::create_dir_all(cfg.run_dir.join("sandboxes"))
             .map_err(io_err("create directory", &cfg.run_dir.join("sandboxes")))?;
-        let (conn, host, _) = rtnetlink::new_connection().map_err(NetError::NetlinkSocket)?;
-        tokio::spawn(conn);
         let gateway = ipam::gateway(cfg.pod_cidr);
         let mac = link::bridge_mac(&cfg.bridge, &cfg.pod_cidr.to_string());
         let bridge_index =
-            link::ensure_bridge(&host, &cfg.bridge, mac, cfg.mtu, gateway, cfg.pod_cidr.prefix_len()).await?;
+            link::ensure_bridge(host.as_ref(), &cfg.bridge, mac, cfg.mtu, gateway, cfg.pod_cidr.prefix_len()).await?;
         // The guard goes first: forwarding is never on without it.
-        guard::install(&cfg.bridge)?;
-        link::enable_forwarding(&cfg.bridge)?;
+        guard::install(nft, &cfg.bridge)?;
+        host.enable_forwarding(&cfg.bridge).await?;
         let ipam = ipam::Ipam::open(cfg.state_dir.join("ipam"), cfg.pod_cidr).map_err(NetError::Address)?;
         let net = PodNetwork {
             cfg,
@@ -385,23 +399,23 @@ impl PodNetwork {
             netns::create(&dir, wanted, &req.hostname, tokio::runtime::Handle::current()).await?;
         steps.done("netns");
         let ns_path = |kind: &str, want: bool| if want { holder.map(|h| h.ns_path(kind)) } else { None };
-        if let (Some(ip), Some(pod)) = (ip, pod_handle) {
+        if let (Some(ip), Some(pod)) = (ip, pod_handle.map(link::RtNetlink::new)) {
             let veth = link::host_veth_name(uid);
             {
                 let fd = netns::open(
                     &ns_path("net", true)
                         .ok_or_else(|| NsError::Holder("no holder for the network namespace".into()))?,
                 )?;
-                link::add_veth(&self.host, &veth, fd.as_raw_fd(), self.cfg.mtu, self.bridge_index).await?;
+                self.host.add_veth(&veth, fd.as_raw_fd(), self.cfg.mtu, self.bridge_index).await?;
             }
             steps.done("veth");
-            link::set_hairpin(&self.host, &veth).await?;
+            link::set_hairpin(self.host.as_ref(), &veth).await?;
             steps.done("hairpin");
             link::configure_pod(&pod, ip, self.cfg.pod_cidr.prefix_len(), self.ipam.gateway()).await?;
             steps.done("configure");
             // A sandbox is handed out when it carries traffic; a slow kernel only delays that,
             // so past the deadline the pod starts anyway and its first packets may be retried.
-            if !link::wait_ready(&self.host, &pod, &veth, &self.cfg.bridge, LINK_READY_TIMEOUT).await? {
+            if !link::wait_ready(self.host.as_ref(), &pod, &veth, &self.cfg.bridge, LINK_READY_TIMEOUT).await? {
                 tracing::warn!(uid, link = %veth, "pod link not forwarding yet after {LINK_READY_TIMEOUT:?}; continuing");
             }
             steps.done("ready");
@@ -477,7 +491,8 @@ impl PodNetwork {
         }
         let Some(ip) = sandbox.ip else { return true };
         let address_ok = matches!(self.ipam.lookup(&sandbox.uid), Ok(Some(owned)) if owned == ip);
-        let veth_ok = matches!(link::index_of(&self.host, &link::host_veth_name(&sandbox.uid)).await, Ok(Some(_)));
+        let veth_ok =
+            matches!(link::index_of(self.host.as_ref(), &link::host_veth_name(&sandbox.uid)).await, Ok(Some(_)));
         address_ok && veth_ok
     }
 
@@ -515,9 +530,9 @@ impl PodNetwork {
         // released once the link is gone: if something still held the namespace, the link is
         // deleted here so no pod is left on the bridge with an address handed out again.
         let veth = link::host_veth_name(uid);
-        if !link::wait_gone(&self.host, &veth, VETH_GONE_TIMEOUT).await? {
+        if !link::wait_gone(self.host.as_ref(), &veth, VETH_GONE_TIMEOUT).await? {
             tracing::warn!(uid, link = %veth, "pod namespace still held after teardown; deleting its link");
-            link::delete(&self.host, &veth).await?;
+            link::delete(self.host.as_ref(), &veth).await?;
         }
         if address == Address::Release {
             self.ipam.release(uid).map_err(NetError::Address)?;
@@ -585,10 +600,10 @@ impl PodNetwork {
             self.remove(&uid, Address::Release).await?;
         }
         let wanted: std::collections::HashSet<String> = known.iter().map(|u| link::host_veth_name(u)).collect();
-        for port in link::ports(&self.host, self.bridge_index).await? {
+        for port in link::ports(self.host.as_ref(), self.bridge_index).await? {
             if port.starts_with("veth") && !wanted.contains(&port) {
                 tracing::info!(link = %port, "removing a pod veth that belongs to no sandbox");
-                link::delete(&self.host, &port).await?;
+                link::delete(self.host.as_ref(), &port).await?;
             }
         }
         Ok(())
@@ -642,6 +657,24 @@ fn remove_dir_if_exists(path: &Path) -> Result<(), NetError> {
     }
 }
 
+/// Debug timing of a sandbox's setup steps (`RUST_LOG=k3rs::kubelet::timing=debug`).
+struct Steps<'a> {
+    uid: &'a str,
+    at: std::time::Instant,
+}
+
+impl<'a> Steps<'a> {
+    fn new(uid: &'a str) -> Self {
+        Steps { uid, at: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, step: &str) {
+        let ms = self.at.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(target: "k3rs::kubelet::timing", uid = self.uid, step, ms, "sandbox step");
+        self.at = std::time::Instant::now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,6 +713,99 @@ mod tests {
         assert_eq!(req.node_hostname, "node1");
     }
 
+    use super::guard::FakeNft;
+    use super::link::fake::FakeNetlink;
+
+    fn config_in(dir: &Path) -> NetConfig {
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        let mut cfg = NetConfig::new(
+            &DataDir::new(dir),
+            c("10.42.0.0/24"),
+            c("10.42.0.0/16"),
+            c("10.43.0.0/16"),
+            "10.43.0.10".parse().unwrap(),
+            "cluster.local",
+        );
+        cfg.resolv_conf = dir.join("resolv.conf");
+        cfg.hosts_file = dir.join("hosts");
+        cfg
+    }
+
+    #[tokio::test]
+    async fn a_new_node_gets_its_bridge_guard_and_forwarding() {
+        let dir = tempfile::tempdir().unwrap();
+        let nl = Arc::new(FakeNetlink::default());
+        let nft = FakeNft::default();
+        let net = PodNetwork::with(config_in(dir.path()), nl.clone(), &nft).await.unwrap();
+        assert!(net.list().is_empty());
+        assert_eq!(*nft.applied.lock().unwrap(), [guard::ruleset(DEFAULT_BRIDGE)]);
+        let st = nl.state();
+        assert!(st.links[DEFAULT_BRIDGE].up);
+        assert_eq!(st.mtu[DEFAULT_BRIDGE], 1500);
+        assert!(st.addresses.contains(&(DEFAULT_BRIDGE.to_string(), "10.42.0.1".parse().unwrap(), 24)));
+        assert!(st.forwarding.contains(DEFAULT_BRIDGE));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_configuration_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config_in(dir.path());
+        cfg.mtu = 10;
+        let (nl, nft) = (Arc::new(FakeNetlink::default()), FakeNft::default());
+        assert!(matches!(PodNetwork::with(cfg, nl.clone(), &nft).await, Err(NetError::InvalidConfig(_))));
+        assert!(nl.state().changes.is_empty() && nft.applied.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_finished_sandboxes_and_removes_what_unfinished_ones_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        // A finished sandbox (its record), and the remains of one whose setup never finished:
+        // its namespace directory, its address, its veth on the bridge.
+        let kept = Sandbox {
+            uid: "kept".into(),
+            ip: Some("10.42.0.5".parse().unwrap()),
+            netns: None,
+            ipc: None,
+            uts: None,
+            holder: None,
+            hosts: cfg.pods_dir.join("kept/etc-hosts"),
+            hostname: cfg.pods_dir.join("kept/etc-hostname"),
+            resolv_conf: cfg.pods_dir.join("kept/resolv.conf"),
+        };
+        std::fs::create_dir_all(cfg.state_dir.join("sandboxes")).unwrap();
+        std::fs::write(cfg.state_dir.join("sandboxes/kept.json"), serde_json::to_vec(&kept).unwrap()).unwrap();
+        std::fs::create_dir_all(cfg.run_dir.join("sandboxes/lost")).unwrap();
+        let ipam = ipam::Ipam::open(cfg.state_dir.join("ipam"), cfg.pod_cidr).unwrap();
+        let lost_ip = ipam.allocate("lost").unwrap();
+        let nl = Arc::new(FakeNetlink::default());
+        let bridge = nl.put(DEFAULT_BRIDGE, None);
+        nl.put(&link::host_veth_name("kept"), Some(bridge));
+        nl.put(&link::host_veth_name("lost"), Some(bridge));
+        nl.put("veth-stray", Some(bridge));
+        nl.put("tap0", Some(bridge));
+
+        let net = PodNetwork::with(cfg.clone(), nl.clone(), &FakeNft::default()).await.unwrap();
+        assert_eq!(net.list(), [kept]);
+        let mut left: Vec<String> = nl.state().links.keys().cloned().collect();
+        left.sort();
+        let mut want = vec![DEFAULT_BRIDGE.to_string(), link::host_veth_name("kept"), "tap0".to_string()];
+        want.sort();
+        assert_eq!(left, want, "pod veths of no sandbox go, other ports stay");
+        assert!(!cfg.run_dir.join("sandboxes/lost").exists());
+        assert!(ipam.entries().unwrap().iter().all(|(ip, _)| *ip != lost_ip), "the address is free again");
+        // Tearing down an unknown pod is fine; a finished one loses its link (with its
+        // namespace: the kernel removes it) and its address.
+        net.teardown("never-seen").await.unwrap();
+        nl.state().vanishing.insert(link::host_veth_name("kept"));
+        net.teardown("kept").await.unwrap();
+        assert!(!nl.state().changes.iter().any(|c| c.contains(&link::host_veth_name("kept"))));
+        assert!(net.list().is_empty());
+        assert!(!nl.state().links.contains_key(&link::host_veth_name("kept")));
+        assert!(!cfg.state_dir.join("sandboxes/kept.json").exists());
+        assert!(matches!(net.teardown("../x").await, Err(NetError::InvalidUid(_))));
+    }
+
     #[test]
     fn config_validation() {
         let data = DataDir::new("/tmp/x");
@@ -706,23 +832,5 @@ mod tests {
         let mut bad = good;
         bad.pod_cidr = c("10.42.0.0/31");
         assert!(bad.validate().is_err());
-    }
-}
-
-/// Debug timing of a sandbox's setup steps (`RUST_LOG=k3rs::kubelet::timing=debug`).
-struct Steps<'a> {
-    uid: &'a str,
-    at: std::time::Instant,
-}
-
-impl<'a> Steps<'a> {
-    fn new(uid: &'a str) -> Self {
-        Steps { uid, at: std::time::Instant::now() }
-    }
-
-    fn done(&mut self, step: &str) {
-        let ms = self.at.elapsed().as_secs_f64() * 1e3;
-        tracing::debug!(target: "k3rs::kubelet::timing", uid = self.uid, step, ms, "sandbox step");
-        self.at = std::time::Instant::now();
     }
 }

@@ -3,12 +3,11 @@
 //! log, reaps it and records its exit status, so containers keep running when k3rs stops and
 //! are re-adopted when it starts again.
 //!
-//! [`Runtime`] is what the pod worker uses; [`LibcontainerRuntime`] is the real one and
-//! [`fake::FakeRuntime`] an in-memory one for the worker's unit tests. The shim itself lives
+//! [`Runtime`] is what the node backend drives; [`LibcontainerRuntime`] is the real one (the
+//! pod worker's unit tests fake the node one level up, as a `Backend`). The shim itself lives
 //! in [`shim`] and is entered from `main` before anything else runs.
 
 pub mod cgroup;
-pub mod fake;
 mod libcontainer;
 #[path = "monitor/logic.rs"]
 pub mod monitor_logic;
@@ -22,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use self::cgroup::{ensure_pod_cgroup, remove_pod_cgroup};
+pub use self::cgroup::{ensure_pod_cgroup, remove_pod_cgroup, PodCgroups, SysCgroups};
 pub use self::libcontainer::LibcontainerRuntime;
 
 /// A container to create (not start).
