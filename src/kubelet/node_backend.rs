@@ -223,7 +223,7 @@ impl Backend for NodeBackend {
     async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError> {
         let p = to_pod(pod)?;
         let req = SandboxRequest::from_pod(&p, &self.node.hostname);
-        let qos = spec::qos_class(&p);
+        let qos = crate::domain::pod::qos_class(&p);
         runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(&p)).await?;
         let sb = self.network.setup(&req).await?;
         let ip = sb.ip.map(|i| i.to_string());
@@ -293,7 +293,7 @@ impl Backend for NodeBackend {
         let term_dir = self.node.pods_dir.join(&uid).join("containers").join(&req.container);
         let term_file = term_dir.join(format!("{}-termination-log", req.attempt));
         let _ = std::fs::create_dir_all(&term_dir).and_then(|_| std::fs::write(&term_file, b""));
-        let qos = spec::qos_class(&pod);
+        let qos = crate::domain::pod::qos_class(&pod);
         let input = SpecInput {
             pod: &pod,
             container: &c,

@@ -110,7 +110,7 @@ pub enum SpecError {
 
 /// The QoS class is the apiserver's rule too, so it lives in [`crate::domain::pod`]; the
 /// cgroup code names it from here.
-pub use crate::domain::pod::{qos_class, QosClass};
+use crate::domain::pod::{qos_class, QosClass};
 
 /// The pod's cgroup under the kubepods hierarchy.
 pub fn pod_cgroup_path(qos: QosClass, uid: &str) -> String {

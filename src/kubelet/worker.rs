@@ -17,9 +17,9 @@ use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
 use super::backoff::Backoff;
 use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, Terminated};
 use super::volumes::{self, Sources};
+use crate::apiserver::status::ApiError;
 use crate::domain::duration::go_duration_std;
 use crate::domain::time::now_rfc3339;
-use crate::apiserver::status::ApiError;
 
 /// The API calls a worker makes, behind a trait so the worker is tested without a server.
 /// Failures are the API server's own errors (a status code and reason to match on); the

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use crate::common;
 use common::kubectl_http::KubectlHttp;
 use k3rs::apiserver::discovery::{respond, version_info, DiscoveryError, DiscoveryPath};
 

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use crate::common;
 use common::kubectl_http::KubectlHttp;
 use k3rs::apiserver::discovery::{respond, DiscoveryPath};
 use k3rs::apiserver::protobuf::{decode_request, CONTENT_TYPE};

@@ -348,7 +348,12 @@ async fn shim_survives_sigkill_of_the_process_that_created_it() {
     w.ids.lock().expect("ids").push("orphan".into());
     let exe = std::env::current_exe().expect("test binary");
     let mut child = tokio::process::Command::new(exe)
-        .args(["--exact", &crate::common::suite_test("shim_survives_sigkill_of_the_process_that_created_it"), "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            &crate::common::suite_test("shim_survives_sigkill_of_the_process_that_created_it"),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("K3RS_RT_TEST_PARENT_DIR", &w.dir)
         .env("K3RS_RT_TEST_CGROUP", &w.cgroup_root)
         .stdout(std::process::Stdio::piped())

@@ -8,12 +8,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::common;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use crate::common;
 use common::kubectl_http::{kubectl, KubectlHttp};
 use k3rs::apiserver::discovery::{respond, version_info, DiscoveryPath};
 use k3rs::apiserver::table::{self, IncludeObject, TableOptions};

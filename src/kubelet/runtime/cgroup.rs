@@ -15,7 +15,8 @@ use libcgroups::common::{write_cgroup_file_str, CgroupSetup};
 use libcgroups::v1::ControllerType;
 
 use super::RuntimeError;
-use crate::kubelet::spec::{pod_cgroup_path, PodResources, QosClass};
+use crate::domain::pod::QosClass;
+use crate::kubelet::spec::{pod_cgroup_path, PodResources};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// v1 controllers a pod cgroup is made in (libcontainer makes the rest per container).
