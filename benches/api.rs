@@ -129,6 +129,7 @@ fn stop(child: &mut Child) {
         if let Ok(Some(_)) = child.try_wait() {
             return;
         }
+        #[allow(clippy::disallowed_methods)] // a plain thread polling its child, not a runtime worker
         std::thread::sleep(Duration::from_millis(10));
     }
     eprintln!("server did not stop on SIGTERM within 10 s; killing it");
@@ -983,7 +984,7 @@ async fn api(failures: &Failures) {
     println!("    (c) latency: request sent to last body byte received, JSON decoding excluded; (b) from each request's scheduled start; (d) from the write being sent");
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     // `cargo bench` adds `--bench`; the words name the parts to run.
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let all = !args.iter().any(|a| a == "startup" || a == "api");
@@ -991,7 +992,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio runtime: {e}");
-            std::process::exit(1);
+            return std::process::ExitCode::FAILURE;
         }
     };
     let failures = Failures::default();
@@ -1004,6 +1005,7 @@ fn main() {
     let n = failures.count();
     if n > 0 {
         println!("\n{n} functional failure(s); see the FAILURE lines above");
-        std::process::exit(1);
+        return std::process::ExitCode::FAILURE;
     }
+    std::process::ExitCode::SUCCESS
 }

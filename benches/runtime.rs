@@ -170,6 +170,7 @@ fn main() {
             shim_pids.push(pid);
         }
     });
+    #[allow(clippy::disallowed_methods)] // a benchmark's main thread, not a runtime worker
     std::thread::sleep(Duration::from_millis(300));
     let mems: Vec<(u64, u64)> = shim_pids.iter().map(|p| mem_kb(*p)).collect();
     let rss = mems.iter().map(|m| m.0).sum::<u64>() / mems.len().max(1) as u64;

@@ -21,6 +21,10 @@ if $unit_only; then
   exit 0
 fi
 
+# The lint and format gate (Cargo.toml's [lints] table, clippy.toml's banned APIs).
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+
 # Everything must compile, benchmarks included. Benchmarks are only built here: they are
 # long runs against a release binary, started by scripts/bench.sh.
 cargo test --all-targets --no-run

@@ -40,7 +40,7 @@ enum Command {
     /// Run the server: the datastore (embedded SQLite or external etcd) with the etcd API
     /// over it, the Kubernetes API server, the scheduler and controllers, and (unless
     /// --disable-agent) the node that runs this machine's pods.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Manage the node's images: import archives, list, remove, pull.
     Images(images::ImagesArgs),
 }
@@ -188,7 +188,7 @@ pub fn main() -> ExitCode {
         Err(e) => return clap_error(e),
     };
     match cli.command {
-        Command::Server(args) => server(args),
+        Command::Server(args) => server(*args),
         Command::Images(args) => images::run(args),
     }
 }

@@ -86,7 +86,7 @@ mod indexmap_like {
             struct V;
             impl<'de> Visitor<'de> for V {
                 type Value = OrderedMap;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.write_str("a map of pattern to replacement")
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OrderedMap, A::Error> {

@@ -291,7 +291,7 @@ fn push_service_env(env: &mut Env, name: &str, ip: &str, ports: &[(Option<String
 
 /// The service variables: `kubernetes` always, the namespace's services unless service
 /// links are off. Services without a cluster IP (headless) give none.
-fn service_env(input: &SpecInput) -> Env {
+fn service_env(input: &SpecInput<'_>) -> Env {
     let mut env = Env::default();
     let spec = input.pod.spec.as_ref();
     let links = spec.and_then(|s| s.enable_service_links).unwrap_or(true);
@@ -336,7 +336,7 @@ fn format_map(m: &BTreeMap<String, String>) -> String {
     m.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join("\n")
 }
 
-fn field_ref(input: &SpecInput, path: &str) -> Result<String, SpecError> {
+fn field_ref(input: &SpecInput<'_>, path: &str) -> Result<String, SpecError> {
     let meta = &input.pod.metadata;
     let src = input.env_sources;
     let subscript = |prefix: &str| {
@@ -376,7 +376,7 @@ fn field_ref(input: &SpecInput, path: &str) -> Result<String, SpecError> {
 }
 
 fn resource_field_ref(
-    input: &SpecInput,
+    input: &SpecInput<'_>,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> Result<String, SpecError> {
     let c = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
@@ -413,7 +413,7 @@ fn resource_field_ref(
 
 /// The container's environment, without the image's: service variables, then `envFrom`,
 /// then `env` (each `$(VAR)`-expanded against what precedes it).
-pub fn container_env(input: &SpecInput) -> Result<Vec<(String, String)>, SpecError> {
+pub fn container_env(input: &SpecInput<'_>) -> Result<Vec<(String, String)>, SpecError> {
     let ns = input.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let services = service_env(input);
     let mut env = Env::default();
@@ -655,7 +655,7 @@ fn safe_sub_path(p: &str) -> bool {
 }
 
 /// The OCI runtime spec of `input.container`.
-pub fn container_spec(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
+pub fn container_spec(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError> {
     let pod = input.pod;
     let c = input.container;
     let pspec = pod.spec.as_ref();

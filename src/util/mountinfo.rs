@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 /// a mount point.
 pub fn is_mount_root(path: &Path) -> io::Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statx writes into the zeroed struct we own; the path is NUL-terminated.
+    // SAFETY: libc::statx is plain old data, for which all-zero bytes are a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes into the zeroed struct we own; the path is NUL-terminated.
     let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_NO_AUTOMOUNT, 0, &mut stx) };
     if rc != 0 {
         let e = io::Error::last_os_error();

@@ -81,6 +81,7 @@ fn pods_run_log_exec_and_delete() {
     let sandbox = c.data_dir().join("agent/run/sandboxes").join(&uid);
     let holder = k3rs::kubelet::network::netns::Holder::read(&sandbox).expect("the pod's holder file");
     assert!(holder.alive());
+    // SAFETY: kill sends a signal to the holder's PID; no memory is involved.
     unsafe { libc::kill(holder.pid, libc::SIGKILL) };
     c.wait_for(&["pod", "talker"], "{.status.containerStatuses[0].restartCount}", Duration::from_secs(30), |n| {
         n == "1"
@@ -286,6 +287,7 @@ fn containers_outlive_k3rs_and_are_adopted_after_restart() {
         buf.extend_from_slice(&chunk[..n]);
     }
     let _ = follow.kill();
+    let _ = follow.wait();
     let text = String::from_utf8_lossy(&buf);
     let ticks: Vec<u32> = text.lines().filter_map(|l| l.strip_prefix("tick ")).filter_map(|n| n.parse().ok()).collect();
     assert!(ticks.len() >= 3 && ticks.windows(2).all(|w| w[1] == w[0] + 1), "followed: {text:?}");

@@ -2,6 +2,10 @@
 //! crate is linked once instead of once per suite. Test names carry their suite:
 //! `cargo test --test it etcdapi::` runs one suite.
 
+// Tests wait with std::thread::sleep (they are synchronous, not on a runtime), and child test
+// processes end with std::process::exit: clippy.toml's bans are for the product's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 mod apiserver;

@@ -333,7 +333,8 @@ async fn act_as_parent(dir: &Path, cgroup_root: &str) {
     w.rt.create(&req).await.expect("create");
     w.rt.start("orphan").await.expect("start");
     println!("PARENT-READY");
-    std::mem::forget(w);
+    // Never dropped: dropping the world would delete the container this process must orphan.
+    let _world = std::mem::ManuallyDrop::new(w);
     tokio::time::sleep(Duration::from_secs(3600)).await;
 }
 

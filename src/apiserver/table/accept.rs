@@ -46,7 +46,7 @@ fn parse(header: &str) -> Vec<Clause<'_>> {
         clauses.push(clause);
     }
     // An insertion sort with upstream's ordering keeps equal ranges in header order.
-    let before = |a: &Clause, b: &Clause| {
+    let before = |a: &Clause<'_>, b: &Clause<'_>| {
         a.q > b.q || (a.kind != "*" && b.kind == "*") || (a.subtype != "*" && b.subtype == "*")
     };
     for i in 1..clauses.len() {

@@ -71,6 +71,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
@@ -194,6 +195,7 @@ impl LibcontainerRuntime {
             return Ok(());
         }
         let pid = Self::read_pid(dir, "pid").ok_or_else(|| RuntimeError::NotRunning { id: id.to_string() })?;
+        // SAFETY: kill sends a signal to a PID read from the shim's state; no memory is involved.
         if unsafe { libc::kill(pid, signal) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::ESRCH) {

@@ -72,6 +72,7 @@ fn create_main(args: &[OsString]) -> i32 {
     };
     // Leave the caller's process tree: the parent returns at once (the runtime reaps it) and
     // the child is re-parented to init, outside any k3rs process group or session.
+    // SAFETY: fork in `shim create`, a process that has started no thread yet, so the child may run ordinary Rust code.
     match unsafe { libc::fork() } {
         -1 => {
             println!("error fork: {}", io::Error::last_os_error());
@@ -80,6 +81,7 @@ fn create_main(args: &[OsString]) -> i32 {
         0 => {}
         _ => return 0,
     }
+    // SAFETY: plain syscalls on this process; the handlers named are the kernel's SIG_IGN.
     unsafe {
         libc::setsid();
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
@@ -112,6 +114,7 @@ fn create_main(args: &[OsString]) -> i32 {
 
 fn redirect_stdout_to_null() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 with a descriptor this function holds open; fd 1 is this process's to replace.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
 }
@@ -131,9 +134,11 @@ struct MonitorArgs {
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the two-element array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: pipe2 succeeded: both descriptors are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
@@ -147,19 +152,25 @@ fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     let mut buf = [0u8; 256];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let mut cmsg = [0u8; 64];
+    // SAFETY: msghdr is plain old data; all-zero is its empty value, filled in below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg.as_mut_ptr().cast();
     msg.msg_controllen = cmsg.len() as _;
+    // SAFETY: msg points at buffers (iov, cmsg) that outlive the call and whose lengths it carries.
     if unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
     let hdr = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: hdr is non-null and points into cmsg, which is live.
     if hdr.is_null() || unsafe { (*hdr).cmsg_type } != libc::SCM_RIGHTS {
         return Err(io::Error::other("no file descriptor received"));
     }
+    // SAFETY: an SCM_RIGHTS header carries at least one fd; the read is unaligned-safe.
     let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(hdr) as *const RawFd) };
+    // SAFETY: the kernel installed this descriptor for us (close-on-exec); nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -283,6 +294,7 @@ pub fn monitor_program(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     if mem < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: memfd_create succeeded: a new descriptor owned by nothing else.
     let mem = unsafe { OwnedFd::from_raw_fd(mem) };
     if !write_all(mem.as_raw_fd(), MONITOR) {
         return Err(io::Error::last_os_error());
@@ -295,6 +307,7 @@ pub fn monitor_program(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
 /// k3rs image and everything libcontainer left in memory.
 fn exec_monitor(c: &Created) -> io::Error {
     for fd in &c.keep {
+        // SAFETY: clears close-on-exec on descriptors this process owns (kept for the monitor).
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
     }
     let mem = match monitor_program(c"k3rs-shim") {
@@ -326,6 +339,7 @@ fn exec_monitor(c: &Created) -> io::Error {
     argv.push(std::ptr::null());
     // The monitor needs no environment.
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that outlive the call.
     unsafe { libc::fexecve(mem.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
 }
@@ -335,6 +349,7 @@ fn exec_monitor(c: &Created) -> io::Error {
 
 fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
+        // SAFETY: buf is a live slice; write reads at most its length.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
@@ -358,6 +373,7 @@ fn exec_main(args: &[OsString]) -> i32 {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
 
+    // SAFETY: sets SIGPIPE to the kernel's SIG_IGN; no Rust handler is involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     if args.len() < 3 {
         eprintln!("usage: k3rs shim exec ROOT ID PROCESS_JSON");
@@ -412,6 +428,7 @@ fn exec_main(args: &[OsString]) -> i32 {
     }
     let mut st = 0;
     loop {
+        // SAFETY: waits on our own child, with a status slot we own.
         let r = unsafe { libc::waitpid(pid, &mut st, 0) };
         if r == pid {
             break;
@@ -441,6 +458,7 @@ fn relay_pty(master: OwnedFd) {
             libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: if ctl_open { 3 } else { -1 }, events: libc::POLLIN, revents: 0 },
         ];
+        // SAFETY: pfds is a live array of exactly the 3 entries passed.
         if unsafe { libc::poll(pfds.as_mut_ptr(), 3, -1) } < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -448,12 +466,14 @@ fn relay_pty(master: OwnedFd) {
             break;
         }
         if pfds[0].revents != 0 {
+            // SAFETY: buf is a live buffer; read writes at most its length.
             let n = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 || !write_all(1, &buf[..n as usize]) {
                 break;
             }
         }
         if pfds[1].revents != 0 {
+            // SAFETY: buf is a live buffer; read writes at most its length.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 stdin_open = false;
@@ -464,6 +484,7 @@ fn relay_pty(master: OwnedFd) {
         }
         if pfds[2].revents != 0 {
             let mut ws = [0u8; 4];
+            // SAFETY: ws is a live 4-byte buffer; read writes at most 4 bytes.
             let n = unsafe { libc::read(3, ws.as_mut_ptr().cast(), 4) };
             if n == 4 {
                 let w = libc::winsize {
@@ -472,12 +493,14 @@ fn relay_pty(master: OwnedFd) {
                     ws_xpixel: 0,
                     ws_ypixel: 0,
                 };
+                // SAFETY: TIOCSWINSZ reads a winsize struct that lives on this stack frame.
                 unsafe { libc::ioctl(m, libc::TIOCSWINSZ, &w) };
             } else if n <= 0 {
                 ctl_open = false;
             }
         }
     }
+    // SAFETY: m is the pty master this function owns; it is not used after this.
     unsafe { libc::close(m) };
 }
 

@@ -360,6 +360,7 @@ mod tests {
         b.push_i64(-42).push(b"/").push_padded(7, 3).push(b"overflowing");
         assert_eq!(b.as_bytes(), b"-42/007o");
         let p = b.c_str();
+        // SAFETY: c_str returns a pointer to a NUL-terminated buffer that b keeps alive.
         assert_eq!(unsafe { std::ffi::CStr::from_ptr(p.cast()) }.to_bytes(), b"-42/007");
         assert_eq!(oom_kills(b"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), 3);
         assert_eq!(oom_kills(b"low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n"), 1);
