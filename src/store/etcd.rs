@@ -40,8 +40,8 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use super::{
-    prefix_end, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions,
-    RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
+    prefix_end, Deleted, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd,
+    RangeOptions, RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
 };
 
 /// How long [`EtcdStore::connect`] waits for etcd to answer when no timeout is set.
@@ -626,6 +626,18 @@ impl Store for EtcdStore {
                 self.guarded("delete a key", full, compare, delete, None).await
             }
         }
+    }
+
+    async fn delete_range(&self, range: &KeyRange) -> Result<Deleted> {
+        let (key, end) = self.shared.etcd_range(range);
+        let options = DeleteOptions::new().with_range(end).with_prev_key();
+        let resp = match self.client()?.kv_client().delete(key, Some(options)).await {
+            Ok(resp) => resp.0,
+            Err(err) => return Err(self.fail("delete a range", err, ErrCtx::default()).await),
+        };
+        let revision = header_revision("delete a range", &resp.header)?;
+        let prev = resp.prev_kvs.into_iter().filter_map(|kv| self.shared.kv(kv)).collect();
+        Ok(Deleted { revision, prev })
     }
 
     async fn watch(&self, range: KeyRange, start: Option<Revision>) -> Result<Watch> {
