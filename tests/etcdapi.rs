@@ -286,6 +286,52 @@ async fn etcdctl_put_get_prefix_keys_only_and_delete() {
     server.shutdown().await;
 }
 
+/// A DeleteRange over thousands of keys is one store request: the answer counts and returns
+/// every key, and a watcher with prev_kv gets every delete, the last at the header revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_delete_of_many_keys_answers_and_notifies_every_key() {
+    const KEYS: usize = 3000;
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    let puts: Vec<_> = (0..KEYS)
+        .map(|i| {
+            let mut kv = c.kv_client();
+            async move { kv.put(format!("/many/{i:05}"), format!("v{i}"), None).await.expect("put") }
+        })
+        .collect();
+    futures::future::join_all(puts).await;
+    let mut w = c.watch("/many/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.expect("watch");
+    let created = w.message().await.expect("message").expect("created");
+    assert!(created.created());
+
+    let resp = c.delete("/many/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await.expect("delete");
+    assert_eq!((resp.deleted(), resp.prev_kvs().len()), (KEYS as i64, KEYS));
+    let revision = resp.header().expect("header").revision();
+    assert_eq!(revision, server.revision().await);
+    for (i, kv) in resp.prev_kvs().iter().enumerate() {
+        assert_eq!(
+            (kv.key_str().expect("utf8"), kv.value_str().expect("utf8")),
+            (&*format!("/many/{i:05}"), &*format!("v{i}"))
+        );
+    }
+    let mut seen = 0;
+    let mut last = 0;
+    while seen < KEYS {
+        let resp = w.message().await.expect("message").expect("events");
+        for ev in resp.events() {
+            assert_eq!(ev.event_type(), EventType::Delete);
+            let prev = ev.prev_kv().expect("prev_kv");
+            assert_eq!(prev.key_str().expect("utf8"), format!("/many/{seen:05}"));
+            last = ev.kv().expect("kv").mod_revision();
+            seen += 1;
+        }
+    }
+    assert_eq!(last, revision);
+    let left = c.get("/many/", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("count");
+    assert_eq!(left.count(), 0);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn etcdctl_txn_from_stdin() {
     let server = Server::start().await;
