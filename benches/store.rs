@@ -3,13 +3,16 @@
 //! against Debian's etcd 3.4, both durable (fsync on commit), in one run.
 //!
 //! Workloads: single-writer puts, 16 concurrent writers, ranges over 10k keys, watch
-//! fan-out to 100 watchers, and a churn of updates over 1k keys with periodic compaction
-//! (1M updates by default; `BENCH_CHURN_OPS` changes it). Prints ops/s and p50/p99 latency
-//! per side, the k3rs/etcd ratios, the database size after churn against the live data,
-//! and each server's memory.
+//! fan-out to 100 watchers, a churn of updates over 1k keys with periodic compaction
+//! (1M updates by default; `BENCH_CHURN_OPS` changes it), and last, one DeleteRange of a
+//! prefix holding 300k keys, as `etcdctl check perf` ends (`BENCH_DELETE_KEYS` changes the
+//! count). Prints ops/s and p50/p99 latency per side (for the delete: keys/s and its time),
+//! the k3rs/etcd ratios, the database size after churn against the live data, and each
+//! server's memory.
 //!
 //! Environment: `K3RS_BIN` (default `target/release/k3rs`), `ETCD_BIN` (default
-//! `/usr/bin/etcd`), `BENCH_SIDES` (default `k3rs,etcd`), `BENCH_CHURN_OPS`.
+//! `/usr/bin/etcd`), `BENCH_SIDES` (default `k3rs,etcd`), `BENCH_CHURN_OPS`,
+//! `BENCH_DELETE_KEYS`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -375,6 +378,23 @@ async fn churn(client: &Client, keys: usize, total: usize) -> Measured {
     m
 }
 
+/// Puts `keys` keys under one prefix, then deletes the prefix with one DeleteRange, as
+/// `etcdctl check perf` does after its load; only the delete is timed.
+async fn delete_prefix(client: &Client, keys: usize) -> Measured {
+    let prefix = "/bench/delete/";
+    let writers = 64;
+    let per_writer = keys.div_ceil(writers);
+    let _ = puts(client, writers, per_writer, prefix, RANGE_VALUE_SIZE).await;
+    let mut kv = client.kv_client();
+    let range = get_prefix(prefix);
+    let delete = PbDeleteRequest { key: range.key, range_end: range.range_end, ..Default::default() };
+    let start = Instant::now();
+    let r = kv.delete_range(delete).await.expect("delete the prefix").into_inner();
+    let elapsed = start.elapsed();
+    assert_eq!(r.deleted, (writers * per_writer) as i64, "the prefix delete missed keys");
+    Measured { ops: writers * per_writer, elapsed, lat: vec![elapsed] }
+}
+
 struct SideReport {
     name: &'static str,
     rows: Vec<(&'static str, Measured)>,
@@ -384,7 +404,7 @@ struct SideReport {
     hwm_kib: u64,
 }
 
-async fn run_side(name: &str, churn_ops: usize) -> SideReport {
+async fn run_side(name: &str, churn_ops: usize, delete_keys: usize) -> SideReport {
     let (server, client) = if name == "k3rs" { start_k3rs().await } else { start_etcd().await };
     eprintln!("== {} ==", server.name);
     let mut rows = Vec::new();
@@ -420,14 +440,12 @@ async fn run_side(name: &str, churn_ops: usize) -> SideReport {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let live = kv.range(get_prefix("/bench/")).await.unwrap().into_inner();
     let live_bytes: u64 = live.kvs.iter().map(|kv| (kv.key.len() + kv.value.len()) as u64).sum();
-    SideReport {
-        name: server.name,
-        rows,
-        db_after_churn: server.db_bytes(),
-        live_bytes,
-        rss_kib: server.rss_kib("VmRSS:"),
-        hwm_kib: server.rss_kib("VmHWM:"),
-    }
+    let (db_after_churn, rss_kib, hwm_kib) = (server.db_bytes(), server.rss_kib("VmRSS:"), server.rss_kib("VmHWM:"));
+    // Last, so its 300k keys and their history weigh on none of the figures above.
+    let m = delete_prefix(&client, delete_keys).await;
+    eprintln!("prefix delete: {} keys in {:.2} s", m.ops, m.elapsed.as_secs_f64());
+    rows.push(("prefix delete (keys)", m));
+    SideReport { name: server.name, rows, db_after_churn, live_bytes, rss_kib, hwm_kib }
 }
 
 fn ms(d: Duration) -> String {
@@ -442,8 +460,9 @@ fn main() {
         .map(|s| s.trim().to_string())
         .collect();
     let churn_ops: usize = std::env::var("BENCH_CHURN_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let delete_keys: usize = std::env::var("BENCH_DELETE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let reports: Vec<SideReport> = sides.iter().map(|s| rt.block_on(run_side(s, churn_ops))).collect();
+    let reports: Vec<SideReport> = sides.iter().map(|s| rt.block_on(run_side(s, churn_ops, delete_keys))).collect();
 
     println!("\nstore benchmark: {VALUE_SIZE}-byte values ({RANGE_VALUE_SIZE} for the range), etcd v3 API, the same generated client on both sides");
     println!("{:<30} {:>6} {:>12} {:>10} {:>10}", "workload", "side", "ops/s", "p50 ms", "p99 ms");

@@ -4,7 +4,8 @@
 #   scripts/bench.sh startup   exec -> /readyz on first and warm boots; memory after 30 s idle
 #   scripts/bench.sh api       creates, patches, lists and watches over HTTPS, 16 clients
 #   scripts/bench.sh pods      100 busybox pods on a real node (root); runtime vs runc
-# Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run.
+# Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run; BENCH_DELETE_KEYS
+# (default 300000) sizes the prefix delete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}

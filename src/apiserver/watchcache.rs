@@ -18,8 +18,8 @@ use futures::StreamExt;
 use tokio::sync::{watch, Mutex};
 
 use crate::store::{
-    EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions, RangeResult, Result,
-    Revision, Store, StoreStatus, Watch, WatchItem, WriteOutcome,
+    Deleted, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions, RangeResult,
+    Result, Revision, Store, StoreStatus, Watch, WatchItem, WriteOutcome,
 };
 
 /// How long a list waits for its resource type's copy to catch up before it reads the
@@ -236,6 +236,10 @@ impl Store for WatchCache {
 
     async fn delete(&self, key: Bytes, expected: Option<Revision>) -> Result<WriteOutcome> {
         self.inner.delete(key, expected).await
+    }
+
+    async fn delete_range(&self, range: &KeyRange) -> Result<Deleted> {
+        self.inner.delete_range(range).await
     }
 
     async fn watch(&self, range: KeyRange, start: Option<Revision>) -> Result<Watch> {

@@ -284,53 +284,17 @@ pub(crate) async fn put(store: &dyn Store, req: &PbPutRequest) -> Result<PbPutRe
     Ok(PbPutResponse { header: header(revision), prev_kv: if req.prev_kv { prev.map(pb_kv) } else { None } })
 }
 
-/// Keys a DeleteRange over a range reads at a time before deleting them.
-const DELETE_PAGE: usize = 512;
-
-/// Serves a DeleteRange. A range is deleted key by key, each delete its own revision; the
-/// header carries the last one (or the current revision when nothing was deleted).
+/// Serves a DeleteRange: the store deletes the whole range in one request; the header
+/// carries the revision of the last delete (or the current revision when nothing was deleted).
 pub(crate) async fn delete_range(store: &dyn Store, req: &PbDeleteRequest) -> Result<PbDeleteResponse, Status> {
     if req.key.is_empty() {
         return Err(empty_key());
     }
     let keys = KeyRange::from_etcd(&req.key, &req.range_end);
-    let mut deleted = 0i64;
-    let mut prev_kvs = Vec::new();
-    let mut last_write = None;
-    let mut record = |outcome: WriteOutcome| {
-        if let WriteOutcome::Applied { revision, prev } = outcome {
-            deleted += 1;
-            last_write = Some(revision);
-            if req.prev_kv {
-                prev_kvs.extend(prev.map(pb_kv));
-            }
-        }
-    };
-    if keys.end == crate::store::RangeEnd::Single {
-        record(store.delete(keys.start.clone(), None).await.map_err(store_status)?);
-    } else {
-        let mut rest = keys.clone();
-        loop {
-            let opts = RangeOptions { limit: Some(DELETE_PAGE), keys_only: true, ..Default::default() };
-            let page = store.range(&rest, opts).await.map_err(store_status)?;
-            let Some(last) = page.kvs.last().map(|kv| kv.key.clone()) else {
-                break;
-            };
-            for kv in page.kvs {
-                // Unguarded: whatever the key holds by now is what the delete removes.
-                record(store.delete(kv.key, None).await.map_err(store_status)?);
-            }
-            if !page.more {
-                break;
-            }
-            rest = keys.after(&last);
-        }
-    }
-    let revision = match last_write {
-        Some(rev) => rev,
-        None => store.current_revision().await.map_err(store_status)?,
-    };
-    Ok(PbDeleteResponse { header: header(revision), deleted, prev_kvs })
+    let done = store.delete_range(&keys).await.map_err(store_status)?;
+    let deleted = i64::try_from(done.prev.len()).unwrap_or(i64::MAX);
+    let prev_kvs = if req.prev_kv { done.prev.into_iter().map(pb_kv).collect() } else { Vec::new() };
+    Ok(PbDeleteResponse { header: header(done.revision), deleted, prev_kvs })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! that fit that model are answered exactly as etcd answers them (same fields, same error
 //! codes and texts, which etcd clients match on); requests that do not — a transaction over
 //! several keys, say — get a gRPC error naming what is not supported, never a wrong answer.
-//! Two deliberate differences: a DeleteRange over several keys deletes them one by one, each
-//! at its own revision, and the cluster is always this one member.
+//! Two deliberate differences: a DeleteRange over several keys gives each deleted key its own
+//! revision (all written in one store request), and the cluster is always this one member.
 //!
 //! Go clients (etcdctl, kube-apiserver) put the socket path in the HTTP/2 `:authority`,
 //! which the HTTP/2 server would reject; the `authority` module rewrites it on the way in.

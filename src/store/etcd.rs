@@ -48,8 +48,8 @@ use crate::etcdproto::{
 };
 
 use super::{
-    prefix_end, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions,
-    RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
+    prefix_end, Deleted, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd,
+    RangeOptions, RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
 };
 
 /// How long [`EtcdStore::connect`] waits for etcd to answer when no timeout is set.
@@ -764,6 +764,18 @@ impl Store for EtcdStore {
                 self.guarded("delete a key", full, compare, delete, None).await
             }
         }
+    }
+
+    async fn delete_range(&self, range: &KeyRange) -> Result<Deleted> {
+        let (key, end) = self.shared.etcd_range(range);
+        let request = PbDeleteRequest { key, range_end: end, prev_kv: true };
+        let resp = match self.client()?.kv.delete_range(request).await {
+            Ok(resp) => resp.into_inner(),
+            Err(err) => return Err(self.fail("delete a range", err.into(), ErrCtx::default()).await),
+        };
+        let revision = header_revision("delete a range", &resp.header)?;
+        let prev = resp.prev_kvs.into_iter().filter_map(|kv| self.shared.kv(kv)).collect();
+        Ok(Deleted { revision, prev })
     }
 
     async fn watch(&self, range: KeyRange, start: Option<Revision>) -> Result<Watch> {

@@ -205,6 +205,15 @@ impl WriteOutcome {
     }
 }
 
+/// What [`Store::delete_range`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// The revision of the last delete; the current revision when nothing was deleted.
+    pub revision: Revision,
+    /// The deleted keys' values just before their delete, in key order.
+    pub prev: Vec<KeyValue>,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Put,
@@ -366,6 +375,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes `key` if it exists and, when `expected` is given, was last modified then.
     async fn delete(&self, key: Bytes, expected: Option<Revision>) -> Result<WriteOutcome>;
+
+    /// Deletes every key in `range`, unguarded, with a delete event for each.
+    ///
+    /// A backend may apply the deletes at one revision (etcd) or at one revision per key
+    /// (SQLite: a row is one write); either way a watcher sees every delete, in key order.
+    /// This default deletes page by page with one [`Store::delete`] per key, which is correct
+    /// on any backend but pays a round trip (and a commit) per key: backends override it.
+    async fn delete_range(&self, range: &KeyRange) -> Result<Deleted> {
+        const PAGE: usize = 512;
+        let mut prev = Vec::new();
+        let mut last_write = None;
+        let mut record = |outcome: WriteOutcome| {
+            if let WriteOutcome::Applied { revision, prev: Some(kv) } = outcome {
+                last_write = Some(revision);
+                prev.push(kv);
+            }
+        };
+        if range.end == RangeEnd::Single {
+            record(self.delete(range.start.clone(), None).await?);
+        } else {
+            let mut rest = range.clone();
+            loop {
+                let opts = RangeOptions { limit: Some(PAGE), keys_only: true, ..Default::default() };
+                let page = self.range(&rest, opts).await?;
+                let Some(last) = page.kvs.last().map(|kv| kv.key.clone()) else { break };
+                for kv in page.kvs {
+                    // Whatever the key holds by now is what the delete removes.
+                    record(self.delete(kv.key, None).await?);
+                }
+                if !page.more {
+                    break;
+                }
+                rest = range.after(&last);
+            }
+        }
+        let revision = match last_write {
+            Some(rev) => rev,
+            None => self.current_revision().await?,
+        };
+        Ok(Deleted { revision, prev })
+    }
 
     /// Watches `range`: events from revision `start` on (history first, then live writes);
     /// `None` watches from the next write on.

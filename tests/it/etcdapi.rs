@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k3rs::etcdapi::{serve_with, EtcdApiError, ServeOptions, ETCD_VERSION, MEMBER_ID};
 use k3rs::etcdproto::etcdserverpb::compare::{CompareResult, CompareTarget};
 use k3rs::etcdproto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -443,6 +444,53 @@ async fn etcdctl_put_get_prefix_keys_only_and_delete() {
     let (ok, _, err) = server.etcdctl(&["put", "", "v"]).await;
     assert!(!ok);
     assert!(err.contains("key is not provided"), "{err}");
+    server.shutdown().await;
+}
+
+/// A DeleteRange over thousands of keys is one store request: the answer counts and returns
+/// every key, and a watcher with prev_kv gets every delete, the last at the header revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_delete_of_many_keys_answers_and_notifies_every_key() {
+    const KEYS: usize = 3000;
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    // 64 puts in flight: the subject is the delete, not how many streams one connection holds.
+    futures::stream::iter(0..KEYS)
+        .map(|i| {
+            let mut kv = c.kv.clone();
+            async move { kv.put(put(&format!("/many/{i:05}"), format!("v{i}"))).await.expect("put") }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let mut w = c.watch(WatchCreateRequest { prev_kv: true, ..watch_prefix("/many/") }).await.expect("watch");
+    let created = w.message().await.expect("message").expect("created");
+    assert!(created.created);
+
+    let range = get_prefix("/many/");
+    let delete = PbDeleteRequest { key: range.key, range_end: range.range_end, prev_kv: true };
+    let resp = c.kv.delete_range(delete).await.expect("delete").into_inner();
+    assert_eq!((resp.deleted, resp.prev_kvs.len()), (KEYS as i64, KEYS));
+    let revision = header_rev(resp.header.as_ref());
+    assert_eq!(revision, server.revision().await);
+    for (i, kv) in resp.prev_kvs.iter().enumerate() {
+        assert_eq!((utf8(&kv.key), utf8(&kv.value)), (&*format!("/many/{i:05}"), &*format!("v{i}")));
+    }
+    let mut seen = 0;
+    let mut last = 0;
+    while seen < KEYS {
+        let resp = w.message().await.expect("message").expect("events");
+        for ev in &resp.events {
+            assert_eq!(ev.r#type(), EventType::Delete);
+            let prev = ev.prev_kv.as_ref().expect("prev_kv");
+            assert_eq!(utf8(&prev.key), format!("/many/{seen:05}"));
+            last = ev.kv.as_ref().expect("kv").mod_revision;
+            seen += 1;
+        }
+    }
+    assert_eq!(last, revision);
+    let left = c.get(PbRangeRequest { count_only: true, ..get_prefix("/many/") }).await.expect("count");
+    assert_eq!(left.count, 0);
     server.shutdown().await;
 }
 

@@ -89,6 +89,7 @@ conformance! {
     progress => sqlite_progress, etcd_progress;
     status => sqlite_status, etcd_status;
     close => sqlite_close, etcd_close;
+    delete_range => sqlite_delete_range, etcd_delete_range;
 }
 
 /// The slow-watcher case again with the smallest watch buffer, so the watcher certainly
@@ -993,6 +994,73 @@ mod cases {
             status.db_size
         );
         assert!(!status.backend.is_empty());
+    }
+
+    /// A range delete of many keys: every key's previous value comes back in key order, every
+    /// watcher (live and replaying) sees one delete event per key in key order, at revisions
+    /// that never go down and end at the one the delete reports; keys outside stay.
+    pub async fn delete_range(store: Arc<dyn Store>) {
+        const KEYS: usize = 1500;
+        let outside = applied(store.put(b("r0"), b("stays"), None).await).0;
+        let mut puts = Vec::new();
+        for i in 0..KEYS {
+            let store = store.clone();
+            puts.push(tokio::spawn(async move {
+                let (key, value) = (b(&format!("r/{i:05}")), b(&format!("v{i}")));
+                let (rev, _) = applied(store.put(key.clone(), value.clone(), None).await);
+                (key, value, rev)
+            }));
+        }
+        let mut written = Vec::with_capacity(KEYS);
+        for p in puts {
+            written.push(p.await.expect("put task"));
+        }
+        written.sort();
+        let before = store.current_revision().await.expect("revision");
+        let prefix_watch = store.watch(KeyRange::prefix("r/"), None).await.expect("watch");
+        let all_watch = store.watch(KeyRange::prefix(""), None).await.expect("watch");
+
+        let done = store.delete_range(&KeyRange::prefix("r/")).await.expect("delete the range");
+        assert_eq!(done.prev.len(), KEYS);
+        for (kv, (key, value, rev)) in done.prev.iter().zip(&written) {
+            assert_eq!((&kv.key, &kv.value, kv.mod_revision, kv.version), (key, value, *rev, 1));
+        }
+        assert!(done.revision > before);
+        assert_eq!(store.current_revision().await.expect("revision"), done.revision);
+        let left = store.range(&KeyRange::prefix(""), RangeOptions::default()).await.expect("range");
+        assert_eq!(
+            left.kvs.iter().map(|kv| (kv.key.clone(), kv.mod_revision)).collect::<Vec<_>>(),
+            [(b("r0"), outside)]
+        );
+
+        let replay = store.watch(KeyRange::prefix("r/"), Some(before.next())).await.expect("watch from history");
+        for (name, mut watch) in [("prefix", prefix_watch), ("everything", all_watch), ("replay", replay)] {
+            let events = next_events(&mut watch, KEYS).await;
+            assert_eq!(events.len(), KEYS, "{name} watcher");
+            let mut last = before;
+            for (ev, prev) in events.iter().zip(&done.prev) {
+                assert_eq!(ev.kind, EventKind::Delete, "{name} watcher");
+                assert!(ev.revision() > before && ev.revision() >= last, "{name} watcher: {ev:?} after {last}");
+                last = ev.revision();
+                assert_eq!(ev.kv, deleted_kv(&prev.key, ev.revision()), "{name} watcher");
+                assert_eq!(ev.prev_kv.as_ref(), Some(prev), "{name} watcher");
+            }
+            assert_eq!(last, done.revision, "{name} watcher");
+            assert_quiet(&mut watch, Duration::from_millis(200)).await;
+        }
+        let mut prefix_watch = store.watch(KeyRange::prefix("r/"), None).await.expect("watch");
+        let mut all_watch = store.watch(KeyRange::prefix(""), None).await.expect("watch");
+
+        // Nothing left to delete: no write, the current revision, no event.
+        let none = store.delete_range(&KeyRange::prefix("r/")).await.expect("delete an empty range");
+        assert_eq!((none.revision, none.prev.len()), (done.revision, 0));
+        let none = store.delete_range(&KeyRange::key(b("r/00000"))).await.expect("delete an absent key");
+        assert_eq!((none.revision, none.prev.len()), (done.revision, 0));
+        assert_quiet(&mut prefix_watch, Duration::from_millis(200)).await;
+        // One key through the same call.
+        let one = store.delete_range(&KeyRange::key(b("r0"))).await.expect("delete one key");
+        assert_eq!((one.prev.len(), one.prev[0].mod_revision), (1, outside));
+        assert_eq!(next_events(&mut all_watch, 1).await[0].kv, deleted_kv(&b("r0"), one.revision));
     }
 
     pub async fn close(store: Arc<dyn Store>) {

@@ -30,8 +30,8 @@ use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    Event, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeOptions, RangeResult, Result, Revision, Store,
-    StoreError, StoreStatus, Watch, WriteOutcome,
+    Deleted, Event, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions, RangeResult, Result,
+    Revision, Store, StoreError, StoreStatus, Watch, WriteOutcome,
 };
 use writer::{Op, Reply, Request};
 
@@ -318,6 +318,16 @@ impl Store for SqliteStore {
     async fn delete(&self, key: Bytes, expected: Option<Revision>) -> Result<WriteOutcome> {
         check_key(&key)?;
         self.write(Op::Delete { key, expected }).await
+    }
+
+    async fn delete_range(&self, range: &KeyRange) -> Result<Deleted> {
+        if range.end == RangeEnd::Single {
+            check_key(&range.start)?;
+        }
+        match self.request(Op::DeleteRange { range: range.clone() }).await? {
+            Reply::Deleted(d) => Ok(d),
+            _ => Err(StoreError::InvalidArgument("writer answered a range delete with something else".into())),
+        }
     }
 
     async fn watch(&self, range: KeyRange, start: Option<Revision>) -> Result<Watch> {

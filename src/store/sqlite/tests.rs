@@ -158,3 +158,103 @@ async fn a_damaged_file_is_refused_untouched() {
     assert!(err.to_string().contains("damaged"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged file was modified");
 }
+
+/// A range delete in the same group commit as writes to its range sees them: a key created
+/// earlier in the batch is deleted along with the committed ones, in key order, a key created
+/// later survives, and watchers hear the whole batch as one commit.
+#[tokio::test]
+async fn range_delete_sees_the_writes_queued_before_it_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = open(&dir).await;
+    s.put(b("/p/b"), b("0"), None).await.unwrap();
+    s.put(b("/q"), b("0"), None).await.unwrap();
+    s.close().await.unwrap();
+
+    // Drive a writer by hand: every request is queued before it runs, so they form one batch.
+    let conn = schema::open_writer(&path).unwrap();
+    let loaded = read::load(&conn).unwrap();
+    let (events, _) = broadcast::channel(16);
+    let shared = Arc::new(Shared {
+        path: path.clone(),
+        state: RwLock::new(State { rev: loaded.rev, compact_rev: loaded.compact_rev, kvs: loaded.kvs }),
+        leases: Mutex::new(HashMap::new()),
+        events: Mutex::new(Some(events)),
+        readers: Mutex::new(Vec::new()),
+        closed: AtomicBool::new(false),
+    });
+    let mut commits = shared.subscribe().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queue = |op| {
+        let (reply, answer) = oneshot::channel();
+        tx.send(Request { op, reply }).unwrap();
+        answer
+    };
+    let put_a = queue(Op::Put { key: b("/p/a"), value: b("1"), lease: None });
+    let delete = queue(Op::DeleteRange { range: KeyRange::prefix(b("/p/")) });
+    let put_c = queue(Op::Put { key: b("/p/c"), value: b("2"), lease: None });
+    let close = queue(Op::Close);
+    drop(tx);
+    writer::Writer::new(conn, shared.clone(), 1024, 0).run(rx);
+
+    assert!(matches!(put_a.await.unwrap(), Ok(Reply::Write(WriteOutcome::Applied { revision: Revision(4), .. }))));
+    let Ok(Reply::Deleted(done)) = delete.await.unwrap() else { panic!("the range delete did not apply") };
+    let prev: Vec<_> = done.prev.iter().map(|kv| (kv.key.clone(), kv.mod_revision.0)).collect();
+    assert_eq!((done.revision, prev), (Revision(6), vec![(b("/p/a"), 4), (b("/p/b"), 2)]));
+    assert!(matches!(put_c.await.unwrap(), Ok(Reply::Write(WriteOutcome::Applied { revision: Revision(7), .. }))));
+    assert!(matches!(close.await.unwrap(), Ok(Reply::Done)));
+    let commit = commits.try_recv().expect("one commit");
+    let got: Vec<_> = commit.events.iter().map(|e| (e.kind, e.kv.key.clone(), e.kv.mod_revision.0)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (EventKind::Put, b("/p/a"), 4),
+            (EventKind::Delete, b("/p/a"), 5),
+            (EventKind::Delete, b("/p/b"), 6),
+            (EventKind::Put, b("/p/c"), 7)
+        ]
+    );
+    assert_eq!(commit.revision, Revision(7));
+    let keys: Vec<_> = shared.state().kvs.keys().cloned().collect();
+    assert_eq!(keys, vec![b("/p/c"), b("/q")]);
+}
+
+/// A commit of thousands of deletes reaches a live watcher in pieces of bounded size, and a
+/// progress request is answered only after the last piece.
+#[tokio::test]
+async fn a_large_range_delete_reaches_watchers_in_bounded_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let writes: Vec<_> = (0..2500).map(|i| s.put(b(&format!("/big/{i:05}")), b("v"), None)).collect();
+    for w in futures::future::join_all(writes).await {
+        assert!(w.unwrap().is_applied());
+    }
+    let before = s.current_revision().await.unwrap();
+    let mut w = s.watch(KeyRange::prefix(b("/big/")), None).await.unwrap();
+    // A first progress answer means the watch follows the live broadcast, not the file.
+    w.request_progress();
+    assert!(matches!(w.stream.next().await.unwrap().unwrap(), WatchItem::Progress(r) if r == before));
+    let done = s.delete_range(&KeyRange::prefix(b("/big/"))).await.unwrap();
+    assert_eq!(done.prev.len(), 2500);
+    w.request_progress();
+    let mut sizes = Vec::new();
+    let mut seen = 0;
+    loop {
+        match w.stream.next().await.unwrap().unwrap() {
+            WatchItem::Events(evs) => {
+                for (ev, prev) in evs.iter().zip(&done.prev[seen..]) {
+                    assert_eq!((ev.kind, &ev.kv.key, ev.prev_kv.as_ref()), (EventKind::Delete, &prev.key, Some(prev)));
+                }
+                seen += evs.len();
+                sizes.push(evs.len());
+            }
+            WatchItem::Progress(rev) => {
+                assert_eq!(rev, done.revision);
+                break;
+            }
+        }
+    }
+    assert_eq!(sizes, vec![1000, 1000, 500]);
+    assert!(s.range(&KeyRange::prefix(b("/big/")), RangeOptions::default()).await.unwrap().kvs.is_empty());
+    s.close().await.unwrap();
+}

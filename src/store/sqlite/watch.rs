@@ -9,6 +9,7 @@
 //! wait on watchers and watchers never lose events (unless compaction removed them, which
 //! ends the watch with [`StoreError::Compacted`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ use tokio::sync::{broadcast, Notify};
 use super::{read, Committed, Shared};
 use crate::store::{Event, KeyRange, Result, Revision, StoreError, Watch, WatchItem};
 
-/// Most events one history read returns.
+/// Most events one history read returns, and one live item carries: a commit of a large
+/// range delete holds hundreds of thousands, which would make one oversized response.
 const HISTORY_CHUNK: usize = 1000;
 
 #[derive(Default)]
@@ -36,12 +38,24 @@ struct WatchState {
     /// History still to read from the file, up to this revision.
     replay_to: Option<Revision>,
     progress: Arc<ProgressRequest>,
+    /// Events of a received commit not yet handed out, oldest first (the commit counts as
+    /// delivered in `next` already).
+    backlog: VecDeque<Event>,
     done: bool,
 }
 
 pub(super) fn start(shared: Arc<Shared>, range: KeyRange, next: Revision) -> Watch {
     let progress = Arc::new(ProgressRequest::default());
-    let state = WatchState { shared, range, next, rx: None, replay_to: None, progress: progress.clone(), done: false };
+    let state = WatchState {
+        shared,
+        range,
+        next,
+        rx: None,
+        replay_to: None,
+        progress: progress.clone(),
+        backlog: VecDeque::new(),
+        done: false,
+    };
     let stream = futures::stream::unfold(state, |mut st| async move {
         let item = st.step().await?;
         Some((item, st))
@@ -68,6 +82,10 @@ impl WatchState {
         loop {
             if self.done {
                 return None;
+            }
+            if !self.backlog.is_empty() {
+                let n = self.backlog.len().min(HISTORY_CHUNK);
+                return Some(Ok(WatchItem::Events(self.backlog.drain(..n).collect())));
             }
             if self.rx.is_none() {
                 let Some(rx) = self.shared.subscribe() else { return self.fail(StoreError::Closed) };
@@ -112,17 +130,16 @@ impl WatchState {
             tokio::select! {
                 got = rx.recv() => match got {
                     Ok(commit) => {
-                        let events: Vec<Event> = commit
-                            .events
-                            .iter()
-                            .filter(|e| e.kv.mod_revision >= self.next && self.range.contains(&e.kv.key))
-                            .cloned()
-                            .collect();
+                        let next = self.next;
+                        self.backlog.extend(
+                            commit
+                                .events
+                                .iter()
+                                .filter(|e| e.kv.mod_revision >= next && self.range.contains(&e.kv.key))
+                                .cloned(),
+                        );
                         if commit.revision >= self.next {
                             self.next = commit.revision.next();
-                        }
-                        if !events.is_empty() {
-                            return Some(Ok(WatchItem::Events(events)));
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {

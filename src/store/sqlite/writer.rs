@@ -9,6 +9,7 @@
 //! extra sync and never holds the writer for long.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{Committed, LeaseEntry, Shared};
-use crate::store::{Event, EventKind, KeyValue, LeaseGrant, LeaseId, Revision, StoreError, WriteOutcome};
+use crate::store::{
+    Deleted, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, RangeEnd, Revision, StoreError, WriteOutcome,
+};
 
 /// Revisions one compaction chunk covers.
 const COMPACTION_CHUNK: i64 = 2000;
@@ -44,6 +47,11 @@ pub enum Op {
         key: Bytes,
         expected: Option<Revision>,
     },
+    /// Delete every key in the range, each at its own revision, all in this one request
+    /// (one transaction, one commit, one message to watchers).
+    DeleteRange {
+        range: KeyRange,
+    },
     LeaseGrant {
         id: Option<LeaseId>,
         ttl: i64,
@@ -62,6 +70,7 @@ pub enum Op {
 
 pub enum Reply {
     Write(WriteOutcome),
+    Deleted(Deleted),
     Lease(LeaseGrant),
     Done,
 }
@@ -225,6 +234,16 @@ impl Writer {
                 }
                 current => Ok(Ok(Reply::Write(WriteOutcome::Failed { current }))),
             },
+            Op::DeleteRange { range } => {
+                let doomed = self.in_range(range, p);
+                let mut prev = Vec::with_capacity(doomed.len());
+                for kv in doomed {
+                    if let WriteOutcome::Applied { prev: Some(kv), .. } = self.delete(kv, rev, p)? {
+                        prev.push(kv);
+                    }
+                }
+                Ok(Ok(Reply::Deleted(Deleted { revision: *rev, prev })))
+            }
             Op::LeaseGrant { id, ttl } => {
                 if *ttl <= 0 {
                     return Ok(Err(StoreError::InvalidArgument(format!("lease TTL must be positive, got {ttl}"))));
@@ -319,6 +338,34 @@ impl Writer {
             state.kvs.values().filter(|kv| kv.lease == Some(id) && !p.kvs.contains_key(&kv.key)).cloned().collect();
         out.extend(p.kvs.values().flatten().filter(|kv| kv.lease == Some(id)).cloned());
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Live keys in `range`, in key order, as of the requests applied so far.
+    fn in_range(&self, range: &KeyRange, p: &Pending) -> Vec<KeyValue> {
+        if range.is_empty() {
+            return Vec::new();
+        }
+        let state = self.shared.state();
+        let bounds = (
+            Bound::Included(&range.start[..]),
+            match &range.end {
+                RangeEnd::Single => Bound::Included(&range.start[..]),
+                RangeEnd::Before(end) => Bound::Excluded(&end[..]),
+                RangeEnd::Unbounded => Bound::Unbounded,
+            },
+        );
+        let mut out: Vec<KeyValue> = state
+            .kvs
+            .range::<[u8], _>(bounds)
+            .filter(|(key, _)| !p.kvs.contains_key(*key))
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        let from_state = out.len();
+        out.extend(p.kvs.iter().filter(|(key, _)| range.contains(key)).filter_map(|(_, kv)| kv.clone()));
+        if out.len() > from_state {
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+        }
         out
     }
 
