@@ -85,6 +85,11 @@ echo "check-fresh-machine: debootstrap bookworm from $mirror into $root (log: $l
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 ||
   fail "debootstrap bookworm from $mirror (see $log)"
 
+# The root is a mount point of its own, as / is on a real machine (k3rs' tests look for it
+# in the mount table).
+mount --bind "$root" "$root"
+mounts+=("$root")
+
 # --- What this workplace needs to reach the package registries: a local certificate
 # --- authority (the host's bundle holds it) and pip settings (PIP_*). The bundle goes where
 # --- Debian's ca-certificates will not rewrite it, and every client is pointed at it. A
