@@ -55,8 +55,11 @@ fn get(key: &str) -> PbRangeRequest {
 }
 
 fn get_prefix(prefix: &str) -> PbRangeRequest {
-    let range_end = k3rs::store::prefix_end(prefix.as_bytes()).map_or_else(|| vec![0], |end| end.to_vec());
-    PbRangeRequest { key: prefix.into(), range_end, ..Default::default() }
+    PbRangeRequest {
+        key: prefix.into(),
+        range_end: k3rs::etcdproto::prefix_range_end(prefix.as_bytes()),
+        ..Default::default()
+    }
 }
 
 fn compact(revision: i64) -> PbCompactionRequest {

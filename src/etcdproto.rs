@@ -69,3 +69,23 @@ pub use etcdserverpb::{
     TxnResponse as PbTxnResponse, WatchRequest as PbWatchRequest, WatchResponse as PbWatchResponse,
 };
 pub use mvccpb::{Event as PbEvent, KeyValue as PbKeyValue};
+
+/// The `range_end` that makes a request cover every key starting with `prefix`, as etcd's
+/// protocol spells it: the prefix with its last byte incremented, or `\0` ("to the end of
+/// the key space") when no such key exists (an empty prefix, or one of only 0xff bytes).
+pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
+    crate::store::prefix_end(prefix).map_or_else(|| vec![0], |end| end.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range_end;
+
+    #[test]
+    fn prefix_range_ends_follow_etcd() {
+        assert_eq!(prefix_range_end(b"/a/"), b"/a0");
+        assert_eq!(prefix_range_end(b"a\xff"), b"b");
+        assert_eq!(prefix_range_end(b""), [0]);
+        assert_eq!(prefix_range_end(b"\xff\xff"), [0]);
+    }
+}

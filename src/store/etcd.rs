@@ -48,8 +48,8 @@ use crate::etcdproto::{
 };
 
 use super::{
-    prefix_end, Deleted, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd,
-    RangeOptions, RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
+    Deleted, Event, EventKind, KeyRange, KeyValue, LeaseGrant, LeaseId, LeaseStatus, RangeEnd, RangeOptions,
+    RangeResult, Result, Revision, Store, StoreError, StoreStatus, Watch, WatchItem, WriteOutcome,
 };
 
 /// How long [`EtcdStore::connect`] waits for etcd to answer when no timeout is set.
@@ -409,7 +409,7 @@ impl Shared {
         let end = match &range.end {
             RangeEnd::Single => return (key, Vec::new()),
             RangeEnd::Before(end) => self.full_key(end),
-            RangeEnd::Unbounded => prefix_end(&self.prefix).map(|e| e.to_vec()).unwrap_or_else(|| vec![0]),
+            RangeEnd::Unbounded => crate::etcdproto::prefix_range_end(&self.prefix),
         };
         // etcd refuses an empty key; no key sorts between "" and "\0", so the range is the same.
         if key.is_empty() {

@@ -266,7 +266,7 @@ impl Watcher {
 
 /// The end of the range of keys starting with `prefix` (all keys for an empty prefix).
 fn prefix_end(prefix: &str) -> Vec<u8> {
-    k3rs::store::prefix_end(prefix.as_bytes()).map_or_else(|| vec![0], |end| end.to_vec())
+    k3rs::etcdproto::prefix_range_end(prefix.as_bytes())
 }
 
 /// A read of `key` alone.
