@@ -108,11 +108,12 @@ pub enum Key {
     DatastoreCertfile,
     DatastoreKeyfile,
     DisableAgent,
+    KubeControllerManagerArg,
     Debug,
 }
 
 impl Key {
-    pub const ALL: [Key; 19] = [
+    pub const ALL: [Key; 20] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -131,6 +132,7 @@ impl Key {
         Key::DatastoreCertfile,
         Key::DatastoreKeyfile,
         Key::DisableAgent,
+        Key::KubeControllerManagerArg,
         Key::Debug,
     ];
 
@@ -155,6 +157,7 @@ impl Key {
             Key::DatastoreCertfile => "datastore-certfile",
             Key::DatastoreKeyfile => "datastore-keyfile",
             Key::DisableAgent => "disable-agent",
+            Key::KubeControllerManagerArg => "kube-controller-manager-arg",
             Key::Debug => "debug",
         }
     }
@@ -171,7 +174,7 @@ impl Key {
     /// Settings that take several values: a list in a config file, repeated or
     /// comma-separated elsewhere.
     pub fn is_list(self) -> bool {
-        matches!(self, Key::Disable | Key::TlsSan)
+        matches!(self, Key::Disable | Key::TlsSan | Key::KubeControllerManagerArg)
     }
 }
 
@@ -398,6 +401,7 @@ fn expected(key: Key) -> &'static str {
     match key {
         Key::Disable => "a component name or a list of them",
         Key::TlsSan => "a DNS name or IP address, or a list of them",
+        Key::KubeControllerManagerArg => "a name=value flag or a list of them",
         Key::Debug | Key::DisableAgent => "true or false",
         _ => "a single value",
     }
@@ -461,6 +465,7 @@ struct Settings {
     datastore_keyfile: Option<Sourced<PathBuf>>,
     debug: Option<Sourced<bool>>,
     disable_agent: Option<Sourced<bool>>,
+    controllers: Option<Sourced<Vec<&'static str>>>,
 }
 
 impl Settings {
@@ -507,6 +512,14 @@ impl Settings {
                     Raw::Bool(_) => return Err(fail(format!("expected {}, found a boolean", expected(key)))),
                 };
                 self.tls_san = at(parse_tls_sans(&items).map_err(fail)?, origin);
+            }
+            Key::KubeControllerManagerArg => {
+                let items = match raw {
+                    Raw::Text(t) => vec![t],
+                    Raw::List(items) => items,
+                    Raw::Bool(_) => return Err(fail(format!("expected {}, found a boolean", expected(key)))),
+                };
+                self.controllers = at(parse_controller_manager_args(&items).map_err(fail)?, origin);
             }
             Key::DatastoreEndpoint => self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin),
             Key::DatastoreCafile => self.datastore_cafile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
@@ -583,6 +596,10 @@ impl Settings {
             disable_agent: self.disable_agent.is_some_and(|s| s.value),
             datastore,
             disabled: Disabled::new(self.disable.map(|s| s.value).unwrap_or_default()),
+            controllers: match self.controllers {
+                Some(s) => s.value,
+                None => crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
+            },
             apiserver: ApiServerConfig {
                 https_listen_port: self.https_listen_port.map_or(DEFAULT_HTTPS_LISTEN_PORT, |s| s.value),
                 bind_address: self.bind_address.map_or(DEFAULT_BIND_ADDRESS, |s| s.value),
@@ -798,6 +815,27 @@ fn parse_components(items: &[String]) -> Result<Vec<Component>, String> {
         }
     }
     Ok(out)
+}
+
+/// `--kube-controller-manager-arg` items, `name=value` as k3s passes them on: the
+/// controllers that run, from upstream's `controllers=` list (`*`, `name`, `-name`); the
+/// controller manager's other flags have no meaning here and are refused by name.
+fn parse_controller_manager_args(items: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut list: Vec<String> = Vec::new();
+    for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        let item = item.trim_start_matches('-');
+        match item.split_once('=') {
+            Some(("controllers", value)) => {
+                list = value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect()
+            }
+            Some((name, _)) => {
+                return Err(format!("unsupported kube-controller-manager argument {name:?} (supported: controllers)"))
+            }
+            None => return Err(format!("{item:?}: expected name=value")),
+        }
+    }
+    let selected = crate::controllers::select(&list)?;
+    Ok(selected.iter().map(|r| r.name).collect())
 }
 
 /// Extra serving-certificate names, each item possibly comma-separated; normalized

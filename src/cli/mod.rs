@@ -109,6 +109,11 @@ struct ServerArgs {
     #[arg(long, value_name = "COMPONENT")]
     disable: Vec<String>,
 
+    /// A kube-controller-manager flag, name=value; repeatable. Only `controllers` is
+    /// meaningful: e.g. controllers=*,-replicaset leaves the ReplicaSet controller out
+    #[arg(long, value_name = "NAME=VALUE")]
+    kube_controller_manager_arg: Vec<String>,
+
     /// External etcd: http(s)://host:port, comma-separated for several [default: embedded
     /// SQLite in <data-dir>/server/db/state.db]
     #[arg(long, value_name = "URL")]
@@ -165,6 +170,9 @@ impl ServerArgs {
             text.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, Raw::Text(v.clone())))).collect();
         if !self.disable.is_empty() {
             out.push((Key::Disable, Raw::List(self.disable.clone())));
+        }
+        if !self.kube_controller_manager_arg.is_empty() {
+            out.push((Key::KubeControllerManagerArg, Raw::List(self.kube_controller_manager_arg.clone())));
         }
         if !self.tls_san.is_empty() {
             out.push((Key::TlsSan, Raw::List(self.tls_san.clone())));

@@ -3,7 +3,10 @@
 //! without a socket.
 
 pub mod events;
+mod inprocess;
 mod status;
+
+pub use inprocess::{kube_client, InProcess};
 
 use std::sync::Arc;
 

@@ -1,11 +1,15 @@
 //! Controllers: each in its own folder, registered by name in [`CONTROLLERS`] so the server
-//! starts them from the table.
+//! starts them from the table, and `--kube-controller-manager-arg=controllers=...` switches
+//! them on and off by name as upstream's flag does.
 //!
-//! A controller gets a [`ControllerContext`]: its API client and the few cluster facts that
-//! are not API objects (the server CA a pod must trust).
+//! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
+//! the few cluster facts that are not API objects (the server CA a pod must trust).
 
 pub mod namespace;
+pub mod podutil;
+pub mod replicaset;
 pub mod rootca;
+pub mod runtime;
 pub mod serviceaccount;
 
 mod namespaces;
@@ -13,26 +17,95 @@ mod namespaces;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::client::Client;
+pub use self::runtime::Context;
 
-/// What every controller is started with.
-#[derive(Clone)]
-pub struct ControllerContext {
-    /// The in-process client, with the controller manager's identity.
-    pub client: Client,
-    /// The cluster (server) CA certificate, PEM: what pods trust for the API server.
-    pub ca_pem: String,
+/// A controller's entry point: runs until the context's stop resolves.
+pub type Start = fn(Context) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A controller's row in the table.
+pub struct Registration {
+    /// Upstream's name (`--controllers`), e.g. `replicaset-controller`.
+    pub name: &'static str,
+    /// The older name upstream still accepts, e.g. `replicaset`.
+    pub alias: &'static str,
+    pub start: Start,
 }
 
-/// How a controller is told to stop.
-pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A controller's entry point: runs until the shutdown future resolves.
-pub type Start = fn(ControllerContext, Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Every controller, by name.
-pub const CONTROLLERS: &[(&str, Start)] = &[
-    ("namespace", |c, s| Box::pin(namespace::run(c.client, s))),
-    ("serviceaccount", |c, s| Box::pin(serviceaccount::run(c.client, s))),
-    ("root-ca-cert-publisher", |c, s| Box::pin(rootca::run(c.client, c.ca_pem, s))),
+/// Every controller.
+pub const CONTROLLERS: &[Registration] = &[
+    Registration {
+        name: "namespace-controller",
+        alias: "namespace",
+        start: |c| Box::pin(async move { namespace::run(c.legacy, c.stop.wait()).await }),
+    },
+    Registration {
+        name: "serviceaccount-controller",
+        alias: "serviceaccount",
+        start: |c| Box::pin(async move { serviceaccount::run(c.legacy, c.stop.wait()).await }),
+    },
+    Registration {
+        name: "root-ca-certificate-publisher-controller",
+        alias: "root-ca-cert-publisher",
+        start: |c| Box::pin(async move { rootca::run(c.legacy, c.ca_pem, c.stop.wait()).await }),
+    },
+    Registration {
+        name: "replicaset-controller",
+        alias: "replicaset",
+        start: |c| Box::pin(replicaset::run_replicasets(c)),
+    },
+    Registration {
+        name: "replicationcontroller-controller",
+        alias: "replicationcontroller",
+        start: |c| Box::pin(replicaset::run_replication_controllers(c)),
+    },
 ];
+
+fn lookup(name: &str) -> Option<&'static Registration> {
+    CONTROLLERS.iter().find(|r| r.name == name || r.alias == name)
+}
+
+/// Which controllers run, from upstream's `--controllers` list: `*` for all, `name` to add
+/// one, `-name` to leave one out (names or their aliases). An unknown name is an error.
+pub fn select(list: &[String]) -> Result<Vec<&'static Registration>, String> {
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut all = list.is_empty();
+    for item in list {
+        let (disable, name) = match item.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, item.as_str()),
+        };
+        if name == "*" && !disable {
+            all = true;
+            continue;
+        }
+        let r = lookup(name).ok_or_else(|| format!("{item:?} is not in the list of known controllers"))?;
+        if disable {
+            off.push(r.name)
+        } else {
+            on.push(r.name)
+        }
+    }
+    Ok(CONTROLLERS.iter().filter(|r| !off.contains(&r.name) && (all || on.contains(&r.name))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_lists_as_upstream() {
+        let s = |l: &[&str]| {
+            select(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map(|v| v.iter().map(|r| r.name).collect::<Vec<_>>())
+        };
+        assert_eq!(s(&[]).unwrap().len(), CONTROLLERS.len());
+        assert_eq!(s(&["*"]).unwrap().len(), CONTROLLERS.len());
+        for off in ["-replicaset", "-replicaset-controller"] {
+            let without = s(&["*", off]).unwrap();
+            assert!(!without.contains(&"replicaset-controller") && without.contains(&"namespace-controller"));
+        }
+        assert_eq!(s(&["namespace"]).unwrap(), ["namespace-controller"]);
+        assert!(s(&["*", "-nope"]).unwrap_err().contains("nope"));
+    }
+}

@@ -42,7 +42,7 @@ pub async fn start<F, S>(
     api: Arc<ApiServer>,
     node_ip: IpAddr,
     stop: S,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError>
+) -> Result<Vec<super::Task>, AgentError>
 where
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
@@ -89,21 +89,30 @@ where
 
     node::register(&client, &info).await.map_err(|e| AgentError::Register(e.to_string()))?;
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(node::run_heartbeat(client.clone(), info, NodeConditions::default, stop())));
+    tasks.push((
+        "node heartbeat".to_string(),
+        tokio::spawn(node::run_heartbeat(client.clone(), info, NodeConditions::default, stop())),
+    ));
     // Archives already in the air-gap directory are in before any pod starts, as k3s does.
     crate::images::import_dir_once(images.clone(), data.images_import_dir()).await;
-    tasks.push(tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())));
+    tasks.push((
+        "image import".to_string(),
+        tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())),
+    ));
     let recorder = EventRecorder::new(client.clone(), "kubelet", &name);
-    tasks.push(tokio::spawn(manager::run(
-        client.clone(),
-        name,
-        node_ip.to_string(),
-        backend.clone(),
-        Arc::new(ClientApi(client)),
-        Arc::new(RecorderSink(recorder)),
-        Some(data.pod_manifests()),
-        stop(),
-    )));
+    tasks.push((
+        "kubelet".to_string(),
+        tokio::spawn(manager::run(
+            client.clone(),
+            name,
+            node_ip.to_string(),
+            backend.clone(),
+            Arc::new(ClientApi(client)),
+            Arc::new(RecorderSink(recorder)),
+            Some(data.pod_manifests()),
+            stop(),
+        )),
+    ));
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
     Ok(tasks)
 }

@@ -13,7 +13,7 @@ use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
 use crate::apiserver::{ApiOptions, ApiServer, Identity};
 use crate::client::Client;
-use crate::controllers::ControllerContext;
+use crate::controllers::runtime::{Context, Informers, Stop, SystemClock};
 use crate::pki::{self, PkiConfig};
 use crate::store::Store;
 
@@ -37,7 +37,8 @@ pub enum ApiStartError {
 pub struct Started {
     pub api: Arc<ApiServer>,
     pub url: String,
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Its long-running tasks, by name: none may end before shutdown.
+    pub tasks: Vec<super::Task>,
 }
 
 /// The node's address: the configured one, else the first address of an interface that is
@@ -66,7 +67,7 @@ fn first_up_ipv4(addrs: impl IntoIterator<Item = InterfaceAddress>) -> Option<Ip
 /// starts serving HTTPS and the controllers until `stop` resolves.
 pub async fn start<F, S>(config: &ServerConfig, store: Arc<dyn Store>, stop: S) -> Result<Started, ApiStartError>
 where
-    S: Fn() -> F,
+    S: Fn() -> F + Send + Sync + 'static + Clone,
     F: Future<Output = ()> + Send + 'static,
 {
     let api_cfg = &config.apiserver;
@@ -121,26 +122,48 @@ where
             Identity { user: u.name, groups, ..Default::default() }
         })
     });
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(listener::serve(
-        listener,
-        api.router(),
-        pki.server_tls_config(),
-        identify,
-        stop(),
-        Duration::from_secs(5),
-    )));
+    let mut tasks: Vec<super::Task> = Vec::new();
+    tasks.push((
+        "API listener".into(),
+        tokio::spawn(listener::serve(
+            listener,
+            api.router(),
+            pki.server_tls_config(),
+            identify,
+            stop(),
+            Duration::from_secs(5),
+        )),
+    ));
     let controller_identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
-    for (name, run) in crate::controllers::CONTROLLERS {
-        tracing::debug!(controller = name, "starting");
-        let ctx = ControllerContext {
-            client: Client::new(api.clone(), controller_identity.clone()),
-            ca_pem: pki.server_ca_pem().to_string(),
-        };
-        tasks.push(tokio::spawn(run(ctx, Box::pin(stop()))));
+    let client = crate::client::kube_client(&api, controller_identity.clone());
+    let stop_signal = Stop::new(stop.clone());
+    let (informers, mut failed) = Informers::new(client.clone(), stop_signal.clone());
+    let informers_stop = stop();
+    tasks.push((
+        "informers".into(),
+        tokio::spawn(async move {
+            tokio::select! {
+                () = informers_stop => {}
+                Some(f) = failed.recv() => {
+                    tracing::error!(resource = f.resource, reason = %f.reason, "an informer stopped");
+                }
+            }
+        }),
+    ));
+    let ctx = Context {
+        client,
+        legacy: Client::new(api.clone(), controller_identity),
+        informers,
+        stop: stop_signal,
+        clock: Arc::new(SystemClock),
+        ca_pem: pki.server_ca_pem().to_string(),
+    };
+    for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
+        tracing::debug!(controller = r.name, "starting");
+        tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));
     }
     let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));
-    tasks.push(tokio::spawn(crate::scheduler::run(scheduler, stop())));
+    tasks.push(("scheduler".into(), tokio::spawn(crate::scheduler::run(scheduler, stop()))));
     Ok(Started { api, url, tasks })
 }
 

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub apiserver: ApiServerConfig,
     pub network: NetworkConfig,
     pub node: NodeConfig,
+    /// The controllers that run, by name (`--kube-controller-manager-arg=controllers=...`).
+    pub controllers: Vec<&'static str>,
 }
 
 impl ServerConfig {
@@ -48,6 +50,7 @@ impl ServerConfig {
             apiserver: ApiServerConfig::default(),
             network: NetworkConfig::default(),
             node: NodeConfig { name: node_name.into(), ip: None },
+            controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
         }
     }
 }

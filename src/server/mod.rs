@@ -65,6 +65,8 @@ pub enum ServerError {
     EtcdApi { path: PathBuf, reason: String },
     #[error("etcd API on {path} did not accept connections within {}s", READY_TIMEOUT.as_secs())]
     EtcdApiNotReady { path: PathBuf },
+    #[error("{name} stopped unexpectedly: {reason}")]
+    ComponentStopped { name: String, reason: String },
     #[error("the compactor stopped unexpectedly: {reason}")]
     CompactorStopped { reason: String },
     #[error("the API server could not start: {0}")]
@@ -175,7 +177,11 @@ async fn open_datastore(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
 }
 
 /// A running component: its task's result (a panic is an `Err` of the join).
-type Task = JoinHandle<anyhow::Result<()>>;
+type EtcdTask = JoinHandle<anyhow::Result<()>>;
+
+/// A supervised long-running task and its name: if it ends before shutdown (returns or
+/// panics), the server stops with an error naming it.
+pub type Task = (String, JoinHandle<()>);
 
 /// Starts the components, waits for `shutdown` or a failure, then drains them.
 async fn serve(
@@ -195,7 +201,7 @@ async fn serve(
     let mut compactor = tokio::spawn(compactor::run(store.clone(), CompactorConfig::default(), stop()));
 
     let socket = config.data_dir.etcd_socket();
-    let mut etcd_api: Option<Task> = None;
+    let mut etcd_api: Option<EtcdTask> = None;
     let mut failure = None;
     // Set once `shutdown` has resolved: it must not be polled again.
     let mut stopping = false;
@@ -229,12 +235,12 @@ async fn serve(
     let mut api_tasks = Vec::new();
     let mut api_url = String::new();
     if failure.is_none() && !stopping {
-        match apiserver::start(config, store.clone(), &stop).await {
+        match apiserver::start(config, store.clone(), stop.clone()).await {
             Ok(started) => {
                 api_tasks = started.tasks;
                 api_url = started.url;
                 if !config.disable_agent {
-                    match agent::start(config, started.api.clone(), apiserver::node_ip(config), &stop).await {
+                    match agent::start(config, started.api.clone(), apiserver::node_ip(config), stop.clone()).await {
                         Ok(tasks) => api_tasks.extend(tasks),
                         Err(e) => failure = Some(ServerError::Agent(e.to_string())),
                     }
@@ -262,6 +268,13 @@ async fn serve(
                 };
                 failure = Some(ServerError::EtcdApi { path: socket.clone(), reason });
             }
+            (name, res) = first_exit(&mut api_tasks) => {
+                let reason = match res {
+                    Ok(()) => "it returned".to_string(),
+                    Err(e) => format!("task failed: {e}"),
+                };
+                failure = Some(ServerError::ComponentStopped { name, reason });
+            }
             res = &mut compactor => {
                 let reason = match res {
                     Ok(()) => "it returned".to_string(),
@@ -288,7 +301,7 @@ async fn serve(
         if !compactor.is_finished() {
             let _ = (&mut compactor).await;
         }
-        for t in api_tasks.iter_mut() {
+        for (_, t) in api_tasks.iter_mut() {
             let _ = t.await;
         }
     };
@@ -299,7 +312,7 @@ async fn serve(
         api.abort();
     }
     compactor.abort();
-    for t in &api_tasks {
+    for (_, t) in &api_tasks {
         t.abort();
     }
     failure.map_or(Ok(()), Err)
@@ -314,7 +327,7 @@ enum Startup {
 /// (then `api` is taken: a finished task must not be awaited again) or takes too long.
 async fn wait_until_accepting(
     socket: &Path,
-    api: &mut Option<Task>,
+    api: &mut Option<EtcdTask>,
     mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
 ) -> Result<Startup, ServerError> {
     let probe = async {
@@ -343,7 +356,17 @@ async fn wait_until_accepting(
     }
 }
 
-async fn join_optional(task: &mut Option<Task>) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+/// The first of `tasks` to end, taken out of the list; never, if there are none.
+async fn first_exit(tasks: &mut Vec<Task>) -> (String, Result<(), tokio::task::JoinError>) {
+    if tasks.is_empty() {
+        return std::future::pending().await;
+    }
+    let (res, i, _) = futures::future::select_all(tasks.iter_mut().map(|(_, h)| h)).await;
+    let (name, _) = tasks.remove(i);
+    (name, res)
+}
+
+async fn join_optional(task: &mut Option<EtcdTask>) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
     match task {
         Some(t) => t.await,
         None => std::future::pending().await,

@@ -17,6 +17,7 @@ mod apiserver_watchcache;
 mod apiserver_wire;
 mod bad_input;
 mod cli;
+mod controllers;
 mod crash;
 mod discovery;
 mod disk_full;
