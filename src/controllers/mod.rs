@@ -5,6 +5,7 @@
 //! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
+pub mod deployment;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
@@ -48,6 +49,7 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "root-ca-cert-publisher",
         start: |c| Box::pin(async move { rootca::run(c.legacy, c.ca_pem, c.stop.wait()).await }),
     },
+    Registration { name: "deployment-controller", alias: "deployment", start: |c| Box::pin(deployment::run(c)) },
     Registration {
         name: "replicaset-controller",
         alias: "replicaset",

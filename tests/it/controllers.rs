@@ -275,3 +275,108 @@ async fn replication_controller_keeps_its_pods() {
     })
     .await;
 }
+
+/// Plays the kubelet for every pod: marks each new pod Running and Ready, until dropped.
+pub fn auto_ready(c: &Cluster, ns: &str) -> tokio::task::JoinHandle<()> {
+    let api: Api<Pod> = Api::namespaced(c.client.clone(), ns);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                for p in list.items {
+                    let ready = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready"));
+                    if !ready && p.metadata.deletion_timestamp.is_none() {
+                        let status = json!({"status": {"phase": "Running", "conditions": [{
+                            "type": "Ready", "status": "True", "lastTransitionTime": Timestamp::now().to_string(),
+                        }]}});
+                        let _ = api
+                            .patch_status(
+                                p.metadata.name.as_deref().unwrap(),
+                                &PatchParams::default(),
+                                &Patch::Merge(status),
+                            )
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+fn deployment(name: &str, replicas: i32, image: &str) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deployment_rolls_out_and_back() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let c = cluster().await;
+    make_namespace(&c, "dep").await;
+    let kubelet = auto_ready(&c, "dep");
+    let deps: Api<Deployment> = Api::namespaced(c.client.clone(), "dep");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "dep");
+    deps.create(&PostParams::default(), &deployment("web", 4, "busybox:1")).await.expect("create");
+    let complete = |rev: &'static str| {
+        let deps = deps.clone();
+        async move {
+            let d = deps.get("web").await.ok()?;
+            let s = d.status.clone()?;
+            let progressing = s.conditions.as_ref()?.iter().find(|c| c.type_ == "Progressing")?;
+            let done = s.observed_generation >= d.metadata.generation
+                && s.updated_replicas == Some(4)
+                && s.replicas == Some(4)
+                && s.available_replicas == Some(4)
+                && progressing.reason.as_deref() == Some("NewReplicaSetAvailable")
+                && d.metadata.annotations.as_ref()?.get("deployment.kubernetes.io/revision").map(String::as_str)
+                    == Some(rev);
+            done.then_some(d)
+        }
+    };
+    within(Duration::from_secs(20), "revision 1 rolled out", || complete("1")).await;
+    let first = rss.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(first.len(), 1);
+    let hash = first[0].metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(first[0].metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
+    for p in live_pods(&c, "dep", "app=web").await {
+        assert_eq!(p.metadata.labels.as_ref().unwrap()["pod-template-hash"], hash);
+    }
+
+    deps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}}),
+        ),
+    )
+    .await
+    .expect("set image");
+    within(Duration::from_secs(30), "revision 2 rolled out", || complete("2")).await;
+    let all = rss.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 2);
+    let old = all.iter().find(|r| r.metadata.name == first[0].metadata.name).unwrap();
+    assert_eq!(old.spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(live_pods(&c, "dep", "app=web").await.len(), 4);
+
+    // Scale to 0 and back.
+    deps.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}}))).await.expect("scale");
+    within(Duration::from_secs(20), "no pods", || async {
+        live_pods(&c, "dep", "app=web").await.is_empty().then_some(())
+    })
+    .await;
+    kubelet.abort();
+}

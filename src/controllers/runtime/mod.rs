@@ -147,6 +147,7 @@ where
     F: Fn(Arc<K>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
+    tracing::debug!(controller = name, "started");
     let failures = Arc::new(Failures::<K>(Mutex::new(HashMap::new())));
     let reconcile = Arc::new(reconcile);
     let on_error = failures.clone();
@@ -184,7 +185,7 @@ where
         .for_each(|r| async move {
             if let Err(e) = r {
                 // An object deleted before its turn, mostly.
-                tracing::trace!(controller = name, error = %e, "not reconciled");
+                tracing::debug!(controller = name, error = %e, "not reconciled");
             }
         })
         .await;
