@@ -4,6 +4,7 @@
 #   scripts/bench.sh startup   exec -> /readyz on first and warm boots; memory after 30 s idle
 #   scripts/bench.sh api       creates, patches, lists and watches over HTTPS, 16 clients
 #   scripts/bench.sh pods      100 busybox pods on a real node (root); runtime vs runc
+#   scripts/bench.sh controllers  Deployments of 100 pods on a real node (root): rollout times, RSS
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run; BENCH_DELETE_KEYS
 # (default 300000) sizes the prefix delete.
 set -euo pipefail
@@ -29,11 +30,16 @@ case "$what" in
   pods)
     scripts/install-deps.sh
     release_k3rs
-    python3 scripts/bench_pods.py
+    "${K3RS_TEST_PYTHON:-${K3RS_PYTHON_VENV:-/var/cache/k3rs/python}/bin/python3}" scripts/bench_pods.py
     if [ -f benches/runtime.rs ]; then cargo bench --bench runtime; fi
     ;;
+  controllers)
+    scripts/install-deps.sh
+    release_k3rs
+    "${K3RS_TEST_PYTHON:-${K3RS_PYTHON_VENV:-/var/cache/k3rs/python}/bin/python3}" scripts/bench_controllers.py
+    ;;
   *)
-    echo "usage: scripts/bench.sh store|startup|api|pods" >&2
+    echo "usage: scripts/bench.sh store|startup|api|pods|controllers" >&2
     exit 2
     ;;
 esac

@@ -50,8 +50,8 @@ def blob(layout, data):
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def busybox_archive(path):
-    """An OCI image-layout tar with one layer: /bin/busybox and applet symlinks."""
+def busybox_archive(path, image=IMAGE):
+    """An OCI image-layout tar with one layer: /bin/busybox and applet symlinks, named `image`."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         for d in ["bin", "tmp", "etc", "proc", "sys", "dev"]:
@@ -82,7 +82,7 @@ def busybox_archive(path):
         }).encode()
         mdesc = blob(layout, manifest)
         index = {"schemaVersion": 2, "manifests": [dict(mdesc, mediaType="application/vnd.oci.image.manifest.v1+json",
-                 annotations={"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "bench"})]}
+                 annotations={"io.containerd.image.name": image, "org.opencontainers.image.ref.name": image.rsplit(":", 1)[1]})]}
         with open(os.path.join(layout, "index.json"), "w") as f:
             json.dump(index, f)
         with open(os.path.join(layout, "oci-layout"), "w") as f:
@@ -280,17 +280,21 @@ def inner(kubeconfig, server_pid):
     return 0 if n_running == PODS and set(names) <= gone else 1
 
 
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+def main(script=None, images=(IMAGE,)):
+    """Runs `script --inner <kubeconfig> <server pid>` (this file by default) inside the
+    network namespace of a release k3rs node that has `images` in its air-gap directory."""
+    if script is None and len(sys.argv) > 1 and sys.argv[1] == "--inner":
         sys.exit(inner(sys.argv[2], int(sys.argv[3])))
+    script = script or __file__
     if os.geteuid() != 0:
-        sys.exit("bench_pods.py must run as root (it runs a node)")
+        sys.exit(f"{os.path.basename(script)} must run as root (it runs a node)")
     k3rs = os.path.abspath(os.environ.get("K3RS_BIN", "target/release/k3rs"))
     ns = f"k3rs-bench-{os.getpid()}"
     work = tempfile.mkdtemp(prefix="k3rs-bench-pods-")
     data = os.path.join(work, "data")
     os.makedirs(os.path.join(data, "agent", "images"))
-    busybox_archive(os.path.join(data, "agent", "images", "busybox.tar"))
+    for i, image in enumerate(images):
+        busybox_archive(os.path.join(data, "agent", "images", f"busybox-{i}.tar"), image)
     subprocess.run(["ip", "netns", "add", ns], check=True)
     server = None
     try:
@@ -306,7 +310,7 @@ def main():
         deadline = time.time() + 30
         while not os.path.exists(kubeconfig) and time.time() < deadline:
             time.sleep(0.05)
-        code = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "--", sys.executable, os.path.abspath(__file__),
+        code = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "--", sys.executable, os.path.abspath(script),
                                "--inner", kubeconfig, str(server.pid)]).returncode
         if code != 0:
             print(f"bench failed; server log: {os.path.join(work, 'server.log')}")
