@@ -158,3 +158,24 @@ fn a_rollout_survives_a_sigkill_of_k3rs() {
     ]);
     assert_eq!(ready, "4/4/4");
 }
+
+#[test]
+fn the_python_client_sees_upstreams_rollout_conditions() {
+    let c = cluster("pyroll");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/python_rollout.py");
+    let out = c
+        .ns
+        .command(crate::common::python())
+        .arg(script)
+        .env("KUBECONFIG", c.kubeconfig())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}\n{}\n--- server log ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
