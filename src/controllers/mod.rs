@@ -34,20 +34,16 @@ pub struct Registration {
 
 /// Every controller.
 pub const CONTROLLERS: &[Registration] = &[
-    Registration {
-        name: "namespace-controller",
-        alias: "namespace",
-        start: |c| Box::pin(async move { namespace::run(c.legacy, c.stop.wait()).await }),
-    },
+    Registration { name: "namespace-controller", alias: "namespace", start: |c| Box::pin(namespace::run(c)) },
     Registration {
         name: "serviceaccount-controller",
         alias: "serviceaccount",
-        start: |c| Box::pin(async move { serviceaccount::run(c.legacy, c.stop.wait()).await }),
+        start: |c| Box::pin(serviceaccount::run(c)),
     },
     Registration {
         name: "root-ca-certificate-publisher-controller",
         alias: "root-ca-cert-publisher",
-        start: |c| Box::pin(async move { rootca::run(c.legacy, c.ca_pem, c.stop.wait()).await }),
+        start: |c| Box::pin(rootca::run(c)),
     },
     Registration { name: "deployment-controller", alias: "deployment", start: |c| Box::pin(deployment::run(c)) },
     Registration {

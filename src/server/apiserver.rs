@@ -13,7 +13,7 @@ use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
 use crate::apiserver::{ApiOptions, ApiServer, Identity};
 use crate::client::Client;
-use crate::controllers::runtime::{Context, Informers, Stop, SystemClock};
+use crate::controllers::runtime::{Context, Stop};
 use crate::pki::{self, PkiConfig};
 use crate::store::Store;
 
@@ -135,9 +135,8 @@ where
         )),
     ));
     let controller_identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
-    let client = crate::client::kube_client(&api, controller_identity.clone());
-    let stop_signal = Stop::new(stop.clone());
-    let (informers, mut failed) = Informers::new(client.clone(), stop_signal.clone());
+    let (ctx, mut failed) =
+        Context::in_process(&api, controller_identity, Stop::new(stop.clone()), pki.server_ca_pem().to_string());
     let informers_stop = stop();
     tasks.push((
         "informers".into(),
@@ -150,14 +149,6 @@ where
             }
         }),
     ));
-    let ctx = Context {
-        client,
-        legacy: Client::new(api.clone(), controller_identity),
-        informers,
-        stop: stop_signal,
-        clock: Arc::new(SystemClock),
-        ca_pem: pki.server_ca_pem().to_string(),
-    };
     for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
         tracing::debug!(controller = r.name, "starting");
         tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));

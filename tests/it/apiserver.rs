@@ -228,11 +228,19 @@ async fn deleting_a_namespace_deletes_its_content_then_itself() {
         "configmaps is forbidden: unable to create new content in namespace team because it is being terminated"
     );
 
-    let client = k3rs::client::Client::new(a.api.clone(), Identity::new("system:kube-controller-manager", &[]));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let ctl = tokio::spawn(k3rs::controllers::namespace::run(client, async move {
-        let _ = stopped.await;
-    }));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (ctx, _failed) = k3rs::controllers::Context::in_process(
+        &a.api,
+        Identity::new("system:kube-controller-manager", &[]),
+        k3rs::controllers::runtime::Stop::new(move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }),
+        String::new(),
+    );
+    let ctl = tokio::spawn(k3rs::controllers::namespace::run(ctx));
     let start = std::time::Instant::now();
     loop {
         let (code, _) = a.call(Method::GET, "/api/v1/namespaces/team", Value::Null).await;
@@ -244,7 +252,7 @@ async fn deleting_a_namespace_deletes_its_content_then_itself() {
     }
     let (_, cms) = a.call(Method::GET, "/api/v1/namespaces/team/configmaps", Value::Null).await;
     assert_eq!(cms["items"], json!([]));
-    let _ = stop.send(());
+    let _ = stop.send(true);
     ctl.await.unwrap();
 }
 

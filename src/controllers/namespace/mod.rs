@@ -1,103 +1,91 @@
-//! The namespace controller: when a namespace is deleted, deletes everything in it, then
-//! removes the `kubernetes` finalizer so the namespace itself goes.
+//! The namespace controller: when a namespace is deleted, deletes everything in it (every
+//! namespaced type the API server serves), then removes the `kubernetes` finalizer so the
+//! namespace itself goes.
 
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::runtime::controller::Action;
 
-use crate::apiserver::status::ApiError;
-use crate::client::Client;
+use super::runtime::{self, is_not_found, Context, ReconcileError};
+use crate::apiserver::ApiServer;
 
 /// How soon a namespace whose content is not gone yet is looked at again.
 const RETRY: Duration = Duration::from_secs(2);
 
-pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let watch = client.watch("/api/v1/namespaces?watch=1").await;
-        let mut events = match watch {
-            Ok(w) => Box::pin(w),
-            Err(e) => {
-                tracing::warn!(controller = "namespace", error = %e, "watch failed");
-                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(RETRY) => continue }
-            }
-        };
-        let mut retry = tokio::time::interval(RETRY);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                ev = events.next() => match ev {
-                    Some(ev) => {
-                        if let Some(ns) = ev["object"]["metadata"]["name"].as_str() {
-                            if ev["type"] != "DELETED" && is_terminating(&ev["object"]) {
-                                finish(&client, ns).await;
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                _ = retry.tick() => {
-                    // Namespaces whose content was still going when last looked at.
-                    if let Ok(list) = client.get("/api/v1/namespaces").await {
-                        for ns in list["items"].as_array().into_iter().flatten().filter(|n| is_terminating(n)) {
-                            if let Some(name) = ns["metadata"]["name"].as_str() {
-                                finish(&client, name).await;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+pub async fn run(ctx: Context) {
+    let namespaces = ctx.informers.get::<Namespace>();
+    let client = ctx.client.clone();
+    let api = ctx.legacy.api().clone();
+    runtime::run(
+        "namespace",
+        namespaces.store().clone(),
+        runtime::own_triggers(&namespaces),
+        ctx.stop.clone(),
+        move |ns| {
+            let (client, api) = (client.clone(), api.clone());
+            async move { reconcile(&client, &api, ns).await }
+        },
+    )
+    .await
 }
 
-fn is_terminating(ns: &Value) -> bool {
-    ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
-        && ns.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| f.iter().any(|v| v == "kubernetes"))
+fn is_terminating(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        && ns.spec.as_ref().and_then(|s| s.finalizers.as_ref()).is_some_and(|f| f.iter().any(|f| f == "kubernetes"))
 }
 
-/// Deletes the namespace's content; once none is left, releases the namespace.
-async fn finish(client: &Client, ns: &str) {
-    match delete_content(client, ns).await {
-        Ok(0) => {
-            let body =
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": []}});
-            match client.put(&format!("/api/v1/namespaces/{ns}/finalize"), &body).await {
-                Ok(_) => tracing::info!(
-                    controller = "namespace",
-                    object = ns,
-                    "namespace content deleted; namespace released"
-                ),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!(controller = "namespace", object = ns, error = %e, "finalizing failed"),
-            }
-        }
-        Ok(left) => tracing::debug!(controller = "namespace", object = ns, left, "waiting for namespace content to go"),
-        Err(e) => {
-            tracing::warn!(controller = "namespace", object = ns, error = %e, "deleting namespace content failed")
-        }
+async fn reconcile(client: &kube::Client, api: &Arc<ApiServer>, ns: Arc<Namespace>) -> Result<Action, ReconcileError> {
+    if !is_terminating(&ns) {
+        return Ok(Action::await_change());
     }
+    let name = ns.metadata.name.clone().unwrap_or_default();
+    let left = delete_content(client, api, &name).await?;
+    if left > 0 {
+        tracing::debug!(controller = "namespace", object = %name, left, "waiting for namespace content to go");
+        return Ok(Action::requeue(RETRY));
+    }
+    let released = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        spec: Some(NamespaceSpec { finalizers: Some(vec![]) }),
+        status: None,
+    };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.replace_subresource("finalize", &name, &PostParams::default(), &released).await {
+        Ok(_) => {
+            tracing::info!(controller = "namespace", object = %name, "namespace content deleted; namespace released")
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
 }
 
 /// Deletes every namespaced object in `ns`; returns how many are still there.
-async fn delete_content(client: &Client, ns: &str) -> Result<usize, ApiError> {
+async fn delete_content(client: &kube::Client, api: &Arc<ApiServer>, ns: &str) -> Result<usize, ReconcileError> {
     let mut left = 0;
-    for rt in client.api().namespaced_types() {
-        let prefix = if rt.group.is_empty() {
-            format!("/api/{}", rt.version)
-        } else {
-            format!("/apis/{}/{}", rt.group, rt.version)
+    for rt in api.namespaced_types() {
+        let ar = ApiResource {
+            group: rt.group.to_string(),
+            version: rt.version.to_string(),
+            api_version: rt.api_version(),
+            kind: rt.kind.to_string(),
+            plural: rt.plural.to_string(),
         };
-        let path = format!("{prefix}/namespaces/{ns}/{}", rt.plural);
-        let list = client.get(&path).await?;
-        for item in list["items"].as_array().into_iter().flatten() {
-            let Some(name) = item["metadata"]["name"].as_str() else { continue };
-            left += 1;
-            match client.delete(&format!("{path}/{name}")).await {
-                Ok(v) if v["kind"] == "Status" => left -= 1,
-                Ok(_) | Err(_) => {}
+        let objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let list = objects.list_metadata(&ListParams::default()).await?;
+        for item in list.items {
+            let Some(name) = item.metadata.name else { continue };
+            match objects.delete(&name, &DeleteParams::background()).await {
+                // Marked (finalizers or a grace period hold it), or gone at once.
+                Ok(answer) => left += usize::from(answer.is_left()),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    tracing::warn!(controller = "namespace", object = %format!("{ns}/{name}"), error = %e, "deleting namespace content failed");
+                    left += 1;
+                }
             }
         }
     }

@@ -2,12 +2,13 @@
 //! `ca.crt` is the cluster's server CA, so pods can verify the API server; it is put back
 //! when deleted or changed.
 
-use std::future::Future;
+use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
 
 use super::namespaces::Kept;
-use crate::client::Client;
+use super::runtime::Context;
 
 /// The ConfigMap's name.
 pub const CONFIG_MAP: &str = "kube-root-ca.crt";
@@ -16,51 +17,60 @@ pub const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
 /// Upstream's description.
 pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
-/// The ConfigMap as it must be in `ns`.
-pub fn desired(ns: &str, ca_pem: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": CONFIG_MAP, "namespace": ns, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
-        "data": {"ca.crt": ca_pem},
-    })
+fn ca_data(ca_pem: &str) -> BTreeMap<String, String> {
+    [("ca.crt".to_string(), ca_pem.to_string())].into()
 }
 
-/// The update restoring `current`, if its data is not exactly the CA or the description
-/// annotation is missing; other annotations and labels are kept, as upstream keeps them.
-pub fn repair(current: &Value, ca_pem: &str) -> Option<Value> {
-    let data = json!({"ca.crt": ca_pem});
+/// The ConfigMap as it must be in `ns`.
+pub fn desired(ns: &str, ca_pem: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(CONFIG_MAP.into()),
+            namespace: Some(ns.into()),
+            annotations: Some([(DESCRIPTION_ANNOTATION.to_string(), DESCRIPTION.to_string())].into()),
+            ..Default::default()
+        },
+        data: Some(ca_data(ca_pem)),
+        ..Default::default()
+    }
+}
+
+/// `current` restored, if its data is not exactly the CA or the description annotation is
+/// missing; other annotations and labels are kept, as upstream keeps them.
+pub fn repair(current: &ConfigMap, ca_pem: &str) -> Option<ConfigMap> {
+    let data = ca_data(ca_pem);
     let described = current
-        .pointer("/metadata/annotations")
+        .metadata
+        .annotations
+        .as_ref()
         .and_then(|a| a.get(DESCRIPTION_ANNOTATION))
-        .and_then(Value::as_str)
         .is_some_and(|d| !d.is_empty());
-    if current.get("data") == Some(&data) && described {
+    if current.data.as_ref() == Some(&data) && current.binary_data.is_none() && described {
         return None;
     }
     let mut updated = current.clone();
-    updated["data"] = data;
-    let meta = updated.get_mut("metadata").and_then(Value::as_object_mut)?;
-    let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
-    if !annotations.is_object() {
-        *annotations = json!({});
-    }
+    updated.data = Some(data);
+    updated.binary_data = None;
     if !described {
-        annotations[DESCRIPTION_ANNOTATION] = json!(DESCRIPTION);
+        updated
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(DESCRIPTION_ANNOTATION.into(), DESCRIPTION.into());
     }
     Some(updated)
 }
 
-pub async fn run(client: Client, ca_pem: String, shutdown: impl Future<Output = ()>) {
-    let for_desired = ca_pem.clone();
-    let kept = Kept {
+pub async fn run(ctx: Context) {
+    let (for_desired, for_repair) = (ctx.ca_pem.clone(), ctx.ca_pem.clone());
+    Kept {
         controller: "root-ca-cert-publisher",
-        plural: "configmaps",
         name: CONFIG_MAP,
         desired: Box::new(move |ns| desired(ns, &for_desired)),
-        repair: Box::new(move |cur| repair(cur, &ca_pem)),
-    };
-    kept.run(client, shutdown).await
+        repair: Box::new(move |cur| repair(cur, &for_repair)),
+    }
+    .run(ctx)
+    .await
 }
 
 #[cfg(test)]
@@ -75,20 +85,22 @@ mod tests {
     #[test]
     fn changed_data_is_restored_and_other_annotations_kept() {
         let mut cm = desired("a", "PEM");
-        cm["data"]["ca.crt"] = json!("other");
-        cm["data"]["extra"] = json!("x");
-        cm["metadata"]["annotations"]["team"] = json!("a");
+        let data = cm.data.as_mut().unwrap();
+        data.insert("ca.crt".into(), "other".into());
+        data.insert("extra".into(), "x".into());
+        cm.metadata.annotations.as_mut().unwrap().insert("team".into(), "a".into());
         let fixed = repair(&cm, "PEM").expect("needs repair");
-        assert_eq!(fixed["data"], json!({"ca.crt": "PEM"}));
-        assert_eq!(fixed["metadata"]["annotations"]["team"], "a");
-        assert_eq!(fixed["metadata"]["annotations"][DESCRIPTION_ANNOTATION], DESCRIPTION);
+        assert_eq!(fixed.data, Some(ca_data("PEM")));
+        let annotations = fixed.metadata.annotations.unwrap();
+        assert_eq!(annotations["team"], "a");
+        assert_eq!(annotations[DESCRIPTION_ANNOTATION], DESCRIPTION);
     }
 
     #[test]
     fn a_missing_description_is_put_back() {
         let mut cm = desired("a", "PEM");
-        cm["metadata"].as_object_mut().unwrap().remove("annotations");
+        cm.metadata.annotations = None;
         let fixed = repair(&cm, "PEM").expect("needs repair");
-        assert_eq!(fixed["metadata"]["annotations"][DESCRIPTION_ANNOTATION], DESCRIPTION);
+        assert_eq!(fixed.metadata.annotations.unwrap()[DESCRIPTION_ANNOTATION], DESCRIPTION);
     }
 }

@@ -135,11 +135,14 @@ pub struct InformerStopped {
     pub reason: String,
 }
 
+/// An `Informer<K>` of some `K`.
+type AnyInformer = Box<dyn Any + Send + Sync>;
+
 /// Every informer of one server, made on first use and shared after that.
 pub struct Informers {
     client: kube::Client,
     stop: Stop,
-    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    map: Mutex<HashMap<(TypeId, &'static str), AnyInformer>>,
     failed: mpsc::UnboundedSender<InformerStopped>,
 }
 
@@ -151,18 +154,30 @@ impl Informers {
         (Arc::new(Informers { client, stop, map: Mutex::new(HashMap::new()), failed }), rx)
     }
 
-    /// The informer of `K`, started if it was not.
+    /// The informer of every `K`, started if it was not.
     pub fn get<K: Object>(&self) -> Informer<K> {
+        self.start("", watcher::Config::default())
+    }
+
+    /// An informer of the `K`s a field or label selector picks (`config`), shared by those
+    /// who ask with the same `key`: for controllers that need a few objects of a type that
+    /// may be numerous (one ConfigMap per namespace, not all ConfigMaps).
+    pub fn get_filtered<K: Object>(&self, key: &'static str, config: watcher::Config) -> Informer<K> {
+        self.start(key, config)
+    }
+
+    fn start<K: Object>(&self, key: &'static str, config: watcher::Config) -> Informer<K> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = map.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Informer<K>>()) {
+        let id = (TypeId::of::<K>(), key);
+        if let Some(i) = map.get(&id).and_then(|b| b.downcast_ref::<Informer<K>>()) {
             return i.clone();
         }
         let (informer, feed) = Informer::<K>::manual();
-        map.insert(TypeId::of::<K>(), Box::new(informer.clone()));
+        map.insert(id, Box::new(informer.clone()));
         let api: Api<K> = Api::all(self.client.clone());
         let stop = self.stop.clone();
         let resource = std::any::type_name::<K>().rsplit("::").next().unwrap_or("object");
-        let watch = tokio::spawn(drive(api, feed, stop));
+        let watch = tokio::spawn(drive(api, config, feed, stop));
         let failed = self.failed.clone();
         tokio::spawn(async move {
             let reason = match watch.await {
@@ -178,8 +193,8 @@ impl Informers {
 
 /// The watch loop: list, then watch, relisting on expiry, with kube-runtime's back-off on
 /// errors. True when it ended because of `stop`.
-async fn drive<K: Object>(api: Api<K>, mut feed: ManualFeed<K>, stop: Stop) -> bool {
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+async fn drive<K: Object>(api: Api<K>, config: watcher::Config, mut feed: ManualFeed<K>, stop: Stop) -> bool {
+    let events = watcher(api, config).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut stopped = std::pin::pin!(stop.wait());
     loop {

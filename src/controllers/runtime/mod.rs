@@ -109,6 +109,28 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of controllers inside the API server's process: a typed client over its
+    /// router with `identity`, and informers through it. An informer whose watch loop ends
+    /// is reported on the returned channel.
+    pub fn in_process(
+        api: &Arc<crate::apiserver::ApiServer>,
+        identity: crate::apiserver::Identity,
+        stop: Stop,
+        ca_pem: String,
+    ) -> (Context, tokio::sync::mpsc::UnboundedReceiver<informer::InformerStopped>) {
+        let client = crate::client::kube_client(api, identity.clone());
+        let (informers, failed) = Informers::new(client.clone(), stop.clone());
+        let ctx = Context {
+            client,
+            legacy: crate::client::Client::new(api.clone(), identity),
+            informers,
+            stop,
+            clock: Arc::new(SystemClock),
+            ca_pem,
+        };
+        (ctx, failed)
+    }
+
     /// An event recorder reporting as `controller` (e.g. `replicaset-controller`).
     pub fn recorder(&self, controller: &str) -> Recorder {
         Recorder::new(self.client.clone(), Reporter { controller: controller.into(), instance: None })
