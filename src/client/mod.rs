@@ -30,6 +30,11 @@ impl Client {
         Client { api, identity }
     }
 
+    /// kube-rs' typed client over the same router, with the same identity.
+    pub fn typed(&self) -> kube::Client {
+        kube_client(&self.api, self.identity.clone())
+    }
+
     /// The API server this client calls.
     pub fn api(&self) -> &Arc<ApiServer> {
         &self.api

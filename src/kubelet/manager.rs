@@ -9,7 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -18,7 +23,6 @@ use super::static_pods;
 use super::volumes::Sources;
 use super::worker::{EventSink, Next, PodApi, Worker};
 use crate::apiserver::status::ApiError;
-use crate::client::events::{EventRecorder, EventType};
 use crate::client::Client;
 
 /// The API as the node's identity sees it.
@@ -75,14 +79,45 @@ impl PodApi for ClientApi {
     }
 }
 
-/// Events from the kubelet (`source.component: kubelet`).
-pub struct RecorderSink(pub EventRecorder);
+/// Events from the kubelet, through kube-runtime's recorder (`reportingController:
+/// kubelet`, the node as the instance), published in order by one task.
+pub struct RecorderSink(mpsc::UnboundedSender<(ObjectReference, Event)>);
+
+impl RecorderSink {
+    /// Starts the publishing task (it ends when the sink is dropped).
+    pub fn new(recorder: Recorder) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(ObjectReference, Event)>();
+        tokio::spawn(async move {
+            while let Some((reference, ev)) = rx.recv().await {
+                if let Err(e) = recorder.publish(&ev, &reference).await {
+                    tracing::debug!(error = %e, reason = %ev.reason, "cannot record event");
+                }
+            }
+        });
+        RecorderSink(tx)
+    }
+}
 
 impl EventSink for RecorderSink {
     fn event(&self, involved: &Value, warning: bool, reason: &str, message: &str) {
-        let t = if warning { EventType::Warning } else { EventType::Normal };
-        // The recorder only queues: the future is ready at once.
-        let _ = self.0.record(involved, t, reason, message).now_or_never();
+        let text = |p: &str| involved.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let reference = ObjectReference {
+            api_version: text("/apiVersion").or_else(|| Some("v1".into())),
+            kind: text("/kind").or_else(|| Some("Pod".into())),
+            name: text("/metadata/name"),
+            namespace: text("/metadata/namespace"),
+            uid: text("/metadata/uid"),
+            resource_version: None,
+            field_path: None,
+        };
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(message.into()),
+            action: reason.into(),
+            secondary: None,
+        };
+        let _ = self.0.send((reference, ev));
     }
 }
 
@@ -197,130 +232,137 @@ pub async fn run(
     let mut workers: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
     let mut statics = Statics { dir: static_dir, pods: HashMap::new() };
     let mut adopted = false;
-    let selector = format!("fieldSelector=spec.nodeName%3D{node}");
+    // This node's pods, through kube-runtime's watcher: it lists, watches, and lists again
+    // (with back-off) when the watch breaks or its revision expires.
+    let pods_api: Api<Pod> = Api::all(client.typed());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut events = std::pin::pin!(watcher(pods_api, config).default_backoff());
+    // A (re)list in progress: the pods seen so far.
+    let mut listing: Option<Vec<Value>> = None;
+    let mut listed = false;
+    let mut static_tick = tokio::time::interval(STATIC_EVERY);
+    static_tick.tick().await;
     loop {
-        let list = match client.get(&format!("/api/v1/pods?{selector}")).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing this node's pods failed");
-                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
-            }
-        };
-        let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let mut pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
-        // Mirror pods stand for static pods; the node runs the static pods themselves.
-        pods.retain(|p| !static_pods::is_mirror(p));
-        let loaded = statics.load(&node);
-        statics.pods =
-            loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
-        let _ = sync_mirrors(&client, &node, &statics.pods, &[]).await;
-        pods.extend(loaded);
-        let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
-        if !adopted {
-            match backend.containers().await {
-                Ok(all) => {
-                    for r in all {
-                        leftovers.entry(r.pod_uid.clone()).or_default().push(r);
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = static_tick.tick(), if listed => {
+                let loaded = statics.load(&node);
+                let now: HashMap<String, Value> = loaded.into_iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p)).collect();
+                let mut gone = Vec::new();
+                for (uid, p) in &statics.pods {
+                    if !now.contains_key(uid) {
+                        if let Some(tx) = workers.remove(uid) {
+                            let _ = tx.send(Msg::Gone);
+                        }
+                        // A mirror of the same name that a new version replaces is handled below.
+                        if !now.values().any(|n| n["metadata"]["name"] == p["metadata"]["name"] && n["metadata"]["namespace"] == p["metadata"]["namespace"]) {
+                            gone.push(p.clone());
+                        }
                     }
-                    adopted = true;
                 }
-                Err(e) => tracing::warn!(error = %e, "listing containers failed; none adopted"),
-            }
-        }
-        let live: std::collections::HashSet<String> = pods
-            .iter()
-            .filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
-        for pod in pods {
-            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
-            let records = leftovers.remove(&uid).unwrap_or_default();
-            dispatch(&mut workers, pod, records, &deps);
-        }
-        // Workers whose pod disappeared while the watch was down.
-        workers.retain(|uid, tx| {
-            if live.contains(uid) {
-                return true;
-            }
-            let _ = tx.send(Msg::Gone);
-            false
-        });
-        // Containers of pods that no longer exist.
-        for (uid, records) in leftovers {
-            tracing::info!(pod_uid = %uid, containers = records.len(), "removing containers of a pod that no longer exists");
-            let b = backend.clone();
-            tokio::spawn(async move {
-                for r in records {
-                    let _ = b.stop_container(&r.id, Duration::from_secs(0)).await;
-                    let _ = b.remove_container(&r.id).await;
+                for (uid, p) in &now {
+                    if !statics.pods.contains_key(uid) {
+                        dispatch(&mut workers, p.clone(), Vec::new(), &deps);
+                    }
                 }
-                let _ = b.sandbox_down(&uid).await;
-                let _ = super::volumes::cleanup(&b.pods_dir().join(&uid), b.mounter());
-            });
+                statics.pods = now;
+                for uid in sync_mirrors(&client, &node, &statics.pods, &gone).await {
+                    if let Some(tx) = workers.get(&uid) {
+                        let _ = tx.send(Msg::Rewrite);
+                    }
+                }
+            }
+            ev = events.next() => match ev {
+                Some(Ok(watcher::Event::Init)) => listing = Some(Vec::new()),
+                Some(Ok(watcher::Event::InitApply(pod))) => {
+                    if let (Some(l), Ok(v)) = (listing.as_mut(), serde_json::to_value(&pod)) {
+                        l.push(v);
+                    }
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    let pods = listing.take().unwrap_or_default();
+                    relisted(pods, &mut workers, &mut statics, &mut adopted, &client, &node, &backend, &deps).await;
+                    listed = true;
+                }
+                Some(Ok(watcher::Event::Apply(pod))) => {
+                    let Ok(obj) = serde_json::to_value(&pod) else { continue };
+                    if !static_pods::is_mirror(&obj) {
+                        dispatch(&mut workers, obj, Vec::new(), &deps);
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(pod))) => {
+                    if let Some(tx) = pod.metadata.uid.as_ref().and_then(|uid| workers.remove(uid)) {
+                        let _ = tx.send(Msg::Gone);
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "watching this node's pods failed; retrying"),
+                // The watcher retries for ever: it ends only if the runtime is going away.
+                None => return,
+            },
         }
+    }
+}
 
-        let watch = client
-            .watch(&format!("/api/v1/pods?{selector}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true"))
-            .await;
-        let mut stream = match watch {
-            Ok(s) => Box::pin(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "watching this node's pods failed");
-                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
-            }
-        };
-        let mut static_tick = tokio::time::interval(STATIC_EVERY);
-        static_tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = static_tick.tick() => {
-                    let loaded = statics.load(&node);
-                    let now: HashMap<String, Value> = loaded.into_iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p)).collect();
-                    let mut gone = Vec::new();
-                    for (uid, p) in &statics.pods {
-                        if !now.contains_key(uid) {
-                            if let Some(tx) = workers.remove(uid) {
-                                let _ = tx.send(Msg::Gone);
-                            }
-                            // A mirror of the same name that a new version replaces is handled below.
-                            if !now.values().any(|n| n["metadata"]["name"] == p["metadata"]["name"] && n["metadata"]["namespace"] == p["metadata"]["namespace"]) {
-                                gone.push(p.clone());
-                            }
-                        }
-                    }
-                    for (uid, p) in &now {
-                        if !statics.pods.contains_key(uid) {
-                            dispatch(&mut workers, p.clone(), Vec::new(), &deps);
-                        }
-                    }
-                    statics.pods = now;
-                    for uid in sync_mirrors(&client, &node, &statics.pods, &gone).await {
-                        if let Some(tx) = workers.get(&uid) {
-                            let _ = tx.send(Msg::Rewrite);
-                        }
-                    }
+/// After a (re)list: starts or updates a worker per pod (static pods included), hands each
+/// the containers a previous k3rs left, stops workers whose pod went while the watch was
+/// down, and removes containers of pods that no longer exist.
+#[allow(clippy::too_many_arguments)]
+async fn relisted(
+    mut pods: Vec<Value>,
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
+    statics: &mut Statics,
+    adopted: &mut bool,
+    client: &Client,
+    node: &str,
+    backend: &Arc<dyn Backend>,
+    deps: &Deps,
+) {
+    // Mirror pods stand for static pods; the node runs the static pods themselves.
+    pods.retain(|p| !static_pods::is_mirror(p));
+    let loaded = statics.load(node);
+    statics.pods =
+        loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
+    let _ = sync_mirrors(client, node, &statics.pods, &[]).await;
+    pods.extend(loaded);
+    let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+    if !*adopted {
+        match backend.containers().await {
+            Ok(all) => {
+                for r in all {
+                    leftovers.entry(r.pod_uid.clone()).or_default().push(r);
                 }
-                ev = stream.next() => {
-                    let Some(ev) = ev else { break };
-                    let obj = ev["object"].clone();
-                    if static_pods::is_mirror(&obj) {
-                        continue;
-                    }
-                    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
-                    match ev["type"].as_str() {
-                        Some("ADDED" | "MODIFIED") => dispatch(&mut workers, obj, Vec::new(), &deps),
-                        Some("DELETED") => {
-                            if let Some(tx) = workers.remove(&uid) {
-                                let _ = tx.send(Msg::Gone);
-                            }
-                        }
-                        Some("ERROR") => break,
-                        _ => {}
-                    }
-                }
+                *adopted = true;
             }
+            Err(e) => tracing::warn!(error = %e, "listing containers failed; none adopted"),
         }
+    }
+    let live: std::collections::HashSet<String> =
+        pods.iter().filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str)).map(str::to_string).collect();
+    for pod in pods {
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let records = leftovers.remove(&uid).unwrap_or_default();
+        dispatch(workers, pod, records, deps);
+    }
+    // Workers whose pod disappeared while the watch was down.
+    workers.retain(|uid, tx| {
+        if live.contains(uid) {
+            return true;
+        }
+        let _ = tx.send(Msg::Gone);
+        false
+    });
+    // Containers of pods that no longer exist.
+    for (uid, records) in leftovers {
+        tracing::info!(pod_uid = %uid, containers = records.len(), "removing containers of a pod that no longer exists");
+        let b = backend.clone();
+        tokio::spawn(async move {
+            for r in records {
+                let _ = b.stop_container(&r.id, Duration::from_secs(0)).await;
+                let _ = b.remove_container(&r.id).await;
+            }
+            let _ = b.sandbox_down(&uid).await;
+            let _ = super::volumes::cleanup(&b.pods_dir().join(&uid), b.mounter());
+        });
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use super::config::ServerConfig;
 use crate::apiserver::ApiServer;
-use crate::client::events::EventRecorder;
 use crate::client::Client;
 use crate::images::{ImageStore, RegistriesConfig};
 use crate::kubelet::manager::{self, ClientApi, RecorderSink};
@@ -99,7 +98,10 @@ where
         "image import".to_string(),
         tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())),
     ));
-    let recorder = EventRecorder::new(client.clone(), "kubelet", &name);
+    let recorder = kube::runtime::events::Recorder::new(
+        client.typed(),
+        kube::runtime::events::Reporter { controller: "kubelet".into(), instance: Some(name.clone()) },
+    );
     tasks.push((
         "kubelet".to_string(),
         tokio::spawn(manager::run(
@@ -108,7 +110,7 @@ where
             node_ip.to_string(),
             backend.clone(),
             Arc::new(ClientApi(client)),
-            Arc::new(RecorderSink(recorder)),
+            Arc::new(RecorderSink::new(recorder)),
             Some(data.pod_manifests()),
             stop(),
         )),
