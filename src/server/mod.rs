@@ -372,3 +372,25 @@ async fn join_optional(task: &mut Option<EtcdTask>) -> Result<anyhow::Result<()>
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_task_to_end_is_named_with_how_it_ended() {
+        let mut tasks: Vec<Task> = vec![
+            ("forever".into(), tokio::spawn(std::future::pending())),
+            ("crashes".into(), tokio::spawn(async { panic!("boom") })),
+        ];
+        let (name, res) = first_exit(&mut tasks).await;
+        assert_eq!(name, "crashes");
+        assert!(res.unwrap_err().is_panic());
+        assert_eq!(tasks.len(), 1, "the ended task is taken out, so it is never awaited again");
+        tasks.push(("returns".into(), tokio::spawn(async {})));
+        let (name, res) = first_exit(&mut tasks).await;
+        assert_eq!(name, "returns");
+        assert!(res.is_ok());
+        tasks[0].1.abort();
+    }
+}
