@@ -24,6 +24,7 @@ mod disk_full;
 mod e2e_kubectl;
 mod e2e_pods;
 mod etcdapi;
+mod gc;
 mod images;
 mod node_cp;
 mod openapi;
