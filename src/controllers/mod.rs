@@ -6,7 +6,9 @@
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
 pub mod deployment;
+pub mod garbagecollector;
 pub mod namespace;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
@@ -56,6 +58,12 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "replicationcontroller",
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
+    Registration {
+        name: "garbage-collector-controller",
+        alias: "garbagecollector",
+        start: |c| Box::pin(garbagecollector::run(c)),
+    },
+    Registration { name: "pod-garbage-collector-controller", alias: "podgc", start: |c| Box::pin(podgc::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

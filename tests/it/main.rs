@@ -25,6 +25,7 @@ mod e2e_kubectl;
 mod e2e_pods;
 mod e2e_workloads;
 mod etcdapi;
+mod gc;
 mod images;
 mod node_cp;
 mod openapi;
