@@ -5,12 +5,15 @@
 //! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
+pub mod cronjob;
+pub mod job;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 
 mod namespaces;
 
@@ -58,6 +61,13 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "replicationcontroller",
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
+    Registration { name: "job-controller", alias: "job", start: |c| Box::pin(job::run(c)) },
+    Registration {
+        name: "ttl-after-finished-controller",
+        alias: "ttl-after-finished",
+        start: |c| Box::pin(ttlafterfinished::run(c)),
+    },
+    Registration { name: "cronjob-controller", alias: "cronjob", start: |c| Box::pin(cronjob::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

@@ -25,6 +25,7 @@ mod e2e_kubectl;
 mod e2e_pods;
 mod etcdapi;
 mod images;
+mod jobs;
 mod node_cp;
 mod openapi;
 mod patch_props;

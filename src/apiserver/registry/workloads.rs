@@ -350,8 +350,8 @@ impl Strategy for WorkloadStrategy {
             let sched = obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
             if sched.trim().is_empty() {
                 out.push(Cause::required("spec.schedule", ""));
-            } else if !sched.starts_with('@') && sched.split_whitespace().count() != 5 {
-                out.push(Cause::invalid("spec.schedule", sched, "unparseable cron expression"));
+            } else {
+                out.extend(cron_causes(obj, sched));
             }
         }
         out
@@ -450,6 +450,44 @@ impl WorkloadStrategy {
             default_template(t);
         }
     }
+}
+
+/// Upstream's CronJob rules: a schedule robfig/cron parses, no `TZ=` in it, and a
+/// `timeZone` that names a known zone.
+fn cron_causes(obj: &Value, sched: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if let Err(e) = crate::domain::cron::Schedule::parse(sched) {
+        out.push(Cause::invalid("spec.schedule", sched, &e.to_string()));
+    }
+    if sched.contains("TZ") {
+        out.push(Cause::invalid(
+            "spec.schedule",
+            sched,
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ));
+    }
+    if let Some(tz) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+        let bad_part = tz.split('/').any(|p| {
+            p == "."
+                || p == ".."
+                || p.starts_with('-')
+                || p.is_empty()
+                || !p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        });
+        let problem = if tz.is_empty() {
+            Some("timeZone must be nil or non-empty string".to_string())
+        } else if bad_part {
+            Some(format!("unknown time zone {tz}"))
+        } else if tz.eq_ignore_ascii_case("Local") {
+            Some("timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones".to_string())
+        } else {
+            crate::util::tz::load(tz).err().map(|e| e.to_string())
+        };
+        if let Some(p) = problem {
+            out.push(Cause::invalid("spec.timeZone", tz, &p));
+        }
+    }
+    out
 }
 
 /// The label a Job's pods carry with its UID, and its generated selector selects on.
@@ -569,7 +607,8 @@ mod tests {
 
     fn job(spec: Value) -> Value {
         let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": spec});
-        j["spec"]["template"]["spec"] = json!({"containers": [{"name": "c", "image": "perl"}], "restartPolicy": "Never"});
+        j["spec"]["template"]["spec"] =
+            json!({"containers": [{"name": "c", "image": "perl"}], "restartPolicy": "Never"});
         j
     }
 
@@ -616,5 +655,35 @@ mod tests {
         let mut j = job(json!({"template": {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "other"}}}}));
         s.prepare_create(&mut j);
         assert!(!s.validate(&j).is_empty());
+    }
+
+    #[test]
+    fn cronjob_schedules_and_zones_are_checked() {
+        let s = WorkloadStrategy { kind: "CronJob" };
+        let cj = |schedule: &str, tz: Option<&str>| {
+            let mut c = json!({"metadata": {"name": "c"}, "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}}}});
+            if let Some(tz) = tz {
+                c["spec"]["timeZone"] = json!(tz);
+            }
+            c
+        };
+        let messages = |c: &Value| s.validate(c).iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join("; ");
+        for (schedule, tz, want) in [
+            ("*/5 * * * *", None, ""),
+            ("@hourly", Some("UTC"), ""),
+            ("61 * * * *", None, "end of range (61) above maximum (59): 61"),
+            ("TZ=UTC * * * * *", None, "cannot use TZ or CRON_TZ in schedule"),
+            ("* * * * *", Some(""), "timeZone must be nil or non-empty string"),
+            ("* * * * *", Some("../x"), "unknown time zone ../x"),
+            ("* * * * *", Some("local"), "explicit time zone"),
+            ("* * * * *", Some("Mars/Olympus"), "unknown time zone Mars/Olympus"),
+        ] {
+            let m = messages(&cj(schedule, tz));
+            if want.is_empty() {
+                assert!(m.is_empty(), "{schedule} {tz:?}: {m}");
+            } else {
+                assert!(m.contains(want), "{schedule} {tz:?}: {m}");
+            }
+        }
     }
 }
