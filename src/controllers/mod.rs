@@ -5,8 +5,10 @@
 //! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
+pub mod cronjob;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod podgc;
 pub mod podutil;
@@ -14,6 +16,7 @@ pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 
 mod namespaces;
 
@@ -64,6 +67,13 @@ pub const CONTROLLERS: &[Registration] = &[
         start: |c| Box::pin(garbagecollector::run(c)),
     },
     Registration { name: "pod-garbage-collector-controller", alias: "podgc", start: |c| Box::pin(podgc::run(c)) },
+    Registration { name: "job-controller", alias: "job", start: |c| Box::pin(job::run(c)) },
+    Registration {
+        name: "ttl-after-finished-controller",
+        alias: "ttl-after-finished",
+        start: |c| Box::pin(ttlafterfinished::run(c)),
+    },
+    Registration { name: "cronjob-controller", alias: "cronjob", start: |c| Box::pin(cronjob::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

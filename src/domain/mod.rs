@@ -3,6 +3,7 @@
 //! use these, so none of them reaches into another's internals; nothing here depends on
 //! another k3rs module, the store, the network or tokio.
 
+pub mod cron;
 pub mod duration;
 pub mod names;
 pub mod pod;

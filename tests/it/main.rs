@@ -27,6 +27,7 @@ mod e2e_workloads;
 mod etcdapi;
 mod gc;
 mod images;
+mod jobs;
 mod node_cp;
 mod openapi;
 mod patch_props;

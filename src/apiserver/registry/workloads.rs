@@ -308,6 +308,9 @@ fn percent_or(m: &mut Map<String, Value>, key: &str, v: Value) {
 impl Strategy for WorkloadStrategy {
     fn prepare_create(&self, obj: &mut Value) {
         self.defaults(obj);
+        if self.kind == "Job" {
+            generate_job_selector(obj);
+        }
     }
     fn prepare_update(&self, new: &mut Value, _old: &Value) {
         self.defaults(new);
@@ -339,12 +342,16 @@ impl Strategy for WorkloadStrategy {
                 None => {}
             }
         }
+        if self.kind == "Job" {
+            out.extend(job_selector_causes(obj));
+            out.extend(super::validation::job_template(obj));
+        }
         if self.kind == "CronJob" {
             let sched = obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
             if sched.trim().is_empty() {
                 out.push(Cause::required("spec.schedule", ""));
-            } else if !sched.starts_with('@') && sched.split_whitespace().count() != 5 {
-                out.push(Cause::invalid("spec.schedule", sched, "unparseable cron expression"));
+            } else {
+                out.extend(cron_causes(obj, sched));
             }
         }
         out
@@ -445,6 +452,119 @@ impl WorkloadStrategy {
     }
 }
 
+/// Upstream's CronJob rules: a schedule robfig/cron parses, no `TZ=` in it, and a
+/// `timeZone` that names a known zone.
+fn cron_causes(obj: &Value, sched: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if let Err(e) = crate::domain::cron::Schedule::parse(sched) {
+        out.push(Cause::invalid("spec.schedule", sched, &e.to_string()));
+    }
+    if sched.contains("TZ") {
+        out.push(Cause::invalid(
+            "spec.schedule",
+            sched,
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ));
+    }
+    if let Some(tz) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+        let bad_part = tz.split('/').any(|p| {
+            p == "."
+                || p == ".."
+                || p.starts_with('-')
+                || p.is_empty()
+                || !p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        });
+        let problem = if tz.is_empty() {
+            Some("timeZone must be nil or non-empty string".to_string())
+        } else if bad_part {
+            Some(format!("unknown time zone {tz}"))
+        } else if tz.eq_ignore_ascii_case("Local") {
+            Some("timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones".to_string())
+        } else {
+            crate::util::tz::load(tz).err().map(|e| e.to_string())
+        };
+        if let Some(p) = problem {
+            out.push(Cause::invalid("spec.timeZone", tz, &p));
+        }
+    }
+    out
+}
+
+/// The label a Job's pods carry with its UID, and its generated selector selects on.
+pub const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+/// The label a Job's pods carry with its name.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Upstream's Job strategy gives a new Job, unless `spec.manualSelector` is true, a selector
+/// on its own UID and puts that UID and the Job's name (in both the current and the legacy
+/// unprefixed label keys) on its pod template. Labels the user already set are kept: a
+/// conflicting one then fails validation, as upstream's does.
+fn generate_job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let spec = obj_mut(obj, "spec");
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            if let Some(l) = labels.as_object_mut() {
+                for (k, v) in [
+                    ("job-name", &name),
+                    (JOB_NAME_LABEL, &name),
+                    ("controller-uid", &uid),
+                    (JOB_CONTROLLER_UID_LABEL, &uid),
+                ] {
+                    l.entry(k).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    let selector = spec.entry("selector").or_insert_with(|| json!({}));
+    if !selector.is_object() {
+        *selector = json!({});
+    }
+    if let Some(s) = selector.as_object_mut() {
+        let ml = s.entry("matchLabels").or_insert_with(|| json!({}));
+        if !ml.is_object() {
+            *ml = json!({});
+        }
+        if let Some(ml) = ml.as_object_mut() {
+            ml.entry(JOB_CONTROLLER_UID_LABEL).or_insert(uid);
+        }
+    }
+}
+
+/// A Job's selector must be there and select its own template (upstream's `ValidateJob`).
+fn job_selector_causes(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(sel) = obj.pointer("/spec/selector").filter(|s| !s.is_null()) else {
+        out.push(Cause::required("spec.selector", ""));
+        return out;
+    };
+    let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+    let empty = Map::new();
+    let labels = labels.unwrap_or(&empty);
+    let matches_labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    if !matches_labels {
+        out.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            Value::Object(labels.clone()),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    out
+}
+
 fn job_defaults(spec: &mut Value, top: bool) {
     let Some(m) = spec.as_object_mut() else { return };
     default(m, "parallelism", json!(1));
@@ -452,12 +572,13 @@ fn job_defaults(spec: &mut Value, top: bool) {
     if completions_unset && m.get("parallelism") == Some(&json!(1)) {
         m.insert("completions".into(), json!(1));
     }
-    default(m, "backoffLimit", json!(6));
+    // With a per-index limit the Job-wide one is effectively off (upstream's default).
+    let per_index = m.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    default(m, "backoffLimit", json!(if per_index { i32::MAX } else { 6 }));
     default(m, "completionMode", json!("NonIndexed"));
     default(m, "suspend", json!(false));
     default(m, "podReplacementPolicy", json!("TerminatingOrFailed"));
-    if top {
-        default(m, "manualSelector", Value::Null);
+    if top && m.get("manualSelector").is_some_and(Value::is_null) {
         m.remove("manualSelector");
     }
     if let Some(t) = spec.get_mut("template") {
@@ -482,5 +603,87 @@ mod tests {
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(WorkloadStrategy { kind: "Deployment" }.validate(&d).is_empty());
+    }
+
+    fn job(spec: Value) -> Value {
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": spec});
+        j["spec"]["template"]["spec"] =
+            json!({"containers": [{"name": "c", "image": "perl"}], "restartPolicy": "Never"});
+        j
+    }
+
+    #[test]
+    fn a_job_gets_a_selector_on_its_uid_and_labelled_pods() {
+        let s = WorkloadStrategy { kind: "Job" };
+        let mut j = job(json!({"template": {"metadata": {"labels": {"app": "x"}}}}));
+        s.prepare_create(&mut j);
+        assert_eq!(j["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}}));
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"],
+            json!({
+                "app": "x",
+                "batch.kubernetes.io/controller-uid": "u-1",
+                "controller-uid": "u-1",
+                "batch.kubernetes.io/job-name": "pi",
+                "job-name": "pi",
+            })
+        );
+        assert!(s.validate(&j).is_empty(), "{:?}", s.validate(&j));
+        // Updates keep what create generated.
+        let mut again = j.clone();
+        s.prepare_update(&mut again, &j);
+        assert!(s.validate_update(&again, &j).is_empty());
+    }
+
+    #[test]
+    fn a_manual_selector_is_kept_and_must_match_the_template() {
+        let s = WorkloadStrategy { kind: "Job" };
+        let mut j = job(json!({
+            "manualSelector": true,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": {"labels": {"app": "x"}}},
+        }));
+        s.prepare_create(&mut j);
+        assert_eq!(j["spec"]["selector"], json!({"matchLabels": {"app": "x"}}));
+        assert_eq!(j["spec"]["template"]["metadata"]["labels"], json!({"app": "x"}));
+        assert!(s.validate(&j).is_empty());
+        j["spec"]["selector"] = json!({"matchLabels": {"app": "y"}});
+        assert!(!s.validate(&j).is_empty());
+        j["spec"]["selector"] = Value::Null;
+        assert!(!s.validate(&j).is_empty());
+        // A conflicting user label keeps the generated selector from matching: rejected.
+        let mut j = job(json!({"template": {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "other"}}}}));
+        s.prepare_create(&mut j);
+        assert!(!s.validate(&j).is_empty());
+    }
+
+    #[test]
+    fn cronjob_schedules_and_zones_are_checked() {
+        let s = WorkloadStrategy { kind: "CronJob" };
+        let cj = |schedule: &str, tz: Option<&str>| {
+            let mut c = json!({"metadata": {"name": "c"}, "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}}}});
+            if let Some(tz) = tz {
+                c["spec"]["timeZone"] = json!(tz);
+            }
+            c
+        };
+        let messages = |c: &Value| s.validate(c).iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join("; ");
+        for (schedule, tz, want) in [
+            ("*/5 * * * *", None, ""),
+            ("@hourly", Some("UTC"), ""),
+            ("61 * * * *", None, "end of range (61) above maximum (59): 61"),
+            ("TZ=UTC * * * * *", None, "cannot use TZ or CRON_TZ in schedule"),
+            ("* * * * *", Some(""), "timeZone must be nil or non-empty string"),
+            ("* * * * *", Some("../x"), "unknown time zone ../x"),
+            ("* * * * *", Some("local"), "explicit time zone"),
+            ("* * * * *", Some("Mars/Olympus"), "unknown time zone Mars/Olympus"),
+        ] {
+            let m = messages(&cj(schedule, tz));
+            if want.is_empty() {
+                assert!(m.is_empty(), "{schedule} {tz:?}: {m}");
+            } else {
+                assert!(m.contains(want), "{schedule} {tz:?}: {m}");
+            }
+        }
     }
 }

@@ -68,6 +68,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that moves only when told (tests): wall-clock and monotonic time advance
+/// together.
+pub struct FakeClock {
+    state: Mutex<(Timestamp, Instant)>,
+}
+
+impl FakeClock {
+    /// A clock showing `now`.
+    pub fn at(now: Timestamp) -> Self {
+        FakeClock { state: Mutex::new((now, Instant::now())) }
+    }
+
+    /// Moves the clock on by `d`.
+    pub fn advance(&self, d: Duration) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let span = k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+        s.0 = s.0.checked_add(span).unwrap_or(Timestamp::MAX);
+        s.1 += d;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+    fn instant(&self) -> Instant {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
 /// Why a reconcile failed; the object is retried with back-off.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
