@@ -7,11 +7,13 @@
 
 pub mod deployment;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod tainteviction;
 
 mod namespaces;
 
@@ -59,6 +61,16 @@ pub const CONTROLLERS: &[Registration] = &[
         name: "replicationcontroller-controller",
         alias: "replicationcontroller",
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
+    },
+    Registration {
+        name: "node-lifecycle-controller",
+        alias: "nodelifecycle",
+        start: |c| Box::pin(nodelifecycle::run(c)),
+    },
+    Registration {
+        name: "taint-eviction-controller",
+        alias: "taint-eviction-controller",
+        start: |c| Box::pin(tainteviction::run(c)),
     },
 ];
 

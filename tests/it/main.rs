@@ -27,6 +27,7 @@ mod e2e_workloads;
 mod etcdapi;
 mod images;
 mod node_cp;
+mod nodelife;
 mod openapi;
 mod patch_props;
 mod pki;

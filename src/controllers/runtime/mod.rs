@@ -106,6 +106,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// The cluster (server) CA certificate, PEM: what pods trust for the API server.
     pub ca_pem: String,
+    /// The node lifecycle controller's settings.
+    pub node_lifecycle: crate::controllers::nodelifecycle::Config,
 }
 
 impl Context {
