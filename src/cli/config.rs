@@ -600,6 +600,7 @@ impl Settings {
                 Some(s) => s.value,
                 None => crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
             },
+            node_lifecycle: Default::default(),
             apiserver: ApiServerConfig {
                 https_listen_port: self.https_listen_port.map_or(DEFAULT_HTTPS_LISTEN_PORT, |s| s.value),
                 bind_address: self.bind_address.map_or(DEFAULT_BIND_ADDRESS, |s| s.value),

@@ -10,12 +10,14 @@ pub mod deployment;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 
 mod namespaces;
@@ -74,6 +76,16 @@ pub const CONTROLLERS: &[Registration] = &[
         start: |c| Box::pin(ttlafterfinished::run(c)),
     },
     Registration { name: "cronjob-controller", alias: "cronjob", start: |c| Box::pin(cronjob::run(c)) },
+    Registration {
+        name: "node-lifecycle-controller",
+        alias: "nodelifecycle",
+        start: |c| Box::pin(nodelifecycle::run(c)),
+    },
+    Registration {
+        name: "taint-eviction-controller",
+        alias: "taint-eviction-controller",
+        start: |c| Box::pin(tainteviction::run(c)),
+    },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

@@ -135,7 +135,7 @@ where
         )),
     ));
     let controller_identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
-    let (ctx, mut failed) =
+    let (mut ctx, mut failed) =
         Context::in_process(&api, controller_identity, Stop::new(stop.clone()), pki.server_ca_pem().to_string());
     let informers_stop = stop();
     tasks.push((
@@ -149,6 +149,7 @@ where
             }
         }),
     ));
+    ctx.node_lifecycle = config.node_lifecycle.clone();
     for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
         tracing::debug!(controller = r.name, "starting");
         tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));

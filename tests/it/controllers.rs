@@ -30,11 +30,17 @@ impl Drop for Cluster {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(|_| {}).await
+}
+
+/// A cluster whose configuration `configure` adjusts first (shorter grace periods).
+pub async fn cluster_with(configure: impl FnOnce(&mut ServerConfig)) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = ServerConfig::with_defaults(dir.path().join("data"), "node-a");
     config.apiserver.bind_address = "127.0.0.1".parse().expect("ip");
     config.apiserver.https_listen_port = 0;
     config.apiserver.write_kubeconfig = dir.path().join("kubeconfig.yaml");
+    configure(&mut config);
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("store");
     let (stop, rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -29,6 +29,7 @@ mod gc;
 mod images;
 mod jobs;
 mod node_cp;
+mod nodelife;
 mod openapi;
 mod patch_props;
 mod pki;

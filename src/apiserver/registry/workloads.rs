@@ -120,6 +120,38 @@ async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<()
     Ok(())
 }
 
+/// How long a pod stays on a node that went not-ready or unreachable, unless it says
+/// otherwise (upstream's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Upstream's DefaultTolerationSeconds admission, on pod creates and updates: a pod that
+/// does not tolerate `node.kubernetes.io/not-ready:NoExecute`, or the same for
+/// `unreachable`, gets a toleration of it for 300 s. A toleration with that key or no key,
+/// and effect NoExecute or none, counts whatever its operator, value or seconds.
+pub fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let existing = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tolerated = |taint: &str| {
+        existing.iter().any(|t| {
+            let field = |f: &str| t.get(f).and_then(Value::as_str).unwrap_or("");
+            (field("key") == taint || field("key").is_empty()) && matches!(field("effect"), "NoExecute" | "")
+        })
+    };
+    let mut added = Vec::new();
+    for taint in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !tolerated(taint) {
+            added.push(json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
+    }
+    if added.is_empty() {
+        return;
+    }
+    let mut all = existing;
+    all.extend(added);
+    spec.insert("tolerations".into(), Value::Array(all));
+}
+
 #[async_trait::async_trait]
 impl Strategy for PodStrategy {
     fn prepare_create(&self, obj: &mut Value) {
@@ -130,15 +162,11 @@ impl Strategy for PodStrategy {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             default(spec, "priority", json!(0));
             default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-            default(
-                spec,
-                "tolerations",
-                json!([
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-                ]),
-            );
         }
+        default_toleration_seconds(obj);
+    }
+    fn prepare_update(&self, new: &mut Value, _old: &Value) {
+        default_toleration_seconds(new);
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         template_spec_causes(obj, "/spec")
@@ -589,6 +617,54 @@ fn job_defaults(spec: &mut Value, top: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_toleration_seconds_as_upstream() {
+        let not_ready = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+        let unreachable = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+        let cases = [
+            ("none", json!(null), json!([not_ready, unreachable])),
+            ("empty", json!([]), json!([not_ready, unreachable])),
+            (
+                "an unrelated toleration is kept first",
+                json!([{"key": "foo", "operator": "Equal", "value": "bar", "effect": "NoSchedule"}]),
+                json!([{"key": "foo", "operator": "Equal", "value": "bar", "effect": "NoSchedule"}, not_ready, unreachable]),
+            ),
+            (
+                "its own not-ready seconds stay",
+                json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]),
+                json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}, unreachable]),
+            ),
+            (
+                "unreachable for ever, no effect given",
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}]),
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}, not_ready]),
+            ),
+            (
+                "an empty key tolerates both",
+                json!([{"operator": "Exists", "effect": "NoExecute"}]),
+                json!([{"operator": "Exists", "effect": "NoExecute"}]),
+            ),
+            ("tolerate everything", json!([{"operator": "Exists"}]), json!([{"operator": "Exists"}])),
+            (
+                "a NoSchedule toleration of the taint does not count",
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}]),
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}, not_ready, unreachable]),
+            ),
+        ];
+        for (what, given, want) in cases {
+            let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+            if !given.is_null() {
+                pod["spec"]["tolerations"] = given;
+            }
+            PodStrategy.prepare_create(&mut pod);
+            assert_eq!(pod["spec"]["tolerations"], want, "{what}");
+            // An update adds nothing more: the pod already tolerates both.
+            let mut again = pod.clone();
+            PodStrategy.prepare_update(&mut again, &pod);
+            assert_eq!(again["spec"]["tolerations"], want, "{what} (update)");
+        }
+    }
 
     #[test]
     fn deployment_defaults() {

@@ -136,6 +136,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// The cluster (server) CA certificate, PEM: what pods trust for the API server.
     pub ca_pem: String,
+    /// The node lifecycle controller's settings.
+    pub node_lifecycle: crate::controllers::nodelifecycle::Config,
 }
 
 impl Context {
@@ -157,6 +159,7 @@ impl Context {
             stop,
             clock: Arc::new(SystemClock),
             ca_pem,
+            node_lifecycle: Default::default(),
         };
         (ctx, failed)
     }
