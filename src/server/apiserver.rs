@@ -157,6 +157,7 @@ where
         stop: stop_signal,
         clock: Arc::new(SystemClock),
         ca_pem: pki.server_ca_pem().to_string(),
+        settings: config.controller_settings,
     };
     for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
         tracing::debug!(controller = r.name, "starting");

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     /// The controllers that run, by name (`--kube-controller-manager-arg=controllers=...`).
     pub controllers: Vec<&'static str>,
+    /// The controllers' settings (`--kube-controller-manager-arg=terminated-pod-gc-threshold=...`).
+    pub controller_settings: crate::controllers::Settings,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl ServerConfig {
             network: NetworkConfig::default(),
             node: NodeConfig { name: node_name.into(), ip: None },
             controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
+            controller_settings: crate::controllers::Settings::default(),
         }
     }
 }

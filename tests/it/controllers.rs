@@ -30,8 +30,14 @@ impl Drop for Cluster {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(|_| {}).await
+}
+
+/// A cluster whose configuration `tweak` changes first.
+pub async fn cluster_with(tweak: impl FnOnce(&mut ServerConfig)) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = ServerConfig::with_defaults(dir.path().join("data"), "node-a");
+    tweak(&mut config);
     config.apiserver.bind_address = "127.0.0.1".parse().expect("ip");
     config.apiserver.https_listen_port = 0;
     config.apiserver.write_kubeconfig = dir.path().join("kubeconfig.yaml");

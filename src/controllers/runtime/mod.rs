@@ -106,6 +106,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// The cluster (server) CA certificate, PEM: what pods trust for the API server.
     pub ca_pem: String,
+    /// The controllers' own settings.
+    pub settings: super::Settings,
 }
 
 impl Context {
