@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -160,6 +161,21 @@ async fn a_config_map_goes_with_the_secret_that_owns_it() {
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), "types");
     secrets.delete("owner", &DeleteParams::default()).await.expect("delete secret");
     within(LIMIT, "the ConfigMap to go", || async { cms.get_opt("owned").await.ok()?.is_none().then_some(()) }).await;
+
+    // A cluster-scoped owner of another API group.
+    let roles: Api<ClusterRole> = Api::all(c.client.clone());
+    let role: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "gc-owner"}, "rules": []})).unwrap();
+    let role = roles.create(&PostParams::default(), &role).await.expect("create clusterrole");
+    let mut r = owner_ref("ClusterRole", "gc-owner", &uid(&role), false);
+    r.api_version = "rbac.authorization.k8s.io/v1".into();
+    config_map(&c, "types", "cluster-owned", vec![r]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cms.get_opt("cluster-owned").await.expect("get").is_some(), "its owner is there");
+    roles.delete("gc-owner", &DeleteParams::default()).await.expect("delete clusterrole");
+    within(LIMIT, "the ClusterRole's ConfigMap to go", || async {
+        cms.get_opt("cluster-owned").await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
