@@ -465,7 +465,8 @@ struct Settings {
     datastore_keyfile: Option<Sourced<PathBuf>>,
     debug: Option<Sourced<bool>>,
     disable_agent: Option<Sourced<bool>>,
-    controllers: Option<Sourced<Vec<&'static str>>>,
+    /// The controllers that run and their settings.
+    controller_manager: Option<Sourced<(Vec<&'static str>, crate::controllers::Settings)>>,
 }
 
 impl Settings {
@@ -519,7 +520,7 @@ impl Settings {
                     Raw::List(items) => items,
                     Raw::Bool(_) => return Err(fail(format!("expected {}, found a boolean", expected(key)))),
                 };
-                self.controllers = at(parse_controller_manager_args(&items).map_err(fail)?, origin);
+                self.controller_manager = at(parse_controller_manager_args(&items).map_err(fail)?, origin);
             }
             Key::DatastoreEndpoint => self.datastore_endpoint = at(parse_datastore(&text(raw)?).map_err(fail)?, origin),
             Key::DatastoreCafile => self.datastore_cafile = at(parse_path(&text(raw)?).map_err(fail)?, origin),
@@ -590,16 +591,21 @@ impl Settings {
             [self.datastore_cafile, self.datastore_certfile, self.datastore_keyfile]
                 .map(|f| f.map(|s| Sourced { value: absolute(s.value), origin: s.origin })),
         )?;
+        let (controllers, controller_settings) = match self.controller_manager {
+            Some(s) => s.value,
+            None => (
+                crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
+                crate::controllers::Settings::default(),
+            ),
+        };
         Ok(ServerConfig {
             data_dir: DataDir::new(data_dir),
             debug: self.debug.is_some_and(|s| s.value),
             disable_agent: self.disable_agent.is_some_and(|s| s.value),
             datastore,
             disabled: Disabled::new(self.disable.map(|s| s.value).unwrap_or_default()),
-            controllers: match self.controllers {
-                Some(s) => s.value,
-                None => crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
-            },
+            controllers,
+            controller_settings,
             node_lifecycle: Default::default(),
             apiserver: ApiServerConfig {
                 https_listen_port: self.https_listen_port.map_or(DEFAULT_HTTPS_LISTEN_PORT, |s| s.value),
@@ -819,24 +825,35 @@ fn parse_components(items: &[String]) -> Result<Vec<Component>, String> {
 }
 
 /// `--kube-controller-manager-arg` items, `name=value` as k3s passes them on: the
-/// controllers that run, from upstream's `controllers=` list (`*`, `name`, `-name`); the
-/// controller manager's other flags have no meaning here and are refused by name.
-fn parse_controller_manager_args(items: &[String]) -> Result<Vec<&'static str>, String> {
+/// controllers that run, from upstream's `controllers=` list (`*`, `name`, `-name`), and
+/// the controllers' settings (`terminated-pod-gc-threshold=`); the controller manager's
+/// other flags have no meaning here and are refused by name.
+fn parse_controller_manager_args(
+    items: &[String],
+) -> Result<(Vec<&'static str>, crate::controllers::Settings), String> {
     let mut list: Vec<String> = Vec::new();
+    let mut settings = crate::controllers::Settings::default();
     for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
         let item = item.trim_start_matches('-');
         match item.split_once('=') {
             Some(("controllers", value)) => {
                 list = value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect()
             }
+            Some(("terminated-pod-gc-threshold", value)) => {
+                let n: i32 = value.trim().parse().map_err(|_| format!("terminated-pod-gc-threshold: {value:?} is not an integer"))?;
+                // As upstream: zero or less keeps every terminated pod.
+                settings.podgc.terminated_pod_gc_threshold = n.max(0) as usize;
+            }
             Some((name, _)) => {
-                return Err(format!("unsupported kube-controller-manager argument {name:?} (supported: controllers)"))
+                return Err(format!(
+                    "unsupported kube-controller-manager argument {name:?} (supported: controllers, terminated-pod-gc-threshold)"
+                ))
             }
             None => return Err(format!("{item:?}: expected name=value")),
         }
     }
     let selected = crate::controllers::select(&list)?;
-    Ok(selected.iter().map(|r| r.name).collect())
+    Ok((selected.iter().map(|r| r.name).collect(), settings))
 }
 
 /// Extra serving-certificate names, each item possibly comma-separated; normalized
@@ -939,6 +956,23 @@ mod tests {
             Ok(r) => panic!("expected an error, got {:?}", r.config),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn controller_manager_args_pick_controllers_and_settings() {
+        let args = |items: &[&str]| {
+            let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            parse_controller_manager_args(&items)
+        };
+        let (on, settings) = args(&["controllers=*,-podgc", "terminated-pod-gc-threshold=100"]).unwrap();
+        assert!(!on.contains(&"pod-garbage-collector-controller") && on.contains(&"garbage-collector-controller"));
+        assert_eq!(settings.podgc.terminated_pod_gc_threshold, 100);
+        let (on, settings) = args(&["--terminated-pod-gc-threshold=-1"]).unwrap();
+        assert_eq!(on.len(), crate::controllers::CONTROLLERS.len());
+        assert_eq!(settings.podgc.terminated_pod_gc_threshold, 0, "zero or less keeps them all");
+        assert_eq!(args(&[]).unwrap().1.podgc.terminated_pod_gc_threshold, 12500);
+        assert!(args(&["terminated-pod-gc-threshold=many"]).unwrap_err().contains("not an integer"));
+        assert!(args(&["node-monitor-period=5s"]).unwrap_err().contains("unsupported"));
     }
 
     fn cli_err(key: Key, value: &str) -> String {

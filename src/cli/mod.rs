@@ -109,8 +109,9 @@ struct ServerArgs {
     #[arg(long, value_name = "COMPONENT")]
     disable: Vec<String>,
 
-    /// A kube-controller-manager flag, name=value; repeatable. Only `controllers` is
-    /// meaningful: e.g. controllers=*,-replicaset leaves the ReplicaSet controller out
+    /// A kube-controller-manager flag, name=value; repeatable. `controllers` and
+    /// `terminated-pod-gc-threshold` are meaningful: e.g. controllers=*,-replicaset leaves
+    /// the ReplicaSet controller out
     #[arg(long, value_name = "NAME=VALUE")]
     kube_controller_manager_arg: Vec<String>,
 

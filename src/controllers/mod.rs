@@ -27,6 +27,13 @@ use std::pin::Pin;
 
 pub use self::runtime::Context;
 
+/// The controllers' settings, one section per controller that has any, as upstream's
+/// controller manager configuration has them (`--kube-controller-manager-arg`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub podgc: podgc::Options,
+}
+
 /// A controller's entry point: runs until the context's stop resolves.
 pub type Start = fn(Context) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 

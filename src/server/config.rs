@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub controllers: Vec<&'static str>,
     /// The node lifecycle controller's grace periods and rates.
     pub node_lifecycle: crate::controllers::nodelifecycle::Config,
+    /// The controllers' settings (`--kube-controller-manager-arg=terminated-pod-gc-threshold=...`).
+    pub controller_settings: crate::controllers::Settings,
 }
 
 impl ServerConfig {
@@ -54,6 +56,7 @@ impl ServerConfig {
             node: NodeConfig { name: node_name.into(), ip: None },
             controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
             node_lifecycle: Default::default(),
+            controller_settings: crate::controllers::Settings::default(),
         }
     }
 }

@@ -1,16 +1,17 @@
-//! The garbage collector in a real server started in process: the three propagation
+//! The garbage collectors in a real server started in process: the three propagation
 //! policies on a ReplicaSet and its pods, ownership across other types (a ConfigMap owned by
-//! a Secret), and a dependent with two owners.
+//! a Secret), a dependent with two owners; and the pod GC's terminated-pod threshold.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::controllers::{cluster, live_pods, make_namespace, within, Cluster};
+use super::controllers::{cluster, cluster_with, live_pods, make_namespace, within, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -160,6 +161,21 @@ async fn a_config_map_goes_with_the_secret_that_owns_it() {
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), "types");
     secrets.delete("owner", &DeleteParams::default()).await.expect("delete secret");
     within(LIMIT, "the ConfigMap to go", || async { cms.get_opt("owned").await.ok()?.is_none().then_some(()) }).await;
+
+    // A cluster-scoped owner of another API group.
+    let roles: Api<ClusterRole> = Api::all(c.client.clone());
+    let role: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "gc-owner"}, "rules": []})).unwrap();
+    let role = roles.create(&PostParams::default(), &role).await.expect("create clusterrole");
+    let mut r = owner_ref("ClusterRole", "gc-owner", &uid(&role), false);
+    r.api_version = "rbac.authorization.k8s.io/v1".into();
+    config_map(&c, "types", "cluster-owned", vec![r]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cms.get_opt("cluster-owned").await.expect("get").is_some(), "its owner is there");
+    roles.delete("gc-owner", &DeleteParams::default()).await.expect("delete clusterrole");
+    within(LIMIT, "the ClusterRole's ConfigMap to go", || async {
+        cms.get_opt("cluster-owned").await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -191,4 +207,41 @@ async fn a_dependent_with_two_owners_outlives_one() {
 
     secrets.delete("b", &DeleteParams::background()).await.expect("delete b");
     within(LIMIT, "the ConfigMap to go", || async { cms.get_opt("shared").await.ok()?.is_none().then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn terminated_pods_beyond_the_threshold_go_evicted_first_then_oldest() {
+    let c = cluster_with(|config| config.controller_settings.podgc.terminated_pod_gc_threshold = 1).await;
+    make_namespace(&c, "podgc").await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "podgc");
+    for (name, phase, reason) in
+        [("a-old", "Succeeded", None), ("b-new", "Failed", None), ("c-evicted", "Failed", Some("Evicted"))]
+    {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "done"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.expect("create pod");
+        let status = json!({"status": {"phase": phase, "reason": reason}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.expect("pod status");
+        // Creation times a second apart: oldest first is then plain to see.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // A running pod never counts.
+    let running: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "running", "labels": {"app": "done"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &running).await.expect("create pod");
+    // The collector sweeps every 20 s.
+    let left = within(Duration::from_secs(45), "two terminated pods to go", || async {
+        let left = all_pods(&c, "podgc", "app=done").await;
+        (left.len() == 2).then_some(left)
+    })
+    .await;
+    let mut names: Vec<_> = left.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["b-new", "running"]);
 }

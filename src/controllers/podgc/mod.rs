@@ -32,7 +32,7 @@ pub const DEFAULT_TERMINATED_POD_GC_THRESHOLD: usize = 12500;
 pub const GC_CHECK_PERIOD: Duration = Duration::from_secs(20);
 
 /// The pod garbage collector's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Terminated pods kept before the oldest are deleted; 0 keeps them all.
     pub terminated_pod_gc_threshold: usize,
@@ -44,9 +44,10 @@ impl Default for Options {
     }
 }
 
-/// Runs the pod garbage collector with upstream's defaults until the context's stop.
+/// Runs the pod garbage collector with the context's settings until its stop.
 pub async fn run(ctx: Context) {
-    run_with(ctx, Options::default()).await
+    let options = ctx.settings.podgc;
+    run_with(ctx, options).await
 }
 
 pub async fn run_with(ctx: Context, options: Options) {

@@ -138,6 +138,8 @@ pub struct Context {
     pub ca_pem: String,
     /// The node lifecycle controller's settings.
     pub node_lifecycle: crate::controllers::nodelifecycle::Config,
+    /// The controllers' own settings.
+    pub settings: super::Settings,
 }
 
 impl Context {
@@ -160,6 +162,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             ca_pem,
             node_lifecycle: Default::default(),
+            settings: Default::default(),
         };
         (ctx, failed)
     }
