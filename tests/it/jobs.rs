@@ -332,3 +332,119 @@ async fn a_schedule_that_never_fires_is_reported_not_run() {
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), "never");
     assert!(jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty());
 }
+
+#[tokio::test]
+async fn a_suspended_job_lets_its_pods_go_uncounted_and_resumes() {
+    let c = cluster().await;
+    make_namespace(&c, "susp").await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "susp");
+    jobs.create(&PostParams::default(), &job("nap", json!({"completions": 4, "parallelism": 2}))).await.expect("job");
+    within(Duration::from_secs(10), "2 pods", || async { (running(&c, "susp", "nap").await.len() == 2).then_some(()) })
+        .await;
+    jobs.patch("nap", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}})))
+        .await
+        .expect("suspend");
+    let suspended = within(Duration::from_secs(10), "Suspended", || async {
+        let j = jobs.get("nap").await.ok()?;
+        let c = condition(&j, "Suspended")?;
+        (c.0 == "True" && j.status.as_ref()?.active == Some(0)).then_some(j)
+    })
+    .await;
+    assert_eq!(
+        condition(&suspended, "Suspended").unwrap(),
+        ("True".into(), "JobSuspended".into(), "Job suspended".into())
+    );
+    within(Duration::from_secs(10), "the pods gone", || async {
+        running(&c, "susp", "nap").await.is_empty().then_some(())
+    })
+    .await;
+    // Pods removed for a suspension are not failures.
+    assert_eq!(jobs.get("nap").await.unwrap().status.unwrap().failed.unwrap_or(0), 0);
+
+    jobs.patch("nap", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
+        .await
+        .expect("resume");
+    within(Duration::from_secs(10), "resumed with 2 pods", || async {
+        let j = jobs.get("nap").await.ok()?;
+        let cond = condition(&j, "Suspended")?;
+        (cond == ("False".into(), "JobResumed".into(), "Job resumed".into())
+            && running(&c, "susp", "nap").await.len() == 2)
+            .then_some(())
+    })
+    .await;
+    within(Duration::from_secs(10), "the Suspended and Resumed events", || async {
+        let r = event_reasons(&c, "susp", "nap").await;
+        (r.iter().any(|r| r == "Suspended") && r.iter().any(|r| r == "Resumed")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_fails_and_its_pods_are_stopped() {
+    let c = cluster().await;
+    make_namespace(&c, "late").await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "late");
+    jobs.create(&PostParams::default(), &job("slow", json!({"activeDeadlineSeconds": 1}))).await.expect("job");
+    let failed = within(Duration::from_secs(15), "Failed", || async {
+        let j = jobs.get("slow").await.ok()?;
+        condition(&j, "Failed").map(|_| j)
+    })
+    .await;
+    let deadline = (
+        "True".to_string(),
+        "DeadlineExceeded".to_string(),
+        "Job was active longer than specified deadline".to_string(),
+    );
+    assert_eq!(condition(&failed, "Failed"), Some(deadline));
+    let s = failed.status.unwrap();
+    // The running pod was stopped and counted as a failure.
+    assert_eq!((s.active, s.failed, s.terminating), (Some(0), Some(1), Some(0)));
+    assert!(running(&c, "late", "slow").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_failure_policy_fails_the_job_on_a_listed_exit_code() {
+    let c = cluster().await;
+    make_namespace(&c, "pfp").await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "pfp");
+    let spec = json!({
+        "completions": 2,
+        "parallelism": 2,
+        "backoffLimit": 6,
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [137]}},
+            {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}},
+        ]},
+    });
+    jobs.create(&PostParams::default(), &job("strict", spec)).await.expect("job");
+    let pods = within(Duration::from_secs(10), "2 pods", || async {
+        let p = running(&c, "pfp", "strict").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    // An ignored failure is let go without being counted.
+    finish(&c, &pods[0], 137).await;
+    let api: Api<Pod> = Api::namespaced(c.client.clone(), "pfp");
+    within(Duration::from_secs(10), "the ignored pod let go", || async {
+        let p = api.get(pods[0].metadata.name.as_deref().unwrap()).await.ok()?;
+        (!p.metadata.finalizers.iter().flatten().any(|f| f == TRACKING)).then_some(())
+    })
+    .await;
+    let s = jobs.get("strict").await.unwrap().status.unwrap();
+    let uncounted = s.uncounted_terminated_pods.unwrap_or_default();
+    assert_eq!((s.failed.unwrap_or(0), uncounted.failed.unwrap_or_default().len()), (0, 0));
+    finish(&c, &pods[1], 42).await;
+    let failed = within(Duration::from_secs(10), "Failed", || async {
+        let j = jobs.get("strict").await.ok()?;
+        condition(&j, "Failed").map(|_| j)
+    })
+    .await;
+    let (status, reason, message) = condition(&failed, "Failed").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "PodFailurePolicy"));
+    let name = pods[1].metadata.name.as_deref().unwrap();
+    assert_eq!(
+        message,
+        format!("Container c for pod pfp/{name} failed with exit code 42 matching FailJob rule at index 1")
+    );
+    assert!(running(&c, "pfp", "strict").await.is_empty());
+}

@@ -432,12 +432,14 @@ impl JobSync {
         let mut requeue: Option<Duration> = None;
         let mut finished: Option<JobCondition> = None;
         let backoff_limit = spec.backoff_limit.unwrap_or(6).max(0) as usize;
-        if let Some(ft) = condition(&job, "FailureTarget") {
+        // A condition an earlier sync reached stands: success first, as upstream orders it.
+        // (A success already reached stays SuccessCriteriaMet here: pods still running then are
+        // not failures; it turns into Complete below.)
+        if let Some(sc) = condition(&job, "SuccessCriteriaMet") {
+            finished = Some(sc.clone());
+        } else if let Some(ft) = condition(&job, "FailureTarget") {
             let (r, m) = (ft.reason.clone().unwrap_or_default(), ft.message.clone().unwrap_or_default());
             finished = Some(new_condition("Failed", "True", &r, &m, now));
-        } else if let Some(sc) = condition(&job, "SuccessCriteriaMet") {
-            let (r, m) = (sc.reason.clone().unwrap_or_default(), sc.message.clone().unwrap_or_default());
-            finished = Some(new_condition("Complete", "True", &r, &m, now));
         } else if let Some(message) = pods.iter().filter(|p| is_pod_failed(p, &job)).find_map(|p| match action_of(p) {
             Some(FailureAction::FailJob(m)) => Some(m),
             _ => None,
