@@ -5,13 +5,16 @@
 //! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
+pub mod daemonset;
 pub mod deployment;
+pub mod history;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod statefulset;
 
 mod namespaces;
 
@@ -60,6 +63,8 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "replicationcontroller",
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
+    Registration { name: "statefulset-controller", alias: "statefulset", start: |c| Box::pin(statefulset::run(c)) },
+    Registration { name: "daemonset-controller", alias: "daemonset", start: |c| Box::pin(daemonset::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {
