@@ -35,6 +35,7 @@ mod protobuf;
 mod protobuf_kubectl;
 mod runtime;
 mod server;
+mod sets;
 mod store_conformance;
 mod store_etcd_tls;
 mod streaming;
