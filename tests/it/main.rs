@@ -23,6 +23,7 @@ mod discovery;
 mod disk_full;
 mod e2e_kubectl;
 mod e2e_pods;
+mod e2e_sets;
 mod e2e_workloads;
 mod etcdapi;
 mod images;

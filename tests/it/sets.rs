@@ -73,10 +73,19 @@ async fn statefulset_pods_come_in_order_with_their_claims_and_update_above_the_p
         let claim = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "data").unwrap();
         assert_eq!(claim.persistent_volume_claim.as_ref().unwrap().claim_name, format!("data-{name}"));
         let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("StatefulSet", created.metadata.uid.as_deref().unwrap()));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("StatefulSet", created.metadata.uid.as_deref().unwrap())
+        );
     }
-    let mut claim_names: Vec<String> =
-        claims.list(&ListParams::default()).await.unwrap().items.into_iter().map(|c| c.metadata.name.unwrap()).collect();
+    let mut claim_names: Vec<String> = claims
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
     claim_names.sort();
     assert_eq!(claim_names, ["data-db-0", "data-db-1", "data-db-2"]);
 
@@ -110,8 +119,7 @@ async fn statefulset_pods_come_in_order_with_their_claims_and_update_above_the_p
     .expect("update");
     let status = within(Duration::from_secs(20), "the partitioned update", || async {
         let s = sets.get("db").await.ok()?.status?;
-        (s.observed_generation == Some(2) && s.updated_replicas == Some(1) && s.ready_replicas == Some(3))
-            .then_some(s)
+        (s.observed_generation == Some(2) && s.updated_replicas == Some(1) && s.ready_replicas == Some(3)).then_some(s)
     })
     .await;
     let second = status.update_revision.clone().unwrap();
@@ -138,8 +146,10 @@ async fn statefulset_pods_come_in_order_with_their_claims_and_update_above_the_p
     .expect("partition 0");
     within(Duration::from_secs(30), "the update complete", || async {
         let s = sets.get("db").await.ok()?.status?;
-        (s.current_revision.as_deref() == Some(second.as_str()) && s.updated_replicas == Some(3) && s.ready_replicas == Some(3))
-            .then_some(())
+        (s.current_revision.as_deref() == Some(second.as_str())
+            && s.updated_replicas == Some(3)
+            && s.ready_replicas == Some(3))
+        .then_some(())
     })
     .await;
     assert!(live_pods(&c, "sts", "app=db").await.iter().all(|p| revision_label(p) == second));
@@ -168,7 +178,8 @@ async fn make_node(c: &crate::controllers::Cluster, name: &str, taint: Option<&s
 /// The node a daemon pod is pinned to by its affinity.
 fn pinned_node(p: &Pod) -> String {
     let a = p.spec.as_ref().unwrap().affinity.as_ref().unwrap();
-    let terms = &a.node_affinity.as_ref().unwrap().required_during_scheduling_ignored_during_execution.as_ref().unwrap();
+    let terms =
+        &a.node_affinity.as_ref().unwrap().required_during_scheduling_ignored_during_execution.as_ref().unwrap();
     terms.node_selector_terms[0].match_fields.as_ref().unwrap()[0].values.as_ref().unwrap()[0].clone()
 }
 
@@ -221,14 +232,17 @@ async fn daemonset_puts_one_pod_on_each_node_and_rolls_them() {
     assert_eq!(revs[0].metadata.name.as_deref(), Some(format!("agent-{first}").as_str()));
     assert!(pods.iter().all(|p| revision_label(p) == first));
     let tolerations = pods[0].spec.as_ref().unwrap().tolerations.clone().unwrap();
-    assert!(tolerations.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready")
-        && t.effect.as_deref() == Some("NoExecute")));
+    assert!(tolerations
+        .iter()
+        .any(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready") && t.effect.as_deref() == Some("NoExecute")));
 
     // A new template rolls out node by node.
     sets.patch(
         "agent",
         &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}})),
+        &Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}}),
+        ),
     )
     .await
     .expect("update");
@@ -247,5 +261,68 @@ async fn daemonset_puts_one_pod_on_each_node_and_rolls_them() {
         pods.iter().any(|p| pinned_node(p) == "n4").then_some(())
     })
     .await;
+    kubelet.abort();
+}
+
+#[tokio::test]
+async fn statefulset_claims_carry_the_owners_of_their_retention_policy() {
+    let c = cluster().await;
+    make_namespace(&c, "keep").await;
+    let kubelet = auto_ready(&c, "keep");
+    let sets: Api<StatefulSet> = Api::namespaced(c.client.clone(), "keep");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "keep");
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "q"},
+        "spec": {
+            "replicas": 2,
+            "podManagementPolicy": "Parallel",
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "selector": {"matchLabels": {"app": "q"}},
+            "template": {
+                "metadata": {"labels": {"app": "q"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "d"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    }))
+    .unwrap();
+    let created = sets.create(&PostParams::default(), &set).await.expect("create sts");
+    let set_uid = created.metadata.uid.unwrap();
+    let owners = |name: &'static str| {
+        let claims = claims.clone();
+        async move {
+            let c = claims.get_opt(name).await.ok()??;
+            Some(
+                c.metadata
+                    .owner_references
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| (r.kind, r.uid))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    for name in ["d-q-0", "d-q-1"] {
+        within(Duration::from_secs(10), "the set owning the claim", || async {
+            (owners(name).await? == [("StatefulSet".to_string(), set_uid.clone())]).then_some(())
+        })
+        .await;
+    }
+    within(Duration::from_secs(10), "2 ready", || async {
+        (sets.get("q").await.ok()?.status?.ready_replicas == Some(2)).then_some(())
+    })
+    .await;
+    // Scaled down, the condemned pod's claim is handed to the pod (to go with it).
+    let pod_uid = Api::<Pod>::namespaced(c.client.clone(), "keep").get("q-1").await.unwrap().metadata.uid.unwrap();
+    sets.patch("q", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.expect("scale");
+    within(Duration::from_secs(10), "the pod owning the condemned claim", || async {
+        let o = owners("d-q-1").await?;
+        (o.contains(&("Pod".to_string(), pod_uid.clone())) && o.iter().all(|(k, _)| k != "StatefulSet")).then_some(())
+    })
+    .await;
+    assert_eq!(owners("d-q-0").await.unwrap(), [("StatefulSet".to_string(), set_uid.clone())]);
     kubelet.abort();
 }

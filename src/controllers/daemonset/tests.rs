@@ -98,7 +98,9 @@ fn eligible_nodes_follow_the_selector_affinity_and_taints() {
     }
     type Tweak = fn(&mut PodSpec);
     // (what the template adds, node labels, node taints) → (should run, may keep running)
-    let cases: Vec<(&str, Tweak, &[(&str, &str)], &[(&str, &str)], (bool, bool))> = vec![
+    type Pairs = &'static [(&'static str, &'static str)];
+    type Case = (&'static str, Tweak, Pairs, Pairs, (bool, bool));
+    let cases: Vec<Case> = vec![
         ("plain", |_| {}, &[], &[], (true, true)),
         (
             "selector matches",
@@ -372,7 +374,8 @@ fn surge_budget_as_upstream() {
         should_run: true,
     };
     // (nodes, maxSurge) → (created on, deleted)
-    let cases: Vec<(Vec<NodePods>, i32, Vec<&str>, Vec<&str>)> = vec![
+    type Case = (Vec<NodePods>, i32, Vec<&'static str>, Vec<&'static str>);
+    let cases: Vec<Case> = vec![
         (vec![n("a", None, Some(true)), n("b", None, Some(true))], 1, vec!["a"], vec![]),
         (vec![n("a", Some(false), Some(true)), n("b", None, Some(true))], 1, vec![], vec![]),
         (vec![n("a", Some(true), Some(true)), n("b", None, Some(true))], 1, vec!["b"], vec!["a-old"]),

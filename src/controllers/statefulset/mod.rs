@@ -268,15 +268,15 @@ impl Controller {
                 return Some(e.into());
             }
         }
-        for claim in &step.claims {
-            if let Err(e) = self.create_claim(&claims, claim, None, &set_name, &reference).await {
+        for (pod_name, claim) in &step.claims {
+            if let Err(e) = self.create_claim(&claims, claim, pod_name, &set_name, &reference).await {
                 return Some(e);
             }
         }
         for c in &step.create {
             let pod_name = c.pod.metadata.name.clone().unwrap_or_default();
             for claim in &c.claims {
-                if let Err(e) = self.create_claim(&claims, claim, Some(&pod_name), &set_name, &reference).await {
+                if let Err(e) = self.create_claim(&claims, claim, &pod_name, &set_name, &reference).await {
                     return Some(e);
                 }
             }
@@ -361,12 +361,11 @@ impl Controller {
         &self,
         api: &Api<PersistentVolumeClaim>,
         claim: &PersistentVolumeClaim,
-        pod: Option<&str>,
+        pod: &str,
         set_name: &str,
         reference: &ObjectReference,
     ) -> Result<(), ReconcileError> {
         let claim_name = claim.metadata.name.clone().unwrap_or_default();
-        let pod = pod.map_or_else(|| format!("{set_name}-?"), str::to_string);
         match api.create(&PostParams::default(), claim).await {
             Ok(_) => {
                 let note = format!("create Claim {claim_name} Pod {pod} in StatefulSet {set_name} success");

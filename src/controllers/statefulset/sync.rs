@@ -75,8 +75,9 @@ pub struct Create {
 #[derive(Clone, Debug, Default)]
 pub struct Step {
     pub create: Vec<Create>,
-    /// Claims missing under pods that exist (a claim deleted while its pod was Pending).
-    pub claims: Vec<PersistentVolumeClaim>,
+    /// Claims missing under pods that exist (a claim deleted while its pod was Pending),
+    /// with the pod's name.
+    pub claims: Vec<(String, PersistentVolumeClaim)>,
     /// Pods whose identity labels to restore: the full label set to write.
     pub relabel: Vec<(Pod, BTreeMap<String, String>)>,
     /// Claims whose owner references to replace, for the retention policy.
@@ -348,7 +349,8 @@ pub fn sync(input: Input<'_>) -> Step {
                         continue;
                     }
                     if podutil::phase(p) == "Pending" && !terminating(p, &doomed) {
-                        step.claims.extend(missing(ordinal));
+                        let pod_name = p.metadata.name.clone().unwrap_or_default();
+                        step.claims.extend(missing(ordinal).into_iter().map(|c| (pod_name.clone(), c)));
                     }
                     if monotonic
                         && (terminating(p, &doomed)

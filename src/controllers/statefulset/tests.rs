@@ -94,7 +94,7 @@ impl World {
             claims: self.claims.iter().collect(),
             now: Timestamp::from_second(self.now).unwrap(),
         });
-        for c in step.create.iter().flat_map(|c| c.claims.iter()).chain(&step.claims) {
+        for c in step.create.iter().flat_map(|c| c.claims.iter()).chain(step.claims.iter().map(|(_, c)| c)) {
             let mut c = c.clone();
             c.metadata.uid = Some(self.uid());
             self.claims.push(c);
@@ -427,7 +427,9 @@ fn claims_are_made_before_their_pod_and_mounted_by_it() {
     // The claim deleted under a Pending pod is made again.
     w.claims.clear();
     let step = w.step();
-    assert_eq!(step.claims.iter().map(|c| c.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["data-db-0"]);
+    let remade: Vec<(String, String)> =
+        step.claims.iter().map(|(pod, c)| (pod.clone(), c.metadata.name.clone().unwrap())).collect();
+    assert_eq!(remade, [("db-0".to_string(), "data-db-0".to_string())]);
 }
 
 #[test]
