@@ -6,8 +6,10 @@
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
@@ -17,6 +19,7 @@ pub mod replicaset;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod tainteviction;
 pub mod ttlafterfinished;
 
@@ -93,6 +96,8 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "taint-eviction-controller",
         start: |c| Box::pin(tainteviction::run(c)),
     },
+    Registration { name: "statefulset-controller", alias: "statefulset", start: |c| Box::pin(statefulset::run(c)) },
+    Registration { name: "daemonset-controller", alias: "daemonset", start: |c| Box::pin(daemonset::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

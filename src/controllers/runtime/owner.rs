@@ -110,6 +110,29 @@ pub fn dependent_triggers<O: Object, C: Object>(
     })
 }
 
+/// Replaces `obj`'s owner references (adoption, release, a claim's retention owners), guarded
+/// by its UID and resourceVersion so that a stale copy is refused. False if it is gone.
+pub async fn set_owners<K>(client: &kube::Client, obj: &K, refs: Vec<OwnerReference>) -> Result<bool, kube::Error>
+where
+    K: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let meta = obj.meta();
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or(""));
+    let patch = serde_json::json!({"metadata": {
+        "ownerReferences": refs,
+        "uid": meta.uid,
+        "resourceVersion": meta.resource_version,
+    }});
+    match api
+        .patch(meta.name.as_deref().unwrap_or(""), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if super::is_not_found(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::apps::v1::ReplicaSet;
