@@ -6,6 +6,7 @@
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
 pub mod deployment;
+pub mod disruption;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
@@ -60,6 +61,7 @@ pub const CONTROLLERS: &[Registration] = &[
         alias: "replicationcontroller",
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
+    Registration { name: "disruption-controller", alias: "disruption", start: |c| Box::pin(disruption::run(c)) },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {
