@@ -10,6 +10,7 @@ pub mod disruption;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
@@ -62,6 +63,11 @@ pub const CONTROLLERS: &[Registration] = &[
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
     Registration { name: "disruption-controller", alias: "disruption", start: |c| Box::pin(disruption::run(c)) },
+    Registration {
+        name: "resourcequota-controller",
+        alias: "resourcequota",
+        start: |c| Box::pin(resourcequota::run(c)),
+    },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

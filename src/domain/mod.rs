@@ -8,5 +8,6 @@ pub mod duration;
 pub mod names;
 pub mod pod;
 pub mod quantity;
+pub mod quota;
 pub mod quote;
 pub mod time;

@@ -163,13 +163,12 @@ fn a_rollout_survives_a_sigkill_of_k3rs() {
 fn the_python_client_sees_upstreams_rollout_conditions() {
     let c = cluster("pyroll");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/python_rollout.py");
-    let out = c
-        .ns
-        .command(crate::common::python())
-        .arg(script)
-        .env("KUBECONFIG", c.kubeconfig())
-        .output()
-        .expect("run python3");
+    let out =
+        c.ns.command(crate::common::python())
+            .arg(script)
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()
+            .expect("run python3");
     assert!(
         out.status.success(),
         "python client failed:\n{}\n{}\n--- server log ---\n{}",

@@ -40,8 +40,7 @@ pub async fn run(ctx: Context) {
         recorder: ctx.recorder("disruption-controller"),
         clock: ctx.clock.clone(),
     });
-    let triggers =
-        futures::stream::select(runtime::own_triggers(&pdbs), pod_triggers(&pods, pdbs.store().clone()));
+    let triggers = futures::stream::select(runtime::own_triggers(&pdbs), pod_triggers(&pods, pdbs.store().clone()));
     runtime::run("disruption", pdbs.store().clone(), triggers, ctx.stop.clone(), move |pdb| {
         let this = this.clone();
         async move { this.reconcile(pdb).await }
@@ -69,12 +68,9 @@ fn pod_triggers(
 ) -> impl futures::Stream<Item = ObjectRef<PodDisruptionBudget>> + Send + 'static {
     pods.subscribe().flat_map(move |n| {
         let refs = match n {
-            Notice::Changed(p) | Notice::Deleted(p) => pdbs
-                .state()
-                .iter()
-                .filter(|b| selects(b, &p))
-                .map(|b| ObjectRef::from_obj(&**b))
-                .collect(),
+            Notice::Changed(p) | Notice::Deleted(p) => {
+                pdbs.state().iter().filter(|b| selects(b, &p)).map(|b| ObjectRef::from_obj(&**b)).collect()
+            }
             Notice::Resynced => runtime::all(&pdbs),
         };
         futures::stream::iter(refs)

@@ -140,8 +140,7 @@ fn status_as_upstream_computes_it() {
         Case { name: "no pods", min: Some(Int(0)), max: None, pods: vec![], want: (0, 0, 0, 0) },
     ];
     for c in cases {
-        let pods: Vec<Pod> =
-            c.pods.iter().enumerate().map(|(i, (o, r))| pod(&format!("p{i}"), *o, *r)).collect();
+        let pods: Vec<Pod> = c.pods.iter().enumerate().map(|(i, (o, r))| pod(&format!("p{i}"), *o, *r)).collect();
         let refs: Vec<&Pod> = pods.iter().collect();
         let pdb = budget(c.min, c.max);
         let out = sync(&pdb, &refs, &FakeScales, t(0));
@@ -175,8 +174,7 @@ fn evictions_in_flight_count_as_unhealthy_until_the_deletion_timeout() {
     let pods = [pod("a", Some("rs-3"), true), pod("b", Some("rs-3"), true), pod("c", Some("rs-3"), true)];
     let refs: Vec<&Pod> = pods.iter().collect();
     let mut pdb = budget(Some(IntOrString::Int(1)), None);
-    let disrupted: BTreeMap<String, Time> =
-        [("a".to_string(), Time(t(0))), ("gone".to_string(), Time(t(0)))].into();
+    let disrupted: BTreeMap<String, Time> = [("a".to_string(), Time(t(0))), ("gone".to_string(), Time(t(0)))].into();
     pdb.status = Some(PodDisruptionBudgetStatus { disrupted_pods: Some(disrupted), ..Default::default() });
 
     let out = sync(&pdb, &refs, &FakeScales, t(30));
@@ -215,7 +213,10 @@ fn a_pod_without_a_known_controller_fails_safe() {
     let s = out.status.unwrap();
     assert_eq!(s.disruptions_allowed, 0);
     let c = &s.conditions.unwrap()[0];
-    assert_eq!((c.status.as_str(), c.reason.as_str(), c.message.as_str()), ("False", SYNC_FAILED, "found no controllers for pod \"a\""));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+        ("False", SYNC_FAILED, "found no controllers for pod \"a\"")
+    );
 }
 
 #[test]
