@@ -122,7 +122,7 @@ fn current_healthy(pods: &[&Pod], disrupted: &BTreeMap<String, Time>, now: Times
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             let name = p.metadata.name.as_deref().unwrap_or("");
-            !disrupted.get(name).is_some_and(|at| plus(at.0, DELETION_TIMEOUT) > now)
+            disrupted.get(name).is_none_or(|at| plus(at.0, DELETION_TIMEOUT) <= now)
         })
         .filter(|p| is_pod_ready(p))
         .count() as i32
