@@ -178,6 +178,13 @@ impl ApiServer {
         {
             return self.binding(&r, headers, raw_query, &body).await;
         }
+        if r.group.is_empty()
+            && r.verb == "create"
+            && r.resource == "pods"
+            && r.subresource.as_deref() == Some("eviction")
+        {
+            return self.eviction(&r, headers, raw_query, &body).await;
+        }
         let rt = self.find(&r)?;
         let q = Query::parse(raw_query)?;
         let ns = if rt.namespaced { r.namespace.as_deref() } else { None };
@@ -341,24 +348,7 @@ impl ApiServer {
                     opts.propagation_policy = Some("Orphan".into());
                 }
                 if !body.is_empty() {
-                    let d = decode_body(headers, &body)?;
-                    if let Some(p) = d.get("propagationPolicy").and_then(Value::as_str) {
-                        opts.propagation_policy = Some(p.to_string());
-                    }
-                    if let Some(g) = d.get("gracePeriodSeconds").and_then(Value::as_i64) {
-                        opts.grace_period_seconds = Some(g);
-                    }
-                    if d.get("orphanDependents") == Some(&json!(true)) && opts.propagation_policy.is_none() {
-                        opts.propagation_policy = Some("Orphan".into());
-                    }
-                    if let Some(p) = d.get("preconditions") {
-                        opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
-                        opts.precondition_resource_version =
-                            p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
-                    }
-                    if d.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
-                        opts.dry_run = true;
-                    }
+                    opts.merge_json(&decode_body(headers, &body)?);
                 }
                 if let Some(p) = opts.propagation_policy.as_deref() {
                     if !matches!(p, "Orphan" | "Background" | "Foreground") {
@@ -434,6 +424,33 @@ impl ApiServer {
         let url_name = if r.resource == "pods" { r.name.as_deref() } else { None };
         let done = self.registry.bind_pod(&pods, ns, url_name, &binding, &q.write_options()?).await?;
         Ok(json_response(StatusCode::CREATED, &done))
+    }
+}
+
+impl ApiServer {
+    /// `pods/<name>/eviction`: see [`super::registry::Registry::evict_pod`].
+    async fn eviction(
+        &self,
+        r: &ResourceRequest,
+        headers: &HeaderMap,
+        raw_query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let pods = self.resource_type("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let pdbs = self
+            .resource_type("policy", "v1", "poddisruptionbudgets")
+            .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not served"))?;
+        let q = Query::parse(raw_query)?;
+        let ns = r
+            .namespace
+            .as_deref()
+            .ok_or_else(|| ApiError::new(Reason::NotFound, "the server could not find the requested resource"))?;
+        let eviction = decode_body(headers, body)?;
+        let (code, status) = self
+            .registry
+            .evict_pod(&pods, &pdbs, ns, r.name.as_deref().unwrap_or(""), &eviction, q.write_options()?.dry_run)
+            .await?;
+        Ok(json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::CREATED), &status))
     }
 }
 

@@ -258,6 +258,13 @@ impl ApiError {
         .about(group, resource, name.unwrap_or(""))
     }
 
+    /// 403 for a reason other than authorization (admission, a budget):
+    /// `resource.group "name" is forbidden: reason`.
+    pub fn forbidden_because(group: &str, resource: &str, name: &str, reason: &str) -> Self {
+        Self::new(Reason::Forbidden, format!("{} \"{name}\" is forbidden: {reason}", qualified(group, resource)))
+            .about(group, resource, name)
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(Reason::MethodNotAllowed, message)
     }
@@ -318,7 +325,14 @@ impl ApiError {
                     .details
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        // Upstream omits an empty field (a budget's cause names none).
+                        let mut v = json!({"reason": c.reason, "message": c.message});
+                        if !c.field.is_empty() {
+                            v["field"] = json!(c.field);
+                        }
+                        v
+                    })
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

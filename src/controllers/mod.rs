@@ -8,6 +8,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod garbagecollector;
 pub mod history;
 pub mod job;
@@ -16,6 +17,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
@@ -98,6 +100,12 @@ pub const CONTROLLERS: &[Registration] = &[
     },
     Registration { name: "statefulset-controller", alias: "statefulset", start: |c| Box::pin(statefulset::run(c)) },
     Registration { name: "daemonset-controller", alias: "daemonset", start: |c| Box::pin(daemonset::run(c)) },
+    Registration { name: "disruption-controller", alias: "disruption", start: |c| Box::pin(disruption::run(c)) },
+    Registration {
+        name: "resourcequota-controller",
+        alias: "resourcequota",
+        start: |c| Box::pin(resourcequota::run(c)),
+    },
 ];
 
 fn lookup(name: &str) -> Option<&'static Registration> {

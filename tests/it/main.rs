@@ -21,6 +21,8 @@ mod controllers;
 mod crash;
 mod discovery;
 mod disk_full;
+mod disruption;
+mod e2e_drain;
 mod e2e_kubectl;
 mod e2e_pods;
 mod e2e_sets;

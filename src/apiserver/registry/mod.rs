@@ -8,7 +8,9 @@
 
 pub mod allocator;
 pub mod conversion;
+pub mod eviction;
 pub mod meta;
+mod quota;
 pub mod services;
 pub mod strategies;
 pub mod validation;
@@ -167,6 +169,29 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
+}
+
+impl DeleteOptions {
+    /// Takes what a `DeleteOptions` body (or an Eviction's `deleteOptions`) sets over what
+    /// the query said.
+    pub fn merge_json(&mut self, d: &Value) {
+        if let Some(p) = d.get("propagationPolicy").and_then(Value::as_str) {
+            self.propagation_policy = Some(p.to_string());
+        }
+        if let Some(g) = d.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            self.grace_period_seconds = Some(g);
+        }
+        if d.get("orphanDependents") == Some(&json!(true)) && self.propagation_policy.is_none() {
+            self.propagation_policy = Some("Orphan".into());
+        }
+        if let Some(p) = d.get("preconditions") {
+            self.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+            self.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+        }
+        if d.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
+            self.dry_run = true;
+        }
+    }
 }
 
 /// What a delete did.
@@ -378,6 +403,10 @@ impl Registry {
             return Err(ApiError::already_exists(rt.group, rt.plural, &name));
         }
         rt.strategy.allocate(&self.store, &mut obj, opts.dry_run).await?;
+        if let Err(e) = self.admit_quota(rt, namespace, &obj, opts.dry_run).await {
+            rt.strategy.release(&self.store, &obj).await;
+            return Err(e);
+        }
         if opts.dry_run {
             return Ok(obj);
         }
