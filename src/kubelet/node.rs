@@ -354,6 +354,17 @@ pub fn merge_conditions(status: &mut Value, previous: Option<&Value>, conditions
     status["conditions"] = Value::Array(rows);
 }
 
+/// Whether the server's copy of the node reports other statuses than `conditions` (the node
+/// lifecycle controller set them Unknown while this kubelet was out of reach): the kubelet
+/// then posts again at once, as upstream's compares with the API server's node.
+pub fn conditions_differ(node: &Value, conditions: &NodeConditions) -> bool {
+    let posted = node.pointer("/status/conditions").and_then(Value::as_array);
+    conditions.rows().iter().any(|(t, s, _, _)| {
+        let server = posted.and_then(|a| a.iter().find(|c| c["type"] == *t)).and_then(|c| c["status"].as_str());
+        server != Some(*s)
+    })
+}
+
 fn now() -> String {
     crate::domain::time::now_rfc3339()
 }
@@ -533,7 +544,10 @@ pub async fn run_heartbeat(
                 let now = readiness();
                 let due = match &posted {
                     None => true,
-                    Some((last, at)) => *last != now || at.elapsed() >= info.heartbeat.report_every,
+                    Some((last, at)) => *last != now || at.elapsed() >= info.heartbeat.report_every || {
+                        let node = client.get(&format!("/api/v1/nodes/{}", info.name)).await;
+                        node.is_ok_and(|n| conditions_differ(&n, &now))
+                    },
                 };
                 if due {
                     match post_status(&client, &info, Some(&now)).await {
@@ -568,6 +582,21 @@ mod tests {
             kernel_version: "6.1.0".into(),
             os_image: "Debian GNU/Linux 13 (trixie)".into(),
         }
+    }
+
+    #[test]
+    fn conditions_are_posted_again_when_the_server_disagrees() {
+        let healthy = NodeConditions::default();
+        let mut status = json!({});
+        merge_conditions(&mut status, None, &healthy, "2026-01-01T00:00:00Z");
+        let node = json!({"status": status});
+        assert!(!conditions_differ(&node, &healthy));
+        let not_ready = NodeConditions { ready: Err("runtime down".into()), ..Default::default() };
+        assert!(conditions_differ(&node, &not_ready));
+        let mut unknown = node.clone();
+        unknown["status"]["conditions"][3]["status"] = json!("Unknown");
+        assert!(conditions_differ(&unknown, &healthy), "set Unknown by the node lifecycle controller");
+        assert!(conditions_differ(&json!({}), &healthy), "no conditions at all");
     }
 
     #[test]

@@ -150,7 +150,7 @@ where
         }),
     ));
     ctx.node_lifecycle = config.node_lifecycle.clone();
-    ctx.settings = config.controller_settings.clone();
+    ctx.settings = config.controller_settings;
     for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
         tracing::debug!(controller = r.name, "starting");
         tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));
