@@ -40,6 +40,10 @@ pub async fn cluster_with(configure: impl FnOnce(&mut ServerConfig)) -> Cluster 
     config.apiserver.bind_address = "127.0.0.1".parse().expect("ip");
     config.apiserver.https_listen_port = 0;
     config.apiserver.write_kubeconfig = dir.path().join("kubeconfig.yaml");
+    // No kubelet keeps the nodes tests make alive: the node lifecycle controllers (which
+    // would mark them Unknown, taint them and evict their pods) run only where a test asks
+    // for them (tests/it/nodelife.rs).
+    config.controllers.retain(|c| !matches!(*c, "node-lifecycle-controller" | "taint-eviction-controller"));
     configure(&mut config);
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("store");
     let (stop, rx) = tokio::sync::watch::channel(false);

@@ -178,3 +178,123 @@ fn the_python_client_sees_upstreams_rollout_conditions() {
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A ReplicaSet of `n` pods labelled `app=<name>`, for the cascade tests.
+fn replicaset(name: &str, n: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: {name}}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: busybox:1.36\n        command: [sh, -c, 'trap \"exit 0\" TERM; sleep 3600 & wait']\n"
+    )
+}
+
+#[test]
+fn cascading_deletes_follow_the_propagation_policy() {
+    let c = cluster("cascade");
+    let apply = |m: &str| c.ok(Path::new("kubectl"), &["apply", "-f", "-"], Some(m));
+    for name in ["bg", "fg", "orphan"] {
+        apply(&replicaset(name, 2));
+    }
+    for name in ["bg", "fg", "orphan"] {
+        wait_until(&format!("2 pods of {name}"), Duration::from_secs(60), || {
+            live_pods(&c, &format!("app={name}")).len() == 2
+        });
+    }
+    c.k(&["delete", "rs", "bg", "--cascade=background"]);
+    wait_until("bg's pods gone", Duration::from_secs(60), || live_pods(&c, "app=bg").is_empty());
+
+    // Foreground: kubectl waits until the pods are gone, then the ReplicaSet goes.
+    c.k(&["delete", "rs", "fg", "--cascade=foreground", "--timeout=60s"]);
+    assert!(live_pods(&c, "app=fg").is_empty());
+    assert!(!c.kubectl(&["get", "rs", "fg"]).status.success(), "the owner is gone after its dependents");
+
+    // Orphan: the pods stay, without an owner.
+    c.k(&["delete", "rs", "orphan", "--cascade=orphan"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pods = live_pods(&c, "app=orphan");
+    assert_eq!(pods.len(), 2);
+    for p in pods {
+        let owners = c.k(&["get", "pod", &p, "-o", "jsonpath={.metadata.ownerReferences}"]);
+        assert!(owners.is_empty() || owners == "[]", "{p} still has owners: {owners}");
+    }
+
+    // A Deployment deleted as kubectl does it by default takes its ReplicaSets and pods.
+    c.ok(Path::new("kubectl"), &["apply", "-f", "-"], Some(&deployment("dep", 2, "RollingUpdate")));
+    rollout_status(&c, "dep");
+    c.k(&["delete", "deployment", "dep"]);
+    wait_until("the deployment's pods gone", Duration::from_secs(60), || live_pods(&c, "app=dep").is_empty());
+    assert!(c.k(&["get", "rs", "-l", "app=dep", "-o", "name"]).is_empty());
+}
+
+#[test]
+fn jobs_run_to_completion_or_to_their_backoff_limit() {
+    let c = cluster("jobs");
+    let apply = |m: &str| c.ok(Path::new("kubectl"), &["apply", "-f", "-"], Some(m));
+    apply("apiVersion: batch/v1\nkind: Job\nmetadata: {name: five}\nspec:\n  completions: 5\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: 'busybox:1.36', command: [sh, -c, 'sleep 1']}]\n");
+    apply("apiVersion: batch/v1\nkind: Job\nmetadata: {name: doomed}\nspec:\n  backoffLimit: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: 'busybox:1.36', command: [sh, -c, 'exit 3']}]\n");
+    apply("apiVersion: batch/v1\nkind: Job\nmetadata: {name: indexed}\nspec:\n  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: 'busybox:1.36', command: [sh, -c, 'echo index $JOB_COMPLETION_INDEX']}]\n");
+    // At most 2 at once: sampled while it runs.
+    let start = Instant::now();
+    let mut most = 0;
+    loop {
+        let active = c.k(&["get", "job", "five", "-o", "jsonpath={.status.active}"]);
+        most = most.max(active.parse::<u32>().unwrap_or(0));
+        let succeeded = c.k(&["get", "job", "five", "-o", "jsonpath={.status.succeeded}"]);
+        if succeeded == "5" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "five: {succeeded} succeeded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(most <= 2, "{most} active at once");
+    c.k(&["wait", "--for=condition=Complete", "job/five", "--timeout=60s"]);
+    c.k(&["wait", "--for=condition=Failed", "job/doomed", "--timeout=120s"]);
+    let reason = c.k(&["get", "job", "doomed", "-o", "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}"]);
+    assert_eq!(reason, "BackoffLimitExceeded");
+    c.k(&["wait", "--for=condition=Complete", "job/indexed", "--timeout=60s"]);
+    assert_eq!(c.k(&["get", "job", "indexed", "-o", "jsonpath={.status.completedIndexes}"]), "0-2");
+    let logs = c.k(&["logs", "-l", "job-name=indexed", "--tail=1"]);
+    for i in 0..3 {
+        assert!(logs.contains(&format!("index {i}")), "{logs}");
+    }
+    // ttlSecondsAfterFinished: 0 deletes the finished Job.
+    apply("apiVersion: batch/v1\nkind: Job\nmetadata: {name: brief}\nspec:\n  ttlSecondsAfterFinished: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: 'busybox:1.36', command: ['true']}]\n");
+    wait_until("the brief job deleted", Duration::from_secs(60), || {
+        !c.kubectl(&["get", "job", "brief"]).status.success()
+    });
+}
+
+#[test]
+fn a_cronjob_makes_jobs_on_schedule_and_keeps_its_history() {
+    let c = cluster("cron");
+    c.ok(
+        Path::new("kubectl"),
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: '*/1 * * * *'\n  successfulJobsHistoryLimit: 1\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: main, image: 'busybox:1.36', command: ['true']}]\n"),
+    );
+    // By hand, as kubectl can: a Job from the CronJob's template.
+    c.k(&["create", "job", "tick-manual", "--from=cronjob/tick"]);
+    c.k(&["wait", "--for=condition=Complete", "job/tick-manual", "--timeout=60s"]);
+    // On schedule: within the next minute boundary (and a margin).
+    wait_until("a scheduled job", Duration::from_secs(100), || {
+        c.k(&["get", "cronjob", "tick", "-o", "jsonpath={.status.lastScheduleTime}"]).len() > 10
+    });
+    wait_until("a successful run", Duration::from_secs(60), || {
+        c.k(&["get", "cronjob", "tick", "-o", "jsonpath={.status.lastSuccessfulTime}"]).len() > 10
+    });
+    let jobs = c.k(&[
+        "get",
+        "jobs",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}\n{end}",
+    ]);
+    assert!(jobs.lines().any(|l| l.starts_with("tick-") && l.ends_with("CronJob") && !l.contains("manual")), "{jobs}");
+    // successfulJobsHistoryLimit 1: of the two finished Jobs it owns, one is kept.
+    wait_until("the history trimmed to 1", Duration::from_secs(60), || {
+        let owned = c.k(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[?(@.metadata.ownerReferences[0].kind==\"CronJob\")]}{.metadata.name}\n{end}",
+        ]);
+        owned.lines().count() == 1
+    });
+}

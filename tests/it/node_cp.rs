@@ -32,6 +32,8 @@ async fn cluster() -> Cluster {
     config.apiserver.bind_address = "127.0.0.1".parse().expect("ip");
     config.apiserver.https_listen_port = 0;
     config.apiserver.write_kubeconfig = dir.path().join("kubeconfig.yaml");
+    // The nodes these tests make have no kubelet: see tests/it/controllers.rs.
+    config.controllers.retain(|c| !matches!(*c, "node-lifecycle-controller" | "taint-eviction-controller"));
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("store");
     let (stop, rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

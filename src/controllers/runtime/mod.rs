@@ -239,15 +239,26 @@ where
         queue,
         controller::Config::default(),
     );
-    results
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                // An object deleted before its turn, mostly.
-                tracing::debug!(controller = name, error = %e, "not reconciled");
-            }
-        })
-        .await;
+    let all_done = results.for_each(|r| async move {
+        if let Err(e) = r {
+            // An object deleted before its turn, mostly.
+            tracing::debug!(controller = name, error = %e, "not reconciled");
+        }
+    });
+    // On stop the applier finishes the reconciles in flight; but one whose store never
+    // filled (stopped during start-up) would wait for it for ever. Shutdown must not hang.
+    let late = async {
+        stop.wait().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        () = all_done => {}
+        () = late => tracing::debug!(controller = name, "stopped with reconciles still in flight"),
+    }
 }
+
+/// How long a stopping controller's reconciles in flight get to finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Every object in `store`, as triggers (after a resync).
 pub fn all<K: Object>(store: &Store<K>) -> Vec<ObjectRef<K>> {
