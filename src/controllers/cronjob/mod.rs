@@ -17,7 +17,7 @@ use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::Resource;
 
 use super::job::is_finished;
@@ -420,10 +420,7 @@ impl CronSync {
     }
 
     async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            tracing::debug!(error = %e, "cannot record event");
-        }
+        crate::controllers::runtime::publish(&self.recorder, reference, type_, reason, action, note).await;
     }
 }
 

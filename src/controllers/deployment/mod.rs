@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use serde_json::json;
@@ -303,10 +303,7 @@ impl Controller {
         action: &str,
         note: String,
     ) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            tracing::debug!(error = %e, "cannot record event");
-        }
+        crate::controllers::runtime::publish(&self.recorder, reference, type_, reason, action, note).await;
     }
 }
 

@@ -173,6 +173,28 @@ impl Context {
     }
 }
 
+/// Records an event on `reference` through `recorder`; an event that cannot be written is
+/// logged and dropped (events are advisory: the reconcile goes on).
+pub async fn publish(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::debug!(error = %e, reason, "cannot record event");
+    }
+}
+
 /// The back-off of an object whose reconcile keeps failing: upstream's default controller
 /// rate limiter, 5 ms doubling per failure up to 1000 s.
 pub fn failure_backoff(failures: u32) -> Duration {
