@@ -1,6 +1,7 @@
 //! Objects every cluster has from its first start: the namespaces `default`, `kube-system`,
 //! `kube-public` and `kube-node-lease`, and the `kubernetes` service in `default` (the first
-//! service IP, port 443) with its Endpoints and EndpointSlice pointing at this server.
+//! service IP, port 443) with its Endpoints and EndpointSlice pointing at this server, and
+//! the built-in PriorityClasses `system-node-critical` and `system-cluster-critical`.
 
 use serde_json::json;
 
@@ -22,7 +23,30 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        self.bootstrap_priority_classes().await?;
         self.bootstrap_kubernetes_service().await
+    }
+
+    async fn bootstrap_priority_classes(&self) -> Result<(), ApiError> {
+        let Some(rt) = self.resource_type("scheduling.k8s.io", "v1", "priorityclasses") else { return Ok(()) };
+        let classes = [
+            ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+            (
+                "system-cluster-critical",
+                2_000_000_000,
+                "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+            ),
+        ];
+        for (name, value, description) in classes {
+            let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority"});
+            match self.registry.create(&rt, None, obj, &WriteOptions::default()).await {
+                Ok(_) => tracing::info!(priority_class = name, "created priority class"),
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn bootstrap_kubernetes_service(&self) -> Result<(), ApiError> {

@@ -2,7 +2,6 @@
 //! authentication identity, authorization, admission and validation as a remote client,
 //! without a socket.
 
-pub mod events;
 mod inprocess;
 mod status;
 

@@ -1,534 +1,761 @@
 //! The scheduler: places pods that name no node on a node where they fit, through the
 //! `pods/binding` subresource, as upstream's `default-scheduler` does.
 //!
-//! It lists and then watches pods and nodes into a local cache. Each pending pod (no
-//! node, `schedulerName: default-scheduler`, not terminating, no scheduling gates) runs
-//! through the Filter plugins ([`plugins::default_filters`]) against every node; among the
-//! nodes that fit, the least allocated wins. A pod that fits nowhere gets PodScheduled=False
-//! (reason Unschedulable) with upstream's diagnosis and a FailedScheduling event, and is
-//! tried again when nodes or placed pods change, and at least every 30 s. As upstream does,
-//! a pod is assumed on its node as soon as it is chosen and the binding is written in the
-//! background, so a burst of pods is placed at the API server's pace rather than one write
-//! round trip after another; Events go through the queued [`EventRecorder`]. The stages are
-//! shaped like upstream's framework so scoring plugins, affinity, spreading and preemption
-//! slot in as more plugins.
+//! It reads pods, nodes, namespaces and volume claims from the controller runtime's shared
+//! informers. Each pending pod (no node, `schedulerName: default-scheduler`, not
+//! terminating, no scheduling gates) goes through one scheduling cycle ([`cycle`]): the
+//! Filter plugins ([`plugins::default_profile`]) against every node, then the Score plugins
+//! over the nodes that fit. A pod that fits nowhere gets PodScheduled=False (reason
+//! Unschedulable) with upstream's diagnosis and a FailedScheduling event, and waits until
+//! something that could make room changes (a node, a placed pod, a volume claim or storage
+//! class), or at most upstream's podMaxInUnschedulablePodsDuration (5 min). As upstream
+//! does, a pod is assumed on its node as soon as it is chosen and the binding is written in
+//! the background, so a burst of pods is placed at the API server's pace rather than one
+//! write round trip after another.
 
+pub mod cycle;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod resources;
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt};
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, PersistentVolumeClaim, Pod, PodCondition, PodStatus,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Resource;
 
-use self::framework::{fit_error, preemption_message, run_filters, str_at, FilterPlugin, NodeInfo, PodInfo, NO_NODES};
-use crate::apiserver::status::ApiError;
-use crate::client::events::{EventRecorder, EventType, NewEvent};
-use crate::client::Client;
-use crate::domain::pod::update_condition;
-use crate::domain::time::now_rfc3339;
+use self::cycle::Decision;
+use self::framework::{Labels, NodeInfo, PodInfo, Profile, Snapshot};
+use self::preemption::Candidate;
+use crate::controllers::runtime::{is_conflict, is_not_found, Context, Informer, Notice};
 
 /// The `schedulerName` this scheduler serves.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
-/// The longest an unschedulable pod waits before it is tried again.
-const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
-/// How soon the cache is rebuilt after a watch fails.
-const RELIST: Duration = Duration::from_secs(1);
-/// How often pending pods are looked at without any event.
-const TICK: Duration = Duration::from_secs(1);
+/// The longest an unschedulable pod waits without an event before it is tried again
+/// (upstream's podMaxInUnschedulablePodsDuration).
+const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
+/// How soon a pod whose binding failed is tried again.
+const RETRY_FAILED_BINDING: Duration = Duration::from_secs(1);
 /// Most bindings written at once.
 const BINDS_IN_FLIGHT: usize = 64;
 
 type Key = (String, String);
 
-fn key_of(obj: &Value) -> Key {
-    (str_at(obj, "/metadata/namespace").to_string(), str_at(obj, "/metadata/name").to_string())
+fn key_of(pod: &Pod) -> Key {
+    (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
 }
 
-fn is_terminal(pod: &Value) -> bool {
-    matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed")
+fn node_of(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
 /// Whether this scheduler should place `pod`.
-pub fn wants_scheduling(pod: &Value) -> bool {
-    str_at(pod, "/spec/nodeName").is_empty()
-        && str_at(pod, "/spec/schedulerName") == SCHEDULER_NAME
-        && pod.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null)
+pub fn wants_scheduling(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    node_of(pod).is_empty()
+        && spec.scheduler_name.as_deref() == Some(SCHEDULER_NAME)
+        && pod.metadata.deletion_timestamp.is_none()
         && !is_terminal(pod)
-        && pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && spec.scheduling_gates.as_ref().is_none_or(Vec::is_empty)
 }
 
-/// The last try of a pod that did not fit.
+/// The last try of a pod that did not fit (or whose binding failed).
 struct Attempt {
-    spec: Value,
-    at: Instant,
+    pod: Arc<Pod>,
     generation: u64,
+    retry_at: Instant,
 }
 
-/// The cache: nodes, pods, and the unschedulable pods' last tries.
-#[derive(Default)]
-struct Cache {
-    nodes: BTreeMap<String, Value>,
-    pods: HashMap<Key, Value>,
-    /// Bumped whenever something that could let a pod fit changes (a node, a placed pod
-    /// going away or finishing).
-    generation: u64,
-    attempts: HashMap<Key, Attempt>,
-    /// Pods chosen for a node whose binding is still being written.
-    assumed: HashMap<Key, String>,
-}
-
-impl Cache {
-    fn apply_node(&mut self, ev: &Value) {
-        let obj = &ev["object"];
-        let name = str_at(obj, "/metadata/name").to_string();
-        if name.is_empty() {
-            return;
-        }
-        match ev["type"].as_str() {
-            Some("ADDED" | "MODIFIED") => {
-                self.nodes.insert(name, obj.clone());
-            }
-            Some("DELETED") => {
-                self.nodes.remove(&name);
-            }
-            _ => return,
-        }
-        self.generation += 1;
+impl Attempt {
+    /// Whether the pod itself changed in a way that could change the outcome.
+    fn changed(&self, now: &Pod) -> bool {
+        self.pod.spec != now.spec || self.pod.metadata.labels != now.metadata.labels
     }
+}
 
-    fn apply_pod(&mut self, ev: &Value) {
-        let obj = &ev["object"];
-        let key = key_of(obj);
-        if key.1.is_empty() {
-            return;
-        }
-        let placed = !str_at(obj, "/spec/nodeName").is_empty();
-        match ev["type"].as_str() {
-            Some("ADDED" | "MODIFIED") => {
-                let was_running = self.pods.get(&key).is_some_and(|p| !is_terminal(p));
-                if placed && was_running && is_terminal(obj) {
-                    self.generation += 1;
-                }
-                self.pods.insert(key, obj.clone());
-            }
-            Some("DELETED") => {
-                self.pods.remove(&key);
-                self.attempts.remove(&key);
-                if placed || self.assumed.remove(&key).is_some() {
-                    self.generation += 1;
-                }
-            }
-            _ => {}
+/// What of a placed pod matters to other pods' placement.
+#[derive(PartialEq)]
+struct Placement {
+    node: String,
+    labels: Option<Labels>,
+    done: bool,
+    terminating: bool,
+}
+
+impl Placement {
+    fn of(pod: &Pod) -> Placement {
+        Placement {
+            node: node_of(pod).to_string(),
+            labels: pod.metadata.labels.clone(),
+            done: is_terminal(pod),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
         }
     }
+}
 
-    /// Every node with the pods placed on it that still hold resources.
-    fn node_infos(&self) -> Vec<NodeInfo> {
-        let mut infos: BTreeMap<&str, NodeInfo> =
-            self.nodes.iter().map(|(n, v)| (n.as_str(), NodeInfo::new(v.clone()))).collect();
-        for (key, pod) in self.pods.iter().filter(|(_, p)| !is_terminal(p)) {
-            let node = match str_at(pod, "/spec/nodeName") {
-                "" => self.assumed.get(key).map(String::as_str).unwrap_or(""),
-                n => n,
-            };
-            if let Some(info) = infos.get_mut(node) {
-                info.add_pod(PodInfo::new(pod.clone()));
-            }
+/// What of a node matters to placement (not its heartbeats).
+#[derive(PartialEq)]
+struct NodeShape {
+    labels: Option<Labels>,
+    spec: Option<k8s_openapi::api::core::v1::NodeSpec>,
+    allocatable: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+}
+
+impl NodeShape {
+    fn of(node: &Node) -> NodeShape {
+        NodeShape {
+            labels: node.metadata.labels.clone(),
+            spec: node.spec.clone(),
+            allocatable: node.status.as_ref().and_then(|s| s.allocatable.clone()),
         }
-        infos.into_values().collect()
     }
-
-    /// Pending pods due a try, highest priority first, then oldest.
-    fn due(&self, now: Instant) -> Vec<Key> {
-        let mut due: Vec<(&Key, &Value)> = self
-            .pods
-            .iter()
-            .filter(|(k, p)| wants_scheduling(p) && !self.assumed.contains_key(*k))
-            .filter(|(k, p)| match self.attempts.get(*k) {
-                None => true,
-                Some(a) => {
-                    a.spec != p["spec"]
-                        || a.generation != self.generation
-                        || now.duration_since(a.at) >= RETRY_UNSCHEDULABLE
-                }
-            })
-            .collect();
-        due.sort_by(|(ka, a), (kb, b)| {
-            let prio = |p: &Value| p.pointer("/spec/priority").and_then(Value::as_i64).unwrap_or(0);
-            prio(b)
-                .cmp(&prio(a))
-                .then_with(|| str_at(a, "/metadata/creationTimestamp").cmp(str_at(b, "/metadata/creationTimestamp")))
-                .then_with(|| ka.cmp(kb))
-        });
-        due.into_iter().map(|(k, _)| k.clone()).collect()
-    }
-}
-
-/// Upstream's least-allocated score (0–100): the share of cpu and memory a node keeps
-/// free after the pod, averaged; requests of zero count as upstream's defaults (100m cpu,
-/// 200Mi memory) so empty pods still spread.
-pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    const DEFAULT_MILLI_CPU: i64 = 100;
-    const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
-    let non_zero = |v: i64, d: i64| if v == 0 { d } else { v };
-    let mut used_cpu = non_zero(pod.requests.milli_cpu, DEFAULT_MILLI_CPU);
-    let mut used_mem = non_zero(pod.requests.memory, DEFAULT_MEMORY);
-    for p in &node.pods {
-        used_cpu += non_zero(p.requests.milli_cpu, DEFAULT_MILLI_CPU);
-        used_mem += non_zero(p.requests.memory, DEFAULT_MEMORY);
-    }
-    let free = |have: i64, used: i64| if have <= 0 || used > have { 0 } else { (have - used) * 100 / have };
-    (free(node.allocatable.milli_cpu, used_cpu) + free(node.allocatable.memory, used_mem)) / 2
-}
-
-/// Where a pod goes, or why it goes nowhere.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    Node(String),
-    Unschedulable(String),
-}
-
-/// One scheduling cycle for one pod over a snapshot of the nodes.
-pub fn decide(filters: &[Box<dyn FilterPlugin>], pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
-    if nodes.is_empty() {
-        return Decision::Unschedulable(NO_NODES.to_string());
-    }
-    let verdicts: Vec<_> = nodes.iter().map(|n| run_filters(filters, pod, n)).collect();
-    let best = nodes
-        .iter()
-        .zip(&verdicts)
-        .filter(|(_, v)| v.is_ok())
-        .map(|(n, _)| (least_allocated(pod, n), n))
-        // Highest score; among equals the first by name.
-        .fold(None::<(i64, &NodeInfo)>, |best, (s, n)| match best {
-            Some((bs, _)) if bs >= s => best,
-            _ => Some((s, n)),
-        });
-    if let Some((_, node)) = best {
-        return Decision::Node(node.name.clone());
-    }
-    let statuses: Vec<_> = verdicts.into_iter().filter_map(Result::err).collect();
-    let post = preemption_message(filters, pod, nodes, &statuses);
-    Decision::Unschedulable(fit_error(nodes.len(), &statuses, Some(&post)))
-}
-
-/// Lists `path` and watches it from the list's revision.
-async fn list_watch(
-    client: &Client,
-    path: &str,
-) -> Result<(Vec<Value>, impl Stream<Item = Value> + Send + 'static), ApiError> {
-    let list = client.get(path).await?;
-    let rv = str_at(&list, "/metadata/resourceVersion").to_string();
-    let items = list["items"].as_array().cloned().unwrap_or_default();
-    let watch = client.watch(&format!("{path}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true")).await?;
-    Ok((items, watch))
 }
 
 /// How a binding written in the background ended.
 struct Bound {
     key: Key,
-    pod: Value,
-    node: String,
-    result: Result<(), ApiError>,
+    result: Result<(), kube::Error>,
+}
+
+/// The informers the scheduler reads.
+struct Sources {
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    namespaces: Informer<Namespace>,
+    claims: Informer<PersistentVolumeClaim>,
+    classes: Informer<StorageClass>,
+}
+
+/// What the scheduler knows beyond the informers: which pods are due a try.
+struct Queue {
+    src: Sources,
+    /// Bumped whenever something that could let a pod fit changes.
+    generation: u64,
+    attempts: HashMap<Key, Attempt>,
+    /// Pods chosen for a node that the informer does not yet show there.
+    assumed: HashMap<Key, String>,
+    /// Placed pods as last seen, to tell changes that matter from status noise.
+    placed: HashMap<Key, Placement>,
+    node_shapes: HashMap<String, NodeShape>,
+    /// Plugin views of pods, rebuilt when the informer's copy changes.
+    infos: HashMap<Key, Arc<PodInfo>>,
 }
 
 struct Scheduler {
-    client: Client,
-    filters: Vec<Box<dyn FilterPlugin>>,
-    cache: Cache,
-    events: EventRecorder,
+    client: kube::Client,
+    recorder: Recorder,
+    profile: Profile,
+    q: Queue,
     binds: Arc<tokio::sync::Semaphore>,
     bound_tx: tokio::sync::mpsc::UnboundedSender<Bound>,
+}
+
+impl Queue {
+    fn new(src: Sources) -> Queue {
+        Queue {
+            src,
+            generation: 0,
+            attempts: HashMap::new(),
+            assumed: HashMap::new(),
+            placed: HashMap::new(),
+            node_shapes: HashMap::new(),
+            infos: HashMap::new(),
+        }
+    }
+
+    fn pod_info(&mut self, pod: &Arc<Pod>) -> Arc<PodInfo> {
+        let key = key_of(pod);
+        if let Some(i) = self.infos.get(&key).filter(|i| Arc::ptr_eq(&i.pod, pod)) {
+            return i.clone();
+        }
+        let ns_labels = self
+            .src
+            .namespaces
+            .get(None, &key.0)
+            .and_then(|n| n.metadata.labels.clone())
+            .map(Arc::new)
+            .unwrap_or_default();
+        let info = Arc::new(PodInfo::in_namespace(pod.clone(), ns_labels));
+        self.infos.insert(key, info.clone());
+        info
+    }
+
+    fn on_pod(&mut self, notice: Notice<Pod>) {
+        match notice {
+            Notice::Changed(p) => {
+                let key = key_of(&p);
+                if node_of(&p).is_empty() {
+                    return;
+                }
+                self.assumed.remove(&key);
+                let now = Placement::of(&p);
+                if self.placed.get(&key) != Some(&now) {
+                    self.placed.insert(key, now);
+                    self.generation += 1;
+                }
+            }
+            Notice::Deleted(p) => {
+                let key = key_of(&p);
+                self.attempts.remove(&key);
+                self.infos.remove(&key);
+                if self.placed.remove(&key).is_some() | self.assumed.remove(&key).is_some() {
+                    self.generation += 1;
+                }
+            }
+            Notice::Resynced => {
+                let present: std::collections::HashSet<Key> =
+                    self.src.pods.store().state().iter().map(|p| key_of(p)).collect();
+                self.attempts.retain(|k, _| present.contains(k));
+                self.infos.retain(|k, _| present.contains(k));
+                self.placed.retain(|k, _| present.contains(k));
+                self.generation += 1;
+            }
+        }
+    }
+
+    fn on_node(&mut self, notice: Notice<Node>) {
+        match notice {
+            Notice::Changed(n) => {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                let now = NodeShape::of(&n);
+                if self.node_shapes.get(&name) != Some(&now) {
+                    self.node_shapes.insert(name, now);
+                    self.generation += 1;
+                }
+            }
+            Notice::Deleted(n) => {
+                self.node_shapes.remove(n.metadata.name.as_deref().unwrap_or(""));
+                self.generation += 1;
+            }
+            Notice::Resynced => {
+                self.node_shapes.clear();
+                self.generation += 1;
+            }
+        }
+    }
+
+    /// The nodes with the pods placed (or assumed) on them that still hold resources.
+    fn snapshot(&mut self) -> Snapshot {
+        let mut nodes: BTreeMap<String, NodeInfo> = self
+            .src
+            .nodes
+            .store()
+            .state()
+            .into_iter()
+            .map(|n| (n.metadata.name.clone().unwrap_or_default(), NodeInfo::new(n)))
+            .collect();
+        for pod in self.src.pods.store().state() {
+            if is_terminal(&pod) {
+                continue;
+            }
+            let node = match node_of(&pod) {
+                "" => match self.assumed.get(&key_of(&pod)) {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+                n => n.to_string(),
+            };
+            if nodes.contains_key(&node) {
+                let info = self.pod_info(&pod);
+                if let Some(n) = nodes.get_mut(&node) {
+                    n.add_pod(info);
+                }
+            }
+        }
+        let claims = self.src.claims.store().state().into_iter().map(|c| (key_of_claim(&c), c)).collect();
+        let classes = self
+            .src
+            .classes
+            .store()
+            .state()
+            .into_iter()
+            .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+            .collect();
+        let mut nominated = Vec::new();
+        for pod in self.src.pods.store().state() {
+            let to = pod.status.as_ref().and_then(|s| s.nominated_node_name.clone()).filter(|n| !n.is_empty());
+            if let Some(to) = to.filter(|_| wants_scheduling(&pod)) {
+                nominated.push((to, self.pod_info(&pod)));
+            }
+        }
+        Snapshot { nodes: nodes.into_values().collect(), nominated, claims, classes }
+    }
+
+    /// Pending pods due a try, highest priority first, then oldest.
+    fn due(&self, now: Instant) -> Vec<Arc<Pod>> {
+        let mut due: Vec<Arc<Pod>> = self
+            .src
+            .pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| wants_scheduling(p))
+            .filter(|p| {
+                let key = key_of(p);
+                !self.assumed.contains_key(&key)
+                    && self
+                        .attempts
+                        .get(&key)
+                        .is_none_or(|a| a.generation != self.generation || a.changed(p) || now >= a.retry_at)
+            })
+            .collect();
+        let priority = |p: &Pod| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        due.sort_by(|a, b| {
+            priority(b)
+                .cmp(&priority(a))
+                .then_with(|| created(a).cmp(&created(b)))
+                .then_with(|| key_of(a).cmp(&key_of(b)))
+        });
+        due
+    }
+
+    /// When the next unschedulable pod is due without any event.
+    fn next_retry(&self) -> Option<Instant> {
+        self.attempts.values().map(|a| a.retry_at).min()
+    }
+
+    /// A binding written in the background has ended.
+    fn bound(&mut self, b: Bound) {
+        let (ns, name) = &b.key;
+        match b.result {
+            Ok(()) => {
+                self.attempts.remove(&b.key);
+                // Still assumed until the informer shows the pod on its node.
+                if self.src.pods.get(Some(ns), name).is_none_or(|p| !node_of(&p).is_empty()) {
+                    self.assumed.remove(&b.key);
+                }
+            }
+            Err(e) => {
+                if self.assumed.remove(&b.key).is_some() {
+                    self.generation += 1;
+                }
+                // Placed by someone else, being deleted, or gone: the informer brings the news.
+                if !is_not_found(&e) && !is_conflict(&e) {
+                    tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), error = %e, "binding failed");
+                }
+                if let Some(pod) = self.src.pods.get(Some(ns), name) {
+                    let retry_at = Instant::now() + RETRY_FAILED_BINDING;
+                    self.attempts.insert(b.key, Attempt { pod, generation: self.generation, retry_at });
+                }
+            }
+        }
+    }
 }
 
 impl Scheduler {
     /// Tries every pending pod that is due.
     async fn schedule_due(&mut self) {
-        let due = self.cache.due(Instant::now());
+        let due = self.q.due(Instant::now());
         if due.is_empty() {
             return;
         }
-        let mut nodes = self.cache.node_infos();
-        for key in due {
-            let Some(pod) = self.cache.pods.get(&key).cloned() else { continue };
-            let info = PodInfo::new(pod.clone());
-            match decide(&self.filters, &info, &nodes) {
+        let mut snap = self.q.snapshot();
+        for pod in due {
+            let info = self.q.pod_info(&pod);
+            match cycle::decide(&self.profile, &info, &snap) {
                 Decision::Node(node) => {
-                    if let Some(n) = nodes.iter_mut().find(|n| n.name == node) {
-                        n.add_pod(info);
+                    let claims = plugins::claims_to_provision(&info, &snap, &node);
+                    if let Some(n) = snap.nodes.iter_mut().find(|n| n.name == node) {
+                        n.add_pod(info.clone());
                     }
-                    self.assume_and_bind(key, pod, node).await;
+                    self.assume_and_bind(&info, node, claims).await;
                 }
-                Decision::Unschedulable(message) => self.unschedulable(&pod, &message).await,
+                Decision::Unschedulable(message) => self.unschedulable(&info, &message, None).await,
+                Decision::Preempt { message, candidate } => {
+                    self.preempt(&info, &candidate).await;
+                    self.unschedulable(&info, &message, Some(&candidate.node)).await;
+                }
             }
         }
     }
 
-    /// Counts the pod on `node` from now on and writes its binding in the background.
-    async fn assume_and_bind(&mut self, key: Key, pod: Value, node: String) {
-        self.cache.assumed.insert(key.clone(), node.clone());
+    /// Counts the pod on `node` from now on and writes its binding in the background,
+    /// after naming the node on the claims it waits for (upstream's PreBind).
+    async fn assume_and_bind(&mut self, info: &PodInfo, node: String, claims: Vec<String>) {
+        let key = info.key();
+        self.q.assumed.insert(key.clone(), node.clone());
         let Ok(permit) = self.binds.clone().acquire_owned().await else { return };
-        let (client, tx) = (self.client.clone(), self.bound_tx.clone());
+        let (client, tx, recorder) = (self.client.clone(), self.bound_tx.clone(), self.recorder.clone());
+        let pod = info.pod.clone();
         tokio::spawn(async move {
             let (ns, name) = &key;
-            let binding = json!({
-                "apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": name, "namespace": ns, "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-            });
-            let result = client.post(&format!("/api/v1/namespaces/{ns}/pods/{name}/binding"), &binding).await.map(drop);
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    ..ObjectMeta::default()
+                },
+                target: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    ..ObjectReference::default()
+                },
+            };
+            let result = async {
+                select_node(&client, ns, &claims, &node).await?;
+                let api: Api<Pod> = Api::namespaced(client, ns);
+                api.create_subresource::<_, kube::core::Status>("binding", name, &PostParams::default(), &binding)
+                    .await
+                    .map(drop)
+            }
+            .await;
             drop(permit);
-            let _ = tx.send(Bound { key, pod, node, result });
+            if result.is_ok() {
+                tracing::info!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %node, "bound");
+                let note = format!("Successfully assigned {ns}/{name} to {node}");
+                publish(&recorder, &pod, EventType::Normal, "Scheduled", "Binding", note).await;
+            }
+            let _ = tx.send(Bound { key, result });
         });
     }
 
-    /// A binding written in the background has ended.
-    async fn bound(&mut self, b: Bound) {
-        let (ns, name) = &b.key;
-        self.cache.assumed.remove(&b.key);
-        match b.result {
-            Ok(()) => {
-                tracing::info!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %b.node, "bound");
-                // Placed until the watch brings the pod back with its node.
-                if let Some(p) = self.cache.pods.get_mut(&b.key) {
-                    p["spec"]["nodeName"] = json!(b.node);
+    /// Evicts the victims for `preemptor`, as upstream's default preemption: each gets the
+    /// DisruptionTarget condition, a Preempted event, and is deleted.
+    async fn preempt(&self, preemptor: &PodInfo, candidate: &Candidate) {
+        let note = format!("Preempted by pod {} on node {}", preemptor.uid(), candidate.node);
+        for victim in &candidate.victims {
+            let object = format!("{}/{}", victim.namespace, victim.name);
+            tracing::info!(component = SCHEDULER_NAME, object = %object, preemptor = %format!("{}/{}", preemptor.namespace, preemptor.name), node = %candidate.node, "preempting");
+            let disruption = PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("PreemptionByScheduler".into()),
+                message: Some(format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod")),
+                last_transition_time: Some(Time(Timestamp::now())),
+                ..PodCondition::default()
+            };
+            self.write_status(victim, condition_update(&victim.pod, disruption), None).await;
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &victim.namespace);
+            match api.delete(&victim.name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(component = SCHEDULER_NAME, object = %object, error = %e, "deleting a victim failed");
+                    continue;
                 }
-                self.cache.attempts.remove(&b.key);
-                let message = format!("Successfully assigned {ns}/{name} to {}", b.node);
-                let ev = NewEvent {
-                    type_: EventType::Normal,
-                    reason: "Scheduled",
-                    message: &message,
-                    action: Some("Binding"),
-                    field_path: None,
-                };
-                self.events.record_event(&b.pod, ev).await;
             }
-            // Placed by someone else, being deleted, or gone: the watch brings the news.
-            Err(e) if e.is_not_found() || e.is_conflict() => {}
-            Err(e) => {
-                tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %b.node, error = %e, "binding failed");
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "Preempted".into(),
+                note: Some(note.clone()),
+                action: "Preempting".into(),
+                secondary: Some(preemptor.pod.object_ref(&())),
+            };
+            if let Err(e) = self.recorder.publish(&ev, &victim.pod.object_ref(&())).await {
+                tracing::debug!(component = SCHEDULER_NAME, error = %e, "cannot record event");
             }
         }
     }
 
-    async fn unschedulable(&mut self, pod: &Value, message: &str) {
-        let key = key_of(pod);
-        let (ns, name) = (&key.0, &key.1);
-        tracing::debug!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), message, "unschedulable");
-        self.cache.attempts.insert(
-            key.clone(),
-            Attempt { spec: pod["spec"].clone(), at: Instant::now(), generation: self.cache.generation },
-        );
-        let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
-        let condition =
-            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message});
-        for _ in 0..3 {
-            let Ok(mut current) = self.client.get(&path).await else { return };
-            if !wants_scheduling(&current) {
-                return;
-            }
-            if !update_condition(&mut current, condition.clone(), &now_rfc3339()) {
-                break;
-            }
-            match self.client.put(&format!("{path}/status"), &current).await {
-                Ok(_) => break,
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => {
-                    tracing::warn!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), error = %e, "updating the pod's status failed");
-                    break;
-                }
+    async fn unschedulable(&mut self, info: &PodInfo, message: &str, nominated: Option<&str>) {
+        let key = info.key();
+        tracing::debug!(component = SCHEDULER_NAME, object = %format!("{}/{}", key.0, key.1), message, "unschedulable");
+        let retry_at = Instant::now() + MAX_UNSCHEDULABLE;
+        self.q.attempts.insert(key, Attempt { pod: info.pod.clone(), generation: self.q.generation, retry_at });
+        let condition = PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(message.to_string()),
+            last_transition_time: Some(Time(Timestamp::now())),
+            ..PodCondition::default()
+        };
+        let nominated =
+            nominated.filter(|n| info.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()) != Some(*n));
+        self.write_status(info, condition_update(&info.pod, condition), nominated).await;
+        let recorder = self.recorder.clone();
+        let (pod, note) = (info.pod.clone(), message.to_string());
+        tokio::spawn(async move {
+            publish(&recorder, &pod, EventType::Warning, "FailedScheduling", "Scheduling", note).await;
+        });
+    }
+
+    /// Writes a changed condition and a nominated node through the status subresource, as
+    /// a strategic merge patch (conditions merge by type).
+    async fn write_status(&self, info: &PodInfo, condition: Option<PodCondition>, nominated: Option<&str>) {
+        if condition.is_none() && nominated.is_none() {
+            return;
+        }
+        let patch = Pod {
+            status: Some(PodStatus {
+                conditions: condition.map(|c| vec![c]),
+                nominated_node_name: nominated.map(str::to_string),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &info.namespace);
+        match api.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                tracing::warn!(component = SCHEDULER_NAME, object = %format!("{}/{}", info.namespace, info.name), error = %e, "updating the pod's status failed");
             }
         }
-        let ev = NewEvent {
-            type_: EventType::Warning,
-            reason: "FailedScheduling",
-            message,
-            action: Some("Scheduling"),
-            field_path: None,
-        };
-        self.events.record_event(pod, ev).await;
     }
 }
 
-/// Runs the scheduler until `shutdown` resolves. `client` should carry the identity
+/// Asks for the claims' volumes on `node` (`volume.kubernetes.io/selected-node`).
+async fn select_node(client: &kube::Client, ns: &str, claims: &[String], node: &str) -> Result<(), kube::Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for claim in claims {
+        let patch = PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                annotations: Some([(plugins::SELECTED_NODE.to_string(), node.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..PersistentVolumeClaim::default()
+        };
+        api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+fn key_of_claim(c: &PersistentVolumeClaim) -> Key {
+    (c.metadata.namespace.clone().unwrap_or_default(), c.metadata.name.clone().unwrap_or_default())
+}
+
+/// The condition to write, as upstream's `UpdatePodCondition`: `None` when the pod already
+/// has it; `lastTransitionTime` moves only when the status changes.
+fn condition_update(pod: &Pod, mut new: PodCondition) -> Option<PodCondition> {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let Some(old) = conditions.into_iter().flatten().find(|c| c.type_ == new.type_) else { return Some(new) };
+    if old.status == new.status {
+        new.last_transition_time = old.last_transition_time.clone();
+    }
+    let same = old.status == new.status && old.reason == new.reason && old.message == new.message;
+    (!same).then_some(new)
+}
+
+async fn publish(recorder: &Recorder, pod: &Pod, type_: EventType, reason: &str, action: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = recorder.publish(&ev, &pod.object_ref(&())).await {
+        tracing::debug!(component = SCHEDULER_NAME, error = %e, "cannot record event");
+    }
+}
+
+/// Notices of any kind that mean "volumes changed".
+fn volume_notices(src: &Sources) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::select(src.claims.subscribe().map(drop), src.classes.subscribe().map(drop))
+}
+
+/// Runs the scheduler until `ctx.stop`. `ctx` should carry the identity
 /// `system:kube-scheduler`.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+pub async fn run(ctx: Context) {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-    let events = EventRecorder::new(client.clone(), SCHEDULER_NAME, &format!("{SCHEDULER_NAME}-{host}"));
+    let recorder = Recorder::new(
+        ctx.client.clone(),
+        Reporter { controller: SCHEDULER_NAME.into(), instance: Some(format!("{SCHEDULER_NAME}-{host}")) },
+    );
+    let src = Sources {
+        pods: ctx.informers.get(),
+        nodes: ctx.informers.get(),
+        namespaces: ctx.informers.get(),
+        claims: ctx.informers.get(),
+        classes: ctx.informers.get(),
+    };
+    let mut pod_notices = Box::pin(src.pods.subscribe());
+    let mut node_notices = Box::pin(src.nodes.subscribe());
+    let mut volume_notices = Box::pin(volume_notices(&src));
+    let mut stop = ctx.stop.wait();
+    let ready = async {
+        let _ = src.pods.store().wait_until_ready().await;
+        let _ = src.nodes.store().wait_until_ready().await;
+        let _ = src.namespaces.store().wait_until_ready().await;
+        let _ = src.claims.store().wait_until_ready().await;
+        let _ = src.classes.store().wait_until_ready().await;
+    };
+    tokio::select! {
+        () = &mut stop => return,
+        () = ready => {}
+    }
     let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut s = Scheduler {
-        client,
-        filters: plugins::default_filters(),
-        cache: Cache::default(),
-        events,
+        client: ctx.client.clone(),
+        recorder,
+        profile: plugins::default_profile(),
+        q: Queue::new(src),
         binds: Arc::new(tokio::sync::Semaphore::new(BINDS_IN_FLIGHT)),
         bound_tx,
     };
+    tracing::debug!(component = SCHEDULER_NAME, "started");
     loop {
-        let opened = async {
-            let (nodes, node_watch) = list_watch(&s.client, "/api/v1/nodes").await?;
-            let (pods, pod_watch) = list_watch(&s.client, "/api/v1/pods").await?;
-            Ok::<_, ApiError>((nodes, Box::pin(node_watch), pods, Box::pin(pod_watch)))
-        };
-        let (nodes, mut node_watch, pods, mut pod_watch) = match opened.await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(component = SCHEDULER_NAME, error = %e, "listing pods and nodes failed");
-                tokio::select! { _ = &mut shutdown => return, _ = tokio::time::sleep(RELIST) => continue }
-            }
-        };
-        let attempts = std::mem::take(&mut s.cache.attempts);
-        let assumed = std::mem::take(&mut s.cache.assumed);
-        s.cache = Cache { attempts, assumed, ..Cache::default() };
-        for n in nodes {
-            s.cache.apply_node(&json!({"type": "ADDED", "object": n}));
-        }
-        for p in pods {
-            s.cache.apply_pod(&json!({"type": "ADDED", "object": p}));
-        }
         s.schedule_due().await;
-        let mut tick = tokio::time::interval(TICK);
-        'watching: loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                ev = node_watch.next() => match ev {
-                    Some(ev) => s.cache.apply_node(&ev),
-                    None => break 'watching,
-                },
-                ev = pod_watch.next() => match ev {
-                    Some(ev) => s.cache.apply_pod(&ev),
-                    None => break 'watching,
-                },
-                Some(b) = bound_rx.recv() => s.bound(b).await,
-                _ = tick.tick() => {}
+        let retry = s.q.next_retry();
+        let wake = async move {
+            match retry {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
-            // Take whatever else has arrived before deciding, so a burst is one cycle.
-            loop {
-                let mut got = false;
-                while let Some(Some(ev)) = node_watch.next().now_or_never() {
-                    s.cache.apply_node(&ev);
-                    got = true;
-                }
-                while let Some(Some(ev)) = pod_watch.next().now_or_never() {
-                    s.cache.apply_pod(&ev);
-                    got = true;
-                }
-                while let Ok(b) = bound_rx.try_recv() {
-                    s.bound(b).await;
-                    got = true;
-                }
-                if !got {
-                    break;
-                }
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            Some(n) = pod_notices.next() => s.q.on_pod(n),
+            Some(n) = node_notices.next() => s.q.on_node(n),
+            Some(()) = volume_notices.next() => s.q.generation += 1,
+            Some(b) = bound_rx.recv() => s.q.bound(b),
+            () = wake => {}
+        }
+        // Take whatever else has arrived before deciding, so a burst is one cycle.
+        loop {
+            let mut got = false;
+            while let Some(Some(n)) = pod_notices.next().now_or_never() {
+                s.q.on_pod(n);
+                got = true;
             }
-            s.schedule_due().await;
+            while let Some(Some(n)) = node_notices.next().now_or_never() {
+                s.q.on_node(n);
+                got = true;
+            }
+            while let Some(Some(())) = volume_notices.next().now_or_never() {
+                s.q.generation += 1;
+                got = true;
+            }
+            while let Ok(b) = bound_rx.try_recv() {
+                s.q.bound(b);
+                got = true;
+            }
+            if !got {
+                break;
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::scheduler::plugins::testing::{node, pod};
+    use serde_json::json;
 
-    fn asking(cpu: &str) -> PodInfo {
-        pod(json!({"containers": [{"resources": {"requests": {"cpu": cpu}}}]}))
+    use super::*;
+    use crate::controllers::runtime::informer::ManualFeed;
+
+    fn pod(spec: serde_json::Value, extra_meta: serde_json::Value) -> Pod {
+        let mut meta = json!({"name": "p", "namespace": "d"});
+        for (k, v) in extra_meta.as_object().into_iter().flatten() {
+            meta[k] = v.clone();
+        }
+        let mut spec = spec;
+        spec["containers"] = json!([{"name": "c"}]);
+        serde_json::from_value(json!({"metadata": meta, "spec": spec, "status": {"phase": "Pending"}})).unwrap()
     }
 
-    #[test]
-    fn an_assumed_pod_is_not_due_and_counts_on_its_node_until_bound() {
-        let mut cache = Cache::default();
+    /// A queue over informers fed by hand, with one 2-cpu node and the given pods.
+    fn queue(pods: Vec<Pod>) -> (Queue, ManualFeed<Pod>) {
+        let (pods_informer, mut pod_feed) = Informer::manual();
+        let (nodes, mut node_feed) = Informer::<Node>::manual();
+        let (namespaces, _) = Informer::manual();
+        let (claims, _) = Informer::manual();
+        let (classes, _) = Informer::manual();
         let node =
             json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}});
-        cache.apply_node(&json!({"type": "ADDED", "object": node}));
-        let pod = json!({"metadata": {"name": "p", "namespace": "default"},
-            "spec": {"schedulerName": SCHEDULER_NAME, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
-        cache.apply_pod(&json!({"type": "ADDED", "object": pod.clone()}));
-        let key = ("default".to_string(), "p".to_string());
-        assert_eq!(cache.due(Instant::now()), vec![key.clone()]);
-        cache.assumed.insert(key.clone(), "n".into());
-        assert!(cache.due(Instant::now()).is_empty());
-        assert_eq!(cache.node_infos()[0].pods.len(), 1);
-        // A watch event for the still-unbound pod does not make it due again.
-        cache.apply_pod(&json!({"type": "MODIFIED", "object": pod}));
-        assert!(cache.due(Instant::now()).is_empty());
-        // Deleted while its binding is written: nothing is left assumed.
-        cache.apply_pod(&json!({"type": "DELETED", "object": {"metadata": {"name": "p", "namespace": "default"}}}));
-        assert!(cache.assumed.is_empty() && cache.node_infos()[0].pods.is_empty());
+        node_feed.fill([serde_json::from_value(node).unwrap()]);
+        pod_feed.fill(pods);
+        (Queue::new(Sources { pods: pods_informer, nodes, namespaces, claims, classes }), pod_feed)
+    }
+
+    fn pending(name: &str) -> Pod {
+        pod(json!({"schedulerName": SCHEDULER_NAME}), json!({"name": name, "uid": name}))
     }
 
     #[test]
-    fn the_least_allocated_fitting_node_wins() {
-        let filters = plugins::default_filters();
-        let mut busy = node("a", json!({}));
-        busy.add_pod(asking("1"));
-        let idle = node("b", json!({}));
-        assert_eq!(decide(&filters, &asking("500m"), &[busy.clone(), idle]), Decision::Node("b".into()));
-        assert_eq!(decide(&filters, &asking("500m"), &[busy]), Decision::Node("a".into()));
+    fn an_assumed_pod_is_not_due_and_counts_on_its_node_until_the_informer_shows_it_bound() {
+        let (mut q, mut feed) = queue(vec![pending("p")]);
+        let key = ("d".to_string(), "p".to_string());
+        let due = |q: &Queue| q.due(Instant::now()).iter().map(|p| key_of(p)).collect::<Vec<_>>();
+        assert_eq!(due(&q), vec![key.clone()]);
+        q.assumed.insert(key.clone(), "n".into());
+        assert!(due(&q).is_empty());
+        assert_eq!(q.snapshot().nodes[0].pods.len(), 1);
+        // The binding is written; the informer has not caught up: still assumed.
+        q.bound(Bound { key: key.clone(), result: Ok(()) });
+        assert_eq!(q.assumed.len(), 1);
+        // The informer shows the pod on its node.
+        let mut placed = pending("p");
+        placed.spec.as_mut().unwrap().node_name = Some("n".into());
+        feed.apply(kube::runtime::watcher::Event::Apply(placed.clone()));
+        q.on_pod(Notice::Changed(q.src.pods.get(Some("d"), "p").unwrap()));
+        assert!(q.assumed.is_empty());
+        assert_eq!(q.snapshot().nodes[0].pods.len(), 1);
+        // Deleted: nothing is left, and waiting pods are told.
+        let generation = q.generation;
+        feed.apply(kube::runtime::watcher::Event::Delete(placed.clone()));
+        q.on_pod(Notice::Deleted(Arc::new(placed)));
+        assert!(q.snapshot().nodes[0].pods.is_empty());
+        assert!(q.generation > generation);
     }
 
     #[test]
-    fn no_fit_gives_upstreams_diagnosis() {
-        let filters = plugins::default_filters();
-        let mut n = node("a", json!({}));
-        n.add_pod(asking("1500m"));
-        assert_eq!(
-            decide(&filters, &asking("1"), &[n.clone()]),
-            Decision::Unschedulable(
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.".into()
-            )
-        );
-        assert_eq!(
-            decide(&filters, &asking("3"), &[n.clone()]),
-            Decision::Unschedulable(
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".into()
-            )
-        );
-        let tainted =
-            node("b", json!({"spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}));
-        assert_eq!(
-            decide(&filters, &asking("1"), &[n, tainted]),
-            Decision::Unschedulable(
-                "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.".into()
-            )
-        );
-        assert_eq!(decide(&filters, &asking("1"), &[]), Decision::Unschedulable(NO_NODES.into()));
-    }
-
-    #[test]
-    fn lower_priority_pods_make_the_preemption_message_name_what_still_blocks() {
-        let filters = plugins::default_filters();
-        let mut n = node("a", json!({}));
-        n.add_pod(pod(json!({"priority": -5, "containers": [{"resources": {"requests": {"cpu": "1500m"}}}]})));
-        n.add_pod(pod(json!({"priority": 20, "containers": [{"resources": {"requests": {"cpu": "400m"}}}]})));
-        let urgent = pod(json!({"priority": 10, "containers": [{"resources": {"requests": {"cpu": "1700m"}}}]}));
-        assert_eq!(
-            decide(&filters, &urgent, &[n]),
-            Decision::Unschedulable(
-                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Insufficient cpu."
-                    .into()
-            )
-        );
+    fn an_unschedulable_pod_waits_for_a_change_that_matters_or_five_minutes() {
+        let (mut q, _feed) = queue(vec![pending("p")]);
+        let now = Instant::now();
+        let p = q.src.pods.get(Some("d"), "p").unwrap();
+        q.attempts.insert(key_of(&p), Attempt { pod: p, generation: q.generation, retry_at: now + MAX_UNSCHEDULABLE });
+        assert!(q.due(now).is_empty());
+        assert_eq!(q.due(now + MAX_UNSCHEDULABLE).len(), 1);
+        assert_eq!(q.next_retry(), Some(now + MAX_UNSCHEDULABLE));
+        // A node heartbeat changes nothing that matters; a new label does.
+        let node: Node = serde_json::from_value(
+            json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}}),
+        )
+        .unwrap();
+        q.on_node(Notice::Changed(Arc::new(node.clone())));
+        let generation = q.generation;
+        let mut beat = node.clone();
+        beat.status.as_mut().unwrap().phase = Some("Running".into());
+        q.on_node(Notice::Changed(Arc::new(beat)));
+        assert_eq!(q.generation, generation);
+        let mut labelled = node;
+        labelled.metadata.labels = Some([("zone".to_string(), "a".to_string())].into());
+        q.on_node(Notice::Changed(Arc::new(labelled)));
+        assert_eq!(q.due(now).len(), 1);
     }
 
     #[test]
     fn pending_pods_are_those_of_this_scheduler_without_a_node() {
-        let p = |spec: Value| json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec, "status": {"phase": "Pending"}});
+        let p = |spec| pod(spec, json!({}));
         assert!(wants_scheduling(&p(json!({"schedulerName": "default-scheduler"}))));
         assert!(!wants_scheduling(&p(json!({"schedulerName": "other"}))));
         assert!(!wants_scheduling(&p(json!({"schedulerName": "default-scheduler", "nodeName": "n"}))));
         assert!(!wants_scheduling(&p(
             json!({"schedulerName": "default-scheduler", "schedulingGates": [{"name": "g"}]})
         )));
-        let mut deleting = p(json!({"schedulerName": "default-scheduler"}));
-        deleting["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+        let deleting =
+            pod(json!({"schedulerName": "default-scheduler"}), json!({"deletionTimestamp": "2025-01-01T00:00:00Z"}));
         assert!(!wants_scheduling(&deleting));
+    }
+
+    #[test]
+    fn a_condition_is_written_only_when_it_changes_and_keeps_its_transition_time() {
+        let cond = |status: &str, message: &str, at: &str| PodCondition {
+            type_: "PodScheduled".into(),
+            status: status.into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(message.into()),
+            last_transition_time: Some(Time(at.parse().unwrap())),
+            ..PodCondition::default()
+        };
+        let mut p = pod(json!({}), json!({}));
+        assert!(condition_update(&p, cond("False", "a", "2025-01-01T00:00:00Z")).is_some());
+        p.status.as_mut().unwrap().conditions = Some(vec![cond("False", "a", "2025-01-01T00:00:00Z")]);
+        assert_eq!(condition_update(&p, cond("False", "a", "2025-02-01T00:00:00Z")), None);
+        let changed = condition_update(&p, cond("False", "b", "2025-02-01T00:00:00Z")).unwrap();
+        assert_eq!(changed.last_transition_time, Some(Time("2025-01-01T00:00:00Z".parse().unwrap())));
     }
 }

@@ -1,11 +1,12 @@
-//! Resource quantities and a pod's requests the way upstream's scheduler counts them: cpu
+//! A pod's requests and a node's allocatable the way upstream's scheduler counts them: cpu
 //! in millicores, everything else in whole units, rounded up; a pod asks for the sum of
 //! its containers (plus restartable init containers), or the largest init container if
 //! that is more, plus its overhead.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use crate::domain::quantity::Quantity;
 
@@ -20,25 +21,27 @@ pub struct Resources {
     pub scalar: BTreeMap<String, i64>,
 }
 
-/// A quantity held as a JSON string or number, in thousandths (`milli`) or whole units,
-/// rounded up as upstream's `MilliValue`/`Value`. `None` for what is not one; requests and
-/// capacities are never negative, so such an amount is not a usable one either.
-fn quantity(v: &Value, milli: bool) -> Option<i64> {
-    let q = Quantity::from_json(v).filter(|q| q.signum() >= 0)?;
+/// A quantity in thousandths (`milli`) or whole units, rounded up as upstream's
+/// `MilliValue`/`Value`. `None` for what is not one; requests and capacities are never
+/// negative, so such an amount is not a usable one either.
+fn quantity(q: &ApiQuantity, milli: bool) -> Option<i64> {
+    let q: Quantity = q.0.trim().parse().ok().filter(|q: &Quantity| q.signum() >= 0)?;
     Some(if milli { q.milli_value() } else { q.value() })
 }
 
+/// A resource list as the API holds it (`{"cpu": "100m", "memory": "64Mi", ...}`).
+pub type ResourceList = BTreeMap<String, ApiQuantity>;
+
 impl Resources {
-    /// A resource list (`{"cpu": "100m", "memory": "64Mi", ...}`).
-    pub fn from_list(list: Option<&Value>) -> Resources {
+    pub fn from_list(list: Option<&ResourceList>) -> Resources {
         let mut r = Resources::default();
-        for (name, q) in list.and_then(Value::as_object).into_iter().flatten() {
+        for (name, q) in list.into_iter().flatten() {
             r.set(name, q);
         }
         r
     }
 
-    fn set(&mut self, name: &str, q: &Value) {
+    fn set(&mut self, name: &str, q: &ApiQuantity) {
         match name {
             "cpu" => self.milli_cpu = quantity(q, true).unwrap_or(0),
             "memory" => self.memory = quantity(q, false).unwrap_or(0),
@@ -51,9 +54,10 @@ impl Resources {
 
     /// A container's requests; a resource with only a limit requests the limit, as upstream
     /// defaulting stores it.
-    pub fn of_container(c: &Value) -> Resources {
-        let mut r = Resources::from_list(c.pointer("/resources/limits"));
-        for (name, q) in c.pointer("/resources/requests").and_then(Value::as_object).into_iter().flatten() {
+    pub fn of_container(c: &Container) -> Resources {
+        let res = c.resources.as_ref();
+        let mut r = Resources::from_list(res.and_then(|r| r.limits.as_ref()));
+        for (name, q) in res.and_then(|r| r.requests.as_ref()).into_iter().flatten() {
             r.set(name, q);
         }
         r
@@ -84,18 +88,18 @@ impl Resources {
 }
 
 /// What a pod asks of a node: see the module documentation.
-pub fn pod_requests(spec: &Value) -> Resources {
+pub fn pod_requests(spec: &PodSpec) -> Resources {
     let mut sum = Resources::default();
-    for c in spec.get("containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in &spec.containers {
         sum.add(&Resources::of_container(c));
     }
     // Init containers run one by one, each beside the sidecars (restartable init
     // containers) started before it; sidecars keep running with the app containers.
     let mut sidecars = Resources::default();
     let mut init_peak = Resources::default();
-    for c in spec.get("initContainers").and_then(Value::as_array).into_iter().flatten() {
+    for c in spec.init_containers.iter().flatten() {
         let r = Resources::of_container(c);
-        if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+        if c.restart_policy.as_deref() == Some("Always") {
             sidecars.add(&r);
             init_peak.max_with(&sidecars);
         } else {
@@ -106,7 +110,7 @@ pub fn pod_requests(spec: &Value) -> Resources {
     }
     sum.add(&sidecars);
     sum.max_with(&init_peak);
-    sum.add(&Resources::from_list(spec.get("overhead")));
+    sum.add(&Resources::from_list(spec.overhead.as_ref()));
     sum
 }
 
@@ -118,8 +122,9 @@ mod tests {
 
     #[test]
     fn quantities_round_up_like_upstream() {
-        let milli = |q: &str| quantity(&json!(q), true);
-        let units = |q: &str| quantity(&json!(q), false);
+        let q = |s: &str| ApiQuantity(s.to_string());
+        let milli = |s: &str| quantity(&q(s), true);
+        let units = |s: &str| quantity(&q(s), false);
         assert_eq!(milli("100m"), Some(100));
         assert_eq!(milli("1"), Some(1000));
         assert_eq!(milli("0.5"), Some(500));
@@ -133,22 +138,22 @@ mod tests {
         assert_eq!(units("12x"), None);
         assert_eq!(units(""), None);
         assert_eq!(units("-1"), None);
-        assert_eq!(quantity(&json!(4), true), Some(4000));
     }
 
     #[test]
     fn pod_requests_take_the_larger_of_init_and_app_containers_plus_overhead() {
-        let spec = json!({
+        let spec: PodSpec = serde_json::from_value(json!({
             "containers": [
-                {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
-                {"resources": {"limits": {"cpu": "200m"}}},
+                {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+                {"name": "b", "resources": {"limits": {"cpu": "200m"}}},
             ],
             "initContainers": [
-                {"resources": {"requests": {"cpu": "1", "memory": "16Mi"}}},
-                {"restartPolicy": "Always", "resources": {"requests": {"memory": "32Mi"}}},
+                {"name": "i", "resources": {"requests": {"cpu": "1", "memory": "16Mi"}}},
+                {"name": "s", "restartPolicy": "Always", "resources": {"requests": {"memory": "32Mi"}}},
             ],
             "overhead": {"cpu": "10m"},
-        });
+        }))
+        .unwrap();
         let r = pod_requests(&spec);
         // cpu: max(100 + 200 + sidecar 0, init 1000) + 10.
         assert_eq!(r.milli_cpu, 1010);

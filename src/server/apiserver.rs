@@ -12,7 +12,6 @@ use nix::net::if_::InterfaceFlags;
 use super::config::ServerConfig;
 use crate::apiserver::listener::{self, CertIdentity};
 use crate::apiserver::{ApiOptions, ApiServer, Identity};
-use crate::client::Client;
 use crate::controllers::runtime::{Context, Stop};
 use crate::pki::{self, PkiConfig};
 use crate::store::Store;
@@ -155,8 +154,23 @@ where
         tracing::debug!(controller = r.name, "starting");
         tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));
     }
-    let scheduler = Client::new(api.clone(), Identity::new("system:kube-scheduler", &["system:authenticated"]));
-    tasks.push(("scheduler".into(), tokio::spawn(crate::scheduler::run(scheduler, stop()))));
+    // The scheduler has its own identity, so its own client and informers.
+    let scheduler_identity = Identity::new("system:kube-scheduler", &["system:authenticated"]);
+    let (scheduler, mut scheduler_failed) =
+        Context::in_process(&api, scheduler_identity, Stop::new(stop.clone()), pki.server_ca_pem().to_string());
+    let scheduler_stop = stop();
+    tasks.push((
+        "scheduler".into(),
+        tokio::spawn(async move {
+            tokio::select! {
+                () = scheduler_stop => {}
+                () = crate::scheduler::run(scheduler) => {}
+                Some(f) = scheduler_failed.recv() => {
+                    tracing::error!(component = "scheduler", resource = f.resource, reason = %f.reason, "an informer stopped");
+                }
+            }
+        }),
+    ));
     Ok(Started { api, url, tasks })
 }
 

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use k3rs::apiserver::{ApiServer, Identity};
-use k3rs::client::events::{EventRecorder, EventType, NewEvent};
 use k3rs::client::Client;
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
-use serde_json::json;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::{json, Value};
 
 use common::kubectl_http::{admin, kubectl, KubectlHttp};
 
@@ -41,6 +42,20 @@ async fn setup() -> Setup {
     // Pods need their namespace's default service account (no controller makes it here).
     client.post("/api/v1/namespaces/default/serviceaccounts", &json!({"metadata": {"name": "default"}})).await.unwrap();
     Setup { http, client, _dir: dir }
+}
+
+/// The reference an event is about, from the object as the API returned it.
+fn reference(obj: &Value) -> ObjectReference {
+    let field = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+    ObjectReference {
+        api_version: field("/apiVersion"),
+        kind: field("/kind"),
+        name: field("/metadata/name"),
+        namespace: field("/metadata/namespace"),
+        uid: field("/metadata/uid"),
+        resource_version: field("/metadata/resourceVersion"),
+        field_path: None,
+    }
 }
 
 /// The rows of the Events section of `kubectl describe` output.
@@ -85,29 +100,41 @@ async fn describe_shows_events(binary: &Path) {
         .await
         .unwrap();
 
-    let scheduler = EventRecorder::new(s.client.clone(), "default-scheduler", "");
-    let kubelet = EventRecorder::new(s.client.clone(), "kubelet", "node-a");
-    let controller = EventRecorder::new(s.client.clone(), "deployment-controller", "");
-    scheduler.record(&pod, EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a").await;
+    // The components' own recorder: kube-runtime's, over the in-process client.
+    let typed = s.client.typed();
+    let recorder = |controller: &str, instance: &str| {
+        let instance = (!instance.is_empty()).then(|| instance.to_string());
+        Recorder::new(typed.clone(), Reporter { controller: controller.into(), instance })
+    };
+    let (scheduler, kubelet, controller) =
+        (recorder("default-scheduler", ""), recorder("kubelet", "node-a"), recorder("deployment-controller", ""));
+    let event = |type_, reason: &str, note: &str| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: reason.into(),
+        secondary: None,
+    };
+    scheduler
+        .publish(&event(EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a"), &reference(&pod))
+        .await
+        .unwrap();
+    let mut container = reference(&pod);
+    container.field_path = Some("spec.containers{web}".into());
     for _ in 0..3 {
         kubelet
-            .record_event(
-                &pod,
-                NewEvent {
-                    type_: EventType::Warning,
-                    reason: "BackOff",
-                    message: "Back-off restarting failed container web",
-                    action: None,
-                    field_path: Some("spec.containers{web}"),
-                },
-            )
-            .await;
+            .publish(&event(EventType::Warning, "BackOff", "Back-off restarting failed container web"), &container)
+            .await
+            .unwrap();
     }
-    kubelet.record(&other, EventType::Normal, "Pulled", "about the other pod").await;
-    controller.record(&deploy, EventType::Normal, "ScalingReplicaSet", "Scaled up replica set web-7d4b9c to 1").await;
-    for r in [&scheduler, &kubelet, &controller] {
-        r.flush().await;
-    }
+    kubelet.publish(&event(EventType::Normal, "Pulled", "about the other pod"), &reference(&other)).await.unwrap();
+    controller
+        .publish(
+            &event(EventType::Normal, "ScalingReplicaSet", "Scaled up replica set web-7d4b9c to 1"),
+            &reference(&deploy),
+        )
+        .await
+        .unwrap();
 
     let out = s.http.kubectl(binary, &["describe", "pod", "web-0"]).await;
     let rows = event_rows(&out);

@@ -40,6 +40,7 @@ mod podnet;
 mod protobuf;
 mod protobuf_kubectl;
 mod runtime;
+mod scheduling;
 mod server;
 mod sets;
 mod store_conformance;

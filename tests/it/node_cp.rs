@@ -388,10 +388,14 @@ async fn scheduler_binds_to_a_registered_node_and_waits_for_a_big_enough_one() {
     .await
     .expect("Scheduled event");
     assert_eq!(scheduled["message"], "Successfully assigned default/small to node-a");
+    // Upstream's scheduler records through events.k8s.io/v1: the reporting controller and
+    // instance are set, the deprecated `source` is not.
     assert_eq!(
-        (scheduled["type"].as_str(), scheduled["source"]["component"].as_str()),
-        (Some("Normal"), Some("default-scheduler"))
+        (scheduled["type"].as_str(), scheduled["reportingComponent"].as_str(), scheduled["action"].as_str()),
+        (Some("Normal"), Some("default-scheduler"), Some("Binding"))
     );
+    assert!(scheduled["reportingInstance"].as_str().is_some_and(|i| i.starts_with("default-scheduler-")));
+    assert!(scheduled["source"].get("component").is_none());
 
     // Bigger than the node: pending, with upstream's diagnosis and a Warning event.
     c.admin.post("/api/v1/namespaces/default/pods", &asking("huge", "8")).await.expect("pod");
@@ -404,8 +408,8 @@ async fn scheduler_binds_to_a_registered_node_and_waits_for_a_big_enough_one() {
     .expect("FailedScheduling event");
     assert_eq!(failed["type"], "Warning");
     assert_eq!(failed["message"], msg.as_str());
-    assert_eq!(failed["source"]["component"], "default-scheduler");
     assert_eq!(failed["reportingComponent"], "default-scheduler");
+    assert_eq!(failed["action"], "Scheduling");
     let p = c.admin.get("/api/v1/namespaces/default/pods/huge").await.expect("pod");
     assert!(p["spec"].get("nodeName").is_none());
 

@@ -9,7 +9,7 @@ use crate::apiserver::status::{ApiError, Cause, Reason, Subject};
 use crate::domain::names::{dns1123_label_error, is_dns1123_label};
 use crate::domain::pod::{default_spec, qos_class_of_spec, update_condition};
 use crate::domain::time::now_rfc3339;
-use crate::store::Store;
+use crate::store::{KeyRange, RangeOptions, Store};
 
 fn obj_mut<'a>(v: &'a mut Value, field: &str) -> &'a mut Map<String, Value> {
     if !v.get(field).is_some_and(Value::is_object) {
@@ -151,6 +151,61 @@ pub fn default_toleration_seconds(pod: &mut Value) {
     all.extend(added);
     spec.insert("tolerations".into(), Value::Array(all));
 }
+/// What a pod gets when no PriorityClass says otherwise.
+const DEFAULT_PREEMPTION_POLICY: &str = "PreemptLowerPriority";
+
+/// The PriorityClass a pod naming none gets: the global default (the lowest value if
+/// several claim to be), or none (priority 0).
+async fn default_priority_class(store: &Arc<dyn Store>) -> Result<Option<Value>, ApiError> {
+    let range = KeyRange::prefix("/registry/priorityclasses/");
+    let found = store.range(&range, RangeOptions::default()).await?;
+    let classes = found.kvs.iter().filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
+    Ok(classes
+        .filter(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+        .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0)))
+}
+
+/// Upstream's Priority admission: a pod's priority and preemption policy come from its
+/// PriorityClass (or the global default one); a pod may not state others itself.
+async fn admit_priority(store: &Arc<dyn Store>, pod: &mut Value) -> Result<(), ApiError> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let named = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+    let class = if named.is_empty() {
+        default_priority_class(store).await?
+    } else {
+        let (_, found) = store.get(format!("/registry/priorityclasses/{named}").as_bytes(), None).await?;
+        match found {
+            Some(kv) => Some(serde_json::from_slice::<Value>(&kv.value).unwrap_or(Value::Null)),
+            None => return Err(pod_forbidden(&name, format!("no PriorityClass with name {named} was found"))),
+        }
+    };
+    let priority = class.as_ref().and_then(|c| c.get("value")).and_then(Value::as_i64).unwrap_or(0);
+    let policy = class
+        .as_ref()
+        .and_then(|c| c.get("preemptionPolicy"))
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_PREEMPTION_POLICY)
+        .to_string();
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64).filter(|g| *g != priority) {
+        return Err(pod_forbidden(
+            &name,
+            format!("the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name"),
+        ));
+    }
+    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str).filter(|g| *g != policy) {
+        return Err(pod_forbidden(
+            &name,
+            format!("the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"),
+        ));
+    }
+    if let Some(c) = class.as_ref().and_then(|c| c.pointer("/metadata/name")) {
+        spec.insert("priorityClassName".into(), c.clone());
+    }
+    spec.insert("priority".into(), json!(priority));
+    spec.insert("preemptionPolicy".into(), json!(policy));
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl Strategy for PodStrategy {
@@ -159,10 +214,6 @@ impl Strategy for PodStrategy {
         default_service_account(obj);
         let qos = qos_class_of_spec(obj.get("spec").unwrap_or(&Value::Null));
         obj["status"] = json!({"phase": "Pending", "qosClass": qos.as_str()});
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            default(spec, "priority", json!(0));
-            default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        }
         default_toleration_seconds(obj);
     }
     fn prepare_update(&self, new: &mut Value, _old: &Value) {
@@ -171,9 +222,11 @@ impl Strategy for PodStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         template_spec_causes(obj, "/spec")
     }
-    /// Admission that needs other objects: the pod's service account must exist.
+    /// Admission that needs other objects: the pod's service account must exist, and its
+    /// priority comes from its PriorityClass.
     async fn allocate(&self, store: &Arc<dyn Store>, obj: &mut Value, _dry_run: bool) -> Result<(), ApiError> {
-        admit_service_account(store, obj).await
+        admit_service_account(store, obj).await?;
+        admit_priority(store, obj).await
     }
     /// A pod on a node gets its grace period (the request's, else its own, else 30 s) for
     /// the kubelet to stop it; an unscheduled pod goes at once.

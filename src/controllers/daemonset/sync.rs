@@ -10,6 +10,7 @@
 //! its expectations.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
@@ -147,15 +148,13 @@ pub fn should_run(ds: &DaemonSet, node: &Node) -> (bool, bool) {
     }
     let spec = pod.spec.clone().unwrap_or_default();
     let fits_name = spec.node_name.as_deref().is_none_or(|n| n.is_empty() || n == node_name);
-    let (Ok(pod_value), Ok(node_value)) = (serde_json::to_value(&pod), serde_json::to_value(node)) else {
-        return (false, false);
-    };
-    let fits_affinity = NodeAffinityFilter.filter(&PodInfo::new(pod_value), &NodeInfo::new(node_value)).is_ok();
-    let tolerations = serde_json::to_value(spec.tolerations.unwrap_or_default()).unwrap_or_default();
+    let node_info = NodeInfo::new(Arc::new(node.clone()));
+    let fits_affinity =
+        NodeAffinityFilter.filter(&PodInfo::new(Arc::new(pod)), &node_info, std::slice::from_ref(&node_info)).is_ok();
+    let tolerations = spec.tolerations.unwrap_or_default();
     let untolerated = |effects: &[&str]| {
         node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten().any(|t| {
-            effects.contains(&t.effect.as_str())
-                && !serde_json::to_value(t).is_ok_and(|taint| tolerates(Some(&tolerations), &taint))
+            effects.contains(&t.effect.as_str()) && !tolerates(Some(&tolerations), t)
         })
     };
     let run = fits_name && fits_affinity && !untolerated(&["NoSchedule", "NoExecute"]);

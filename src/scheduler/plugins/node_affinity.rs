@@ -1,46 +1,60 @@
 //! NodeAffinity: the pod's `nodeSelector` labels and its required node affinity (terms
 //! ORed, each term's expressions ANDed) must match the node.
 
-use serde_json::{Map, Value};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
 
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+use crate::scheduler::framework::{FilterPlugin, Labels, NodeInfo, PodInfo, Unfit};
 
 pub struct NodeAffinity;
 
 const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 
 /// One `NodeSelectorRequirement` against a value looked up by key.
-fn requirement_matches(req: &Value, lookup: impl Fn(&str) -> Option<String>) -> bool {
-    let key = req.get("key").and_then(Value::as_str).unwrap_or("");
-    let values: Vec<&str> =
-        req.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    let actual = lookup(key);
+fn requirement_matches(req: &NodeSelectorRequirement, lookup: impl Fn(&str) -> Option<String>) -> bool {
+    let values: &[String] = req.values.as_deref().unwrap_or(&[]);
+    let actual = lookup(&req.key);
     let number = |s: &str| s.parse::<i64>().ok();
-    match req.get("operator").and_then(Value::as_str).unwrap_or("") {
-        "In" => actual.is_some_and(|a| values.contains(&a.as_str())),
-        "NotIn" => !actual.is_some_and(|a| values.contains(&a.as_str())),
+    let first = values.first().and_then(|v| number(v));
+    match req.operator.as_str() {
+        "In" => actual.is_some_and(|a| values.contains(&a)),
+        "NotIn" => !actual.is_some_and(|a| values.contains(&a)),
         "Exists" => actual.is_some(),
         "DoesNotExist" => actual.is_none(),
-        "Gt" => {
-            matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a > v)
-        }
-        "Lt" => {
-            matches!((actual.as_deref().and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(v)) if a < v)
-        }
+        "Gt" => matches!((actual.as_deref().and_then(number), first), (Some(a), Some(v)) if a > v),
+        "Lt" => matches!((actual.as_deref().and_then(number), first), (Some(a), Some(v)) if a < v),
         _ => false,
     }
 }
 
-fn term_matches(term: &Value, labels: Option<&Map<String, Value>>, node_name: &str) -> bool {
-    let exprs = term.get("matchExpressions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let fields = term.get("matchFields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+fn term_matches(term: &NodeSelectorTerm, labels: Option<&Labels>, node_name: &str) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
+    let fields = term.match_fields.as_deref().unwrap_or(&[]);
     // A term with no requirements selects nothing, as upstream.
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str).map(str::to_string);
+    let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
     let field = |k: &str| (k == "metadata.name").then(|| node_name.to_string());
     exprs.iter().all(|r| requirement_matches(r, label)) && fields.iter().all(|r| requirement_matches(r, field))
+}
+
+/// Whether the node passes the pod's `nodeSelector` and required node affinity.
+pub fn matches_node_affinity(pod: &PodInfo, node: &NodeInfo) -> bool {
+    let labels = node.labels();
+    let spec = pod.pod.spec.as_ref();
+    for (k, v) in spec.and_then(|s| s.node_selector.as_ref()).into_iter().flatten() {
+        if labels.and_then(|l| l.get(k)) != Some(v) {
+            return false;
+        }
+    }
+    let required = spec
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+    match required {
+        Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, labels, &node.name)),
+        None => true,
+    }
 }
 
 impl FilterPlugin for NodeAffinity {
@@ -48,22 +62,12 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        let labels = node.labels();
-        for (k, v) in pod.spec("nodeSelector").and_then(Value::as_object).into_iter().flatten() {
-            if labels.and_then(|l| l.get(k)) != Some(v) {
-                return Err(Unfit::unresolvable(REASON));
-            }
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+        if matches_node_affinity(pod, node) {
+            Ok(())
+        } else {
+            Err(Unfit::unresolvable(REASON))
         }
-        let required = pod
-            .spec("affinity")
-            .and_then(|a| a.pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"));
-        if let Some(terms) = required.and_then(|r| r.get("nodeSelectorTerms")).and_then(Value::as_array) {
-            if !terms.iter().any(|t| term_matches(t, labels, &node.name)) {
-                return Err(Unfit::unresolvable(REASON));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -80,13 +84,13 @@ mod tests {
 
     #[test]
     fn node_selector_labels_must_all_match() {
-        assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu"}})), &gpu_node()), Ok(()));
+        assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu"}})), &gpu_node(), &[]), Ok(()));
         assert_eq!(
-            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})), &gpu_node()),
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})), &gpu_node(), &[]),
             Err(Unfit::unresolvable(REASON))
         );
         assert_eq!(
-            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node()),
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node(), &[]),
             Err(Unfit::unresolvable(REASON))
         );
     }
@@ -103,18 +107,18 @@ mod tests {
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["tpu"]}]},
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["gpu"]}, {"key": "cores", "operator": "Gt", "values": ["8"]}]},
         ]));
-        assert_eq!(NodeAffinity.filter(&ok, &n), Ok(()));
+        assert_eq!(NodeAffinity.filter(&ok, &n, &[]), Ok(()));
         let no = affinity(
             json!([{"matchExpressions": [{"key": "accel", "operator": "Exists"}, {"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
         );
-        assert!(NodeAffinity.filter(&no, &n).is_err());
+        assert!(NodeAffinity.filter(&no, &n, &[]).is_err());
         let not_in = affinity(
             json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}, {"key": "accel", "operator": "NotIn", "values": ["tpu"]}]}]),
         );
-        assert_eq!(NodeAffinity.filter(&not_in, &n), Ok(()));
+        assert_eq!(NodeAffinity.filter(&not_in, &n, &[]), Ok(()));
         let by_name =
             affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["g1"]}]}]));
-        assert_eq!(NodeAffinity.filter(&by_name, &n), Ok(()));
-        assert!(NodeAffinity.filter(&affinity(json!([{}])), &n).is_err());
+        assert_eq!(NodeAffinity.filter(&by_name, &n, &[]), Ok(()));
+        assert!(NodeAffinity.filter(&affinity(json!([{}])), &n, &[]).is_err());
     }
 }

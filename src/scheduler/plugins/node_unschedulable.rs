@@ -1,7 +1,7 @@
 //! NodeUnschedulable: a cordoned node (`spec.unschedulable`) takes only pods that tolerate
 //! the `node.kubernetes.io/unschedulable:NoSchedule` taint.
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::Taint;
 
 use super::tolerates;
 use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
@@ -13,12 +13,13 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        if node.node.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true) {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+        if node.node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
             return Ok(());
         }
-        let taint = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
-        if tolerates(pod.spec("tolerations"), &taint) {
+        let taint =
+            Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Taint::default() };
+        if tolerates(pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()), &taint) {
             return Ok(());
         }
         Err(Unfit::unresolvable("node(s) were unschedulable"))
@@ -36,13 +37,13 @@ mod tests {
     fn cordoned_nodes_refuse_unless_tolerated() {
         let cordoned = node("n", json!({"spec": {"unschedulable": true}}));
         assert_eq!(
-            NodeUnschedulable.filter(&pod(json!({})), &cordoned),
+            NodeUnschedulable.filter(&pod(json!({})), &cordoned, &[]),
             Err(Unfit::unresolvable("node(s) were unschedulable"))
         );
         let tolerant = pod(
             json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}),
         );
-        assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned), Ok(()));
-        assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &node("m", json!({}))), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned, &[]), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &node("m", json!({})), &[]), Ok(()));
     }
 }

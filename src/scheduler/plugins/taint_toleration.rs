@@ -1,7 +1,7 @@
 //! TaintToleration: a node's NoSchedule and NoExecute taints keep off pods that do not
 //! tolerate them.
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
 
@@ -9,17 +9,15 @@ pub struct TaintToleration;
 
 /// Whether one of `tolerations` tolerates `taint`, by upstream's matching: an empty effect
 /// or key matches any; `Exists` ignores the value; `Equal` (the default) compares it.
-pub fn tolerates(tolerations: Option<&Value>, taint: &Value) -> bool {
-    let field = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-    let (key, value, effect) = (field(taint, "key"), field(taint, "value"), field(taint, "effect"));
-    tolerations.and_then(Value::as_array).into_iter().flatten().any(|t| {
-        let t_effect = field(t, "effect");
-        let t_key = field(t, "key");
-        if !t_effect.is_empty() && t_effect != effect || !t_key.is_empty() && t_key != key {
+pub fn tolerates(tolerations: Option<&[Toleration]>, taint: &Taint) -> bool {
+    let s = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
+    tolerations.into_iter().flatten().any(|t| {
+        let (t_effect, t_key) = (s(&t.effect), s(&t.key));
+        if !t_effect.is_empty() && t_effect != taint.effect || !t_key.is_empty() && t_key != taint.key {
             return false;
         }
-        match field(t, "operator").as_str() {
-            "" | "Equal" => field(t, "value") == value,
+        match t.operator.as_deref().unwrap_or("") {
+            "" | "Equal" => s(&t.value) == s(&taint.value),
             "Exists" => true,
             _ => false,
         }
@@ -31,17 +29,15 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        let tolerations = pod.spec("tolerations");
-        let taints = node.node.pointer("/spec/taints").and_then(Value::as_array).into_iter().flatten();
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+        let tolerations = pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
+        let taints = node.node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
         for taint in taints {
-            let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-            if !matches!(effect, "NoSchedule" | "NoExecute") || tolerates(tolerations, taint) {
+            if !matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute") || tolerates(tolerations, taint) {
                 continue;
             }
-            let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
-            let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
-            return Err(Unfit::unresolvable(format!("node(s) had untolerated taint {{{key}: {value}}}")));
+            let value = taint.value.as_deref().unwrap_or("");
+            return Err(Unfit::unresolvable(format!("node(s) had untolerated taint {{{}: {value}}}", taint.key)));
         }
         Ok(())
     }
@@ -63,29 +59,29 @@ mod tests {
                 {"key": "dedicated", "value": "gpu", "effect": "NoExecute"},
             ]}}),
         );
-        let err = TaintToleration.filter(&pod(json!({})), &n).unwrap_err();
+        let err = TaintToleration.filter(&pod(json!({})), &n, &[]).unwrap_err();
         assert_eq!(err, Unfit::unresolvable("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"));
 
         let partly = pod(json!({"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]}));
-        let err = TaintToleration.filter(&partly, &n).unwrap_err();
+        let err = TaintToleration.filter(&partly, &n, &[]).unwrap_err();
         assert_eq!(err.reasons, ["node(s) had untolerated taint {dedicated: gpu}"]);
 
         let all = pod(json!({"tolerations": [
             {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
             {"key": "dedicated", "operator": "Equal", "value": "gpu"},
         ]}));
-        assert_eq!(TaintToleration.filter(&all, &n), Ok(()));
+        assert_eq!(TaintToleration.filter(&all, &n, &[]), Ok(()));
         let wrong_value = pod(
             json!({"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}, {"key": "dedicated", "value": "cpu"}]}),
         );
-        assert!(TaintToleration.filter(&wrong_value, &n).is_err());
+        assert!(TaintToleration.filter(&wrong_value, &n, &[]).is_err());
         let everything = pod(json!({"tolerations": [{"operator": "Exists"}]}));
-        assert_eq!(TaintToleration.filter(&everything, &n), Ok(()));
+        assert_eq!(TaintToleration.filter(&everything, &n, &[]), Ok(()));
     }
 
     #[test]
     fn prefer_no_schedule_does_not_filter() {
         let n = node("n", json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]}}));
-        assert_eq!(TaintToleration.filter(&pod(json!({})), &n), Ok(()));
+        assert_eq!(TaintToleration.filter(&pod(json!({})), &n, &[]), Ok(()));
     }
 }
