@@ -45,11 +45,11 @@ pub fn filter_all(profile: &Profile, pod: &PodInfo, snap: &Snapshot) -> Filtered
                 .filter(|(node, p)| *node == n.name && p.priority >= pod.priority && p.key() != pod.key())
                 .peekable();
             if ahead.peek().is_none() {
-                return run_filters(&profile.filters, pod, n, &snap.nodes);
+                return run_filters(&profile.filters, pod, n, snap);
             }
             let mut with = n.clone();
             ahead.for_each(|(_, p)| with.add_pod(p.clone()));
-            run_filters(&profile.filters, pod, &with, &snap.nodes)
+            run_filters(&profile.filters, pod, &with, snap)
         })
         .collect();
     Filtered { pre: None, verdicts }

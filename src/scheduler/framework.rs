@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Node, PersistentVolumeClaim, Pod, PodAffinityTerm, TopologySpreadConstraint, WeightedPodAffinityTerm,
+    Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, TopologySpreadConstraint,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -283,6 +284,8 @@ pub struct Snapshot {
     pub nominated: Vec<(String, Arc<PodInfo>)>,
     pub claims: HashMap<(String, String), Arc<PersistentVolumeClaim>>,
     pub classes: HashMap<String, Arc<StorageClass>>,
+    /// PersistentVolumes by name.
+    pub volumes: HashMap<String, Arc<PersistentVolume>>,
 }
 
 impl Snapshot {
@@ -326,9 +329,9 @@ pub trait FilterPlugin: Send + Sync {
         Ok(())
     }
 
-    /// Whether `node` takes `pod`; `nodes` is every node (this one included), for plugins
-    /// that look at the pods of a whole topology domain.
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, nodes: &[NodeInfo]) -> Result<(), Unfit>;
+    /// Whether `node` takes `pod`; `snap` holds every node (this one included), for plugins
+    /// that look at the pods of a whole topology domain, and the volumes.
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Result<(), Unfit>;
 }
 
 /// Runs the plugins in order; the first refusal is the node's verdict, as upstream.
@@ -336,10 +339,10 @@ pub fn run_filters(
     plugins: &[Box<dyn FilterPlugin>],
     pod: &PodInfo,
     node: &NodeInfo,
-    nodes: &[NodeInfo],
+    snap: &Snapshot,
 ) -> Result<(), Unfit> {
     for p in plugins {
-        p.filter(pod, node, nodes)?;
+        p.filter(pod, node, snap)?;
     }
     Ok(())
 }

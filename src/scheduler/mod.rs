@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
-    Binding, Namespace, Node, ObjectReference, PersistentVolumeClaim, Pod, PodCondition, PodStatus,
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition, PodStatus,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -138,6 +138,7 @@ struct Sources {
     namespaces: Informer<Namespace>,
     claims: Informer<PersistentVolumeClaim>,
     classes: Informer<StorageClass>,
+    volumes: Informer<PersistentVolume>,
 }
 
 /// What the scheduler knows beyond the informers: which pods are due a try.
@@ -292,7 +293,15 @@ impl Queue {
                 nominated.push((to, self.pod_info(&pod)));
             }
         }
-        Snapshot { nodes: nodes.into_values().collect(), nominated, claims, classes }
+        let volumes = self
+            .src
+            .volumes
+            .store()
+            .state()
+            .into_iter()
+            .map(|v| (v.metadata.name.clone().unwrap_or_default(), v))
+            .collect();
+        Snapshot { nodes: nodes.into_values().collect(), nominated, claims, classes, volumes }
     }
 
     /// Pending pods due a try, highest priority first, then oldest.
@@ -369,7 +378,10 @@ impl Scheduler {
             let info = self.q.pod_info(&pod);
             match cycle::decide(&self.profile, &info, &snap) {
                 Decision::Node(node) => {
-                    let claims = plugins::claims_to_provision(&info, &snap, &node);
+                    let claims = Claims {
+                        to_select: plugins::claims_to_provision(&info, &snap, &node),
+                        to_wait_for: plugins::unbound_delayed_claims(&info, &snap),
+                    };
                     if let Some(n) = snap.nodes.iter_mut().find(|n| n.name == node) {
                         n.add_pod(info.clone());
                     }
@@ -385,12 +397,22 @@ impl Scheduler {
     }
 
     /// Counts the pod on `node` from now on and writes its binding in the background,
-    /// after naming the node on the claims it waits for (upstream's PreBind).
-    async fn assume_and_bind(&mut self, info: &PodInfo, node: String, claims: Vec<String>) {
+    /// after naming the node on the claims it waits for and waiting until they are bound
+    /// (upstream's PreBind).
+    async fn assume_and_bind(&mut self, info: &PodInfo, node: String, claims: Claims) {
         let key = info.key();
         self.q.assumed.insert(key.clone(), node.clone());
-        let Ok(permit) = self.binds.clone().acquire_owned().await else { return };
+        let binds = self.binds.clone();
+        // Only a pod with nothing to wait for takes its place in line here: one waiting for
+        // its volumes must not hold up the others.
+        let permit = if claims.to_wait_for.is_empty() {
+            let Ok(permit) = binds.clone().acquire_owned().await else { return };
+            Some(permit)
+        } else {
+            None
+        };
         let (client, tx, recorder) = (self.client.clone(), self.bound_tx.clone(), self.recorder.clone());
+        let claim_informer = self.q.src.claims.clone();
         let pod = info.pod.clone();
         tokio::spawn(async move {
             let (ns, name) = &key;
@@ -408,15 +430,26 @@ impl Scheduler {
                     ..ObjectReference::default()
                 },
             };
+            let mut pre_bind_failed = None;
             let result = async {
-                select_node(&client, ns, &claims, &node).await?;
+                select_node(&client, ns, &claims.to_select, &node).await?;
+                if let Err(e) = wait_for_claims(&claim_informer, ns, &claims.to_wait_for).await {
+                    pre_bind_failed = Some(format!("running PreBind plugin \"VolumeBinding\": {e}"));
+                    return Err(kube::Error::Service(e.into()));
+                }
+                let _permit = match permit {
+                    Some(p) => p,
+                    None => binds.acquire_owned().await.map_err(|e| kube::Error::Service(e.into()))?,
+                };
                 let api: Api<Pod> = Api::namespaced(client, ns);
                 api.create_subresource::<_, kube::core::Status>("binding", name, &PostParams::default(), &binding)
                     .await
                     .map(drop)
             }
             .await;
-            drop(permit);
+            if let Some(note) = pre_bind_failed {
+                publish(&recorder, &pod, EventType::Warning, "FailedScheduling", "Scheduling", note).await;
+            }
             if result.is_ok() {
                 tracing::info!(component = SCHEDULER_NAME, object = %format!("{ns}/{name}"), node = %node, "bound");
                 let note = format!("Successfully assigned {ns}/{name} to {node}");
@@ -512,6 +545,46 @@ impl Scheduler {
     }
 }
 
+/// The claims of a pod chosen for a node: those to name the node on, and those whose
+/// volumes the binding waits for.
+struct Claims {
+    to_select: Vec<String>,
+    to_wait_for: Vec<String>,
+}
+
+/// How long a pod's binding waits for its claims' volumes (upstream's `bindTimeoutSeconds`).
+const BIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Waits until every claim named is bound to a volume, or [`BIND_TIMEOUT`] passes.
+async fn wait_for_claims(
+    informer: &Informer<PersistentVolumeClaim>,
+    ns: &str,
+    claims: &[String],
+) -> Result<(), String> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let mut notices = informer.subscribe();
+    let all_bound = || {
+        claims.iter().all(|c| {
+            informer
+                .get(Some(ns), c)
+                .is_some_and(|c| c.spec.as_ref().and_then(|s| s.volume_name.as_deref()).is_some_and(|v| !v.is_empty()))
+        })
+    };
+    let waiting = async {
+        while !all_bound() {
+            if notices.next().await.is_none() {
+                break;
+            }
+        }
+    };
+    match tokio::time::timeout(BIND_TIMEOUT, waiting).await {
+        Ok(()) if all_bound() => Ok(()),
+        _ => Err("binding volumes: timed out waiting for the condition".to_string()),
+    }
+}
+
 /// Asks for the claims' volumes on `node` (`volume.kubernetes.io/selected-node`).
 async fn select_node(client: &kube::Client, ns: &str, claims: &[String], node: &str) -> Result<(), kube::Error> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
@@ -553,7 +626,10 @@ async fn publish(recorder: &Recorder, pod: &Pod, type_: EventType, reason: &str,
 
 /// Notices of any kind that mean "volumes changed".
 fn volume_notices(src: &Sources) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::select(src.claims.subscribe().map(drop), src.classes.subscribe().map(drop))
+    futures::stream::select(
+        futures::stream::select(src.claims.subscribe().map(drop), src.classes.subscribe().map(drop)),
+        src.volumes.subscribe().map(drop),
+    )
 }
 
 /// Runs the scheduler until `ctx.stop`. `ctx` should carry the identity
@@ -570,6 +646,7 @@ pub async fn run(ctx: Context) {
         namespaces: ctx.informers.get(),
         claims: ctx.informers.get(),
         classes: ctx.informers.get(),
+        volumes: ctx.informers.get(),
     };
     let mut pod_notices = Box::pin(src.pods.subscribe());
     let mut node_notices = Box::pin(src.nodes.subscribe());
@@ -581,6 +658,7 @@ pub async fn run(ctx: Context) {
         let _ = src.namespaces.store().wait_until_ready().await;
         let _ = src.claims.store().wait_until_ready().await;
         let _ = src.classes.store().wait_until_ready().await;
+        let _ = src.volumes.store().wait_until_ready().await;
     };
     tokio::select! {
         () = &mut stop => return,
@@ -663,11 +741,12 @@ mod tests {
         let (namespaces, _) = Informer::manual();
         let (claims, _) = Informer::manual();
         let (classes, _) = Informer::manual();
+        let (volumes, _) = Informer::manual();
         let node =
             json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}});
         node_feed.fill([serde_json::from_value(node).unwrap()]);
         pod_feed.fill(pods);
-        (Queue::new(Sources { pods: pods_informer, nodes, namespaces, claims, classes }), pod_feed)
+        (Queue::new(Sources { pods: pods_informer, nodes, namespaces, claims, classes, volumes }), pod_feed)
     }
 
     fn pending(name: &str) -> Pod {

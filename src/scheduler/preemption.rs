@@ -63,20 +63,20 @@ fn select_victims(profile: &Profile, pod: &PodInfo, snap: &Snapshot, i: usize) -
     if potential.is_empty() {
         return Err(Unfit::unresolvable(NO_VICTIMS));
     }
-    let mut nodes = snap.nodes.clone();
-    let fits = |nodes: &mut Vec<NodeInfo>, candidate: NodeInfo| {
-        nodes[i] = candidate;
-        run_filters(&profile.filters, pod, &nodes[i], nodes)
+    let mut trial = snap.clone();
+    let fits = |trial: &mut Snapshot, candidate: NodeInfo| {
+        trial.nodes[i] = candidate;
+        run_filters(&profile.filters, pod, &trial.nodes[i], trial)
     };
     let mut kept = node.retaining(|p| p.priority >= pod.priority);
-    fits(&mut nodes, kept.clone())?;
+    fits(&mut trial, kept.clone())?;
     // Most important first: higher priority, then the longer running.
     potential.sort_by(|a, b| priority_of(b).cmp(&priority_of(a)).then_with(|| start_time(a).cmp(&start_time(b))));
     let mut victims = Vec::new();
     for p in potential {
         let mut with = kept.clone();
         with.add_pod(p.clone());
-        if fits(&mut nodes, with.clone()).is_ok() {
+        if fits(&mut trial, with.clone()).is_ok() {
             kept = with;
         } else {
             victims.push(p);
@@ -158,7 +158,7 @@ mod tests {
         let profile = default_profile();
         let snap = Snapshot::of_nodes(nodes);
         let statuses: Vec<Unfit> =
-            snap.nodes.iter().map(|n| run_filters(&profile.filters, pod, n, &snap.nodes).unwrap_err()).collect();
+            snap.nodes.iter().map(|n| run_filters(&profile.filters, pod, n, &snap).unwrap_err()).collect();
         preempt(&profile, pod, &snap, &statuses).map(|c| names(&c))
     }
 

@@ -116,7 +116,10 @@ async fn describe_shows_events(binary: &Path) {
         secondary: None,
     };
     scheduler
-        .publish(&event(EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a"), &reference(&pod))
+        .publish(
+            &event(EventType::Normal, "Scheduled", "Successfully assigned default/web-0 to node-a"),
+            &reference(&pod),
+        )
         .await
         .unwrap();
     let mut container = reference(&pod);

@@ -162,3 +162,114 @@ async fn a_high_priority_pod_preempts_a_low_priority_one_and_is_nominated() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn gated_pods_wait_until_their_gates_are_removed() {
+    let c = cluster().await;
+    make_namespace(&c, "gates").await;
+    make_node(&c, "n1", "2").await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "gates");
+    let gated =
+        pod("gated", json!({}), json!({"schedulingGates": [{"name": "example.com/a"}, {"name": "example.com/b"}]}));
+    let made = pods.create(&PostParams::default(), &gated).await.expect("gated");
+    let cond = made.status.and_then(|s| s.conditions).unwrap_or_default();
+    let cond = cond.iter().find(|c| c.type_ == "PodScheduled").expect("a PodScheduled condition at once");
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref(), cond.message.as_deref()),
+        ("False", Some("SchedulingGated"), Some("Scheduling is blocked due to non-empty scheduling gates"))
+    );
+
+    // A gate may be taken away, never added.
+    let add = json!({"spec": {"schedulingGates": [{"name": "example.com/a"}, {"name": "example.com/b"}, {"name": "example.com/c"}]}});
+    let err = pods.patch("gated", &PatchParams::default(), &Patch::Merge(&add)).await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert!(
+            s.code == 422
+                && s.message.contains("only deletion is allowed, but found new scheduling gate 'example.com/c'"),
+            "{s:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    let one_left = json!({"spec": {"schedulingGates": [{"name": "example.com/b"}]}});
+    pods.patch("gated", &PatchParams::default(), &Patch::Merge(&one_left)).await.expect("remove one gate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node_of(&pods, "gated").await, None, "one gate is still there");
+
+    pods.patch("gated", &PatchParams::default(), &Patch::Merge(json!({"spec": {"schedulingGates": null}})))
+        .await
+        .expect("remove the last gate");
+    assert_eq!(within(Duration::from_secs(5), "gated bound", || node_of(&pods, "gated")).await, "n1");
+}
+
+#[tokio::test]
+async fn a_wait_for_first_consumer_claim_is_bound_before_its_pod_and_volumes_choose_the_node() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let c = cluster().await;
+    make_namespace(&c, "vols").await;
+    make_node(&c, "n1", "2").await;
+    make_node(&c, "n2", "2").await;
+    let classes: Api<StorageClass> = Api::all(c.client.clone());
+    let late = json!({"metadata": {"name": "local"}, "provisioner": "example.com/local", "volumeBindingMode": "WaitForFirstConsumer"});
+    classes.create(&PostParams::default(), &serde_json::from_value(late).unwrap()).await.expect("class");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "vols");
+    let claim = |name: &str| {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"storageClassName": "local",
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+        .unwrap()
+    };
+    claims.create(&PostParams::default(), &claim("data")).await.expect("claim");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "vols");
+    let mounting = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
+    pods.create(&PostParams::default(), &pod("user", json!({}), mounting("data"))).await.expect("user");
+
+    // The scheduler names a node on the claim, and holds the pod until a volume is bound.
+    let selected = within(Duration::from_secs(10), "the claim's selected node", || async {
+        claims.get("data").await.ok()?.metadata.annotations?.get("volume.kubernetes.io/selected-node").cloned()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node_of(&pods, "user").await, None, "not bound before its claim");
+
+    // The provisioner's part, played here: a volume on the selected node, bound to the claim.
+    let volumes: Api<PersistentVolume> = Api::all(c.client.clone());
+    let pv = |name: &str, node: &str, claim: &str| {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+            "hostPath": {"path": format!("/tmp/{name}")},
+            "claimRef": {"namespace": "vols", "name": claim},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}}))
+        .unwrap()
+    };
+    volumes.create(&PostParams::default(), &pv("pv-data", &selected, "data")).await.expect("pv");
+    claims
+        .patch("data", &PatchParams::default(), &Patch::Merge(json!({"spec": {"volumeName": "pv-data"}})))
+        .await
+        .expect("bind the claim");
+    assert_eq!(within(Duration::from_secs(10), "user bound", || node_of(&pods, "user")).await, selected);
+
+    // A claim already bound to a volume that lives on the other node takes its pod there.
+    let other = if selected == "n1" { "n2" } else { "n1" };
+    claims.create(&PostParams::default(), &claim("pinned")).await.expect("claim");
+    volumes.create(&PostParams::default(), &pv("pv-pinned", other, "pinned")).await.expect("pv");
+    claims
+        .patch("pinned", &PatchParams::default(), &Patch::Merge(json!({"spec": {"volumeName": "pv-pinned"}})))
+        .await
+        .expect("bind the claim");
+    pods.create(&PostParams::default(), &pod("follower", json!({}), mounting("pinned"))).await.expect("follower");
+    assert_eq!(within(Duration::from_secs(10), "follower bound", || node_of(&pods, "follower")).await, other);
+
+    // One whose volume fits no node is told so in upstream's words.
+    claims.create(&PostParams::default(), &claim("nowhere")).await.expect("claim");
+    volumes.create(&PostParams::default(), &pv("pv-nowhere", "n9", "nowhere")).await.expect("pv");
+    claims
+        .patch("nowhere", &PatchParams::default(), &Patch::Merge(json!({"spec": {"volumeName": "pv-nowhere"}})))
+        .await
+        .expect("bind the claim");
+    pods.create(&PostParams::default(), &pod("stuck", json!({}), mounting("nowhere"))).await.expect("stuck");
+    assert_eq!(
+        unschedulable(&pods, "stuck").await,
+        "0/2 nodes are available: 2 node(s) had volume node affinity conflict. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+}

@@ -214,6 +214,17 @@ impl Strategy for PodStrategy {
         default_service_account(obj);
         let qos = qos_class_of_spec(obj.get("spec").unwrap_or(&Value::Null));
         obj["status"] = json!({"phase": "Pending", "qosClass": qos.as_str()});
+        // A gated pod says so from the start (upstream's applySchedulingGatedCondition).
+        if obj.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+            obj["status"]["conditions"] = json!([{
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": null,
+                "lastTransitionTime": crate::domain::time::now_rfc3339(),
+            }]);
+        }
         default_toleration_seconds(obj);
     }
     fn prepare_update(&self, new: &mut Value, _old: &Value) {
@@ -258,12 +269,30 @@ impl Strategy for PodStrategy {
                 }
             }
             if let Some(m) = s.as_object_mut() {
-                for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                for f in [
+                    "activeDeadlineSeconds",
+                    "tolerations",
+                    "terminationGracePeriodSeconds",
+                    "nodeName",
+                    "schedulingGates",
+                ] {
                     m.remove(f);
                 }
             }
             s
         };
+        // Scheduling gates may only be taken away.
+        let gates = |v: &Value| -> Vec<String> {
+            let gates = v.pointer("/spec/schedulingGates").and_then(Value::as_array).into_iter().flatten();
+            gates.filter_map(|g| g.get("name").and_then(Value::as_str).map(str::to_string)).collect()
+        };
+        let before = gates(old);
+        if let Some(added) = gates(new).into_iter().find(|g| !before.contains(g)) {
+            out.push(Cause::forbidden(
+                "spec.schedulingGates",
+                &format!("only deletion is allowed, but found new scheduling gate '{added}'"),
+            ));
+        }
         if strip(new) != strip(old) {
             out.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
         }

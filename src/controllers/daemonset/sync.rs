@@ -24,7 +24,7 @@ use crate::controllers::deployment::util::scaled_value;
 use crate::controllers::history::REVISION_LABEL;
 use crate::controllers::podutil;
 use crate::controllers::runtime::owner::controller_ref;
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo};
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Snapshot};
 use crate::scheduler::plugins::{tolerates, NodeAffinity as NodeAffinityFilter};
 
 /// The inputs of one sync.
@@ -150,12 +150,15 @@ pub fn should_run(ds: &DaemonSet, node: &Node) -> (bool, bool) {
     let fits_name = spec.node_name.as_deref().is_none_or(|n| n.is_empty() || n == node_name);
     let node_info = NodeInfo::new(Arc::new(node.clone()));
     let fits_affinity =
-        NodeAffinityFilter.filter(&PodInfo::new(Arc::new(pod)), &node_info, std::slice::from_ref(&node_info)).is_ok();
+        NodeAffinityFilter.filter(&PodInfo::new(Arc::new(pod)), &node_info, &Snapshot::default()).is_ok();
     let tolerations = spec.tolerations.unwrap_or_default();
     let untolerated = |effects: &[&str]| {
-        node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten().any(|t| {
-            effects.contains(&t.effect.as_str()) && !tolerates(Some(&tolerations), t)
-        })
+        node.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|t| effects.contains(&t.effect.as_str()) && !tolerates(Some(&tolerations), t))
     };
     let run = fits_name && fits_affinity && !untolerated(&["NoSchedule", "NoExecute"]);
     let keep = fits_name && fits_affinity && !untolerated(&["NoExecute"]);

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::scheduler::framework::{AffinityTerm, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit};
+use crate::scheduler::framework::{AffinityTerm, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Snapshot, Unfit};
 
 pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
@@ -82,14 +82,14 @@ impl FilterPlugin for InterPodAffinity {
         "InterPodAffinity"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, nodes: &[NodeInfo]) -> Result<(), Unfit> {
-        if !affinity_satisfied(pod, node, nodes) {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Result<(), Unfit> {
+        if !affinity_satisfied(pod, node, &snap.nodes) {
             return Err(Unfit::unresolvable(AFFINITY));
         }
-        if !anti_affinity_satisfied(pod, node, nodes) {
+        if !anti_affinity_satisfied(pod, node, &snap.nodes) {
             return Err(Unfit::unschedulable(ANTI_AFFINITY));
         }
-        if existing_anti_affinity_refuses(pod, node, nodes) {
+        if existing_anti_affinity_refuses(pod, node, &snap.nodes) {
             return Err(Unfit::unschedulable(EXISTING_ANTI_AFFINITY));
         }
         Ok(())
@@ -246,7 +246,7 @@ mod tests {
             on_a.into_iter().for_each(|p| a.add_pod(p));
             on_b.into_iter().for_each(|p| b.add_pod(p));
             let nodes = vec![a.clone(), b, zone_node("c", "z2")];
-            assert_eq!(InterPodAffinity.filter(&incoming, &a, &nodes), want, "{case}");
+            assert_eq!(InterPodAffinity.filter(&incoming, &a, &Snapshot::of_nodes(nodes)), want, "{case}");
         }
     }
 
@@ -258,13 +258,16 @@ mod tests {
             "web",
             json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web", ZONE)]}}),
         );
-        assert_eq!(InterPodAffinity.filter(&p, &bare, std::slice::from_ref(&bare)), Err(Unfit::unresolvable(AFFINITY)));
+        assert_eq!(
+            InterPodAffinity.filter(&p, &bare, &Snapshot::of_nodes(vec![bare.clone()])),
+            Err(Unfit::unresolvable(AFFINITY))
+        );
         let q = app(
             "q",
             "web",
             json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web", ZONE)]}}),
         );
-        assert_eq!(InterPodAffinity.filter(&q, &bare, std::slice::from_ref(&bare)), Ok(()));
+        assert_eq!(InterPodAffinity.filter(&q, &bare, &Snapshot::of_nodes(vec![bare.clone()])), Ok(()));
     }
 
     #[test]

@@ -12,14 +12,14 @@ mod taint_toleration;
 mod volume_binding;
 
 pub use inter_pod_affinity::InterPodAffinity;
-pub use node_affinity::{matches_node_affinity, NodeAffinity};
+pub use node_affinity::{matches_node_affinity, matches_node_selector, NodeAffinity};
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_resources_fit::{LeastAllocated, NodeResourcesFit};
 pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::PodTopologySpread;
 pub use taint_toleration::{tolerates, TaintToleration};
-pub use volume_binding::{claims_to_provision, VolumeBinding, SELECTED_NODE};
+pub use volume_binding::{claims_to_provision, unbound_delayed_claims, VolumeBinding, SELECTED_NODE};
 
 use super::framework::Profile;
 

@@ -1,9 +1,9 @@
 //! NodeAffinity: the pod's `nodeSelector` labels and its required node affinity (terms
 //! ORed, each term's expressions ANDed) must match the node.
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 
-use crate::scheduler::framework::{FilterPlugin, Labels, NodeInfo, PodInfo, Unfit};
+use crate::scheduler::framework::{FilterPlugin, Labels, NodeInfo, PodInfo, Snapshot, Unfit};
 
 pub struct NodeAffinity;
 
@@ -38,6 +38,12 @@ fn term_matches(term: &NodeSelectorTerm, labels: Option<&Labels>, node_name: &st
     exprs.iter().all(|r| requirement_matches(r, label)) && fields.iter().all(|r| requirement_matches(r, field))
 }
 
+/// Whether the node matches a required node selector (its terms ORed), as a
+/// PersistentVolume's node affinity states one.
+pub fn matches_node_selector(selector: &NodeSelector, node: &NodeInfo) -> bool {
+    selector.node_selector_terms.iter().any(|t| term_matches(t, node.labels(), &node.name))
+}
+
 /// Whether the node passes the pod's `nodeSelector` and required node affinity.
 pub fn matches_node_affinity(pod: &PodInfo, node: &NodeInfo) -> bool {
     let labels = node.labels();
@@ -62,7 +68,7 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<(), Unfit> {
         if matches_node_affinity(pod, node) {
             Ok(())
         } else {
@@ -84,13 +90,20 @@ mod tests {
 
     #[test]
     fn node_selector_labels_must_all_match() {
-        assert_eq!(NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu"}})), &gpu_node(), &[]), Ok(()));
         assert_eq!(
-            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})), &gpu_node(), &[]),
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "gpu"}})), &gpu_node(), &Snapshot::default()),
+            Ok(())
+        );
+        assert_eq!(
+            NodeAffinity.filter(
+                &pod(json!({"nodeSelector": {"accel": "gpu", "zone": "a"}})),
+                &gpu_node(),
+                &Snapshot::default()
+            ),
             Err(Unfit::unresolvable(REASON))
         );
         assert_eq!(
-            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node(), &[]),
+            NodeAffinity.filter(&pod(json!({"nodeSelector": {"accel": "tpu"}})), &gpu_node(), &Snapshot::default()),
             Err(Unfit::unresolvable(REASON))
         );
     }
@@ -107,18 +120,18 @@ mod tests {
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["tpu"]}]},
             {"matchExpressions": [{"key": "accel", "operator": "In", "values": ["gpu"]}, {"key": "cores", "operator": "Gt", "values": ["8"]}]},
         ]));
-        assert_eq!(NodeAffinity.filter(&ok, &n, &[]), Ok(()));
+        assert_eq!(NodeAffinity.filter(&ok, &n, &Snapshot::default()), Ok(()));
         let no = affinity(
             json!([{"matchExpressions": [{"key": "accel", "operator": "Exists"}, {"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
         );
-        assert!(NodeAffinity.filter(&no, &n, &[]).is_err());
+        assert!(NodeAffinity.filter(&no, &n, &Snapshot::default()).is_err());
         let not_in = affinity(
             json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}, {"key": "accel", "operator": "NotIn", "values": ["tpu"]}]}]),
         );
-        assert_eq!(NodeAffinity.filter(&not_in, &n, &[]), Ok(()));
+        assert_eq!(NodeAffinity.filter(&not_in, &n, &Snapshot::default()), Ok(()));
         let by_name =
             affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["g1"]}]}]));
-        assert_eq!(NodeAffinity.filter(&by_name, &n, &[]), Ok(()));
-        assert!(NodeAffinity.filter(&affinity(json!([{}])), &n, &[]).is_err());
+        assert_eq!(NodeAffinity.filter(&by_name, &n, &Snapshot::default()), Ok(()));
+        assert!(NodeAffinity.filter(&affinity(json!([{}])), &n, &Snapshot::default()).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! NodePorts: a pod's host ports must be free on the node.
 
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Snapshot, Unfit};
 
 pub struct NodePorts;
 
@@ -9,7 +9,7 @@ impl FilterPlugin for NodePorts {
         "NodePorts"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<(), Unfit> {
         let taken = node.pods.iter().flat_map(|p| p.host_ports.iter());
         for used in taken {
             if pod.host_ports.iter().any(|want| want.conflicts(used)) {
@@ -35,16 +35,20 @@ mod tests {
             )
         };
         let mut n = node("n", json!({}));
-        assert_eq!(NodePorts.filter(&web(""), &n, &[]), Ok(()));
+        assert_eq!(NodePorts.filter(&web(""), &n, &Snapshot::default()), Ok(()));
         n.add_pod(web("127.0.0.1"));
         assert_eq!(
-            NodePorts.filter(&web(""), &n, &[]),
+            NodePorts.filter(&web(""), &n, &Snapshot::default()),
             Err(Unfit::unschedulable("node(s) didn't have free ports for the requested pod ports"))
         );
-        assert_eq!(NodePorts.filter(&web("127.0.0.2"), &n, &[]), Ok(()));
+        assert_eq!(NodePorts.filter(&web("127.0.0.2"), &n, &Snapshot::default()), Ok(()));
         // Without a host port nothing clashes.
         assert_eq!(
-            NodePorts.filter(&pod(json!({"containers": [{"ports": [{"containerPort": 8080}]}]})), &n, &[]),
+            NodePorts.filter(
+                &pod(json!({"containers": [{"ports": [{"containerPort": 8080}]}]})),
+                &n,
+                &Snapshot::default()
+            ),
             Ok(())
         );
     }

@@ -2,7 +2,7 @@
 //! after the pods already on it, and the node must take one more pod. A request larger
 //! than the whole node is unresolvable (no preemption could help), as upstream.
 
-use crate::scheduler::framework::{Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit};
+use crate::scheduler::framework::{Code, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Snapshot, Unfit};
 
 pub struct NodeResourcesFit;
 
@@ -11,7 +11,7 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<(), Unfit> {
         let mut reasons = Vec::new();
         let mut unresolvable = false;
         if node.pods.len() as i64 + 1 > node.allowed_pods {
@@ -81,15 +81,15 @@ mod tests {
     #[test]
     fn requests_must_fit_what_is_left() {
         let mut n = node("n", json!({}));
-        assert_eq!(NodeResourcesFit.filter(&asking("1500m", "1Gi"), &n, &[]), Ok(()));
+        assert_eq!(NodeResourcesFit.filter(&asking("1500m", "1Gi"), &n, &Snapshot::default()), Ok(()));
         n.add_pod(asking("1", "3Gi"));
-        let err = NodeResourcesFit.filter(&asking("1500m", "2Gi"), &n, &[]).unwrap_err();
+        let err = NodeResourcesFit.filter(&asking("1500m", "2Gi"), &n, &Snapshot::default()).unwrap_err();
         assert_eq!(
             err,
             Unfit { code: Code::Unschedulable, reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()] }
         );
         // Larger than the whole node: no eviction would help.
-        let err = NodeResourcesFit.filter(&asking("3", "1Mi"), &n, &[]).unwrap_err();
+        let err = NodeResourcesFit.filter(&asking("3", "1Mi"), &n, &Snapshot::default()).unwrap_err();
         assert_eq!(err.code, Code::UnschedulableAndUnresolvable);
         assert_eq!(err.reasons, ["Insufficient cpu"]);
     }
@@ -98,10 +98,13 @@ mod tests {
     fn pod_count_and_extended_resources() {
         let mut n = node("n", json!({"status": {"allocatable": {"pods": "1", "example.com/dongle": "1"}}}));
         let dongle = pod(json!({"containers": [{"resources": {"requests": {"example.com/dongle": "2"}}}]}));
-        assert_eq!(NodeResourcesFit.filter(&dongle, &n, &[]).unwrap_err().reasons, ["Insufficient example.com/dongle"]);
+        assert_eq!(
+            NodeResourcesFit.filter(&dongle, &n, &Snapshot::default()).unwrap_err().reasons,
+            ["Insufficient example.com/dongle"]
+        );
         n.add_pod(asking("1m", "1"));
         assert_eq!(
-            NodeResourcesFit.filter(&pod(json!({})), &n, &[]).unwrap_err(),
+            NodeResourcesFit.filter(&pod(json!({})), &n, &Snapshot::default()).unwrap_err(),
             Unfit::unschedulable("Too many pods")
         );
     }

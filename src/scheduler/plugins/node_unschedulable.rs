@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Taint;
 
 use super::tolerates;
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Snapshot, Unfit};
 
 pub struct NodeUnschedulable;
 
@@ -13,7 +13,7 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<(), Unfit> {
         if node.node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
             return Ok(());
         }
@@ -37,13 +37,13 @@ mod tests {
     fn cordoned_nodes_refuse_unless_tolerated() {
         let cordoned = node("n", json!({"spec": {"unschedulable": true}}));
         assert_eq!(
-            NodeUnschedulable.filter(&pod(json!({})), &cordoned, &[]),
+            NodeUnschedulable.filter(&pod(json!({})), &cordoned, &Snapshot::default()),
             Err(Unfit::unresolvable("node(s) were unschedulable"))
         );
         let tolerant = pod(
             json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}),
         );
-        assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned, &[]), Ok(()));
-        assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &node("m", json!({})), &[]), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned, &Snapshot::default()), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&pod(json!({})), &node("m", json!({})), &Snapshot::default()), Ok(()));
     }
 }

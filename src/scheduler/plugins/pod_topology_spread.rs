@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::Taint;
 
 use super::{matches_node_affinity, tolerates};
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, SpreadConstraint, Unfit};
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Snapshot, SpreadConstraint, Unfit};
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
@@ -62,13 +62,13 @@ impl FilterPlugin for PodTopologySpread {
         "PodTopologySpread"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, nodes: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Result<(), Unfit> {
         let hard: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| c.hard).collect();
         for c in &hard {
             let Some(value) = node.label(&c.topology_key) else {
                 return Err(Unfit::unresolvable(MISSING_LABEL));
             };
-            let counts = domain_counts(pod, &hard, c, nodes.iter());
+            let counts = domain_counts(pod, &hard, c, snap.nodes.iter());
             let min = if (counts.len() as i64) < i64::from(c.min_domains) {
                 0
             } else {
@@ -224,11 +224,15 @@ mod tests {
             ),
         ];
         for (case, pod, nodes, want) in cases {
-            assert_eq!(PodTopologySpread.filter(&pod, &nodes[0], &nodes), want, "{case}");
+            assert_eq!(PodTopologySpread.filter(&pod, &nodes[0], &Snapshot::of_nodes(nodes.clone())), want, "{case}");
         }
         let bare = node("bare", json!({"metadata": {"labels": {}}}));
         assert_eq!(
-            PodTopologySpread.filter(&web(spread(ZONE, 1, "DoNotSchedule")), &bare, std::slice::from_ref(&bare)),
+            PodTopologySpread.filter(
+                &web(spread(ZONE, 1, "DoNotSchedule")),
+                &bare,
+                &Snapshot::of_nodes(vec![bare.clone()])
+            ),
             Err(Unfit::unresolvable(MISSING_LABEL))
         );
     }

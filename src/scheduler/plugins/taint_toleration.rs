@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 
-use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Snapshot, Unfit};
 
 pub struct TaintToleration;
 
@@ -29,7 +29,7 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<(), Unfit> {
         let tolerations = pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
         let taints = node.node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
         for taint in taints {
@@ -59,29 +59,29 @@ mod tests {
                 {"key": "dedicated", "value": "gpu", "effect": "NoExecute"},
             ]}}),
         );
-        let err = TaintToleration.filter(&pod(json!({})), &n, &[]).unwrap_err();
+        let err = TaintToleration.filter(&pod(json!({})), &n, &Snapshot::default()).unwrap_err();
         assert_eq!(err, Unfit::unresolvable("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"));
 
         let partly = pod(json!({"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]}));
-        let err = TaintToleration.filter(&partly, &n, &[]).unwrap_err();
+        let err = TaintToleration.filter(&partly, &n, &Snapshot::default()).unwrap_err();
         assert_eq!(err.reasons, ["node(s) had untolerated taint {dedicated: gpu}"]);
 
         let all = pod(json!({"tolerations": [
             {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
             {"key": "dedicated", "operator": "Equal", "value": "gpu"},
         ]}));
-        assert_eq!(TaintToleration.filter(&all, &n, &[]), Ok(()));
+        assert_eq!(TaintToleration.filter(&all, &n, &Snapshot::default()), Ok(()));
         let wrong_value = pod(
             json!({"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}, {"key": "dedicated", "value": "cpu"}]}),
         );
-        assert!(TaintToleration.filter(&wrong_value, &n, &[]).is_err());
+        assert!(TaintToleration.filter(&wrong_value, &n, &Snapshot::default()).is_err());
         let everything = pod(json!({"tolerations": [{"operator": "Exists"}]}));
-        assert_eq!(TaintToleration.filter(&everything, &n, &[]), Ok(()));
+        assert_eq!(TaintToleration.filter(&everything, &n, &Snapshot::default()), Ok(()));
     }
 
     #[test]
     fn prefer_no_schedule_does_not_filter() {
         let n = node("n", json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]}}));
-        assert_eq!(TaintToleration.filter(&pod(json!({})), &n, &[]), Ok(()));
+        assert_eq!(TaintToleration.filter(&pod(json!({})), &n, &Snapshot::default()), Ok(()));
     }
 }

@@ -2,15 +2,20 @@
 //! be going away, and be bound unless its StorageClass binds `WaitForFirstConsumer`. Such a
 //! delayed claim is provisioned where the pod lands: before binding the pod, the scheduler
 //! names the node on the claim (`volume.kubernetes.io/selected-node`), as upstream's
-//! PreBind. The refusals happen before any node is looked at (upstream's PreFilter).
+//! PreBind, and binds the pod only once the claims are bound. The refusals about the claims
+//! themselves happen before any node is looked at (upstream's PreFilter); a node that the
+//! volume of a bound claim may not be used on is refused by Filter.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
+use super::matches_node_selector;
 use crate::scheduler::framework::{FilterPlugin, NodeInfo, PodInfo, Snapshot, Unfit};
 
 /// The annotation that asks a provisioner for a volume on a node.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
+pub const NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+pub const PV_NOT_EXIST: &str = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 
 pub struct VolumeBinding;
 
@@ -48,6 +53,17 @@ pub fn claims_to_provision(pod: &PodInfo, snap: &Snapshot, node: &str) -> Vec<St
         .collect()
 }
 
+/// The pod's claims that wait for a volume to be provisioned for them (unbound, of a
+/// `WaitForFirstConsumer` class): the pod is bound only once they are (upstream's PreBind).
+pub fn unbound_delayed_claims(pod: &PodInfo, snap: &Snapshot) -> Vec<String> {
+    claims_of(pod)
+        .filter(|(name, _)| {
+            snap.claims.get(&(pod.namespace.clone(), name.clone())).is_some_and(|c| !is_bound(c) && binds_late(c, snap))
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
 impl FilterPlugin for VolumeBinding {
     fn name(&self) -> &'static str {
         "VolumeBinding"
@@ -76,7 +92,18 @@ impl FilterPlugin for VolumeBinding {
         Ok(())
     }
 
-    fn filter(&self, _: &PodInfo, _: &NodeInfo, _: &[NodeInfo]) -> Result<(), Unfit> {
+    /// Each bound claim's volume must exist and its node affinity take the node.
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Result<(), Unfit> {
+        let bound = claims_of(pod)
+            .filter_map(|(name, _)| snap.claims.get(&(pod.namespace.clone(), name)))
+            .filter_map(|c| c.spec.as_ref().and_then(|s| s.volume_name.as_deref()).filter(|v| !v.is_empty()));
+        for volume in bound {
+            let Some(pv) = snap.volumes.get(volume) else { return Err(Unfit::unresolvable(PV_NOT_EXIST)) };
+            let required = pv.spec.as_ref().and_then(|s| s.node_affinity.as_ref()).and_then(|a| a.required.as_ref());
+            if required.is_some_and(|r| !matches_node_selector(r, node)) {
+                return Err(Unfit::unresolvable(NODE_CONFLICT));
+            }
+        }
         Ok(())
     }
 }
@@ -189,5 +216,28 @@ mod tests {
             json!({"metadata": {"name": "late", "namespace": "default", "annotations": {SELECTED_NODE: "n1"}}, "spec": {"storageClassName": "local"}}),
         )]);
         assert!(claims_to_provision(&pod, &snap, "n1").is_empty());
+    }
+
+    #[test]
+    fn a_bound_claims_volume_must_take_the_node() {
+        use crate::scheduler::plugins::testing::node;
+        let pod = mounting(json!([{"name": "a", "persistentVolumeClaim": {"claimName": "data"}}]));
+        let pv = |affinity: Value| {
+            let pv = json!({"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": affinity}});
+            ("pv1".to_string(), Arc::new(serde_json::from_value(pv).unwrap()))
+        };
+        let on_n1 = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}});
+        let n = |name: &str| node(name, json!({"metadata": {"labels": {"kubernetes.io/hostname": name}}}));
+        let mut snap = snapshot(vec![claim("data", json!({"spec": {"volumeName": "pv1"}}))]);
+        assert_eq!(VolumeBinding.filter(&pod, &n("n1"), &snap), Err(Unfit::unresolvable(PV_NOT_EXIST)));
+        snap.volumes = [pv(on_n1)].into();
+        assert_eq!(VolumeBinding.filter(&pod, &n("n1"), &snap), Ok(()));
+        assert_eq!(VolumeBinding.filter(&pod, &n("n2"), &snap), Err(Unfit::unresolvable(NODE_CONFLICT)));
+        snap.volumes = [pv(Value::Null)].into();
+        assert_eq!(VolumeBinding.filter(&pod, &n("n2"), &snap), Ok(()), "a volume usable anywhere");
+        // A claim still waiting for its volume holds the binding back.
+        let snap = snapshot(vec![claim("data", json!({"spec": {"storageClassName": "local"}}))]);
+        assert_eq!(unbound_delayed_claims(&pod, &snap), ["data"]);
     }
 }
