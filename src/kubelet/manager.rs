@@ -132,7 +132,8 @@ impl EventSink for RecorderSink {
 }
 
 enum Msg {
-    Update(Pod),
+    /// A newer version of the pod (boxed: a Pod is large next to the other messages).
+    Update(Box<Pod>),
     /// The pod's status in the API was lost (a new mirror pod): write it again.
     Rewrite,
     Gone,
@@ -395,7 +396,7 @@ fn dispatch(
         return;
     }
     if let Some(tx) = workers.get(&uid) {
-        if tx.send(Msg::Update(pod.clone())).is_ok() {
+        if tx.send(Msg::Update(Box::new(pod.clone()))).is_ok() {
             return;
         }
     }
@@ -418,11 +419,11 @@ async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Update(p)) => {
-                    worker.update(p);
+                    worker.update(*p);
                     // Fold a burst of updates into one pass.
                     while let Ok(m) = rx.try_recv() {
                         match m {
-                            Msg::Update(p) => worker.update(p),
+                            Msg::Update(p) => worker.update(*p),
                             Msg::Rewrite => worker.rewrite(),
                             Msg::Gone => worker.vanish(),
                         }

@@ -84,7 +84,7 @@ pub fn time_str(t: &Time) -> String {
     k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t.0).unwrap_or_default()
 }
 
-fn spec_containers<'a>(pod: &'a Pod, init: bool) -> &'a [Container] {
+fn spec_containers(pod: &Pod, init: bool) -> &[Container] {
     match pod.spec.as_ref() {
         Some(s) if init => s.init_containers.as_deref().unwrap_or_default(),
         Some(s) => &s.containers,
