@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 use super::network::NetError;
 use super::runtime::RuntimeError;
@@ -35,7 +35,7 @@ pub struct SandboxInfo {
 /// Everything needed to create one container of a pod.
 #[derive(Clone, Debug)]
 pub struct CreateContainer {
-    pub pod: Value,
+    pub pod: Pod,
     pub container: String,
     pub init: bool,
     /// 0 for the first attempt.
@@ -45,7 +45,7 @@ pub struct CreateContainer {
     pub volumes: BTreeMap<String, PathBuf>,
     pub sources: Sources,
     /// Services of the pod's namespace (for the service environment variables).
-    pub services: Vec<Value>,
+    pub services: Vec<Service>,
     pub pod_ip: Option<String>,
     pub log_path: PathBuf,
 }
@@ -55,9 +55,6 @@ pub struct CreateContainer {
 /// CreateContainerError), so it is kept as the node's parts word it.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// The pod object does not read as a Pod.
-    #[error("the pod cannot be read: {0}")]
-    Pod(#[source] serde_json::Error),
     /// The container named in a request is not in the pod's spec.
     #[error("no container {0:?} in the pod")]
     NoContainer(String),
@@ -124,8 +121,8 @@ pub trait Backend: Send + Sync {
     async fn image_present(&self, image: &str) -> Option<ImageInfo>;
     /// Pulls the image with the node's registry configuration and the pod's
     /// imagePullSecrets (found in `sources`).
-    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, BackendError>;
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError>;
+    async fn pull_image(&self, image: &str, pod: &Pod, sources: &Sources) -> Result<ImageInfo, BackendError>;
+    async fn sandbox_up(&self, pod: &Pod) -> Result<SandboxInfo, BackendError>;
     async fn sandbox_down(&self, pod_uid: &str) -> Result<(), BackendError>;
     /// False once the pod's sandbox set up by this process is gone (its namespaces' holder
     /// died): the pod's containers must not join what is left of it.

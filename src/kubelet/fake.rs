@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 
 use super::backend::*;
 use super::runtime::RuntimeError;
@@ -68,8 +68,8 @@ impl Mounter for NoMounts {
     }
 }
 
-fn uid_of(pod: &Value) -> String {
-    pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string()
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
 }
 
 #[async_trait::async_trait]
@@ -82,7 +82,7 @@ impl Backend for FakeBackend {
             size: 1,
         })
     }
-    async fn pull_image(&self, image: &str, _pod: &Value, _sources: &Sources) -> Result<ImageInfo, BackendError> {
+    async fn pull_image(&self, image: &str, _pod: &Pod, _sources: &Sources) -> Result<ImageInfo, BackendError> {
         let n = self.node();
         if n.images.iter().any(|i| i == image) {
             Ok(ImageInfo { name: image.to_string(), id: format!("{image}@sha256:00"), size: 1 })
@@ -90,7 +90,7 @@ impl Backend for FakeBackend {
             Err(ImageError::NotFound(image.to_string()).into())
         }
     }
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError> {
+    async fn sandbox_up(&self, pod: &Pod) -> Result<SandboxInfo, BackendError> {
         let uid = uid_of(pod);
         let mut n = self.node();
         if n.failing_sandboxes > 0 {
@@ -181,24 +181,24 @@ pub fn exited(code: i32) -> AttemptState {
 /// Records the statuses written and whether the final delete was made.
 #[derive(Default)]
 pub struct FakeApi {
-    pub statuses: Mutex<Vec<Value>>,
+    pub statuses: Mutex<Vec<PodStatus>>,
     pub deleted: Mutex<bool>,
 }
 
 #[async_trait::async_trait]
 impl PodApi for FakeApi {
-    async fn patch_status(&self, _pod: &Value, status: &Value) -> Result<(), ApiError> {
+    async fn patch_status(&self, _pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner()).push(status.clone());
         Ok(())
     }
-    async fn delete_final(&self, _pod: &Value) -> Result<(), ApiError> {
+    async fn delete_final(&self, _pod: &Pod) -> Result<(), ApiError> {
         *self.deleted.lock().unwrap_or_else(|p| p.into_inner()) = true;
         Ok(())
     }
-    async fn sources(&self, _pod: &Value) -> Result<Sources, ApiError> {
+    async fn sources(&self, _pod: &Pod) -> Result<Sources, ApiError> {
         Ok(Sources::default())
     }
-    async fn services(&self, _ns: &str) -> Result<Vec<Value>, ApiError> {
+    async fn services(&self, _ns: &str) -> Result<Vec<Service>, ApiError> {
         Ok(Vec::new())
     }
 }
@@ -214,7 +214,7 @@ impl Events {
 }
 
 impl EventSink for Events {
-    fn event(&self, _involved: &Value, warning: bool, reason: &str, message: &str) {
+    fn event(&self, _involved: &Pod, warning: bool, reason: &str, message: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push((warning, reason.into(), message.into()));
     }
 }

@@ -8,16 +8,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::Method;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, PodStatus, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{watcher, WatchStreamExt};
-use serde_json::{json, Value};
+use kube::Resource;
+use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::api_error;
 use super::backend::{Backend, ContainerRecord};
 use super::static_pods;
 use super::volumes::Sources;
@@ -28,26 +28,43 @@ use crate::client::Client;
 /// The API as the node's identity sees it.
 pub struct ClientApi(pub Client);
 
-fn pod_path(pod: &Value) -> String {
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    format!("/api/v1/namespaces/{ns}/pods/{name}")
+fn namespace_of(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+fn name_of(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}
+
+/// Deletes with grace period 0 on the condition that the object still has `uid`.
+fn delete_now(uid: Option<String>) -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid, resource_version: None }),
+        ..Default::default()
+    }
+}
+
+impl ClientApi {
+    fn pods(&self, pod: &Pod) -> Api<Pod> {
+        Api::namespaced(self.0.typed(), namespace_of(pod))
+    }
 }
 
 #[async_trait::async_trait]
 impl PodApi for ClientApi {
-    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), ApiError> {
+    async fn patch_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+        // A merge patch: the fields the kubelet leaves out (`None`) keep what the API has.
         let body = json!({ "status": status });
-        self.0
-            .request(Method::PATCH, &format!("{}/status", pod_path(pod)), "application/merge-patch+json", Some(&body))
+        self.pods(pod)
+            .patch_status(name_of(pod), &PatchParams::default(), &Patch::Merge(&body))
             .await
             .map(|_| ())
+            .map_err(api_error)
     }
 
-    async fn delete_final(&self, pod: &Value) -> Result<(), ApiError> {
-        let uid = pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
-        let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
-        match self.0.request(Method::DELETE, &pod_path(pod), "application/json", Some(&body)).await {
+    async fn delete_final(&self, pod: &Pod) -> Result<(), ApiError> {
+        match self.pods(pod).delete(name_of(pod), &delete_now(pod.metadata.uid.clone())).await.map_err(api_error) {
             Ok(_) => Ok(()),
             // Already gone, or replaced by a pod of the same name: nothing of ours left.
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
@@ -55,27 +72,28 @@ impl PodApi for ClientApi {
         }
     }
 
-    async fn sources(&self, pod: &Value) -> Result<Sources, ApiError> {
-        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+    async fn sources(&self, pod: &Pod) -> Result<Sources, ApiError> {
+        let ns = namespace_of(pod);
         let (cms, secrets) = super::volumes::referenced(pod);
         let mut out = Sources::default();
-        for (names, kind, into) in [(cms, "configmaps", &mut out.config_maps), (secrets, "secrets", &mut out.secrets)] {
-            for n in names {
-                match self.0.get(&format!("/api/v1/namespaces/{ns}/{kind}/{n}")).await {
-                    Ok(v) => {
-                        into.insert(n, v);
-                    }
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.0.typed(), ns);
+        for n in cms {
+            if let Some(cm) = config_maps.get_opt(&n).await.map_err(api_error)? {
+                out.config_maps.insert(n, cm);
+            }
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.0.typed(), ns);
+        for n in secrets {
+            if let Some(s) = secret_api.get_opt(&n).await.map_err(api_error)? {
+                out.secrets.insert(n, s);
             }
         }
         Ok(out)
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Value>, ApiError> {
-        let list = self.0.get(&format!("/api/v1/namespaces/{namespace}/services")).await?;
-        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        let services: Api<Service> = Api::namespaced(self.0.typed(), namespace);
+        Ok(services.list(&ListParams::default()).await.map_err(api_error)?.items)
     }
 }
 
@@ -99,17 +117,9 @@ impl RecorderSink {
 }
 
 impl EventSink for RecorderSink {
-    fn event(&self, involved: &Value, warning: bool, reason: &str, message: &str) {
-        let text = |p: &str| involved.pointer(p).and_then(Value::as_str).map(str::to_string);
-        let reference = ObjectReference {
-            api_version: text("/apiVersion").or_else(|| Some("v1".into())),
-            kind: text("/kind").or_else(|| Some("Pod".into())),
-            name: text("/metadata/name"),
-            namespace: text("/metadata/namespace"),
-            uid: text("/metadata/uid"),
-            resource_version: None,
-            field_path: None,
-        };
+    fn event(&self, involved: &Pod, warning: bool, reason: &str, message: &str) {
+        let mut reference = involved.object_ref(&());
+        reference.resource_version = None;
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
@@ -122,7 +132,8 @@ impl EventSink for RecorderSink {
 }
 
 enum Msg {
-    Update(Value),
+    /// A newer version of the pod (boxed: a Pod is large next to the other messages).
+    Update(Box<Pod>),
     /// The pod's status in the API was lost (a new mirror pod): write it again.
     Rewrite,
     Gone,
@@ -134,11 +145,15 @@ const STATIC_EVERY: Duration = Duration::from_secs(5);
 /// The static pods the node runs, by uid, and their mirrors in the API.
 struct Statics {
     dir: Option<PathBuf>,
-    pods: HashMap<String, Value>,
+    pods: HashMap<String, Pod>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
 }
 
 impl Statics {
-    fn load(&self, node: &str) -> Vec<Value> {
+    fn load(&self, node: &str) -> Vec<Pod> {
         match &self.dir {
             Some(d) => static_pods::load(d, node, &crate::domain::time::now_rfc3339()),
             None => Vec::new(),
@@ -149,40 +164,33 @@ impl Statics {
 /// Keeps a mirror pod in the API for every static pod: created when missing, replaced when
 /// it belongs to an older version of the manifest or is being deleted. Returns the uids of
 /// the static pods whose mirror is new (their status must be written again).
-async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Value>, gone: &[Value]) -> Vec<String> {
+async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Pod>, gone: &[Pod]) -> Vec<String> {
     let mut created = Vec::new();
-    let node_uid = client
-        .get(&format!("/api/v1/nodes/{node}"))
-        .await
-        .ok()
-        .and_then(|n| n.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string));
+    let kube = client.typed();
+    let node_uid = Api::<Node>::all(kube.clone()).get(node).await.ok().and_then(|n| n.metadata.uid);
     for p in gone {
-        let path = pod_path(p);
-        if let Ok(m) = client.get(&path).await {
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), namespace_of(p));
+        if let Ok(m) = pods.get(name_of(p)).await {
             if static_pods::is_mirror(&m) {
-                let _ = client
-                    .request(Method::DELETE, &path, "application/json", Some(&json!({"gracePeriodSeconds": 0})))
-                    .await;
+                let now = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+                let _ = pods.delete(name_of(p), &now).await;
             }
         }
     }
     for (static_uid, p) in statics {
-        let path = pod_path(p);
-        let want = p.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
-        match client.get(&path).await {
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), namespace_of(p));
+        let path = format!("/api/v1/namespaces/{}/pods/{}", namespace_of(p), name_of(p));
+        let want = p.metadata.uid.as_deref();
+        match pods.get(name_of(p)).await.map_err(api_error) {
             Ok(m) => {
-                let current = m
-                    .pointer(&format!("/metadata/annotations/{}", static_pods::ANN_MIRROR.replace('/', "~1")))
-                    .cloned();
-                let deleting = m.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
-                if current.as_ref() == Some(&want) && !deleting {
+                let current = static_pods::mirror_hash(&m);
+                let deleting = m.metadata.deletion_timestamp.is_some();
+                if want.is_some() && current == want && !deleting {
                     continue;
                 }
-                let uid = m.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
                 tracing::debug!(pod = %path, ?current, deleting, "replacing the mirror pod");
-                let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
-                if let Err(e) = client.request(Method::DELETE, &path, "application/json", Some(&body)).await {
-                    tracing::warn!(pod = %path, error = %e, "replacing a mirror pod failed");
+                if let Err(e) = pods.delete(name_of(p), &delete_now(m.metadata.uid.clone())).await {
+                    tracing::warn!(pod = %path, error = %api_error(e), "replacing a mirror pod failed");
                     continue;
                 }
             }
@@ -192,16 +200,12 @@ async fn sync_mirrors(client: &Client, node: &str, statics: &HashMap<String, Val
                 continue;
             }
         }
-        let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-        match client
-            .post(&format!("/api/v1/namespaces/{ns}/pods"), &static_pods::mirror_of(p, node_uid.as_deref()))
-            .await
-        {
+        match pods.create(&PostParams::default(), &static_pods::mirror_of(p, node_uid.as_deref())).await {
             Ok(_) => {
                 tracing::debug!(pod = %path, "created the mirror pod");
                 created.push(static_uid.clone());
             }
-            Err(e) => tracing::warn!(pod = %path, error = %e, "creating a mirror pod failed"),
+            Err(e) => tracing::warn!(pod = %path, error = %api_error(e), "creating a mirror pod failed"),
         }
     }
     created
@@ -238,7 +242,7 @@ pub async fn run(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut events = std::pin::pin!(watcher(pods_api, config).default_backoff());
     // A (re)list in progress: the pods seen so far.
-    let mut listing: Option<Vec<Value>> = None;
+    let mut listing: Option<Vec<Pod>> = None;
     let mut listed = false;
     let mut static_tick = tokio::time::interval(STATIC_EVERY);
     static_tick.tick().await;
@@ -247,7 +251,7 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = static_tick.tick(), if listed => {
                 let loaded = statics.load(&node);
-                let now: HashMap<String, Value> = loaded.into_iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p)).collect();
+                let now: HashMap<String, Pod> = loaded.into_iter().map(|p| (uid_of(&p), p)).collect();
                 let mut gone = Vec::new();
                 for (uid, p) in &statics.pods {
                     if !now.contains_key(uid) {
@@ -255,7 +259,7 @@ pub async fn run(
                             let _ = tx.send(Msg::Gone);
                         }
                         // A mirror of the same name that a new version replaces is handled below.
-                        if !now.values().any(|n| n["metadata"]["name"] == p["metadata"]["name"] && n["metadata"]["namespace"] == p["metadata"]["namespace"]) {
+                        if !now.values().any(|n| n.metadata.name == p.metadata.name && n.metadata.namespace == p.metadata.namespace) {
                             gone.push(p.clone());
                         }
                     }
@@ -275,8 +279,8 @@ pub async fn run(
             ev = events.next() => match ev {
                 Some(Ok(watcher::Event::Init)) => listing = Some(Vec::new()),
                 Some(Ok(watcher::Event::InitApply(pod))) => {
-                    if let (Some(l), Ok(v)) = (listing.as_mut(), serde_json::to_value(&pod)) {
-                        l.push(v);
+                    if let Some(l) = listing.as_mut() {
+                        l.push(pod);
                     }
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
@@ -285,9 +289,8 @@ pub async fn run(
                     listed = true;
                 }
                 Some(Ok(watcher::Event::Apply(pod))) => {
-                    let Ok(obj) = serde_json::to_value(&pod) else { continue };
-                    if !static_pods::is_mirror(&obj) {
-                        dispatch(&mut workers, obj, Vec::new(), &deps);
+                    if !static_pods::is_mirror(&pod) {
+                        dispatch(&mut workers, pod, Vec::new(), &deps);
                     }
                 }
                 Some(Ok(watcher::Event::Delete(pod))) => {
@@ -308,7 +311,7 @@ pub async fn run(
 /// down, and removes containers of pods that no longer exist.
 #[allow(clippy::too_many_arguments)]
 async fn relisted(
-    mut pods: Vec<Value>,
+    mut pods: Vec<Pod>,
     workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
     statics: &mut Statics,
     adopted: &mut bool,
@@ -320,8 +323,7 @@ async fn relisted(
     // Mirror pods stand for static pods; the node runs the static pods themselves.
     pods.retain(|p| !static_pods::is_mirror(p));
     let loaded = statics.load(node);
-    statics.pods =
-        loaded.iter().map(|p| (p["metadata"]["uid"].as_str().unwrap_or("").to_string(), p.clone())).collect();
+    statics.pods = loaded.iter().map(|p| (uid_of(p), p.clone())).collect();
     let _ = sync_mirrors(client, node, &statics.pods, &[]).await;
     pods.extend(loaded);
     let mut leftovers: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
@@ -336,10 +338,9 @@ async fn relisted(
             Err(e) => tracing::warn!(error = %e, "listing containers failed; none adopted"),
         }
     }
-    let live: std::collections::HashSet<String> =
-        pods.iter().filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str)).map(str::to_string).collect();
+    let live: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
     for pod in pods {
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let uid = uid_of(&pod);
         let records = leftovers.remove(&uid).unwrap_or_default();
         dispatch(workers, pod, records, deps);
     }
@@ -386,16 +387,16 @@ fn start_slots() -> usize {
 
 fn dispatch(
     workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
-    pod: Value,
+    pod: Pod,
     records: Vec<ContainerRecord>,
     deps: &Deps,
 ) {
-    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = uid_of(&pod);
     if uid.is_empty() {
         return;
     }
     if let Some(tx) = workers.get(&uid) {
-        if tx.send(Msg::Update(pod.clone())).is_ok() {
+        if tx.send(Msg::Update(Box::new(pod.clone()))).is_ok() {
             return;
         }
     }
@@ -418,11 +419,11 @@ async fn run_worker(mut worker: Worker, mut rx: mpsc::UnboundedReceiver<Msg>) {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Update(p)) => {
-                    worker.update(p);
+                    worker.update(*p);
                     // Fold a burst of updates into one pass.
                     while let Ok(m) = rx.try_recv() {
                         match m {
-                            Msg::Update(p) => worker.update(p),
+                            Msg::Update(p) => worker.update(*p),
                             Msg::Rewrite => worker.rewrite(),
                             Msg::Gone => worker.vanish(),
                         }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{Container, PodSpec, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -30,47 +31,73 @@ async fn cluster() -> Cluster {
     api.bootstrap().await.unwrap();
     let client = Client::new(api, Identity::new("system:admin", &["system:masters"]));
     // Pods need their service account (the controller that makes it is not running here).
-    client.post("/api/v1/namespaces/default/serviceaccounts", &json!({"metadata": {"name": "default"}})).await.unwrap();
+    let account = ServiceAccount {
+        metadata: ObjectMeta { name: Some("default".into()), ..Default::default() },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.typed(), "default")
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
     Cluster { _dir: dir, client }
+}
+
+/// A pod named `name` on `node` with one container `a`, as a test writes it.
+fn pod_on(name: &str, namespace: Option<&str>, uid: Option<&str>, node: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: namespace.map(str::to_string),
+            uid: uid.map(str::to_string),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container { name: "a".into(), image: Some("busybox:1".into()), ..Default::default() }],
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// The status of the pod's first container.
+fn first_container(p: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
 }
 
 impl Cluster {
     /// Creates a pod bound to `node` with one container `a`; returns its uid.
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.typed(), "default")
+    }
+
     async fn pod(&self, name: &str, node: &str) -> String {
-        let pod = json!({
-            "metadata": {"name": name},
-            "spec": {"nodeName": node, "containers": [{"name": "a", "image": "busybox:1"}]}
-        });
-        let made = self.client.post("/api/v1/namespaces/default/pods", &pod).await.unwrap();
-        made["metadata"]["uid"].as_str().unwrap().to_string()
+        let made = self.pods().create(&PostParams::default(), &pod_on(name, None, None, node)).await.unwrap();
+        made.metadata.uid.expect("a uid")
     }
 
-    async fn get(&self, name: &str) -> Option<Value> {
-        self.client.get(&format!("/api/v1/namespaces/default/pods/{name}")).await.ok()
+    async fn get(&self, name: &str) -> Option<Pod> {
+        self.pods().get_opt(name).await.unwrap()
     }
 
-    async fn delete(&self, name: &str, grace: u64) {
-        let body = json!({"gracePeriodSeconds": grace});
-        self.client
-            .request(
-                Method::DELETE,
-                &format!("/api/v1/namespaces/default/pods/{name}"),
-                "application/json",
-                Some(&body),
-            )
-            .await
-            .unwrap();
+    async fn delete(&self, name: &str, grace: u32) {
+        let params = DeleteParams { grace_period_seconds: Some(grace), ..Default::default() };
+        self.pods().delete(name, &params).await.unwrap();
     }
 
-    /// Waits until the pod's status is `phase`.
-    async fn until_phase(&self, name: &str, phase: &str) -> Value {
+    /// Waits until the pod's status is `want`.
+    async fn until_phase(&self, name: &str, want: &str) -> Pod {
         for _ in 0..200 {
-            if let Some(p) = self.get(name).await.filter(|p| p["status"]["phase"] == phase) {
+            if let Some(p) = self.get(name).await.filter(|p| phase(p) == want) {
                 return p;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("pod {name} never reached {phase}: {:?}", self.get(name).await);
+        panic!("pod {name} never reached {want}: {:?}", self.get(name).await);
     }
 
     async fn until_gone(&self, name: &str) {
@@ -149,7 +176,7 @@ async fn a_pod_bound_to_the_node_starts_once_and_others_are_left_alone() {
     c.pod("elsewhere", "node-b").await;
     let k = start(&c, Arc::new(FakeBackend::new(&["busybox:1"])));
     let pod = c.until_phase("web", "Running").await;
-    assert_eq!(pod["status"]["podIP"], "10.42.0.7");
+    assert_eq!(pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()), Some("10.42.0.7"));
     // Several resync passes later, still one sandbox and one container.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     {
@@ -159,7 +186,7 @@ async fn a_pod_bound_to_the_node_starts_once_and_others_are_left_alone() {
         assert_eq!((n.containers[0].pod_uid.as_str(), n.containers[0].attempt), (uid.as_str(), 0));
     }
     assert_eq!(k.events.reasons().iter().filter(|r| *r == "Started").count(), 1);
-    assert_eq!(c.get("elsewhere").await.unwrap()["status"]["phase"], "Pending");
+    assert_eq!(phase(&c.get("elsewhere").await.unwrap()), "Pending");
     k.shut_down().await;
 }
 
@@ -216,13 +243,13 @@ async fn a_sandbox_whose_holder_died_is_made_again_without_any_change_to_the_pod
     assert!(k.events.reasons().contains(&"SandboxChanged".to_string()));
     for _ in 0..100 {
         let p = c.get("web").await.unwrap();
-        if p["status"]["containerStatuses"][0]["restartCount"] == 1 {
-            assert_eq!(p["status"]["phase"], "Running");
+        if first_container(&p).is_some_and(|s| s.restart_count == 1) {
+            assert_eq!(phase(&p), "Running");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(c.get("web").await.unwrap()["status"]["containerStatuses"][0]["restartCount"], 1);
+    assert_eq!(first_container(&c.get("web").await.unwrap()).map(|s| s.restart_count), Some(1));
     k.shut_down().await;
 }
 
@@ -238,8 +265,9 @@ async fn containers_a_previous_process_left_are_adopted_or_removed_with_their_po
     }
     let k = start(&c, backend);
     let pod = c.until_phase("web", "Running").await;
-    assert_eq!(pod["status"]["containerStatuses"][0]["containerID"], "libcontainer://kept");
-    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 3);
+    let kept = first_container(&pod).expect("a container status");
+    assert_eq!(kept.container_id.as_deref(), Some("libcontainer://kept"));
+    assert_eq!(kept.restart_count, 3);
     until(&k.backend, "the orphan removed", |n| n.removed == ["orphan"]).await;
     until(&k.backend, "the orphan's sandbox torn down", |n| n.torn_down == ["uid-of-a-deleted-pod"]).await;
     {
@@ -270,11 +298,8 @@ async fn a_failing_sandbox_is_retried_after_its_pause() {
     let backend = Arc::new(FakeBackend::new(&["busybox:1"]));
     backend.node().failing_sandboxes = 1;
     let events = Arc::new(Events::default());
-    let pod = json!({
-        "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
-        "spec": {"nodeName": NODE, "containers": [{"name": "a", "image": "busybox:1"}]},
-        "status": {"phase": "Pending"}
-    });
+    let mut pod = pod_on("web", Some("default"), Some("u1"), NODE);
+    pod.status = Some(PodStatus { phase: Some("Pending".into()), ..Default::default() });
     let worker = Worker::new(pod, "10.0.0.1".into(), backend.clone(), Arc::new(FakeApi::default()), events.clone());
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_worker(worker, rx));

@@ -25,3 +25,14 @@ pub mod volumes;
 pub mod worker;
 #[cfg(test)]
 mod worker_tests;
+
+/// An error of kube's client as the API server's own [`ApiError`] (its reason, code and
+/// message), for the kubelet's callers that match on it; a failure to reach the API at all
+/// is an internal error.
+pub(crate) fn api_error(e: kube::Error) -> crate::apiserver::status::ApiError {
+    use crate::apiserver::status::{ApiError, Reason};
+    match e {
+        kube::Error::Api(s) => ApiError::with_code(Reason::from_wire(&s.reason), s.code, s.message),
+        other => ApiError::internal(other.to_string()),
+    }
+}

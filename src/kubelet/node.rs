@@ -12,8 +12,16 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use kube::api::{Api, PostParams};
 
+use super::api_error;
+use super::status::time;
 use crate::apiserver::status::ApiError;
 use crate::apiserver::Identity;
 use crate::client::Client;
@@ -283,84 +291,117 @@ fn kib(bytes: u64) -> String {
     format!("{}Ki", bytes / 1024)
 }
 
-/// The Node's status (without conditions' times, see [`merge_conditions`]).
-pub fn node_status(input: &NodeSpecInput, facts: &HostFacts) -> Value {
-    let capacity = json!({
-        "cpu": facts.cpus.to_string(),
-        "ephemeral-storage": kib(facts.ephemeral_storage_bytes),
-        "hugepages-1Gi": "0",
-        "hugepages-2Mi": "0",
-        "memory": kib(facts.memory_bytes),
-        "pods": MAX_PODS.to_string(),
-    });
+fn quantities(amounts: [(&str, String); 6]) -> BTreeMap<String, Quantity> {
+    amounts.into_iter().map(|(k, v)| (k.to_string(), Quantity(v))).collect()
+}
+
+/// The Node's status (without conditions, see [`merge_conditions`]).
+pub fn node_status(input: &NodeSpecInput, facts: &HostFacts) -> NodeStatus {
+    let capacity = quantities([
+        ("cpu", facts.cpus.to_string()),
+        ("ephemeral-storage", kib(facts.ephemeral_storage_bytes)),
+        ("hugepages-1Gi", "0".into()),
+        ("hugepages-2Mi", "0".into()),
+        ("memory", kib(facts.memory_bytes)),
+        ("pods", MAX_PODS.to_string()),
+    ]);
     let reserved_storage = facts.ephemeral_storage_bytes / 1024 * 1024 * EVICTION_NODEFS_PERCENT / 100;
-    let allocatable = json!({
-        "cpu": facts.cpus.to_string(),
-        "ephemeral-storage": (facts.ephemeral_storage_bytes / 1024 * 1024).saturating_sub(reserved_storage).to_string(),
-        "hugepages-1Gi": "0",
-        "hugepages-2Mi": "0",
-        "memory": kib(facts.memory_bytes.saturating_sub(EVICTION_MEMORY)),
-        "pods": MAX_PODS.to_string(),
-    });
-    json!({
-        "addresses": [{"type": "InternalIP", "address": input.ip.to_string()}, {"type": "Hostname", "address": input.name}],
-        "capacity": capacity,
-        "allocatable": allocatable,
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
-        "nodeInfo": {
-            "machineID": facts.machine_id,
-            "systemUUID": facts.system_uuid,
-            "bootID": facts.boot_id,
-            "kernelVersion": facts.kernel_version,
-            "osImage": facts.os_image,
-            "containerRuntimeVersion": CONTAINER_RUNTIME_VERSION,
-            "kubeletVersion": input.version,
-            "kubeProxyVersion": input.version,
-            "operatingSystem": std::env::consts::OS,
-            "architecture": arch(),
-        },
-    })
+    let allocatable = quantities([
+        ("cpu", facts.cpus.to_string()),
+        (
+            "ephemeral-storage",
+            (facts.ephemeral_storage_bytes / 1024 * 1024).saturating_sub(reserved_storage).to_string(),
+        ),
+        ("hugepages-1Gi", "0".into()),
+        ("hugepages-2Mi", "0".into()),
+        ("memory", kib(facts.memory_bytes.saturating_sub(EVICTION_MEMORY))),
+        ("pods", MAX_PODS.to_string()),
+    ]);
+    NodeStatus {
+        addresses: Some(vec![
+            NodeAddress { type_: "InternalIP".into(), address: input.ip.to_string() },
+            NodeAddress { type_: "Hostname".into(), address: input.name.clone() },
+        ]),
+        capacity: Some(capacity),
+        allocatable: Some(allocatable),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(KUBELET_PORT) }),
+        }),
+        node_info: Some(NodeSystemInfo {
+            machine_id: facts.machine_id.clone(),
+            system_uuid: facts.system_uuid.clone(),
+            boot_id: facts.boot_id.clone(),
+            kernel_version: facts.kernel_version.clone(),
+            os_image: facts.os_image.clone(),
+            container_runtime_version: CONTAINER_RUNTIME_VERSION.into(),
+            kubelet_version: input.version.clone(),
+            kube_proxy_version: input.version.clone(),
+            operating_system: std::env::consts::OS.into(),
+            architecture: arch(),
+            swap: None,
+        }),
+        ..Default::default()
+    }
 }
 
 /// The Node as registered (status is written separately: it is a subresource).
-pub fn node_object(input: &NodeSpecInput, pod_cidr: &Cidr) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": input.name,
-            "labels": node_labels(&input.name),
-            "annotations": {
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-            },
+pub fn node_object(input: &NodeSpecInput, pod_cidr: &Cidr) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(input.name.clone()),
+            labels: Some(node_labels(&input.name)),
+            annotations: Some(BTreeMap::from([
+                ("node.alpha.kubernetes.io/ttl".to_string(), "0".to_string()),
+                ("volumes.kubernetes.io/controller-managed-attach-detach".to_string(), "true".to_string()),
+            ])),
+            ..Default::default()
         },
-        "spec": {"podCIDR": pod_cidr.to_string(), "podCIDRs": [pod_cidr.to_string()]},
-    })
+        spec: Some(NodeSpec {
+            pod_cidr: Some(pod_cidr.to_string()),
+            pod_cidrs: Some(vec![pod_cidr.to_string()]),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// Sets the conditions on a status: heartbeat time now; transition time kept from the
 /// previous condition of the same type unless its status changed.
-pub fn merge_conditions(status: &mut Value, previous: Option<&Value>, conditions: &NodeConditions, now: &str) {
-    let old = |t: &str| previous.and_then(Value::as_array).and_then(|a| a.iter().find(|c| c["type"] == t)).cloned();
-    let rows: Vec<Value> = conditions
+pub fn merge_conditions(
+    status: &mut NodeStatus,
+    previous: Option<&[NodeCondition]>,
+    conditions: &NodeConditions,
+    now: &str,
+) {
+    let old = |t: &str| previous.and_then(|a| a.iter().find(|c| c.type_ == t));
+    let rows = conditions
         .rows()
         .into_iter()
         .map(|(t, s, reason, message)| {
-            let transition = old(t).filter(|c| c["status"] == s).and_then(|c| c.get("lastTransitionTime").cloned()).unwrap_or_else(|| json!(now));
-            json!({"type": t, "status": s, "lastHeartbeatTime": now, "lastTransitionTime": transition, "reason": reason, "message": message})
+            let transition = match old(t) {
+                Some(c) if c.status == s => c.last_transition_time.clone(),
+                _ => time(now),
+            };
+            NodeCondition {
+                type_: t.into(),
+                status: s.into(),
+                last_heartbeat_time: time(now),
+                last_transition_time: transition,
+                reason: Some(reason.into()),
+                message: Some(message),
+            }
         })
         .collect();
-    status["conditions"] = Value::Array(rows);
+    status.conditions = Some(rows);
 }
 
 /// Whether the server's copy of the node reports other statuses than `conditions` (the node
 /// lifecycle controller set them Unknown while this kubelet was out of reach): the kubelet
 /// then posts again at once, as upstream's compares with the API server's node.
-pub fn conditions_differ(node: &Value, conditions: &NodeConditions) -> bool {
-    let posted = node.pointer("/status/conditions").and_then(Value::as_array);
+pub fn conditions_differ(node: &Node, conditions: &NodeConditions) -> bool {
+    let posted = node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
     conditions.rows().iter().any(|(t, s, _, _)| {
-        let server = posted.and_then(|a| a.iter().find(|c| c["type"] == *t)).and_then(|c| c["status"].as_str());
+        let server = posted.iter().find(|c| c.type_ == *t).map(|c| c.status.as_str());
         server != Some(*s)
     })
 }
@@ -369,19 +410,22 @@ fn now() -> String {
     crate::domain::time::now_rfc3339()
 }
 
-/// A lease's MicroTime: RFC 3339 with microseconds.
-fn micro_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+/// Now as a lease's MicroTime (written in RFC 3339 with microseconds).
+fn micro_now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The node's own status fields over what the server has: what others report there (images,
+/// volumes) stays.
+fn overlay(old: Option<NodeStatus>, ours: NodeStatus) -> NodeStatus {
+    let mut status = old.unwrap_or_default();
+    status.addresses = ours.addresses;
+    status.capacity = ours.capacity;
+    status.allocatable = ours.allocatable;
+    status.daemon_endpoints = ours.daemon_endpoints;
+    status.node_info = ours.node_info;
+    status.conditions = ours.conditions;
+    status
 }
 
 /// Registers the node, or brings an existing Node (from before a restart) up to date
@@ -390,10 +434,11 @@ pub async fn register(client: &Client, info: &NodeSpecInput) -> Result<(), NodeE
     let pod_cidr = info.pod_cidr()?;
     let desired = node_object(info, &pod_cidr);
     let name = info.name.clone();
-    let path = format!("/api/v1/nodes/{name}");
+    let nodes: Api<Node> = Api::all(client.typed());
     for _ in 0..5 {
-        match client.get(&path).await {
-            Err(e) if e.is_not_found() => match client.post("/api/v1/nodes", &desired).await {
+        match nodes.get(&name).await.map_err(api_error) {
+            Err(e) if e.is_not_found() => match nodes.create(&PostParams::default(), &desired).await.map_err(api_error)
+            {
                 Ok(_) => {
                     tracing::info!(node = %name, "registered the node");
                     break;
@@ -404,21 +449,20 @@ pub async fn register(client: &Client, info: &NodeSpecInput) -> Result<(), NodeE
             Err(source) => return Err(NodeError::ReadNode { name, source }),
             Ok(mut current) => {
                 let before = current.clone();
-                for (k, v) in node_labels(&name) {
-                    current["metadata"]["labels"][k] = json!(v);
-                }
-                for (k, v) in desired["metadata"]["annotations"].as_object().into_iter().flatten() {
-                    current["metadata"]["annotations"][k] = v.clone();
-                }
+                current.metadata.labels.get_or_insert_with(Default::default).extend(node_labels(&name));
+                let annotations = desired.metadata.annotations.clone().unwrap_or_default();
+                current.metadata.annotations.get_or_insert_with(Default::default).extend(annotations);
                 // A pod CIDR once given stays, as upstream.
-                if current.pointer("/spec/podCIDR").and_then(Value::as_str).unwrap_or("").is_empty() {
-                    current["spec"]["podCIDR"] = desired["spec"]["podCIDR"].clone();
-                    current["spec"]["podCIDRs"] = desired["spec"]["podCIDRs"].clone();
+                let spec = current.spec.get_or_insert_with(Default::default);
+                if spec.pod_cidr.as_deref().unwrap_or("").is_empty() {
+                    let want = desired.spec.as_ref();
+                    spec.pod_cidr = want.and_then(|s| s.pod_cidr.clone());
+                    spec.pod_cidrs = want.and_then(|s| s.pod_cidrs.clone());
                 }
                 if current == before {
                     break;
                 }
-                match client.put(&path, &current).await {
+                match nodes.replace(&name, &PostParams::default(), &current).await.map_err(api_error) {
                     Ok(_) => {
                         tracing::info!(node = %name, "updated the registered node");
                         break;
@@ -440,34 +484,28 @@ async fn post_status(
     client: &Client,
     info: &NodeSpecInput,
     conditions: Option<&NodeConditions>,
-) -> Result<Value, NodeError> {
+) -> Result<Node, NodeError> {
     let starting = NodeConditions {
         ready: Err("container runtime status check may not have completed yet".into()),
         ..Default::default()
     };
     let name = info.name.clone();
-    let path = format!("/api/v1/nodes/{name}");
+    let nodes: Api<Node> = Api::all(client.typed());
     let facts = info.facts();
     let mut last = None;
     for _ in 0..5 {
-        let mut node = client.get(&path).await.map_err(|source| NodeError::ReadNode { name: name.clone(), source })?;
+        let mut node =
+            nodes.get(&name).await.map_err(|e| NodeError::ReadNode { name: name.clone(), source: api_error(e) })?;
         let mut status = node_status(info, &facts);
-        let previous = node.pointer("/status/conditions").filter(|c| c.as_array().is_some_and(|a| !a.is_empty()));
+        let previous = node.status.as_ref().and_then(|s| s.conditions.as_deref()).filter(|c| !c.is_empty());
         match (conditions, previous) {
             (Some(c), _) => merge_conditions(&mut status, previous, c, &now()),
-            (None, Some(kept)) => status["conditions"] = kept.clone(),
+            (None, Some(kept)) => status.conditions = Some(kept.to_vec()),
             (None, None) => merge_conditions(&mut status, None, &starting, &now()),
         }
         // Keep what others report (images, volumes) beside ours.
-        if let Some(old) = node.get("status").and_then(Value::as_object) {
-            for (k, v) in old {
-                if status.get(k).is_none() {
-                    status[k] = v.clone();
-                }
-            }
-        }
-        node["status"] = status;
-        match client.put(&format!("{path}/status"), &node).await {
+        node.status = Some(overlay(node.status.take(), status));
+        match nodes.replace_status(&name, &PostParams::default(), &node).await.map_err(api_error) {
             Ok(written) => return Ok(written),
             Err(e) if e.is_conflict() => last = Some(e),
             Err(source) => return Err(NodeError::UpdateStatus { name, source }),
@@ -480,30 +518,39 @@ async fn post_status(
 pub async fn renew_lease(client: &Client, info: &NodeSpecInput) -> Result<(), NodeError> {
     let name = info.name.clone();
     let err = |source| NodeError::RenewLease { name: name.clone(), source };
-    let path = format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{name}");
-    match client.get(&path).await {
+    let leases: Api<Lease> = Api::namespaced(client.typed(), LEASE_NAMESPACE);
+    let duration = i32::try_from(LEASE_DURATION_SECONDS).ok();
+    match leases.get(&name).await.map_err(api_error) {
         Ok(mut lease) => {
-            lease["spec"]["holderIdentity"] = json!(name);
-            lease["spec"]["leaseDurationSeconds"] = json!(LEASE_DURATION_SECONDS);
-            lease["spec"]["renewTime"] = json!(micro_now());
-            client.put(&path, &lease).await.map(|_| ()).map_err(err)
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = Some(name.clone());
+            spec.lease_duration_seconds = duration;
+            spec.renew_time = Some(micro_now());
+            leases.replace(&name, &PostParams::default(), &lease).await.map(|_| ()).map_err(|e| err(api_error(e)))
         }
         Err(e) if e.is_not_found() => {
-            let node = client.get(&format!("/api/v1/nodes/{name}")).await.map_err(err)?;
-            let lease = json!({
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": name,
-                    "namespace": LEASE_NAMESPACE,
-                    "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}],
+            let node = Api::<Node>::all(client.typed()).get(&name).await.map_err(|e| err(api_error(e)))?;
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(LEASE_NAMESPACE.into()),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: name.clone(),
+                        uid: node.metadata.uid.unwrap_or_default(),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
                 },
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": micro_now()},
-            });
-            match client
-                .post(&format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"), &lease)
-                .await
-            {
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(name.clone()),
+                    lease_duration_seconds: duration,
+                    renew_time: Some(micro_now()),
+                    ..Default::default()
+                }),
+            };
+            match leases.create(&PostParams::default(), &lease).await.map_err(api_error) {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_already_exists() => Ok(()),
                 Err(e) => Err(err(e)),
@@ -545,7 +592,7 @@ pub async fn run_heartbeat(
                 let due = match &posted {
                     None => true,
                     Some((last, at)) => *last != now || at.elapsed() >= info.heartbeat.report_every || {
-                        let node = client.get(&format!("/api/v1/nodes/{}", info.name)).await;
+                        let node = Api::<Node>::all(client.typed()).get(&info.name).await;
                         node.is_ok_and(|n| conditions_differ(&n, &now))
                     },
                 };
@@ -587,16 +634,16 @@ mod tests {
     #[test]
     fn conditions_are_posted_again_when_the_server_disagrees() {
         let healthy = NodeConditions::default();
-        let mut status = json!({});
+        let mut status = NodeStatus::default();
         merge_conditions(&mut status, None, &healthy, "2026-01-01T00:00:00Z");
-        let node = json!({"status": status});
+        let node = Node { status: Some(status), ..Default::default() };
         assert!(!conditions_differ(&node, &healthy));
         let not_ready = NodeConditions { ready: Err("runtime down".into()), ..Default::default() };
         assert!(conditions_differ(&node, &not_ready));
         let mut unknown = node.clone();
-        unknown["status"]["conditions"][3]["status"] = json!("Unknown");
+        unknown.status.as_mut().unwrap().conditions.as_mut().unwrap()[3].status = "Unknown".into();
         assert!(conditions_differ(&unknown, &healthy), "set Unknown by the node lifecycle controller");
-        assert!(conditions_differ(&json!({}), &healthy), "no conditions at all");
+        assert!(conditions_differ(&Node::default(), &healthy), "no conditions at all");
     }
 
     #[test]
@@ -622,39 +669,45 @@ mod tests {
     fn node_object_and_status_as_upstream() {
         let i = input();
         let node = node_object(&i, &i.pod_cidr().unwrap());
-        assert_eq!(node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"], "true");
-        assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
-        assert_eq!(node["spec"]["podCIDRs"], json!(["10.42.0.0/24"]));
+        let labels = node.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["node-role.kubernetes.io/control-plane"], "true");
+        assert_eq!(labels["kubernetes.io/hostname"], "n1");
+        assert_eq!(node.spec.as_ref().unwrap().pod_cidrs, Some(vec!["10.42.0.0/24".to_string()]));
         let st = node_status(&i, &facts());
-        assert_eq!(st["capacity"]["cpu"], "4");
-        assert_eq!(st["capacity"]["memory"], "8388608Ki");
-        assert_eq!(st["allocatable"]["memory"], "8286208Ki");
-        assert_eq!(st["allocatable"]["pods"], "110");
-        assert_eq!(st["allocatable"]["ephemeral-storage"], (100u64 * 1024 * 1024 * 1024 * 95 / 100).to_string());
+        let amount = |list: &Option<BTreeMap<String, Quantity>>, k: &str| list.as_ref().unwrap()[k].0.clone();
+        assert_eq!(amount(&st.capacity, "cpu"), "4");
+        assert_eq!(amount(&st.capacity, "memory"), "8388608Ki");
+        assert_eq!(amount(&st.allocatable, "memory"), "8286208Ki");
+        assert_eq!(amount(&st.allocatable, "pods"), "110");
+        assert_eq!(amount(&st.allocatable, "ephemeral-storage"), (100u64 * 1024 * 1024 * 1024 * 95 / 100).to_string());
+        // As written: the wire names of the addresses and the kubelet's endpoint.
+        let wire = serde_json::to_value(&st).unwrap();
         assert_eq!(
-            st["addresses"],
-            json!([{"type": "InternalIP", "address": "192.0.2.7"}, {"type": "Hostname", "address": "n1"}])
+            wire["addresses"],
+            serde_json::json!([{"type": "InternalIP", "address": "192.0.2.7"}, {"type": "Hostname", "address": "n1"}])
         );
-        assert_eq!(st["nodeInfo"]["containerRuntimeVersion"], "libcontainer://0.7.0");
-        assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+        assert_eq!(wire["nodeInfo"]["containerRuntimeVersion"], "libcontainer://0.7.0");
+        assert_eq!(wire["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
     }
 
     #[test]
     fn transition_time_moves_only_when_a_condition_changes() {
-        let mut st = json!({});
-        merge_conditions(&mut st, None, &NodeConditions::default(), "t1");
-        let first = st["conditions"].clone();
+        let (t1, t2) = ("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z");
+        let mut st = NodeStatus::default();
+        merge_conditions(&mut st, None, &NodeConditions::default(), t1);
+        let first = st.conditions.clone().unwrap();
         assert_eq!(
-            first[3],
-            json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "t1", "lastTransitionTime": "t1", "reason": "KubeletReady", "message": "kubelet is posting ready status"})
+            serde_json::to_value(&first[3]).unwrap(),
+            serde_json::json!({"type": "Ready", "status": "True", "lastHeartbeatTime": t1, "lastTransitionTime": t1, "reason": "KubeletReady", "message": "kubelet is posting ready status"})
         );
-        assert_eq!(first[0]["reason"], "KubeletHasSufficientMemory");
-        let mut st2 = json!({});
+        assert_eq!(first[0].reason.as_deref(), Some("KubeletHasSufficientMemory"));
+        let mut st2 = NodeStatus::default();
         let pressured = NodeConditions { disk_pressure: true, ..Default::default() };
-        merge_conditions(&mut st2, Some(&first), &pressured, "t2");
-        assert_eq!(st2["conditions"][3]["lastTransitionTime"], "t1");
-        assert_eq!(st2["conditions"][3]["lastHeartbeatTime"], "t2");
-        assert_eq!(st2["conditions"][1]["lastTransitionTime"], "t2");
-        assert_eq!(st2["conditions"][1]["reason"], "KubeletHasDiskPressure");
+        merge_conditions(&mut st2, Some(&first), &pressured, t2);
+        let second = st2.conditions.unwrap();
+        assert_eq!(second[3].last_transition_time, time(t1));
+        assert_eq!(second[3].last_heartbeat_time, time(t2));
+        assert_eq!(second[1].last_transition_time, time(t2));
+        assert_eq!(second[1].reason.as_deref(), Some("KubeletHasDiskPressure"));
     }
 }

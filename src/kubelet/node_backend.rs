@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 
 use super::backend::*;
@@ -47,8 +47,9 @@ pub struct NodeBackend {
     sandboxes: Mutex<HashMap<String, Sandbox>>,
 }
 
-fn to_pod(v: &Value) -> Result<Pod, BackendError> {
-    serde_json::from_value(v.clone()).map_err(BackendError::Pod)
+/// The stored pod the API server's streaming handlers pass, as a `Pod`.
+fn decode_pod(v: &Value) -> Result<Pod, ApiError> {
+    serde_json::from_value(v.clone()).map_err(|e| ApiError::internal(format!("the pod cannot be read: {e}")))
 }
 
 fn find_container(pod: &Pod, name: &str, init: bool) -> Option<Container> {
@@ -135,8 +136,9 @@ impl NodeBackend {
     }
 
     /// The container of `pod` named `container`: the newest attempt, or the one before it.
-    async fn find(&self, pod: &Value, container: &str, previous: bool) -> Result<(String, u32), ApiError> {
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    async fn find(&self, pod: &Pod, container: &str, previous: bool) -> Result<(String, u32), ApiError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        let pod_name = pod.metadata.name.as_deref().unwrap_or("");
         let mut mine: Vec<(u32, String)> = self
             .runtime
             .list()
@@ -151,16 +153,12 @@ impl NodeBackend {
             .collect();
         mine.sort();
         let (attempt, id) = mine.pop().ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "container \"{container}\" in pod \"{}\" is not available",
-                pod["metadata"]["name"].as_str().unwrap_or("")
-            ))
+            ApiError::bad_request(format!("container \"{container}\" in pod \"{pod_name}\" is not available"))
         })?;
         if previous {
             if attempt == 0 {
                 return Err(ApiError::bad_request(format!(
-                    "previous terminated container \"{container}\" in pod \"{}\" not found",
-                    pod["metadata"]["name"].as_str().unwrap_or("")
+                    "previous terminated container \"{container}\" in pod \"{pod_name}\" not found"
                 )));
             }
             return Ok((id, attempt - 1));
@@ -206,11 +204,11 @@ impl Backend for NodeBackend {
         Some(image_info(&img, &name))
     }
 
-    async fn pull_image(&self, image: &str, pod: &Value, sources: &Sources) -> Result<ImageInfo, BackendError> {
+    async fn pull_image(&self, image: &str, pod: &Pod, sources: &Sources) -> Result<ImageInfo, BackendError> {
         let name = ImageRef::parse(image)?.to_string();
         let mut credentials = Vec::new();
-        for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
-            let Some(secret) = s.get("name").and_then(Value::as_str).and_then(|n| sources.secret_data(n)) else {
+        for s in pod.spec.as_ref().and_then(|s| s.image_pull_secrets.as_ref()).into_iter().flatten() {
+            let Some(secret) = sources.secret_data(&s.name) else {
                 continue;
             };
             credentials.extend(docker_credentials(&secret));
@@ -220,11 +218,10 @@ impl Backend for NodeBackend {
         Ok(image_info(&img, &name))
     }
 
-    async fn sandbox_up(&self, pod: &Value) -> Result<SandboxInfo, BackendError> {
-        let p = to_pod(pod)?;
-        let req = SandboxRequest::from_pod(&p, &self.node.hostname);
-        let qos = crate::domain::pod::qos_class(&p);
-        runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(&p)).await?;
+    async fn sandbox_up(&self, pod: &Pod) -> Result<SandboxInfo, BackendError> {
+        let req = SandboxRequest::from_pod(pod, &self.node.hostname);
+        let qos = crate::domain::pod::qos_class(pod);
+        runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(pod)).await?;
         let sb = self.network.setup(&req).await?;
         let ip = sb.ip.map(|i| i.to_string());
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).insert(req.uid.clone(), sb);
@@ -243,8 +240,8 @@ impl Backend for NodeBackend {
     }
 
     async fn run_container(&self, req: CreateContainer) -> Result<String, CreateError> {
-        let pod = to_pod(&req.pod).map_err(CreateError::Runtime)?;
-        let c = find_container(&pod, &req.container, req.init)
+        let pod = &req.pod;
+        let c = find_container(pod, &req.container, req.init)
             .ok_or_else(|| CreateError::Runtime(BackendError::NoContainer(req.container.clone())))?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let sandbox = self.sandbox(&uid).ok_or(CreateError::Runtime(BackendError::NoSandbox))?;
@@ -262,8 +259,6 @@ impl Backend for NodeBackend {
         let rootfs_mount =
             self.images.prepare_rootfs(&image, &id).map_err(|e| CreateError::Runtime(BackendError::Image(e)))?;
         let rootfs = rootfs_mount.target.clone();
-        let services: Vec<Service> =
-            req.services.iter().filter_map(|s| serde_json::from_value(s.clone()).ok()).collect();
         let env_sources = EnvSources {
             config_maps: req
                 .sources
@@ -281,7 +276,7 @@ impl Backend for NodeBackend {
                 .keys()
                 .filter_map(|n| req.sources.secret_data(n).map(|d| (n.clone(), d)))
                 .collect(),
-            services,
+            services: req.services.clone(),
             node_name: self.node.name.clone(),
             node_ip: self.node.ip.to_string(),
             pod_ip: req.pod_ip.clone().unwrap_or_else(|| self.node.ip.to_string()),
@@ -293,9 +288,9 @@ impl Backend for NodeBackend {
         let term_dir = self.node.pods_dir.join(&uid).join("containers").join(&req.container);
         let term_file = term_dir.join(format!("{}-termination-log", req.attempt));
         let _ = std::fs::create_dir_all(&term_dir).and_then(|_| std::fs::write(&term_file, b""));
-        let qos = crate::domain::pod::qos_class(&pod);
+        let qos = crate::domain::pod::qos_class(pod);
         let input = SpecInput {
-            pod: &pod,
+            pod,
             container: &c,
             image: &image.config,
             rootfs,
@@ -410,13 +405,14 @@ impl Backend for NodeBackend {
 #[async_trait]
 impl PodStreams for NodeBackend {
     async fn logs(&self, pod: &Value, container: &str, opts: LogOptions) -> Result<streaming::LogStream, ApiError> {
-        let (id, attempt) = self.find(pod, container, opts.previous).await?;
-        let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        let pod = decode_pod(pod)?;
+        let (id, attempt) = self.find(&pod, container, opts.previous).await?;
+        let meta = &pod.metadata;
         let path = super::logs::log_path(
             &self.node.log_root,
-            &s("/metadata/namespace"),
-            &s("/metadata/name"),
-            &s("/metadata/uid"),
+            meta.namespace.as_deref().unwrap_or(""),
+            meta.name.as_deref().unwrap_or(""),
+            meta.uid.as_deref().unwrap_or(""),
             container,
             attempt,
         );
@@ -456,14 +452,14 @@ impl PodStreams for NodeBackend {
         command: Vec<String>,
         io: StreamOptions,
     ) -> Result<StreamSession, ApiError> {
-        let (id, _) = self.find(pod, container, false).await?;
+        let (id, _) = self.find(&decode_pod(pod)?, container, false).await?;
         let req = runtime::ExecRequest { cmd: command, tty: io.tty, stdin: io.stdin };
         let sess = self.runtime.exec(&id, &req).await.map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(to_session(sess, io))
     }
 
     async fn attach(&self, pod: &Value, container: &str, io: StreamOptions) -> Result<StreamSession, ApiError> {
-        let (id, _) = self.find(pod, container, false).await?;
+        let (id, _) = self.find(&decode_pod(pod)?, container, false).await?;
         let req = runtime::AttachRequest { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr };
         let sess = self.runtime.attach(&id, &req).await.map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(to_session(sess, io))

@@ -11,8 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{ConfigMap, HostPathVolumeSource, KeyToPath, Pod, Secret};
 
 use crate::domain::quantity::Quantity;
 
@@ -36,7 +35,7 @@ fn io(volume: &str, path: &Path, e: impl std::fmt::Display) -> VolumeError {
 }
 
 /// The ConfigMaps and Secrets a pod refers to (volumes, env, envFrom), by name.
-pub fn referenced(pod: &Value) -> (Vec<String>, Vec<String>) {
+pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let mut cms = Vec::new();
     let mut secrets = Vec::new();
     let add = |list: &mut Vec<String>, n: Option<&str>| {
@@ -46,27 +45,27 @@ pub fn referenced(pod: &Value) -> (Vec<String>, Vec<String>) {
             }
         }
     };
-    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
-        add(&mut cms, v.pointer("/configMap/name").and_then(Value::as_str));
-        add(&mut secrets, v.pointer("/secret/secretName").and_then(Value::as_str));
-        for s in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
-            add(&mut cms, s.pointer("/configMap/name").and_then(Value::as_str));
-            add(&mut secrets, s.pointer("/secret/name").and_then(Value::as_str));
+    let Some(spec) = pod.spec.as_ref() else { return (cms, secrets) };
+    for v in spec.volumes.iter().flatten() {
+        add(&mut cms, v.config_map.as_ref().map(|c| c.name.as_str()));
+        add(&mut secrets, v.secret.as_ref().and_then(|s| s.secret_name.as_deref()));
+        for s in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+            add(&mut cms, s.config_map.as_ref().map(|c| c.name.as_str()));
+            add(&mut secrets, s.secret.as_ref().map(|c| c.name.as_str()));
         }
     }
-    for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
-        add(&mut secrets, s.get("name").and_then(Value::as_str));
+    for s in spec.image_pull_secrets.iter().flatten() {
+        add(&mut secrets, Some(s.name.as_str()));
     }
-    for list in ["initContainers", "containers"] {
-        for c in pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten() {
-            for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
-                add(&mut cms, e.pointer("/valueFrom/configMapKeyRef/name").and_then(Value::as_str));
-                add(&mut secrets, e.pointer("/valueFrom/secretKeyRef/name").and_then(Value::as_str));
-            }
-            for e in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
-                add(&mut cms, e.pointer("/configMapRef/name").and_then(Value::as_str));
-                add(&mut secrets, e.pointer("/secretRef/name").and_then(Value::as_str));
-            }
+    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        for e in c.env.iter().flatten() {
+            let from = e.value_from.as_ref();
+            add(&mut cms, from.and_then(|f| f.config_map_key_ref.as_ref()).map(|r| r.name.as_str()));
+            add(&mut secrets, from.and_then(|f| f.secret_key_ref.as_ref()).map(|r| r.name.as_str()));
+        }
+        for e in c.env_from.iter().flatten() {
+            add(&mut cms, e.config_map_ref.as_ref().map(|r| r.name.as_str()));
+            add(&mut secrets, e.secret_ref.as_ref().map(|r| r.name.as_str()));
         }
     }
     (cms, secrets)
@@ -75,8 +74,8 @@ pub fn referenced(pod: &Value) -> (Vec<String>, Vec<String>) {
 /// ConfigMaps and Secrets fetched for a pod; a name absent here does not exist.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
-    pub config_maps: BTreeMap<String, Value>,
-    pub secrets: BTreeMap<String, Value>,
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl Sources {
@@ -84,13 +83,11 @@ impl Sources {
     pub fn config_map_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         let cm = self.config_maps.get(name)?;
         let mut out = BTreeMap::new();
-        for (k, v) in cm.get("data").and_then(Value::as_object).into_iter().flatten() {
-            out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
+        for (k, v) in cm.data.iter().flatten() {
+            out.insert(k.clone(), v.as_bytes().to_vec());
         }
-        for (k, v) in cm.get("binaryData").and_then(Value::as_object).into_iter().flatten() {
-            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
-                out.insert(k.clone(), b);
-            }
+        for (k, v) in cm.binary_data.iter().flatten() {
+            out.insert(k.clone(), v.0.clone());
         }
         Some(out)
     }
@@ -99,13 +96,11 @@ impl Sources {
     pub fn secret_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         let s = self.secrets.get(name)?;
         let mut out = BTreeMap::new();
-        for (k, v) in s.get("data").and_then(Value::as_object).into_iter().flatten() {
-            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
-                out.insert(k.clone(), b);
-            }
+        for (k, v) in s.data.iter().flatten() {
+            out.insert(k.clone(), v.0.clone());
         }
-        for (k, v) in s.get("stringData").and_then(Value::as_object).into_iter().flatten() {
-            out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
+        for (k, v) in s.string_data.iter().flatten() {
+            out.insert(k.clone(), v.as_bytes().to_vec());
         }
         Some(out)
     }
@@ -120,39 +115,38 @@ pub fn volume_dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
 /// `mounts` performs tmpfs mounts (behind a trait so unit tests run unprivileged).
 pub fn prepare(
     pod_dir: &Path,
-    pod: &Value,
+    pod: &Pod,
     sources: &Sources,
     mounts: &dyn Mounter,
 ) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
-    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-        let path = if let Some(ed) = v.get("emptyDir") {
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let name = v.name.as_str();
+        let path = if let Some(ed) = &v.empty_dir {
             let dir = volume_dir(pod_dir, "empty-dir", name);
             fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(|e| io(name, &dir, e))?;
-            if ed.get("medium").and_then(Value::as_str) == Some("Memory") {
-                let size = ed.get("sizeLimit").and_then(Value::as_str).and_then(quantity_bytes);
+            if ed.medium.as_deref() == Some("Memory") {
+                let size = ed.size_limit.as_ref().and_then(|q| quantity_bytes(&q.0));
                 mounts.tmpfs(&dir, size).map_err(|e| io(name, &dir, e))?;
             }
             dir
-        } else if let Some(hp) = v.get("hostPath") {
+        } else if let Some(hp) = &v.host_path {
             host_path(name, hp)?
-        } else if let Some(cm) = v.get("configMap") {
-            let cm_name = cm.get("name").and_then(Value::as_str).unwrap_or("");
-            let optional = cm.get("optional").and_then(Value::as_bool).unwrap_or(false);
-            let data = match sources.config_map_data(cm_name) {
+        } else if let Some(cm) = &v.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            let data = match sources.config_map_data(&cm.name) {
                 Some(d) => d,
                 None if optional => BTreeMap::new(),
-                None => return Err(VolumeError::Missing { kind: "configmap", name: cm_name.to_string() }),
+                None => return Err(VolumeError::Missing { kind: "configmap", name: cm.name.clone() }),
             };
             let dir = volume_dir(pod_dir, "configmap", name);
-            let files = project(&data, cm, optional)?;
+            let files = project(&data, cm.items.as_deref(), cm.default_mode, optional)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
-        } else if let Some(sec) = v.get("secret") {
-            let s_name = sec.get("secretName").and_then(Value::as_str).unwrap_or("");
-            let optional = sec.get("optional").and_then(Value::as_bool).unwrap_or(false);
+        } else if let Some(sec) = &v.secret {
+            let s_name = sec.secret_name.as_deref().unwrap_or("");
+            let optional = sec.optional.unwrap_or(false);
             let data = match sources.secret_data(s_name) {
                 Some(d) => d,
                 None if optional => BTreeMap::new(),
@@ -162,7 +156,7 @@ pub fn prepare(
             fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
             // Secrets never touch the disk: tmpfs, as upstream.
             mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
-            let files = project(&data, sec, optional)?;
+            let files = project(&data, sec.items.as_deref(), sec.default_mode, optional)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
         } else {
@@ -195,11 +189,11 @@ pub fn quantity_bytes(q: &str) -> Option<u64> {
     u64::try_from(q.value()).ok()
 }
 
-fn host_path(name: &str, hp: &Value) -> Result<PathBuf, VolumeError> {
-    let path = PathBuf::from(hp.get("path").and_then(Value::as_str).unwrap_or(""));
+fn host_path(name: &str, hp: &HostPathVolumeSource) -> Result<PathBuf, VolumeError> {
+    let path = PathBuf::from(&hp.path);
     let p = path.display().to_string();
     let meta = fs::metadata(&path);
-    match hp.get("type").and_then(Value::as_str).unwrap_or("") {
+    match hp.type_.as_deref().unwrap_or("") {
         "DirectoryOrCreate" => {
             if meta.is_err() {
                 fs::create_dir_all(&path).map_err(|e| io(name, &path, e))?;
@@ -232,17 +226,18 @@ fn host_path(name: &str, hp: &Value) -> Result<PathBuf, VolumeError> {
 /// The files of a configMap/secret volume: all keys, or only `items` (key → path, mode).
 fn project(
     data: &BTreeMap<String, Vec<u8>>,
-    vol: &Value,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
     optional: bool,
 ) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
-    let default_mode = vol.get("defaultMode").and_then(Value::as_u64).unwrap_or(0o644) as u32;
+    let default_mode = default_mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644);
     let mut out = Vec::new();
-    match vol.get("items").and_then(Value::as_array) {
+    match items {
         Some(items) if !items.is_empty() => {
             for it in items {
-                let key = it.get("key").and_then(Value::as_str).unwrap_or("");
-                let path = it.get("path").and_then(Value::as_str).unwrap_or(key);
-                let mode = it.get("mode").and_then(Value::as_u64).map(|m| m as u32).unwrap_or(default_mode);
+                let key = it.key.as_str();
+                let path = if it.path.is_empty() { key } else { it.path.as_str() };
+                let mode = it.mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(default_mode);
                 match data.get(key) {
                     Some(v) => out.push((path.to_string(), v.clone(), mode)),
                     None if optional => {}
@@ -398,6 +393,7 @@ impl Mounter for SysMounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Volume;
     use serde_json::json;
     use std::sync::Mutex;
 
@@ -414,10 +410,23 @@ mod tests {
         }
     }
 
-    fn pod(vols: Value) -> Value {
-        json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": {"volumes": vols, "containers": [
+    /// A pod with these volumes (as their manifest reads), and one container that refers to a
+    /// ConfigMap and a Secret through its environment.
+    fn pod(vols: serde_json::Value) -> Pod {
+        let volumes: Vec<Volume> = serde_json::from_value(vols).expect("volumes");
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": {"volumes": volumes, "containers": [
             {"name": "a", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "envcm", "key": "k"}}}],
-             "envFrom": [{"secretRef": {"name": "envsec"}}]}]}})
+             "envFrom": [{"secretRef": {"name": "envsec"}}]}]}}),
+        )
+        .expect("pod")
+    }
+
+    fn config_map(data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -434,7 +443,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = pod(json!([{"name": "c", "configMap": {"name": "cm"}}, {"name": "e", "emptyDir": {}}]));
         let mut src = Sources::default();
-        src.config_maps.insert("cm".into(), json!({"data": {"a.txt": "one", "b": "two"}}));
+        src.config_maps.insert("cm".into(), config_map(&[("a.txt", "one"), ("b", "two")]));
         let m = FakeMounts::default();
         let vols = prepare(dir.path(), &p, &src, &m).unwrap();
         let c = &vols["c"];
@@ -446,7 +455,7 @@ mod tests {
         prepare(dir.path(), &p, &src, &m).unwrap();
         assert_eq!(fs::read_link(c.join("..data")).unwrap(), first);
         // Changed: new content, a removed key disappears.
-        src.config_maps.insert("cm".into(), json!({"data": {"a.txt": "uno"}}));
+        src.config_maps.insert("cm".into(), config_map(&[("a.txt", "uno")]));
         prepare(dir.path(), &p, &src, &m).unwrap();
         assert_eq!(fs::read_to_string(c.join("a.txt")).unwrap(), "uno");
         assert!(!c.join("b").exists());
@@ -479,7 +488,9 @@ mod tests {
             json!([{"name": "s", "secret": {"secretName": "sec", "items": [{"key": "pw", "path": "sub/password", "mode": 0o400}]}}]),
         );
         let mut src = Sources::default();
-        src.secrets.insert("sec".into(), json!({"data": {"pw": "aHVudGVyMg==", "other": "eA=="}}));
+        // As the API sends it: data in base64.
+        let sec: Secret = serde_json::from_value(json!({"data": {"pw": "aHVudGVyMg==", "other": "eA=="}})).unwrap();
+        src.secrets.insert("sec".into(), sec);
         let vols = prepare(dir.path(), &p, &src, &m).unwrap();
         let f = vols["s"].join("sub/password");
         assert_eq!(fs::read_to_string(&f).unwrap(), "hunter2");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Service};
 
 use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
 use super::backoff::Backoff;
@@ -26,19 +26,20 @@ use crate::domain::time::now_rfc3339;
 /// worker logs their message.
 #[async_trait::async_trait]
 pub trait PodApi: Send + Sync {
-    async fn patch_status(&self, pod: &Value, status: &Value) -> Result<(), ApiError>;
+    /// Writes `status` (as a merge patch of `pods/status`: fields it leaves out stay).
+    async fn patch_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError>;
     /// The kubelet's final delete (grace period 0, uid precondition); a pod already gone or
     /// replaced by another of its name is no error.
-    async fn delete_final(&self, pod: &Value) -> Result<(), ApiError>;
+    async fn delete_final(&self, pod: &Pod) -> Result<(), ApiError>;
     /// The ConfigMaps and Secrets the pod refers to that exist.
-    async fn sources(&self, pod: &Value) -> Result<Sources, ApiError>;
+    async fn sources(&self, pod: &Pod) -> Result<Sources, ApiError>;
     /// The services of a namespace.
-    async fn services(&self, namespace: &str) -> Result<Vec<Value>, ApiError>;
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
 }
 
 /// Where the node's components record events.
 pub trait EventSink: Send + Sync {
-    fn event(&self, involved: &Value, warning: bool, reason: &str, message: &str);
+    fn event(&self, involved: &Pod, warning: bool, reason: &str, message: &str);
 }
 
 /// What a sync pass asks of its caller.
@@ -56,7 +57,7 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(30);
 const RESYNC_RUNNING: Duration = Duration::from_millis(1000);
 
 pub struct Worker {
-    pod: Value,
+    pod: Pod,
     host_ip: String,
     backend: Arc<dyn Backend>,
     api: Arc<dyn PodApi>,
@@ -67,7 +68,7 @@ pub struct Worker {
     sandbox_ip: Option<Option<String>>,
     volumes: Option<(BTreeMap<String, PathBuf>, Instant)>,
     start_time: Option<String>,
-    written: Option<Value>,
+    written: Option<PodStatus>,
     /// Events already emitted, so a waiting container does not repeat them every pass.
     said: HashSet<String>,
     /// Attempts whose exit has been counted in the back-off.
@@ -80,23 +81,36 @@ pub struct Worker {
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-fn uid_of(pod: &Value) -> String {
-    pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string()
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
 }
 
-fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+fn name_of(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}
+
+fn namespace_of(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("")
+}
+
+/// The pod's init containers (`init`) or app containers.
+fn containers_of(pod: &Pod, init: bool) -> Vec<Container> {
+    match pod.spec.as_ref() {
+        Some(s) if init => s.init_containers.clone().unwrap_or_default(),
+        Some(s) => s.containers.clone(),
+        None => Vec::new(),
+    }
 }
 
 impl Worker {
     pub fn new(
-        pod: Value,
+        pod: Pod,
         host_ip: String,
         backend: Arc<dyn Backend>,
         api: Arc<dyn PodApi>,
         events: Arc<dyn EventSink>,
     ) -> Worker {
-        let start_time = pod.pointer("/status/startTime").and_then(Value::as_str).map(str::to_string);
+        let start_time = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(super::status::time_str);
         Worker {
             pod,
             host_ip,
@@ -141,11 +155,13 @@ impl Worker {
 
     /// The newest version of the pod. When its status is not what this worker last wrote
     /// (someone else wrote it, or the object was recreated), the status is written again.
-    pub fn update(&mut self, pod: Value) {
-        if let (Some(w), Some(s)) = (&self.written, pod.get("status")) {
-            let differs =
-                ["phase", "podIP", "containerStatuses", "initContainerStatuses"].iter().any(|k| w.get(*k) != s.get(*k));
-            if differs && !pod.pointer("/metadata/resourceVersion").is_none_or(Value::is_null) {
+    pub fn update(&mut self, pod: Pod) {
+        if let (Some(w), Some(s)) = (&self.written, pod.status.as_ref()) {
+            let differs = w.phase != s.phase
+                || w.pod_ip != s.pod_ip
+                || w.container_statuses != s.container_statuses
+                || w.init_container_statuses != s.init_container_statuses;
+            if differs && pod.metadata.resource_version.is_some() {
                 self.written = None;
             }
         }
@@ -200,7 +216,7 @@ impl Worker {
     }
 
     fn pod_ref(&self) -> String {
-        format!("{}_{}({})", str_at(&self.pod, "/metadata/name"), str_at(&self.pod, "/metadata/namespace"), self.uid())
+        format!("{}_{}({})", name_of(&self.pod), namespace_of(&self.pod), self.uid())
     }
 
     /// One pass.
@@ -212,10 +228,10 @@ impl Worker {
 
     async fn pass(&mut self) -> Next {
         self.refresh_states().await;
-        if self.vanished || self.pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        if self.vanished || self.pod.metadata.deletion_timestamp.is_some() {
             return self.terminate().await;
         }
-        let phase = self.written.as_ref().and_then(|s| s.get("phase")).and_then(Value::as_str).unwrap_or("");
+        let phase = self.written.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
         if phase == "Succeeded" || phase == "Failed" {
             // Finished: the sandbox goes, the containers stay for their logs until deletion.
             if self.sandbox_ip.is_some() {
@@ -293,12 +309,11 @@ impl Worker {
         }
 
         // Init containers in order, each to success.
-        let inits: Vec<Value> =
-            self.pod.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
-        let policy = str_at(&self.pod, "/spec/restartPolicy").to_string();
+        let inits = containers_of(&self.pod, true);
+        let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_default();
         let mut initialized = true;
         for c in &inits {
-            let name = str_at(c, "/name").to_string();
+            let name = c.name.clone();
             match self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.state.clone()) {
                 Some(AttemptState::Exited(t)) if t.exit_code == 0 => continue,
                 Some(AttemptState::Exited(t)) => {
@@ -324,10 +339,9 @@ impl Worker {
             }
         }
         if initialized {
-            let apps: Vec<Value> =
-                self.pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let apps = containers_of(&self.pod, false);
             for c in &apps {
-                let name = str_at(c, "/name").to_string();
+                let name = c.name.clone();
                 match self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.state.clone()) {
                     None => {
                         if let Some(d) = self.start(c, false, 0, &sources).await {
@@ -357,12 +371,8 @@ impl Worker {
     }
 
     fn needs_start(&self) -> bool {
-        let all = ["initContainers", "containers"]
-            .iter()
-            .flat_map(|l| {
-                self.pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array).cloned().unwrap_or_default()
-            })
-            .count();
+        let all =
+            self.pod.spec.as_ref().map_or(0, |s| s.init_containers.as_ref().map_or(0, Vec::len) + s.containers.len());
         self.views
             .values()
             .filter(|v| matches!(v.current.as_ref().map(|a| &a.state), Some(AttemptState::Running { .. })))
@@ -411,8 +421,8 @@ impl Worker {
     }
 
     /// A container that exited and should run again: now, or after its back-off.
-    async fn restart(&mut self, c: &Value, init: bool, t: &Terminated, sources: &Sources) -> Option<Duration> {
-        let name = str_at(c, "/name").to_string();
+    async fn restart(&mut self, c: &Container, init: bool, t: &Terminated, sources: &Sources) -> Option<Duration> {
+        let name = c.name.clone();
         let key = self.key(&format!("c/{name}"));
         let attempt = self.views.get(&name).and_then(|v| v.current.as_ref()).map(|a| a.attempt).unwrap_or(0);
         let now = Instant::now();
@@ -447,10 +457,10 @@ impl Worker {
 
     /// Pulls the image and runs one attempt of the container. Returns how soon to look
     /// again when the container could not start.
-    async fn start(&mut self, c: &Value, init: bool, attempt: u32, sources: &Sources) -> Option<Duration> {
-        let name = str_at(c, "/name").to_string();
-        let image = str_at(c, "/image").to_string();
-        let policy = c.get("imagePullPolicy").and_then(Value::as_str).unwrap_or("IfNotPresent").to_string();
+    async fn start(&mut self, c: &Container, init: bool, attempt: u32, sources: &Sources) -> Option<Duration> {
+        let name = c.name.clone();
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
         let pull_key = self.key(&format!("img/{name}"));
         let now = Instant::now();
         if self.backoff.waiting(&pull_key, now).is_some() {
@@ -505,18 +515,13 @@ impl Worker {
             }
         };
         let t = Instant::now();
-        let services = self.api.services(str_at(&self.pod, "/metadata/namespace")).await.unwrap_or_default();
+        let services = self.api.services(namespace_of(&self.pod)).await.unwrap_or_default();
         tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "services");
         let uid = self.uid();
         let log_path = self
             .backend
             .log_root()
-            .join(format!(
-                "{}_{}_{}",
-                str_at(&self.pod, "/metadata/namespace"),
-                str_at(&self.pod, "/metadata/name"),
-                uid
-            ))
+            .join(format!("{}_{}_{}", namespace_of(&self.pod), name_of(&self.pod), uid))
             .join(&name)
             .join(format!("{attempt}.log"));
         let req = CreateContainer {
@@ -576,7 +581,7 @@ impl Worker {
             pod_ip: match &self.sandbox_ip {
                 Some(Some(ip)) => Some(ip.clone()),
                 Some(None) => Some(self.host_ip.clone()),
-                None => self.written.as_ref().and_then(|s| s.get("podIP")).and_then(Value::as_str).map(str::to_string),
+                None => self.written.as_ref().and_then(|s| s.pod_ip.clone()),
             },
             host_ip: self.host_ip.clone(),
             start_time: self.start_time.clone(),
@@ -584,17 +589,16 @@ impl Worker {
         };
         let mut base = self.pod.clone();
         if let Some(w) = &self.written {
-            // Transition times come from what was last written, not a possibly older cache.
-            base["status"]["conditions"] = w["conditions"].clone();
-            if let Some(old) = self.pod.pointer("/status/conditions").and_then(Value::as_array) {
-                let mut conds = w["conditions"].as_array().cloned().unwrap_or_default();
-                for c in old {
-                    if !conds.iter().any(|x| x["type"] == c["type"]) {
-                        conds.push(c.clone());
-                    }
+            // Transition times come from what was last written, not a possibly older cache;
+            // conditions only the API has (PodScheduled...) are kept.
+            let mut conds = w.conditions.clone().unwrap_or_default();
+            let status = base.status.get_or_insert_with(Default::default);
+            for c in status.conditions.iter().flatten() {
+                if !conds.iter().any(|x| x.type_ == c.type_) {
+                    conds.push(c.clone());
                 }
-                base["status"]["conditions"] = Value::Array(conds);
             }
+            status.conditions = Some(conds);
         }
         let status = pod_status(&base, &view, &now_rfc3339());
         if self.written.as_ref() == Some(&status) {
@@ -613,9 +617,9 @@ impl Worker {
     async fn terminate(&mut self) -> Next {
         let grace = self
             .pod
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .or_else(|| self.pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0) as u64;
         let uid = self.uid();
@@ -660,12 +664,8 @@ impl Worker {
                 return Next::After(Duration::from_secs(1));
             }
         }
-        let log_dir = self.backend.log_root().join(format!(
-            "{}_{}_{}",
-            str_at(&self.pod, "/metadata/namespace"),
-            str_at(&self.pod, "/metadata/name"),
-            uid
-        ));
+        let log_dir =
+            self.backend.log_root().join(format!("{}_{}_{}", namespace_of(&self.pod), name_of(&self.pod), uid));
         let _ = std::fs::remove_dir_all(log_dir);
         self.backoff.clear_prefix(&format!("{uid}/"));
         Next::Done
@@ -683,7 +683,7 @@ fn ran_for(t: &Terminated) -> Option<Duration> {
 }
 
 /// The volume a preparation error is about (for the FailedMount message).
-fn failing_volume(pod: &Value, e: &volumes::VolumeError) -> String {
+fn failing_volume(pod: &Pod, e: &volumes::VolumeError) -> String {
     let wanted = match e {
         volumes::VolumeError::Missing { name, .. } => Some(name.as_str()),
         volumes::VolumeError::Io { volume, .. } | volumes::VolumeError::Unsupported { volume } => {
@@ -691,10 +691,11 @@ fn failing_volume(pod: &Value, e: &volumes::VolumeError) -> String {
         }
         _ => None,
     };
-    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
-        let refs = [v.pointer("/configMap/name"), v.pointer("/secret/secretName")];
-        if refs.iter().flatten().any(|r| r.as_str() == wanted) {
-            return str_at(v, "/name").to_string();
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let refs =
+            [v.config_map.as_ref().map(|c| c.name.as_str()), v.secret.as_ref().and_then(|s| s.secret_name.as_deref())];
+        if refs.iter().flatten().any(|r| Some(*r) == wanted) {
+            return v.name.clone();
         }
     }
     String::new()

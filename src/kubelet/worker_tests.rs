@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::backend::*;
 use super::fake::{exited, Events, FakeApi, FakeBackend};
-use super::status::AttemptState;
+use super::status::{time, AttemptState};
 use super::worker::*;
 
 struct Rig {
@@ -17,7 +18,7 @@ struct Rig {
     worker: Worker,
 }
 
-fn rig(pod: Value, images: &[&str]) -> Rig {
+fn rig(pod: Pod, images: &[&str]) -> Rig {
     let backend = Arc::new(FakeBackend::new(images));
     let api = Arc::new(FakeApi::default());
     let events = Arc::new(Events::default());
@@ -25,19 +26,69 @@ fn rig(pod: Value, images: &[&str]) -> Rig {
     Rig { backend, api, events, worker }
 }
 
-fn pod(policy: &str, inits: &[&str], apps: &[&str], pull: &str) -> Value {
-    let c = |n: &&str| json!({"name": n, "image": "busybox:1", "imagePullPolicy": pull});
-    json!({
-        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
-        "spec": {"restartPolicy": policy, "nodeName": "n", "terminationGracePeriodSeconds": 30,
-                 "initContainers": inits.iter().map(c).collect::<Vec<_>>(), "containers": apps.iter().map(c).collect::<Vec<_>>()},
-        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    })
+fn pod(policy: &str, inits: &[&str], apps: &[&str], pull: &str) -> Pod {
+    let c = |n: &&str| Container {
+        name: n.to_string(),
+        image: Some("busybox:1".into()),
+        image_pull_policy: Some(pull.into()),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("default".into()),
+            uid: Some("u1".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some(policy.into()),
+            node_name: Some("n".into()),
+            termination_grace_period_seconds: Some(30),
+            init_containers: Some(inits.iter().map(c).collect()),
+            containers: apps.iter().map(c).collect(),
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn phase(s: &PodStatus) -> &str {
+    s.phase.as_deref().unwrap_or("")
+}
+
+/// The status of app container `i`.
+fn app(s: &PodStatus, i: usize) -> &ContainerStatus {
+    &s.container_statuses.as_ref().expect("containerStatuses")[i]
+}
+
+/// The reason and message a container waits with.
+fn waiting(c: &ContainerStatus) -> (&str, &str) {
+    let w = c.state.as_ref().and_then(|s| s.waiting.as_ref()).expect("a waiting container");
+    (w.reason.as_deref().unwrap_or(""), w.message.as_deref().unwrap_or(""))
+}
+
+/// The exit code and reason of a container that ended.
+fn terminated(c: &ContainerStatus) -> (i32, &str) {
+    let t = c.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("a terminated container");
+    (t.exit_code, t.reason.as_deref().unwrap_or(""))
+}
+
+/// The exit code of the container's last attempt.
+fn last_exit(c: &ContainerStatus) -> i32 {
+    c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).expect("a last state").exit_code
 }
 
 impl Rig {
-    fn last_status(&self) -> Value {
-        self.api.statuses.lock().unwrap().last().cloned().unwrap_or(Value::Null)
+    fn last_status(&self) -> PodStatus {
+        self.api.statuses.lock().unwrap().last().cloned().expect("a status was written")
     }
     fn exit(&self, container: &str, code: i32) {
         let mut n = self.backend.node.lock().unwrap();
@@ -55,9 +106,10 @@ async fn a_pod_runs_and_reports_running_with_its_ip() {
     let mut r = rig(pod("Always", &[], &["a", "b"], "IfNotPresent"), &["busybox:1"]);
     assert_eq!(r.worker.sync().await, Next::After(Duration::from_millis(1000)));
     let s = r.last_status();
-    assert_eq!(s["phase"], "Running");
-    assert_eq!(s["podIP"], "10.42.0.7");
-    assert!(s["containerStatuses"][1]["state"]["running"]["startedAt"].is_string());
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(s.pod_ip.as_deref(), Some("10.42.0.7"));
+    let started = app(&s, 1).state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.as_ref());
+    assert_eq!(started, time("2026-01-01T00:00:00Z").as_ref());
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 2);
     assert!(r.reasons().starts_with(&["Pulled".to_string(), "Created".to_string(), "Started".to_string()]));
     // Nothing changed: no new write, no new containers.
@@ -75,24 +127,21 @@ async fn a_crashing_container_restarts_then_backs_off() {
     r.worker.sync().await;
     // First failure: restarted at once.
     let s = r.last_status();
-    assert_eq!(s["containerStatuses"][0]["restartCount"], 1);
-    assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(app(&s, 0).restart_count, 1);
+    assert_eq!(last_exit(app(&s, 0)), 1);
     assert_eq!(r.backend.node.lock().unwrap().removed.len(), 1, "the old container is removed");
     r.exit("a", 1);
     let next = r.worker.sync().await;
     let s = r.last_status();
-    let w = &s["containerStatuses"][0]["state"]["waiting"];
-    assert_eq!(w["reason"], "CrashLoopBackOff");
-    assert!(
-        w["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=a pod=p_default(u1)"),
-        "{w}"
-    );
+    let (reason, message) = waiting(app(&s, 0));
+    assert_eq!(reason, "CrashLoopBackOff");
+    assert!(message.starts_with("back-off 10s restarting failed container=a pod=p_default(u1)"), "{message}");
     assert!(matches!(next, Next::After(_)));
     r.worker.sync().await;
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1, "no restart while backing off");
-    assert_eq!(r.last_status()["containerStatuses"][0]["restartCount"], 1);
+    assert_eq!(app(&r.last_status(), 0).restart_count, 1);
     assert!(r.reasons().contains(&"BackOff".to_string()));
-    assert_eq!(s["phase"], "Running");
+    assert_eq!(phase(&s), "Running");
 }
 
 #[tokio::test]
@@ -101,14 +150,14 @@ async fn on_failure_and_never_policies() {
     r.worker.sync().await;
     r.exit("a", 0);
     r.worker.sync().await;
-    assert_eq!(r.last_status()["phase"], "Succeeded");
+    assert_eq!(phase(&r.last_status()), "Succeeded");
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1, "not restarted");
     let mut r = rig(pod("Never", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
     r.worker.sync().await;
     r.exit("a", 3);
     r.worker.sync().await;
-    assert_eq!(r.last_status()["phase"], "Failed");
-    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(phase(&r.last_status()), "Failed");
+    assert_eq!(terminated(app(&r.last_status(), 0)), (3, "Error"));
     r.worker.sync().await;
     assert!(r.backend.node.lock().unwrap().sandboxes.is_empty(), "a finished pod's sandbox goes");
 }
@@ -120,7 +169,7 @@ async fn init_containers_run_first_one_by_one() {
     let names =
         |r: &Rig| r.backend.node.lock().unwrap().containers.iter().map(|c| c.container.clone()).collect::<Vec<_>>();
     assert_eq!(names(&r), vec!["i1"]);
-    assert_eq!(r.last_status()["phase"], "Pending");
+    assert_eq!(phase(&r.last_status()), "Pending");
     r.exit("i1", 0);
     r.worker.sync().await;
     assert_eq!(names(&r), vec!["i1", "i2"]);
@@ -128,17 +177,18 @@ async fn init_containers_run_first_one_by_one() {
     r.worker.sync().await;
     assert_eq!(names(&r), vec!["i1", "i2", "a"]);
     let s = r.last_status();
-    assert_eq!(s["phase"], "Running");
-    assert_eq!(s["initContainerStatuses"][1]["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(terminated(&s.init_container_statuses.as_ref().unwrap()[1]), (0, "Completed"));
 }
 
 #[tokio::test]
 async fn a_missing_image_with_never_waits_with_err_image_never_pull() {
     let mut r = rig(pod("Always", &[], &["a"], "Never"), &[]);
     r.worker.sync().await;
-    let w = &r.last_status()["containerStatuses"][0]["state"]["waiting"];
-    assert_eq!(w["reason"], "ErrImageNeverPull");
-    assert_eq!(w["message"], "Container image \"busybox:1\" is not present with pull policy of Never");
+    assert_eq!(
+        waiting(app(&r.last_status(), 0)),
+        ("ErrImageNeverPull", "Container image \"busybox:1\" is not present with pull policy of Never")
+    );
     r.worker.sync().await;
     assert_eq!(r.reasons().iter().filter(|x| *x == "ErrImageNeverPull").count(), 1, "the event is not repeated");
 }
@@ -147,13 +197,9 @@ async fn a_missing_image_with_never_waits_with_err_image_never_pull() {
 async fn a_failed_pull_backs_off() {
     let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &[]);
     r.worker.sync().await;
-    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImagePull");
+    assert_eq!(waiting(app(&r.last_status(), 0)).0, "ErrImagePull");
     r.worker.sync().await;
-    assert_eq!(r.last_status()["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff");
-    assert_eq!(
-        r.last_status()["containerStatuses"][0]["state"]["waiting"]["message"],
-        "Back-off pulling image \"busybox:1\""
-    );
+    assert_eq!(waiting(app(&r.last_status(), 0)), ("ImagePullBackOff", "Back-off pulling image \"busybox:1\""));
 }
 
 #[tokio::test]
@@ -161,12 +207,10 @@ async fn config_errors_wait_and_then_start() {
     let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
     r.backend.node.lock().unwrap().missing_config_map = Some("cfg".into());
     r.worker.sync().await;
-    let w = &r.last_status()["containerStatuses"][0]["state"]["waiting"];
-    assert_eq!(w["reason"], "CreateContainerConfigError");
-    assert_eq!(w["message"], "configmap \"cfg\" not found");
+    assert_eq!(waiting(app(&r.last_status(), 0)), ("CreateContainerConfigError", "configmap \"cfg\" not found"));
     r.backend.node.lock().unwrap().missing_config_map = None;
     r.worker.sync().await;
-    assert_eq!(r.last_status()["phase"], "Running");
+    assert_eq!(phase(&r.last_status()), "Running");
 }
 
 #[tokio::test]
@@ -174,8 +218,8 @@ async fn deletion_stops_within_the_grace_period_and_completes_the_delete() {
     let mut p = pod("Always", &[], &["a"], "IfNotPresent");
     let mut r = rig(p.clone(), &["busybox:1"]);
     r.worker.sync().await;
-    p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    p["metadata"]["deletionGracePeriodSeconds"] = json!(7);
+    p.metadata.deletion_timestamp = time("2026-01-01T00:00:00Z");
+    p.metadata.deletion_grace_period_seconds = Some(7);
     r.worker.update(p);
     assert_eq!(r.worker.sync().await, Next::Done);
     let n = r.backend.node.lock().unwrap();
@@ -202,9 +246,9 @@ async fn adopted_containers_are_not_started_again() {
     r.worker.sync().await;
     assert_eq!(r.backend.node.lock().unwrap().containers.len(), 1);
     let s = r.last_status();
-    assert_eq!(s["containerStatuses"][0]["restartCount"], 2);
-    assert_eq!(s["containerStatuses"][0]["containerID"], "libcontainer://old");
-    assert_eq!(s["phase"], "Running");
+    assert_eq!(app(&s, 0).restart_count, 2);
+    assert_eq!(app(&s, 0).container_id.as_deref(), Some("libcontainer://old"));
+    assert_eq!(phase(&s), "Running");
 }
 
 #[tokio::test]
@@ -218,7 +262,7 @@ async fn starting_waits_for_a_start_slot_and_gives_it_back() {
     assert!(r.backend.node.lock().unwrap().containers.is_empty());
     drop(taken);
     r.worker.sync().await;
-    assert_eq!(r.last_status()["phase"], "Running");
+    assert_eq!(phase(&r.last_status()), "Running");
     // The slot is free again once the pass is over.
     assert_eq!(slots.available_permits(), 1);
 }
@@ -238,7 +282,7 @@ async fn a_pod_whose_sandbox_died_gets_a_new_one_and_its_containers_restart_in_i
     drop(n);
     assert!(r.reasons().contains(&"SandboxChanged".to_string()));
     let s = r.last_status();
-    assert_eq!(s["phase"], "Running");
-    assert_eq!(s["containerStatuses"][0]["restartCount"], 1);
-    assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(app(&s, 0).restart_count, 1);
+    assert_eq!(last_exit(app(&s, 0)), 137);
 }
