@@ -146,6 +146,27 @@ async fn eviction_is_refused_with_429_then_allowed_after_scaling() {
     pods.create(&PostParams::default(), &lone).await.expect("pod");
     pods.evict("lone", &EvictParams::default()).await.expect("evicted");
     assert!(pods.get_opt("lone").await.expect("get").is_none());
+
+    // An evicted pod is marked as a disruption target before it goes (seen here because a
+    // finalizer holds it).
+    let held: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &held).await.expect("pod");
+    pods.evict("held", &EvictParams::default()).await.expect("evicted");
+    let going = pods.get("held").await.expect("held by its finalizer");
+    assert!(going.metadata.deletion_timestamp.is_some());
+    let conditions = going.status.and_then(|s| s.conditions).unwrap_or_default();
+    let target = conditions.iter().find(|c| c.type_ == "DisruptionTarget").expect("a DisruptionTarget condition");
+    assert_eq!(
+        (target.status.as_str(), target.reason.as_deref(), target.message.as_deref()),
+        ("True", Some("EvictionByEvictionAPI"), Some("Eviction API: evicting"))
+    );
+    pods.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .expect("release");
 }
 
 fn quota(name: &str, hard: serde_json::Value) -> ResourceQuota {

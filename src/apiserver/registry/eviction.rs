@@ -1,17 +1,19 @@
 //! `pods/<name>/eviction` (policy/v1 Eviction): deletes a pod unless that would break the
 //! PodDisruptionBudget covering it, as upstream's `EvictionREST`. An allowed eviction takes
 //! one disruption from the budget (recording the pod in `disruptedPods` for the disruption
-//! controller) before the pod is deleted with the Eviction's `deleteOptions`.
+//! controller); the pod is then marked with the DisruptionTarget condition and deleted with
+//! the Eviction's `deleteOptions`.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::{DeleteOptions, ListOptions, Registry, ResourceType, WriteOptions};
+use super::{check_preconditions, parse_rv, DeleteOptions, ListOptions, Registry, ResourceType, WriteOptions};
 use crate::apiserver::selector::LabelSelector;
 use crate::apiserver::status::{ApiError, Cause, Reason};
 use crate::domain::disruption::{check_and_decrement, is_pod_ready, unready_pod_may_go, Refusal};
+use crate::store::Revision;
 
 /// How often a conflicting write is retried (upstream's `EvictionsRetry` steps).
 const RETRIES: usize = 20;
@@ -98,7 +100,7 @@ impl Registry {
                 opts.precondition_resource_version =
                     pod.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
             }
-            match self.delete(pods, Some(namespace), name, &opts).await {
+            match self.mark_and_delete(pods, namespace, name, opts).await {
                 Ok(_) => return Ok((201, success())),
                 Err(e) if e.is_conflict() && !rv_set && attempt + 1 < RETRIES => continue,
                 Err(e) => return Err(e),
@@ -146,11 +148,60 @@ impl Registry {
             }
         }
         let unready_guard = opts.precondition_resource_version != original.precondition_resource_version;
-        match self.delete(pods, Some(namespace), name, &opts).await {
+        match self.mark_and_delete(pods, namespace, name, opts).await {
             Ok(_) => Ok((201, success())),
             Err(e) if e.is_conflict() && unready_guard => Err(not_processed(&budget_name)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Marks the pod as a disruption target (condition DisruptionTarget, reason
+    /// EvictionByEvictionAPI) through its status, then deletes it, as upstream's eviction:
+    /// the delete's preconditions are checked against the latest pod before it is marked,
+    /// and a resourceVersion precondition then names the marked pod.
+    async fn mark_and_delete(
+        &self,
+        pods: &ResourceType,
+        namespace: &str,
+        name: &str,
+        mut opts: DeleteOptions,
+    ) -> Result<(), ApiError> {
+        if !opts.dry_run {
+            let mut marked = None;
+            for _ in 0..RETRIES {
+                let (mut pod, rv) = self.get_with_revision(pods, namespace, name).await?;
+                check_preconditions(pods, name, &pod, rv, &opts)?;
+                add_disruption_condition(&mut pod);
+                match self.update(pods, Some(namespace), name, pod, true, &WriteOptions::default()).await {
+                    Ok(updated) => {
+                        marked = Some(updated);
+                        break;
+                    }
+                    Err(e) if e.is_conflict() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(marked) = marked else {
+                return Err(ApiError::timeout(format!("couldn't update pod {name:?} due to conflicts")));
+            };
+            if opts.precondition_resource_version.is_some() {
+                opts.precondition_resource_version =
+                    marked.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+            }
+        }
+        self.delete(pods, Some(namespace), name, &opts).await.map(drop)
+    }
+
+    /// The pod and the revision it was stored at.
+    async fn get_with_revision(
+        &self,
+        pods: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Value, Revision), ApiError> {
+        let pod = self.get(pods, Some(namespace), name).await?;
+        let rv = parse_rv(pod.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0"))?;
+        Ok((pod, rv))
     }
 
     /// Takes one disruption from `pdb` for the pod, re-reading the budget on conflicts.
@@ -180,6 +231,39 @@ impl Registry {
             }
         }
         Err(ApiError::timeout(format!("couldn't update PodDisruptionBudget {name:?} due to conflicts")))
+    }
+}
+
+/// Sets the pod's DisruptionTarget condition as upstream's `UpdatePodCondition` does: the
+/// transition time moves only when the status changes.
+fn add_disruption_condition(pod: &mut Value) {
+    let now = json!(now_seconds().to_string());
+    let new = json!({
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting",
+        "lastProbeTime": null,
+        "lastTransitionTime": now,
+    });
+    let status = &mut pod["status"];
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let conditions = &mut status["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else { return };
+    match list.iter_mut().find(|c| c["type"] == "DisruptionTarget") {
+        Some(old) => {
+            let kept = (old["status"] == "True").then(|| old["lastTransitionTime"].clone());
+            *old = new;
+            if let Some(t) = kept {
+                old["lastTransitionTime"] = t;
+            }
+        }
+        None => list.push(new),
     }
 }
 

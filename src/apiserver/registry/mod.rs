@@ -807,27 +807,7 @@ impl Registry {
             let (_, current) = self.store.get(key.as_bytes(), None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
             let mut obj = rt.decode(&current.value, current.mod_revision)?;
-            if let Some(uid) = &opts.precondition_uid {
-                if meta_str(&obj, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::conflict(
-                        rt.group,
-                        rt.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            meta_str(&obj, "uid").unwrap_or("")
-                        ),
-                    ));
-                }
-            }
-            if let Some(rv) = &opts.precondition_resource_version {
-                if parse_rv(rv)? != current.mod_revision {
-                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        current.mod_revision
-                    )));
-                }
-            }
+            check_preconditions(rt, name, &obj, current.mod_revision, opts)?;
             let mut finalizers: Vec<Value> =
                 obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
             if opts.propagation_policy.as_deref() == Some("Foreground")
@@ -987,6 +967,43 @@ fn metadata_object_start(json: &[u8]) -> Option<usize> {
 /// Decodes a stored value into an object with its resourceVersion.
 pub fn decode_stored(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
     decode(bytes, rev)
+}
+
+/// A delete's preconditions (UID and resourceVersion) against the object as stored, with
+/// upstream's conflict messages.
+pub(crate) fn check_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    obj: &Value,
+    mod_revision: Revision,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
+    if let Some(uid) = &opts.precondition_uid {
+        if meta_str(obj, "uid") != Some(uid.as_str()) {
+            return Err(ApiError::conflict(
+                rt.group,
+                rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(obj, "uid").unwrap_or("")
+                ),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.precondition_resource_version {
+        if parse_rv(rv)? != mod_revision {
+            return Err(ApiError::conflict(
+                rt.group,
+                rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {mod_revision}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
