@@ -86,7 +86,7 @@ def inner(kubeconfig, server_pid):
     verdict = bench_pods.verdict
 
     # Pod events: first seen and Ready, by name.
-    seen, ready = {}, {}
+    seen, ready, gone = {}, {}, set()
     lock = threading.Condition()
     rv = core.list_namespaced_pod(NS).metadata.resource_version
 
@@ -96,6 +96,8 @@ def inner(kubeconfig, server_pid):
             name = p["metadata"]["name"]
             now = time.time()
             with lock:
+                if ev["type"] == "DELETED":
+                    gone.add(name)
                 seen.setdefault(name, now)
                 conds = (p.get("status") or {}).get("conditions") or []
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
@@ -163,7 +165,8 @@ def inner(kubeconfig, server_pid):
     b_s = time.time() - t0
     print(f"(b) rolling update of {REPLICAS} (maxSurge 25 %) -> complete: {b_s:.2f} s (target <= 10 s: {verdict(ok and b_s <= 10)})")
     apps.delete_namespaced_deployment("web", NS, propagation_policy="Background", _preload_content=False)
-    wait(lambda: False, 8)
+    # (c) starts on an empty node: the old pods hold their room until they are gone.
+    wait(lambda: all(n in gone for n in seen if n.startswith("web-") or n.startswith("unplaced-")), 120)
 
     # (c) 100 Deployments of 1.
     names = [f"one-{i}" for i in range(REPLICAS)]

@@ -605,8 +605,8 @@ impl Settings {
             datastore,
             disabled: Disabled::new(self.disable.map(|s| s.value).unwrap_or_default()),
             controllers,
+            node_lifecycle: controller_settings.node_lifecycle,
             controller_settings,
-            node_lifecycle: Default::default(),
             apiserver: ApiServerConfig {
                 https_listen_port: self.https_listen_port.map_or(DEFAULT_HTTPS_LISTEN_PORT, |s| s.value),
                 bind_address: self.bind_address.map_or(DEFAULT_BIND_ADDRESS, |s| s.value),
@@ -826,7 +826,8 @@ fn parse_components(items: &[String]) -> Result<Vec<Component>, String> {
 
 /// `--kube-controller-manager-arg` items, `name=value` as k3s passes them on: the
 /// controllers that run, from upstream's `controllers=` list (`*`, `name`, `-name`), and
-/// the controllers' settings (`terminated-pod-gc-threshold=`); the controller manager's
+/// the controllers' settings (`terminated-pod-gc-threshold=`, `node-monitor-grace-period=`,
+/// `node-startup-grace-period=`, `node-monitor-period=`); the controller manager's
 /// other flags have no meaning here and are refused by name.
 fn parse_controller_manager_args(
     items: &[String],
@@ -839,6 +840,17 @@ fn parse_controller_manager_args(
             Some(("controllers", value)) => {
                 list = value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect()
             }
+            Some((name @ ("node-monitor-grace-period" | "node-startup-grace-period" | "node-monitor-period"), value)) => {
+                let d = crate::domain::duration::parse_go_duration(value.trim())
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| format!("{name}: {value:?} is not a positive duration (e.g. 40s, 1m)"))?;
+                let lifecycle = &mut settings.node_lifecycle;
+                match name {
+                    "node-monitor-grace-period" => lifecycle.node_monitor_grace_period = d,
+                    "node-startup-grace-period" => lifecycle.node_startup_grace_period = d,
+                    _ => lifecycle.node_monitor_period = d,
+                }
+            }
             Some(("terminated-pod-gc-threshold", value)) => {
                 let n: i32 = value.trim().parse().map_err(|_| format!("terminated-pod-gc-threshold: {value:?} is not an integer"))?;
                 // As upstream: zero or less keeps every terminated pod.
@@ -846,7 +858,7 @@ fn parse_controller_manager_args(
             }
             Some((name, _)) => {
                 return Err(format!(
-                    "unsupported kube-controller-manager argument {name:?} (supported: controllers, terminated-pod-gc-threshold)"
+                    "unsupported kube-controller-manager argument {name:?} (supported: controllers, terminated-pod-gc-threshold, node-monitor-grace-period, node-startup-grace-period, node-monitor-period)"
                 ))
             }
             None => return Err(format!("{item:?}: expected name=value")),
@@ -972,7 +984,11 @@ mod tests {
         assert_eq!(settings.podgc.terminated_pod_gc_threshold, 0, "zero or less keeps them all");
         assert_eq!(args(&[]).unwrap().1.podgc.terminated_pod_gc_threshold, 12500);
         assert!(args(&["terminated-pod-gc-threshold=many"]).unwrap_err().contains("not an integer"));
-        assert!(args(&["node-monitor-period=5s"]).unwrap_err().contains("unsupported"));
+        let (_, settings) = args(&["node-monitor-grace-period=20s", "node-startup-grace-period=1m30s"]).unwrap();
+        assert_eq!(settings.node_lifecycle.node_monitor_grace_period, std::time::Duration::from_secs(20));
+        assert_eq!(settings.node_lifecycle.node_startup_grace_period, std::time::Duration::from_secs(90));
+        assert!(args(&["node-monitor-grace-period=soon"]).unwrap_err().contains("not a positive duration"));
+        assert!(args(&["node-cidr-mask-size=24"]).unwrap_err().contains("unsupported"));
     }
 
     fn cli_err(key: Key, value: &str) -> String {

@@ -109,9 +109,10 @@ struct ServerArgs {
     #[arg(long, value_name = "COMPONENT")]
     disable: Vec<String>,
 
-    /// A kube-controller-manager flag, name=value; repeatable. `controllers` and
-    /// `terminated-pod-gc-threshold` are meaningful: e.g. controllers=*,-replicaset leaves
-    /// the ReplicaSet controller out
+    /// A kube-controller-manager flag, name=value; repeatable. `controllers`,
+    /// `terminated-pod-gc-threshold`, `node-monitor-grace-period`, `node-startup-grace-period`
+    /// and `node-monitor-period` are meaningful: e.g. controllers=*,-replicaset leaves the
+    /// ReplicaSet controller out
     #[arg(long, value_name = "NAME=VALUE")]
     kube_controller_manager_arg: Vec<String>,
 

@@ -37,6 +37,7 @@ pub use self::runtime::Context;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub podgc: podgc::Options,
+    pub node_lifecycle: nodelifecycle::Config,
 }
 
 /// A controller's entry point: runs until the context's stop resolves.

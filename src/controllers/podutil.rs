@@ -36,6 +36,10 @@ pub fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
+pub fn is_failed(pod: &Pod) -> bool {
+    phase(pod) == "Failed"
+}
+
 /// Neither terminal nor being deleted: what counts toward replicas (upstream's
 /// `FilterActivePods`).
 pub fn is_active(pod: &Pod) -> bool {

@@ -17,6 +17,8 @@ use k8s_openapi::jiff::civil::{Date, DateTime};
 use k8s_openapi::jiff::tz::{AmbiguousOffset, TimeZone};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::domain::duration::parse_go_duration;
+
 /// How far ahead a schedule is searched before it is called impossible (robfig's 5 years).
 const SEARCH_YEARS: i16 = 5;
 
@@ -127,43 +129,14 @@ fn descriptor(text: &str) -> Result<Kind, ParseError> {
         "@hourly" => five("0 * * * *"),
         _ => match text.strip_prefix("@every ") {
             Some(d) => {
-                let d = go_duration(d.trim()).ok_or_else(|| ParseError(format!("failed to parse duration {text}")))?;
+                let d = parse_go_duration(d.trim())
+                    .ok_or_else(|| ParseError(format!("failed to parse duration {text}")))?;
                 // robfig rounds down to whole seconds, and at least one.
                 Ok(Kind::Every(Duration::from_secs(d.as_secs().max(1))))
             }
             None => err(format!("unrecognized descriptor: {text}")),
         },
     }
-}
-
-/// A Go duration (`1h30m`, `90s`, `1.5h`), non-negative.
-fn go_duration(s: &str) -> Option<Duration> {
-    if s.is_empty() {
-        return None;
-    }
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).ok()
 }
 
 /// One field as a bit set, and whether it was a star.

@@ -148,7 +148,7 @@ where
             }
         }),
     ));
-    ctx.node_lifecycle = config.node_lifecycle.clone();
+    ctx.node_lifecycle = config.node_lifecycle;
     ctx.settings = config.controller_settings;
     for r in crate::controllers::CONTROLLERS.iter().filter(|r| config.controllers.contains(&r.name)) {
         tracing::debug!(controller = r.name, "starting");

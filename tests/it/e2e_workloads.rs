@@ -28,9 +28,26 @@ fn deployment(name: &str, replicas: u32, strategy: &str) -> String {
 }
 
 fn rollout_status(c: &Cluster, name: &str) -> String {
-    let out = c.k(&["rollout", "status", &format!("deployment/{name}"), "--timeout=120s"]);
-    assert!(out.contains("successfully rolled out"), "{out}");
-    out
+    let out = c.kubectl(&["rollout", "status", &format!("deployment/{name}"), "--timeout=120s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || !stdout.contains("successfully rolled out") {
+        // What the cluster looked like, to tell which part did not finish.
+        let state = c.kubectl(&["get", "deploy,rs,pods", "-o", "wide"]);
+        let statuses = c.kubectl(&[
+            "get",
+            "deploy,rs,pods",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name} {.status}{\"\\n\"}{end}",
+        ]);
+        panic!(
+            "rollout status: {stdout}{}\n--- objects ---\n{}\n{}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&state.stdout),
+            String::from_utf8_lossy(&statuses.stdout),
+            c.log()
+        );
+    }
+    stdout
 }
 
 /// Names of the live pods (not being deleted) with `selector`.

@@ -44,6 +44,7 @@ pub async fn run(ctx: Context) {
         expectations: Expectations::default(),
         recorder: ctx.recorder("daemonset-controller"),
         clock: ctx.clock.clone(),
+        failed_backoff: Default::default(),
     });
     // A node that comes, goes or changes its labels or taints may change where every set runs.
     let store = sets.store().clone();
@@ -91,6 +92,7 @@ struct Controller {
     expectations: Expectations<ObjectRef<DaemonSet>>,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
+    failed_backoff: std::sync::Mutex<sync::FailedPodBackoff>,
 }
 
 impl Controller {
@@ -204,7 +206,12 @@ impl Controller {
             pods: mine.iter().map(|p| &**p).collect(),
             hash: &hash,
             now: self.clock.now(),
+            failed_backoff: &mut self.failed_backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         });
+        for (pod, node) in &step.failed {
+            let note = format!("Found failed daemon pod {pod} on node {node}, will try to kill it");
+            self.event(&ds.object_ref(&()), EventType::Warning, "FailedDaemonPod", "Delete", note).await;
+        }
         step.status.collision_count = Some(collision_count);
 
         let failure = self.apply(&ds, &key, &step).await;

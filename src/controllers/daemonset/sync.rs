@@ -9,7 +9,7 @@
 //! A rolling update only runs in a sync that had nothing else to do, as upstream's waits for
 //! its expectations.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,35 @@ pub struct Input<'a> {
     /// The hash of the set's template revision (the pods' `controller-revision-hash`).
     pub hash: &'a str,
     pub now: Timestamp,
+    /// When failed pods may be deleted again, per set and node.
+    pub failed_backoff: &'a mut FailedPodBackoff,
+}
+
+/// Upstream's back-off for deleting failed daemon pods (1 s doubling to 15 min, per set
+/// generation and node), so that a set whose pods a node keeps refusing does not spin.
+#[derive(Debug, Default)]
+pub struct FailedPodBackoff {
+    entries: HashMap<String, (Duration, Timestamp)>,
+}
+
+impl FailedPodBackoff {
+    const INITIAL: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(15 * 60);
+
+    /// Whether a failed pod under `key` may be deleted at `now` (taking the next step of
+    /// the back-off), or how long until it may.
+    pub fn next(&mut self, key: &str, now: Timestamp) -> Result<(), Duration> {
+        let since = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
+        // Entries untouched for twice the longest back-off are forgotten (upstream's GC).
+        self.entries.retain(|_, (_, last)| since(*last) <= 2 * Self::MAX);
+        let backoff = match self.entries.get(key) {
+            Some((backoff, last)) if since(*last) < *backoff => return Err(*backoff - since(*last)),
+            Some((backoff, _)) => (*backoff * 2).min(Self::MAX),
+            None => Self::INITIAL,
+        };
+        self.entries.insert(key.to_string(), (backoff, now));
+        Ok(())
+    }
 }
 
 /// What one sync decided.
@@ -45,8 +74,11 @@ pub struct Step {
     pub create: Vec<Pod>,
     pub delete: Vec<Pod>,
     pub status: DaemonSetStatus,
-    /// When to look again without an event (pods turning available after minReadySeconds).
+    /// When to look again without an event (pods turning available after minReadySeconds,
+    /// failed pods whose deletion is backed off).
     pub requeue: Option<Duration>,
+    /// `(namespace/name, node)` of each failed pod found and deleted (a warning event each).
+    pub failed: Vec<(String, String)>,
 }
 
 /// The tolerations upstream adds to every daemon pod, so that node conditions do not evict
@@ -243,7 +275,19 @@ pub fn sync(input: Input<'_>) -> Step {
         } else if *keep {
             let mut running = Vec::new();
             for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-                if podutil::is_terminal(p) {
+                if podutil::is_failed(p) {
+                    let generation = ds.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
+                    let key = format!("{}/{generation}/{node}", ds.metadata.uid.as_deref().unwrap_or(""));
+                    match input.failed_backoff.next(&key, now) {
+                        Ok(()) => {
+                            let pod_ns = p.metadata.namespace.as_deref().unwrap_or("");
+                            let pod_name = p.metadata.name.as_deref().unwrap_or("");
+                            step.failed.push((format!("{pod_ns}/{pod_name}"), node.to_string()));
+                            delete.push(p);
+                        }
+                        Err(wait) => step.requeue = Some(step.requeue.map_or(wait, |r| r.min(wait))),
+                    }
+                } else if podutil::is_terminal(p) {
                     delete.push(p);
                 } else {
                     running.push(*p);

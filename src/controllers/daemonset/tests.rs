@@ -223,11 +223,12 @@ struct World {
     hash: String,
     now: i64,
     made: usize,
+    backoff: sync::FailedPodBackoff,
 }
 
 impl World {
     fn new(ds: DaemonSet, nodes: Vec<Node>) -> Self {
-        World { ds, nodes, pods: vec![], hash: "h1".into(), now: 1_000_000, made: 0 }
+        World { ds, nodes, pods: vec![], hash: "h1".into(), now: 1_000_000, made: 0, backoff: Default::default() }
     }
 
     fn step(&mut self) -> sync::Step {
@@ -237,6 +238,7 @@ impl World {
             pods: self.pods.iter().collect(),
             hash: &self.hash,
             now: Timestamp::from_second(self.now).unwrap(),
+            failed_backoff: &mut self.backoff,
         });
         for p in &step.create {
             self.made += 1;
@@ -332,12 +334,31 @@ fn one_pod_goes_on_each_eligible_node_and_leaves_when_the_node_stops_fitting() {
     assert_eq!(target_node(&s.delete[0]).as_deref(), Some("n2"));
     assert_eq!((s.status.desired_number_scheduled, s.status.number_misscheduled), (2, 1));
     w.finish_terminating();
-    // A failed pod is replaced.
+    // A failed pod is replaced, with a warning.
     w.pods[0].status.as_mut().unwrap().phase = Some("Failed".into());
     let s = w.step();
     assert_eq!(s.delete.len(), 1);
+    assert_eq!(s.failed.len(), 1);
     w.finish_terminating();
     assert_eq!(w.step().create.len(), 1);
+    // One failing again at once waits for the back-off (1 s, then 2 s) before it goes.
+    let fail_latest = |w: &mut World| {
+        let p = w.pods.iter_mut().rfind(|p| p.metadata.deletion_timestamp.is_none()).unwrap();
+        p.status.as_mut().unwrap().phase = Some("Failed".into());
+    };
+    fail_latest(&mut w);
+    let s = w.step();
+    assert!(s.delete.is_empty() && s.create.is_empty(), "{s:?}");
+    assert_eq!(s.requeue, Some(std::time::Duration::from_secs(1)));
+    w.now += 1;
+    assert_eq!(w.step().delete.len(), 1);
+    w.finish_terminating();
+    assert_eq!(w.step().create.len(), 1);
+    fail_latest(&mut w);
+    w.now += 1;
+    assert_eq!(w.step().requeue, Some(std::time::Duration::from_secs(1)), "2 s after the last deletion");
+    w.now += 1;
+    assert_eq!(w.step().delete.len(), 1);
 }
 
 #[test]

@@ -93,7 +93,7 @@ pub async fn run(ctx: Context) {
     });
     let changes = futures::stream::select(futures::stream::select(node_changes, lease_changes), pod_changes);
     let mut changes = std::pin::pin!(changes);
-    let mut monitor = Monitor::new(ctx.node_lifecycle.clone());
+    let mut monitor = Monitor::new(ctx.node_lifecycle);
     tracing::debug!(controller = "node-lifecycle", "started");
     loop {
         let pass = {

@@ -41,7 +41,7 @@ pub const LABEL_EXCLUDE_DISRUPTION: &str = "node.kubernetes.io/exclude-disruptio
 const KUBELET_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
 /// The node lifecycle controller's settings (upstream's kube-controller-manager flags).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub node_monitor_grace_period: Duration,
     pub node_startup_grace_period: Duration,
