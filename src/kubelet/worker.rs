@@ -325,6 +325,13 @@ impl Worker {
                     }
                     break;
                 }
+                Some(AttemptState::Created) => {
+                    initialized = false;
+                    if let Some(d) = self.replace_unstarted(c, true, &sources).await {
+                        next = next.min(d);
+                    }
+                    break;
+                }
                 Some(_) => {
                     initialized = false;
                     break;
@@ -358,6 +365,11 @@ impl Worker {
                             if let Some(d) = self.restart(c, false, &t, &sources).await {
                                 next = next.min(d);
                             }
+                        }
+                    }
+                    Some(AttemptState::Created) => {
+                        if let Some(d) = self.replace_unstarted(c, false, &sources).await {
+                            next = next.min(d);
                         }
                     }
                     Some(_) => {}
@@ -453,6 +465,21 @@ impl Worker {
             v.previous = Some(t.clone());
         }
         self.start(c, init, attempt + 1, sources).await
+    }
+
+    /// A container created and never started (k3rs stopped between the two, and the
+    /// worker found it afterwards) goes, and a new attempt starts at once: as upstream's
+    /// kubelet, which always restarts a container in the created state.
+    async fn replace_unstarted(&mut self, c: &Container, init: bool, sources: &Sources) -> Option<Duration> {
+        let name = c.name.clone();
+        let Some(current) = self.views.get(&name).and_then(|v| v.current.clone()) else {
+            return self.start(c, init, 0, sources).await;
+        };
+        tracing::info!(pod = %self.pod_ref(), container = %name, id = %current.container_id, "replacing a container that was created but never started");
+        if let Err(e) = self.backend.remove_container(&current.container_id).await {
+            tracing::warn!(pod = %self.pod_ref(), container = %name, error = %e, "cannot remove the unstarted container");
+        }
+        self.start(c, init, current.attempt + 1, sources).await
     }
 
     /// Pulls the image and runs one attempt of the container. Returns how soon to look

@@ -252,6 +252,34 @@ async fn adopted_containers_are_not_started_again() {
 }
 
 #[tokio::test]
+async fn an_adopted_container_that_never_started_is_replaced() {
+    // k3rs stopped between creating the container and starting it.
+    let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);
+    let rec = ContainerRecord {
+        id: "stale".into(),
+        pod_uid: "u1".into(),
+        container: "a".into(),
+        attempt: 0,
+        image: "busybox:1".into(),
+        image_id: "x".into(),
+        state: AttemptState::Created,
+    };
+    r.backend.node.lock().unwrap().containers.push(rec.clone());
+    r.worker.adopt(vec![rec]);
+    r.worker.sync().await;
+    {
+        let node = r.backend.node.lock().unwrap();
+        assert_eq!(node.removed, ["stale"]);
+        assert_eq!(node.containers.len(), 1);
+        assert_ne!(node.containers[0].id, "stale");
+        assert!(matches!(node.containers[0].state, AttemptState::Running { .. }));
+    }
+    let s = r.last_status();
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(app(&s, 0).restart_count, 1, "the unstarted container was an attempt");
+}
+
+#[tokio::test]
 async fn starting_waits_for_a_start_slot_and_gives_it_back() {
     let slots = Arc::new(tokio::sync::Semaphore::new(1));
     let mut r = rig(pod("Always", &[], &["a"], "IfNotPresent"), &["busybox:1"]);

@@ -1,6 +1,6 @@
 //! End to end: `kubectl drain` (cordon, then eviction through `pods/eviction`) against the
 //! real binary as root in its own network namespace, held back by a PodDisruptionBudget
-//! until the budget is relaxed.
+//! until the budget is relaxed; and a ResourceQuota refusing a pod.
 
 use crate::common;
 
@@ -60,8 +60,53 @@ fn drain_is_held_by_a_disruption_budget_until_it_is_relaxed() {
     for old in before.lines() {
         assert!(!now.lines().any(|l| l == old), "{old} survived the drain: {now}");
     }
+    // The replacements wait: the only node is cordoned.
+    c.wait_for(
+        &["pods", "-l", "app=web"],
+        "{range .items[*]}{.spec.nodeName}|{.status.conditions[?(@.type==\"PodScheduled\")].message};{end}",
+        Duration::from_secs(30),
+        |s| {
+            let pods: Vec<&str> = s.split(';').filter(|p| !p.is_empty()).collect();
+            pods.len() == 2
+                && pods.iter().all(|p| p.starts_with("|0/1 nodes are available: 1 node(s) were unschedulable."))
+        },
+    );
     c.k(&["uncordon", "e2e-node"]);
     assert_eq!(c.k(&["get", "node", "e2e-node", "-o", "jsonpath={.spec.unschedulable}"]), "");
     let out = c.k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+
+    // A ResourceQuota refuses the pod that would exceed it, in upstream's words.
+    c.k(&["create", "namespace", "small"]);
+    c.k(&["create", "quota", "one-pod", "-n", "small", "--hard=pods=1"]);
+    c.wait_for(&["quota", "one-pod", "-n", "small"], "{.status.used.pods}", Duration::from_secs(30), |s| s == "0");
+    c.wait_for(&["serviceaccount", "default", "-n", "small"], "{.metadata.name}", Duration::from_secs(30), |s| {
+        s == "default"
+    });
+    let run = |name: &str| {
+        c.kubectl(&[
+            "run",
+            name,
+            "-n",
+            "small",
+            "--image=busybox:1.36",
+            "--restart=Never",
+            "--command",
+            "--",
+            "sleep",
+            "60",
+        ])
+    };
+    let first = run("a");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = run("b");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains(
+            "Error from server (Forbidden): pods \"b\" is forbidden: exceeded quota: one-pod, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{stderr}"
+    );
+    c.wait_for(&["quota", "one-pod", "-n", "small"], "{.status.used.pods}", Duration::from_secs(30), |s| s == "1");
 }

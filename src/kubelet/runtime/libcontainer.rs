@@ -154,6 +154,10 @@ impl LibcontainerRuntime {
         let shim_alive = Self::read_pid(dir, shim::SHIM_PID_FILE).is_some_and(pid_alive);
         if pid.is_some_and(pid_alive) && shim_alive {
             st.state = if started_at.is_some() { ContainerState::Running } else { ContainerState::Created };
+        } else if pid.is_none() && shim_alive {
+            // The shim made the container but no one recorded it (k3rs stopped in between):
+            // it was never started.
+            st.state = ContainerState::Created;
         } else if shim_alive {
             // Exited; the shim is still draining output before it writes the record.
             st.state = ContainerState::Running;
@@ -308,8 +312,14 @@ impl Runtime for LibcontainerRuntime {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.existing_dir(id)?;
         if Self::exit_record(&dir).is_none() {
-            self.signal(id, &dir, libc::SIGKILL)?;
-            self.wait_exit(&dir, Duration::from_secs(10)).await;
+            match self.signal(id, &dir, libc::SIGKILL) {
+                Ok(()) => {
+                    self.wait_exit(&dir, Duration::from_secs(10)).await;
+                }
+                // Never recorded as created: libcontainer's forced delete kills what is there.
+                Err(RuntimeError::NotRunning { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let me = self.clone();
         let id2 = id.to_string();
