@@ -319,6 +319,35 @@ async fn a_new_runtime_instance_adopts_running_containers() {
     assert_eq!((st.exit_code, st.reason.as_deref()), (Some(137), Some("Error")));
 }
 
+/// A container created and never started (the k3rs that made it stopped before starting
+/// it, maybe before recording its pid) is found as Created, and can be removed: the kubelet
+/// replaces it with a new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_created_but_never_started_reads_created_and_can_be_removed() {
+    let w = World::new();
+    let req = w.simple("unstarted", "echo never");
+    w.rt.create(&req).await.expect("create");
+    let rt2 = World::runtime(&w.dir);
+    assert_eq!(rt2.status("unstarted").await.expect("status").state, ContainerState::Created);
+    // As if k3rs died between the shim's answer and writing it down.
+    let pid = rt2.status("unstarted").await.expect("status").pid.expect("pid");
+    std::fs::remove_file(w.path("containers/unstarted/pid")).expect("forget the pid");
+    let listed = rt2.list().await.expect("list");
+    let me = listed.iter().find(|c| c.id == "unstarted").expect("listed");
+    assert_eq!(me.status.state, ContainerState::Created);
+    rt2.remove("unstarted").await.expect("remove");
+    assert!(rt2.list().await.expect("list").iter().all(|c| c.id != "unstarted"));
+    let gone = tokio::time::timeout(Duration::from_secs(10), async {
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the container's init {pid} is still there");
+    assert!(!w.log("unstarted").contains("never"), "it never ran");
+}
+
 /// The parent role of `shim_survives_sigkill_of_the_process_that_created_it`: create and
 /// start a container, say so, and wait to be killed.
 async fn act_as_parent(dir: &Path, cgroup_root: &str) {
