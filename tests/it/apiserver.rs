@@ -247,7 +247,7 @@ async fn deleting_a_namespace_deletes_its_content_then_itself() {
         if code == StatusCode::NOT_FOUND {
             break;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(10), "namespace was not deleted");
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "namespace was not deleted");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (_, cms) = a.call(Method::GET, "/api/v1/namespaces/team/configmaps", Value::Null).await;

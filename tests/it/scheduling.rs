@@ -48,7 +48,7 @@ async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
 
 /// The message of the pod's PodScheduled=False condition, once it has one.
 async fn unschedulable(pods: &Api<Pod>, name: &str) -> String {
-    within(Duration::from_secs(10), &format!("{name} marked unschedulable"), || async {
+    within(Duration::from_secs(30), &format!("{name} marked unschedulable"), || async {
         let p = pods.get(name).await.ok()?;
         let cond = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
         (cond.status == "False" && cond.reason.as_deref() == Some("Unschedulable")).then_some(cond.message?)
@@ -74,7 +74,7 @@ async fn required_anti_affinity_spreads_pods_and_refuses_a_second_on_one_node() 
     let spec = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
         {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
     pods.create(&PostParams::default(), &pod("web-1", json!({"app": "web"}), spec.clone())).await.expect("web-1");
-    let first = within(Duration::from_secs(10), "web-1 bound", || node_of(&pods, "web-1")).await;
+    let first = within(Duration::from_secs(30), "web-1 bound", || node_of(&pods, "web-1")).await;
     assert_eq!(first, "n1");
 
     pods.create(&PostParams::default(), &pod("web-2", json!({"app": "web"}), spec)).await.expect("web-2");
@@ -83,7 +83,7 @@ async fn required_anti_affinity_spreads_pods_and_refuses_a_second_on_one_node() 
         msg,
         "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
     );
-    let failed = within(Duration::from_secs(5), "FailedScheduling event", || async {
+    let failed = within(Duration::from_secs(30), "FailedScheduling event", || async {
         events(&c, "aa", "web-2", "FailedScheduling").await.into_iter().next()
     })
     .await;
@@ -92,11 +92,12 @@ async fn required_anti_affinity_spreads_pods_and_refuses_a_second_on_one_node() 
     // A pod the rules are not about still goes beside web-1.
     let db_spec = json!({});
     pods.create(&PostParams::default(), &pod("other", json!({"app": "db"}), db_spec)).await.expect("other");
-    assert_eq!(within(Duration::from_secs(10), "other bound", || node_of(&pods, "other")).await, "n1");
+    assert_eq!(within(Duration::from_secs(30), "other bound", || node_of(&pods, "other")).await, "n1");
 
-    // A second node appears: the waiting pod goes there at once, without polling.
+    // A second node appears: the waiting pod goes there, woken by the node and not by the
+    // 5-minute retry (the window is wide for a loaded machine).
     make_node(&c, "n2", "4").await;
-    let second = within(Duration::from_secs(5), "web-2 bound", || node_of(&pods, "web-2")).await;
+    let second = within(Duration::from_secs(30), "web-2 bound", || node_of(&pods, "web-2")).await;
     assert_eq!(second, "n2");
 }
 
@@ -115,12 +116,12 @@ async fn a_high_priority_pod_preempts_a_low_priority_one_and_is_nominated() {
 
     let low = pods.create(&PostParams::default(), &pod("low", json!({}), asking("low"))).await.expect("low");
     assert_eq!(low.spec.as_ref().and_then(|s| s.priority), Some(100), "priority comes from the class");
-    assert_eq!(within(Duration::from_secs(10), "low bound", || node_of(&pods, "low")).await, "n1");
+    assert_eq!(within(Duration::from_secs(30), "low bound", || node_of(&pods, "low")).await, "n1");
 
     let high = pods.create(&PostParams::default(), &pod("high", json!({}), asking("high"))).await.expect("high");
     let high_uid = high.metadata.uid.clone().expect("uid");
     // The victim is being deleted; the preemptor waits for it, nominated to its node.
-    let nominated = within(Duration::from_secs(10), "high nominated", || async {
+    let nominated = within(Duration::from_secs(30), "high nominated", || async {
         pods.get("high").await.ok()?.status?.nominated_node_name
     })
     .await;
@@ -129,18 +130,18 @@ async fn a_high_priority_pod_preempts_a_low_priority_one_and_is_nominated() {
     assert!(victim.metadata.deletion_timestamp.is_some(), "the victim is being deleted");
     // The preempting attempt's diagnosis has no preemption part; the tries after it, while
     // the victim is still going, say why they do not preempt again.
-    let preempting = within(Duration::from_secs(5), "the preempting attempt's event", || async {
+    let preempting = within(Duration::from_secs(30), "the preempting attempt's event", || async {
         let failed = events(&c, "prio", "high", "FailedScheduling").await;
         failed.into_iter().find(|e| e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu."))
     })
     .await;
     assert_eq!(preempting.type_.as_deref(), Some("Warning"));
     let waiting = "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to a terminating pod on the nominated node.";
-    within(Duration::from_secs(5), "high waiting for its victim", || async {
+    within(Duration::from_secs(30), "high waiting for its victim", || async {
         (unschedulable(&pods, "high").await == waiting).then_some(())
     })
     .await;
-    let preempted = within(Duration::from_secs(5), "Preempted event", || async {
+    let preempted = within(Duration::from_secs(30), "Preempted event", || async {
         events(&c, "prio", "low", "Preempted").await.into_iter().next()
     })
     .await;
@@ -148,7 +149,7 @@ async fn a_high_priority_pod_preempts_a_low_priority_one_and_is_nominated() {
 
     // The node's kubelet finishes the deletion: the preemptor takes the room.
     pods.delete("low", &DeleteParams::default().grace_period(0)).await.expect("force delete");
-    assert_eq!(within(Duration::from_secs(5), "high bound", || node_of(&pods, "high")).await, "n1");
+    assert_eq!(within(Duration::from_secs(30), "high bound", || node_of(&pods, "high")).await, "n1");
 
     // A class that does not exist is refused as upstream's admission does.
     let err = pods.create(&PostParams::default(), &pod("lost", json!({}), asking("nope"))).await.unwrap_err();
@@ -198,7 +199,7 @@ async fn gated_pods_wait_until_their_gates_are_removed() {
     pods.patch("gated", &PatchParams::default(), &Patch::Merge(json!({"spec": {"schedulingGates": null}})))
         .await
         .expect("remove the last gate");
-    assert_eq!(within(Duration::from_secs(5), "gated bound", || node_of(&pods, "gated")).await, "n1");
+    assert_eq!(within(Duration::from_secs(30), "gated bound", || node_of(&pods, "gated")).await, "n1");
 }
 
 #[tokio::test]
@@ -224,7 +225,7 @@ async fn a_wait_for_first_consumer_claim_is_bound_before_its_pod_and_volumes_cho
     pods.create(&PostParams::default(), &pod("user", json!({}), mounting("data"))).await.expect("user");
 
     // The scheduler names a node on the claim, and holds the pod until a volume is bound.
-    let selected = within(Duration::from_secs(10), "the claim's selected node", || async {
+    let selected = within(Duration::from_secs(30), "the claim's selected node", || async {
         claims.get("data").await.ok()?.metadata.annotations?.get("volume.kubernetes.io/selected-node").cloned()
     })
     .await;
@@ -247,7 +248,7 @@ async fn a_wait_for_first_consumer_claim_is_bound_before_its_pod_and_volumes_cho
         .patch("data", &PatchParams::default(), &Patch::Merge(json!({"spec": {"volumeName": "pv-data"}})))
         .await
         .expect("bind the claim");
-    assert_eq!(within(Duration::from_secs(10), "user bound", || node_of(&pods, "user")).await, selected);
+    assert_eq!(within(Duration::from_secs(30), "user bound", || node_of(&pods, "user")).await, selected);
 
     // A claim already bound to a volume that lives on the other node takes its pod there.
     let other = if selected == "n1" { "n2" } else { "n1" };
@@ -258,7 +259,7 @@ async fn a_wait_for_first_consumer_claim_is_bound_before_its_pod_and_volumes_cho
         .await
         .expect("bind the claim");
     pods.create(&PostParams::default(), &pod("follower", json!({}), mounting("pinned"))).await.expect("follower");
-    assert_eq!(within(Duration::from_secs(10), "follower bound", || node_of(&pods, "follower")).await, other);
+    assert_eq!(within(Duration::from_secs(30), "follower bound", || node_of(&pods, "follower")).await, other);
 
     // One whose volume fits no node is told so in upstream's words.
     claims.create(&PostParams::default(), &claim("nowhere")).await.expect("claim");
