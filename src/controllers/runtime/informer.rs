@@ -76,21 +76,13 @@ impl<K: Object> Informer<K> {
         &self.store
     }
 
-    /// Changes from now on, and a [`Notice::Resynced`] once the store is ready: a subscriber
-    /// that comes after the first list (the informer is shared, and started by whoever asked
-    /// first) still hears of what that list brought. A subscriber that falls more than a
-    /// buffer behind gets [`Notice::Resynced`] in place of what it missed.
+    /// Changes from now on. A subscriber that falls more than a buffer behind gets
+    /// [`Notice::Resynced`] in place of what it missed.
     pub fn subscribe(&self) -> impl Stream<Item = Notice<K>> + Send + 'static {
-        let changes = BroadcastStream::new(self.tx.subscribe()).map(|r| match r {
+        BroadcastStream::new(self.tx.subscribe()).map(|r| match r {
             Ok(n) => n,
             Err(BroadcastStreamRecvError::Lagged(_)) => Notice::Resynced,
-        });
-        let store = self.store.clone();
-        let listed = futures::stream::once(Box::pin(async move {
-            let _ = store.wait_until_ready().await;
-            Notice::Resynced
-        }));
-        futures::stream::select(listed, changes)
+        })
     }
 
     /// The object as the store holds it.
@@ -241,15 +233,10 @@ mod tests {
         let (informer, mut feed) = Informer::<Pod>::manual();
         let mut notices = Box::pin(informer.subscribe());
         feed.fill([pod("a", "1")]);
-        // The list, and the store being ready (one notice or two: the same news).
         assert!(matches!(notices.next().await, Some(Notice::Resynced)));
         assert_eq!(informer.store().state().len(), 1);
         feed.apply(Event::Apply(pod("b", "2")));
-        let mut next = notices.next().await;
-        if matches!(next, Some(Notice::Resynced)) {
-            next = notices.next().await;
-        }
-        match next {
+        match notices.next().await {
             Some(Notice::Changed(p)) => {
                 assert_eq!(p.metadata.name.as_deref(), Some("b"));
                 // The notice shares the store's copy.
@@ -260,16 +247,6 @@ mod tests {
         feed.apply(Event::Delete(pod("a", "3")));
         assert!(matches!(notices.next().await, Some(Notice::Deleted(p)) if p.metadata.name.as_deref() == Some("a")));
         assert!(informer.get(Some("ns"), "a").is_none());
-    }
-
-    #[tokio::test]
-    async fn a_subscriber_that_comes_after_the_list_hears_of_it() {
-        let (informer, mut feed) = Informer::<Pod>::manual();
-        feed.fill([pod("a", "1")]);
-        let mut late = Box::pin(informer.subscribe());
-        assert!(matches!(late.next().await, Some(Notice::Resynced)));
-        feed.apply(Event::Apply(pod("b", "2")));
-        assert!(matches!(late.next().await, Some(Notice::Changed(p)) if p.metadata.name.as_deref() == Some("b")));
     }
 
     #[tokio::test]

@@ -287,16 +287,25 @@ pub fn all<K: Object>(store: &Store<K>) -> Vec<ObjectRef<K>> {
     store.state().iter().map(|o| ObjectRef::from_obj(&**o)).collect()
 }
 
-/// Triggers from the controller's own kind: each changed object, and all after a resync.
+/// Triggers from the controller's own kind: every object once the store is ready (the
+/// informer is shared, and its first list may have gone out before this controller
+/// subscribed), each changed object, and all after a resync.
 pub fn own_triggers<K: Object>(informer: &Informer<K>) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
     let store = informer.store().clone();
-    informer.subscribe().flat_map(move |n| {
+    let changes = informer.subscribe().flat_map(move |n| {
         futures::stream::iter(match n {
             Notice::Changed(o) => vec![ObjectRef::from_obj(&*o)],
             Notice::Deleted(_) => vec![],
             Notice::Resynced => all(&store),
         })
-    })
+    });
+    let store = informer.store().clone();
+    let listed = futures::stream::once(Box::pin(async move {
+        let _ = store.wait_until_ready().await;
+        futures::stream::iter(all(&store))
+    }))
+    .flatten();
+    futures::stream::select(listed, changes)
 }
 
 #[cfg(test)]
