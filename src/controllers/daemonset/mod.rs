@@ -26,7 +26,7 @@ use serde_json::json;
 use super::deployment::util::template_hash;
 use super::history::{self, HistoryError, REVISION_LABEL};
 use super::runtime::expectations::{Expectations, Seen, Written};
-use super::runtime::owner::{claim, controller_ref, dependent_triggers, set_owners, Claim};
+use super::runtime::owner::{claim, controller_ref, controller_selector, dependent_triggers, set_owners, Claim};
 use super::runtime::{self, is_not_found, Clock, Context, Informer, ReconcileError};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
@@ -65,13 +65,7 @@ pub async fn run(ctx: Context) {
 
 /// The set's selector; none if empty or unusable (it selects nothing).
 fn selector_of(ds: &DaemonSet) -> Option<Selector> {
-    let s = ds.spec.as_ref()?.selector.clone();
-    let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    if empty {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    controller_selector(ds.spec.as_ref()?.selector.clone())
 }
 
 fn orphan_claimants(pod: &Pod, sets: &Store<DaemonSet>) -> Vec<ObjectRef<DaemonSet>> {
@@ -97,13 +91,7 @@ struct Controller {
 
 impl Controller {
     fn seen(&self, namespace: &str, name: &str) -> Seen {
-        match self.pods.get(Some(namespace), name) {
-            Some(p) if p.metadata.deletion_timestamp.is_some() => {
-                Seen::Terminating(p.metadata.uid.clone().unwrap_or_default())
-            }
-            Some(p) => Seen::Alive(p.metadata.uid.clone().unwrap_or_default()),
-            None => Seen::Absent,
-        }
+        Seen::of(self.pods.get(Some(namespace), name).as_deref())
     }
 
     async fn reconcile(&self, ds: Arc<DaemonSet>) -> Result<Action, ReconcileError> {

@@ -23,7 +23,7 @@ use kube::Resource;
 use serde_json::json;
 
 use super::podutil;
-use super::runtime::owner::{claim, controller_of, controller_trigger, dependent_triggers, Claim};
+use super::runtime::owner::{claim, controller_of, controller_selector, controller_trigger, dependent_triggers, Claim};
 use super::runtime::{self, api_code, is_not_found, Clock, Context, Informer, Notice, ReconcileError};
 
 pub async fn run(ctx: Context) {
@@ -77,13 +77,7 @@ fn owner_deployment(pod: &Pod, rss: &Informer<ReplicaSet>) -> Vec<ObjectRef<Depl
 }
 
 fn selector_of(d: &Deployment) -> Option<Selector> {
-    let s = d.spec.as_ref()?.selector.clone();
-    let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    if empty {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    controller_selector(d.spec.as_ref()?.selector.clone())
 }
 
 /// Deployments in an orphan ReplicaSet's namespace whose selector matches it.

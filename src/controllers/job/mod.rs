@@ -38,7 +38,9 @@ use self::pods::{completion_index, has_tracking_finalizer, is_indexed, IndexFail
 use self::policy::{match_failure_policy, match_success_policy, FailureAction};
 use super::podutil;
 use super::runtime::expectations::{Expectations, Seen, Written};
-use super::runtime::owner::{claim, controller_of, controller_trigger, dependent_triggers, refers_to, Claim};
+use super::runtime::owner::{
+    claim, controller_of, controller_selector, controller_trigger, dependent_triggers, refers_to, Claim,
+};
 use super::runtime::{self, is_not_found, Clock, Context, Informer, Notice, ReconcileError};
 
 /// The `spec.managedBy` value of Jobs this controller runs (or none).
@@ -89,13 +91,7 @@ fn orphan_claimants(pod: &Pod, jobs: &Store<Job>) -> Vec<ObjectRef<Job>> {
 
 /// The Job's selector; none if empty or unusable (it selects nothing).
 pub fn selector_of(job: &Job) -> Option<Selector> {
-    let s = job.spec.as_ref()?.selector.clone()?;
-    let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    if empty {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    controller_selector(job.spec.as_ref()?.selector.clone()?)
 }
 
 fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
@@ -334,13 +330,7 @@ struct Counted {
 
 impl JobSync {
     fn seen(&self, namespace: &str, name: &str) -> Seen {
-        match self.pods.get(Some(namespace), name) {
-            Some(p) if p.metadata.deletion_timestamp.is_some() => {
-                Seen::Terminating(p.metadata.uid.clone().unwrap_or_default())
-            }
-            Some(p) => Seen::Alive(p.metadata.uid.clone().unwrap_or_default()),
-            None => Seen::Absent,
-        }
+        Seen::of(self.pods.get(Some(namespace), name).as_deref())
     }
 
     /// The finalizer removals of `key` the store does not show yet.

@@ -25,7 +25,7 @@ use serde_json::json;
 pub use self::replicated::Replicated;
 use super::podutil;
 use super::runtime::expectations::{Expectations, Seen, Written};
-use super::runtime::owner::{claim, controller_of, dependent_triggers, Claim};
+use super::runtime::owner::{claim, controller_of, controller_selector, dependent_triggers, Claim};
 use super::runtime::{self, is_not_found, Clock, Context, Informer, ReconcileError};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
@@ -86,13 +86,7 @@ fn orphan_claimants<K: Replicated>(pod: &Pod, owners: &Store<K>) -> Vec<ObjectRe
 /// The ReplicaSet's selector; none if it is empty or unusable (then it selects nothing, as
 /// upstream treats it).
 pub fn selector_of(rs: &ReplicaSet) -> Option<Selector> {
-    let s = rs.spec.as_ref()?.selector.clone();
-    let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    if empty {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    controller_selector(rs.spec.as_ref()?.selector.clone())
 }
 
 /// The status the pods give (upstream's `calculateStatus`); `failure` is the error of this
@@ -178,13 +172,7 @@ pub fn pod_from_template(rs: &ReplicaSet, owner: OwnerReference) -> Pod {
 
 impl<K: Replicated> Sync<K> {
     fn seen(&self, namespace: &str, name: &str) -> Seen {
-        match self.pods.get(Some(namespace), name) {
-            Some(p) if p.metadata.deletion_timestamp.is_some() => {
-                Seen::Terminating(p.metadata.uid.clone().unwrap_or_default())
-            }
-            Some(p) => Seen::Alive(p.metadata.uid.clone().unwrap_or_default()),
-            None => Seen::Absent,
-        }
+        Seen::of(self.pods.get(Some(namespace), name).as_deref())
     }
 
     async fn reconcile(&self, obj: Arc<K>) -> Result<Action, ReconcileError> {

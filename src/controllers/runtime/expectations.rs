@@ -42,6 +42,17 @@ pub enum Seen {
     Absent,
 }
 
+impl Seen {
+    /// What a store lookup found.
+    pub fn of<K: kube::Resource>(found: Option<&K>) -> Seen {
+        match found.map(|o| o.meta()) {
+            Some(m) if m.deletion_timestamp.is_some() => Seen::Terminating(m.uid.clone().unwrap_or_default()),
+            Some(m) => Seen::Alive(m.uid.clone().unwrap_or_default()),
+            None => Seen::Absent,
+        }
+    }
+}
+
 /// Per owner (`O`, e.g. a ReplicaSet's key), the creates and deletes not yet seen.
 pub struct Expectations<O> {
     pending: Mutex<HashMap<O, Pending>>,

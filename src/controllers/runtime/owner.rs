@@ -2,7 +2,7 @@
 //! triggers that lead from a changed dependent to its controller.
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
@@ -131,6 +131,17 @@ where
         Err(e) if super::is_not_found(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A controller's pod (or ReplicaSet) selector, if it selects anything: an empty selector
+/// or one that does not convert selects nothing (upstream refuses both at validation).
+pub fn controller_selector(selector: LabelSelector) -> Option<Selector> {
+    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty());
+    if empty {
+        return None;
+    }
+    Selector::try_from(selector).ok()
 }
 
 #[cfg(test)]

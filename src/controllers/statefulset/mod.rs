@@ -24,7 +24,7 @@ use serde_json::json;
 use self::sync::{Revision, Why};
 use super::history::{self, HistoryError};
 use super::runtime::expectations::{Expectations, Seen, Written};
-use super::runtime::owner::{claim, controller_ref, dependent_triggers, set_owners, Claim};
+use super::runtime::owner::{claim, controller_ref, controller_selector, dependent_triggers, set_owners, Claim};
 use super::runtime::{self, api_code, is_not_found, Clock, Context, Informer, ReconcileError};
 
 pub async fn run(ctx: Context) {
@@ -52,13 +52,7 @@ pub async fn run(ctx: Context) {
 
 /// The set's selector; none if empty or unusable (it selects nothing).
 fn selector_of(set: &StatefulSet) -> Option<Selector> {
-    let s = set.spec.as_ref()?.selector.clone();
-    let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    if empty {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    controller_selector(set.spec.as_ref()?.selector.clone())
 }
 
 /// Sets in an orphan pod's namespace whose selector matches it and whose pod it is by name.
@@ -101,13 +95,7 @@ struct Controller {
 
 impl Controller {
     fn seen(&self, namespace: &str, name: &str) -> Seen {
-        match self.pods.get(Some(namespace), name) {
-            Some(p) if p.metadata.deletion_timestamp.is_some() => {
-                Seen::Terminating(p.metadata.uid.clone().unwrap_or_default())
-            }
-            Some(p) => Seen::Alive(p.metadata.uid.clone().unwrap_or_default()),
-            None => Seen::Absent,
-        }
+        Seen::of(self.pods.get(Some(namespace), name).as_deref())
     }
 
     async fn reconcile(&self, set: Arc<StatefulSet>) -> Result<Action, ReconcileError> {
