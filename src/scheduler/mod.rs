@@ -618,10 +618,7 @@ fn condition_update(pod: &Pod, mut new: PodCondition) -> Option<PodCondition> {
 }
 
 async fn publish(recorder: &Recorder, pod: &Pod, type_: EventType, reason: &str, action: &str, note: String) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    if let Err(e) = recorder.publish(&ev, &pod.object_ref(&())).await {
-        tracing::debug!(component = SCHEDULER_NAME, error = %e, "cannot record event");
-    }
+    crate::controllers::runtime::publish(recorder, &pod.object_ref(&()), type_, reason, action, note).await;
 }
 
 /// Notices of any kind that mean "volumes changed".
