@@ -650,12 +650,12 @@ pub async fn run(ctx: Context) {
     let mut volume_notices = Box::pin(volume_notices(&src));
     let mut stop = ctx.stop.wait();
     let ready = async {
-        let _ = src.pods.store().wait_until_ready().await;
-        let _ = src.nodes.store().wait_until_ready().await;
-        let _ = src.namespaces.store().wait_until_ready().await;
-        let _ = src.claims.store().wait_until_ready().await;
-        let _ = src.classes.store().wait_until_ready().await;
-        let _ = src.volumes.store().wait_until_ready().await;
+        crate::controllers::runtime::informer::ready(src.pods.store()).await;
+        crate::controllers::runtime::informer::ready(src.nodes.store()).await;
+        crate::controllers::runtime::informer::ready(src.namespaces.store()).await;
+        crate::controllers::runtime::informer::ready(src.claims.store()).await;
+        crate::controllers::runtime::informer::ready(src.classes.store()).await;
+        crate::controllers::runtime::informer::ready(src.volumes.store()).await;
     };
     tokio::select! {
         () = &mut stop => return,

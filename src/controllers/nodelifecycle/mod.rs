@@ -50,9 +50,9 @@ pub async fn run(ctx: Context) {
     let pods = ctx.informers.get::<Pod>();
     let mut stop = ctx.stop.wait();
     let ready = async {
-        let _ = nodes.store().wait_until_ready().await;
-        let _ = leases.store().wait_until_ready().await;
-        let _ = pods.store().wait_until_ready().await;
+        crate::controllers::runtime::informer::ready(nodes.store()).await;
+        crate::controllers::runtime::informer::ready(leases.store()).await;
+        crate::controllers::runtime::informer::ready(pods.store()).await;
     };
     tokio::select! {
         () = &mut stop => return,

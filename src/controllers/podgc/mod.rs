@@ -55,8 +55,8 @@ pub async fn run_with(ctx: Context, options: Options) {
     let nodes = ctx.informers.get::<Node>();
     let mut stop = ctx.stop.wait();
     let synced = async {
-        let _ = pods.store().wait_until_ready().await;
-        let _ = nodes.store().wait_until_ready().await;
+        crate::controllers::runtime::informer::ready(pods.store()).await;
+        crate::controllers::runtime::informer::ready(nodes.store()).await;
     };
     tokio::select! {
         () = &mut stop => return,

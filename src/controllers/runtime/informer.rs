@@ -71,7 +71,7 @@ impl<K: Object> Informer<K> {
         (Informer { store: writer.as_reader(), tx: tx.clone() }, ManualFeed { writer, tx })
     }
 
-    /// The reflector store (complete once [`Store::wait_until_ready`] resolves).
+    /// The reflector store (complete once [`ready`] resolves).
     pub fn store(&self) -> &Store<K> {
         &self.store
     }
@@ -125,6 +125,22 @@ impl<K: Object> ManualFeed<K> {
             self.apply(Event::InitApply(o));
         }
         self.apply(Event::InitDone);
+    }
+}
+
+/// Resolves once `store` is filled. Use this, not [`Store::wait_until_ready`] alone: that
+/// one keeps only the waker of whoever polled it last (a one-shot receiver shared by every
+/// clone of the store), so of several tasks waiting on one shared store at once all but one
+/// may never be woken. Re-polling on a short timer makes every waiter see the store ready.
+pub async fn ready<K: Object>(store: &Store<K>) {
+    loop {
+        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(20), store.wait_until_ready()).await {
+            if r.is_err() {
+                // The writer is gone (shutdown): nothing will fill the store.
+                std::future::pending::<()>().await;
+            }
+            return;
+        }
     }
 }
 

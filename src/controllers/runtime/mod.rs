@@ -228,6 +228,13 @@ where
     Fut: Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
     tracing::debug!(controller = name, "started");
+    // The applier waits for the store too, with kube-runtime's wait that may miss its wake-up
+    // when others wait on the same store (see `informer::ready`): only start it on a filled
+    // store, or stop if told to first.
+    tokio::select! {
+        () = informer::ready(&store) => {}
+        () = stop.wait() => return,
+    }
     let failures = Arc::new(Failures::<K>(Mutex::new(HashMap::new())));
     let reconcile = Arc::new(reconcile);
     let on_error = failures.clone();
@@ -301,7 +308,7 @@ pub fn own_triggers<K: Object>(informer: &Informer<K>) -> impl Stream<Item = Obj
     });
     let store = informer.store().clone();
     let listed = futures::stream::once(Box::pin(async move {
-        let _ = store.wait_until_ready().await;
+        informer::ready(&store).await;
         futures::stream::iter(all(&store))
     }))
     .flatten();
