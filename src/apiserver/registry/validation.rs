@@ -784,6 +784,33 @@ fn storage_class_defaults(obj: &mut Value) {
     }
 }
 
+/// Endpoints ports are TCP unless they say otherwise.
+fn endpoints_defaults(obj: &mut Value) {
+    if let Some(subsets) = obj.get_mut("subsets").and_then(Value::as_array_mut) {
+        for ports in subsets.iter_mut().filter_map(|s| s.get_mut("ports")).filter_map(Value::as_array_mut) {
+            default_port_protocols(ports, false);
+        }
+    }
+}
+
+/// EndpointSlice ports are TCP and unnamed ("") unless they say otherwise.
+fn endpoint_slice_defaults(obj: &mut Value) {
+    if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
+        default_port_protocols(ports, true);
+    }
+}
+
+fn default_port_protocols(ports: &mut [Value], name: bool) {
+    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+        if p.get("protocol").is_none_or(Value::is_null) {
+            p.insert("protocol".into(), json!("TCP"));
+        }
+        if name && p.get("name").is_none_or(Value::is_null) {
+            p.insert("name".into(), json!(""));
+        }
+    }
+}
+
 fn priority_class_defaults(obj: &mut Value) {
     if str_at(obj, "/preemptionPolicy").is_none() {
         obj["preemptionPolicy"] = json!("PreemptLowerPriority");
@@ -816,10 +843,12 @@ pub fn strategy_for(group: &str, plural: &str) -> Option<Validated> {
         },
         ("coordination.k8s.io", "leases") => v(lease),
         ("", "serviceaccounts") => v(service_account),
-        ("", "endpoints") => v(endpoints),
-        ("discovery.k8s.io", "endpointslices") => {
-            Validated { validate_update: Some(endpoint_slice_update), ..v(endpoint_slice) }
-        }
+        ("", "endpoints") => Validated { defaults: Some(endpoints_defaults), ..v(endpoints) },
+        ("discovery.k8s.io", "endpointslices") => Validated {
+            validate_update: Some(endpoint_slice_update),
+            defaults: Some(endpoint_slice_defaults),
+            ..v(endpoint_slice)
+        },
         ("certificates.k8s.io", "certificatesigningrequests") => v(certificate_signing_request),
         _ => return None,
     })
