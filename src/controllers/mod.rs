@@ -9,6 +9,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod history;
 pub mod job;
@@ -102,6 +103,21 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "statefulset-controller", alias: "statefulset", start: |c| Box::pin(statefulset::run(c)) },
     Registration { name: "daemonset-controller", alias: "daemonset", start: |c| Box::pin(daemonset::run(c)) },
     Registration { name: "disruption-controller", alias: "disruption", start: |c| Box::pin(disruption::run(c)) },
+    Registration {
+        name: "endpoint-controller",
+        alias: "endpoint",
+        start: |c| Box::pin(endpointslice::run_endpoints(c)),
+    },
+    Registration {
+        name: "endpointslice-controller",
+        alias: "endpointslice",
+        start: |c| Box::pin(endpointslice::run_slices(c)),
+    },
+    Registration {
+        name: "endpointslice-mirroring-controller",
+        alias: "endpointslicemirroring",
+        start: |c| Box::pin(endpointslice::run_mirroring(c)),
+    },
     Registration {
         name: "resourcequota-controller",
         alias: "resourcequota",

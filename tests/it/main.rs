@@ -27,6 +27,7 @@ mod e2e_kubectl;
 mod e2e_pods;
 mod e2e_sets;
 mod e2e_workloads;
+mod endpoints;
 mod etcdapi;
 mod gc;
 mod images;
