@@ -24,6 +24,7 @@ pub mod etcdproto;
 pub mod images;
 pub mod kubelet;
 pub mod pki;
+pub mod proxy;
 pub mod scheduler;
 pub mod server;
 pub mod store;

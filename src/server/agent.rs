@@ -43,7 +43,7 @@ pub async fn start<F, S>(
     stop: S,
 ) -> Result<Vec<super::Task>, AgentError>
 where
-    S: Fn() -> F,
+    S: Fn() -> F + Send + Sync + Clone + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let data = &config.data_dir;
@@ -115,6 +115,37 @@ where
             stop(),
         )),
     ));
+    // The service proxy (and ServiceLB), with kube-proxy's identity and informers of their own.
+    let proxy_identity = crate::apiserver::Identity::new("system:kube-proxy", &["system:authenticated"]);
+    // No CA to publish: that is the controllers' (root-ca-cert-publisher).
+    let (proxy_ctx, mut proxy_failed) = crate::controllers::runtime::Context::in_process(
+        &api,
+        proxy_identity,
+        crate::controllers::runtime::Stop::new(stop.clone()),
+        String::new(),
+    );
+    let proxy_cfg = crate::proxy::ProxyConfig {
+        node_name: config.node.name.clone(),
+        cluster_cidr: config.network.cluster_cidr.to_string(),
+        full_sync_period: std::time::Duration::from_secs(3600),
+    };
+    let proxy_stop = stop();
+    let lb = (!config.disabled.contains(super::components::SERVICELB)).then(|| proxy_ctx.clone());
+    tasks.push((
+        "service proxy".to_string(),
+        tokio::spawn(async move {
+            tokio::select! {
+                () = proxy_stop => {}
+                () = crate::proxy::run(proxy_ctx, proxy_cfg, Arc::new(crate::kubelet::network::guard::NftCommand), Arc::new(crate::proxy::ConntrackCommand::default())) => {}
+                Some(f) = proxy_failed.recv() => {
+                    tracing::error!(component = "proxy", resource = f.resource, reason = %f.reason, "an informer stopped");
+                }
+            }
+        }),
+    ));
+    if let Some(ctx) = lb {
+        tasks.push(("servicelb".to_string(), tokio::spawn(crate::proxy::loadbalancer::run(ctx, node_ip))));
+    }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
     Ok(tasks)
 }

@@ -23,8 +23,14 @@ impl fmt::Display for Component {
 pub const ETCD_API: Component =
     Component { name: "etcd-api", description: "the etcd v3 API on <data-dir>/server/db/etcd.sock" };
 
+/// The load-balancer status of LoadBalancer Services on the node's address (k3s' ServiceLB).
+pub const SERVICELB: Component = Component {
+    name: "servicelb",
+    description: "LoadBalancer Services answered on the node's address (k3s' ServiceLB)",
+};
+
 /// Every component that can be disabled.
-pub const DISABLEABLE: &[Component] = &[ETCD_API];
+pub const DISABLEABLE: &[Component] = &[ETCD_API, SERVICELB];
 
 /// Finds a disable-able component by name.
 pub fn lookup(name: &str) -> Option<Component> {

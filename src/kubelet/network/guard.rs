@@ -14,9 +14,9 @@ pub const TABLE: &str = "k3rs-podnet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
-    #[error("run nft to install the forward guard: {0}")]
+    #[error("cannot run nft: {0}")]
     Spawn(io::Error),
-    #[error("nft refused the forward guard ({status}): {stderr}")]
+    #[error("nft refused the ruleset ({status}): {stderr}")]
     Refused { status: std::process::ExitStatus, stderr: String },
 }
 
