@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   libseccomp-dev    # build: libcontainer links libseccomp
   pkg-config        # build: locating system libraries
-  nftables          # run: the pod network's guard rules are applied with `nft`
+  nftables          # run: the pod network's guard rules and the service proxy are applied with `nft`
+  conntrack         # run: the service proxy flushes stale UDP flows of removed endpoints
   etcd-server       # test: a real etcd to compare with and to run the etcd backend against
   etcd-client       # test: etcdctl against the etcd API socket
   busybox-static    # test: the userland of test container images

@@ -25,6 +25,7 @@ mod disruption;
 mod e2e_drain;
 mod e2e_kubectl;
 mod e2e_pods;
+mod e2e_proxy;
 mod e2e_sets;
 mod e2e_workloads;
 mod endpoints;
