@@ -1,7 +1,7 @@
 //! Starting the node inside `k3rs server` (unless `--disable-agent`): the image store and
 //! the air-gap directory, the pod network, the libcontainer runtime, node registration with
-//! its heartbeat and lease, and the kubelet's pod manager — all through the API server in
-//! process, as `system:node:<name>`.
+//! its heartbeat and lease, the kubelet's pod manager and the ingress on the node's ports 80
+//! and 443 — all through the API server in process, as `system:node:<name>`.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::config::ServerConfig;
 use crate::apiserver::ApiServer;
 use crate::client::Client;
+use crate::controllers::runtime::{Context, Stop};
 use crate::images::{ImageStore, RegistriesConfig};
 use crate::kubelet::manager::{self, ClientApi, RecorderSink};
 use crate::kubelet::network::{NetConfig, PodNetwork};
@@ -33,6 +34,8 @@ pub enum AgentError {
     Network(String),
     #[error("cannot register the node: {0}")]
     Register(String),
+    #[error("cannot start the ingress: {0}")]
+    Ingress(String),
 }
 
 /// Starts the node; returns its tasks. Pods keep running when they end.
@@ -43,7 +46,7 @@ pub async fn start<F, S>(
     stop: S,
 ) -> Result<Vec<super::Task>, AgentError>
 where
-    S: Fn() -> F,
+    S: Fn() -> F + Send + Sync + Clone + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let data = &config.data_dir;
@@ -115,6 +118,41 @@ where
             stop(),
         )),
     ));
+    if !config.disabled.contains(super::components::INGRESS) {
+        tasks.extend(start_ingress(config, &api, node_ip, stop).await?);
+    }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
+    Ok(tasks)
+}
+
+/// The ingress, on the node's shared informers (its own, as the node's identity).
+async fn start_ingress<F, S>(
+    config: &ServerConfig,
+    api: &Arc<ApiServer>,
+    node_ip: IpAddr,
+    stop: S,
+) -> Result<Vec<super::Task>, AgentError>
+where
+    S: Fn() -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let identity = node::node_identity(&config.node.name);
+    // The cluster CA is for pods; the ingress has none.
+    let (ctx, mut failed) = Context::in_process(api, identity, Stop::new(stop.clone()), String::new());
+    let cfg = crate::ingress::Config::new(config.ingress.http, config.ingress.https, node_ip);
+    let started = crate::ingress::start(ctx, cfg).await.map_err(|e| AgentError::Ingress(e.to_string()))?;
+    let mut tasks = started.tasks;
+    let informers_stop = stop();
+    tasks.push((
+        "ingress informers".to_string(),
+        tokio::spawn(async move {
+            tokio::select! {
+                () = informers_stop => {}
+                Some(f) = failed.recv() => {
+                    tracing::error!(component = "ingress", resource = f.resource, reason = %f.reason, "an informer stopped");
+                }
+            }
+        }),
+    ));
     Ok(tasks)
 }

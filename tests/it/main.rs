@@ -30,6 +30,7 @@ mod e2e_workloads;
 mod etcdapi;
 mod gc;
 mod images;
+mod ingress;
 mod jobs;
 mod node_cp;
 mod nodelife;
