@@ -228,7 +228,7 @@ async fn routes_by_host_and_path_with_upstream_precedence_and_errors() {
     create_ingress(
         c,
         json!({"metadata": {"name": "other-class"}, "spec": {"ingressClassName": "nginx",
-            "rules": [rule("nginx.example.com", &[("/", "Prefix", "a")])]}}),
+            "rules": [rule("nginx.test", &[("/", "Prefix", "a")])]}}),
     )
     .await;
     let h = e.http;
@@ -245,7 +245,7 @@ async fn routes_by_host_and_path_with_upstream_precedence_and_errors() {
     assert_eq!(who(h, "deep.other.example.com", "/x").await, "def");
     // No rule for the host: the default backend. An Ingress of another class is not ours.
     assert_eq!(who(h, "unknown.test", "/").await, "def");
-    assert_eq!(who(h, "nginx.example.com", "/").await, "def");
+    assert_eq!(who(h, "nginx.test", "/").await, "def");
 
     // 503 naming the missing Service, with a Warning Event on the Ingress.
     let got = who(h, "err.example.com", "/missing").await;
@@ -543,6 +543,7 @@ async fn canary_by_weight_header_and_cookie() {
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(conn);
     for _ in 0..1000 {
+        send.ready().await.expect("connection ready");
         let req =
             Request::builder().uri("/").header("host", "web.example.com").body(Empty::<Bytes>::new()).expect("req");
         let resp = send.send_request(req).await.expect("response");
