@@ -23,6 +23,7 @@ mod discovery;
 mod disk_full;
 mod disruption;
 mod e2e_drain;
+mod e2e_ingress;
 mod e2e_kubectl;
 mod e2e_pods;
 mod e2e_sets;
