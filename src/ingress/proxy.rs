@@ -327,7 +327,7 @@ impl Body for SlotBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| self.hint.clone(), |b| b.size_hint())
+        self.inner.as_ref().map_or_else(|| self.hint, |b| b.size_hint())
     }
 }
 
