@@ -842,5 +842,29 @@ mod tests {
                 json!({"rules": [{"host": "*.foo.com", "http": {"paths": [path("/x", "Exact", "a")]}}]}))]), no_cert);
             let _ = t.find(&normalize_host(&host), &req);
         }
+
+        /// Any host and path: no panic, and what is found really matches (or is the default
+        /// backend, the only route that may take a path no rule matches).
+        #[test]
+        fn find_answers_only_with_matching_routes(host in "\\PC{0,30}", req in "\\PC{0,30}") {
+            let t = Table::build(&inputs(vec![ingress("i", "2026-01-01T00:00:00Z", json!({
+                "defaultBackend": {"service": {"name": "f", "port": {"number": 80}}},
+                "rules": [rule_json("*.foo.com", &[("/x", "Exact", "a"), ("/", "Prefix", "b")]),
+                          rule_json("a.foo.com", &[("/a/b", "Prefix", "c")]),
+                          rule_json("", &[("/", "Prefix", "d"), ("/e", "ImplementationSpecific", "e")])]}))]), no_cert);
+            let host = normalize_host(&host);
+            if let Some(r) = t.find(&host, &req) {
+                proptest::prop_assert!(path_matches(r.kind, &r.path, &req) || r.upstream.name == "default/f:80");
+            }
+        }
+    }
+
+    fn rule_json(host: &str, paths: &[(&str, &str, &str)]) -> serde_json::Value {
+        let paths: Vec<_> = paths.iter().map(|(p, k, s)| path(p, k, s)).collect();
+        if host.is_empty() {
+            json!({"http": {"paths": paths}})
+        } else {
+            json!({"host": host, "http": {"paths": paths}})
+        }
     }
 }
