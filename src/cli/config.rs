@@ -1097,6 +1097,20 @@ mod tests {
     }
 
     #[test]
+    fn ingress_ports_default_to_80_and_443_and_take_0_for_any() {
+        let got = ok(&[], &Env::new(), &[]);
+        assert_eq!((got.ingress.http, got.ingress.https), (80, 443));
+        let got = ok(
+            &[file("/etc/k3rs/config.yaml", "ingress-https-port: 8443\n")],
+            &Env::new(),
+            &cli(&[(Key::IngressHttpPort, "0")]),
+        );
+        assert_eq!((got.ingress.http, got.ingress.https), (0, 8443));
+        let e = err(&[], &Env::new(), &cli(&[(Key::IngressHttpsPort, "70000")]));
+        assert_eq!(e.to_string(), "command line: ingress-https-port: \"70000\" is not a port number (0-65535)");
+    }
+
+    #[test]
     fn bad_values_name_the_source_and_key() {
         let cases: &[(Key, &str, &str)] = &[
             (Key::HttpsListenPort, "0", "is not a port number"),
