@@ -1,7 +1,8 @@
 //! Starting the node inside `k3rs server` (unless `--disable-agent`): the image store and
 //! the air-gap directory, the pod network, the libcontainer runtime, node registration with
-//! its heartbeat and lease, the kubelet's pod manager and the ingress on the node's ports 80
-//! and 443 — all through the API server in process, as `system:node:<name>`.
+//! its heartbeat and lease, the kubelet's pod manager — all through the API server in
+//! process, as `system:node:<name>` — and the ingress on the node's ports 80 and 443, on the
+//! controllers' shared informers.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use super::config::ServerConfig;
 use crate::apiserver::ApiServer;
 use crate::client::Client;
-use crate::controllers::runtime::{Context, Stop};
+use crate::controllers::runtime::Context;
 use crate::images::{ImageStore, RegistriesConfig};
 use crate::kubelet::manager::{self, ClientApi, RecorderSink};
 use crate::kubelet::network::{NetConfig, PodNetwork};
@@ -42,11 +43,12 @@ pub enum AgentError {
 pub async fn start<F, S>(
     config: &ServerConfig,
     api: Arc<ApiServer>,
+    controllers: &Context,
     node_ip: IpAddr,
     stop: S,
 ) -> Result<Vec<super::Task>, AgentError>
 where
-    S: Fn() -> F + Send + Sync + Clone + 'static,
+    S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let data = &config.data_dir;
@@ -119,40 +121,11 @@ where
         )),
     ));
     if !config.disabled.contains(super::components::INGRESS) {
-        tasks.extend(start_ingress(config, &api, node_ip, stop).await?);
+        let cfg = crate::ingress::Config::new(config.ingress.http, config.ingress.https, node_ip);
+        let started =
+            crate::ingress::start(controllers.clone(), cfg).await.map_err(|e| AgentError::Ingress(e.to_string()))?;
+        tasks.extend(started.tasks);
     }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
-    Ok(tasks)
-}
-
-/// The ingress, on the node's shared informers (its own, as the node's identity).
-async fn start_ingress<F, S>(
-    config: &ServerConfig,
-    api: &Arc<ApiServer>,
-    node_ip: IpAddr,
-    stop: S,
-) -> Result<Vec<super::Task>, AgentError>
-where
-    S: Fn() -> F + Send + Sync + Clone + 'static,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let identity = node::node_identity(&config.node.name);
-    // The cluster CA is for pods; the ingress has none.
-    let (ctx, mut failed) = Context::in_process(api, identity, Stop::new(stop.clone()), String::new());
-    let cfg = crate::ingress::Config::new(config.ingress.http, config.ingress.https, node_ip);
-    let started = crate::ingress::start(ctx, cfg).await.map_err(|e| AgentError::Ingress(e.to_string()))?;
-    let mut tasks = started.tasks;
-    let informers_stop = stop();
-    tasks.push((
-        "ingress informers".to_string(),
-        tokio::spawn(async move {
-            tokio::select! {
-                () = informers_stop => {}
-                Some(f) = failed.recv() => {
-                    tracing::error!(component = "ingress", resource = f.resource, reason = %f.reason, "an informer stopped");
-                }
-            }
-        }),
-    ));
     Ok(tasks)
 }
