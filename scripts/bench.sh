@@ -5,6 +5,7 @@
 #   scripts/bench.sh api       creates, patches, lists and watches over HTTPS, 16 clients
 #   scripts/bench.sh pods      100 busybox pods on a real node (root); runtime vs runc
 #   scripts/bench.sh controllers  Deployments of 100 pods on a real node (root): rollout times, RSS
+#   scripts/bench.sh net-ingress  the ingress vs nginx proxying to one backend (root): wrk, HTTP and HTTPS
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run; BENCH_DELETE_KEYS
 # (default 300000) sizes the prefix delete.
 set -euo pipefail
@@ -38,8 +39,13 @@ case "$what" in
     release_k3rs
     "${K3RS_TEST_PYTHON:-${K3RS_PYTHON_VENV:-/var/cache/k3rs/python}/bin/python3}" scripts/bench_controllers.py
     ;;
+  net-ingress)
+    scripts/install-deps.sh
+    if [ -z "${K3RS_BIN:-}" ]; then release_k3rs; fi
+    scripts/bench_ingress.sh
+    ;;
   *)
-    echo "usage: scripts/bench.sh store|startup|api|pods|controllers" >&2
+    echo "usage: scripts/bench.sh store|startup|api|pods|controllers|net-ingress" >&2
     exit 2
     ;;
 esac

@@ -18,6 +18,9 @@ packages=(
   iproute2          # test: network namespaces for the end-to-end tests
   util-linux        # test: nsenter
   python3-venv      # test: the virtual environment of the Python client (below)
+  curl              # test: requests through the ingress in the end-to-end tests
+  wrk               # bench: load through the ingress (scripts/bench.sh net-ingress)
+  nginx-light       # bench: the peer proxy the ingress is compared with
 )
 
 as_root=()

@@ -22,6 +22,7 @@ pub mod domain;
 pub mod etcdapi;
 pub mod etcdproto;
 pub mod images;
+pub mod ingress;
 pub mod kubelet;
 pub mod pki;
 pub mod proxy;

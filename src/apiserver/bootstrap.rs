@@ -1,7 +1,8 @@
 //! Objects every cluster has from its first start: the namespaces `default`, `kube-system`,
 //! `kube-public` and `kube-node-lease`, and the `kubernetes` service in `default` (the first
 //! service IP, port 443) with its Endpoints and EndpointSlice pointing at this server, and
-//! the built-in PriorityClasses `system-node-critical` and `system-cluster-critical`.
+//! the built-in PriorityClasses `system-node-critical` and `system-cluster-critical`, and
+//! the IngressClass `k3rs` of the in-process ingress, as the default class.
 
 use serde_json::json;
 
@@ -24,6 +25,7 @@ impl ApiServer {
             }
         }
         self.bootstrap_priority_classes().await?;
+        self.bootstrap_ingress_class().await?;
         self.bootstrap_kubernetes_service().await
     }
 
@@ -45,6 +47,22 @@ impl ApiServer {
                 Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// The class of `crate::ingress`. An existing one is left as the user made it (they may
+    /// have taken away its default mark).
+    async fn bootstrap_ingress_class(&self) -> Result<(), ApiError> {
+        let Some(rt) = self.resource_type("networking.k8s.io", "v1", "ingressclasses") else { return Ok(()) };
+        let obj = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": crate::ingress::CLASS_NAME,
+                         "annotations": {crate::ingress::DEFAULT_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": crate::ingress::CONTROLLER}});
+        match self.registry.create(&rt, None, obj, &WriteOptions::default()).await {
+            Ok(_) => tracing::info!(ingress_class = crate::ingress::CLASS_NAME, "created ingress class"),
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e),
         }
         Ok(())
     }

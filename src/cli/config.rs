@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 
 use crate::server::components::{self, Component, Disabled};
 use crate::server::config::{
-    ApiServerConfig, DatastoreConfig, EtcdConfig, NetworkConfig, NodeConfig, ServerConfig, DEFAULT_BIND_ADDRESS,
-    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT, DEFAULT_SERVICE_CIDR,
-    DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
+    ApiServerConfig, DatastoreConfig, EtcdConfig, IngressPorts, NetworkConfig, NodeConfig, ServerConfig,
+    DEFAULT_BIND_ADDRESS, DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT,
+    DEFAULT_INGRESS_HTTPS_PORT, DEFAULT_INGRESS_HTTP_PORT, DEFAULT_SERVICE_CIDR, DEFAULT_WRITE_KUBECONFIG,
+    DEFAULT_WRITE_KUBECONFIG_MODE,
 };
 use crate::server::layout::DataDir;
 use crate::util::cidr::Cidr;
@@ -109,11 +110,13 @@ pub enum Key {
     DatastoreKeyfile,
     DisableAgent,
     KubeControllerManagerArg,
+    IngressHttpPort,
+    IngressHttpsPort,
     Debug,
 }
 
 impl Key {
-    pub const ALL: [Key; 20] = [
+    pub const ALL: [Key; 22] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -133,6 +136,8 @@ impl Key {
         Key::DatastoreKeyfile,
         Key::DisableAgent,
         Key::KubeControllerManagerArg,
+        Key::IngressHttpPort,
+        Key::IngressHttpsPort,
         Key::Debug,
     ];
 
@@ -158,6 +163,8 @@ impl Key {
             Key::DatastoreKeyfile => "datastore-keyfile",
             Key::DisableAgent => "disable-agent",
             Key::KubeControllerManagerArg => "kube-controller-manager-arg",
+            Key::IngressHttpPort => "ingress-http-port",
+            Key::IngressHttpsPort => "ingress-https-port",
             Key::Debug => "debug",
         }
     }
@@ -447,6 +454,8 @@ struct Sourced<T> {
 struct Settings {
     data_dir: Option<Sourced<PathBuf>>,
     https_listen_port: Option<Sourced<u16>>,
+    ingress_http_port: Option<Sourced<u16>>,
+    ingress_https_port: Option<Sourced<u16>>,
     bind_address: Option<Sourced<IpAddr>>,
     node_ip: Option<Sourced<Option<IpAddr>>>,
     node_name: Option<Sourced<String>>,
@@ -484,6 +493,10 @@ impl Settings {
         match key {
             Key::DataDir => self.data_dir = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::HttpsListenPort => self.https_listen_port = at(parse_port(&text(raw)?).map_err(fail)?, origin),
+            Key::IngressHttpPort => self.ingress_http_port = at(parse_port_or_any(&text(raw)?).map_err(fail)?, origin),
+            Key::IngressHttpsPort => {
+                self.ingress_https_port = at(parse_port_or_any(&text(raw)?).map_err(fail)?, origin)
+            }
             Key::BindAddress => self.bind_address = at(parse_ip(&text(raw)?).map_err(fail)?, origin),
             Key::NodeIp => {
                 let t = text(raw)?;
@@ -623,6 +636,10 @@ impl Settings {
                 cluster_domain: self.cluster_domain.map_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_string(), |s| s.value),
             },
             node: NodeConfig { name: node_name, ip: self.node_ip.and_then(|s| s.value) },
+            ingress: IngressPorts {
+                http: self.ingress_http_port.map_or(DEFAULT_INGRESS_HTTP_PORT, |s| s.value),
+                https: self.ingress_https_port.map_or(DEFAULT_INGRESS_HTTPS_PORT, |s| s.value),
+            },
         })
     }
 }
@@ -742,6 +759,14 @@ fn parse_port(text: &str) -> Result<u16, String> {
         Ok(0) | Err(_) => Err(bad()),
         Ok(port) => Ok(port),
     }
+}
+
+/// A port, or 0 for any free one.
+fn parse_port_or_any(text: &str) -> Result<u16, String> {
+    if text == "0" {
+        return Ok(0);
+    }
+    parse_port(text).map_err(|_| format!("{text:?} is not a port number (0-65535)"))
 }
 
 fn parse_ip(text: &str) -> Result<IpAddr, String> {
@@ -1072,6 +1097,20 @@ mod tests {
     }
 
     #[test]
+    fn ingress_ports_default_to_80_and_443_and_take_0_for_any() {
+        let got = ok(&[], &Env::new(), &[]);
+        assert_eq!((got.ingress.http, got.ingress.https), (80, 443));
+        let got = ok(
+            &[file("/etc/k3rs/config.yaml", "ingress-https-port: 8443\n")],
+            &Env::new(),
+            &cli(&[(Key::IngressHttpPort, "0")]),
+        );
+        assert_eq!((got.ingress.http, got.ingress.https), (0, 8443));
+        let e = err(&[], &Env::new(), &cli(&[(Key::IngressHttpsPort, "70000")]));
+        assert_eq!(e.to_string(), "command line: ingress-https-port: \"70000\" is not a port number (0-65535)");
+    }
+
+    #[test]
     fn bad_values_name_the_source_and_key() {
         let cases: &[(Key, &str, &str)] = &[
             (Key::HttpsListenPort, "0", "is not a port number"),
@@ -1097,7 +1136,7 @@ mod tests {
             (Key::ServiceCidr, "10.43.0.0/29", "too small"),
             (Key::ClusterDns, "10.43.0.300", "is not an IP address"),
             (Key::ClusterDomain, "cluster.local.", "not a lowercase DNS name"),
-            (Key::Disable, "etcd-api,coredns", "unknown component \"coredns\" (can disable: etcd-api)"),
+            (Key::Disable, "etcd-api,coredns", "unknown component \"coredns\" (can disable: etcd-api, ingress)"),
             (Key::DatastoreEndpoint, "sqlite:///var/lib/db", "sqlite:// datastores are not supported"),
             (Key::DatastoreEndpoint, "postgres://u@h:5432/db", "not supported"),
             (Key::DatastoreEndpoint, "http://127.0.0.1", "missing port"),

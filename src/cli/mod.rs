@@ -62,6 +62,14 @@ struct ServerArgs {
     #[arg(long, value_name = "PORT")]
     https_listen_port: Option<String>,
 
+    /// Port of the ingress' plain HTTP; 0: any free port [default: 80]
+    #[arg(long, value_name = "PORT")]
+    ingress_http_port: Option<String>,
+
+    /// Port of the ingress' HTTPS; 0: any free port [default: 443]
+    #[arg(long, value_name = "PORT")]
+    ingress_https_port: Option<String>,
+
     /// Address the Kubernetes API listens on [default: 0.0.0.0]
     #[arg(long, value_name = "IP")]
     bind_address: Option<String>,
@@ -105,7 +113,8 @@ struct ServerArgs {
     cluster_domain: Option<String>,
 
     /// Components not to run; repeatable or comma-separated. Components: etcd-api (the etcd
-    /// API socket <data-dir>/server/db/etcd.sock)
+    /// API socket <data-dir>/server/db/etcd.sock), ingress (alias traefik: the ingress on
+    /// ports 80 and 443)
     #[arg(long, value_name = "COMPONENT")]
     disable: Vec<String>,
 
@@ -154,6 +163,8 @@ impl ServerArgs {
         let text = [
             (Key::DataDir, &self.data_dir),
             (Key::HttpsListenPort, &self.https_listen_port),
+            (Key::IngressHttpPort, &self.ingress_http_port),
+            (Key::IngressHttpsPort, &self.ingress_https_port),
             (Key::BindAddress, &self.bind_address),
             (Key::NodeIp, &self.node_ip),
             (Key::NodeName, &self.node_name),

@@ -1,7 +1,8 @@
 //! Starting the node inside `k3rs server` (unless `--disable-agent`): the image store and
 //! the air-gap directory, the pod network, the libcontainer runtime, node registration with
-//! its heartbeat and lease, and the kubelet's pod manager — all through the API server in
-//! process, as `system:node:<name>`.
+//! its heartbeat and lease, the kubelet's pod manager — all through the API server in
+//! process, as `system:node:<name>` — and the ingress on the node's ports 80 and 443, on the
+//! controllers' shared informers.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use super::config::ServerConfig;
 use crate::apiserver::ApiServer;
 use crate::client::Client;
+use crate::controllers::runtime::Context;
 use crate::images::{ImageStore, RegistriesConfig};
 use crate::kubelet::manager::{self, ClientApi, RecorderSink};
 use crate::kubelet::network::{NetConfig, PodNetwork};
@@ -33,17 +35,20 @@ pub enum AgentError {
     Network(String),
     #[error("cannot register the node: {0}")]
     Register(String),
+    #[error("cannot start the ingress: {0}")]
+    Ingress(String),
 }
 
 /// Starts the node; returns its tasks. Pods keep running when they end.
 pub async fn start<F, S>(
     config: &ServerConfig,
     api: Arc<ApiServer>,
+    controllers: &Context,
     node_ip: IpAddr,
     stop: S,
 ) -> Result<Vec<super::Task>, AgentError>
 where
-    S: Fn() -> F + Send + Sync + Clone + 'static,
+    S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let data = &config.data_dir;
@@ -115,21 +120,15 @@ where
             stop(),
         )),
     ));
-    // The service proxy (and ServiceLB), with kube-proxy's identity and informers of their own.
-    let proxy_identity = crate::apiserver::Identity::new("system:kube-proxy", &["system:authenticated"]);
-    // No CA to publish: that is the controllers' (root-ca-cert-publisher).
-    let (proxy_ctx, mut proxy_failed) = crate::controllers::runtime::Context::in_process(
-        &api,
-        proxy_identity,
-        crate::controllers::runtime::Stop::new(stop.clone()),
-        String::new(),
-    );
+    // The service proxy and ServiceLB share the controllers' informers (one watch of Services
+    // and EndpointSlices for the whole process).
     let proxy_cfg = crate::proxy::ProxyConfig {
         node_name: config.node.name.clone(),
         cluster_cidr: config.network.cluster_cidr.to_string(),
         full_sync_period: std::time::Duration::from_secs(3600),
     };
     let proxy_stop = stop();
+    let proxy_ctx = controllers.clone();
     let lb = (!config.disabled.contains(super::components::SERVICELB)).then(|| proxy_ctx.clone());
     tasks.push((
         "service proxy".to_string(),
@@ -137,14 +136,17 @@ where
             tokio::select! {
                 () = proxy_stop => {}
                 () = crate::proxy::run(proxy_ctx, proxy_cfg, Arc::new(crate::kubelet::network::guard::NftCommand), Arc::new(crate::proxy::ConntrackCommand::default())) => {}
-                Some(f) = proxy_failed.recv() => {
-                    tracing::error!(component = "proxy", resource = f.resource, reason = %f.reason, "an informer stopped");
-                }
             }
         }),
     ));
     if let Some(ctx) = lb {
         tasks.push(("servicelb".to_string(), tokio::spawn(crate::proxy::loadbalancer::run(ctx, node_ip))));
+    }
+    if !config.disabled.contains(super::components::INGRESS) {
+        let cfg = crate::ingress::Config::new(config.ingress.http, config.ingress.https, node_ip);
+        let started =
+            crate::ingress::start(controllers.clone(), cfg).await.map_err(|e| AgentError::Ingress(e.to_string()))?;
+        tasks.extend(started.tasks);
     }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
     Ok(tasks)

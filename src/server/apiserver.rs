@@ -38,6 +38,9 @@ pub struct Started {
     pub url: String,
     /// Its long-running tasks, by name: none may end before shutdown.
     pub tasks: Vec<super::Task>,
+    /// The controllers' context, whose shared informers the node's in-process components
+    /// (the ingress) read too.
+    pub ctx: Context,
 }
 
 /// The node's address: the configured one, else the first address of an interface that is
@@ -154,6 +157,7 @@ where
         tracing::debug!(controller = r.name, "starting");
         tasks.push((format!("controller {}", r.name), tokio::spawn((r.start)(ctx.clone()))));
     }
+    let controllers = ctx;
     // The scheduler has its own identity, so its own client and informers.
     let scheduler_identity = Identity::new("system:kube-scheduler", &["system:authenticated"]);
     let (scheduler, mut scheduler_failed) =
@@ -171,7 +175,7 @@ where
             }
         }),
     ));
-    Ok(Started { api, url, tasks })
+    Ok(Started { api, url, tasks, ctx: controllers })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub struct Component {
     pub name: &'static str,
     /// One line for `--help` and error messages.
     pub description: &'static str,
+    /// Other names `--disable` takes for it (k3s' names for its counterparts).
+    pub aliases: &'static [&'static str],
 }
 
 impl fmt::Display for Component {
@@ -21,20 +23,25 @@ impl fmt::Display for Component {
 
 /// The etcd v3 gRPC API on `<data-dir>/server/db/etcd.sock` (embedded datastore only).
 pub const ETCD_API: Component =
-    Component { name: "etcd-api", description: "the etcd v3 API on <data-dir>/server/db/etcd.sock" };
+    Component { name: "etcd-api", description: "the etcd v3 API on <data-dir>/server/db/etcd.sock", aliases: &[] };
+
+/// The in-process ingress on the node's ports 80 and 443 (k3s ships Traefik instead).
+pub const INGRESS: Component =
+    Component { name: "ingress", description: "the HTTP(S) ingress on ports 80 and 443", aliases: &["traefik"] };
 
 /// The load-balancer status of LoadBalancer Services on the node's address (k3s' ServiceLB).
 pub const SERVICELB: Component = Component {
     name: "servicelb",
     description: "LoadBalancer Services answered on the node's address (k3s' ServiceLB)",
+    aliases: &[],
 };
 
 /// Every component that can be disabled.
-pub const DISABLEABLE: &[Component] = &[ETCD_API, SERVICELB];
+pub const DISABLEABLE: &[Component] = &[ETCD_API, INGRESS, SERVICELB];
 
-/// Finds a disable-able component by name.
+/// Finds a disable-able component by name or alias.
 pub fn lookup(name: &str) -> Option<Component> {
-    DISABLEABLE.iter().copied().find(|c| c.name == name)
+    DISABLEABLE.iter().copied().find(|c| c.name == name || c.aliases.contains(&name))
 }
 
 /// The names of all disable-able components, comma-separated, for messages.
@@ -74,6 +81,7 @@ mod tests {
             assert_eq!(lookup(c.name), Some(*c));
         }
         assert_eq!(lookup("etcd"), None);
+        assert_eq!(lookup("traefik"), Some(INGRESS));
         assert_eq!(lookup("ETCD-API"), None);
         assert!(names().contains("etcd-api"));
     }

@@ -19,6 +19,8 @@ pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
 pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 pub const DEFAULT_CLUSTER_DNS: &str = "10.43.0.10";
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_INGRESS_HTTP_PORT: u16 = 80;
+pub const DEFAULT_INGRESS_HTTPS_PORT: u16 = 443;
 
 /// Everything `k3rs server` was configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub apiserver: ApiServerConfig,
     pub network: NetworkConfig,
     pub node: NodeConfig,
+    /// The in-process ingress' ports (unless `--disable ingress`).
+    pub ingress: IngressPorts,
     /// The controllers that run, by name (`--kube-controller-manager-arg=controllers=...`).
     pub controllers: Vec<&'static str>,
     /// The node lifecycle controller's grace periods and rates.
@@ -54,6 +58,7 @@ impl ServerConfig {
             apiserver: ApiServerConfig::default(),
             network: NetworkConfig::default(),
             node: NodeConfig { name: node_name.into(), ip: None },
+            ingress: IngressPorts::default(),
             controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
             node_lifecycle: Default::default(),
             controller_settings: crate::controllers::Settings::default(),
@@ -131,6 +136,19 @@ impl Default for NetworkConfig {
             cluster_dns: DEFAULT_CLUSTER_DNS.parse().expect("default cluster DNS"),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
         }
+    }
+}
+
+/// Where the ingress listens, on all addresses; 0 is any free port.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IngressPorts {
+    pub http: u16,
+    pub https: u16,
+}
+
+impl Default for IngressPorts {
+    fn default() -> Self {
+        IngressPorts { http: DEFAULT_INGRESS_HTTP_PORT, https: DEFAULT_INGRESS_HTTPS_PORT }
     }
 }
 

@@ -240,7 +240,15 @@ async fn serve(
                 api_tasks = started.tasks;
                 api_url = started.url;
                 if !config.disable_agent {
-                    match agent::start(config, started.api.clone(), apiserver::node_ip(config), stop.clone()).await {
+                    match agent::start(
+                        config,
+                        started.api.clone(),
+                        &started.ctx,
+                        apiserver::node_ip(config),
+                        stop.clone(),
+                    )
+                    .await
+                    {
                         Ok(tasks) => api_tasks.extend(tasks),
                         Err(e) => failure = Some(ServerError::Agent(e.to_string())),
                     }

@@ -139,7 +139,7 @@ fn bad_flag_values_are_one_line_naming_the_key() {
         (&["--service-cidr", "10.42.0.0/16"], "command line: service-cidr: 10.42.0.0/16 overlaps cluster-cidr"),
         (&["--cluster-dns", "10.42.0.10"], "command line: cluster-dns: 10.42.0.10 is outside service-cidr"),
         (&["--write-kubeconfig-mode", "888"], "command line: write-kubeconfig-mode: "),
-        (&["--disable", "etcd-api,traefik"], "command line: disable: unknown component \"traefik\""),
+        (&["--disable", "etcd-api,helm-controller"], "command line: disable: unknown component \"helm-controller\""),
         (&["--datastore-endpoint", "mysql://root@tcp(127.0.0.1:3306)/k3s"], "command line: datastore-endpoint: "),
         (&["--node-name", "Not_Valid"], "command line: node-name: "),
         (&["--datastore-cafile", "/ca.pem"], "command line: datastore-cafile: is only used with an https://"),
