@@ -33,6 +33,8 @@ pub enum AgentError {
     Network(String),
     #[error("cannot register the node: {0}")]
     Register(String),
+    #[error("cannot start the cluster DNS server: {0}")]
+    Dns(String),
 }
 
 /// Starts the node; returns its tasks. Pods keep running when they end.
@@ -43,7 +45,7 @@ pub async fn start<F, S>(
     stop: S,
 ) -> Result<Vec<super::Task>, AgentError>
 where
-    S: Fn() -> F,
+    S: Fn() -> F + Send + Sync + Clone + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let data = &config.data_dir;
@@ -57,7 +59,11 @@ where
     let registries = RegistriesConfig::load(Path::new(REGISTRIES_YAML))
         .map_err(|e| AgentError::Registries { path: REGISTRIES_YAML.into(), reason: e.to_string() })?;
 
-    let net_cfg = NetConfig::new(
+    // The node's resolvers, chosen as k3s chooses them: for Default-policy pods and as the
+    // cluster DNS server's upstreams.
+    let upstreams =
+        crate::dns::upstream::choose(config.network.resolv_conf.as_deref(), |p| std::fs::read_to_string(p).ok());
+    let mut net_cfg = NetConfig::new(
         data,
         pod_cidr,
         config.network.cluster_cidr,
@@ -65,6 +71,9 @@ where
         config.network.cluster_dns,
         &config.network.cluster_domain,
     );
+    if let Some(path) = &upstreams.path {
+        net_cfg.resolv_conf = path.clone();
+    }
     let network = Arc::new(PodNetwork::new(net_cfg).await.map_err(|e| AgentError::Network(e.to_string()))?);
     let runtime = Arc::new(LibcontainerRuntime::new(data.containers(), data.run()));
     let service_ip = config.network.service_cidr.nth(1).map(|i| i.to_string()).unwrap_or_else(|| "10.43.0.1".into());
@@ -109,12 +118,58 @@ where
             name,
             node_ip.to_string(),
             backend.clone(),
-            Arc::new(ClientApi(client)),
+            Arc::new(ClientApi(client.clone())),
             Arc::new(RecorderSink::new(recorder)),
             Some(data.pod_manifests()),
             stop(),
         )),
     ));
+    if !config.disabled.contains(super::components::DNS) {
+        tasks.push(start_dns(config, &client, pod_cidr, upstreams.servers, stop).await?);
+    }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
     Ok(tasks)
+}
+
+/// The cluster DNS server on the pod bridge's gateway address, port 53 (as k3s runs CoreDNS
+/// on the node), with its own informers, as the node.
+async fn start_dns<F, S>(
+    config: &ServerConfig,
+    client: &Client,
+    pod_cidr: crate::util::cidr::Cidr,
+    upstreams: Vec<std::net::SocketAddr>,
+    stop: S,
+) -> Result<super::Task, AgentError>
+where
+    S: Fn() -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let gateway = pod_cidr.nth(1).ok_or_else(|| AgentError::Dns(format!("pod CIDR {pod_cidr} has no gateway")))?;
+    let stopper = crate::controllers::runtime::Stop::new(stop.clone());
+    let (informers, mut failed) = crate::controllers::runtime::Informers::new(client.typed(), stopper.clone());
+    let dns = crate::dns::start(
+        client.typed(),
+        &informers,
+        crate::dns::DnsConfig {
+            listen: vec![std::net::SocketAddr::new(gateway, 53)],
+            domain: config.network.cluster_domain.clone(),
+            cluster_dns: config.network.cluster_dns,
+            upstreams,
+            publish_service: true,
+        },
+        stopper,
+    )
+    .await
+    .map_err(|e| AgentError::Dns(e.to_string()))?;
+    let stopped = stop();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = stopped => {}
+            Some(f) = failed.recv() => {
+                tracing::error!(component = "dns", resource = f.resource, reason = %f.reason, "an informer stopped");
+            }
+        }
+        let _ = dns.task.await;
+    });
+    Ok(("cluster DNS".to_string(), task))
 }

@@ -23,12 +23,22 @@ impl fmt::Display for Component {
 pub const ETCD_API: Component =
     Component { name: "etcd-api", description: "the etcd v3 API on <data-dir>/server/db/etcd.sock" };
 
-/// Every component that can be disabled.
-pub const DISABLEABLE: &[Component] = &[ETCD_API];
+/// The cluster DNS server (CoreDNS' part in k3s).
+pub const DNS: Component = Component { name: "dns", description: "the cluster DNS server (k3s: coredns)" };
 
-/// Finds a disable-able component by name.
+/// Every component that can be disabled.
+pub const DISABLEABLE: &[Component] = &[ETCD_API, DNS];
+
+/// Other names `--disable` accepts: k3s' names for the components k3rs builds in.
+pub const ALIASES: &[(&str, Component)] = &[("coredns", DNS)];
+
+/// Finds a disable-able component by name or alias.
 pub fn lookup(name: &str) -> Option<Component> {
-    DISABLEABLE.iter().copied().find(|c| c.name == name)
+    DISABLEABLE
+        .iter()
+        .copied()
+        .find(|c| c.name == name)
+        .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, c)| *c))
 }
 
 /// The names of all disable-able components, comma-separated, for messages.
@@ -67,6 +77,10 @@ mod tests {
         for c in DISABLEABLE {
             assert_eq!(lookup(c.name), Some(*c));
         }
+        for (alias, c) in ALIASES {
+            assert_eq!(lookup(alias), Some(*c));
+        }
+        assert_eq!(lookup("coredns"), Some(DNS));
         assert_eq!(lookup("etcd"), None);
         assert_eq!(lookup("ETCD-API"), None);
         assert!(names().contains("etcd-api"));
