@@ -190,7 +190,7 @@ impl Cache {
         }
         let mut answer = entry.answer.clone();
         for r in answer.answers.iter_mut().chain(answer.authorities.iter_mut()) {
-            r.ttl = r.ttl.saturating_sub(age).max(1);
+            r.ttl = r.ttl.min(entry.ttl).saturating_sub(age).max(1);
         }
         Some(answer)
     }
@@ -258,7 +258,14 @@ impl Forwarder {
         let mut errors = Vec::new();
         for server in servers {
             match self.exchange.exchange(*server, name, qtype).await {
-                Ok(answer) => {
+                Ok(mut answer) => {
+                    // As CoreDNS' cache does, the reply's TTLs are capped to how long the
+                    // cache keeps it, so a client never sees a TTL fall back.
+                    if let Some(ttl) = cache_ttl(&answer) {
+                        for r in answer.answers.iter_mut().chain(answer.authorities.iter_mut()) {
+                            r.ttl = r.ttl.min(ttl);
+                        }
+                    }
                     self.cache.put(name, qtype, &answer, Instant::now());
                     return Ok(answer);
                 }
@@ -319,6 +326,7 @@ mod tests {
         assert!(cache.get(&name("a.example."), RecordType::A, t0 + Duration::from_secs(10)).is_none());
         // Capped at 30 s; TTL 0 and SERVFAIL are not kept.
         cache.put(&name("b.example."), RecordType::A, &a(3600), t0);
+        assert_eq!(cache.get(&name("b.example."), RecordType::A, t0).unwrap().answers[0].ttl, 30);
         assert!(cache.get(&name("b.example."), RecordType::A, t0 + Duration::from_secs(31)).is_none());
         cache.put(&name("c.example."), RecordType::A, &a(0), t0);
         let fail = Answer { rcode: ResponseCode::ServFail, answers: vec![], authorities: vec![] };
