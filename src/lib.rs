@@ -18,6 +18,7 @@ pub mod apiserver;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod dns;
 pub mod domain;
 pub mod etcdapi;
 pub mod etcdproto;

@@ -103,6 +103,7 @@ pub enum Key {
     ServiceCidr,
     ClusterDns,
     ClusterDomain,
+    ResolvConf,
     Disable,
     DatastoreEndpoint,
     DatastoreCafile,
@@ -116,7 +117,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 22] = [
+    pub const ALL: [Key; 23] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -129,6 +130,7 @@ impl Key {
         Key::ServiceCidr,
         Key::ClusterDns,
         Key::ClusterDomain,
+        Key::ResolvConf,
         Key::Disable,
         Key::DatastoreEndpoint,
         Key::DatastoreCafile,
@@ -156,6 +158,7 @@ impl Key {
             Key::ServiceCidr => "service-cidr",
             Key::ClusterDns => "cluster-dns",
             Key::ClusterDomain => "cluster-domain",
+            Key::ResolvConf => "resolv-conf",
             Key::Disable => "disable",
             Key::DatastoreEndpoint => "datastore-endpoint",
             Key::DatastoreCafile => "datastore-cafile",
@@ -466,6 +469,7 @@ struct Settings {
     service_cidr: Option<Sourced<Cidr>>,
     cluster_dns: Option<Sourced<IpAddr>>,
     cluster_domain: Option<Sourced<String>>,
+    resolv_conf: Option<Sourced<PathBuf>>,
     disable: Option<Sourced<Vec<Component>>>,
     /// Empty: the embedded datastore.
     datastore_endpoint: Option<Sourced<Vec<String>>>,
@@ -511,6 +515,7 @@ impl Settings {
             Key::ServiceCidr => self.service_cidr = at(parse_service_cidr(&text(raw)?).map_err(fail)?, origin),
             Key::ClusterDns => self.cluster_dns = at(parse_ip(&text(raw)?).map_err(fail)?, origin),
             Key::ClusterDomain => self.cluster_domain = at(parse_dns_subdomain(&text(raw)?).map_err(fail)?, origin),
+            Key::ResolvConf => self.resolv_conf = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::Disable => {
                 let items = match raw {
                     Raw::Text(t) => vec![t],
@@ -634,6 +639,7 @@ impl Settings {
                 service_cidr: service_cidr.value,
                 cluster_dns,
                 cluster_domain: self.cluster_domain.map_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_string(), |s| s.value),
+                resolv_conf: self.resolv_conf.map(|s| absolute(s.value)),
             },
             node: NodeConfig { name: node_name, ip: self.node_ip.and_then(|s| s.value) },
             ingress: IngressPorts {
@@ -1136,7 +1142,7 @@ mod tests {
             (Key::ServiceCidr, "10.43.0.0/29", "too small"),
             (Key::ClusterDns, "10.43.0.300", "is not an IP address"),
             (Key::ClusterDomain, "cluster.local.", "not a lowercase DNS name"),
-            (Key::Disable, "etcd-api,coredns", "unknown component \"coredns\" (can disable: etcd-api, ingress)"),
+            (Key::Disable, "etcd-api,bogus", "unknown component \"bogus\" (can disable: etcd-api, dns, ingress, servicelb)"),
             (Key::DatastoreEndpoint, "sqlite:///var/lib/db", "sqlite:// datastores are not supported"),
             (Key::DatastoreEndpoint, "postgres://u@h:5432/db", "not supported"),
             (Key::DatastoreEndpoint, "http://127.0.0.1", "missing port"),

@@ -112,9 +112,16 @@ struct ServerArgs {
     #[arg(long, value_name = "DOMAIN")]
     cluster_domain: Option<String>,
 
+    /// The node's resolver configuration, for Default-policy pods and the cluster DNS
+    /// server's upstreams [default: /etc/resolv.conf, or /run/systemd/resolve/resolv.conf
+    /// when the former names only loopback servers]
+    #[arg(long, value_name = "FILE")]
+    resolv_conf: Option<String>,
+
     /// Components not to run; repeatable or comma-separated. Components: etcd-api (the etcd
-    /// API socket <data-dir>/server/db/etcd.sock), ingress (alias traefik: the ingress on
-    /// ports 80 and 443)
+    /// API socket <data-dir>/server/db/etcd.sock), dns (alias coredns: the cluster DNS
+    /// server), ingress (alias traefik: the ingress on ports 80 and 443), servicelb (the
+    /// LoadBalancer Services' address on the node)
     #[arg(long, value_name = "COMPONENT")]
     disable: Vec<String>,
 
@@ -174,6 +181,7 @@ impl ServerArgs {
             (Key::ServiceCidr, &self.service_cidr),
             (Key::ClusterDns, &self.cluster_dns),
             (Key::ClusterDomain, &self.cluster_domain),
+            (Key::ResolvConf, &self.resolv_conf),
             (Key::DatastoreEndpoint, &self.datastore_endpoint),
             (Key::DatastoreCafile, &self.datastore_cafile),
             (Key::DatastoreCertfile, &self.datastore_certfile),

@@ -37,6 +37,8 @@ pub enum AgentError {
     Register(String),
     #[error("cannot start the ingress: {0}")]
     Ingress(String),
+    #[error("cannot start the cluster DNS server: {0}")]
+    Dns(String),
 }
 
 /// Starts the node; returns its tasks. Pods keep running when they end.
@@ -62,7 +64,11 @@ where
     let registries = RegistriesConfig::load(Path::new(REGISTRIES_YAML))
         .map_err(|e| AgentError::Registries { path: REGISTRIES_YAML.into(), reason: e.to_string() })?;
 
-    let net_cfg = NetConfig::new(
+    // The node's resolvers, chosen as k3s chooses them: for Default-policy pods and as the
+    // cluster DNS server's upstreams.
+    let upstreams =
+        crate::dns::upstream::choose(config.network.resolv_conf.as_deref(), |p| std::fs::read_to_string(p).ok());
+    let mut net_cfg = NetConfig::new(
         data,
         pod_cidr,
         config.network.cluster_cidr,
@@ -70,6 +76,9 @@ where
         config.network.cluster_dns,
         &config.network.cluster_domain,
     );
+    if let Some(path) = &upstreams.path {
+        net_cfg.resolv_conf = path.clone();
+    }
     let network = Arc::new(PodNetwork::new(net_cfg).await.map_err(|e| AgentError::Network(e.to_string()))?);
     let runtime = Arc::new(LibcontainerRuntime::new(data.containers(), data.run()));
     let service_ip = config.network.service_cidr.nth(1).map(|i| i.to_string()).unwrap_or_else(|| "10.43.0.1".into());
@@ -114,7 +123,7 @@ where
             name,
             node_ip.to_string(),
             backend.clone(),
-            Arc::new(ClientApi(client)),
+            Arc::new(ClientApi(client.clone())),
             Arc::new(RecorderSink::new(recorder)),
             Some(data.pod_manifests()),
             stop(),
@@ -148,6 +157,45 @@ where
             crate::ingress::start(controllers.clone(), cfg).await.map_err(|e| AgentError::Ingress(e.to_string()))?;
         tasks.extend(started.tasks);
     }
+    if !config.disabled.contains(super::components::DNS) {
+        tasks.push(start_dns(config, controllers, pod_cidr, upstreams.servers, stop).await?);
+    }
     tracing::info!(node = %config.node.name, pod_cidr = %pod_cidr, "node is up");
     Ok(tasks)
+}
+
+/// The cluster DNS server on the pod bridge's gateway address, port 53 (as k3s runs CoreDNS
+/// on the node), on the controllers' shared informers.
+async fn start_dns<F, S>(
+    config: &ServerConfig,
+    controllers: &Context,
+    pod_cidr: crate::util::cidr::Cidr,
+    upstreams: Vec<std::net::SocketAddr>,
+    stop: S,
+) -> Result<super::Task, AgentError>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let gateway = pod_cidr.nth(1).ok_or_else(|| AgentError::Dns(format!("pod CIDR {pod_cidr} has no gateway")))?;
+    let dns = crate::dns::start(
+        controllers.client.clone(),
+        &controllers.informers,
+        crate::dns::DnsConfig {
+            listen: vec![std::net::SocketAddr::new(gateway, 53)],
+            domain: config.network.cluster_domain.clone(),
+            cluster_dns: config.network.cluster_dns,
+            upstreams,
+            publish_service: true,
+        },
+        controllers.stop.clone(),
+    )
+    .await
+    .map_err(|e| AgentError::Dns(e.to_string()))?;
+    let stopped = stop();
+    let task = tokio::spawn(async move {
+        stopped.await;
+        let _ = dns.task.await;
+    });
+    Ok(("cluster DNS".to_string(), task))
 }

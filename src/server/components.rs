@@ -36,8 +36,12 @@ pub const SERVICELB: Component = Component {
     aliases: &[],
 };
 
+/// The cluster DNS server (CoreDNS' part in k3s).
+pub const DNS: Component =
+    Component { name: "dns", description: "the cluster DNS server (k3s: coredns)", aliases: &["coredns"] };
+
 /// Every component that can be disabled.
-pub const DISABLEABLE: &[Component] = &[ETCD_API, INGRESS, SERVICELB];
+pub const DISABLEABLE: &[Component] = &[ETCD_API, DNS, INGRESS, SERVICELB];
 
 /// Finds a disable-able component by name or alias.
 pub fn lookup(name: &str) -> Option<Component> {
@@ -80,6 +84,12 @@ mod tests {
         for c in DISABLEABLE {
             assert_eq!(lookup(c.name), Some(*c));
         }
+        for c in DISABLEABLE {
+            for alias in c.aliases {
+                assert_eq!(lookup(alias), Some(*c));
+            }
+        }
+        assert_eq!(lookup("coredns"), Some(DNS));
         assert_eq!(lookup("etcd"), None);
         assert_eq!(lookup("traefik"), Some(INGRESS));
         assert_eq!(lookup("ETCD-API"), None);

@@ -125,6 +125,9 @@ pub struct NetworkConfig {
     /// The cluster DNS service's address.
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
+    /// The node's resolv.conf (`--resolv-conf`); `None`: chosen as k3s does
+    /// ([`crate::dns::upstream::choose`]).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -135,6 +138,7 @@ impl Default for NetworkConfig {
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("default service CIDR"),
             cluster_dns: DEFAULT_CLUSTER_DNS.parse().expect("default cluster DNS"),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            resolv_conf: None,
         }
     }
 }

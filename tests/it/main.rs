@@ -22,6 +22,8 @@ mod crash;
 mod discovery;
 mod disk_full;
 mod disruption;
+mod dnsserver;
+mod e2e_dns;
 mod e2e_drain;
 mod e2e_ingress;
 mod e2e_kubectl;

@@ -1,0 +1,133 @@
+//! End to end: `k3rs server` (the real binary, as root, in its own network namespace) serves
+//! cluster DNS on the pod bridge's gateway, and a real pod resolves Services with busybox's
+//! nslookup: a short name through the pod's search path, SRV, ExternalName, PTR, and a
+//! headless Service's endpoints. The kube-dns Service exists as k3s names it.
+//!
+//! The pods ask the gateway address directly: 10.43.0.10 (the kube-dns Service's cluster IP,
+//! which the pods' resolv.conf names) reaches it once the service proxy DNATs it.
+
+use crate::common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+
+const IMAGE: &str = "docker.io/library/busybox:1.36";
+
+fn cluster(tag: &str) -> Cluster {
+    Cluster::start_with(tag, &[], |data| {
+        let drop_dir = data.join("agent/images");
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        common::busybox::oci_archive(&drop_dir, IMAGE);
+    })
+}
+
+/// Runs nslookup in the pod until its output satisfies `ok` (the index follows the API).
+fn nslookup(c: &Cluster, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let mut argv = vec!["exec", "client", "--", "nslookup"];
+        argv.extend_from_slice(args);
+        let out = c.kubectl(&argv);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if ok(&text) {
+            return text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "nslookup {args:?}: {text}\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pods_resolve_services_through_the_cluster_dns() {
+    let c = cluster("dns");
+    // kube-dns, as k3s' CoreDNS Service.
+    let svc = c.k(&[
+        "get",
+        "svc",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.metadata.labels.k8s-app}",
+    ]);
+    assert_eq!(svc, "10.43.0.10 kube-dns");
+    let cidr = c.k(&["get", "node", "e2e-node", "-o", "jsonpath={.spec.podCIDR}"]);
+    let net: k3rs::util::cidr::Cidr = cidr.parse().expect("pod CIDR");
+    let gateway = net.nth(1).expect("gateway").to_string();
+    let eps =
+        c.k(&["get", "endpoints", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]);
+    assert_eq!(eps, gateway);
+
+    c.ok(
+        Path::new("kubectl"),
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - {name: c, image: "busybox:1.36", command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.43.99.9
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec: {type: ExternalName, externalName: outside.example}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: db-e2e
+  labels: {kubernetes.io/service-name: db, endpointslice.kubernetes.io/managed-by: e2e-test}
+addressType: IPv4
+endpoints:
+- {addresses: ["10.42.0.200"], hostname: db-0}
+ports: [{name: pg, port: 5432, protocol: TCP}]
+"#,
+        ),
+    );
+    c.wait_for(&["pod", "client"], "{.status.phase}", Duration::from_secs(60), |p| p == "Running");
+
+    // The short name, through the pod's search path (default.svc.cluster.local).
+    let out = nslookup(&c, &["web", &gateway], |t| t.contains("10.43.99.9"));
+    assert!(out.contains("web.default.svc.cluster.local"), "{out}");
+    // Headless: the endpoint, and its hostname.
+    nslookup(&c, &["db", &gateway], |t| t.contains("10.42.0.200"));
+    nslookup(&c, &["db-0.db.default.svc.cluster.local", &gateway], |t| t.contains("10.42.0.200"));
+    // SRV.
+    nslookup(&c, &["-type=srv", "_http._tcp.web.default.svc.cluster.local", &gateway], |t| {
+        t.contains("0 100 80 web.default.svc.cluster.local")
+    });
+    // ExternalName.
+    nslookup(&c, &["-type=cname", "ext.default.svc.cluster.local", &gateway], |t| {
+        t.contains("canonical name = outside.example")
+    });
+    // PTR of the Service address.
+    nslookup(&c, &["10.43.99.9", &gateway], |t| t.contains("web.default.svc.cluster.local"));
+    // A name that does not exist.
+    nslookup(&c, &["nope.default.svc.cluster.local", &gateway], |t| t.contains("NXDOMAIN"));
+}
+
+#[test]
+fn disable_coredns_turns_the_dns_server_off() {
+    let c = Cluster::start_with("nodns", &["--disable", "coredns"], |_| {});
+    let out = c.kubectl(&["get", "svc", "-n", "kube-system", "kube-dns"]);
+    assert!(!out.status.success(), "kube-dns exists with DNS disabled");
+}
