@@ -1142,7 +1142,11 @@ mod tests {
             (Key::ServiceCidr, "10.43.0.0/29", "too small"),
             (Key::ClusterDns, "10.43.0.300", "is not an IP address"),
             (Key::ClusterDomain, "cluster.local.", "not a lowercase DNS name"),
-            (Key::Disable, "etcd-api,bogus", "unknown component \"bogus\" (can disable: etcd-api, dns, ingress, servicelb)"),
+            (
+                Key::Disable,
+                "etcd-api,bogus",
+                "unknown component \"bogus\" (can disable: etcd-api, dns, ingress, servicelb)",
+            ),
             (Key::DatastoreEndpoint, "sqlite:///var/lib/db", "sqlite:// datastores are not supported"),
             (Key::DatastoreEndpoint, "postgres://u@h:5432/db", "not supported"),
             (Key::DatastoreEndpoint, "http://127.0.0.1", "missing port"),

@@ -165,7 +165,7 @@ fn bad_environment_values_name_the_variable() {
         ("K3RS_CLUSTER_CIDR", "10.42.0.0/33", "K3RS_CLUSTER_CIDR: cluster-cidr: "),
         ("K3RS_HTTPS_LISTEN_PORT", "0", "K3RS_HTTPS_LISTEN_PORT: https-listen-port: "),
         ("K3RS_DEBUG", "maybe", "K3RS_DEBUG: debug: "),
-        ("K3RS_DISABLE", "coredns", "K3RS_DISABLE: disable: unknown component"),
+        ("K3RS_DISABLE", "helm-controller", "K3RS_DISABLE: disable: unknown component"),
         ("K3RS_DATASTORE_ENDPOINT", "http://127.0.0.1", "K3RS_DATASTORE_ENDPOINT: datastore-endpoint: "),
     ];
     for (var, value, prefix) in cases {
