@@ -142,14 +142,16 @@ spec:
     wait_endpoints(&c, "web", 0);
     c.k(&["wait", "--for=delete", "pod", "-l", "app=web", "--timeout=60s"]);
     let start = Instant::now();
-    while c.k(&[
-        "get",
-        "endpointslices",
-        "-l",
-        "kubernetes.io/service-name=web",
-        "-o",
-        "jsonpath={.items[*].endpoints[*].addresses[*]}",
-    ]) != ""
+    while !c
+        .k(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].addresses[*]}",
+        ])
+        .is_empty()
     {
         assert!(start.elapsed() < Duration::from_secs(30), "the slice kept its endpoints");
         std::thread::sleep(Duration::from_millis(200));

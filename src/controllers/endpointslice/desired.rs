@@ -198,6 +198,9 @@ impl PartialEq for PortsKey {
 
 impl Eq for PortsKey {}
 
+/// A slice port's name, protocol, number and app protocol, in the order they sort by.
+type PortTuple<'a> = (&'a Option<String>, &'a Option<String>, Option<i32>, &'a Option<String>);
+
 impl PortsKey {
     /// The key of ports as a slice holds them.
     pub fn of(ports: Option<&Vec<EndpointPort>>) -> PortsKey {
@@ -206,7 +209,7 @@ impl PortsKey {
         PortsKey(p)
     }
 
-    fn tuple(&self) -> Vec<(&Option<String>, &Option<String>, Option<i32>, &Option<String>)> {
+    fn tuple(&self) -> Vec<PortTuple<'_>> {
         self.0.iter().map(|p| (&p.name, &p.protocol, p.port, &p.app_protocol)).collect()
     }
 }

@@ -75,7 +75,7 @@ pub fn subsets<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) -> (V
     // Capacity: ready addresses first.
     let total = addrs.len();
     let truncated = total > MAX_CAPACITY;
-    let mut ordered: Vec<((String, bool), (EndpointAddress, Vec<EndpointPort>))> = addrs.into_iter().collect();
+    let mut ordered: Vec<_> = addrs.into_iter().collect();
     ordered.sort_by_key(|((ip, ready), _)| (!*ready, ip.clone()));
     ordered.truncate(MAX_CAPACITY);
 

@@ -49,13 +49,16 @@ fn selecting(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
         .collect()
 }
 
+/// The Services that selected each pod (by namespace and name) at its last change.
+type LastSelected = HashMap<(Option<String>, Option<String>), Vec<ObjectRef<Service>>>;
+
 /// Triggers from pods: the Services that select a changed pod, and those that selected it
 /// at its last change (so a pod relabelled away or deleted leaves them).
 fn pod_triggers(
     pods: &Informer<Pod>,
     services: Store<Service>,
 ) -> impl Stream<Item = ObjectRef<Service>> + Send + 'static {
-    let last: Arc<Mutex<HashMap<(Option<String>, Option<String>), Vec<ObjectRef<Service>>>>> = Arc::default();
+    let last: Arc<Mutex<LastSelected>> = Arc::default();
     pods.subscribe().flat_map(move |n| {
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
         let out = match n {
