@@ -115,9 +115,10 @@ pub fn build<'a>(ports: impl IntoIterator<Item = &'a ServicePort>, cluster_cidr:
         let (map_ips, map_ports, verdict) = if sp.external_endpoints.is_empty() {
             ("no-endpoint-services", "no-endpoint-nodeports", "goto reject-chain".to_string())
         } else {
-            // Where external traffic goes: the cluster chain when it has the same endpoints,
-            // else a chain of its own over the external ones.
-            let target = if has_cluster_chain && sp.external_endpoints == sp.cluster_endpoints {
+            // Where external traffic goes: the cluster chain when it has the same endpoints and
+            // the client's address need not be kept (that chain masquerades traffic from
+            // outside the pod network), else a chain of its own over the external ones.
+            let target = if has_cluster_chain && !sp.external_local && sp.external_endpoints == sp.cluster_endpoints {
                 svc_chain.clone()
             } else {
                 let c = format!("svcx-{t}");
@@ -351,6 +352,30 @@ mod tests {
         }
         let golden = std::fs::read_to_string(&path).expect("golden file");
         assert_eq!(text, golden, "the ruleset changed: review it, then K3RS_UPDATE_GOLDEN=1");
+    }
+
+    /// With every endpoint local, Local traffic still bypasses the cluster chain, which
+    /// masquerades traffic from outside the pod network.
+    #[test]
+    fn local_policy_never_masquerades_outside_clients() {
+        let ep = model::Endpoint { ip: "10.42.0.8".parse().unwrap(), port: 443, local: true };
+        let sp = ServicePort {
+            id: "default/only-local:443/tcp".into(),
+            protocol: model::Proto::Tcp,
+            port: 443,
+            cluster_ip: Some("10.43.0.30".parse().unwrap()),
+            external_ips: vec![],
+            node_port: Some(30444),
+            affinity: None,
+            cluster_endpoints: vec![ep.clone()],
+            external_endpoints: vec![ep],
+            external_local: true,
+        };
+        let r = build([&sp], "10.42.0.0/16");
+        let ext = r.elements["service-nodeports"]["tcp . 30444"].trim_start_matches("goto ").to_string();
+        let target = r.chains[&ext].last().unwrap().trim_start_matches("goto ").to_string();
+        assert!(target.starts_with("svcx-"), "{target}");
+        assert!(r.chains[&target].iter().all(|rule| !rule.contains("masquerade")), "{:?}", r.chains[&target]);
     }
 
     #[test]

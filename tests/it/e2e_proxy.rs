@@ -24,16 +24,25 @@ fn cluster(tag: &str) -> Cluster {
 
 /// An HTTP GET from the node's network namespace (a thread of our own moved into it).
 fn node_get(ns: &Netns, addr: SocketAddr) -> std::io::Result<String> {
-    let path = format!("/run/netns/{}", ns.name);
+    get_in(&ns.name, addr, "/")
+}
+
+/// An HTTP GET of `path` from a thread moved into the network namespace `ns`.
+fn get_in(ns: &str, addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let netns = format!("/run/netns/{ns}");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
     std::thread::spawn(move || {
+        let path = netns;
         let f = std::fs::File::open(path)?;
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)?;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        s.write_all(request.as_bytes())?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
-        Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_string())
+        // The body follows the first empty line (busybox httpd's CGI answers end lines in \n).
+        let out = out.replace("\r\n", "\n");
+        Ok(out.split_once("\n\n").map(|(_, body)| body).unwrap_or_default().trim().to_string())
     })
     .join()
     .expect("the node thread")
@@ -114,6 +123,28 @@ spec:
         assert!(start.elapsed() < Duration::from_secs(60), "only {seen:?} of {pods:?} answered: {}", c.log());
     }
 
+    // ClientIP session affinity: one client, one backend.
+    c.k(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=sticky",
+        "--port=80",
+        "--target-port=http",
+        "--session-affinity=ClientIP",
+    ]);
+    wait_endpoints(&c, "sticky", 3);
+    let sticky = c.k(&["get", "service", "sticky", "-o", "jsonpath={.spec.clusterIP}"]);
+    let start = Instant::now();
+    let answers = loop {
+        let got = seen_from(&c, "client", &format!("http://{sticky}/"), 12);
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "sticky never answered");
+    };
+    assert_eq!(answers.len(), 1, "ClientIP affinity spread one client over {answers:?}");
+
     // Hairpin: a backend reaching itself through its own Service.
     let me = pods.iter().next().unwrap().clone();
     let start = Instant::now();
@@ -164,4 +195,123 @@ spec:
     assert!(took < Duration::from_secs(5), "a Service without endpoints took {took:?} to refuse");
     let err = node_get(&c.ns, addr).expect_err("a NodePort without endpoints refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+/// A client outside the node: the node's veth peer moved into a namespace of its own, with
+/// the node address as its gateway.
+struct Outside {
+    name: String,
+}
+
+impl Outside {
+    fn new(node: &Netns) -> Outside {
+        let name = format!("k3rs-e2e-out-{}", std::process::id());
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("ip").args(args).status().expect("run ip");
+            assert!(ok.success(), "ip {args:?}");
+        };
+        run(&["netns", "add", &name]);
+        let out = Outside { name };
+        run(&["-n", &node.name, "link", "set", "k3rs-n1", "netns", &out.name]);
+        run(&["-n", &out.name, "addr", "add", "192.168.77.2/24", "dev", "k3rs-n1"]);
+        run(&["-n", &out.name, "link", "set", "k3rs-n1", "up"]);
+        run(&["-n", &out.name, "link", "set", "lo", "up"]);
+        run(&["-n", &out.name, "route", "add", "default", "via", "192.168.77.1"]);
+        out
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// GETs until an answer comes (the proxy follows the API within moments).
+fn answer(ns: &str, addr: SocketAddr, path: &str) -> String {
+    let start = Instant::now();
+    loop {
+        match get_in(ns, addr, path) {
+            Ok(a) if !a.is_empty() => return a,
+            r => assert!(start.elapsed() < Duration::from_secs(30), "{addr}{path}: {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn local_policy_keeps_the_client_address_and_the_rules_outlive_a_killed_server() {
+    let mut c = cluster("proxy-local");
+    let outside = Outside::new(&c.ns);
+    c.ok(
+        Path::new("kubectl"),
+        &["apply", "-f", "-"],
+        Some(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: 'busybox:1.36'
+        ports: [{name: http, containerPort: 8080}]
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /www/cgi-bin
+          printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip
+          chmod +x /www/cgi-bin/ip
+          exec httpd -f -p 8080 -h /www
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: http, nodePort: 30180}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-cluster}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: http, nodePort: 30181}]
+"#,
+        ),
+    );
+    wait_endpoints(&c, "echo-local", 1);
+    let local: SocketAddr = "192.168.77.1:30180".parse().unwrap();
+    let cluster_wide: SocketAddr = "192.168.77.1:30181".parse().unwrap();
+    // Local: the pod sees the outside client's own address; Cluster: the node's (masqueraded).
+    // (busybox httpd gives REMOTE_ADDR as an IPv4-mapped IPv6 address.)
+    assert_eq!(answer(&outside.name, local, "/cgi-bin/ip"), "[::ffff:192.168.77.2]");
+    let seen = answer(&outside.name, cluster_wide, "/cgi-bin/ip");
+    assert!(seen.starts_with("[::ffff:10.42."), "Cluster policy should masquerade, the pod saw {seen}");
+
+    // SIGKILL: the rules stay in force while k3rs is down, and again after it starts.
+    c.kill();
+    assert_eq!(answer(&outside.name, local, "/cgi-bin/ip"), "[::ffff:192.168.77.2]");
+    c.launch();
+    assert_eq!(answer(&outside.name, local, "/cgi-bin/ip"), "[::ffff:192.168.77.2]");
+    // The restarted proxy follows changes: scaled to nothing, the NodePort refuses.
+    c.k(&["scale", "deployment", "echo", "--replicas=0"]);
+    c.k(&["wait", "--for=delete", "pod", "-l", "app=echo", "--timeout=60s"]);
+    let start = Instant::now();
+    loop {
+        match get_in(&outside.name, cluster_wide, "/") {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            r => assert!(start.elapsed() < Duration::from_secs(30), "still {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
