@@ -32,10 +32,10 @@ use serde_json::json;
 
 /// A tiny authoritative server: `name` → `ip` (TTL 60), NXDOMAIN for anything else; counts
 /// the questions it gets.
-struct Upstream {
-    name: Name,
-    ip: Ipv4Addr,
-    asked: Arc<AtomicUsize>,
+pub(crate) struct Upstream {
+    pub(crate) name: Name,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) asked: Arc<AtomicUsize>,
 }
 
 #[async_trait::async_trait]
