@@ -309,8 +309,11 @@ async fn serve(
         if !compactor.is_finished() {
             let _ = (&mut compactor).await;
         }
-        for (_, t) in api_tasks.iter_mut() {
-            let _ = t.await;
+        for (name, t) in api_tasks.iter_mut() {
+            if tokio::time::timeout(Duration::from_secs(1), &mut *t).await.is_err() {
+                tracing::warn!(component = %name, "still stopping after 1 s");
+                let _ = t.await;
+            }
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {

@@ -198,8 +198,14 @@ pub async fn run_slices(ctx: Context) {
     let expectations = Arc::new(Expectations::<(String, String)>::default());
     let (client, clock) = (ctx.client.clone(), ctx.clock.clone());
     let (pods, slices, nodes) = (pods.store().clone(), slices.store().clone(), nodes.store().clone());
-    informer::ready(&pods).await;
-    informer::ready(&slices).await;
+    if !informer::ready_or_stop(&ctx.stop, async {
+        informer::ready(&pods).await;
+        informer::ready(&slices).await;
+    })
+    .await
+    {
+        return;
+    }
     runtime::run("endpointslice", services.store().clone(), triggers, ctx.stop.clone(), move |svc: Arc<Service>| {
         let (client, clock, expectations) = (client.clone(), clock.clone(), expectations.clone());
         let (pods, slices, nodes) = (pods.clone(), slices.clone(), nodes.clone());
@@ -252,8 +258,14 @@ pub async fn run_endpoints(ctx: Context) {
     );
     let client = ctx.client.clone();
     let (pod_store, ep_store) = (pods.store().clone(), eps.store().clone());
-    informer::ready(&pod_store).await;
-    informer::ready(&ep_store).await;
+    if !informer::ready_or_stop(&ctx.stop, async {
+        informer::ready(&pod_store).await;
+        informer::ready(&ep_store).await;
+    })
+    .await
+    {
+        return;
+    }
     let cleanup = delete_leftovers(ctx.clone(), &services, eps.store().clone(), |_svc_store, ep| Some(ep.clone()));
     let sync =
         runtime::run("endpoint", services.store().clone(), triggers, ctx.stop.clone(), move |svc: Arc<Service>| {
@@ -330,8 +342,14 @@ pub async fn run_mirroring(ctx: Context) {
     let expectations = Arc::new(Expectations::<(String, String)>::default());
     let (client, clock) = (ctx.client.clone(), ctx.clock.clone());
     let (ep_store, slice_store) = (eps.store().clone(), slices.store().clone());
-    informer::ready(&ep_store).await;
-    informer::ready(&slice_store).await;
+    if !informer::ready_or_stop(&ctx.stop, async {
+        informer::ready(&ep_store).await;
+        informer::ready(&slice_store).await;
+    })
+    .await
+    {
+        return;
+    }
     let cleanup = delete_leftovers(ctx.clone(), &services, slices.store().clone(), |_s, slice: &EndpointSlice| {
         mirrored_slice(slice).map(|_| slice.clone())
     });
@@ -439,7 +457,9 @@ async fn delete_leftovers<K>(
             }
         }
     };
-    informer::ready(&svc_store).await;
+    if !informer::ready_or_stop(&ctx.stop, informer::ready(&svc_store)).await {
+        return;
+    }
     delete(sweep(None)).await;
     let stop = ctx.stop.wait();
     tokio::pin!(stop);

@@ -1016,8 +1016,13 @@ async fn remove_finalizer(client: &kube::Client, pod: &Pod) -> Result<(), Reconc
 /// never theirs) would never be freed: their finalizer is removed, as upstream's orphan
 /// pod queue does.
 async fn release_orphans(sync: Arc<JobSync>, jobs: Informer<Job>, stop: runtime::Stop) {
-    crate::controllers::runtime::informer::ready(jobs.store()).await;
-    crate::controllers::runtime::informer::ready(sync.pods.store()).await;
+    let ready = async {
+        crate::controllers::runtime::informer::ready(jobs.store()).await;
+        crate::controllers::runtime::informer::ready(sync.pods.store()).await;
+    };
+    if !crate::controllers::runtime::informer::ready_or_stop(&stop, ready).await {
+        return;
+    }
     // A deleted Job, or a relist, means a scan of every pod.
     let job_notices = jobs.subscribe().filter_map(|n| async move {
         match n {

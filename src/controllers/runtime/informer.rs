@@ -144,6 +144,16 @@ pub async fn ready<K: Object>(store: &Store<K>) {
     }
 }
 
+/// Waits for `ready` (store readiness) unless `stop` comes first; false when it did. A store
+/// whose informer stopped never becomes ready, so a wait that ignores the stop holds up
+/// shutdown.
+pub async fn ready_or_stop(stop: &super::Stop, ready: impl std::future::Future<Output = ()>) -> bool {
+    tokio::select! {
+        () = stop.wait() => false,
+        () = ready => true,
+    }
+}
+
 /// A watch loop that ended, and why.
 #[derive(Debug)]
 pub struct InformerStopped {
