@@ -6,6 +6,8 @@
 #   scripts/bench.sh pods      100 busybox pods on a real node (root); runtime vs runc
 #   scripts/bench.sh controllers  Deployments of 100 pods on a real node (root): rollout times, RSS
 #   scripts/bench.sh net-ingress  the ingress vs nginx proxying to one backend (root): wrk, HTTP and HTTPS
+#   scripts/bench.sh net-proxy    the service proxy's sync at 10 and 1,000 Services (root): latency, cost
+#   scripts/bench.sh net          both of the above
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run; BENCH_DELETE_KEYS
 # (default 300000) sizes the prefix delete.
 set -euo pipefail
@@ -44,8 +46,16 @@ case "$what" in
     if [ -z "${K3RS_BIN:-}" ]; then release_k3rs; fi
     scripts/bench_ingress.sh
     ;;
+  net-proxy)
+    scripts/install-deps.sh
+    cargo bench --bench proxy
+    ;;
+  net)
+    "$0" net-proxy
+    "$0" net-ingress
+    ;;
   *)
-    echo "usage: scripts/bench.sh store|startup|api|pods|controllers|net-ingress" >&2
+    echo "usage: scripts/bench.sh store|startup|api|pods|controllers|net|net-proxy|net-ingress" >&2
     exit 2
     ;;
 esac
