@@ -25,6 +25,7 @@ pub mod etcdproto;
 pub mod images;
 pub mod ingress;
 pub mod kubelet;
+pub mod netpol;
 pub mod pki;
 pub mod proxy;
 pub mod scheduler;

@@ -110,6 +110,7 @@ pub enum Key {
     DatastoreCertfile,
     DatastoreKeyfile,
     DisableAgent,
+    DisableNetworkPolicy,
     KubeControllerManagerArg,
     IngressHttpPort,
     IngressHttpsPort,
@@ -117,7 +118,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 24] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -137,6 +138,7 @@ impl Key {
         Key::DatastoreCertfile,
         Key::DatastoreKeyfile,
         Key::DisableAgent,
+        Key::DisableNetworkPolicy,
         Key::KubeControllerManagerArg,
         Key::IngressHttpPort,
         Key::IngressHttpsPort,
@@ -165,6 +167,7 @@ impl Key {
             Key::DatastoreCertfile => "datastore-certfile",
             Key::DatastoreKeyfile => "datastore-keyfile",
             Key::DisableAgent => "disable-agent",
+            Key::DisableNetworkPolicy => "disable-network-policy",
             Key::KubeControllerManagerArg => "kube-controller-manager-arg",
             Key::IngressHttpPort => "ingress-http-port",
             Key::IngressHttpsPort => "ingress-https-port",
@@ -412,7 +415,7 @@ fn expected(key: Key) -> &'static str {
         Key::Disable => "a component name or a list of them",
         Key::TlsSan => "a DNS name or IP address, or a list of them",
         Key::KubeControllerManagerArg => "a name=value flag or a list of them",
-        Key::Debug | Key::DisableAgent => "true or false",
+        Key::Debug | Key::DisableAgent | Key::DisableNetworkPolicy => "true or false",
         _ => "a single value",
     }
 }
@@ -478,6 +481,7 @@ struct Settings {
     datastore_keyfile: Option<Sourced<PathBuf>>,
     debug: Option<Sourced<bool>>,
     disable_agent: Option<Sourced<bool>>,
+    disable_network_policy: Option<Sourced<bool>>,
     /// The controllers that run and their settings.
     controller_manager: Option<Sourced<(Vec<&'static str>, crate::controllers::Settings)>>,
 }
@@ -552,6 +556,14 @@ impl Settings {
                 };
                 self.disable_agent = at(on, origin);
             }
+            Key::DisableNetworkPolicy => {
+                let on = match raw {
+                    Raw::Bool(b) => b,
+                    Raw::Text(t) => parse_bool(&t).map_err(fail)?,
+                    Raw::List(_) => return Err(fail(format!("expected {}, found a list", expected(key)))),
+                };
+                self.disable_network_policy = at(on, origin);
+            }
             Key::Debug => {
                 let on = match raw {
                     Raw::Bool(b) => b,
@@ -620,6 +632,7 @@ impl Settings {
             data_dir: DataDir::new(data_dir),
             debug: self.debug.is_some_and(|s| s.value),
             disable_agent: self.disable_agent.is_some_and(|s| s.value),
+            disable_network_policy: self.disable_network_policy.is_some_and(|s| s.value),
             datastore,
             disabled: Disabled::new(self.disable.map(|s| s.value).unwrap_or_default()),
             controllers,

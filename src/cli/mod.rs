@@ -154,6 +154,10 @@ struct ServerArgs {
     #[arg(long)]
     disable_agent: bool,
 
+    /// Do not enforce NetworkPolicies on the node
+    #[arg(long)]
+    disable_network_policy: bool,
+
     /// Debug logging (RUST_LOG, when set, overrides)
     #[arg(long)]
     debug: bool,
@@ -205,6 +209,9 @@ impl ServerArgs {
         }
         if self.disable_agent {
             out.push((Key::DisableAgent, Raw::Bool(true)));
+        }
+        if self.disable_network_policy {
+            out.push((Key::DisableNetworkPolicy, Raw::Bool(true)));
         }
         out
     }

@@ -73,6 +73,8 @@ pub enum BackendError {
     Network(#[from] NetError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
 }
 
 impl BackendError {

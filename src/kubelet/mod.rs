@@ -17,6 +17,7 @@ pub mod manager;
 pub mod network;
 pub mod node;
 pub mod node_backend;
+pub mod policy;
 pub mod runtime;
 pub mod spec;
 pub mod static_pods;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::network::{PodNetwork, Sandbox, SandboxRequest};
+use super::policy::{NoPolicy, PolicyGate};
 use super::runtime::{self, ContainerState, CreateRequest, PodCgroups, Runtime, SysCgroups};
 use super::spec::{self, EnvSources, SandboxPaths, SpecInput};
 use super::status::{AttemptState, Terminated};
@@ -44,6 +45,8 @@ pub struct NodeBackend {
     pub network: Arc<PodNetwork>,
     pub registries: RegistriesConfig,
     pub cgroups: Arc<dyn PodCgroups>,
+    /// Waited on between a sandbox's network and its containers.
+    pub policy: Arc<dyn PolicyGate>,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
 }
 
@@ -127,6 +130,7 @@ impl NodeBackend {
             network,
             registries,
             cgroups: Arc::new(SysCgroups),
+            policy: Arc::new(NoPolicy),
             sandboxes: Mutex::new(HashMap::new()),
         }
     }
@@ -223,6 +227,16 @@ impl Backend for NodeBackend {
         let qos = crate::domain::pod::qos_class(pod);
         runtime::ensure_pod_cgroup(self.cgroups.as_ref(), qos, &req.uid, &spec::pod_resources(pod)).await?;
         let sb = self.network.setup(&req).await?;
+        if let Some(IpAddr::V4(v4)) = sb.ip {
+            // No container of the pod runs before its network policy is in force.
+            if let Err(e) = self.policy.sandbox_ready(pod, v4).await {
+                self.policy.sandbox_gone(&req.uid);
+                if let Err(t) = self.network.teardown(&req.uid).await {
+                    tracing::warn!(pod = %req.uid, error = %t, "cannot tear down the sandbox network policy refused");
+                }
+                return Err(e.into());
+            }
+        }
         let ip = sb.ip.map(|i| i.to_string());
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).insert(req.uid.clone(), sb);
         Ok(SandboxInfo { ip })
@@ -231,6 +245,7 @@ impl Backend for NodeBackend {
     async fn sandbox_down(&self, pod_uid: &str) -> Result<(), BackendError> {
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_uid);
         self.network.teardown(pod_uid).await?;
+        self.policy.sandbox_gone(pod_uid);
         runtime::remove_pod_cgroup(self.cgroups.as_ref(), pod_uid).await;
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! Starting the node inside `k3rs server` (unless `--disable-agent`): the image store and
 //! the air-gap directory, the pod network, the libcontainer runtime, node registration with
 //! its heartbeat and lease, the kubelet's pod manager — all through the API server in
-//! process, as `system:node:<name>` — and the ingress on the node's ports 80 and 443, on the
-//! controllers' shared informers.
+//! process, as `system:node:<name>` — and, on the controllers' shared informers, the service
+//! proxy, NetworkPolicy enforcement (unless `--disable-network-policy`) and the ingress on
+//! the node's ports 80 and 443.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -83,7 +84,11 @@ where
     let runtime = Arc::new(LibcontainerRuntime::new(data.containers(), data.run()));
     let service_ip = config.network.service_cidr.nth(1).map(|i| i.to_string()).unwrap_or_else(|| "10.43.0.1".into());
     let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| name.clone());
-    let backend = Arc::new(NodeBackend::new(
+    // The NetworkPolicy engine, unless disabled; the kubelet waits on it before starting a
+    // pod's containers (see `crate::netpol`).
+    let nft: Arc<dyn crate::kubelet::network::guard::Nft> = Arc::new(crate::kubelet::network::guard::NftCommand);
+    let netpol = (!config.disable_network_policy).then(|| crate::netpol::Engine::new(name.clone()));
+    let mut backend = NodeBackend::new(
         NodeInfo {
             name: name.clone(),
             ip: node_ip,
@@ -97,7 +102,17 @@ where
         images.clone(),
         network,
         registries,
-    ));
+    );
+    match &netpol {
+        Some(engine) => backend.policy = engine.clone(),
+        // Rules a previous run left would isolate pods no engine keeps up to date.
+        None => {
+            if let Err(e) = crate::netpol::cleanup(nft.as_ref()) {
+                tracing::warn!(error = %e, "cannot remove the network policy table");
+            }
+        }
+    }
+    let backend = Arc::new(backend);
     api.set_pod_streams(backend.clone());
 
     node::register(&client, &info).await.map_err(|e| AgentError::Register(e.to_string()))?;
@@ -148,6 +163,12 @@ where
             }
         }),
     ));
+    if let Some(engine) = netpol {
+        tasks.push((
+            "network policy".to_string(),
+            tokio::spawn(crate::netpol::run(engine, controllers.clone(), nft.clone())),
+        ));
+    }
     if let Some(ctx) = lb {
         tasks.push(("servicelb".to_string(), tokio::spawn(crate::proxy::loadbalancer::run(ctx, node_ip))));
     }

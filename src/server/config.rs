@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub debug: bool,
     /// Only the control plane: no kubelet on this machine.
     pub disable_agent: bool,
+    /// No NetworkPolicy enforcement on the node (k3s' `--disable-network-policy`).
+    pub disable_network_policy: bool,
     pub datastore: DatastoreConfig,
     pub disabled: Disabled,
     pub apiserver: ApiServerConfig,
@@ -53,6 +55,7 @@ impl ServerConfig {
             data_dir: DataDir::new(data_dir),
             debug: false,
             disable_agent: false,
+            disable_network_policy: false,
             datastore: DatastoreConfig::Embedded,
             disabled: Disabled::default(),
             apiserver: ApiServerConfig::default(),

@@ -27,6 +27,7 @@ mod e2e_dns;
 mod e2e_drain;
 mod e2e_ingress;
 mod e2e_kubectl;
+mod e2e_netpol;
 mod e2e_pods;
 mod e2e_proxy;
 mod e2e_sets;
