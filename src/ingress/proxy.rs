@@ -171,11 +171,9 @@ impl Proxy {
     }
 }
 
-/// The headers sent upstream: the client's, less hop-by-hop ones, with Host kept (or made
-/// from `:authority`) and the X-Forwarded-* set ingress-nginx sends.
-fn forwarded_headers(from: &HeaderMap, conn: &Conn, host_raw: &str, upgrade: bool) -> HeaderMap {
-    let mut h = from.clone();
-    let named: Vec<HeaderName> = from
+/// Removes the hop-by-hop headers: the fixed set, and those the Connection header names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -185,6 +183,13 @@ fn forwarded_headers(from: &HeaderMap, conn: &Conn, host_raw: &str, upgrade: boo
     for name in HOP_BY_HOP.iter().chain(&named) {
         h.remove(name);
     }
+}
+
+/// The headers sent upstream: the client's, less hop-by-hop ones, with Host kept (or made
+/// from `:authority`) and the X-Forwarded-* set ingress-nginx sends.
+fn forwarded_headers(from: &HeaderMap, conn: &Conn, host_raw: &str, upgrade: bool) -> HeaderMap {
+    let mut h = from.clone();
+    strip_hop_by_hop(&mut h);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(u) = from.get(header::UPGRADE) {
@@ -243,17 +248,7 @@ fn respond(mut resp: Response<Incoming>, downstream: Option<hyper::upgrade::OnUp
         }
     }
     let (mut parts, body) = resp.into_parts();
-    let named: Vec<HeaderName> = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
-        parts.headers.remove(name);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::UPGRADE);
     Response::from_parts(parts, body.boxed())
 }
