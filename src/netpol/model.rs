@@ -72,33 +72,8 @@ impl PodView {
     }
 }
 
-/// A transport protocol a policy port names.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Proto {
-    /// TCP when absent; `None` for anything else upstream does not know.
-    pub fn parse(p: Option<&str>) -> Option<Proto> {
-        match p.unwrap_or("TCP") {
-            "TCP" => Some(Proto::Tcp),
-            "UDP" => Some(Proto::Udp),
-            "SCTP" => Some(Proto::Sctp),
-            _ => None,
-        }
-    }
-
-    pub fn nft(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-        }
-    }
-}
+/// A transport protocol a policy port names: the proxy's (TCP when absent).
+pub use crate::proxy::model::Proto;
 
 /// Which way traffic goes, seen from the selected pod.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
