@@ -181,25 +181,15 @@ pub async fn run(engine: Arc<Engine>, ctx: Context, nft: Arc<dyn Nft>) {
             engine.applied.send_replace(generation);
         } else {
             let tx = render::full(&next);
-            let nft2 = nft.clone();
-            match tokio::task::spawn_blocking(move || nft2.apply(&tx)).await {
-                Ok(Ok(())) => {
-                    failures = 0;
+            match crate::kubelet::network::guard::apply_blocking(&nft, tx, &mut failures, "network policy").await {
+                Ok(()) => {
                     tracing::debug!(isolated = rules.len(), took = ?started.elapsed(), "network policy rules synced");
                     applied = Some(next);
                     engine.applied.send_replace(generation);
                 }
-                Ok(Err(e)) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, failures, "cannot apply the network policy rules");
+                Err(wait) => {
                     applied = None;
-                    retry =
-                        Some(crate::controllers::runtime::failure_backoff(failures + 6).min(Duration::from_secs(30)));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the network policy engine's nft task failed");
-                    applied = None;
-                    retry = Some(Duration::from_secs(1));
+                    retry = Some(wait);
                 }
             }
         }

@@ -137,11 +137,9 @@ pub async fn run(ctx: Context, cfg: ProxyConfig, nft: Arc<dyn Nft>, conntrack: A
         };
         let mut retry = None;
         if let Some(tx) = tx {
-            let nft = nft.clone();
             let size = tx.len();
-            match tokio::task::spawn_blocking(move || nft.apply(&tx)).await {
-                Ok(Ok(())) => {
-                    failures = 0;
+            match crate::kubelet::network::guard::apply_blocking(&nft, tx, &mut failures, "proxy").await {
+                Ok(()) => {
                     if full_due {
                         last_full = Instant::now();
                     }
@@ -159,17 +157,9 @@ pub async fn run(ctx: Context, cfg: ProxyConfig, nft: Arc<dyn Nft>, conntrack: A
                     }
                     last_ports = ports;
                 }
-                Ok(Err(e)) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, failures, "cannot apply the proxy rules; a full sync follows");
+                Err(wait) => {
                     applied = None;
-                    retry =
-                        Some(crate::controllers::runtime::failure_backoff(failures + 6).min(Duration::from_secs(30)));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the proxy's nft task failed");
-                    applied = None;
-                    retry = Some(Duration::from_secs(1));
+                    retry = Some(wait);
                 }
             }
         }

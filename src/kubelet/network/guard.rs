@@ -45,6 +45,32 @@ pub trait Nft: Send + Sync {
     fn apply(&self, ruleset: &str) -> Result<(), GuardError>;
 }
 
+/// Applies `tx` through `nft` on a blocking thread. On failure it counts it in `failures`
+/// and returns how long to wait before the caller retries with a full sync.
+pub async fn apply_blocking(
+    nft: &std::sync::Arc<dyn Nft>,
+    tx: String,
+    failures: &mut u32,
+    what: &str,
+) -> Result<(), std::time::Duration> {
+    let nft = nft.clone();
+    match tokio::task::spawn_blocking(move || nft.apply(&tx)).await {
+        Ok(Ok(())) => {
+            *failures = 0;
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            *failures += 1;
+            tracing::warn!(error = %e, failures = *failures, "cannot apply the {what} rules; a full sync follows");
+            Err(crate::controllers::runtime::failure_backoff(*failures + 6).min(std::time::Duration::from_secs(30)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the {what} nft task failed");
+            Err(std::time::Duration::from_secs(1))
+        }
+    }
+}
+
 /// The `nft` command, given the ruleset on its standard input.
 pub struct NftCommand;
 
