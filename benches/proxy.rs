@@ -109,7 +109,7 @@ async fn add_services(client: &kube::Client, nft: &TimedNft, from: usize, to: us
         slices.create(&PostParams::default(), &slice(i, 0)).await.expect("slice");
     }
     let last = endpoint_ip(to - 1, ENDPOINTS - 1, 0);
-    let needle = format!("dnat to {last}:8080");
+    let needle = format!("{last} . 8080");
     nft.expect(needle.clone());
     nft.applied_at(&needle).await;
 }
@@ -124,7 +124,7 @@ async fn measure(client: &kube::Client, nft: &TimedNft, services: usize, round: 
         let svc = (c * 7919) % services;
         let generation = round * CHANGES + c + 1;
         let new_ip = endpoint_ip(svc, 0, generation);
-        let needle = format!("dnat to {new_ip}:8080");
+        let needle = format!("{new_ip} . 8080");
         nft.expect(needle.clone());
         let t0 = Instant::now();
         slices

@@ -5,15 +5,20 @@
 //! LoadBalancer Services on this one node, as k3s' ServiceLB gives it ([`loadbalancer`]).
 //!
 //! The rules are a pure function of the objects ([`model`], [`render`]); the first sync and a
-//! periodic one replace the whole table in one transaction, every other sync applies only
-//! what changed, also in one transaction. The rules live in the kernel: they outlive k3rs,
+//! periodic one replace the whole table in one transaction, every other sync renders and
+//! applies only the service ports that changed, also in one transaction. The rules live in the kernel: they outlive k3rs,
 //! which finds them again on start and replaces them. nft and conntrack are behind traits.
 //!
 //! The rules are written as nft's own text, piped to `nft -f` as one transaction, which is
-//! also how kube-proxy's nftables mode (through knftables) talks to nft.
+//! also how kube-proxy's nftables mode (through knftables) talks to nft. The `nftables` crate
+//! would pipe the same transaction as JSON to the same binary (`nft -j -f`): the same
+//! atomicity and the same cache read per transaction, with about twice the bytes to parse
+//! (`nft -j list ruleset` of 1,000 Services × 10 endpoints: 1.5 MB; as text: 0.78 MB), and
+//! a golden file that no longer reads as rules.
 
 pub mod loadbalancer;
 pub mod model;
+pub mod nodeports;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -122,19 +127,17 @@ pub async fn run(ctx: Context, cfg: ProxyConfig, nft: Arc<dyn Nft>, conntrack: A
         () = async { informer::ready(services.store()).await; informer::ready(slices.store()).await } => {}
         () = &mut stop => return,
     }
-    let mut applied: Option<render::Ruleset> = None;
+    let mut rules = render::Rules::new(&cfg.cluster_cidr);
+    let mut applied = false;
     let mut last_ports: BTreeMap<String, ServicePort> = BTreeMap::new();
     let mut last_full = Instant::now();
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
         let ports = model::build(&services.store().state(), &slices.store().state(), &cfg.node_name);
-        let next = render::build(ports.values(), &cfg.cluster_cidr);
-        let full_due = applied.is_none() || last_full.elapsed() >= cfg.full_sync_period;
-        let tx = match (&applied, full_due) {
-            (Some(old), false) => render::diff(old, &next),
-            _ => Some(render::full(&next)),
-        };
+        let full_due = !applied || last_full.elapsed() >= cfg.full_sync_period;
+        let tx = rules.update(&ports);
+        let tx = if full_due { Some(render::full(rules.ruleset())) } else { tx };
         let mut retry = None;
         if let Some(tx) = tx {
             let size = tx.len();
@@ -143,7 +146,7 @@ pub async fn run(ctx: Context, cfg: ProxyConfig, nft: Arc<dyn Nft>, conntrack: A
                     if full_due {
                         last_full = Instant::now();
                     }
-                    applied = Some(next);
+                    applied = true;
                     tracing::debug!(ports = ports.len(), full = full_due, bytes = size, took = ?started.elapsed(), "proxy rules synced");
                     let ct = conntrack.clone();
                     let stale = stale_udp(&last_ports, &ports);
@@ -158,7 +161,7 @@ pub async fn run(ctx: Context, cfg: ProxyConfig, nft: Arc<dyn Nft>, conntrack: A
                     last_ports = ports;
                 }
                 Err(wait) => {
-                    applied = None;
+                    applied = false;
                     retry = Some(wait);
                 }
             }
