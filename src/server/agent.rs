@@ -153,7 +153,16 @@ where
     };
     let proxy_stop = stop();
     let proxy_ctx = controllers.clone();
-    let lb = (!config.disabled.contains(super::components::SERVICELB)).then(|| proxy_ctx.clone());
+    let servicelb = !config.disabled.contains(super::components::SERVICELB);
+    let lb = servicelb.then(|| proxy_ctx.clone());
+    tasks.push((
+        "node port check".to_string(),
+        tokio::spawn(crate::proxy::nodeports::run(
+            proxy_ctx.clone(),
+            servicelb,
+            Arc::new(crate::proxy::nodeports::ProcNet),
+        )),
+    ));
     tasks.push((
         "service proxy".to_string(),
         tokio::spawn(async move {

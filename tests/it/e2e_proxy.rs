@@ -167,6 +167,34 @@ spec:
     let wide = c.k(&["get", "service", "web-lb"]);
     assert!(wide.contains("192.168.77.1") && wide.contains("8081:"), "{wide}");
 
+    // A node port a process on the node already listens on: a Warning Event says so.
+    let netns = format!("/run/netns/{}", c.ns.name);
+    let listener = std::thread::spawn(move || {
+        let f = std::fs::File::open(netns).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::net::TcpListener::bind("0.0.0.0:30999").unwrap()
+    })
+    .join()
+    .expect("a listener in the node's namespace");
+    c.k(&["create", "service", "nodeport", "taken", "--tcp=80:8080", "--node-port=30999"]);
+    let start = Instant::now();
+    let note = loop {
+        let got = c.k(&[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=taken",
+            "-o",
+            "jsonpath={.items[?(@.reason==\"PortInUse\")].message}",
+        ]);
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no PortInUse event: {}", c.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(note.contains("nodePort 30999/TCP is already in use"), "{note}");
+    drop(listener);
+
     // Scaled to nothing: refused at once, not a time-out. Terminating pods that still serve
     // get traffic while no endpoint is ready (upstream since 1.28), so wait until they are gone.
     c.k(&["scale", "deployment", "web", "--replicas=0"]);
