@@ -7,7 +7,8 @@
 #   scripts/bench.sh controllers  Deployments of 100 pods on a real node (root): rollout times, RSS
 #   scripts/bench.sh net-ingress  the ingress vs nginx proxying to one backend (root): wrk, HTTP and HTTPS
 #   scripts/bench.sh net-proxy    the service proxy's sync at 10 and 1,000 Services (root): latency, cost
-#   scripts/bench.sh net          both of the above
+#   scripts/bench.sh net-dns      the cluster DNS vs unbound (root): dnsperf, cluster and forwarded names
+#   scripts/bench.sh net          the three above
 # Environment: BENCH_CHURN_OPS (default 1000000) shortens the churn run; BENCH_DELETE_KEYS
 # (default 300000) sizes the prefix delete.
 set -euo pipefail
@@ -42,9 +43,14 @@ case "$what" in
     "${K3RS_TEST_PYTHON:-${K3RS_PYTHON_VENV:-/var/cache/k3rs/python}/bin/python3}" scripts/bench_controllers.py
     ;;
   net-ingress)
-    scripts/install-deps.sh
+    scripts/install-deps.sh --bench
     if [ -z "${K3RS_BIN:-}" ]; then release_k3rs; fi
     scripts/bench_ingress.sh
+    ;;
+  net-dns)
+    scripts/install-deps.sh --bench
+    if [ -z "${K3RS_BIN:-}" ]; then release_k3rs; fi
+    scripts/bench_dns.sh
     ;;
   net-proxy)
     scripts/install-deps.sh
@@ -53,9 +59,10 @@ case "$what" in
   net)
     "$0" net-proxy
     "$0" net-ingress
+    "$0" net-dns
     ;;
   *)
-    echo "usage: scripts/bench.sh store|startup|api|pods|controllers|net|net-proxy|net-ingress" >&2
+    echo "usage: scripts/bench.sh store|startup|api|pods|controllers|net|net-proxy|net-ingress|net-dns" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages k3rs needs to build, run and test. Idempotent: when every
 # package is already installed it changes nothing and does not touch the network.
+# `--bench` also installs the peers the benchmarks compare with (scripts/bench.sh passes it).
 set -euo pipefail
+
+bench=false
+if [[ ${1:-} == --bench ]]; then
+  bench=true
+fi
 
 packages=(
   libseccomp-dev    # build: libcontainer links libseccomp
@@ -19,9 +25,20 @@ packages=(
   util-linux        # test: nsenter
   python3-venv      # test: the virtual environment of the Python client (below)
   curl              # test: requests through the ingress in the end-to-end tests
+)
+# The benchmarks' peers and load generators. nginx and unbound are servers: a fresh install
+# starts them as system services on ports 80 and 53, so services of packages installed here
+# are stopped and disabled (the benchmarks start their own instances).
+bench_packages=(
   wrk               # bench: load through the ingress (scripts/bench.sh net-ingress)
   nginx-light       # bench: the peer proxy the ingress is compared with
+  dnsperf           # bench: load on the cluster DNS (scripts/bench.sh net-dns)
+  unbound           # bench: the peer resolver the cluster DNS is compared with
 )
+bench_services=(nginx unbound)
+if $bench; then
+  packages+=("${bench_packages[@]}")
+fi
 
 as_root=()
 if [[ $(id -u) -ne 0 ]]; then
@@ -46,6 +63,13 @@ if ((${#missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   "${as_root[@]}" apt-get update
   "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  if $bench && [[ -d /run/systemd/system ]]; then
+    for unit in "${bench_services[@]}"; do
+      if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+        "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
