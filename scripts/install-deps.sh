@@ -35,7 +35,8 @@ bench_packages=(
   dnsperf           # bench: load on the cluster DNS (scripts/bench.sh net-dns)
   unbound           # bench: the peer resolver the cluster DNS is compared with
 )
-bench_services=(nginx unbound)
+# package=service, for the servers above
+bench_services=(nginx-light=nginx unbound=unbound)
 if $bench; then
   packages+=("${bench_packages[@]}")
 fi
@@ -64,9 +65,10 @@ if ((${#missing[@]} > 0)); then
   "${as_root[@]}" apt-get update
   "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
   if $bench && [[ -d /run/systemd/system ]]; then
-    for unit in "${bench_services[@]}"; do
-      if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
-        "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    for pair in "${bench_services[@]}"; do
+      # Only the services of packages installed just now: a server the user had stays.
+      if [[ " ${missing[*]} " == *" ${pair%%=*} "* ]]; then
+        "${as_root[@]}" systemctl disable --now "${pair#*=}" >/dev/null 2>&1 || true
       fi
     done
   fi
