@@ -23,6 +23,8 @@ work=$(mktemp -d)
 pids=()
 
 cleanup() {
+  # Every server is its own process (started with `ip netns exec`, which execs it), so the
+  # work directory goes only once they have all exited.
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
@@ -72,13 +74,13 @@ EOF
   for i in $(seq 0 99); do echo "  local-data: \"host$i.example. 3600 IN A 198.51.100.$((i + 1))\""; done
 } >"$work/outside-zone"
 unbound_conf outside "$outside" "$(cat "$work/outside-zone")" ""
-in_ns unbound -c "$work/outside.conf" &
+ip netns exec "$ns" unbound -c "$work/outside.conf" &
 pids+=($!)
 
 # k3rs, forwarding to the outside resolver.
 echo "nameserver $outside" >"$work/resolv.conf"
 mkdir -p "$work/data"
-in_ns "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$node" \
+ip netns exec "$ns" "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$node" \
   --node-name bench-node --resolv-conf "$work/resolv.conf" --disable ingress >"$work/server.log" 2>&1 &
 pids+=($!)
 export KUBECONFIG=$work/kubeconfig
@@ -114,13 +116,13 @@ unbound_conf peer "$peer" "$(cat "$work/cluster-zone")" "remote-control:
 forward-zone:
   name: \"example.\"
   forward-addr: $outside"
-in_ns unbound -c "$work/peer.conf" &
+ip netns exec "$ns" unbound -c "$work/peer.conf" &
 pids+=($!)
 
 # Both answer before anything is measured.
 for server in "$k3rs_dns" "$peer"; do
   for _ in $(seq 300); do
-    if in_ns dnsperf -s "$server" -d "$work/q-cluster" -n 1 2>/dev/null | grep -q 'Queries completed: *100 '; then break; fi
+    if in_ns dnsperf -s "$server" -d "$work/q-cluster" -n 1 -t 1 2>/dev/null | grep -q 'Queries completed: *100 '; then break; fi
     sleep 0.2
   done
   in_ns dnsperf -s "$server" -d "$work/q-cluster" -n 1 | grep -q 'Queries completed: *100 ' ||

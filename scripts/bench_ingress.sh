@@ -17,6 +17,8 @@ work=$(mktemp -d)
 pids=()
 
 cleanup() {
+  # Every server is its own process (started with `ip netns exec`, which execs it), so the
+  # work directory goes only once they have all exited.
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
@@ -72,7 +74,7 @@ EOF
 in_ns nginx -c "$work/nginx.conf"
 
 mkdir -p "$work/data"
-in_ns "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$ip" \
+ip netns exec "$ns" "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$ip" \
   --node-name bench-node >"$work/server.log" 2>&1 &
 pids+=($!)
 export KUBECONFIG=$work/kubeconfig
