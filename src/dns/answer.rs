@@ -208,7 +208,12 @@ fn services(index: &Index, name: &Name, req: Request<'_>, qtype: RecordType) -> 
             }
         }
         Kind::ClusterIp(ips) => {
-            let host = index.fqdn(&[req.svc, req.ns, "svc"]).unwrap_or_else(|_| name.clone());
+            // The Service's own name is an SRV target; other answers are about `name` alone.
+            let host = if qtype == RecordType::SRV {
+                index.fqdn(&[req.svc, req.ns, "svc"]).unwrap_or_else(|_| name.clone())
+            } else {
+                name.clone()
+            };
             for p in entry.ports.iter().filter(|p| port_matches(req.port, p)) {
                 for ip in ips {
                     found.push(Target::Address { ip: *ip, port: p.number, host: host.clone() });

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -181,7 +182,8 @@ impl RequestHandler for Handler {
     }
 }
 
-/// A response handler that keeps the encoded response (for [`handle_bytes`]).
+/// A response handler that keeps the response, encoded for UDP as hickory's server encodes
+/// it: at most the response's EDNS payload size (512 bytes without EDNS), truncated beyond.
 #[derive(Clone, Default)]
 struct Capture(Arc<std::sync::Mutex<Option<Vec<u8>>>>);
 
@@ -198,25 +200,114 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut bytes = Vec::new();
+        let id = response.metadata().id;
+        let mut bytes = Vec::with_capacity(512);
         let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = response.destructive_emit(&mut encoder)?;
+        encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot encode a DNS response");
+                bytes.clear();
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = hickory_proto::op::Header { metadata, counts: Default::default() };
+                let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+                header.emit(&mut encoder)?;
+                ResponseInfo::from(header)
+            }
+        };
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         Ok(info)
     }
 }
 
-/// One datagram through the handler, as the server passes it: `None` when hickory cannot
-/// read a request out of the bytes (the server then answers FORMERR if it can read the
-/// header, and drops the datagram if not). For the fuzz target and the property test.
-pub async fn handle_bytes(handler: &Handler, bytes: &[u8]) -> Option<Vec<u8>> {
-    let src = SocketAddr::from(([127, 0, 0, 1], 5353));
-    let request = Request::from_bytes(bytes.to_vec(), src, hickory_server::net::xfer::Protocol::Udp).ok()?;
+/// One UDP datagram from `src` through the handler, as hickory's server takes it: the
+/// response to send, FORMERR when only the header can be read, nothing when not even that
+/// or when the datagram is itself a response (no reflection).
+pub async fn handle_datagram(handler: &Handler, bytes: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
+    let header =
+        hickory_proto::op::Header::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&bytes)).ok()?;
+    let request = match Request::from_bytes(bytes, src, hickory_server::net::xfer::Protocol::Udp) {
+        Ok(r) => r,
+        Err(_) => {
+            let mut m = hickory_proto::op::Message::error_msg(
+                header.metadata.id,
+                header.metadata.op_code,
+                ResponseCode::FormErr,
+            );
+            m.metadata.recursion_desired = header.metadata.recursion_desired;
+            return m.to_vec().ok();
+        }
+    };
+    if request.metadata.message_type == MessageType::Response {
+        return None;
+    }
     let capture = Capture::default();
     handler.handle_request::<_, hickory_server::net::runtime::TokioTime>(&request, capture.clone()).await;
     let out = capture.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     out
+}
+
+/// [`handle_datagram`] from a fixed source, for the fuzz target and the property test.
+pub async fn handle_bytes(handler: &Handler, bytes: &[u8]) -> Option<Vec<u8>> {
+    handle_datagram(handler, bytes.to_vec(), SocketAddr::from(([127, 0, 0, 1], 5353))).await
+}
+
+/// Serves UDP on `socket` until `stop`: each datagram is answered in the receiving task when
+/// the answer is at hand (the cluster zone, the forwarder's cache), so the common query costs
+/// one receive, one send and no task hand-over; a query that must wait for an upstream
+/// continues in a task of its own. (hickory's own UDP server spawns a task per query and
+/// sends every response through a channel back to the socket's task.)
+pub async fn serve_udp(
+    socket: tokio::net::UdpSocket,
+    handler: Arc<Handler>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use std::future::Future;
+    use std::task::Context;
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; u16::MAX as usize];
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (n, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // E.g. an ICMP port unreachable for an earlier answer: the socket is fine.
+                Err(e) => {
+                    tracing::debug!(error = %e, "DNS: receive error on the UDP socket");
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        // As hickory's server: nothing is sent to port 0.
+        if src.port() == 0 {
+            continue;
+        }
+        let (h, s, bytes) = (handler.clone(), socket.clone(), buf[..n].to_vec());
+        let mut query = Box::pin(async move {
+            if let Some(out) = handle_datagram(&h, bytes, src).await {
+                if let Err(e) = s.send_to(&out, src).await {
+                    tracing::debug!(%src, error = %e, "cannot send a DNS response");
+                }
+            }
+        });
+        if query.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())).is_pending() {
+            // Polled again at once by the runtime, with a waker of its own.
+            tokio::spawn(query);
+        }
+    }
+}
+
+/// The handler shared between the UDP loop and hickory's TCP server.
+pub struct Shared(pub Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
+        self.0.handle_request::<R, T>(request, response).await
+    }
 }
 
 #[cfg(test)]

@@ -106,15 +106,22 @@ pub async fn start(
     let maintain = tokio::spawn(maintain(sources, config.domain.clone(), config.cluster_dns, tx));
 
     let forwarder = Arc::new(Forwarder::new(Box::new(HickoryExchange::default()), upstream::CACHE_CAPACITY));
-    let mut server = Server::new(Handler::new(rx, forwarder, config.upstreams.clone()));
+    let handler = Arc::new(Handler::new(rx, forwarder, config.upstreams.clone()));
+    // UDP in a loop of k3rs' own (handler::serve_udp), TCP through hickory's server.
+    let mut server = Server::new(handler::Shared(handler.clone()));
+    let mut udp_loops = Vec::new();
     for (udp, tcp) in sockets {
-        server.register_socket(udp);
+        let stop = stop.clone();
+        udp_loops.push(tokio::spawn(handler::serve_udp(udp, handler.clone(), async move { stop.wait().await })));
         server.register_listener(tcp, TCP_TIMEOUT, 64);
     }
     tracing::info!(addresses = ?addresses, domain = %config.domain, upstreams = ?config.upstreams, "cluster DNS is serving");
     let task = tokio::spawn(async move {
         stop.wait().await;
         maintain.abort();
+        for l in udp_loops {
+            let _ = l.await;
+        }
         if let Err(e) = server.shutdown_gracefully().await {
             tracing::debug!(error = %e, "DNS server stopped with an error");
         }
