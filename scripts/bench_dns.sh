@@ -14,34 +14,15 @@ set -euo pipefail
 
 k3rs=${K3RS_BIN:?set K3RS_BIN to the k3rs binary}
 duration=${BENCH_DURATION:-15}
-ns=k3rs-bench-dns-$$
 node=192.168.79.1     # the node's address
 outside=192.168.79.2  # the outside resolver (unbound), which both forward example. to
 peer=192.168.79.3     # unbound, the peer
 k3rs_dns=10.42.0.1    # the cluster DNS listens on the pod bridge's gateway
-work=$(mktemp -d)
-pids=()
-
-cleanup() {
-  # Every server is its own process (started with `ip netns exec`, which execs it), so the
-  # work directory goes only once they have all exited.
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-in_ns() { ip netns exec "$ns" "$@"; }
-
-ip netns add "$ns"
-in_ns ip link set lo up
-in_ns ip link add k3rs-d0 type veth peer name k3rs-d1
-in_ns ip addr add "$node/24" dev k3rs-d0
-in_ns ip addr add "$outside/24" dev k3rs-d1
-in_ns ip addr add "$peer/24" dev k3rs-d1
-in_ns ip link set k3rs-d0 up
-in_ns ip link set k3rs-d1 up
+# shellcheck source=scripts/bench_netns.sh
+. "$(dirname "$0")/bench_netns.sh"
+bench_setup dns "$node"
+in_ns ip addr add "$outside/24" dev "$peer_if"
+in_ns ip addr add "$peer/24" dev "$peer_if"
 in_ns ip route add default via 192.168.79.254
 
 unbound_conf() { # name, address, extra server lines, extra sections
@@ -74,20 +55,11 @@ EOF
   for i in $(seq 0 99); do echo "  local-data: \"host$i.example. 3600 IN A 198.51.100.$((i + 1))\""; done
 } >"$work/outside-zone"
 unbound_conf outside "$outside" "$(cat "$work/outside-zone")" ""
-ip netns exec "$ns" unbound -c "$work/outside.conf" &
-pids+=($!)
+bench_serve unbound -c "$work/outside.conf"
 
 # k3rs, forwarding to the outside resolver.
 echo "nameserver $outside" >"$work/resolv.conf"
-mkdir -p "$work/data"
-ip netns exec "$ns" "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$node" \
-  --node-name bench-node --resolv-conf "$work/resolv.conf" --disable ingress >"$work/server.log" 2>&1 &
-pids+=($!)
-export KUBECONFIG=$work/kubeconfig
-for _ in $(seq 300); do
-  if in_ns kubectl get --raw /readyz >/dev/null 2>&1; then break; fi
-  sleep 0.2
-done
+bench_k3rs "$node" --resolv-conf "$work/resolv.conf" --disable ingress
 
 services() { # prefix, count: Service manifests, selector-less (their records need no pods)
   for i in $(seq 0 $(($2 - 1))); do
@@ -116,8 +88,7 @@ unbound_conf peer "$peer" "$(cat "$work/cluster-zone")" "remote-control:
 forward-zone:
   name: \"example.\"
   forward-addr: $outside"
-ip netns exec "$ns" unbound -c "$work/peer.conf" &
-pids+=($!)
+bench_serve unbound -c "$work/peer.conf"
 
 # Both answer before anything is measured.
 for server in "$k3rs_dns" "$peer"; do

@@ -11,30 +11,12 @@ k3rs=${K3RS_BIN:?set K3RS_BIN to the k3rs binary}
 duration=${BENCH_DURATION:-20s}
 conns=${BENCH_CONNECTIONS:-64}
 threads=${BENCH_THREADS:-2}
-ns=k3rs-bench-ingress-$$
 ip=192.168.78.1
-work=$(mktemp -d)
-pids=()
-
-cleanup() {
-  # Every server is its own process (started with `ip netns exec`, which execs it), so the
-  # work directory goes only once they have all exited.
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-in_ns() { ip netns exec "$ns" "$@"; }
-
-ip netns add "$ns"
-in_ns ip link set lo up
-in_ns ip link add k3rs-b0 type veth peer name k3rs-b1
-in_ns ip addr add "$ip/24" dev k3rs-b0
-in_ns ip link set k3rs-b0 up
-in_ns ip link set k3rs-b1 up
+# shellcheck source=scripts/bench_netns.sh
+. "$(dirname "$0")/bench_netns.sh"
+stop_nginx() { if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi; }
+bench_extra_cleanup=stop_nginx
+bench_setup ingress "$ip"
 
 # A self-signed certificate for nginx' HTTPS listener.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench.local \
@@ -73,15 +55,7 @@ http {
 EOF
 in_ns nginx -c "$work/nginx.conf"
 
-mkdir -p "$work/data"
-ip netns exec "$ns" "$k3rs" server --data-dir "$work/data" --write-kubeconfig "$work/kubeconfig" --node-ip "$ip" \
-  --node-name bench-node >"$work/server.log" 2>&1 &
-pids+=($!)
-export KUBECONFIG=$work/kubeconfig
-for _ in $(seq 300); do
-  if in_ns kubectl get --raw /readyz >/dev/null 2>&1; then break; fi
-  sleep 0.2
-done
+bench_k3rs "$ip"
 in_ns kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Service
