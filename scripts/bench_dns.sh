@@ -120,8 +120,8 @@ churn_k3rs() {
 }
 churn_unbound() {
   while :; do
-    in_ns unbound-control -c "$work/peer.conf" local_datas <"$work/churn-data" >/dev/null
-    in_ns unbound-control -c "$work/peer.conf" local_datas_remove <"$work/churn-names" >/dev/null
+    in_ns unbound-control -c "$work/peer.conf" local_datas <"$work/churn-data" >/dev/null 2>&1
+    in_ns unbound-control -c "$work/peer.conf" local_datas_remove <"$work/churn-names" >/dev/null 2>&1
   done
 }
 churning() { # churn function, then the run's arguments
