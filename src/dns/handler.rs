@@ -254,50 +254,84 @@ pub async fn handle_bytes(handler: &Handler, bytes: &[u8]) -> Option<Vec<u8>> {
     handle_datagram(handler, bytes.to_vec(), SocketAddr::from(([127, 0, 0, 1], 5353))).await
 }
 
-/// Serves UDP on `socket` until `stop`: each datagram is answered in the receiving task when
-/// the answer is at hand (the cluster zone, the forwarder's cache), so the common query costs
-/// one receive, one send and no task hand-over; a query that must wait for an upstream
-/// continues in a task of its own. (hickory's own UDP server spawns a task per query and
-/// sends every response through a channel back to the socket's task.)
+/// Serves UDP on `socket` until `stop`, from a thread of its own that blocks in `recvfrom`:
+/// each datagram is answered there when the answer is at hand (the cluster zone, the
+/// forwarder's cache), so the common query costs one receive and one send, with no task
+/// hand-over and no wake-up of the runtime's workers; a query that must wait for an upstream
+/// continues as a task on the runtime. (hickory's own UDP server spawns a task per query
+/// and sends every response through a channel back to the socket's task.)
 pub async fn serve_udp(
     socket: tokio::net::UdpSocket,
     handler: Arc<Handler>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    use std::future::Future;
-    use std::task::Context;
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; u16::MAX as usize];
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let (n, src) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Tells the thread to end when the server stops, or when this future is dropped.
+    struct Stopper(Arc<AtomicBool>);
+    impl Drop for Stopper {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stopped = Stopper(Arc::new(AtomicBool::new(false)));
+    let socket = match socket.into_std().and_then(|s| {
+        s.set_nonblocking(false)?;
+        // How soon the thread sees the stop.
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+        Ok(s)
+    }) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "DNS: cannot set up the UDP socket");
+            return;
+        }
+    };
+    let rt = tokio::runtime::Handle::current();
+    let flag = stopped.0.clone();
+    let thread = std::thread::Builder::new().name("k3rs-dns-udp".into()).spawn(move || {
+        use std::future::Future;
+        use std::task::Context;
+        let _runtime = rt.enter();
+        let mut buf = vec![0u8; u16::MAX as usize];
+        while !flag.load(Ordering::Relaxed) {
+            let (n, src) = match socket.recv_from(&mut buf) {
                 Ok(x) => x,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
                 // E.g. an ICMP port unreachable for an earlier answer: the socket is fine.
                 Err(e) => {
                     tracing::debug!(error = %e, "DNS: receive error on the UDP socket");
                     continue;
                 }
-            },
-            () = &mut stop => return,
-        };
-        // As hickory's server: nothing is sent to port 0.
-        if src.port() == 0 {
-            continue;
-        }
-        let (h, s, bytes) = (handler.clone(), socket.clone(), buf[..n].to_vec());
-        let mut query = Box::pin(async move {
-            if let Some(out) = handle_datagram(&h, bytes, src).await {
-                if let Err(e) = s.send_to(&out, src).await {
-                    tracing::debug!(%src, error = %e, "cannot send a DNS response");
-                }
+            };
+            // As hickory's server: nothing is sent to port 0.
+            if src.port() == 0 {
+                continue;
             }
-        });
-        if query.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())).is_pending() {
-            // Polled again at once by the runtime, with a waker of its own.
-            tokio::spawn(query);
+            let (h, s, bytes) = (handler.clone(), socket.clone(), buf[..n].to_vec());
+            let mut query = Box::pin(async move {
+                if let Some(out) = handle_datagram(&h, bytes, src).await {
+                    // A UDP send waits only on a full socket buffer.
+                    if let Err(e) = s.send_to(&out, src) {
+                        tracing::debug!(%src, error = %e, "cannot send a DNS response");
+                    }
+                }
+            });
+            if query.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())).is_pending() {
+                // Polled again at once by the runtime, with a waker of its own.
+                rt.spawn(query);
+            }
         }
-    }
+    });
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "DNS: cannot start the UDP thread");
+            return;
+        }
+    };
+    stop.await;
+    drop(stopped);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
 
 /// The handler shared between the UDP loop and hickory's TCP server.

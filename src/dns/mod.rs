@@ -5,7 +5,8 @@
 //!   `kube-system/k3rs-dns-custom` ConfigMap, rebuilt when one of them changes;
 //! - [`answer`]: the cluster zone's answers (NXDOMAIN vs NODATA, SOA, SRV, PTR, pods);
 //! - [`upstream`]: the node's resolvers, forwarding and the answer cache;
-//! - [`handler`]: hickory-server's request handler tying them together;
+//! - [`handler`]: the request handler tying them together, served by hickory-server over TCP
+//!   and by a loop of k3rs' own over UDP (each query answered in the receiving task);
 //! - [`objects`]: the `kube-system/kube-dns` Service and its endpoints.
 //!
 //! The server listens on the node's pod-bridge gateway (UDP and TCP port 53); the
