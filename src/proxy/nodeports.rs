@@ -80,8 +80,9 @@ fn is_loopback(hex: &str) -> bool {
     }
 }
 
-/// The ports of `svc` that the node serves and a process already holds, as Event notes.
-pub fn taken(svc: &Service, servicelb: bool, listening: &BTreeSet<(Proto, u16)>) -> Vec<String> {
+/// The ports of `svc` that the node serves (node ports, and with ServiceLB the Service's
+/// ports on the node's address), each with the Event note for when a process holds it.
+pub fn served_on_node(svc: &Service, servicelb: bool) -> Vec<((Proto, u16), String)> {
     let Some(spec) = svc.spec.as_ref() else { return Vec::new() };
     let lb = servicelb && super::loadbalancer::served(svc);
     let mut out = Vec::new();
@@ -89,23 +90,25 @@ pub fn taken(svc: &Service, servicelb: bool, listening: &BTreeSet<(Proto, u16)>)
         let Some(proto) = Proto::parse(p.protocol.as_deref()) else { continue };
         let name = p.protocol.as_deref().unwrap_or("TCP");
         if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0) {
-            if listening.contains(&(proto, np)) {
-                out.push(format!(
-                    "nodePort {np}/{name} is already in use by a process on the node; the Service takes its new connections"
-                ));
-            }
+            out.push((
+                (proto, np),
+                format!("nodePort {np}/{name} is already in use by a process on the node; the Service takes its new connections"),
+            ));
         }
-        if lb {
-            if let Ok(port) = u16::try_from(p.port) {
-                if listening.contains(&(proto, port)) {
-                    out.push(format!(
-                        "port {port}/{name} is already in use by a process on the node; the load balancer takes its new connections"
-                    ));
-                }
-            }
+        if let Some(port) = lb.then(|| u16::try_from(p.port).ok()).flatten() {
+            out.push((
+                (proto, port),
+                format!("port {port}/{name} is already in use by a process on the node; the load balancer takes its new connections"),
+            ));
         }
     }
     out
+}
+
+/// Of the ports the node serves (from [`served_on_node`]), the notes of those a process
+/// already holds.
+pub fn taken(served: Vec<((Proto, u16), String)>, listening: &BTreeSet<(Proto, u16)>) -> Vec<String> {
+    served.into_iter().filter(|(p, _)| listening.contains(p)).map(|(_, note)| note).collect()
 }
 
 /// Checks each Service as it changes.
@@ -121,18 +124,13 @@ pub async fn run(ctx: Context, servicelb: bool, listeners: Arc<dyn Listeners>) {
         move |svc: Arc<Service>| {
             let (recorder, listeners) = (recorder.clone(), listeners.clone());
             async move {
-                if svc.metadata.deletion_timestamp.is_some() {
-                    return Ok(Action::await_change());
-                }
-                let exposed = svc.spec.as_ref().is_some_and(|s| {
-                    s.ports.iter().flatten().any(|p| p.node_port.is_some_and(|n| n != 0))
-                        || (servicelb && super::loadbalancer::served(&svc))
-                });
-                if !exposed {
+                let ports = served_on_node(&svc, servicelb);
+                // The sockets are read only for Services the node serves a port of.
+                if svc.metadata.deletion_timestamp.is_some() || ports.is_empty() {
                     return Ok(Action::await_change());
                 }
                 let listening = tokio::task::spawn_blocking(move || listeners.listening()).await.unwrap_or_default();
-                for note in taken(&svc, servicelb, &listening) {
+                for note in taken(ports, &listening) {
                     runtime::publish(
                         &recorder,
                         &svc.object_ref(&()),
@@ -193,13 +191,13 @@ mod tests {
         let listening: BTreeSet<(Proto, u16)> =
             [(Proto::Tcp, 80), (Proto::Tcp, 30050), (Proto::Udp, 30443), (Proto::Tcp, 53)].into();
         assert_eq!(
-            taken(&svc, true, &listening),
+            taken(served_on_node(&svc, true), &listening),
             [
                 "nodePort 30050/TCP is already in use by a process on the node; the Service takes its new connections",
                 "port 80/TCP is already in use by a process on the node; the load balancer takes its new connections",
             ]
         );
         // Without ServiceLB the Service's port is not served on the node.
-        assert_eq!(taken(&svc, false, &listening).len(), 1);
+        assert_eq!(taken(served_on_node(&svc, false), &listening).len(), 1);
     }
 }
