@@ -39,14 +39,13 @@ struct NodeResolver {
 
 impl NodeResolver {
     fn start(ns: &str) -> NodeResolver {
-        let path = format!("/run/netns/{ns}");
+        let ns = ns.to_string();
         let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let counter = asked.clone();
         std::thread::spawn(move || {
-            let f = std::fs::File::open(path).expect("the node's namespace");
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            common::cluster::enter_netns(&ns).expect("the node's namespace");
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let socket = tokio::net::UdpSocket::bind("192.168.77.1:53").await.expect("bind :53");

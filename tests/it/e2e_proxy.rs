@@ -29,12 +29,10 @@ fn node_get(ns: &Netns, addr: SocketAddr) -> std::io::Result<String> {
 
 /// An HTTP GET of `path` from a thread moved into the network namespace `ns`.
 fn get_in(ns: &str, addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let netns = format!("/run/netns/{ns}");
+    let ns = ns.to_string();
     let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
     std::thread::spawn(move || {
-        let path = netns;
-        let f = std::fs::File::open(path)?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        common::cluster::enter_netns(&ns)?;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
         s.write_all(request.as_bytes())?;
@@ -168,10 +166,9 @@ spec:
     assert!(wide.contains("192.168.77.1") && wide.contains("8081:"), "{wide}");
 
     // A node port a process on the node already listens on: a Warning Event says so.
-    let netns = format!("/run/netns/{}", c.ns.name);
+    let ns = c.ns.name.clone();
     let listener = std::thread::spawn(move || {
-        let f = std::fs::File::open(netns).unwrap();
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        common::cluster::enter_netns(&ns).unwrap();
         std::net::TcpListener::bind("0.0.0.0:30999").unwrap()
     })
     .join()

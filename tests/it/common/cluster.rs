@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Moves the calling thread into the network namespace `name` (`/run/netns/<name>`), for good:
+/// call it first thing on a thread of its own.
+pub fn enter_netns(name: &str) -> std::io::Result<()> {
+    let f = std::fs::File::open(format!("/run/netns/{name}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}
+
 /// A network namespace with a node address, deleted on drop.
 pub struct Netns {
     pub name: String,
