@@ -6,8 +6,9 @@
 //!
 //! The rules are a pure function of the objects ([`model`], [`render`]); the first sync and a
 //! periodic one replace the whole table in one transaction, every other sync renders and
-//! applies only the service ports that changed, also in one transaction. The rules live in the kernel: they outlive k3rs,
-//! which finds them again on start and replaces them. nft and conntrack are behind traits.
+//! applies only the service ports that changed, also in one transaction. The rules live in
+//! the kernel: they outlive k3rs, which finds them again on start and replaces them. nft and
+//! conntrack are behind traits.
 //!
 //! The rules are written as nft's own text, piped to `nft -f` as one transaction, which is
 //! also how kube-proxy's nftables mode (through knftables) talks to nft. The `nftables` crate
