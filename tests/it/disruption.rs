@@ -128,7 +128,14 @@ async fn eviction_is_refused_with_429_then_allowed_after_scaling() {
     // unsupported (500), as upstream.
     status_where(&c, "evict", "web", "3 healthy again", |s| s.current_healthy == 3).await;
     pdbs.create(&PostParams::default(), &budget("web2", "web", json!({"maxUnavailable": 1}))).await.expect("pdb");
-    let other = live_pods(&c, "evict", "app=web").await[0].metadata.name.clone().unwrap();
+    // A Running pod: a Pending one (a replacement the fake kubelet has not marked yet) is
+    // evicted without any budget, as upstream does, and would not show the two budgets.
+    let other = live_pods(&c, "evict", "app=web")
+        .await
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .and_then(|p| p.metadata.name)
+        .expect("a running pod");
     let err = pods.evict(&other, &EvictParams::default()).await.expect_err("two budgets");
     let kube::Error::Api(status) = err else { panic!("not an API error: {err:?}") };
     assert_eq!(status.code, 500);
