@@ -254,8 +254,8 @@ pub async fn handle_bytes(handler: &Handler, bytes: &[u8]) -> Option<Vec<u8>> {
     handle_datagram(handler, bytes.to_vec(), SocketAddr::from(([127, 0, 0, 1], 5353))).await
 }
 
-/// Serves UDP on `socket` until `stop`, from a thread of its own that blocks in `recvfrom`:
-/// each datagram is answered there when the answer is at hand (the cluster zone, the
+/// Serves UDP on `socket` until `stop`, from threads of its own (one per core) that block in
+/// `recvfrom`: each datagram is answered there when the answer is at hand (the cluster zone, the
 /// forwarder's cache), so the common query costs one receive and one send, with no task
 /// hand-over and no wake-up of the runtime's workers; a query that must wait for an upstream
 /// continues as a task on the runtime. (hickory's own UDP server spawns a task per query
@@ -266,7 +266,7 @@ pub async fn serve_udp(
     stop: impl std::future::Future<Output = ()>,
 ) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    /// Tells the thread to end when the server stops, or when this future is dropped.
+    /// Tells the threads to end when the server stops, or when this future is dropped.
     struct Stopper(Arc<AtomicBool>);
     impl Drop for Stopper {
         fn drop(&mut self) {
@@ -276,7 +276,7 @@ pub async fn serve_udp(
     let stopped = Stopper(Arc::new(AtomicBool::new(false)));
     let socket = match socket.into_std().and_then(|s| {
         s.set_nonblocking(false)?;
-        // How soon the thread sees the stop.
+        // How soon the threads see the stop.
         s.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
         Ok(s)
     }) {
@@ -287,51 +287,68 @@ pub async fn serve_udp(
         }
     };
     let rt = tokio::runtime::Handle::current();
-    let flag = stopped.0.clone();
-    let thread = std::thread::Builder::new().name("k3rs-dns-udp".into()).spawn(move || {
-        use std::future::Future;
-        use std::task::Context;
-        let _runtime = rt.enter();
-        let mut buf = vec![0u8; u16::MAX as usize];
-        while !flag.load(Ordering::Relaxed) {
-            let (n, src) = match socket.recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-                // E.g. an ICMP port unreachable for an earlier answer: the socket is fine.
-                Err(e) => {
-                    tracing::debug!(error = %e, "DNS: receive error on the UDP socket");
-                    continue;
-                }
-            };
-            // As hickory's server: nothing is sent to port 0.
-            if src.port() == 0 {
-                continue;
-            }
-            let (h, s, bytes) = (handler.clone(), socket.clone(), buf[..n].to_vec());
-            let mut query = Box::pin(async move {
-                if let Some(out) = handle_datagram(&h, bytes, src).await {
-                    // A UDP send waits only on a full socket buffer.
-                    if let Err(e) = s.send_to(&out, src) {
-                        tracing::debug!(%src, error = %e, "cannot send a DNS response");
-                    }
-                }
-            });
-            if query.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())).is_pending() {
-                // Polled again at once by the runtime, with a waker of its own.
-                rt.spawn(query);
-            }
+    // One thread per core, all blocking on the one socket: the kernel hands each datagram to
+    // one waiting thread, so the cores share the load as unbound's threads do.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut joins = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (rt, flag, socket, handler) = (rt.clone(), stopped.0.clone(), socket.clone(), handler.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("k3rs-dns-udp-{i}"))
+            .spawn(move || udp_thread(&rt, &flag, &socket, &handler));
+        match spawned {
+            Ok(t) => joins.push(t),
+            Err(e) => tracing::error!(error = %e, "DNS: cannot start a UDP thread"),
         }
-    });
-    let thread = match thread {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "DNS: cannot start the UDP thread");
-            return;
-        }
-    };
+    }
+    if joins.is_empty() {
+        return;
+    }
     stop.await;
     drop(stopped);
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || joins.into_iter().for_each(|t| drop(t.join()))).await;
+}
+
+/// One of [`serve_udp`]'s threads: receives, answers, sends, until `stop` is set.
+fn udp_thread(
+    rt: &tokio::runtime::Handle,
+    stop: &std::sync::atomic::AtomicBool,
+    socket: &Arc<std::net::UdpSocket>,
+    handler: &Arc<Handler>,
+) {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::Context;
+    let _runtime = rt.enter();
+    let mut buf = vec![0u8; u16::MAX as usize];
+    while !stop.load(Ordering::Relaxed) {
+        let (n, src) = match socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            // E.g. an ICMP port unreachable for an earlier answer: the socket is fine.
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS: receive error on the UDP socket");
+                continue;
+            }
+        };
+        // As hickory's server: nothing is sent to port 0.
+        if src.port() == 0 {
+            continue;
+        }
+        let (h, s, bytes) = (handler.clone(), socket.clone(), buf[..n].to_vec());
+        let mut query = Box::pin(async move {
+            if let Some(out) = handle_datagram(&h, bytes, src).await {
+                // A UDP send waits only on a full socket buffer.
+                if let Err(e) = s.send_to(&out, src) {
+                    tracing::debug!(%src, error = %e, "cannot send a DNS response");
+                }
+            }
+        });
+        if query.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())).is_pending() {
+            // Polled again at once by the runtime, with a waker of its own.
+            rt.spawn(query);
+        }
+    }
 }
 
 /// The handler shared between the UDP loop and hickory's TCP server.

@@ -6,7 +6,8 @@
 //! - [`answer`]: the cluster zone's answers (NXDOMAIN vs NODATA, SOA, SRV, PTR, pods);
 //! - [`upstream`]: the node's resolvers, forwarding and the answer cache;
 //! - [`handler`]: the request handler tying them together, served by hickory-server over TCP
-//!   and by a thread of k3rs' own over UDP (each query answered where it was received);
+//!   and by threads of k3rs' own over UDP, one per core (each query answered where it was
+//!   received);
 //! - [`objects`]: the `kube-system/kube-dns` Service and its endpoints.
 //!
 //! The server listens on the node's pod-bridge gateway (UDP and TCP port 53); the
@@ -108,7 +109,7 @@ pub async fn start(
 
     let forwarder = Arc::new(Forwarder::new(Box::new(HickoryExchange::default()), upstream::CACHE_CAPACITY));
     let handler = Arc::new(Handler::new(rx, forwarder, config.upstreams.clone()));
-    // UDP on a thread of k3rs' own (handler::serve_udp), TCP through hickory's server.
+    // UDP on threads of k3rs' own (handler::serve_udp), TCP through hickory's server.
     let mut server = Server::new(handler::Shared(handler.clone()));
     let mut udp_loops = Vec::new();
     for (udp, tcp) in sockets {
