@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::controllers::runtime::{Context, Stop};
-use proxy::{Conn, Proxy};
+use proxy::{Conn, Proxy, Upstreams};
 use routes::Table;
 
 pub use routes::{CLASS_NAME, CONTROLLER, DEFAULT_CLASS_ANNOTATION};
@@ -164,29 +164,38 @@ async fn serve(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<TlsAcceptor
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // The backend connections of this client connection, driven by this task.
+            let (upstreams, drive) = Upstreams::new();
+            let upstreams = Arc::new(upstreams);
             let service = hyper::service::service_fn(move |req| {
-                let proxy = proxy.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(&conn, req).await) }
+                let (proxy, conn, upstreams) = (proxy.clone(), conn.clone(), upstreams.clone());
+                async move { Ok::<_, Infallible>(proxy.handle(&conn, &upstreams, req).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => {
+            let served = async move {
+                match tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(s) => {
+                            watcher
+                                .watch(builder.serve_connection_with_upgrades(TokioIo::new(s), service).into_owned())
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                    },
+                    None => {
                         watcher
-                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(s), service).into_owned())
+                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
                             .await
                     }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-                None => {
-                    watcher
-                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                        .await
                 }
+            };
+            // The backend connections close with the client's.
+            let result = tokio::select! {
+                r = served => r,
+                () = drive => Ok(()),
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "ingress connection ended with an error");

@@ -1,6 +1,6 @@
 //! The request path: match the request against the table in force, pick the canary or the
-//! main backend, and forward to an endpoint over pooled HTTP/1.1 connections, trying the
-//! next endpoint when a connect fails. Bodies stream both ways; `Connection: Upgrade`
+//! main backend, and forward to an endpoint over HTTP/1.1 connections kept open for the
+//! client connection ([`Upstreams`]), trying the next endpoint when a connect fails. Bodies stream both ways; `Connection: Upgrade`
 //! requests (WebSocket and others) become a byte tunnel once the backend answers 101.
 //!
 //! A retry after a failed connect is safe with a streamed body because the body is handed to
@@ -19,11 +19,10 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::canary::cookie_value;
 use super::routes::normalize_host;
@@ -44,8 +43,63 @@ pub struct Conn {
 /// Forwards requests to backends.
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: Client<HttpConnector, SlotBody>,
+    connect_timeout: Duration,
     response_timeout: Duration,
+}
+
+/// A connection's future, driven by the task of the client connection it serves.
+type Driver = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The backend connections of one client connection, kept open between its requests and
+/// driven by that connection's own task ([`Upstreams::drive`]): a request and its response
+/// never cross tasks or threads, and a connection serves one client only (nginx' keep-alive
+/// pool, kept per client connection instead of per worker).
+pub struct Upstreams {
+    /// Open connections by endpoint, idle or busy (a busy one is not ready).
+    open: Mutex<Vec<(SocketAddr, http1::SendRequest<SlotBody>)>>,
+    drivers: tokio::sync::mpsc::UnboundedSender<Driver>,
+}
+
+impl Upstreams {
+    /// The connections' pool, and the loop that drives them (to run with the client
+    /// connection; it never ends by itself).
+    pub fn new() -> (Upstreams, impl std::future::Future<Output = ()> + Send) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Upstreams { open: Mutex::new(Vec::new()), drivers: tx }, Upstreams::drive(rx))
+    }
+
+    async fn drive(mut rx: tokio::sync::mpsc::UnboundedReceiver<Driver>) {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let mut running = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = running.next(), if !running.is_empty() => {}
+                Some(d) = rx.recv() => running.push(d),
+                else => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// An open connection to `target` that can take a request now.
+    fn take(&self, target: SocketAddr) -> Option<http1::SendRequest<SlotBody>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, s)| !s.is_closed());
+        let i = open.iter().position(|(a, s)| *a == target && s.is_ready())?;
+        Some(open.swap_remove(i).1)
+    }
+
+    fn put(&self, target: SocketAddr, sender: http1::SendRequest<SlotBody>) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).push((target, sender));
+    }
+}
+
+/// Why a request did not reach a backend.
+enum SendError {
+    /// No connection: the next endpoint is tried.
+    Connect { timed_out: bool, message: String },
+    /// The backend failed after the request went out.
+    Failed(String),
 }
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), never forwarded.
@@ -61,19 +115,96 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, connect_timeout: Duration, response_timeout: Duration) -> Proxy {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(128)
-            .build(http);
-        Proxy { shared, client, response_timeout }
+        Proxy { shared, connect_timeout, response_timeout }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, conn: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> {
+    /// A new connection to `target`; an upgrade's is driven by a task of its own, as it
+    /// outlives the client connection's HTTP handling.
+    async fn connect(
+        &self,
+        upstreams: &Upstreams,
+        target: SocketAddr,
+        upgrade: bool,
+    ) -> Result<http1::SendRequest<SlotBody>, SendError> {
+        let connect_error = |timed_out: bool, message: String| SendError::Connect { timed_out, message };
+        let stream = match tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(target)).await {
+            Err(_) => return Err(connect_error(true, format!("{target}: connect timed out"))),
+            Ok(Err(e)) => {
+                return Err(connect_error(e.kind() == std::io::ErrorKind::TimedOut, format!("{target}: {e}")))
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| connect_error(false, format!("{target}: {}", error_chain(&e))))?;
+        if upgrade {
+            tokio::spawn(async move {
+                if let Err(e) = connection.with_upgrades().await {
+                    tracing::debug!(%target, error = %e, "backend connection ended with an error");
+                }
+            });
+        } else {
+            let driver: Driver = Box::pin(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%target, error = %e, "backend connection ended with an error");
+                }
+            });
+            if upstreams.drivers.send(driver).is_err() {
+                return Err(connect_error(false, format!("{target}: the client connection is closing")));
+            }
+        }
+        Ok(sender)
+    }
+
+    /// Sends one request to `target`, on an open connection when there is one. A request
+    /// that an idle connection lost (the backend closed it meanwhile) is sent again on a new
+    /// one, if its body was not taken and it was never sent or may be repeated.
+    async fn send(
+        &self,
+        upstreams: &Upstreams,
+        target: SocketAddr,
+        out: impl Fn() -> Option<Request<SlotBody>>,
+        upgrade: bool,
+        idempotent: bool,
+    ) -> Result<Response<Incoming>, SendError> {
+        let reused = if upgrade { None } else { upstreams.take(target) };
+        let mut tries = if reused.is_some() { 2 } else { 1 };
+        let mut sender = reused;
+        loop {
+            tries -= 1;
+            let fresh = sender.is_none();
+            let mut s = match sender.take() {
+                Some(s) => s,
+                None => self.connect(upstreams, target, upgrade).await?,
+            };
+            let Some(req) = out() else {
+                return Err(SendError::Failed("the connection closed after the request body was sent".into()));
+            };
+            match s.send_request(req).await {
+                Ok(resp) => {
+                    if !upgrade {
+                        upstreams.put(target, s);
+                    }
+                    return Ok(resp);
+                }
+                // Never sent; or, for a method that may be repeated, lost when the backend
+                // closed the idle connection (nginx' proxy_next_upstream rule).
+                Err(e) if !fresh && tries > 0 && (e.is_canceled() || (idempotent && e.is_incomplete_message())) => {
+                    tracing::debug!(%target, error = %e, "an idle backend connection was closed, opening another");
+                }
+                Err(e) => return Err(SendError::Failed(error_chain(&e))),
+            }
+        }
+    }
+
+    /// Answers one request that came in on `conn`, forwarding over `upstreams`.
+    pub async fn handle(
+        &self,
+        conn: &Conn,
+        upstreams: &Upstreams,
+        mut req: Request<Incoming>,
+    ) -> Response<ResponseBody> {
         let host_raw = req
             .uri()
             .authority()
@@ -129,17 +260,25 @@ impl Proxy {
         let slot = Arc::new(Mutex::new(Some(body)));
         let mut last_error = String::new();
         let mut timed_out = false;
-        for target in &targets {
-            let Some(body) = SlotBody::new(&slot) else { break };
-            let Ok(uri) = format!("http://{target}{path}").parse::<Uri>() else {
-                return plain(StatusCode::BAD_REQUEST, format!("cannot forward the path {path:?}"));
-            };
+        let Ok(path_and_query) = path.parse::<Uri>() else {
+            return plain(StatusCode::BAD_REQUEST, format!("cannot forward the path {path:?}"));
+        };
+        let out = || {
+            let body = SlotBody::new(&slot)?;
             let mut out = Request::new(body);
             *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
+            *out.uri_mut() = path_and_query.clone();
             *out.version_mut() = Version::HTTP_11;
             *out.headers_mut() = headers.clone();
-            match tokio::time::timeout(self.response_timeout, self.client.request(out)).await {
+            Some(out)
+        };
+        for &target in &targets {
+            if SlotBody::new(&slot).is_none() {
+                break;
+            }
+            let idempotent = parts.method.is_idempotent();
+            let sent = self.send(upstreams, target, out, upgrade, idempotent);
+            match tokio::time::timeout(self.response_timeout, sent).await {
                 Err(_) => {
                     return plain(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -147,13 +286,13 @@ impl Proxy {
                     )
                 }
                 Ok(Ok(resp)) => return respond(resp, downstream_upgrade),
-                Ok(Err(e)) if e.is_connect() => {
-                    timed_out |= is_timeout(&e);
-                    last_error = format!("{target}: {}", error_chain(&e));
-                    tracing::debug!(upstream = %upstream.name, %target, error = %last_error, "connect failed, trying the next endpoint");
+                Ok(Err(SendError::Connect { timed_out: t, message })) => {
+                    timed_out |= t;
+                    tracing::debug!(upstream = %upstream.name, %target, error = %message, "connect failed, trying the next endpoint");
+                    last_error = message;
                 }
-                Ok(Err(e)) => {
-                    return plain(StatusCode::BAD_GATEWAY, format!("{} ({target}): {}", upstream.name, error_chain(&e)))
+                Ok(Err(SendError::Failed(e))) => {
+                    return plain(StatusCode::BAD_GATEWAY, format!("{} ({target}): {e}", upstream.name))
                 }
             }
         }
@@ -271,17 +410,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
-}
-
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
-            return true;
-        }
-        cur = c.source();
-    }
-    false
 }
 
 /// The request body as the client sends it: taken from the shared slot on the first poll,

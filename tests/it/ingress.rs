@@ -568,3 +568,124 @@ async fn canary_by_weight_header_and_cookie() {
         assert_eq!(first(get(h, "web.example.com", "/", &[("cookie", "canary=never")]).await), "stable");
     }
 }
+
+/// A raw HTTP/1.1 backend that counts its connections and answers the first `answered`
+/// requests of each with its connection number, then reads the next request's head and
+/// closes the connection without a word (a keep-alive connection closed under a request).
+async fn counting_backend(answered: usize) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut served = 0;
+                loop {
+                    // The request head (the tests send no bodies that must be read).
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if served == answered {
+                        return;
+                    }
+                    served += 1;
+                    let body = format!("conn {n}\n");
+                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if stream.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// Sends `method path` on an open client connection: status and body.
+async fn on_conn(
+    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    method: &str,
+    body: &'static str,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri("/")
+        .header("host", host)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    tokio::time::timeout(WAIT, send.ready()).await.expect("in time").expect("the client connection is open");
+    let resp = tokio::time::timeout(WAIT, send.send_request(req)).await.expect("in time").expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn client_conn(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect to the ingress");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    send
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keeps_backend_connections_per_client_and_repeats_only_safe_requests() {
+    use std::sync::atomic::Ordering;
+    let e = env().await;
+    let c = &e.c;
+    let (steady, steady_conns) = counting_backend(usize::MAX).await;
+    let (flaky, flaky_conns) = counting_backend(1).await;
+    service(c, "steady", &[steady]).await;
+    service(c, "flaky", &[flaky]).await;
+    create_ingress(
+        c,
+        json!({"metadata": {"name": "keepalive"}, "spec": {"rules": [
+            rule("steady.example.com", &[("/", "Prefix", "steady")]),
+            rule("flaky.example.com", &[("/", "Prefix", "flaky")]),
+        ]}}),
+    )
+    .await;
+    within(WAIT, "the route", || async {
+        (who(e.http, "steady.example.com", "/").await.starts_with("conn ")).then_some(())
+    })
+    .await;
+
+    // Requests on one client connection share one backend connection; another client gets
+    // its own.
+    let before = steady_conns.load(Ordering::SeqCst);
+    let mut first = client_conn(e.http).await;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = on_conn(&mut first, "steady.example.com", "GET", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        bodies.push(body);
+    }
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "one backend connection: {bodies:?}");
+    assert_eq!(steady_conns.load(Ordering::SeqCst), before + 1);
+    let mut second = client_conn(e.http).await;
+    let (status, other) = on_conn(&mut second, "steady.example.com", "GET", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(other, bodies[0]);
+    assert_eq!(steady_conns.load(Ordering::SeqCst), before + 2);
+
+    // The flaky backend drops each connection under its second request. A GET lost that way
+    // is sent again on a new connection; a POST is not repeated: 502.
+    let mut client = client_conn(e.http).await;
+    let (status, one) = on_conn(&mut client, "flaky.example.com", "GET", "").await;
+    assert_eq!((status, one.as_str()), (StatusCode::OK, "conn 1\n"));
+    let (status, two) = on_conn(&mut client, "flaky.example.com", "GET", "").await;
+    assert_eq!((status, two.as_str()), (StatusCode::OK, "conn 2\n"), "the GET was repeated on a new connection");
+    let (status, post) = on_conn(&mut client, "flaky.example.com", "POST", "x").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{post}");
+    assert!(post.contains("default/flaky"), "{post}");
+    assert_eq!(flaky_conns.load(Ordering::SeqCst), 2);
+}
