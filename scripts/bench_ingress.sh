@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ingress against nginx, in one run on this machine (root): both proxy to the same
-# backend (nginx serving a small static page), measured with wrk over HTTP and HTTPS.
+# backend (a second nginx, serving a small static page), measured with wrk over HTTP and
+# HTTPS.
 # Everything runs in a network namespace of its own, so ports 80 and 443 are free.
 #   K3RS_BIN          the k3rs binary (default: a release build, made by scripts/bench.sh)
 #   BENCH_DURATION    wrk's duration per run (default 20s)
@@ -14,7 +15,11 @@ threads=${BENCH_THREADS:-2}
 ip=192.168.78.1
 # shellcheck source=scripts/bench_netns.sh
 . "$(dirname "$0")/bench_netns.sh"
-stop_nginx() { if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi; }
+stop_nginx() {
+  for pidfile in "$work/nginx.pid" "$work/backend.pid"; do
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  done
+}
 bench_extra_cleanup=stop_nginx
 bench_setup ingress "$ip"
 
@@ -23,8 +28,28 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 mkdir -p "$work/www" "$work/nginx"
 printf 'hello from the backend\n' >"$work/www/index.html"
-# The backend on :8081, and nginx as the peer proxy on :8080 (HTTP) and :8443 (HTTPS), with
-# upstream keep-alive as ingress-nginx configures it.
+# The backend: an nginx of its own on :8081, serving the page. It is a process apart from
+# both proxies, so that each proxy's requests cross to another process as they do in a
+# cluster (with the backend inside the peer nginx, its workers would answer their own
+# upstream requests without ever handing over to another process). It keeps connections
+# open for both proxies alike (nginx closes one after 1,000 requests by default).
+cat >"$work/backend.conf" <<EOF
+user root root;
+worker_processes auto;
+pid $work/backend.pid;
+error_log $work/nginx/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen $ip:8081; root $work/www; }
+}
+EOF
+in_ns nginx -c "$work/backend.conf"
+# nginx as the peer proxy on :8080 (HTTP) and :8443 (HTTPS), with upstream keep-alive as
+# ingress-nginx configures it.
 cat >"$work/nginx.conf" <<EOF
 user root root;
 worker_processes auto;
@@ -35,7 +60,6 @@ http {
   access_log off;
   client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
   fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen $ip:8081; root $work/www; }
   upstream backend { server $ip:8081; keepalive 320; }
   server {
     listen $ip:8080;
