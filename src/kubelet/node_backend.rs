@@ -55,6 +55,12 @@ fn decode_pod(v: &Value) -> Result<Pod, ApiError> {
     serde_json::from_value(v.clone()).map_err(|e| ApiError::internal(format!("the pod cannot be read: {e}")))
 }
 
+/// The uid the node runs `pod` under: a mirror pod's is its static pod's, which the mirror
+/// annotation holds.
+fn running_uid(pod: &Pod) -> &str {
+    super::static_pods::mirror_hash(pod).or(pod.metadata.uid.as_deref()).unwrap_or("")
+}
+
 fn find_container(pod: &Pod, name: &str, init: bool) -> Option<Container> {
     let spec = pod.spec.as_ref()?;
     let list = if init { spec.init_containers.as_ref()? } else { &spec.containers };
@@ -140,8 +146,9 @@ impl NodeBackend {
     }
 
     /// The container of `pod` named `container`: the newest attempt, or the one before it.
+    /// A mirror pod stands for its static pod, whose containers it finds (as upstream).
     async fn find(&self, pod: &Pod, container: &str, previous: bool) -> Result<(String, u32), ApiError> {
-        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        let uid = running_uid(pod);
         let pod_name = pod.metadata.name.as_deref().unwrap_or("");
         let mut mine: Vec<(u32, String)> = self
             .runtime
@@ -427,7 +434,7 @@ impl PodStreams for NodeBackend {
             &self.node.log_root,
             meta.namespace.as_deref().unwrap_or(""),
             meta.name.as_deref().unwrap_or(""),
-            meta.uid.as_deref().unwrap_or(""),
+            running_uid(&pod),
             container,
             attempt,
         );

@@ -380,7 +380,7 @@ fn static_pods_run_from_the_manifest_directory_with_a_mirror() {
         std::fs::create_dir_all(&manifests).unwrap();
         std::fs::write(
             manifests.join("web.yaml"),
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: kube-system}\nspec:\n  containers: [{name: c, image: 'busybox:1.36', command: [sleep, '3633']}]\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: kube-system}\nspec:\n  containers: [{name: c, image: 'busybox:1.36', command: [sh, -c, 'echo static-hello; while sleep 1; do echo tick; done & exec sleep 3633']}]\n",
         )
         .unwrap();
     });
@@ -397,6 +397,22 @@ fn static_pods_run_from_the_manifest_directory_with_a_mirror() {
         "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}",
     ]);
     assert!(!ann.is_empty());
+    // exec, logs and attach reach the static pod through its mirror, as upstream's kubelet
+    // resolves a mirror pod to the static pod it stands for.
+    let said = c.k(&["exec", "-n", "kube-system", "web-e2e-node", "--", "echo", "exec-ok"]);
+    assert_eq!(said.trim(), "exec-ok");
+    let logs = c.k(&["logs", "-n", "kube-system", "web-e2e-node"]);
+    assert!(logs.starts_with("static-hello\n"), "{logs}");
+    let attached =
+        c.ns.command("timeout")
+            .args(["4", "kubectl", "--kubeconfig"])
+            .arg(c.kubeconfig())
+            .args(["attach", "-n", "kube-system", "web-e2e-node", "-c", "c"])
+            .env("KUBECACHEDIR", c.data_dir().join("attach-cache"))
+            .output()
+            .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&attached.stdout), String::from_utf8_lossy(&attached.stderr));
+    assert!(out.contains("tick"), "attach printed {out:?}, {err}");
     // Deleting the mirror does not stop the pod: the node puts the mirror back.
     let old = c.k(&["get", "pod", "-n", "kube-system", "web-e2e-node", "-o", "jsonpath={.metadata.uid}"]);
     let pid = pid_of("sleep 3633");
