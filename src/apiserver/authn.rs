@@ -15,8 +15,22 @@ impl ApiServer {
 
     /// [`ApiServer::authenticate_token`] with the audiences the token names (for TokenReview).
     pub async fn authenticate_token_audiences(&self, token: &str) -> Option<(Identity, Vec<String>)> {
+        self.authenticate_token_for(token, None).await
+    }
+
+    /// [`ApiServer::authenticate_token_audiences`] for `audiences` instead of the API
+    /// server's own (a TokenReview's).
+    pub async fn authenticate_token_for(
+        &self,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Option<(Identity, Vec<String>)> {
         let tokens = self.opts.tokens.as_ref()?;
-        let claims = match tokens.verify(token) {
+        let verified = match audiences {
+            Some(a) => tokens.verify_for(token, a),
+            None => tokens.verify(token),
+        };
+        let claims = match verified {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "bearer token refused");

@@ -185,6 +185,13 @@ impl ApiServer {
         {
             return self.eviction(&r, headers, raw_query, &body).await;
         }
+        if r.group.is_empty()
+            && r.verb == "create"
+            && r.resource == "serviceaccounts"
+            && r.subresource.as_deref() == Some("token")
+        {
+            return self.token_request(&r, headers, &body).await;
+        }
         let rt = self.find(&r)?;
         let q = Query::parse(raw_query)?;
         let ns = if rt.namespaced { r.namespace.as_deref() } else { None };

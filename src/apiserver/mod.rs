@@ -25,6 +25,7 @@ pub mod selector;
 pub mod status;
 pub mod streaming;
 pub mod table;
+pub mod tokenrequest;
 pub mod watch;
 pub mod watchcache;
 

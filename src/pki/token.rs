@@ -422,6 +422,16 @@ impl ServiceAccountTokens {
     /// Checks a token's signature, its shape and issuer (this issuer, or the legacy one),
     /// its audience (bound tokens) and its times against `now`, and returns its claims.
     pub fn verify_at(&self, token: &str, now: OffsetDateTime) -> Result<TokenClaims, TokenError> {
+        self.verify_for_at(token, &self.inner.audiences, now)
+    }
+
+    /// Checks a token now as [`ServiceAccountTokens::verify_at`] does, for other audiences
+    /// than the API server's (a TokenReview names those it checks for).
+    pub fn verify_for(&self, token: &str, audiences: &[String]) -> Result<TokenClaims, TokenError> {
+        self.verify_for_at(token, audiences, OffsetDateTime::now_utc())
+    }
+
+    fn verify_for_at(&self, token: &str, audiences: &[String], now: OffsetDateTime) -> Result<TokenClaims, TokenError> {
         let malformed = |m: &str| TokenError::Malformed(m.to_string());
         if token.len() > MAX_TOKEN_LEN {
             return Err(malformed("too long"));
@@ -452,7 +462,7 @@ impl ServiceAccountTokens {
         let claims: TokenClaims = serde_json::from_slice(&decode(payload_b64, "payload")?)
             .map_err(|e| TokenError::Malformed(format!("claims: {e}")))?;
         claims.check_shape(&self.inner.issuer)?;
-        if !claims.is_legacy() && !claims.aud.iter().any(|a| self.inner.audiences.contains(a)) {
+        if !claims.is_legacy() && !claims.aud.iter().any(|a| audiences.contains(a)) {
             return Err(TokenError::WrongAudience(claims.aud));
         }
         let now = now.unix_timestamp();

@@ -335,3 +335,85 @@ async fn token_reviews_use_the_real_authenticator() {
     assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
     assert_eq!(v["status"]["userInfo"]["uid"], uid);
 }
+
+/// `kubectl create token` through the TokenRequest subresource: tokens that authenticate as
+/// the account, with the asked audiences and lifetime, bound to a pod they die with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_token_issues_bound_tokens() {
+    let s = setup().await;
+    let k = kubectl("kubectl");
+    let (code, sa) = s
+        .call(
+            admin(),
+            Method::POST,
+            "/api/v1/namespaces/default/serviceaccounts",
+            json!({"metadata": {"name": "robot"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{sa}");
+    let (code, pod) = s
+        .call(
+            admin(),
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            json!({"metadata": {"name": "p"}, "spec": {"serviceAccountName": "robot", "containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    let review = |token: String, audiences: Value| {
+        let s = &s;
+        async move {
+            let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token, "audiences": audiences}});
+            s.call(admin(), Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", body).await.1
+        }
+    };
+
+    // The default: the server's audiences, an hour.
+    let token = s.http.kubectl(&k, &["create", "token", "robot"]).await.trim().to_string();
+    let v = review(token.clone(), json!([])).await;
+    assert_eq!(v["status"]["user"]["username"], "system:serviceaccount:default:robot", "{v}");
+    assert_eq!(v["status"]["user"]["uid"], sa["metadata"]["uid"]);
+    let claims = s.tokens.verify(&token).unwrap();
+    assert_eq!(claims.exp.unwrap() - claims.iat.unwrap(), 3600);
+    assert!(claims.jti.is_some());
+
+    // Another audience and lifetime.
+    let token = s.http.kubectl(&k, &["create", "token", "robot", "--audience", "vault", "--duration", "20m"]).await;
+    let token = token.trim().to_string();
+    let claims = s.tokens.verify(&token);
+    assert!(claims.is_err(), "the token is not for the API server's audiences");
+    let v = review(token.clone(), json!(["vault"])).await;
+    assert_eq!(v["status"]["authenticated"], true, "{v}");
+    assert_eq!(v["status"]["audiences"], json!(["vault"]));
+
+    // Bound to the pod: it names the pod and stops working once the pod is gone.
+    let args = ["create", "token", "robot", "--bound-object-kind", "Pod", "--bound-object-name", "p"];
+    let token = s.http.kubectl(&k, &args).await.trim().to_string();
+    let v = review(token.clone(), json!([])).await;
+    assert_eq!(v["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"], json!(["p"]), "{v}");
+    assert_eq!(v["status"]["user"]["extra"]["authentication.kubernetes.io/pod-uid"], json!([pod["metadata"]["uid"]]));
+    let (code, _) = s.call(admin(), Method::DELETE, "/api/v1/namespaces/default/pods/p", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    let v = review(token, json!([])).await;
+    assert_ne!(v["status"]["authenticated"], true, "{v}");
+
+    // Errors in upstream's words.
+    let out = s.http.run(&k, &["create", "token", "ghost"]).await;
+    assert_eq!(failed(&out), r#"error: failed to create token: serviceaccounts "ghost" not found"#);
+    let url = "/api/v1/namespaces/default/serviceaccounts/robot/token";
+    let (code, v) = s.call(admin(), Method::POST, url, json!({"spec": {"expirationSeconds": 60}})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["message"], "TokenRequest.authentication.k8s.io \"robot\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes");
+    let bound = json!({"spec": {"boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "nope"}}});
+    let (code, v) = s.call(admin(), Method::POST, url, bound).await;
+    assert_eq!((code, v["message"].as_str()), (StatusCode::NOT_FOUND, Some(r#"secrets "nope" not found"#)));
+    let (_, robot) =
+        s.call(admin(), Method::GET, "/api/v1/namespaces/default/serviceaccounts/robot", Value::Null).await;
+    let (code, _) =
+        s.call(admin(), Method::POST, "/api/v1/namespaces/default/secrets", json!({"metadata": {"name": "s"}})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let bound = json!({"spec": {"boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "s", "uid": robot["metadata"]["uid"]}}});
+    let (code, v) = s.call(admin(), Method::POST, url, bound).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("does not match the UID in record"), "{v}");
+}
