@@ -33,6 +33,11 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/k3rs/config.yaml";
 pub const CONFIG_FILE_ENV: &str = "K3RS_CONFIG_FILE";
 /// Every environment variable k3rs reads starts with this.
 pub const ENV_PREFIX: &str = "K3RS_";
+/// Other names of settings in the environment: k3s' names for its kubeconfig flags
+/// (`K3S_KUBECONFIG_MODE`, `K3S_KUBECONFIG_OUTPUT`), which its installer and users set. The
+/// setting's own `K3RS_<FLAG>` wins over its alias.
+pub const ENV_ALIASES: [(&str, Key); 2] =
+    [("K3RS_KUBECONFIG_MODE", Key::WriteKubeconfigMode), ("K3RS_KUBECONFIG_OUTPUT", Key::WriteKubeconfig)];
 
 /// Where a setting came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,12 +334,16 @@ pub fn resolve(files: &[ConfigFile], env: &Env, cli: &[(Key, Raw)], host: &Host)
             continue;
         }
         let origin = Source::Env(name.clone());
-        let Some(key) = Key::ALL.into_iter().find(|k| &k.env_var() == name) else {
+        let Some(key) = env_key(name) else {
             if name.starts_with(ENV_PREFIX) {
                 warnings.push(format!("ignoring {name}: k3rs has no such setting{}", suggest_env(name)));
             }
             continue;
         };
+        if &key.env_var() != name && env.get(&key.env_var()).is_some_and(|v| !v.is_empty()) {
+            // An alias, and the setting's own variable is set too: that one wins.
+            continue;
+        }
         // An empty variable counts as unset, as shells and unit files make them easily.
         if value.is_empty() {
             continue;
@@ -350,6 +359,39 @@ pub fn resolve(files: &[ConfigFile], env: &Env, cli: &[(Key, Raw)], host: &Host)
     }
     let config = settings.build(host)?;
     Ok(Resolved { config, warnings })
+}
+
+/// The setting an environment variable names: `K3RS_<FLAG>` or an alias.
+fn env_key(name: &str) -> Option<Key> {
+    Key::ALL
+        .into_iter()
+        .find(|k| k.env_var() == name)
+        .or_else(|| ENV_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, k)| *k))
+}
+
+/// The admin kubeconfig that `k3rs server` writes as configured outside its command line:
+/// the environment, else the config files, else the default; relative to `cwd` as the
+/// server takes it. Nothing else is validated, and a config file that does not parse is
+/// passed over (the server itself reports the problem).
+pub fn configured_kubeconfig(env: &Env, cwd: &Path) -> PathBuf {
+    let from_env = [Key::WriteKubeconfig.env_var().as_str(), "K3RS_KUBECONFIG_OUTPUT"]
+        .into_iter()
+        .find_map(|name| env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from));
+    let from_files = || {
+        let files = ConfigLocation::choose(None, env).and_then(|l| l.load()).ok()?;
+        files.iter().rev().find_map(|f| {
+            parse_file(f).ok()?.into_iter().rev().find_map(|(key, raw)| match (key, raw) {
+                (Key::WriteKubeconfig, Raw::Text(t)) if !t.is_empty() => Some(PathBuf::from(t)),
+                _ => None,
+            })
+        })
+    };
+    let path = from_env.or_else(from_files).unwrap_or_else(|| PathBuf::from(DEFAULT_WRITE_KUBECONFIG));
+    if path.is_absolute() {
+        path
+    } else {
+        cwd.join(path)
+    }
 }
 
 /// Reads a config file into settings; null values are left out (unset in this file).
@@ -1328,6 +1370,43 @@ mod tests {
             ok(&[], &env(&[("K3RS_WRITE_KUBECONFIG_MODE", "0640")]), &[]).apiserver.write_kubeconfig_mode,
             0o640
         );
+    }
+
+    #[test]
+    fn k3s_kubeconfig_variables_are_aliases_that_lose_to_the_own_names() {
+        let got = ok(&[], &env(&[("K3RS_KUBECONFIG_MODE", "644"), ("K3RS_KUBECONFIG_OUTPUT", "/k.yaml")]), &[]);
+        assert_eq!(got.apiserver.write_kubeconfig_mode, 0o644);
+        assert_eq!(got.apiserver.write_kubeconfig, PathBuf::from("/k.yaml"));
+        let both = env(&[("K3RS_KUBECONFIG_MODE", "644"), ("K3RS_WRITE_KUBECONFIG_MODE", "640")]);
+        assert_eq!(ok(&[], &both, &[]).apiserver.write_kubeconfig_mode, 0o640);
+        let e = err(&[], &env(&[("K3RS_KUBECONFIG_MODE", "rw")]), &[]);
+        assert!(e.to_string().starts_with("K3RS_KUBECONFIG_MODE: write-kubeconfig-mode: "), "{e}");
+        let r = resolve(&[], &env(&[("K3RS_KUBECONFIG_MODE", "600")]), &[], &host()).unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn the_configured_kubeconfig_comes_from_the_environment_then_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Path::new("/work");
+        let main = dir.path().join("config.yaml");
+        let with_file = env(&[(CONFIG_FILE_ENV, main.to_str().unwrap())]);
+        // A named config file that is missing: the default.
+        assert_eq!(configured_kubeconfig(&with_file, cwd), PathBuf::from("/etc/k3rs/k3rs.yaml"));
+        std::fs::write(&main, "write-kubeconfig: /from/main.yaml\n").unwrap();
+        assert_eq!(configured_kubeconfig(&with_file, cwd), PathBuf::from("/from/main.yaml"));
+        std::fs::create_dir(dir.path().join("config.yaml.d")).unwrap();
+        std::fs::write(dir.path().join("config.yaml.d/10.yaml"), "write-kubeconfig: rel.yaml\n").unwrap();
+        assert_eq!(configured_kubeconfig(&with_file, cwd), PathBuf::from("/work/rel.yaml"));
+        let mut e = with_file.clone();
+        e.insert("K3RS_KUBECONFIG_OUTPUT".into(), "/alias.yaml".into());
+        assert_eq!(configured_kubeconfig(&e, cwd), PathBuf::from("/alias.yaml"));
+        e.insert("K3RS_WRITE_KUBECONFIG".into(), "/own.yaml".into());
+        assert_eq!(configured_kubeconfig(&e, cwd), PathBuf::from("/own.yaml"));
+        // A file that does not parse is passed over.
+        std::fs::remove_file(dir.path().join("config.yaml.d/10.yaml")).unwrap();
+        std::fs::write(&main, "write-kubeconfig: [\n").unwrap();
+        assert_eq!(configured_kubeconfig(&with_file, cwd), PathBuf::from("/etc/k3rs/k3rs.yaml"));
     }
 
     #[test]
