@@ -4,5 +4,9 @@ fn main() -> std::process::ExitCode {
     if args.get(1).is_some_and(|a| a == "shim") {
         return std::process::ExitCode::from(k3rs::kubelet::runtime::shim::main(args) as u8);
     }
+    // `kubectl ...` through a link to k3rs, or `k3rs kubectl ...`: no CLI parsing either.
+    if let Some(kubectl_args) = k3rs::cli::kubectl::invocation(&args) {
+        return k3rs::cli::kubectl::run(kubectl_args);
+    }
     k3rs::cli::main()
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod images;
+pub mod kubectl;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -43,6 +44,13 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Manage the node's images: import archives, list, remove, pull.
     Images(images::ImagesArgs),
+    /// Run kubectl: the first on PATH that is not k3rs (none is bundled yet), with KUBECONFIG
+    /// defaulting to the admin kubeconfig. A link named kubectl to k3rs does the same.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Flags of `k3rs server`. Values are kept as given and parsed by [`config`], so a bad value
@@ -226,6 +234,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server(*args),
         Command::Images(args) => images::run(args),
+        // main() hands `k3rs kubectl` over before parsing; this is the same for callers of
+        // this function.
+        Command::Kubectl { args } => kubectl::run(&args),
     }
 }
 

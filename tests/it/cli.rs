@@ -86,12 +86,60 @@ fn version_prints_name_and_version() {
     assert!(out.status.success());
 }
 
+/// A directory with a stand-in kubectl that prints its name, arguments and KUBECONFIG.
+fn fake_kubectl(sandbox: &Sandbox) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = sandbox.write("fake/kubectl", "#!/bin/sh\necho \"fake $0 $* KUBECONFIG=${KUBECONFIG-unset}\"\nexit 7\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sandbox.path("fake")
+}
+
+#[test]
+fn kubectl_runs_the_kubectl_on_path_with_the_admin_kubeconfig() {
+    let sb = Sandbox::new();
+    let fake = fake_kubectl(&sb);
+    let admin = sb.write("etc/k3rs.yaml", "apiVersion: v1\n");
+    // `k3rs kubectl`: arguments pass through, KUBECONFIG defaults to the configured admin
+    // kubeconfig, and the exit code is kubectl's.
+    let out = run(k3rs()
+        .args(["kubectl", "get", "pods", "-A"])
+        .env("PATH", &fake)
+        .env_remove("KUBECONFIG")
+        .env("K3RS_WRITE_KUBECONFIG", &admin));
+    assert_eq!(out.status.code(), Some(7));
+    let want = format!("fake {} get pods -A KUBECONFIG={}\n", fake.join("kubectl").display(), admin.display());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // A KUBECONFIG of the caller's stays.
+    let out = run(k3rs().args(["kubectl", "get"]).env("PATH", &fake).env("KUBECONFIG", "/mine"));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("get KUBECONFIG=/mine\n"));
+
+    // A `kubectl` link to k3rs is kubectl too, and passes itself over on PATH.
+    let links = sb.path("bin");
+    std::fs::create_dir_all(&links).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_k3rs"), links.join("kubectl")).unwrap();
+    let path = std::env::join_paths([&links, &fake]).unwrap();
+    let out = run(Command::new(links.join("kubectl"))
+        .args(["version", "--client"])
+        .env("PATH", &path)
+        .env("K3RS_WRITE_KUBECONFIG", sb.path("missing.yaml")));
+    assert_eq!(out.status.code(), Some(7));
+    let want = format!("fake {} version --client KUBECONFIG=unset\n", fake.join("kubectl").display());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+
+    // No other kubectl: one line saying how to get one.
+    let out = run(Command::new(links.join("kubectl")).arg("get").env("PATH", &links));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("k3rs: error: no kubectl to run") && stderr.contains("kubernetes.io"), "{stderr}");
+}
+
 #[test]
 fn help_lists_the_server_command_and_its_flags() {
     let out = run(k3rs().arg("--help"));
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("server"), "{help}");
+    assert!(help.contains("server") && help.contains("kubectl"), "{help}");
 
     let out = run(k3rs().args(["server", "--help"]));
     assert!(out.status.success());
