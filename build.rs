@@ -6,6 +6,11 @@
 //! Also compiles etcd's v3 API definitions (proto/) into Rust messages, gRPC clients and
 //! gRPC servers for `src/etcdproto.rs`, in pure Rust: protox parses the files, so building
 //! k3rs needs no `protoc` (nor the `descriptor.proto` that Debian ships apart from it).
+//!
+//! And records what `k3rs --version` prints besides the crate version: the git commit
+//! (`K3RS_GIT_COMMIT` from the environment overrides it, e.g. for a build from a source
+//! archive; "unknown" without either), the build date (from `SOURCE_DATE_EPOCH` when set, for
+//! reproducible builds) and the compiler's version.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +18,62 @@ use std::process::Command;
 fn main() {
     build_monitor();
     compile_etcd_api();
+    provenance();
+}
+
+fn provenance() {
+    println!("cargo:rerun-if-env-changed=K3RS_GIT_COMMIT");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).output().ok().filter(|o| o.status.success())?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    };
+    let commit = match std::env::var("K3RS_GIT_COMMIT") {
+        Ok(c) if !c.is_empty() => c,
+        _ => git(&["rev-parse", "--short=8", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+    };
+    // Run again when HEAD moves: HEAD itself, the branch it names and the packed refs. Only
+    // files that exist are named (cargo would otherwise run this every time).
+    if let (Some(git_dir), Some(common)) = (git(&["rev-parse", "--git-dir"]), git(&["rev-parse", "--git-common-dir"])) {
+        let mut watch = vec![PathBuf::from(&git_dir).join("HEAD"), PathBuf::from(&common).join("packed-refs")];
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watch.push(PathBuf::from(&common).join(branch));
+        }
+        for path in watch.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    let epoch =
+        std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+        });
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let rustc_version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "rustc (unknown version)".into());
+    println!("cargo:rustc-env=K3RS_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=K3RS_BUILD_DATE={}", utc_date(epoch));
+    println!("cargo:rustc-env=K3RS_RUSTC_VERSION={rustc_version}");
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the proleptic Gregorian calendar,
+/// days to civil date as in Howard Hinnant's `civil_from_days`).
+fn utc_date(epoch: i64) -> String {
+    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// The etcd API files k3rs serves and speaks; their imports are found under `proto/`.

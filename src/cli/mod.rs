@@ -23,10 +23,25 @@ const EXIT_USAGE: u8 = 2;
 /// Exit code for failures while running.
 const EXIT_FAILURE: u8 = 1;
 
+/// What `k3rs --version` prints after the name, as `k3s --version` has it: the version and
+/// the git commit (build.rs), then the build date and the compiler.
+const VERSION: &str = concat!("version v", env!("CARGO_PKG_VERSION"), " (", env!("K3RS_GIT_COMMIT"), ")");
+const LONG_VERSION: &str = concat!(
+    "version v",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("K3RS_GIT_COMMIT"),
+    ")\nbuild date ",
+    env!("K3RS_BUILD_DATE"),
+    "\n",
+    env!("K3RS_RUSTC_VERSION")
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "k3rs",
-    version,
+    version = VERSION,
+    long_version = LONG_VERSION,
     about = "k3rs: a k3s-style Kubernetes distribution in one binary",
     propagate_version = true,
     arg_required_else_help = true

@@ -78,10 +78,29 @@ fn assert_usage_error(out: &Output, prefix: &str) -> String {
 }
 
 #[test]
-fn version_prints_name_and_version() {
+fn version_prints_version_commit_and_build_date() {
+    // The commit this test was built from (build.rs runs again whenever HEAD moves).
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=8", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "unknown".to_string(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let first = format!("k3rs version v{} ({commit})", env!("CARGO_PKG_VERSION"));
     let out = run(k3rs().arg("--version"));
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("k3rs {}", env!("CARGO_PKG_VERSION")));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], first);
+    let date = lines[1].strip_prefix("build date ").unwrap_or_else(|| panic!("{text}"));
+    assert!(time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339).is_ok(), "{date}");
+    assert!(date.ends_with('Z') && date.len() == 20, "{date}");
+    assert!(lines[2].starts_with("rustc "), "{text}");
+    // -V: the first line only.
+    let out = run(k3rs().arg("-V"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), first);
     let out = run(k3rs().args(["server", "--version"]));
     assert!(out.status.success());
 }
