@@ -26,6 +26,7 @@ mod dnsserver;
 mod e2e_dns;
 mod e2e_drain;
 mod e2e_ingress;
+mod e2e_install;
 mod e2e_kubectl;
 mod e2e_netpol;
 mod e2e_pods;
