@@ -518,6 +518,19 @@ fn openrc_service_and_a_checked_download_then_uninstall_leave_nothing_behind() {
     let out = ok(run(&[], &[]), "install.sh (again)");
     assert!(out.contains("is already k3rs v9.9.9"), "{out}");
 
+    // The installer and the scripts it writes are shellcheck-clean (when shellcheck is here;
+    // CI does not need it).
+    let shellcheck = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(repo().join("scripts/install.sh"))
+        .arg(root.join("usr/local/bin/k3rs-killall.sh"))
+        .arg(root.join("usr/local/bin/k3rs-uninstall.sh"))
+        .output();
+    match shellcheck {
+        Ok(out) => assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => eprintln!("shellcheck not run: {e}"),
+    }
+
     let out = ns.command(root.join("usr/local/bin/k3rs-uninstall.sh")).env_clear().env("PATH", system_path()).output();
     ok(out.unwrap(), "k3rs-uninstall.sh");
     assert_eq!(files_left(root), Vec::<String>::new(), "files left");
