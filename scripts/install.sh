@@ -445,6 +445,7 @@ create_killall() {
 # cgroups, the nftables tables k3rs made (k3rs-proxy, k3rs-netpol, k3rs-podnet), the pod
 # bridge k3rs0 and its veths. Data, images and configuration stay: `k3rs server` (or the
 # service) starts again from them. Written by the k3rs installer; k3rs-uninstall.sh runs it.
+# K3RS_DATA_DIR, when set, names another data dir than the one installed with.
 set -u
 EOF
 		# MANAGE: the service manager to stop k3rs with (none for a test root).
@@ -509,13 +510,23 @@ k3rs_pids() {
 
 # Container shims of this data dir: the monitor program, run as k3rs-shim, names the
 # container's state directory under <data-dir>/agent/containers/ on its command line.
+# (grep finds the candidates; one argument must be that directory, not merely contain it.)
 shim_pids() {
+	nl='
+'
 	grep -lF -- "$AGENT/containers/" /proc/[0-9]*/cmdline 2>/dev/null | while read -r f; do
-		# (grep itself matches, and is gone by now.)
-		if [ "$({ tr '\0' '\n' <"$f"; } 2>/dev/null | head -n 1)" = k3rs-shim ]; then
+		# grep itself matches, and is gone by now.
+		args=$({ tr '\0' '\n' <"$f"; } 2>/dev/null) || continue
+		case "$args" in
+		k3rs-shim"$nl"*) ;;
+		*) continue ;;
+		esac
+		case "$nl$args" in
+		*"$nl$AGENT/containers/"*)
 			pid=${f#/proc/}
 			echo "${pid%/cmdline}"
-		fi
+			;;
+		esac
 	done
 }
 
