@@ -15,7 +15,7 @@
 #   INSTALL_K3RS_VERSION       release to download (default: latest)
 #   INSTALL_K3RS_RELEASE_URL   where releases are published: <url>/<version>/k3rs-<arch> and
 #                              <url>/<version>/sha256sum.txt (k3rs has no default host yet)
-#   INSTALL_K3RS_SKIP_DOWNLOAD true: the binary is already at <bin dir>/k3rs (air gap)
+#   INSTALL_K3RS_SKIP_DOWNLOAD true (or binary): the binary is already at <bin dir>/k3rs
 #   INSTALL_K3RS_BIN_DIR       where k3rs, the links and the scripts go (default /usr/local/bin)
 #   INSTALL_K3RS_SYSTEMD_DIR   where the systemd unit goes (default /etc/systemd/system)
 #   INSTALL_K3RS_EXEC          the command and flags of the service (default: server); the
@@ -231,7 +231,8 @@ sha256_of() {
 }
 
 download_and_verify() {
-	if is_true "${INSTALL_K3RS_SKIP_DOWNLOAD:-}"; then
+	# k3s also takes "binary" (its other artifact, the SELinux policy, k3rs has none of).
+	if is_true "${INSTALL_K3RS_SKIP_DOWNLOAD:-}" || [ "${INSTALL_K3RS_SKIP_DOWNLOAD:-}" = binary ]; then
 		info "Skipping the download: using $K3RS_BIN"
 		[ -x "$K3RS_BIN" ] || fatal "INSTALL_K3RS_SKIP_DOWNLOAD=true, but there is no executable k3rs at $K3RS_BIN"
 		return

@@ -368,7 +368,11 @@ fn install_run_a_pod_upgrade_killall_and_uninstall_leave_nothing_behind() {
     // server restarted. The pod's container keeps running through it.
     std::fs::copy(env!("CARGO_BIN_EXE_k3rs"), it.bin("k3rs.new")).unwrap();
     std::fs::rename(it.bin("k3rs.new"), it.bin("k3rs")).unwrap();
-    ok(install(&root, &env, &args), "install.sh (upgrade)");
+    // (k3s' other spelling of the air-gap switch this time.)
+    let mut upgrade_env = env;
+    upgrade_env[0] = ("INSTALL_K3RS_SKIP_DOWNLOAD", "binary");
+    let out = ok(install(&root, &upgrade_env, &args), "install.sh (upgrade)");
+    assert!(out.contains("Skipping the download"), "{out}");
     assert_eq!(std::fs::read_to_string(root.join("etc/systemd/system/k3rs.service")).unwrap(), unit);
     it.stop();
     assert!(holder.alive(), "the pod outlives k3rs");
