@@ -748,7 +748,6 @@ for d in "$K3RS_DATA_DIR"/agent/pods/*; do
 		[ -d "$l" ] && rm -rf "$l"
 	done
 done
-rmdir /var/log/pods 2>/dev/null || true
 
 say "removing $K3RS_DATA_DIR, $ETC_DIR and $K3RS_BIN"
 rm -rf "$K3RS_DATA_DIR" "$ETC_DIR"
