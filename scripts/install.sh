@@ -585,17 +585,24 @@ alive() {
 	return 1
 }
 
+# Waits until none of the processes runs, for at most N tenths of a second.
+wait_gone() { # N pid...
+	limit=$1
+	shift
+	n=0
+	while alive "$@" && [ $n -lt "$limit" ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+}
+
 # k3rs itself: SIGTERM (it drains and exits), SIGKILL after 15 s.
 # shellcheck disable=SC2046
 set -- $(k3rs_pids)
 if [ $# -gt 0 ]; then
 	say "stopping k3rs (pid $*)"
 	kill_pids TERM "$@"
-	i=0
-	while alive "$@" && [ $i -lt 150 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
+	wait_gone 150 "$@"
 	kill_pids KILL "$@"
 fi
 
@@ -620,11 +627,7 @@ if [ $# -gt 0 ]; then
 	say "killing container shims and pod namespace holders (pid $*)"
 	kill_pids KILL "$@"
 fi
-i=0
-while alive "$@" && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_gone 50 "$@"
 
 # Mounts under the data dir (volumes, and anything else k3rs mounted there), deepest first.
 # mountinfo writes space, tab, newline and backslash in octal.

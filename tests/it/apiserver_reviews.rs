@@ -61,6 +61,14 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// Creates the service account `default/robot` and returns it.
+    async fn robot(&self) -> Value {
+        let url = "/api/v1/namespaces/default/serviceaccounts";
+        let (code, sa) = self.call(admin(), Method::POST, url, json!({"metadata": {"name": "robot"}})).await;
+        assert_eq!(code, StatusCode::CREATED, "{sa}");
+        sa
+    }
+
     async fn call(&self, who: Identity, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
         let body = if body.is_null() { Body::empty() } else { Body::from(serde_json::to_vec(&body).unwrap()) };
         let mut req =
@@ -276,15 +284,7 @@ async fn subject_access_reviews_answer_for_the_named_subject() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_reviews_use_the_real_authenticator() {
     let s = setup().await;
-    let (code, sa) = s
-        .call(
-            admin(),
-            Method::POST,
-            "/api/v1/namespaces/default/serviceaccounts",
-            json!({"metadata": {"name": "robot"}}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{sa}");
+    let sa = s.robot().await;
     let uid = sa["metadata"]["uid"].as_str().unwrap();
     let claims = s.tokens.bound_claims(
         "default",
@@ -342,15 +342,7 @@ async fn token_reviews_use_the_real_authenticator() {
 async fn kubectl_create_token_issues_bound_tokens() {
     let s = setup().await;
     let k = kubectl("kubectl");
-    let (code, sa) = s
-        .call(
-            admin(),
-            Method::POST,
-            "/api/v1/namespaces/default/serviceaccounts",
-            json!({"metadata": {"name": "robot"}}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{sa}");
+    let sa = s.robot().await;
     let (code, pod) = s
         .call(
             admin(),

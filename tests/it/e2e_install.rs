@@ -231,16 +231,8 @@ impl Installed {
             .env("PATH", path)
             .env("HOME", self.work.path())
             .env("KUBECACHEDIR", self.work.path().join("kube-cache"))
-            .env("K3RS_WRITE_KUBECONFIG", self.root.path().join("etc/k3rs/k3rs.yaml"))
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .env("K3RS_WRITE_KUBECONFIG", self.root.path().join("etc/k3rs/k3rs.yaml"));
+        common::cluster::run_with_stdin(&mut cmd, stdin)
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {

@@ -160,15 +160,7 @@ impl Cluster {
             "KUBECACHEDIR",
             self.dir.path().join(format!("cache-{}", binary.display().to_string().replace('/', "_"))),
         );
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
+        run_with_stdin(&mut cmd, stdin)
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
@@ -287,4 +279,17 @@ pub fn sweep_node(data: &Path) {
             }
         }
     }
+}
+
+/// Runs `cmd` to its end with `stdin` (or nothing) as its input, capturing its output.
+pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run the command");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
 }
