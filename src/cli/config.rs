@@ -21,8 +21,8 @@ use crate::server::components::{self, Component, Disabled};
 use crate::server::config::{
     ApiServerConfig, DatastoreConfig, EtcdConfig, IngressPorts, NetworkConfig, NodeConfig, ServerConfig,
     DEFAULT_BIND_ADDRESS, DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT,
-    DEFAULT_INGRESS_HTTPS_PORT, DEFAULT_INGRESS_HTTP_PORT, DEFAULT_SERVICE_CIDR, DEFAULT_WRITE_KUBECONFIG,
-    DEFAULT_WRITE_KUBECONFIG_MODE,
+    DEFAULT_INGRESS_HTTPS_PORT, DEFAULT_INGRESS_HTTP_PORT, DEFAULT_PRIVATE_REGISTRY, DEFAULT_SERVICE_CIDR,
+    DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
 };
 use crate::server::layout::DataDir;
 use crate::util::cidr::Cidr;
@@ -109,6 +109,7 @@ pub enum Key {
     ClusterDns,
     ClusterDomain,
     ResolvConf,
+    PrivateRegistry,
     Disable,
     DatastoreEndpoint,
     DatastoreCafile,
@@ -123,7 +124,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 24] = [
+    pub const ALL: [Key; 25] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -137,6 +138,7 @@ impl Key {
         Key::ClusterDns,
         Key::ClusterDomain,
         Key::ResolvConf,
+        Key::PrivateRegistry,
         Key::Disable,
         Key::DatastoreEndpoint,
         Key::DatastoreCafile,
@@ -166,6 +168,7 @@ impl Key {
             Key::ClusterDns => "cluster-dns",
             Key::ClusterDomain => "cluster-domain",
             Key::ResolvConf => "resolv-conf",
+            Key::PrivateRegistry => "private-registry",
             Key::Disable => "disable",
             Key::DatastoreEndpoint => "datastore-endpoint",
             Key::DatastoreCafile => "datastore-cafile",
@@ -515,6 +518,7 @@ struct Settings {
     cluster_dns: Option<Sourced<IpAddr>>,
     cluster_domain: Option<Sourced<String>>,
     resolv_conf: Option<Sourced<PathBuf>>,
+    private_registry: Option<Sourced<PathBuf>>,
     disable: Option<Sourced<Vec<Component>>>,
     /// Empty: the embedded datastore.
     datastore_endpoint: Option<Sourced<Vec<String>>>,
@@ -562,6 +566,7 @@ impl Settings {
             Key::ClusterDns => self.cluster_dns = at(parse_ip(&text(raw)?).map_err(fail)?, origin),
             Key::ClusterDomain => self.cluster_domain = at(parse_dns_subdomain(&text(raw)?).map_err(fail)?, origin),
             Key::ResolvConf => self.resolv_conf = at(parse_path(&text(raw)?).map_err(fail)?, origin),
+            Key::PrivateRegistry => self.private_registry = at(parse_path(&text(raw)?).map_err(fail)?, origin),
             Key::Disable => {
                 let items = match raw {
                     Raw::Text(t) => vec![t],
@@ -697,6 +702,9 @@ impl Settings {
                 resolv_conf: self.resolv_conf.map(|s| absolute(s.value)),
             },
             node: NodeConfig { name: node_name, ip: self.node_ip.and_then(|s| s.value) },
+            private_registry: absolute(
+                self.private_registry.map_or_else(|| PathBuf::from(DEFAULT_PRIVATE_REGISTRY), |s| s.value),
+            ),
             ingress: IngressPorts {
                 http: self.ingress_http_port.map_or(DEFAULT_INGRESS_HTTP_PORT, |s| s.value),
                 https: self.ingress_https_port.map_or(DEFAULT_INGRESS_HTTPS_PORT, |s| s.value),
@@ -1054,6 +1062,19 @@ mod tests {
             Ok(r) => panic!("expected an error, got {:?}", r.config),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn private_registry_defaults_as_k3s_and_is_taken_from_every_source() {
+        assert_eq!(ok(&[], &Env::new(), &[]).private_registry, PathBuf::from("/etc/k3rs/registries.yaml"));
+        let got = ok(&[], &Env::new(), &cli(&[(Key::PrivateRegistry, "mirrors.yaml")]));
+        assert_eq!(got.private_registry, PathBuf::from("/work/here/mirrors.yaml"));
+        let got = ok(&[], &env(&[("K3RS_PRIVATE_REGISTRY", "/srv/r.yaml")]), &[]);
+        assert_eq!(got.private_registry, PathBuf::from("/srv/r.yaml"));
+        let got = ok(&[file("/etc/k3rs/config.yaml", "private-registry: /opt/r.yaml\n")], &Env::new(), &[]);
+        assert_eq!(got.private_registry, PathBuf::from("/opt/r.yaml"));
+        let e = err(&[], &Env::new(), &cli(&[(Key::PrivateRegistry, "")]));
+        assert!(e.to_string().contains("private-registry"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{error_chain, hostname, EXIT_FAILURE, EXIT_USAGE};
 use crate::images::{Image, ImageRef, ImageStore, PullOptions, RegistriesConfig};
 
 /// The registries file `k3rs images pull` and the kubelet read unless told otherwise.
-pub const DEFAULT_REGISTRIES_FILE: &str = "/etc/k3rs/registries.yaml";
+pub const DEFAULT_REGISTRIES_FILE: &str = crate::server::config::DEFAULT_PRIVATE_REGISTRY;
 
 #[derive(Debug, Args)]
 pub(super) struct ImagesArgs {

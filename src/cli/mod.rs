@@ -141,6 +141,11 @@ struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     resolv_conf: Option<String>,
 
+    /// Registry mirrors and credentials, in k3s' registries.yaml format [default:
+    /// /etc/k3rs/registries.yaml]
+    #[arg(long, value_name = "FILE")]
+    private_registry: Option<String>,
+
     /// Components not to run; repeatable or comma-separated. Components: etcd-api (the etcd
     /// API socket <data-dir>/server/db/etcd.sock), dns (alias coredns: the cluster DNS
     /// server), ingress (alias traefik: the ingress on ports 80 and 443), servicelb (the
@@ -209,6 +214,7 @@ impl ServerArgs {
             (Key::ClusterDns, &self.cluster_dns),
             (Key::ClusterDomain, &self.cluster_domain),
             (Key::ResolvConf, &self.resolv_conf),
+            (Key::PrivateRegistry, &self.private_registry),
             (Key::DatastoreEndpoint, &self.datastore_endpoint),
             (Key::DatastoreCafile, &self.datastore_cafile),
             (Key::DatastoreCertfile, &self.datastore_certfile),
@@ -415,6 +421,7 @@ mod tests {
             defaults::DEFAULT_SERVICE_CIDR,
             defaults::DEFAULT_CLUSTER_DNS,
             defaults::DEFAULT_CLUSTER_DOMAIN,
+            defaults::DEFAULT_PRIVATE_REGISTRY,
             config::DEFAULT_CONFIG_FILE,
         ] {
             assert!(help.contains(&format!("[default: {default}")), "help lacks default {default}");

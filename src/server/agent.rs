@@ -22,7 +22,6 @@ use crate::kubelet::node_backend::{NodeBackend, NodeInfo};
 use crate::kubelet::runtime::LibcontainerRuntime;
 
 /// Where k3s users put registry mirrors and credentials; ours by the same format.
-pub const REGISTRIES_YAML: &str = "/etc/k3rs/registries.yaml";
 /// Container logs, where upstream's kubelet writes them.
 pub const POD_LOG_ROOT: &str = "/var/log/pods";
 
@@ -62,8 +61,10 @@ where
     let pod_cidr = info.pod_cidr().map_err(|e| AgentError::Network(e.to_string()))?;
 
     let images = Arc::new(ImageStore::open(&data.image_store()).map_err(|e| AgentError::Images(e.to_string()))?);
-    let registries = RegistriesConfig::load(Path::new(REGISTRIES_YAML))
-        .map_err(|e| AgentError::Registries { path: REGISTRIES_YAML.into(), reason: e.to_string() })?;
+    let registries = RegistriesConfig::load(&config.private_registry).map_err(|e| AgentError::Registries {
+        path: config.private_registry.display().to_string(),
+        reason: e.to_string(),
+    })?;
 
     // The node's resolvers, chosen as k3s chooses them: for Default-policy pods and as the
     // cluster DNS server's upstreams.

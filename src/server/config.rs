@@ -21,6 +21,8 @@ pub const DEFAULT_CLUSTER_DNS: &str = "10.43.0.10";
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub const DEFAULT_INGRESS_HTTP_PORT: u16 = 80;
 pub const DEFAULT_INGRESS_HTTPS_PORT: u16 = 443;
+/// Registry mirrors and credentials, in k3s' `registries.yaml` format.
+pub const DEFAULT_PRIVATE_REGISTRY: &str = "/etc/k3rs/registries.yaml";
 
 /// Everything `k3rs server` was configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct ServerConfig {
     pub apiserver: ApiServerConfig,
     pub network: NetworkConfig,
     pub node: NodeConfig,
+    /// The registries file (`--private-registry`); a missing file configures nothing.
+    pub private_registry: PathBuf,
     /// The in-process ingress' ports (unless `--disable ingress`).
     pub ingress: IngressPorts,
     /// The controllers that run, by name (`--kube-controller-manager-arg=controllers=...`).
@@ -61,6 +65,7 @@ impl ServerConfig {
             apiserver: ApiServerConfig::default(),
             network: NetworkConfig::default(),
             node: NodeConfig { name: node_name.into(), ip: None },
+            private_registry: PathBuf::from(DEFAULT_PRIVATE_REGISTRY),
             ingress: IngressPorts::default(),
             controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
             node_lifecycle: Default::default(),
