@@ -10,16 +10,11 @@ use crate::pki::TokenClaims;
 impl ApiServer {
     /// Who a bearer token stands for, or `None` (answered 401).
     pub async fn authenticate_token(&self, token: &str) -> Option<Identity> {
-        self.authenticate_token_audiences(token).await.map(|(id, _)| id)
+        self.authenticate_token_for(token, None).await.map(|(id, _)| id)
     }
 
-    /// [`ApiServer::authenticate_token`] with the audiences the token names (for TokenReview).
-    pub async fn authenticate_token_audiences(&self, token: &str) -> Option<(Identity, Vec<String>)> {
-        self.authenticate_token_for(token, None).await
-    }
-
-    /// [`ApiServer::authenticate_token_audiences`] for `audiences` instead of the API
-    /// server's own (a TokenReview's).
+    /// [`ApiServer::authenticate_token`] with the audiences the token names, for a TokenReview:
+    /// the token is checked for `audiences` (none: the API server's own).
     pub async fn authenticate_token_for(
         &self,
         token: &str,

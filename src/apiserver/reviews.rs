@@ -267,14 +267,10 @@ impl ApiServer {
         let wanted = strings_at(spec, "/audiences");
         let api_audiences: Vec<String> = self.opts.tokens.as_ref().map(|t| t.audiences().to_vec()).unwrap_or_default();
         let refused = |why: &str| json!({"user": {}, "error": why});
-        // A token for the audiences asked for; else one for the API server, whose audiences
-        // are then compared with those asked for (to say why it is refused).
-        let for_wanted = if wanted.is_empty() { None } else { self.authenticate_token_for(token, Some(&wanted)).await };
-        let verified = match for_wanted {
-            Some(v) => Some(v),
-            None => self.authenticate_token_audiences(token).await,
-        };
-        let Some((id, token_audiences)) = verified else {
+        // The token is checked for the audiences asked for and the API server's own: one
+        // for the API server alone is then refused below, saying why.
+        let accepted: Vec<String> = wanted.iter().chain(&api_audiences).cloned().collect();
+        let Some((id, token_audiences)) = self.authenticate_token_for(token, Some(&accepted)).await else {
             return Ok(refused("[invalid bearer token, token lookup failed]"));
         };
         // Legacy tokens name no audience: they are good for the API server's own.

@@ -377,8 +377,11 @@ fn env_key(name: &str) -> Option<Key> {
 /// server takes it. Nothing else is validated, and a config file that does not parse is
 /// passed over (the server itself reports the problem).
 pub fn configured_kubeconfig(env: &Env, cwd: &Path) -> PathBuf {
-    let from_env = [Key::WriteKubeconfig.env_var().as_str(), "K3RS_KUBECONFIG_OUTPUT"]
-        .into_iter()
+    // The setting's own variable, then its aliases (as `resolve` ranks them).
+    let own = Key::WriteKubeconfig.env_var();
+    let aliases = ENV_ALIASES.iter().filter(|(_, k)| *k == Key::WriteKubeconfig).map(|(name, _)| *name);
+    let from_env = std::iter::once(own.as_str())
+        .chain(aliases)
         .find_map(|name| env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from));
     let from_files = || {
         let files = ConfigLocation::choose(None, env).and_then(|l| l.load()).ok()?;
@@ -389,7 +392,11 @@ pub fn configured_kubeconfig(env: &Env, cwd: &Path) -> PathBuf {
             })
         })
     };
-    let path = from_env.or_else(from_files).unwrap_or_else(|| PathBuf::from(DEFAULT_WRITE_KUBECONFIG));
+    absolute_in(cwd, from_env.or_else(from_files).unwrap_or_else(|| PathBuf::from(DEFAULT_WRITE_KUBECONFIG)))
+}
+
+/// `path`, taken relative to `cwd` unless it is absolute.
+fn absolute_in(cwd: &Path, path: PathBuf) -> PathBuf {
     if path.is_absolute() {
         path
     } else {
@@ -625,7 +632,7 @@ impl Settings {
 
     /// Fills in defaults and checks the settings against each other.
     fn build(self, host: &Host) -> Result<ServerConfig, ConfigError> {
-        let absolute = |p: PathBuf| if p.is_absolute() { p } else { host.cwd.join(p) };
+        let absolute = |p: PathBuf| absolute_in(&host.cwd, p);
         let data_dir = absolute(self.data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |s| s.value));
 
         let node_name = match self.node_name {

@@ -1,7 +1,8 @@
 //! The request path: match the request against the table in force, pick the canary or the
 //! main backend, and forward to an endpoint over HTTP/1.1 connections kept open for the
-//! client connection ([`Upstreams`]), trying the next endpoint when a connect fails. Bodies stream both ways; `Connection: Upgrade`
-//! requests (WebSocket and others) become a byte tunnel once the backend answers 101.
+//! client connection ([`Upstreams`]), trying the next endpoint when a connect fails. Bodies
+//! stream both ways; `Connection: Upgrade` requests (WebSocket and others) become a byte
+//! tunnel once the backend answers 101.
 //!
 //! A retry after a failed connect is safe with a streamed body because the body is handed to
 //! the client through a slot it takes from only when it starts sending, which is after the
@@ -272,11 +273,11 @@ impl Proxy {
             *out.headers_mut() = headers.clone();
             Some(out)
         };
+        let idempotent = parts.method.is_idempotent();
         for &target in &targets {
             if SlotBody::new(&slot).is_none() {
                 break;
             }
-            let idempotent = parts.method.is_idempotent();
             let sent = self.send(upstreams, target, out, upgrade, idempotent);
             match tokio::time::timeout(self.response_timeout, sent).await {
                 Err(_) => {

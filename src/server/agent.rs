@@ -21,7 +21,6 @@ use crate::kubelet::node::{self, NodeConditions, NodeSpecInput};
 use crate::kubelet::node_backend::{NodeBackend, NodeInfo};
 use crate::kubelet::runtime::LibcontainerRuntime;
 
-/// Where k3s users put registry mirrors and credentials; ours by the same format.
 /// Container logs, where upstream's kubelet writes them.
 pub const POD_LOG_ROOT: &str = "/var/log/pods";
 
