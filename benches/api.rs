@@ -17,7 +17,9 @@
 //! taken from each request's scheduled start so that a stalled server cannot hide its queue;
 //! (c) unpaginated and `limit=500` lists of 10k ConfigMaps; (d) 100 watchers (one connection
 //! each) from a list's resourceVersion, then 1,000 writes, checking every watcher saw every
-//! event in order and measuring delivery latency.
+//! event in order and measuring delivery latency; (g) RBAC's cost: creates as a user (a client
+//! certificate the bench signs with the server's client CA) whose permission comes through the
+//! last of 1,000 RoleBindings, against creates as the cluster admin.
 //!
 //! Targets are printed beside the figures; a missed target is not a failure. The exit status
 //! is non-zero only on a functional failure: an HTTP error, a wrong item count, a watcher
@@ -55,6 +57,9 @@ const IDLE: Duration = Duration::from_secs(30);
 const CREATE_FOR: Duration = Duration::from_secs(10);
 const CREATE_MAX: usize = 20_000;
 const PATCH_RATE: u64 = 500;
+/// (g): RoleBindings of the bound user, and how long each create run lasts.
+const AUTHZ_BINDINGS: usize = 1_000;
+const AUTHZ_FOR: Duration = Duration::from_secs(5);
 const PATCH_FOR: Duration = Duration::from_secs(10);
 const PATCH_OBJECTS: usize = 500;
 const LIST_OBJECTS: usize = 10_000;
@@ -855,6 +860,93 @@ async fn watch_fanout(
     outcome
 }
 
+/// A client certificate for `user`, signed by the server's client CA (read from its data
+/// dir), with the admin kubeconfig's CA to trust the server.
+fn user_credentials(sb: &Sandbox, user: &str) -> Result<Kubeconfig, String> {
+    let tls = sb.dir.path().join("data/server/tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).map_err(|e| format!("read {f}: {e}"));
+    let ca_key = rcgen::KeyPair::from_pem(&read("client-ca.key")?).map_err(|e| format!("client CA key: {e}"))?;
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&read("client-ca.crt")?, ca_key).map_err(|e| format!("client CA: {e}"))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| format!("key: {e}"))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, user);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).map_err(|e| format!("sign: {e}"))?;
+    let admin = read_kubeconfig(&sb.kubeconfig())?;
+    Ok(Kubeconfig {
+        ca: admin.ca,
+        cert: vec![cert.der().clone()],
+        key: PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| format!("key: {e}"))?,
+    })
+}
+
+async fn post(c: &Conn, path: &str, obj: serde_json::Value) -> Result<(), String> {
+    let body = serde_json::to_vec(&obj).map_err(|e| e.to_string())?;
+    c.call(Method::POST, path, Body::Json("application/json", body), StatusCode::CREATED).await.map(|_| ())
+}
+
+/// (g) RBAC's cost: ConfigMap creates as a user whose permission comes through the last
+/// of 1,000 RoleBindings (each to its own Role) against creates as the cluster admin
+/// (allowed before RBAC is asked), alternated twice. Returns (admin/s, user/s).
+async fn authz_cost(sb: &Sandbox, port: u16, admin: &[Conn], failures: &Failures) -> Option<(f64, f64)> {
+    let ns = "bench-authz";
+    if let Err(e) = create_namespace(&admin[0], ns).await {
+        failures.add(format!("namespace {ns}: {e}"));
+        return None;
+    }
+    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
+    for i in 0..AUTHZ_BINDINGS {
+        // Bindings are evaluated in name order: the one that allows creates comes last.
+        let (role, rules) = if i + 1 == AUTHZ_BINDINGS {
+            ("zz-create".to_string(), json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]))
+        } else {
+            let name = format!("role-{i:04}");
+            let rules =
+                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": [name]}]);
+            (name, rules)
+        };
+        let r = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": role}, "rules": rules});
+        let b = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bench-user"}]});
+        let c = &admin[i % admin.len()];
+        if let Err(e) =
+            post(c, &format!("{rbac}/roles"), r).await.and(post(c, &format!("{rbac}/rolebindings"), b).await)
+        {
+            failures.add(format!("RBAC objects: {e}"));
+            return None;
+        }
+    }
+    let tls = match user_credentials(sb, "bench-user").and_then(|kc| tls_config(&kc, true, b"h2")) {
+        Ok(t) => t,
+        Err(e) => {
+            failures.add(format!("bench-user credentials: {e}"));
+            return None;
+        }
+    };
+    let mut users = Vec::new();
+    for _ in 0..CLIENTS {
+        match Conn::open(port, &tls).await {
+            Ok(c) => users.push(c),
+            Err(e) => {
+                failures.add(format!("bench-user connection: {e}"));
+                return None;
+            }
+        }
+    }
+    let (mut admin_ops, mut admin_time, mut user_ops, mut user_time) = (0, Duration::ZERO, 0, Duration::ZERO);
+    for round in 0..2 {
+        let (n, t, _, errs) = create_many(admin, ns, &format!("a{round}-"), CREATE_MAX, Some(AUTHZ_FOR)).await;
+        errs.into_iter().for_each(|e| failures.add(format!("admin create: {e}")));
+        (admin_ops, admin_time) = (admin_ops + n, admin_time + t);
+        let (n, t, _, errs) = create_many(&users, ns, &format!("u{round}-"), CREATE_MAX, Some(AUTHZ_FOR)).await;
+        errs.into_iter().for_each(|e| failures.add(format!("bench-user create: {e}")));
+        (user_ops, user_time) = (user_ops + n, user_time + t);
+    }
+    Some((admin_ops as f64 / admin_time.as_secs_f64(), user_ops as f64 / user_time.as_secs_f64()))
+}
+
 async fn api(failures: &Failures) {
     let sb = match Sandbox::new() {
         Ok(sb) => sb,
@@ -911,6 +1003,9 @@ async fn api(failures: &Failures) {
 
     eprintln!("(d) watch: {WATCHERS} watchers, {WATCH_WRITES} writes");
     let watch = watch_fanout(port, &tls, &conns[0], "bench-watch", failures).await;
+
+    eprintln!("(g) authorization: {AUTHZ_BINDINGS} RoleBindings, creates as their user vs as admin");
+    let authz = authz_cost(&sb, port, &conns, failures).await;
 
     let (rss, hwm) = (memory_kib(child.id(), "VmRSS:"), memory_kib(child.id(), "VmHWM:"));
     stop(&mut child);
@@ -976,6 +1071,19 @@ async fn api(failures: &Failures) {
         ms(patch_sent_lat.pct(0.99)),
         ms(patch_lat.max())
     );
+    if let Some((admin_rate, user_rate)) = authz {
+        let ratio = user_rate / admin_rate;
+        println!(
+            "{:<46} {:>9.0} {:>9} {:>9} {:>22} {:>7}",
+            format!("(g) create as a user of {AUTHZ_BINDINGS} RoleBindings"),
+            user_rate,
+            "",
+            "",
+            ">= 0.9x admin",
+            verdict(ratio >= 0.9)
+        );
+        println!("    (g) admin {admin_rate:.0} creates/s, bound user {user_rate:.0} creates/s: {ratio:.2}x ({} s each, twice, alternated)", AUTHZ_FOR.as_secs());
+    }
     println!(
         "    server memory at the end: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
         rss as f64 / 1024.0,

@@ -1,12 +1,8 @@
 //! Authorization: whether an identity may do a verb on a resource or a non-resource path,
 //! and which rules it holds (for SelfSubjectRulesReview and `kubectl auth can-i --list`).
 //!
-//! [`Authorizer`] is the seam RBAC slots into. Until RBAC exists, [`BootstrapPolicy`] holds
-//! what upstream's bootstrap policy grants without any Role of a user's own: cluster admins
-//! (`system:masters`) and k3rs' component identities may do everything, every
-//! authenticated user may discover the API and review itself (`system:discovery`,
-//! `system:basic-user`), and anyone may read health and version
-//! (`system:public-info-viewer`).
+//! [`Authorizer`] is the seam the authorizers slot into: RBAC (`super::rbac`) decides the
+//! API server's requests.
 
 use serde_json::{json, Value};
 
@@ -98,7 +94,8 @@ impl ResourceRule {
     }
 
     /// Whether the rule covers the attributes, with RBAC's matching: `*` matches any verb,
-    /// group or resource; `*/scale` any resource's scale; `pods/*` every pod subresource.
+    /// group or resource (subresources too); `*/scale` any resource's scale. As upstream,
+    /// `pods/*` is no wildcard.
     pub fn matches(&self, a: &ResourceAttributes) -> bool {
         let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
         if !any(&self.verbs, &a.verb) || !any(&self.api_groups, &a.group) {
@@ -107,9 +104,10 @@ impl ResourceRule {
         let resource_ok = if a.subresource.is_empty() {
             self.resources.iter().any(|r| r == "*" || *r == a.resource)
         } else {
-            let combined = format!("{}/{}", a.resource, a.subresource);
             self.resources.iter().any(|r| {
-                r == "*" || *r == combined || *r == format!("*/{}", a.subresource) || *r == format!("{}/*", a.resource)
+                r == "*"
+                    || r.strip_prefix("*/") == Some(a.subresource.as_str())
+                    || r.split_once('/') == Some((a.resource.as_str(), a.subresource.as_str()))
             })
         };
         resource_ok && (self.resource_names.is_empty() || self.resource_names.contains(&a.name))
@@ -161,80 +159,14 @@ pub trait Authorizer: Send + Sync {
     async fn rules_for(&self, user: &Identity, namespace: &str) -> Rules;
 }
 
-/// The identities allowed everything until RBAC arrives: cluster admins and k3rs' own
-/// components.
+/// The identities allowed everything in front of RBAC: cluster admins (`system:masters`,
+/// as upstream) and, for now, k3rs' own components.
 pub fn is_privileged(id: &Identity) -> bool {
     id.groups.iter().any(|g| g == "system:masters" || g == "system:nodes")
         || matches!(
             id.user.as_str(),
             "system:kube-controller-manager" | "system:kube-scheduler" | "system:kube-proxy" | "system:kube-apiserver"
         )
-}
-
-/// See the module documentation.
-pub struct BootstrapPolicy;
-
-impl BootstrapPolicy {
-    fn rules(user: &Identity) -> Rules {
-        let mut rules = Rules::default();
-        if is_privileged(user) {
-            rules.resource.push(ResourceRule::new(&["*"], &["*"], &["*"]));
-            rules.non_resource.push(NonResourceRule::new(&["*"], &["*"]));
-        }
-        let authenticated = user.groups.iter().any(|g| g == "system:authenticated");
-        if authenticated {
-            // system:basic-user
-            rules.resource.push(ResourceRule::new(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]));
-            rules.resource.push(ResourceRule::new(
-                &["create"],
-                &["authorization.k8s.io"],
-                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-            ));
-            // system:discovery
-            rules.non_resource.push(NonResourceRule::new(
-                &["get"],
-                &[
-                    "/api",
-                    "/api/*",
-                    "/apis",
-                    "/apis/*",
-                    "/healthz",
-                    "/livez",
-                    "/openapi",
-                    "/openapi/*",
-                    "/readyz",
-                    "/version",
-                    "/version/",
-                ],
-            ));
-        }
-        if authenticated || user.groups.iter().any(|g| g == "system:unauthenticated") {
-            // system:public-info-viewer
-            rules
-                .non_resource
-                .push(NonResourceRule::new(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"]));
-        }
-        rules
-    }
-}
-
-#[async_trait::async_trait]
-impl Authorizer for BootstrapPolicy {
-    async fn authorize(&self, user: &Identity, attrs: &Attributes) -> Decision {
-        // Every request passes here: the common case builds no rules.
-        if is_privileged(user) {
-            return Decision::Allow { reason: String::new() };
-        }
-        if Self::rules(user).allows(attrs) {
-            Decision::Allow { reason: String::new() }
-        } else {
-            Decision::Deny { reason: String::new() }
-        }
-    }
-
-    async fn rules_for(&self, user: &Identity, _namespace: &str) -> Rules {
-        Self::rules(user)
-    }
 }
 
 #[cfg(test)]
@@ -275,33 +207,5 @@ mod tests {
         assert!(
             !nr.matches("get", "/healthz/etcd") && !nr.matches("post", "/healthz") && !nr.matches("get", "/metrics")
         );
-    }
-
-    #[tokio::test]
-    async fn the_bootstrap_policy() {
-        let p = BootstrapPolicy;
-        let admin = Identity::new("system:admin", &["system:masters", "system:authenticated"]);
-        let alice = Identity::new("alice", &["system:authenticated"]);
-        let anonymous = Identity::new("system:anonymous", &["system:unauthenticated"]);
-        let kubelet = Identity::new("system:node:n1", &["system:nodes", "system:authenticated"]);
-        let create_pods = res("create", "", "pods", "", "");
-        assert!(p.authorize(&admin, &create_pods).await.allowed());
-        assert!(p.authorize(&kubelet, &create_pods).await.allowed());
-        assert!(!p.authorize(&alice, &create_pods).await.allowed());
-        assert!(p
-            .authorize(&alice, &res("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", ""))
-            .await
-            .allowed());
-        assert!(!p
-            .authorize(&alice, &res("create", "authorization.k8s.io", "subjectaccessreviews", "", ""))
-            .await
-            .allowed());
-        let discovery = Attributes::NonResource { verb: "get".into(), path: "/apis/apps/v1".into() };
-        assert!(p.authorize(&alice, &discovery).await.allowed());
-        assert!(!p.authorize(&anonymous, &discovery).await.allowed());
-        let version = Attributes::NonResource { verb: "get".into(), path: "/version".into() };
-        assert!(p.authorize(&anonymous, &version).await.allowed());
-        let metrics = Attributes::NonResource { verb: "get".into(), path: "/metrics".into() };
-        assert!(!p.authorize(&alice, &metrics).await.allowed() && p.authorize(&admin, &metrics).await.allowed());
     }
 }

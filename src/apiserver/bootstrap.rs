@@ -2,7 +2,8 @@
 //! `kube-public` and `kube-node-lease`, and the `kubernetes` service in `default` (the first
 //! service IP, port 443) with its Endpoints and EndpointSlice pointing at this server, and
 //! the built-in PriorityClasses `system-node-critical` and `system-cluster-critical`, and
-//! the IngressClass `k3rs` of the in-process ingress, as the default class.
+//! the IngressClass `k3rs` of the in-process ingress, as the default class, and upstream's
+//! bootstrap RBAC policy (`super::rbac::bootstrap`).
 
 use serde_json::json;
 
@@ -24,6 +25,7 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        self.bootstrap_rbac().await?;
         self.bootstrap_priority_classes().await?;
         self.bootstrap_ingress_class().await?;
         self.bootstrap_kubernetes_service().await

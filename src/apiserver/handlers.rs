@@ -55,8 +55,8 @@ impl Query {
 
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
         match self.dry_run.as_deref() {
-            None | Some("") => Ok(WriteOptions { dry_run: false }),
-            Some("All") => Ok(WriteOptions { dry_run: true }),
+            None | Some("") => Ok(WriteOptions { dry_run: false, admit: None }),
+            Some("All") => Ok(WriteOptions { dry_run: true, admit: None }),
             Some(other) => {
                 Err(ApiError::bad_request(format!("Invalid dry run value: {other}: supported values: \"All\"")))
             }
@@ -147,12 +147,13 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 impl ApiServer {
     pub(crate) async fn serve_resource(
         &self,
+        caller: &super::Identity,
         r: ResourceRequest,
         headers: &HeaderMap,
         query: Option<&str>,
         body: Bytes,
     ) -> Response {
-        match self.resource(r, headers, query, body).await {
+        match self.resource(caller, r, headers, query, body).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         }
@@ -167,6 +168,7 @@ impl ApiServer {
 
     async fn resource(
         &self,
+        caller: &super::Identity,
         r: ResourceRequest,
         headers: &HeaderMap,
         raw_query: Option<&str>,
@@ -313,13 +315,14 @@ impl ApiServer {
                 }
                 let obj = decode_body(headers, &body)?;
                 let warnings = field_validation(&rt, &q, headers, &body)?;
-                let created = reg.create(&rt, ns, obj, &q.write_options()?).await?;
+                let created = reg.create(&rt, ns, obj, &self.admitted(q.write_options()?, caller)).await?;
                 Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
             }
             "update" => {
                 let obj = decode_body(headers, &body)?;
                 let warnings = field_validation(&rt, &q, headers, &body)?;
-                let updated = reg.update(&rt, ns, name, obj, status_only, &q.write_options()?).await?;
+                let opts = self.admitted(q.write_options()?, caller);
+                let updated = reg.update(&rt, ns, name, obj, status_only, &opts).await?;
                 Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
             }
             "patch" => {
@@ -328,19 +331,26 @@ impl ApiServer {
                 let (group, version, kind) = (rt.group, rt.version, rt.kind);
                 let mut warnings = Vec::new();
                 let patched = reg
-                    .guaranteed_update(&rt, ns, name, status_only, &q.write_options()?, |current| {
-                        let (obj, w) = super::options::apply_patch_validated(
-                            patch_type,
-                            group,
-                            version,
-                            kind,
-                            current,
-                            &body,
-                            q.field_validation.as_deref(),
-                        )?;
-                        warnings = w;
-                        Ok(obj)
-                    })
+                    .guaranteed_update(
+                        &rt,
+                        ns,
+                        name,
+                        status_only,
+                        &self.admitted(q.write_options()?, caller),
+                        |current| {
+                            let (obj, w) = super::options::apply_patch_validated(
+                                patch_type,
+                                group,
+                                version,
+                                kind,
+                                current,
+                                &body,
+                                q.field_validation.as_deref(),
+                            )?;
+                            warnings = w;
+                            Ok(obj)
+                        },
+                    )
                     .await?;
                 Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
             }

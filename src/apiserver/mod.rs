@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod registry;
 pub mod request;
 pub mod reviews;
@@ -90,6 +91,8 @@ pub struct ApiServer {
     pub server_address: String,
     /// Decides every request after authentication (and impersonation).
     pub authorizer: Arc<dyn authz::Authorizer>,
+    /// RBAC's policy copy, when RBAC decides: for escalation checks on RBAC writes.
+    rbac: Option<Arc<rbac::cache::PolicyCache>>,
     types: HashMap<(String, String, String), Arc<ResourceType>>,
     /// The container side of `pods/log`, `pods/exec` and `pods/attach`.
     pod_streams: streaming::PodStreamsSlot,
@@ -108,15 +111,28 @@ impl ApiServer {
         Self::with_options(store, ApiOptions::default())
     }
 
+    /// An API server whose requests RBAC decides, from a copy of the policy that follows
+    /// `store` (started here: call within a tokio runtime).
     pub fn with_options(store: Arc<dyn Store>, opts: ApiOptions) -> Arc<Self> {
-        Self::with_authorizer(store, opts, Arc::new(authz::BootstrapPolicy))
+        let rbac = rbac::RbacAuthorizer::start(store.clone());
+        let cache = rbac.cache.clone();
+        Self::build(store, opts, Arc::new(rbac), Some(cache))
     }
 
-    /// An API server whose requests `authorizer` decides (RBAC, when it comes).
+    /// An API server whose requests `authorizer` decides, with no RBAC escalation checks.
     pub fn with_authorizer(
         store: Arc<dyn Store>,
         opts: ApiOptions,
         authorizer: Arc<dyn authz::Authorizer>,
+    ) -> Arc<Self> {
+        Self::build(store, opts, authorizer, None)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        opts: ApiOptions,
+        authorizer: Arc<dyn authz::Authorizer>,
+        rbac: Option<Arc<rbac::cache::PolicyCache>>,
     ) -> Arc<Self> {
         let mut types = HashMap::new();
         for rt in registry::strategies::resource_types(opts.service_cidr) {
@@ -128,9 +144,22 @@ impl ApiServer {
             opts,
             metrics: Default::default(),
             authorizer,
+            rbac,
             types,
             pod_streams: Default::default(),
         })
+    }
+
+    /// `opts` with the admission checks of writes made by `caller`.
+    pub(crate) fn admitted(&self, mut opts: registry::WriteOptions, caller: &Identity) -> registry::WriteOptions {
+        if let Some(cache) = &self.rbac {
+            opts.admit = Some(Arc::new(rbac::escalation::Escalation {
+                authorizer: self.authorizer.clone(),
+                cache: cache.clone(),
+                user: caller.clone(),
+            }));
+        }
+        opts
     }
 
     /// The resource type served at group/version/plural.
@@ -213,7 +242,10 @@ async fn handle(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
                 tracing::debug!(target: "k3rs::audit", verb, path = %parts.uri.path(), user = %identity.as_ref().map(|i| i.user.as_str()).unwrap_or(""), "request");
             }
             let resp = match axum::body::to_bytes(body, handlers::MAX_BODY).await {
-                Ok(body) => api.serve_resource(r, &parts.headers, query.as_deref(), body).await,
+                Ok(body) => {
+                    let caller = identity.clone().unwrap_or_default();
+                    api.serve_resource(&caller, r, &parts.headers, query.as_deref(), body).await
+                }
                 Err(_) => ApiError::too_large("the request body is larger than 3145728 bytes").into_response(),
             };
             let resp = if gzip { compress(resp).await } else { resp };

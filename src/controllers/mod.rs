@@ -5,6 +5,7 @@
 //! A controller gets a [`Context`]: the typed client, the shared informers, the clock and
 //! the few cluster facts that are not API objects (the server CA a pod must trust).
 
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -56,6 +57,11 @@ pub struct Registration {
 /// Every controller.
 pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "namespace-controller", alias: "namespace", start: |c| Box::pin(namespace::run(c)) },
+    Registration {
+        name: "clusterrole-aggregation-controller",
+        alias: "clusterrole-aggregation",
+        start: |c| Box::pin(clusterroleaggregation::run(c)),
+    },
     Registration {
         name: "serviceaccount-controller",
         alias: "serviceaccount",

@@ -232,4 +232,39 @@ fn auth_whoami_can_i_and_impersonation_over_tls() {
     );
     let out = c.kubectl(&["--as=someone", "auth", "can-i", "create", "pods"]);
     assert_eq!((out.status.success(), String::from_utf8_lossy(&out.stdout).trim()), (false, "no"));
+
+    // A service account's own token: RBAC gives it nothing until it is bound.
+    let token = c.k(&["create", "token", "default"]).trim().to_string();
+    let view =
+        |path: &str| c.k(&["config", "view", "--raw", "-o", &format!("jsonpath={{.clusters[0].cluster.{path}}}")]);
+    let sa_config = c.kubeconfig().with_file_name("sa-kubeconfig");
+    std::fs::write(
+        &sa_config,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: sa, namespace: default}}\ncurrent-context: c\n\
+             users:\n- name: sa\n  user:\n    token: {token}\n",
+            view("server"),
+            view("certificate-authority-data")
+        ),
+    )
+    .unwrap();
+    let sa = sa_config.to_str().unwrap();
+    let who = c.k(&["--kubeconfig", sa, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(who, "system:serviceaccount:default:default");
+    let out = c.kubectl(&["--kubeconfig", sa, "get", "pods"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:default:default" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    c.k(&["create", "rolebinding", "default-view", "--clusterrole=view", "--serviceaccount=default:default"]);
+    c.k(&["--kubeconfig", sa, "get", "pods"]);
+    let out = c.kubectl(&["--kubeconfig", sa, "auth", "can-i", "create", "pods"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    let list = c.k(&["--kubeconfig", sa, "auth", "can-i", "--list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "[]", "[]", "[get", "list", "watch]"]),
+        "{list}"
+    );
 }

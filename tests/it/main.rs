@@ -47,6 +47,7 @@ mod pki;
 mod podnet;
 mod protobuf;
 mod protobuf_kubectl;
+mod rbac;
 mod runtime;
 mod scheduling;
 mod server;

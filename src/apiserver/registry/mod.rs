@@ -141,10 +141,34 @@ impl ResourceType {
     }
 }
 
+/// Validating admission: sees the object a write is about to store, after defaulting and
+/// validation (and the stored one, for updates), and may refuse it.
+#[async_trait::async_trait]
+pub trait Admit: Send + Sync {
+    async fn admit(&self, rt: &ResourceType, new: &Value, old: Option<&Value>) -> Result<(), ApiError>;
+}
+
 /// Options of a write.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    /// The requester's admission checks; none for the server's own writes.
+    pub admit: Option<Arc<dyn Admit>>,
+}
+
+impl std::fmt::Debug for WriteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions").field("dry_run", &self.dry_run).field("admit", &self.admit.is_some()).finish()
+    }
+}
+
+impl WriteOptions {
+    async fn admit(&self, rt: &ResourceType, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        match &self.admit {
+            Some(a) => a.admit(rt, new, old).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Keeps an object or not: a list or watch's label and field selectors.
@@ -395,6 +419,7 @@ impl Registry {
         }
         rt.strategy.prepare_create(&mut obj);
         Self::validate(rt, &obj, None)?;
+        opts.admit(rt, &obj, None).await?;
         self.check_namespace_open(rt, namespace).await?;
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let key = rt.key(namespace, &name);
@@ -630,6 +655,7 @@ impl Registry {
             None => current.mod_revision,
         };
         let new = self.merge_update(rt, obj, &old, status_only)?;
+        opts.admit(rt, &new, Some(&old)).await?;
         if opts.dry_run {
             return Ok(new);
         }
@@ -757,6 +783,7 @@ impl Registry {
                 }
             }
             let new = self.merge_update(rt, desired, &old, status_only)?;
+            opts.admit(rt, &new, Some(&old)).await?;
             if opts.dry_run {
                 return Ok(new);
             }
