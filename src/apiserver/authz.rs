@@ -160,13 +160,13 @@ pub trait Authorizer: Send + Sync {
 }
 
 /// The identities allowed everything in front of RBAC: cluster admins (`system:masters`,
-/// as upstream) and, for now, k3rs' own components.
+/// as upstream) and, for now, the k3rs components that do more than their upstream
+/// counterpart's role allows (the controller manager's client also serves the in-process
+/// proxy, DNS and ingress; the kubelet awaits the Node authorizer). The scheduler holds
+/// only upstream's `system:kube-scheduler` and `system:volume-scheduler`.
 pub fn is_privileged(id: &Identity) -> bool {
     id.groups.iter().any(|g| g == "system:masters" || g == "system:nodes")
-        || matches!(
-            id.user.as_str(),
-            "system:kube-controller-manager" | "system:kube-scheduler" | "system:kube-proxy" | "system:kube-apiserver"
-        )
+        || matches!(id.user.as_str(), "system:kube-controller-manager" | "system:kube-proxy" | "system:kube-apiserver")
 }
 
 #[cfg(test)]
