@@ -1,5 +1,6 @@
 //! Upstream's bootstrap RBAC policy: the user-facing roles (cluster-admin, admin, edit,
-//! view and their aggregation), the `system:*` roles and their bindings, created at the
+//! view and their aggregation), the `system:*` roles and their bindings (the controllers'
+//! `system:controller:*` roles too), created at the
 //! first start and reconciled at every start as kube-apiserver's `rbac/bootstrap-roles`
 //! hook does: a role or binding whose `rbac.authorization.kubernetes.io/autoupdate`
 //! annotation is not `"false"` gets back the rules, aggregation selectors, subjects,
@@ -441,6 +442,390 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
     ]
 }
 
+/// The events rule every controller role ends with.
+fn events() -> PolicyRule {
+    r(EVENTS, &["", "events.k8s.io"], &["events"])
+}
+
+fn controller(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
+    cluster_role(&format!("system:controller:{name}"), &[], rules)
+}
+
+/// The roles of the controller manager's controllers (`system:controller:<name>`), each
+/// bound to the service account `kube-system/<name>` that upstream's controller manager
+/// runs that controller as, in upstream's order (by name).
+pub fn controller_roles() -> Vec<ClusterRole> {
+    let core = &[""];
+    let apps_ext = &["apps", "extensions"];
+    let rw_all = &["create", "delete", "get", "list", "patch", "update", "watch"];
+    vec![
+        controller(
+            "attachdetach-controller",
+            vec![
+                r(&["list", "watch"], core, &["persistentvolumeclaims", "persistentvolumes"]),
+                r(READ, core, &["nodes"]),
+                r(&["patch", "update"], core, &["nodes/status"]),
+                r(&["list", "watch"], core, &["pods"]),
+                events(),
+                r(&["create", "delete", "get", "list", "watch"], &["storage.k8s.io"], &["volumeattachments"]),
+                r(READ, &["storage.k8s.io"], &["csidrivers"]),
+                r(READ, &["storage.k8s.io"], &["csinodes"]),
+            ],
+        ),
+        controller(
+            "certificate-controller",
+            vec![
+                r(&["delete", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
+                r(
+                    &["update"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests/approval", "certificatesigningrequests/status"],
+                ),
+                named(
+                    &["approve"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+                named(
+                    &["sign"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &[
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                        "kubernetes.io/legacy-unknown",
+                    ],
+                ),
+                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                events(),
+            ],
+        ),
+        controller(
+            "clusterrole-aggregation-controller",
+            vec![r(&["escalate", "get", "list", "patch", "update", "watch"], &[GROUP], &["clusterroles"])],
+        ),
+        controller(
+            "cronjob-controller",
+            vec![
+                r(&["get", "list", "update", "watch"], &["batch"], &["cronjobs"]),
+                r(rw_all, &["batch"], &["jobs"]),
+                r(&["update"], &["batch"], &["cronjobs/status"]),
+                r(&["update"], &["batch"], &["cronjobs/finalizers"]),
+                r(&["delete", "list", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "daemon-set-controller",
+            vec![
+                r(READ, apps_ext, &["daemonsets"]),
+                r(&["update"], apps_ext, &["daemonsets/status"]),
+                r(&["update"], apps_ext, &["daemonsets/finalizers"]),
+                r(&["list", "watch"], core, &["nodes"]),
+                r(&["create", "delete", "list", "patch", "watch"], core, &["pods"]),
+                r(&["create"], core, &["pods/binding"]),
+                r(rw_all, &["apps"], &["controllerrevisions"]),
+                events(),
+            ],
+        ),
+        controller(
+            "deployment-controller",
+            vec![
+                r(&["get", "list", "update", "watch"], apps_ext, &["deployments"]),
+                r(&["update"], apps_ext, &["deployments/status"]),
+                r(&["update"], apps_ext, &["deployments/finalizers"]),
+                r(rw_all, apps_ext, &["replicasets"]),
+                r(&["get", "list", "update", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "device-taint-eviction-controller",
+            vec![
+                r(&["delete", "get", "list", "watch"], core, &["pods"]),
+                r(&["patch", "update"], core, &["pods/status"]),
+                r(READ, &["resource.k8s.io"], &["resourceclaims"]),
+                r(READ, &["resource.k8s.io"], &["resourceslices"]),
+                r(READ, &["resource.k8s.io"], &["deviceclasses"]),
+                events(),
+            ],
+        ),
+        controller(
+            "disruption-controller",
+            vec![
+                r(READ, apps_ext, &["deployments"]),
+                r(READ, apps_ext, &["replicasets"]),
+                r(READ, core, &["replicationcontrollers"]),
+                r(READ, &["policy"], &["poddisruptionbudgets"]),
+                r(READ, &["apps"], &["statefulsets"]),
+                r(&["update"], &["policy"], &["poddisruptionbudgets/status"]),
+                r(&["patch", "update"], core, &["pods/status"]),
+                r(&["get"], &["*"], &["*/scale"]),
+                events(),
+            ],
+        ),
+        controller(
+            "endpoint-controller",
+            vec![
+                r(READ, core, &["pods", "services"]),
+                r(&["create", "delete", "get", "list", "update", "watch"], core, &["endpoints"]),
+                r(&["create"], core, &["endpoints/restricted"]),
+                events(),
+            ],
+        ),
+        controller(
+            "endpointslice-controller",
+            vec![
+                r(READ, core, &["nodes", "pods", "services"]),
+                r(&["update"], core, &["services/finalizers"]),
+                r(&["create", "delete", "get", "list", "update", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                events(),
+            ],
+        ),
+        controller(
+            "endpointslicemirroring-controller",
+            vec![
+                r(READ, core, &["endpoints", "services"]),
+                r(&["update"], core, &["services/finalizers"]),
+                r(&["update"], core, &["endpoints/finalizers"]),
+                r(&["create", "delete", "get", "list", "update", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                events(),
+            ],
+        ),
+        controller(
+            "ephemeral-volume-controller",
+            vec![
+                r(READ, core, &["pods"]),
+                r(&["update"], core, &["pods/finalizers"]),
+                r(&["create", "get", "list", "watch"], core, &["persistentvolumeclaims"]),
+                events(),
+            ],
+        ),
+        controller(
+            "expand-controller",
+            vec![
+                r(&["get", "list", "patch", "update", "watch"], core, &["persistentvolumes"]),
+                r(&["patch", "update"], core, &["persistentvolumeclaims/status"]),
+                r(READ, core, &["persistentvolumeclaims"]),
+                events(),
+            ],
+        ),
+        controller(
+            "generic-garbage-collector",
+            vec![r(&["delete", "get", "list", "patch", "update", "watch"], &["*"], &["*"]), events()],
+        ),
+        controller(
+            "horizontal-pod-autoscaler",
+            vec![
+                r(READ, &["autoscaling"], &["horizontalpodautoscalers"]),
+                r(&["update"], &["autoscaling"], &["horizontalpodautoscalers/status"]),
+                r(&["get", "update"], &["*"], &["*/scale"]),
+                r(&["list", "watch"], core, &["pods"]),
+                r(&["list", "watch"], &["metrics.k8s.io"], &["pods"]),
+                r(READ, &["custom.metrics.k8s.io"], &["*"]),
+                r(READ, &["external.metrics.k8s.io"], &["*"]),
+                events(),
+            ],
+        ),
+        controller(
+            "job-controller",
+            vec![
+                r(&["get", "list", "patch", "update", "watch"], &["batch"], &["jobs"]),
+                r(&["update"], &["batch"], &["jobs/status"]),
+                r(&["update"], &["batch"], &["jobs/finalizers"]),
+                r(&["create", "delete", "list", "patch", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "legacy-service-account-token-cleaner",
+            vec![
+                named(&["get"], core, &["configmaps"], &["kube-apiserver-legacy-service-account-token-tracking"]),
+                r(&["delete", "patch"], core, &["secrets"]),
+            ],
+        ),
+        controller(
+            "namespace-controller",
+            vec![
+                r(&["delete", "get", "list", "watch"], core, &["namespaces"]),
+                r(&["update"], core, &["namespaces/finalize", "namespaces/status"]),
+                r(&["delete", "deletecollection", "get", "list", "watch"], &["*"], &["*"]),
+            ],
+        ),
+        controller(
+            "node-controller",
+            vec![
+                r(&["delete", "get", "list", "patch", "update", "watch"], core, &["nodes"]),
+                r(&["patch", "update"], core, &["nodes/status"]),
+                r(&["patch", "update"], core, &["pods/status"]),
+                r(&["delete", "get", "list", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "persistent-volume-binder",
+            vec![
+                r(&["create", "delete", "get", "list", "update", "watch"], core, &["persistentvolumes"]),
+                r(&["update"], core, &["persistentvolumes/status"]),
+                r(&["get", "list", "update", "watch"], core, &["persistentvolumeclaims"]),
+                r(&["update"], core, &["persistentvolumeclaims/status"]),
+                r(&["create", "delete", "get", "list", "watch"], core, &["pods"]),
+                r(READ, &["storage.k8s.io"], &["storageclasses"]),
+                r(&["list", "watch"], core, &["nodes"]),
+                events(),
+                r(&["watch"], core, &["events"]),
+            ],
+        ),
+        controller(
+            "pod-garbage-collector",
+            vec![
+                r(&["delete", "list", "watch"], core, &["pods"]),
+                r(READ, core, &["nodes"]),
+                r(&["patch"], core, &["pods/status"]),
+            ],
+        ),
+        controller(
+            "pv-protection-controller",
+            vec![r(&["get", "list", "update", "watch"], core, &["persistentvolumes"]), events()],
+        ),
+        controller(
+            "pvc-protection-controller",
+            vec![
+                r(&["get", "list", "update", "watch"], core, &["persistentvolumeclaims"]),
+                r(&["update"], core, &["persistentvolumeclaims/status"]),
+                r(READ, core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "replicaset-controller",
+            vec![
+                r(&["get", "list", "update", "watch"], apps_ext, &["replicasets"]),
+                r(&["update"], apps_ext, &["replicasets/status"]),
+                r(&["update"], apps_ext, &["replicasets/finalizers"]),
+                r(&["create", "delete", "list", "patch", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "replication-controller",
+            vec![
+                r(&["get", "list", "update", "watch"], core, &["replicationcontrollers"]),
+                r(&["update"], core, &["replicationcontrollers/status"]),
+                r(&["update"], core, &["replicationcontrollers/finalizers"]),
+                r(&["create", "delete", "list", "patch", "watch"], core, &["pods"]),
+                events(),
+            ],
+        ),
+        controller(
+            "resource-claim-controller",
+            vec![
+                r(READ, core, &["pods"]),
+                r(&["update"], core, &["pods/finalizers"]),
+                r(&["create", "delete", "get", "list", "watch"], &["resource.k8s.io"], &["resourceclaims"]),
+                r(&["patch", "update"], &["resource.k8s.io"], &["resourceclaims", "resourceclaims/status"]),
+                r(&["patch", "update"], core, &["pods/status"]),
+                events(),
+                r(&["patch", "update"], &["resource.k8s.io"], &["resourceclaims/binding"]),
+            ],
+        ),
+        controller(
+            "resourcequota-controller",
+            vec![r(&["list", "watch"], &["*"], &["*"]), r(&["update"], core, &["resourcequotas/status"]), events()],
+        ),
+        controller("root-ca-cert-publisher", vec![r(&["create", "update"], core, &["configmaps"]), events()]),
+        controller(
+            "route-controller",
+            vec![r(&["list", "watch"], core, &["nodes"]), r(&["patch"], core, &["nodes/status"]), events()],
+        ),
+        controller(
+            "selinux-warning-controller",
+            vec![
+                events(),
+                r(READ, core, &["persistentvolumes"]),
+                r(READ, core, &["persistentvolumeclaims"]),
+                r(READ, core, &["pods"]),
+                r(READ, &["storage.k8s.io"], &["csidrivers"]),
+            ],
+        ),
+        controller("service-account-controller", vec![r(&["create"], core, &["serviceaccounts"]), events()]),
+        controller(
+            "service-cidrs-controller",
+            vec![
+                r(&["get", "list", "patch", "update", "watch"], &["networking.k8s.io"], &["servicecidrs"]),
+                r(&["patch", "update"], &["networking.k8s.io"], &["servicecidrs/finalizers"]),
+                r(&["patch", "update"], &["networking.k8s.io"], &["servicecidrs/status"]),
+                r(READ, &["networking.k8s.io"], &["ipaddresses"]),
+                events(),
+            ],
+        ),
+        controller(
+            "service-controller",
+            vec![
+                r(READ, core, &["services"]),
+                r(&["patch", "update"], core, &["services/status"]),
+                r(&["list", "watch"], core, &["nodes"]),
+                events(),
+            ],
+        ),
+        controller(
+            "statefulset-controller",
+            vec![
+                r(&["list", "watch"], core, &["pods"]),
+                r(READ, &["apps"], &["statefulsets"]),
+                r(&["update"], &["apps"], &["statefulsets/status"]),
+                r(&["update"], &["apps"], &["statefulsets/finalizers"]),
+                r(&["create", "delete", "get", "patch", "update"], core, &["pods"]),
+                r(rw_all, &["apps"], &["controllerrevisions"]),
+                r(&["create", "get", "list", "watch"], core, &["persistentvolumeclaims"]),
+                r(&["delete", "update"], core, &["persistentvolumeclaims"]),
+                r(&["update"], core, &["pods/finalizers"]),
+                events(),
+            ],
+        ),
+        controller(
+            "ttl-after-finished-controller",
+            vec![r(&["delete", "get", "list", "watch"], &["batch"], &["jobs"]), events()],
+        ),
+        controller("ttl-controller", vec![r(&["list", "patch", "update", "watch"], core, &["nodes"]), events()]),
+        controller(
+            "validatingadmissionpolicy-status-controller",
+            vec![
+                r(READ, &["admissionregistration.k8s.io"], &["validatingadmissionpolicies"]),
+                r(
+                    &["get", "patch", "update"],
+                    &["admissionregistration.k8s.io"],
+                    &["validatingadmissionpolicies/status"],
+                ),
+                events(),
+            ],
+        ),
+        controller(
+            "volumeattributesclass-protection-controller",
+            vec![
+                r(READ, core, &["persistentvolumeclaims"]),
+                r(READ, core, &["persistentvolumes"]),
+                r(&["get", "list", "update", "watch"], &["storage.k8s.io"], &["volumeattributesclasses"]),
+                events(),
+            ],
+        ),
+    ]
+}
+
+/// Each controller role bound to its controller's service account in `kube-system`.
+pub fn controller_role_bindings() -> Vec<ClusterRoleBinding> {
+    controller_roles()
+        .into_iter()
+        .filter_map(|role| role.metadata.name)
+        .map(|name| {
+            let account = name.trim_start_matches("system:controller:").to_string();
+            cluster_binding(&name, &[("ServiceAccount", &format!("kube-system/{account}"))])
+        })
+        .collect()
+}
+
 fn subject(kind: &str, name: &str) -> Subject {
     let (name, namespace) = match (kind, name.split_once('/')) {
         ("ServiceAccount", Some((ns, n))) => (n, Some(ns.to_string())),
@@ -704,7 +1089,7 @@ impl ApiServer {
     /// Creates and reconciles the bootstrap policy (see the module documentation).
     pub async fn bootstrap_rbac(&self) -> Result<(), ApiError> {
         let api_version = "rbac.authorization.k8s.io/v1";
-        for role in cluster_roles() {
+        for role in cluster_roles().into_iter().chain(controller_roles()) {
             self.ensure(None, "clusterroles", to_value(&role, api_version, "ClusterRole")?, |cur| {
                 let mut have: ClusterRole = from_value(cur)?;
                 let changed = reconcile_rules(
@@ -729,7 +1114,7 @@ impl ApiServer {
             })
             .await?;
         }
-        for b in cluster_role_bindings() {
+        for b in cluster_role_bindings().into_iter().chain(controller_role_bindings()) {
             self.ensure(None, "clusterrolebindings", to_value(&b, api_version, "ClusterRoleBinding")?, |cur| {
                 let mut have: ClusterRoleBinding = from_value(cur)?;
                 let role_ref = have.role_ref.clone();
@@ -840,6 +1225,18 @@ mod tests {
         let mut sorted = roles.clone();
         sorted.sort();
         assert_eq!(roles, sorted, "upstream's order is by name");
+        let controllers: Vec<String> = controller_roles().into_iter().filter_map(|r| r.metadata.name).collect();
+        let mut sorted = controllers.clone();
+        sorted.sort();
+        assert_eq!(controllers, sorted);
+        let bindings = controller_role_bindings();
+        assert_eq!(bindings.len(), controllers.len());
+        let gc = bindings.iter().find(|b| b.role_ref.name == "system:controller:generic-garbage-collector").unwrap();
+        let subject = &gc.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (subject.kind.as_str(), subject.name.as_str(), subject.namespace.as_deref()),
+            ("ServiceAccount", "generic-garbage-collector", Some("kube-system"))
+        );
     }
 
     #[test]
