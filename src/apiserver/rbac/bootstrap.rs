@@ -1086,11 +1086,16 @@ fn from_value<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> 
 }
 
 impl ApiServer {
-    /// Creates and reconciles the bootstrap policy (see the module documentation).
+    /// Creates and reconciles the bootstrap policy (see the module documentation). The
+    /// objects are independent: they are written concurrently, so that the store's group
+    /// commits take many at once.
     pub async fn bootstrap_rbac(&self) -> Result<(), ApiError> {
+        use futures::future::BoxFuture;
         let api_version = "rbac.authorization.k8s.io/v1";
+        let mut work: Vec<BoxFuture<'_, Result<(), ApiError>>> = Vec::new();
         for role in cluster_roles().into_iter().chain(controller_roles()) {
-            self.ensure(None, "clusterroles", to_value(&role, api_version, "ClusterRole")?, |cur| {
+            let desired = to_value(&role, api_version, "ClusterRole")?;
+            work.push(Box::pin(self.ensure(None, "clusterroles", desired, move |cur| {
                 let mut have: ClusterRole = from_value(cur)?;
                 let changed = reconcile_rules(
                     &mut have.metadata,
@@ -1101,21 +1106,24 @@ impl ApiServer {
                     role.aggregation_rule.as_ref(),
                 );
                 updated(changed, &have, api_version, "ClusterRole")
-            })
-            .await?;
+            })));
         }
         for role in namespace_roles() {
+            let desired = to_value(&role, api_version, "Role")?;
             let ns = role.metadata.namespace.clone();
-            self.ensure(ns.as_deref(), "roles", to_value(&role, api_version, "Role")?, |cur| {
-                let mut have: Role = from_value(cur)?;
-                let changed =
-                    reconcile_rules(&mut have.metadata, &mut have.rules, None, &role.metadata, &role.rules, None);
-                updated(changed, &have, api_version, "Role")
-            })
-            .await?;
+            work.push(Box::pin(async move {
+                self.ensure(ns.as_deref(), "roles", desired, move |cur| {
+                    let mut have: Role = from_value(cur)?;
+                    let changed =
+                        reconcile_rules(&mut have.metadata, &mut have.rules, None, &role.metadata, &role.rules, None);
+                    updated(changed, &have, api_version, "Role")
+                })
+                .await
+            }));
         }
         for b in cluster_role_bindings().into_iter().chain(controller_role_bindings()) {
-            self.ensure(None, "clusterrolebindings", to_value(&b, api_version, "ClusterRoleBinding")?, |cur| {
+            let desired = to_value(&b, api_version, "ClusterRoleBinding")?;
+            work.push(Box::pin(self.ensure(None, "clusterrolebindings", desired, move |cur| {
                 let mut have: ClusterRoleBinding = from_value(cur)?;
                 let role_ref = have.role_ref.clone();
                 match reconcile_subjects(
@@ -1129,29 +1137,31 @@ impl ApiServer {
                     None => Ok(Reconciled::Recreate),
                     Some(changed) => updated(changed, &have, api_version, "ClusterRoleBinding"),
                 }
-            })
-            .await?;
+            })));
         }
         for b in namespace_role_bindings() {
+            let desired = to_value(&b, api_version, "RoleBinding")?;
             let ns = b.metadata.namespace.clone();
-            self.ensure(ns.as_deref(), "rolebindings", to_value(&b, api_version, "RoleBinding")?, |cur| {
-                let mut have: RoleBinding = from_value(cur)?;
-                let role_ref = have.role_ref.clone();
-                match reconcile_subjects(
-                    &mut have.metadata,
-                    &mut have.subjects,
-                    &role_ref,
-                    &b.metadata,
-                    &b.subjects,
-                    &b.role_ref,
-                ) {
-                    None => Ok(Reconciled::Recreate),
-                    Some(changed) => updated(changed, &have, api_version, "RoleBinding"),
-                }
-            })
-            .await?;
+            work.push(Box::pin(async move {
+                self.ensure(ns.as_deref(), "rolebindings", desired, move |cur| {
+                    let mut have: RoleBinding = from_value(cur)?;
+                    let role_ref = have.role_ref.clone();
+                    match reconcile_subjects(
+                        &mut have.metadata,
+                        &mut have.subjects,
+                        &role_ref,
+                        &b.metadata,
+                        &b.subjects,
+                        &b.role_ref,
+                    ) {
+                        None => Ok(Reconciled::Recreate),
+                        Some(changed) => updated(changed, &have, api_version, "RoleBinding"),
+                    }
+                })
+                .await
+            }));
         }
-        Ok(())
+        futures::future::try_join_all(work).await.map(drop)
     }
 
     /// Creates `desired`, or reconciles the stored object with `reconcile`.
