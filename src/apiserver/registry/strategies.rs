@@ -239,6 +239,26 @@ impl Strategy for NamespaceStrategy {
     }
 }
 
+/// Whether a delete of this resource answers with the deleted object, as upstream's storage
+/// does for these (`ReturnDeletedObject`, or a REST `Delete` of its own that returns it);
+/// the others answer with a `Success` Status.
+pub fn returns_deleted_object(group: &str, plural: &str) -> bool {
+    matches!(
+        (group, plural),
+        (
+            "",
+            "namespaces"
+                | "pods"
+                | "services"
+                | "serviceaccounts"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+                | "resourcequotas"
+        ) | ("storage.k8s.io", "storageclasses" | "volumeattachments" | "csidrivers" | "csinodes")
+            | ("apiextensions.k8s.io", "customresourcedefinitions")
+    )
+}
+
 /// The resources this build stores and serves: every built-in resource of the discovery
 /// table that can be read back (the review APIs, bindings and component statuses are not
 /// stored objects), with its strategy. A resource served in more than one version is
@@ -306,6 +326,7 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
             storage,
             strategy,
             conversion,
+            returns_deleted: returns_deleted_object(info.group, info.plural),
         });
     }
     out
