@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::registry::{DeleteOptions, Deleted, ListOptions, ResourceType, WriteOptions};
 use super::request::ResourceRequest;
 use super::status::{ApiError, Reason};
+use super::table::Output;
 use super::watch::{self, WatchRequest};
 use super::ApiServer;
 
@@ -65,7 +66,7 @@ impl Query {
 }
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    let body = super::encode::body(v);
     let mut resp = (code, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
@@ -131,6 +132,15 @@ fn field_validation(rt: &ResourceType, q: &Query, headers: &HeaderMap, body: &[u
         )));
     }
     Ok(errors.iter().map(|e| e.to_string()).collect())
+}
+
+/// The package of upstream's internal Go types of a group, as its error messages name
+/// them (`*core.ConfigMap`, `*apps.Deployment`, `*rbac.Role`).
+fn go_package(group: &str) -> &str {
+    match group {
+        "" | "events.k8s.io" => "core",
+        g => g.split('.').next().unwrap_or(g),
+    }
 }
 
 /// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn`.
@@ -221,10 +231,21 @@ impl ApiServer {
         };
         let name = r.name.as_deref().unwrap_or("");
         let reg = &self.registry;
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let output = super::table::negotiate(accept).map_err(|e| ApiError::not_acceptable(e.to_string()))?;
+        // What a single object is answered as: itself, or its metadata.
+        let single = |obj: Value| match output {
+            Output::Metadata(v) => Ok(super::table::partial_object(&obj, v)),
+            Output::MetadataList(_) => Err(ApiError::conversion_not_acceptable(format!(
+                "you requested PartialObjectMetadataList, but the requested object is not a list (*{}.{})",
+                go_package(rt.group),
+                rt.kind
+            ))),
+            Output::Object | Output::Table(_) => Ok(obj),
+        };
         // `kubectl get` asks for server-side printing.
-        let table = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).and_then(super::table::wants_table)
-        {
-            Some(version) if !status_only => {
+        let table = match output {
+            Output::Table(version) if !status_only => {
                 let include = super::table::IncludeObject::parse(q.include_object.as_deref())
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(super::table::TableOptions { version, include, headers: true })
@@ -241,7 +262,7 @@ impl ApiServer {
                         Some(t) => {
                             super::table::render_object(rt.group, rt.version, rt.kind, &obj, t.include, t.version, now)
                         }
-                        None => obj,
+                        None => single(obj)?,
                     },
                 ))
             }
@@ -253,6 +274,17 @@ impl ApiServer {
                     resource_version_match: q.resource_version_match.clone(),
                     filter: self.filter(&rt, &q)?,
                 };
+                if let Output::Metadata(_) = output {
+                    return Err(ApiError::conversion_not_acceptable(format!(
+                        "you requested PartialObjectMetadata, but the requested object is a list (*{}.{}List)",
+                        go_package(rt.group),
+                        rt.kind
+                    )));
+                }
+                if let Output::MetadataList(v) = output {
+                    let list = reg.list(&rt, ns, &opts).await?;
+                    return Ok(json_response(StatusCode::OK, &super::table::partial_list(&list, v)));
+                }
                 match table {
                     Some(t) => {
                         let list = reg.list(&rt, ns, &opts).await?;
@@ -276,22 +308,30 @@ impl ApiServer {
                     send_initial_events: truthy(&q.send_initial_events),
                     timeout: q.timeout_seconds.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64)),
                     filter: self.filter(&rt, &q)?,
-                    render: table.map(|t| {
-                        let first = std::sync::atomic::AtomicBool::new(true);
-                        let (group, version, kind) = (rt.group, rt.version, rt.kind);
-                        std::sync::Arc::new(move |obj: &Value| {
-                            let headers = first.swap(false, std::sync::atomic::Ordering::SeqCst);
-                            let opts = super::table::TableOptions { headers, ..t };
-                            super::table::render_watch_row(
-                                group,
-                                version,
-                                kind,
-                                obj,
-                                opts,
-                                time::OffsetDateTime::now_utc(),
-                            )
-                        }) as super::watch::Render
-                    }),
+                    render: match output {
+                        // Each event's object as its metadata (upstream's watch encoder
+                        // converts every event; a List conversion is served the same way).
+                        Output::Metadata(v) | Output::MetadataList(v) => {
+                            Some(std::sync::Arc::new(move |obj: &Value| super::table::partial_object(obj, v))
+                                as super::watch::Render)
+                        }
+                        _ => table.map(|t| {
+                            let first = std::sync::atomic::AtomicBool::new(true);
+                            let (group, version, kind) = (rt.group, rt.version, rt.kind);
+                            std::sync::Arc::new(move |obj: &Value| {
+                                let headers = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                                let opts = super::table::TableOptions { headers, ..t };
+                                super::table::render_watch_row(
+                                    group,
+                                    version,
+                                    kind,
+                                    obj,
+                                    opts,
+                                    time::OffsetDateTime::now_utc(),
+                                )
+                            }) as super::watch::Render
+                        }),
+                    },
                 };
                 let range =
                     match r.name.as_deref() {
@@ -316,14 +356,14 @@ impl ApiServer {
                 let obj = decode_body(headers, &body)?;
                 let warnings = field_validation(&rt, &q, headers, &body)?;
                 let created = reg.create(&rt, ns, obj, &self.admitted(q.write_options()?, caller)).await?;
-                Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+                Ok(with_warnings(json_response(StatusCode::CREATED, &single(created)?), &warnings))
             }
             "update" => {
                 let obj = decode_body(headers, &body)?;
                 let warnings = field_validation(&rt, &q, headers, &body)?;
                 let opts = self.admitted(q.write_options()?, caller);
                 let updated = reg.update(&rt, ns, name, obj, status_only, &opts).await?;
-                Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+                Ok(with_warnings(json_response(StatusCode::OK, &single(updated)?), &warnings))
             }
             "patch" => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -352,7 +392,7 @@ impl ApiServer {
                         },
                     )
                     .await?;
-                Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
+                Ok(with_warnings(json_response(StatusCode::OK, &single(patched)?), &warnings))
             }
             "delete" => {
                 let mut opts = DeleteOptions {
@@ -361,7 +401,8 @@ impl ApiServer {
                     propagation_policy: q.propagation_policy.clone(),
                     ..Default::default()
                 };
-                if truthy(&q.orphan_dependents) && opts.propagation_policy.is_none() {
+                opts.orphan_dependents = q.orphan_dependents.as_deref().and_then(|o| o.parse().ok());
+                if opts.orphan_dependents == Some(true) && opts.propagation_policy.is_none() {
                     opts.propagation_policy = Some("Orphan".into());
                 }
                 if !body.is_empty() {
@@ -381,18 +422,18 @@ impl ApiServer {
                         ));
                     }
                 }
+                // Upstream answers 202 for an object that is only being deleted when the
+                // client set orphanDependents=false, 200 otherwise.
+                let pending_code =
+                    if opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
                 match reg.delete(&rt, ns, name, &opts).await? {
+                    Deleted::Now(obj) if rt.returns_deleted => Ok(json_response(StatusCode::OK, &single(obj)?)),
                     Deleted::Now(obj) => {
-                        let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
-                        Ok(json_response(
-                            StatusCode::OK,
-                            &json!({
-                                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": uid}
-                            }),
-                        ))
+                        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                        let status = super::status::success(name, rt.group, rt.plural, uid);
+                        Ok(json_response(StatusCode::OK, &status))
                     }
-                    Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
+                    Deleted::Pending(obj) => Ok(json_response(pending_code, &single(obj)?)),
                 }
             }
             "deletecollection" => {

@@ -10,6 +10,7 @@ mod authn;
 pub mod authz;
 mod bootstrap;
 pub mod discovery;
+pub mod encode;
 pub mod handlers;
 pub mod impersonation;
 pub mod listener;

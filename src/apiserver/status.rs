@@ -273,6 +273,12 @@ impl ApiError {
         Self::new(Reason::NotAcceptable, message)
     }
 
+    /// 406 for a conversion the object cannot take (a list asked for as one object's
+    /// metadata): upstream's generic server response, whose details are there but empty.
+    pub fn conversion_not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(Reason::NotAcceptable, message).about("", "", "")
+    }
+
     /// 410 `Expired`: a resource version or continue token older than the store keeps.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(Reason::Expired, message)
@@ -314,11 +320,7 @@ impl ApiError {
         if self.details.subject.is_some() || !self.details.causes.is_empty() || self.details.retry_after.is_some() {
             let mut details = serde_json::Map::new();
             if let Some(s) = &self.details.subject {
-                if !s.name.is_empty() {
-                    details.insert("name".into(), json!(s.name));
-                }
-                details.insert("group".into(), json!(s.group));
-                details.insert("kind".into(), json!(s.kind));
+                insert_details(&mut details, &s.name, &s.group, &s.kind, "");
             }
             if !self.details.causes.is_empty() {
                 let causes: Vec<Value> = self
@@ -345,9 +347,27 @@ impl ApiError {
     }
 }
 
+/// `StatusDetails`' identifying fields; upstream leaves out each that is empty (`group` for
+/// the core group, for one).
+fn insert_details(details: &mut serde_json::Map<String, Value>, name: &str, group: &str, kind: &str, uid: &str) {
+    for (key, value) in [("name", name), ("group", group), ("kind", kind), ("uid", uid)] {
+        if !value.is_empty() {
+            details.insert(key.into(), json!(value));
+        }
+    }
+}
+
+/// The `Success` Status of a delete that removed the object at once, for resources whose
+/// delete does not return the object: `details.kind` is the resource (plural), as upstream.
+pub fn success(name: &str, group: &str, resource: &str, uid: &str) -> Value {
+    let mut details = serde_json::Map::new();
+    insert_details(&mut details, name, group, resource, uid);
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let body = super::encode::body(&self.to_status());
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -388,6 +408,26 @@ mod tests {
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["code"], 404);
         assert_eq!(s["details"], json!({"name": "web", "group": "apps", "kind": "deployments"}));
+    }
+
+    #[test]
+    fn core_group_details_leave_the_group_out() {
+        let s = ApiError::not_found("", "configmaps", "x").to_status();
+        assert_eq!(s["details"], json!({"name": "x", "kind": "configmaps"}));
+        let body = String::from_utf8(crate::apiserver::encode::body(&s)).unwrap();
+        assert_eq!(
+            body,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"x\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"x\",\"kind\":\"configmaps\"},\"code\":404}\n"
+        );
+        assert_eq!(
+            success("web", "apps", "deployments", "u-1"),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": "web", "group": "apps", "kind": "deployments", "uid": "u-1"}})
+        );
+        assert_eq!(
+            success("x", "", "configmaps", "u")["details"],
+            json!({"name": "x", "kind": "configmaps", "uid": "u"})
+        );
     }
 
     #[test]

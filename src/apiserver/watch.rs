@@ -43,9 +43,7 @@ fn event_line(kind: &str, object: &Value, render: Option<&Render>) -> Bytes {
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
+    Bytes::from(super::encode::watch_event(kind, object))
 }
 
 fn error_line(e: &ApiError) -> Bytes {

@@ -55,7 +55,6 @@ impl Row {
 /// order inside a group; only each group's preferred version is listed.
 const EXPECTED: &[Row] = &[
     row("bindings", "", "v1", true, "Binding").verbs(CREATE),
-    row("componentstatuses", "cs", "v1", false, "ComponentStatus").verbs("get,list"),
     row("configmaps", "cm", "v1", true, "ConfigMap"),
     row("endpoints", "ep", "v1", true, "Endpoints"),
     row("events", "ev", "v1", true, "Event"),

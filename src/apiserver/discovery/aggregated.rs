@@ -192,7 +192,7 @@ fn resource(r: &ResourceInfo) -> APIResourceDiscovery {
         verbs: strings(r.verbs),
         short_names: strings(r.short_names),
         categories: strings(r.categories),
-        subresources: r.subresources.iter().map(subresource).collect(),
+        subresources: r.subresources().map(subresource).collect(),
     }
 }
 
@@ -212,7 +212,7 @@ fn subresource(s: &SubresourceInfo) -> APISubresourceDiscovery {
 fn version(v: &GroupVersionInfo) -> APIVersionDiscovery {
     APIVersionDiscovery {
         version: v.version.to_string(),
-        resources: v.resources.iter().map(resource).collect(),
+        resources: v.resources().map(resource).collect(),
         freshness: Some(Freshness::Current),
     }
 }

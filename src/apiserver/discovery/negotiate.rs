@@ -201,8 +201,11 @@ struct Rendered {
     resource_lists: HashMap<(&'static str, &'static str), Bytes>,
 }
 
+/// JSON with the newline upstream's encoder ends every body with.
 fn encode<T: Serialize>(value: &T) -> Result<Bytes, DiscoveryError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|e| DiscoveryError::EncodeFailed(e.to_string()))
+    let mut out = serde_json::to_vec(value).map_err(|e| DiscoveryError::EncodeFailed(e.to_string()))?;
+    out.push(b'\n');
+    Ok(Bytes::from(out))
 }
 
 /// Upstream's core-group documents (`/api`, `/api/v1`) are written without `apiVersion`;

@@ -59,8 +59,8 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     /// Categories, e.g. `all` (what `kubectl get all` lists).
     pub categories: &'static [&'static str],
-    /// Subresources, sorted by name.
-    pub subresources: &'static [SubresourceInfo],
+    /// Subresources, sorted by name, served or not: see [`ResourceInfo::subresources`].
+    all_subresources: &'static [SubresourceInfo],
 }
 
 impl ResourceInfo {
@@ -74,9 +74,15 @@ impl ResourceInfo {
         format!("{}List", self.kind)
     }
 
-    /// The subresource with this name (`status`, `scale`, ...), if the resource has it.
+    /// The served subresources, sorted by name.
+    pub fn subresources(&self) -> impl Iterator<Item = &'static SubresourceInfo> + 'static {
+        let (group, plural) = (self.group, self.plural);
+        self.all_subresources.iter().filter(move |s| served(group, plural, Some(s.name)))
+    }
+
+    /// The served subresource with this name (`status`, `scale`, ...), if the resource has it.
     pub fn subresource(&self, name: &str) -> Option<&'static SubresourceInfo> {
-        self.subresources.iter().find(|s| s.name == name)
+        self.subresources().find(|s| s.name == name)
     }
 
     /// Whether the resource itself accepts `verb` (`get`, `list`, `watch`, ...).
@@ -102,7 +108,7 @@ impl ResourceInfo {
             verbs: VERBS_ALL,
             short_names: &[],
             categories: &[],
-            subresources: &[],
+            all_subresources: &[],
         }
     }
 
@@ -122,7 +128,7 @@ impl ResourceInfo {
     }
 
     const fn sub(mut self, subresources: &'static [SubresourceInfo]) -> Self {
-        self.subresources = subresources;
+        self.all_subresources = subresources;
         self
     }
 }
@@ -146,8 +152,8 @@ pub struct GroupVersionInfo {
     pub group: &'static str,
     /// API version.
     pub version: &'static str,
-    /// Resources, sorted by plural name.
-    pub resources: &'static [ResourceInfo],
+    /// Resources, sorted by plural name, served or not: see [`GroupVersionInfo::resources`].
+    all: &'static [ResourceInfo],
 }
 
 impl GroupVersionInfo {
@@ -156,9 +162,14 @@ impl GroupVersionInfo {
         group_version_string(self.group, self.version)
     }
 
-    /// The resource with this plural name.
+    /// The served resources, sorted by plural name.
+    pub fn resources(&self) -> impl Iterator<Item = &'static ResourceInfo> + 'static {
+        self.all.iter().filter(|r| served(r.group, r.plural, None))
+    }
+
+    /// The served resource with this plural name.
     pub fn resource(&self, plural: &str) -> Option<&'static ResourceInfo> {
-        self.resources.iter().find(|r| r.plural == plural)
+        self.resources().find(|r| r.plural == plural)
     }
 }
 
@@ -191,6 +202,29 @@ pub(crate) fn group_version_string(group: &str, version: &str) -> String {
     } else {
         format!("{group}/{version}")
     }
+}
+
+/// Upstream's resources and subresources that k3rs does not serve (yet): left out of
+/// discovery, OpenAPI and the registry, so that what clients are told exists answers.
+/// Serving one is deleting its line here. `None` is the resource itself.
+///
+/// ComponentStatus is deprecated upstream and would need health reports from the
+/// scheduler and controllers that k3rs does not keep; the proxy subresources,
+/// port-forward, ephemeral containers, resize and CSR approval are not built yet.
+const NOT_SERVED: &[(&str, &str, Option<&str>)] = &[
+    ("", "componentstatuses", None),
+    ("", "nodes", Some("proxy")),
+    ("", "pods", Some("ephemeralcontainers")),
+    ("", "pods", Some("portforward")),
+    ("", "pods", Some("proxy")),
+    ("", "pods", Some("resize")),
+    ("", "services", Some("proxy")),
+    ("certificates.k8s.io", "certificatesigningrequests", Some("approval")),
+];
+
+/// Whether k3rs serves this resource (`None`) or subresource: see [`NOT_SERVED`].
+fn served(group: &str, plural: &str, subresource: Option<&str>) -> bool {
+    !NOT_SERVED.contains(&(group, plural, subresource))
 }
 
 const NS: bool = true;
@@ -416,7 +450,7 @@ static DISCOVERY_V1: &[ResourceInfo] =
     &[ResourceInfo::new("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", NS)];
 
 const fn gv(group: &'static str, version: &'static str, resources: &'static [ResourceInfo]) -> GroupVersionInfo {
-    GroupVersionInfo { group, version, resources }
+    GroupVersionInfo { group, version, all: resources }
 }
 
 /// Core first, then the named groups in upstream's priority order (the order of `/apis`).
@@ -473,7 +507,7 @@ pub fn lookup(group_name: &str, version: &str, plural: &str) -> Option<&'static 
 
 /// The resource of `kind` in this group version (kinds are unique within one).
 pub fn lookup_kind(group_name: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    group_version(group_name, version)?.resources.iter().find(|r| r.kind == kind)
+    group_version(group_name, version)?.resources().find(|r| r.kind == kind)
 }
 
 /// The resource with this short name (`po`, `deploy`, ...), in the preferred version of its
@@ -485,12 +519,12 @@ pub fn lookup_short_name(short_name: &str) -> Option<&'static ResourceInfo> {
 
 /// Every resource of every served group version (both autoscaling versions included).
 pub fn resources() -> impl Iterator<Item = &'static ResourceInfo> {
-    GROUPS.iter().flat_map(|g| g.versions.iter()).flat_map(|gv| gv.resources.iter())
+    GROUPS.iter().flat_map(|g| g.versions.iter()).flat_map(|gv| gv.resources())
 }
 
 /// The resources of each group's preferred version: what `kubectl api-resources` lists.
 pub fn preferred_resources() -> impl Iterator<Item = &'static ResourceInfo> {
-    GROUPS.iter().flat_map(|g| g.preferred().resources.iter())
+    GROUPS.iter().flat_map(|g| g.preferred().resources())
 }
 
 #[cfg(test)]
@@ -506,8 +540,8 @@ mod tests {
             assert!(names.insert(g.name), "group {:?} listed twice", g.name);
             for v in g.versions {
                 assert_eq!(v.group, g.name);
-                assert!(!v.resources.is_empty(), "{} serves nothing", v.group_version());
-                for r in v.resources {
+                assert!(v.resources().next().is_some(), "{} serves nothing", v.group_version());
+                for r in v.resources() {
                     assert_eq!(
                         (r.group, r.version),
                         (v.group, v.version),
@@ -523,13 +557,13 @@ mod tests {
     #[test]
     fn resources_and_subresources_are_in_served_order() {
         for gv in groups().iter().flat_map(|g| g.versions) {
-            let plurals: Vec<_> = gv.resources.iter().map(|r| r.plural).collect();
+            let plurals: Vec<_> = gv.resources().map(|r| r.plural).collect();
             let mut sorted = plurals.clone();
             sorted.sort_unstable();
             sorted.dedup();
             assert_eq!(plurals, sorted, "{} resources out of order or repeated", gv.group_version());
-            for r in gv.resources {
-                let subs: Vec<_> = r.subresources.iter().map(|s| s.name).collect();
+            for r in gv.resources() {
+                let subs: Vec<_> = r.subresources().map(|s| s.name).collect();
                 let mut sorted = subs.clone();
                 sorted.sort_unstable();
                 sorted.dedup();
@@ -544,7 +578,7 @@ mod tests {
             let mut sorted = r.verbs.to_vec();
             sorted.sort_unstable();
             assert_eq!(r.verbs, sorted.as_slice(), "{}", r.plural);
-            for s in r.subresources {
+            for s in r.subresources() {
                 let mut sorted = s.verbs.to_vec();
                 sorted.sort_unstable();
                 assert_eq!(s.verbs, sorted.as_slice(), "{}/{}", r.plural, s.name);
@@ -585,7 +619,7 @@ mod tests {
                 batch::v1::CronJob, batch::v1::Job, networking::v1::Ingress, networking::v1::NetworkPolicy,
                 policy::v1::PodDisruptionBudget, rbac::v1::RoleBinding, rbac::v1::Role,
                 storage::v1::CSIStorageCapacity, coordination::v1::Lease, discovery::v1::EndpointSlice;
-            cluster: core::v1::ComponentStatus, core::v1::Namespace, core::v1::Node, core::v1::PersistentVolume,
+            cluster: core::v1::Namespace, core::v1::Node, core::v1::PersistentVolume,
                 authentication::v1::SelfSubjectReview, authentication::v1::TokenReview,
                 authorization::v1::SelfSubjectAccessReview, authorization::v1::SelfSubjectRulesReview,
                 authorization::v1::SubjectAccessReview, certificates::v1::CertificateSigningRequest,
@@ -596,6 +630,30 @@ mod tests {
         );
         // Nothing in the table beyond what the OpenAPI types cover.
         assert_eq!(checked, resources().count());
+    }
+
+    #[test]
+    fn what_is_not_served_is_in_the_table_and_out_of_every_lookup() {
+        for (group, plural, sub) in NOT_SERVED {
+            let entry = GROUPS
+                .iter()
+                .flat_map(|g| g.versions)
+                .flat_map(|gv| gv.all)
+                .find(|r| r.group == *group && r.plural == *plural)
+                .unwrap_or_else(|| panic!("{plural} is not in the table"));
+            match sub {
+                None => {
+                    assert!(lookup(group, entry.version, plural).is_none());
+                    assert!(resources().all(|r| r.plural != *plural || r.group != *group));
+                }
+                Some(s) => {
+                    assert!(entry.all_subresources.iter().any(|x| x.name == *s), "{plural}/{s} is not in the table");
+                    assert!(entry.subresource(s).is_none() && entry.subresources().all(|x| x.name != *s));
+                }
+            }
+        }
+        let pods = lookup("", "v1", "pods").map(|p| p.subresources().map(|s| s.name).collect::<Vec<_>>());
+        assert_eq!(pods, Some(vec!["attach", "binding", "eviction", "exec", "log", "status"]));
     }
 
     #[test]

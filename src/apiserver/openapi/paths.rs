@@ -253,7 +253,7 @@ pub(crate) fn group_version_paths(defs: &Definitions, gv: &GroupVersionInfo) -> 
             produces: &["application/json"],
         }],
     }];
-    for r in gv.resources {
+    for r in gv.resources() {
         resource_paths(defs, r, &ids, &tag, &mut out);
     }
     out
@@ -369,7 +369,7 @@ fn resource_paths(defs: &Definitions, r: &ResourceInfo, ids: &str, tag: &str, ou
         });
     }
 
-    for s in r.subresources {
+    for s in r.subresources() {
         if let Some(ops) = subresource_operations(defs, r, s, ids, scope) {
             out.push(PathItem {
                 path: format!("{base}/{{name}}/{}", s.name),

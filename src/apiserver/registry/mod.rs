@@ -94,6 +94,9 @@ pub struct ResourceType {
     /// Set when the stored objects are of another version: everything the registry
     /// handles is in the served version, converted on the way in and out of the store.
     pub conversion: Option<Arc<dyn Conversion>>,
+    /// A delete answers with the deleted object rather than a `Status` (upstream's
+    /// `ReturnDeletedObject`).
+    pub returns_deleted: bool,
 }
 
 impl ResourceType {
@@ -193,6 +196,8 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
+    /// The deprecated `orphanDependents`, as given.
+    pub orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -205,7 +210,10 @@ impl DeleteOptions {
         if let Some(g) = d.get("gracePeriodSeconds").and_then(Value::as_i64) {
             self.grace_period_seconds = Some(g);
         }
-        if d.get("orphanDependents") == Some(&json!(true)) && self.propagation_policy.is_none() {
+        if let Some(o) = d.get("orphanDependents").and_then(Value::as_bool) {
+            self.orphan_dependents = Some(o);
+        }
+        if self.orphan_dependents == Some(true) && self.propagation_policy.is_none() {
             self.propagation_policy = Some("Orphan".into());
         }
         if let Some(p) = d.get("preconditions") {
@@ -242,7 +250,9 @@ fn decode(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
 fn encode(obj: &Value) -> Result<Bytes, ApiError> {
     let mut obj = obj.clone();
     meta_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
+    // Stored in the order responses are written in, so that list items copied from the
+    // store come out as upstream orders them.
+    Ok(Bytes::from(crate::apiserver::encode::object(&obj)))
 }
 
 /// Parses a client-supplied resourceVersion.
@@ -488,9 +498,14 @@ impl Registry {
         opts: &ListOptions,
     ) -> Result<Vec<u8>, ApiError> {
         let (items, metadata) = self.list_items(rt, namespace, opts).await?;
+        // Upstream's order (kind, apiVersion, metadata, items) and its closing newline.
         let mut out = Vec::with_capacity(64 + items.iter().map(ListItem::len).sum::<usize>());
-        out.extend_from_slice(b"{\"apiVersion\":");
+        out.extend_from_slice(b"{\"kind\":");
+        serde_json::to_writer(&mut out, &format!("{}List", rt.kind)).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.extend_from_slice(b",\"apiVersion\":");
         serde_json::to_writer(&mut out, &rt.api_version()).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.extend_from_slice(b",\"metadata\":");
+        crate::apiserver::encode::write_meta(&mut out, &metadata);
         out.extend_from_slice(b",\"items\":[");
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
@@ -498,11 +513,7 @@ impl Registry {
             }
             item.write_json(rt, &mut out)?;
         }
-        out.extend_from_slice(b"],\"kind\":");
-        serde_json::to_writer(&mut out, &format!("{}List", rt.kind)).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.extend_from_slice(b",\"metadata\":");
-        serde_json::to_writer(&mut out, &metadata).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.push(b'}');
+        out.extend_from_slice(b"]}\n");
         Ok(out)
     }
 
@@ -927,17 +938,22 @@ impl ListItem {
     fn write_json(self, rt: &ResourceType, out: &mut Vec<u8>) -> Result<(), ApiError> {
         if let (ListItem::Raw(b, rev), None) = (&self, &rt.conversion) {
             if let Some(at) = metadata_object_start(b) {
-                let inner_empty = b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
-                out.extend_from_slice(&b[..at]);
-                out.extend_from_slice(format!("\"resourceVersion\":\"{}\"", rev.0).as_bytes());
-                if !inner_empty {
+                let slot = resource_version_slot(b, at);
+                out.extend_from_slice(&b[..slot]);
+                if slot > at {
                     out.push(b',');
                 }
-                out.extend_from_slice(&b[at..]);
+                out.extend_from_slice(format!("\"resourceVersion\":\"{}\"", rev.0).as_bytes());
+                let rest_empty = b[slot..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
+                if slot == at && !rest_empty {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&b[slot..]);
                 return Ok(());
             }
         }
-        serde_json::to_writer(out, &self.into_value(rt)?).map_err(|e| ApiError::internal(e.to_string()))
+        crate::apiserver::encode::write_object(out, &self.into_value(rt)?);
+        Ok(())
     }
 }
 
@@ -989,6 +1005,48 @@ fn metadata_object_start(json: &[u8]) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// Where `resourceVersion` goes in a stored metadata object whose first key starts at `at`:
+/// after the string-valued keys upstream writes before it (`name`, `generateName`,
+/// `namespace`, `selfLink`, `uid`), as stored objects have them in that order. The offset
+/// just after the last of them, or `at` when there is none (or the bytes are not as
+/// expected, which only moves `resourceVersion` to the front).
+fn resource_version_slot(json: &[u8], at: usize) -> usize {
+    const BEFORE: &[&[u8]] = &[b"name", b"generateName", b"namespace", b"selfLink", b"uid"];
+    // The end of the JSON string starting at `i` (its opening quote), just past its close.
+    let string_end = |mut i: usize| -> Option<usize> {
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        while i < json.len() {
+            match json[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let mut slot = at;
+    loop {
+        let key = if slot == at {
+            slot
+        } else if json.get(slot) == Some(&b',') {
+            slot + 1
+        } else {
+            return slot;
+        };
+        let Some(key_end) = string_end(key) else { return slot };
+        if !BEFORE.contains(&&json[key + 1..key_end - 1]) || json.get(key_end) != Some(&b':') {
+            return slot;
+        }
+        match string_end(key_end + 1) {
+            Some(end) => slot = end,
+            None => return slot,
+        }
+    }
 }
 
 /// Decodes a stored value into an object with its resourceVersion.
@@ -1050,6 +1108,7 @@ mod tests {
             storage: "configmaps".into(),
             strategy: Arc::new(Plain),
             conversion: None,
+            returns_deleted: false,
         }
     }
 
@@ -1057,6 +1116,32 @@ mod tests {
         let mut out = Vec::new();
         ListItem::Raw(Bytes::from(raw.to_string()), Revision(rev)).write_json(&configmaps(), &mut out).unwrap();
         serde_json::from_slice(&out).unwrap()
+    }
+
+    fn splice_text(raw: &str, rev: i64) -> String {
+        let mut out = Vec::new();
+        ListItem::Raw(Bytes::from(raw.to_string()), Revision(rev)).write_json(&configmaps(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn resource_version_is_spliced_where_upstream_writes_it() {
+        assert_eq!(
+            splice_text(
+                r#"{"kind":"ConfigMap","metadata":{"name":"n","namespace":"d\"x","uid":"u","labels":{"a":"b"}}}"#,
+                7
+            ),
+            r#"{"kind":"ConfigMap","metadata":{"name":"n","namespace":"d\"x","uid":"u","resourceVersion":"7","labels":{"a":"b"}}}"#
+        );
+        assert_eq!(
+            splice_text(r#"{"metadata":{"name":"n","uid":"u"}}"#, 7),
+            r#"{"metadata":{"name":"n","uid":"u","resourceVersion":"7"}}"#
+        );
+        assert_eq!(splice_text(r#"{"metadata":{}}"#, 7), r#"{"metadata":{"resourceVersion":"7"}}"#);
+        assert_eq!(
+            splice_text(r#"{"metadata":{"labels":{},"name":"n"}}"#, 7),
+            r#"{"metadata":{"resourceVersion":"7","labels":{},"name":"n"}}"#
+        );
     }
 
     #[test]

@@ -124,9 +124,15 @@ impl Strategy for ServiceStrategy {
         let mut out = self.validate(new);
         let (n, o) = (new.pointer("/spec/clusterIP"), old.pointer("/spec/clusterIP"));
         if o.is_some() && n != o && svc_type(new) != "ExternalName" && svc_type(old) != "ExternalName" {
-            out.push(Cause::invalid(
+            // Upstream shows the new `clusterIPs`, which follow a changed `clusterIP`.
+            let ip = n.cloned().unwrap_or(Value::Null);
+            let ips = match new.pointer("/spec/clusterIPs").and_then(Value::as_array) {
+                Some(ips) if ips.first() == Some(&ip) => ips.clone(),
+                _ => vec![ip],
+            };
+            out.push(super::validation::invalid_raw(
                 "spec.clusterIPs[0]",
-                n.and_then(Value::as_str).unwrap_or(""),
+                super::validation::go_strings(&ips),
                 "may not change once set",
             ));
         }

@@ -76,6 +76,33 @@ impl Strategy for ConfigMapStrategy {
         }
         out
     }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut out = immutable_when_set(new, old, &["data", "binaryData"]);
+        out.extend(self.validate(new));
+        out
+    }
+}
+
+/// The rule of an object created with `immutable: true` (ConfigMaps and Secrets): it may
+/// not become mutable again, and the listed fields may not change. Field errors as
+/// upstream's, in its order.
+fn immutable_when_set(new: &Value, old: &Value, fields: &[&str]) -> Vec<Cause> {
+    const MSG: &str = "field is immutable when `immutable` is set";
+    let mut out = Vec::new();
+    if old.get("immutable") != Some(&json!(true)) {
+        return out;
+    }
+    if new.get("immutable") != Some(&json!(true)) {
+        out.push(Cause::forbidden("immutable", MSG));
+    }
+    // Upstream compares these with reflect.DeepEqual: an absent map and a null one are alike.
+    let present = |v: &Value, f: &str| v.get(f).filter(|x| !x.is_null()).cloned();
+    for f in fields {
+        if present(new, f) != present(old, f) {
+            out.push(Cause::forbidden(*f, MSG));
+        }
+    }
+    out
 }
 
 /// Secrets: `stringData` is folded into `data` on every write; type defaults to Opaque and
@@ -163,7 +190,7 @@ impl Strategy for SecretStrategy {
         out
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut out = self.validate(new);
+        let mut out = Vec::new();
         if new.get("type") != old.get("type") {
             out.push(Cause::invalid(
                 "type",
@@ -171,11 +198,8 @@ impl Strategy for SecretStrategy {
                 "field is immutable",
             ));
         }
-        if old.get("immutable") == Some(&json!(true))
-            && (new.get("data") != old.get("data") || new.get("immutable") != old.get("immutable"))
-        {
-            out.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
-        }
+        out.extend(immutable_when_set(new, old, &["data"]));
+        out.extend(self.validate(new));
         out
     }
 }
@@ -213,6 +237,26 @@ impl Strategy for NamespaceStrategy {
         }
         held
     }
+}
+
+/// Whether a delete of this resource answers with the deleted object, as upstream's storage
+/// does for these (`ReturnDeletedObject`, or a REST `Delete` of its own that returns it);
+/// the others answer with a `Success` Status.
+pub fn returns_deleted_object(group: &str, plural: &str) -> bool {
+    matches!(
+        (group, plural),
+        (
+            "",
+            "namespaces"
+                | "pods"
+                | "services"
+                | "serviceaccounts"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+                | "resourcequotas"
+        ) | ("storage.k8s.io", "storageclasses" | "volumeattachments" | "csidrivers" | "csinodes")
+            | ("apiextensions.k8s.io", "customresourcedefinitions")
+    )
 }
 
 /// The resources this build stores and serves: every built-in resource of the discovery
@@ -282,6 +326,7 @@ pub fn resource_types(service_cidr: crate::util::cidr::Cidr) -> Vec<super::Resou
             storage,
             strategy,
             conversion,
+            returns_deleted: returns_deleted_object(info.group, info.plural),
         });
     }
     out
@@ -310,6 +355,29 @@ mod tests {
         assert!(s.get("stringData").is_none());
         let tls = json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}});
         assert_eq!(SecretStrategy.validate(&tls)[0].field, "data[tls.key]");
+    }
+
+    #[test]
+    fn immutable_configmaps_and_secrets_refuse_changes() {
+        let msg = "Forbidden: field is immutable when `immutable` is set";
+        let cm = json!({"immutable": true, "data": {"a": "1"}});
+        assert!(ConfigMapStrategy.validate_update(&cm, &cm).is_empty());
+        let changed = json!({"immutable": true, "data": {"a": "2"}, "binaryData": {"b": "eA=="}});
+        let causes = ConfigMapStrategy.validate_update(&changed, &cm);
+        let got: Vec<_> = causes.iter().map(|c| (c.field.as_str(), c.reason, c.message.as_str())).collect();
+        assert_eq!(got, [("data", "FieldValueForbidden", msg), ("binaryData", "FieldValueForbidden", msg)]);
+        let unlocked = json!({"immutable": false, "data": {"a": "1"}});
+        let causes = ConfigMapStrategy.validate_update(&unlocked, &cm);
+        assert_eq!(causes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), ["immutable"]);
+        // A mutable one may change, and may be made immutable.
+        let open = json!({"data": {"a": "1"}});
+        assert!(ConfigMapStrategy.validate_update(&changed, &open).is_empty());
+
+        let secret = json!({"type": "Opaque", "immutable": true, "data": {"a": "eA=="}});
+        let edited = json!({"type": "Opaque", "data": {"a": "eQ=="}});
+        let causes = SecretStrategy.validate_update(&edited, &secret);
+        let got: Vec<_> = causes.iter().map(|c| (c.field.as_str(), c.message.as_str())).collect();
+        assert_eq!(got, [("immutable", msg), ("data", msg)]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
 const IMMUTABLE: &str = "field is immutable";
 
 /// An `Invalid value` whose value upstream prints bare (numbers, Go structs).
-fn invalid_raw(field: impl Into<String>, shown: impl std::fmt::Display, detail: &str) -> Cause {
+pub fn invalid_raw(field: impl Into<String>, shown: impl std::fmt::Display, detail: &str) -> Cause {
     Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {shown}: {detail}") }
 }
 
@@ -42,8 +42,85 @@ fn changed(new: &Value, old: &Value, ptr: &str) -> bool {
     new.pointer(ptr).filter(|v| !v.is_null()) != old.pointer(ptr).filter(|v| !v.is_null())
 }
 
+/// A value with Go's empty forms dropped: nulls, empty lists and empty maps, at any depth.
+/// Upstream compares fields with `apiequality.Semantic`, to which a nil and an empty slice
+/// or map are the same, and JSON's `null` and an absent field decode alike.
+fn semantic(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Array(a) => Some(Value::Array(a.iter().map(|x| semantic(x).unwrap_or(Value::Null)).collect())),
+        Value::Object(m) => {
+            let kept: serde_json::Map<String, Value> =
+                m.iter().filter_map(|(k, x)| semantic(x).map(|x| (k.clone(), x))).collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Whether two values are equal as upstream's `apiequality.Semantic.DeepEqual` sees them.
+pub fn semantically_equal(a: Option<&Value>, b: Option<&Value>) -> bool {
+    a.and_then(semantic) == b.and_then(semantic)
+}
+
+/// The 422 cause of a changed immutable field: `Invalid value: <shown>: field is immutable`.
+pub fn immutable(field: impl Into<String>, shown: impl std::fmt::Display) -> Cause {
+    invalid_raw(field, shown, IMMUTABLE)
+}
+
+/// Go's `%v` of an optional integer field (`*int32`): the number, or `null` when unset.
+pub fn go_optional_int(v: Option<&Value>) -> String {
+    v.and_then(Value::as_i64).map_or_else(|| "null".to_string(), |n| n.to_string())
+}
+
+/// Go's `%#v` of a `map[string]string`, keys sorted as Go prints them.
+fn go_string_map(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_object) {
+        None => "map[string]string(nil)".to_string(),
+        Some(m) => {
+            let mut pairs: Vec<String> =
+                m.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or(""))).collect();
+            pairs.sort();
+            format!("map[string]string{{{}}}", pairs.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `metav1.LabelSelector`, as upstream prints one in a field error.
+pub fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else { return "null".to_string() };
+    let exprs = array(sel, "/matchExpressions");
+    let exprs = if sel.get("matchExpressions").is_none_or(Value::is_null) {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        let items: Vec<String> = exprs
+            .iter()
+            .map(|e| {
+                format!(
+                    "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
+                    str_at(e, "/key").unwrap_or(""),
+                    str_at(e, "/operator").unwrap_or(""),
+                    match e.get("values").filter(|v| !v.is_null()) {
+                        None => "[]string(nil)".to_string(),
+                        Some(_) => go_strings_literal(array(e, "/values")),
+                    }
+                )
+            })
+            .collect();
+        format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+    };
+    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}", go_string_map(sel.get("matchLabels")))
+}
+
+/// Go's `%#v` of a non-nil string slice: `[]string{"a", "b"}` (`[]string{}` when empty).
+fn go_strings_literal(list: &[Value]) -> String {
+    let items: Vec<String> = list.iter().map(|v| format!("{:?}", v.as_str().unwrap_or(""))).collect();
+    format!("[]string{{{}}}", items.join(", "))
+}
+
 /// Go's `%v` of a string list, as upstream prints slices in field errors: `[]string{"a"}`.
-fn go_strings(list: &[Value]) -> String {
+pub fn go_strings(list: &[Value]) -> String {
     let items: Vec<String> = list.iter().map(|v| format!("{:?}", v.as_str().unwrap_or(""))).collect();
     if list.is_empty() {
         "[]string(nil)".to_string()
@@ -280,10 +357,14 @@ fn binding(obj: &Value, cluster: bool) -> Vec<Cause> {
         let group = str_at(s, "/apiGroup").unwrap_or("");
         match str_at(s, "/kind").unwrap_or("") {
             "ServiceAccount" => {
+                if let Some(name) = non_empty(s, "/name") {
+                    out.extend(validate_name(NameRule::Subdomain, name, &format!("{at}.name")));
+                }
                 if !group.is_empty() {
                     out.push(Cause::not_supported(format!("{at}.apiGroup"), group, &[""]));
                 }
-                if non_empty(s, "/namespace").is_none() {
+                // In a RoleBinding an empty namespace is the binding's own.
+                if cluster && non_empty(s, "/namespace").is_none() {
                     out.push(Cause::required(format!("{at}.namespace"), ""));
                 }
             }
@@ -311,6 +392,109 @@ fn binding_update(new: &Value, old: &Value, cluster: bool) -> Vec<Cause> {
     let mut out = binding(new, cluster);
     if new.get("roleRef") != old.get("roleRef") {
         out.push(invalid_raw("roleRef", role_ref_go(new), "cannot change roleRef"));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- core/v1 volumes
+
+fn no_rules(_: &Value) -> Vec<Cause> {
+    Vec::new()
+}
+
+/// A claim's spec is fixed once created, but for a volume name set once, a storage class
+/// taken over from the beta annotation, and a bound claim's storage request and volume
+/// attributes class (upstream's `ValidatePersistentVolumeClaimUpdate`).
+fn persistent_volume_claim_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let spec = |v: &Value| v.get("spec").cloned().unwrap_or(json!({}));
+    let (mut n, mut o) = (spec(new), spec(old));
+    let (Some(nm), Some(om)) = (n.as_object_mut(), o.as_object_mut()) else { return Vec::new() };
+    if non_empty(old, "/spec/volumeName").is_none() {
+        nm.remove("volumeName");
+        om.remove("volumeName");
+    }
+    let beta_class = str_at(old, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+    if om.get("storageClassName").is_none_or(Value::is_null)
+        && beta_class.is_some()
+        && nm.get("storageClassName").and_then(Value::as_str) == beta_class
+    {
+        nm.remove("storageClassName");
+    }
+    if str_at(new, "/status/phase") == Some("Bound") {
+        for m in [&mut *nm, &mut *om] {
+            if let Some(req) = m.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut)
+            {
+                req.remove("storage");
+            }
+        }
+        if nm.get("volumeAttributesClassName").is_some_and(|v| !v.is_null()) {
+            nm.remove("volumeAttributesClassName");
+            om.remove("volumeAttributesClassName");
+        }
+    }
+    if semantically_equal(Some(&n), Some(&o)) {
+        return Vec::new();
+    }
+    vec![Cause::forbidden(
+        "spec",
+        "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+    )]
+}
+
+/// The fields of a PersistentVolume's spec that are not its volume source.
+const PV_SPEC_FIELDS: &[&str] = &[
+    "capacity",
+    "accessModes",
+    "claimRef",
+    "persistentVolumeReclaimPolicy",
+    "storageClassName",
+    "mountOptions",
+    "volumeMode",
+    "nodeAffinity",
+    "volumeAttributesClassName",
+];
+
+/// A volume's source and mode are fixed once created.
+fn persistent_volume_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let source = |v: &Value| {
+        let mut spec = v.get("spec").cloned().unwrap_or(json!({}));
+        if let Some(m) = spec.as_object_mut() {
+            m.retain(|k, _| !PV_SPEC_FIELDS.contains(&k.as_str()));
+        }
+        spec
+    };
+    if !semantically_equal(Some(&source(new)), Some(&source(old))) {
+        // Upstream appends a Go diff of the two sources to this message; k3rs does not.
+        out.push(Cause::forbidden(
+            "spec.persistentvolumesource",
+            "spec.persistentvolumesource is immutable after creation",
+        ));
+    }
+    if !semantically_equal(new.pointer("/spec/volumeMode"), old.pointer("/spec/volumeMode")) {
+        // Upstream's path for this one is `volumeMode`, without `spec.`.
+        let shown = str_at(new, "/spec/volumeMode").map_or_else(|| "null".to_string(), |m| format!("{m:?}"));
+        out.push(immutable("volumeMode", shown));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- networking.k8s.io/v1, node.k8s.io/v1
+
+/// An IngressClass's controller is fixed once created.
+fn ingress_class_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if changed(new, old, "/spec/controller") {
+        out.push(Cause::invalid("spec.controller", str_at(new, "/spec/controller").unwrap_or(""), IMMUTABLE));
+    }
+    out
+}
+
+/// A RuntimeClass's handler is fixed once created.
+fn runtime_class_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if changed(new, old, "/handler") {
+        out.push(Cause::invalid("handler", str_at(new, "/handler").unwrap_or(""), IMMUTABLE));
     }
     out
 }
@@ -850,6 +1034,14 @@ pub fn strategy_for(group: &str, plural: &str) -> Option<Validated> {
             ..v(endpoint_slice)
         },
         ("certificates.k8s.io", "certificatesigningrequests") => v(certificate_signing_request),
+        ("", "persistentvolumeclaims") => {
+            Validated { validate_update: Some(persistent_volume_claim_update), ..v(no_rules) }
+        }
+        ("", "persistentvolumes") => Validated { validate_update: Some(persistent_volume_update), ..v(no_rules) },
+        ("networking.k8s.io", "ingressclasses") => {
+            Validated { validate_update: Some(ingress_class_update), ..v(no_rules) }
+        }
+        ("node.k8s.io", "runtimeclasses") => Validated { validate_update: Some(runtime_class_update), ..v(no_rules) },
         _ => return None,
     })
 }
@@ -942,14 +1134,83 @@ mod tests {
             one(binding(&json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role"}}), false)),
             t("roleRef.name", "FieldValueRequired", "Required value")
         );
+        // A RoleBinding's service account without a namespace is in the binding's namespace;
+        // a ClusterRoleBinding's must name one.
         let sa = json!({"roleRef": good["roleRef"], "subjects": [{"kind": "ServiceAccount", "name": "robot"}]});
-        assert_eq!(one(binding(&sa, false)), t("subjects[0].namespace", "FieldValueRequired", "Required value"));
+        assert!(binding(&sa, false).is_empty(), "{:?}", binding(&sa, false));
+        let cluster_sa = json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"}, "subjects": sa["subjects"]});
+        assert_eq!(one(binding(&cluster_sa, true)), t("subjects[0].namespace", "FieldValueRequired", "Required value"));
+        let bad_name = json!({"roleRef": good["roleRef"], "subjects": [{"kind": "ServiceAccount", "name": "Robot_1", "namespace": "default"}]});
+        assert_eq!(one(binding(&bad_name, false)).0, "subjects[0].name");
         let mut moved = good.clone();
         moved["roleRef"]["name"] = json!("edit");
         assert_eq!(
             one(binding_update(&moved, &good, false)),
             t("roleRef", "FieldValueInvalid", "Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"Role\", Name:\"edit\"}: cannot change roleRef")
         );
+    }
+
+    #[test]
+    fn immutable_volume_and_class_fields() {
+        let pvc = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+        let mut named = pvc.clone();
+        named["spec"]["volumeName"] = json!("pv1");
+        assert!(persistent_volume_claim_update(&named, &pvc).is_empty(), "a volume name may be set once");
+        let mut renamed = named.clone();
+        renamed["spec"]["volumeName"] = json!("pv2");
+        let msg = "Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims";
+        assert_eq!(one(persistent_volume_claim_update(&renamed, &named)), t("spec", "FieldValueForbidden", msg));
+        let mut grown = named.clone();
+        grown["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+        assert_eq!(one(persistent_volume_claim_update(&grown, &named)).0, "spec", "only a bound claim grows");
+        grown["status"] = json!({"phase": "Bound"});
+        assert!(persistent_volume_claim_update(&grown, &named).is_empty());
+
+        let pv = json!({"spec": {"hostPath": {"path": "/a"}, "capacity": {"storage": "1Gi"}}});
+        let mut moved = pv.clone();
+        moved["spec"]["hostPath"]["path"] = json!("/b");
+        moved["spec"]["capacity"]["storage"] = json!("2Gi");
+        assert_eq!(
+            one(persistent_volume_update(&moved, &pv)),
+            t(
+                "spec.persistentvolumesource",
+                "FieldValueForbidden",
+                "Forbidden: spec.persistentvolumesource is immutable after creation"
+            )
+        );
+        let mut block = pv.clone();
+        block["spec"]["volumeMode"] = json!("Block");
+        assert_eq!(
+            one(persistent_volume_update(&block, &pv)),
+            t("volumeMode", "FieldValueInvalid", "Invalid value: \"Block\": field is immutable")
+        );
+
+        let ic = json!({"spec": {"controller": "k3rs.io/ingress"}});
+        let other = json!({"spec": {"controller": "example.com/other"}});
+        assert_eq!(
+            one(ingress_class_update(&other, &ic)),
+            t("spec.controller", "FieldValueInvalid", "Invalid value: \"example.com/other\": field is immutable")
+        );
+        assert_eq!(
+            one(runtime_class_update(&json!({"handler": "b"}), &json!({"handler": "a"}))),
+            t("handler", "FieldValueInvalid", "Invalid value: \"b\": field is immutable")
+        );
+    }
+
+    #[test]
+    fn go_forms_and_semantic_equality() {
+        assert_eq!(
+            go_label_selector(Some(&json!({"matchLabels": {"b": "2", "a": "1"}}))),
+            "v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"1\", \"b\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}"
+        );
+        assert_eq!(
+            go_label_selector(Some(&json!({"matchExpressions": [{"key": "k", "operator": "In", "values": ["x"]}]}))),
+            "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:\"k\", Operator:\"In\", Values:[]string{\"x\"}}}}"
+        );
+        assert_eq!(go_label_selector(None), "null");
+        assert!(semantically_equal(Some(&json!({"a": [], "b": null, "c": {}})), None));
+        assert!(semantically_equal(Some(&json!({"a": [1], "b": {}})), Some(&json!({"a": [1]}))));
+        assert!(!semantically_equal(Some(&json!({"a": [1]})), Some(&json!({"a": [2]}))));
     }
 
     #[test]

@@ -467,15 +467,52 @@ impl Strategy for WorkloadStrategy {
         out
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        use super::validation::{go_label_selector, go_optional_int, immutable, semantically_equal};
         let mut out = self.validate(new);
-        if matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
-            && new.pointer("/spec/selector") != old.pointer("/spec/selector")
-        {
-            out.push(Cause::invalid(
-                "spec.selector",
-                new.pointer("/spec/selector").cloned().unwrap_or(Value::Null),
-                "field is immutable",
-            ));
+        let same = |ptr: &str| semantically_equal(new.pointer(ptr), old.pointer(ptr));
+        match self.kind {
+            "Deployment" | "ReplicaSet" | "DaemonSet" if !same("/spec/selector") => {
+                out.push(immutable("spec.selector", go_label_selector(new.pointer("/spec/selector"))));
+            }
+            "StatefulSet" => out.extend(statefulset_spec_update(new, old)),
+            "Job" => {
+                if !same("/spec/completions") {
+                    let indexed = new.pointer("/spec/completionMode").and_then(Value::as_str) == Some("Indexed");
+                    match new.pointer("/spec/completions").and_then(Value::as_i64) {
+                        // Elastic Indexed Jobs: completions moves with parallelism.
+                        Some(c) if indexed && Some(c) != new.pointer("/spec/parallelism").and_then(Value::as_i64) => {
+                            out.push(super::validation::invalid_raw(
+                                "spec.completions",
+                                c,
+                                "can only be modified in tandem with spec.parallelism",
+                            ))
+                        }
+                        _ if indexed => {}
+                        _ => out.push(immutable("spec.completions", go_optional_int(new.pointer("/spec/completions")))),
+                    }
+                }
+                if !same("/spec/selector") {
+                    out.push(immutable("spec.selector", go_label_selector(new.pointer("/spec/selector"))));
+                }
+                if !job_template_unchanged(new, old) {
+                    // Upstream prints the whole internal PodTemplateSpec, Go struct and all;
+                    // k3rs names its type and leaves the dump out.
+                    out.push(immutable("spec.template", "core.PodTemplateSpec{...}"));
+                }
+                for f in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex"] {
+                    if !same(&format!("/spec/{f}")) {
+                        let v = new.pointer(&format!("/spec/{f}"));
+                        let shown = match v {
+                            Some(Value::String(s)) => format!("{s:?}"),
+                            Some(Value::Number(n)) => n.to_string(),
+                            None | Some(Value::Null) => "null".to_string(),
+                            Some(_) => "batch.PodFailurePolicy{...}".to_string(),
+                        };
+                        out.push(immutable(format!("spec.{f}"), shown));
+                    }
+                }
+            }
+            _ => {}
         }
         out
     }
@@ -560,6 +597,64 @@ impl WorkloadStrategy {
             default_template(t);
         }
     }
+}
+
+/// A StatefulSet's spec may change only in the fields upstream lists.
+fn statefulset_spec_update(new: &Value, old: &Value) -> Vec<Cause> {
+    const MUTABLE: &[&str] = &[
+        "replicas",
+        "ordinals",
+        "template",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "persistentVolumeClaimRetentionPolicy",
+        "minReadySeconds",
+    ];
+    let fixed = |v: &Value| {
+        let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(m) = spec.as_object_mut() {
+            m.retain(|k, _| !MUTABLE.contains(&k.as_str()));
+        }
+        spec
+    };
+    if super::validation::semantically_equal(Some(&fixed(new)), Some(&fixed(old))) {
+        return Vec::new();
+    }
+    vec![Cause::forbidden(
+        "spec",
+        "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+    )]
+}
+
+/// Whether a Job's pod template is unchanged as upstream judges it: while the Job is
+/// suspended and has never started, its scheduling directives (node affinity, node
+/// selector, tolerations, scheduling gates) and the template's labels and annotations may
+/// change.
+fn job_template_unchanged(new: &Value, old: &Value) -> bool {
+    let suspended = new.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+    let never_started = old.pointer("/status/startTime").is_none_or(Value::is_null);
+    let relaxed = |t: Option<&Value>| {
+        let mut t = t.cloned().unwrap_or(Value::Null);
+        if suspended && never_started {
+            if let Some(m) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("labels");
+                m.remove("annotations");
+            }
+            if let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
+                for f in ["nodeSelector", "tolerations", "schedulingGates"] {
+                    spec.remove(f);
+                }
+                if let Some(a) = spec.get_mut("affinity").and_then(Value::as_object_mut) {
+                    a.remove("nodeAffinity");
+                }
+            }
+        }
+        t
+    };
+    super::validation::semantically_equal(
+        Some(&relaxed(new.pointer("/spec/template"))),
+        Some(&relaxed(old.pointer("/spec/template"))),
+    )
 }
 
 /// Upstream's CronJob rules: a schedule robfig/cron parses, no `TZ=` in it, and a
@@ -791,6 +886,61 @@ mod tests {
         let mut again = j.clone();
         s.prepare_update(&mut again, &j);
         assert!(s.validate_update(&again, &j).is_empty());
+    }
+
+    fn fields(c: Vec<Cause>) -> Vec<(String, String)> {
+        c.into_iter().map(|c| (c.field, c.message)).collect()
+    }
+
+    #[test]
+    fn a_jobs_selector_template_and_completions_are_immutable() {
+        let s = WorkloadStrategy { kind: "Job" };
+        let mut j = job(json!({"template": {"metadata": {"labels": {"app": "x"}}}}));
+        s.prepare_create(&mut j);
+        let mut edited = j.clone();
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:2");
+        edited["spec"]["completions"] = json!(3);
+        assert_eq!(
+            fields(s.validate_update(&edited, &j)),
+            [
+                ("spec.completions".to_string(), "Invalid value: 3: field is immutable".to_string()),
+                (
+                    "spec.template".to_string(),
+                    "Invalid value: core.PodTemplateSpec{...}: field is immutable".to_string()
+                ),
+            ]
+        );
+        // Suspended and never started: scheduling directives and labels may change.
+        j["spec"]["suspend"] = json!(true);
+        let mut placed = j.clone();
+        placed["spec"]["template"]["spec"]["nodeSelector"] = json!({"zone": "a"});
+        placed["spec"]["template"]["metadata"]["labels"]["tier"] = json!("batch");
+        assert!(s.validate_update(&placed, &j).is_empty());
+        j["status"] = json!({"startTime": "2025-01-01T00:00:00Z"});
+        assert_eq!(fields(s.validate_update(&placed, &j))[0].0, "spec.template");
+    }
+
+    #[test]
+    fn workload_selectors_and_statefulset_specs_are_fixed() {
+        let d = WorkloadStrategy { kind: "Deployment" };
+        let old = json!({"spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web", "v": "2"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        let mut new = old.clone();
+        new["spec"]["selector"]["matchLabels"]["v"] = json!("2");
+        assert_eq!(
+            fields(d.validate_update(&new, &old)),
+            [("spec.selector".to_string(), "Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable".to_string())]
+        );
+        let sts = WorkloadStrategy { kind: "StatefulSet" };
+        let mut grown = old.clone();
+        grown["spec"]["replicas"] = json!(3);
+        grown["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        assert!(sts.validate_update(&grown, &old).is_empty());
+        let mut claims = old.clone();
+        claims["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        assert_eq!(
+            fields(sts.validate_update(&claims, &old)),
+            [("spec".to_string(), "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".to_string())]
+        );
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Whether an `Accept` header asks for a Table, decided as upstream's content negotiation
-//! does: media ranges are ordered by quality (ties keep their order, specific types before
-//! wildcards), and the first range the server can serve wins, whether or not it asks for
-//! a Table. A Table range counts only for JSON or YAML and for `meta.k8s.io` `v1` or
-//! `v1beta1`; any other conversion (`as=Foo`, another group or version) is passed over.
+//! What an `Accept` header asks a resource request to be answered with, decided as
+//! upstream's content negotiation does: media ranges are ordered by quality (ties keep
+//! their order, specific types before wildcards), and the first range the server can serve
+//! wins. A range may ask for a conversion (`as`, `g`, `v`): a Table (JSON or YAML only), or
+//! a PartialObjectMetadata or PartialObjectMetadataList, each in `meta.k8s.io` `v1` or
+//! `v1beta1`; a range asking for any other conversion is passed over. When no range can be
+//! served the answer is 406.
+//!
+//! Protobuf ranges count as servable for the objects themselves and their metadata, as
+//! before: k3rs answers them in JSON, which clients decode by the answer's Content-Type.
 
 use super::TableVersion;
 
@@ -59,13 +64,31 @@ fn parse(header: &str) -> Vec<Clause<'_>> {
     clauses
 }
 
-/// Media types the API server encodes objects in.
-const SERVED: &[(&str, &str)] = &[("application", "json"), ("application", "yaml")];
+/// Media types the API server negotiates (see the module documentation for protobuf).
+const SERVED: &[(&str, &str)] =
+    &[("application", "json"), ("application", "yaml"), ("application", "vnd.kubernetes.protobuf")];
 
-/// What the first servable range of `accept` asks for: `Some` for a Table (and its
-/// version), `None` for the objects themselves. A missing header or one with no Table
-/// range gives `None`.
-pub fn wants_table(accept: &str) -> Option<TableVersion> {
+/// What a response carries: the object itself or one of the `meta.k8s.io` conversions,
+/// with the `meta.k8s.io` version it is served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Object,
+    Table(TableVersion),
+    /// The object's metadata only (`PartialObjectMetadata`).
+    Metadata(TableVersion),
+    /// A list's items' metadata only (`PartialObjectMetadataList`).
+    MetadataList(TableVersion),
+}
+
+/// No range of an `Accept` header can be served: upstream's 406 message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf")]
+pub struct NotAcceptable;
+
+/// What `accept` asks for (see the module documentation); a missing or empty header asks
+/// for the object.
+pub fn negotiate(accept: Option<&str>) -> Result<Output, NotAcceptable> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Output::Object) };
     for clause in parse(accept) {
         for (kind, subtype) in SERVED {
             let matches = (clause.kind == *kind && (clause.subtype == *subtype || clause.subtype == "*"))
@@ -73,26 +96,32 @@ pub fn wants_table(accept: &str) -> Option<TableVersion> {
             if !matches {
                 continue;
             }
-            let target = clause.param("as")?;
-            let group = clause.param("g").unwrap_or("");
-            let version = clause.param("v").unwrap_or("");
-            if target == "Table" && group == "meta.k8s.io" {
-                match version {
-                    "v1" => return Some(TableVersion::V1),
-                    "v1beta1" => return Some(TableVersion::V1Beta1),
-                    _ => {}
-                }
+            let (target, group, version) = (clause.param("as"), clause.param("g"), clause.param("v"));
+            if target.is_none() && group.is_none() && version.is_none() {
+                return Ok(Output::Object);
             }
-            // PartialObjectMetadata conversions are served as such, not as a Table.
-            if matches!(target, "PartialObjectMetadata" | "PartialObjectMetadataList")
-                && group == "meta.k8s.io"
-                && matches!(version, "v1" | "v1beta1")
-            {
-                return None;
+            let version = match (group, version) {
+                (Some("meta.k8s.io"), Some("v1")) => TableVersion::V1,
+                (Some("meta.k8s.io"), Some("v1beta1")) => TableVersion::V1Beta1,
+                _ => continue,
+            };
+            match target {
+                Some("Table") if *subtype != "vnd.kubernetes.protobuf" => return Ok(Output::Table(version)),
+                Some("PartialObjectMetadata") => return Ok(Output::Metadata(version)),
+                Some("PartialObjectMetadataList") => return Ok(Output::MetadataList(version)),
+                _ => {}
             }
         }
     }
-    None
+    Err(NotAcceptable)
+}
+
+/// Whether `accept` picks a Table, and in which version (see [`negotiate`]).
+pub fn wants_table(accept: &str) -> Option<TableVersion> {
+    match negotiate(Some(accept)) {
+        Ok(Output::Table(v)) => Some(v),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +156,32 @@ mod tests {
         assert_eq!(wants_table(beta_first), Some(TableVersion::V1Beta1));
         let wildcard_first = "*/*,application/json;as=Table;v=v1;g=meta.k8s.io";
         assert_eq!(wants_table(wildcard_first), Some(TableVersion::V1));
+    }
+
+    #[test]
+    fn metadata_conversions_and_406() {
+        let v1 = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+        assert_eq!(negotiate(Some(v1)), Ok(Output::Metadata(TableVersion::V1)));
+        let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1";
+        assert_eq!(negotiate(Some(list)), Ok(Output::MetadataList(TableVersion::V1Beta1)));
+        // client-go's metadata client: protobuf first, then JSON, then the plain object.
+        let client_go = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(negotiate(Some(client_go)), Ok(Output::MetadataList(TableVersion::V1)));
+        // An unsupported group or version is passed over; with nothing else, 406.
+        for bad in [
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2",
+            "application/json;as=PartialObjectMetadata;g=example.com;v=v1",
+            "application/json;as=PartialObjectMetadata",
+            "application/json;as=Pod;g=meta.k8s.io;v=v1",
+            "text/html",
+        ] {
+            assert_eq!(negotiate(Some(bad)), Err(NotAcceptable), "{bad}");
+        }
+        let fallback = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2, application/json";
+        assert_eq!(negotiate(Some(fallback)), Ok(Output::Object));
+        assert_eq!(negotiate(None), Ok(Output::Object));
+        assert_eq!(negotiate(Some("")), Ok(Output::Object));
+        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf")), Ok(Output::Object));
     }
 
     #[test]

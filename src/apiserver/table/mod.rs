@@ -23,11 +23,11 @@ mod quantity;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-pub use accept::wants_table;
+pub use accept::{negotiate, wants_table, NotAcceptable, Output};
 pub use fields::human_duration;
 pub use printers::{Column, Row};
 
-/// The version of `meta.k8s.io` the Table is served in.
+/// The version of `meta.k8s.io` a Table (or a PartialObjectMetadata) is served in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableVersion {
     /// `meta.k8s.io/v1`
@@ -241,11 +241,7 @@ fn row_json(
             }
             full
         }
-        IncludeObject::Metadata => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": options.version.api_version(),
-            "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        }),
+        IncludeObject::Metadata => partial_object(object, options.version),
     };
     let mut row = Map::new();
     row.insert("cells".to_string(), Value::Array(cells));
@@ -254,6 +250,27 @@ fn row_json(
     }
     row.insert("object".to_string(), attached);
     Value::Object(row)
+}
+
+/// An object's metadata as a `PartialObjectMetadata`.
+pub fn partial_object(object: &Value, version: TableVersion) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": version.api_version(),
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A list as a `PartialObjectMetadataList`: its items' metadata, and its own `ListMeta`.
+pub fn partial_list(list: &Value, version: TableVersion) -> Value {
+    let items: Vec<Value> =
+        list.get("items").and_then(Value::as_array).into_iter().flatten().map(|o| partial_object(o, version)).collect();
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": version.api_version(),
+        "metadata": list.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "items": items,
+    })
 }
 
 #[cfg(test)]
