@@ -8,7 +8,6 @@ use crate::common;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::Request;
 use k3rs::apiserver::{ApiServer, Identity};
 use k3rs::client::Client;
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
@@ -16,7 +15,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{json, Value};
 
-use common::kubectl_http::{admin, kubectl, KubectlHttp};
+use common::kubectl_http::{admin, kubectl, serve_as, KubectlHttp};
 
 struct Setup {
     http: KubectlHttp,
@@ -29,15 +28,7 @@ async fn setup() -> Setup {
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap();
     let api = ApiServer::new(Arc::new(store));
     api.bootstrap().await.unwrap();
-    let served = api.clone();
-    // Every HTTP caller is the admin: this test is about events, not authentication.
-    let http = KubectlHttp::serve(false, move |_| {
-        served.router().layer(axum::middleware::map_request(|mut req: Request| async move {
-            req.extensions_mut().insert(admin());
-            req
-        }))
-    })
-    .await;
+    let http = serve_as(&api, admin()).await;
     let client = Client::new(api, Identity::new("system:kube-controller-manager", &["system:authenticated"]));
     // Pods need their namespace's default service account (no controller makes it here).
     client.post("/api/v1/namespaces/default/serviceaccounts", &json!({"metadata": {"name": "default"}})).await.unwrap();

@@ -15,7 +15,7 @@ use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::kubectl_http::{admin, kubectl, KubectlHttp, KubectlOutput};
+use common::kubectl_http::{admin, call, kubectl, serve_as, KubectlHttp, KubectlOutput};
 
 struct Setup {
     http: KubectlHttp,
@@ -43,20 +43,8 @@ async fn setup() -> Setup {
         ApiServer::with_options(Arc::new(store), ApiOptions { tokens: Some(tokens.clone()), ..Default::default() });
     api.bootstrap().await.unwrap();
     // One port where every caller is the cluster admin, one where every caller is alice.
-    let serve_as = |who: Identity| {
-        let served = api.clone();
-        KubectlHttp::serve(false, move |_| {
-            served.router().layer(axum::middleware::map_request(move |mut req: Request| {
-                let who = who.clone();
-                async move {
-                    req.extensions_mut().insert(who);
-                    req
-                }
-            }))
-        })
-    };
-    let http = serve_as(admin()).await;
-    let alice = serve_as(Identity::new("alice", &["dev", "system:authenticated"])).await;
+    let http = serve_as(&api, admin()).await;
+    let alice = serve_as(&api, Identity::new("alice", &["dev", "system:authenticated"])).await;
     Setup { http, alice, api, tokens, _dir: dir }
 }
 
@@ -70,14 +58,7 @@ impl Setup {
     }
 
     async fn call(&self, who: Identity, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let body = if body.is_null() { Body::empty() } else { Body::from(serde_json::to_vec(&body).unwrap()) };
-        let mut req =
-            Request::builder().method(method).uri(uri).header("content-type", "application/json").body(body).unwrap();
-        req.extensions_mut().insert(who);
-        let resp = self.api.router().oneshot(req).await.unwrap();
-        let code = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (code, serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))))
+        call(&self.api, who, method, uri, body).await
     }
 }
 

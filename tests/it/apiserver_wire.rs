@@ -15,21 +15,14 @@ use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::kubectl_http::{admin, kubectl, KubectlHttp};
+use common::kubectl_http::{admin, kubectl, serve_as, KubectlHttp};
 
 async fn setup() -> (Arc<ApiServer>, KubectlHttp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let api =
         ApiServer::new(Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap()));
     api.bootstrap().await.unwrap();
-    let served = api.clone();
-    let http = KubectlHttp::serve(false, move |_| {
-        served.router().layer(axum::middleware::map_request(|mut req: Request| async move {
-            req.extensions_mut().insert(admin());
-            req
-        }))
-    })
-    .await;
+    let http = serve_as(&api, admin()).await;
     (api, http, dir)
 }
 

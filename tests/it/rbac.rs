@@ -8,16 +8,13 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use k3rs::apiserver::{ApiOptions, ApiServer, Identity};
 use k3rs::controllers::runtime::{Context, Stop};
 use k3rs::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use common::kubectl_http::{admin, kubectl, KubectlHttp, KubectlOutput};
+use common::kubectl_http::{admin, call, kubectl, serve_as, KubectlHttp, KubectlOutput};
 
 struct Setup {
     http: KubectlHttp,
@@ -36,14 +33,7 @@ async fn setup() -> Setup {
     let identity = Identity::new("system:kube-controller-manager", &["system:authenticated"]);
     let (ctx, _failed) = Context::in_process(&api, identity, stop, String::new());
     tokio::spawn(k3rs::controllers::clusterroleaggregation::run(ctx));
-    let served = api.clone();
-    let http = KubectlHttp::serve(false, move |_| {
-        served.router().layer(axum::middleware::map_request(|mut req: Request| async move {
-            req.extensions_mut().insert(admin());
-            req
-        }))
-    })
-    .await;
+    let http = serve_as(&api, admin()).await;
     let s = Setup { http, api, store, _dir: dir };
     // The aggregated roles are filled in by the controller.
     for _ in 0..100 {
@@ -59,14 +49,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn call(&self, who: Identity, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let body = if body.is_null() { Body::empty() } else { Body::from(serde_json::to_vec(&body).unwrap()) };
-        let mut req =
-            Request::builder().method(method).uri(uri).header("content-type", "application/json").body(body).unwrap();
-        req.extensions_mut().insert(who);
-        let resp = self.api.router().oneshot(req).await.unwrap();
-        let code = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (code, serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))))
+        call(&self.api, who, method, uri, body).await
     }
 
     async fn k(&self, args: &[&str]) -> KubectlOutput {

@@ -101,3 +101,47 @@ impl KubectlHttp {
         out.stdout
     }
 }
+
+/// Serves `api` over plain HTTP with every caller taken for `who` (kubectl sends no
+/// credentials over HTTP, so each port stands for one caller).
+pub async fn serve_as(api: &std::sync::Arc<k3rs::apiserver::ApiServer>, who: Identity) -> KubectlHttp {
+    let served = api.clone();
+    KubectlHttp::serve(false, move |_| {
+        served.router().layer(axum::middleware::map_request(move |mut req: axum::extract::Request| {
+            let who = who.clone();
+            async move {
+                req.extensions_mut().insert(who);
+                req
+            }
+        }))
+    })
+    .await
+}
+
+/// One JSON request through the API server's router as `who`: the status and the body
+/// (parsed, or as a string when it is not JSON).
+pub async fn call(
+    api: &std::sync::Arc<k3rs::apiserver::ApiServer>,
+    who: Identity,
+    method: axum::http::Method,
+    uri: &str,
+    body: serde_json::Value,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let body = if body.is_null() {
+        axum::body::Body::empty()
+    } else {
+        axum::body::Body::from(serde_json::to_vec(&body).expect("JSON"))
+    };
+    let mut req = axum::extract::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("a request");
+    req.extensions_mut().insert(who);
+    let resp = api.router().oneshot(req).await.expect("the router answers");
+    let code = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("the body");
+    (code, serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::json!(String::from_utf8_lossy(&bytes))))
+}
