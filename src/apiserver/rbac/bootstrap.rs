@@ -1018,17 +1018,12 @@ pub fn reconcile_rules(
             }
         }
         _ => {
-            let want = expected_rules.as_deref().unwrap_or(&[]);
-            let missing = uncovered(rules.as_deref().unwrap_or(&[]), want);
-            if !missing.is_empty() {
-                // The missing rules are added whole, as upstream adds them.
-                let have = rules.get_or_insert_with(Vec::new);
-                for rule in want {
-                    if !uncovered(have, std::slice::from_ref(rule)).is_empty() {
-                        have.push(rule.clone());
-                    }
+            // A rule not wholly covered is added whole, as upstream adds them.
+            for rule in expected_rules.iter().flatten() {
+                if !uncovered(rules.as_deref().unwrap_or(&[]), std::slice::from_ref(rule)).is_empty() {
+                    rules.get_or_insert_with(Vec::new).push(rule.clone());
+                    changed = true;
                 }
-                changed = true;
             }
         }
     }

@@ -142,9 +142,14 @@ fn role_of(policy: Option<&Vec<PolicyRule>>) -> Arc<CachedRole> {
     Arc::new(CachedRole { rules: to_rules(&policy), policy })
 }
 
+/// A ServiceAccount subject's namespace: its own, or the binding's when it names none.
+fn account_namespace<'a>(s: &'a Subject, binding_namespace: &'a str) -> &'a str {
+    s.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(binding_namespace)
+}
+
 fn describe(s: &Subject, binding_namespace: &str) -> String {
     if s.kind == "ServiceAccount" {
-        let ns = s.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(binding_namespace);
+        let ns = account_namespace(s, binding_namespace);
         format!("{} {:?}", s.kind, format!("{}/{ns}", s.name))
     } else {
         format!("{} {:?}", s.kind, s.name)
@@ -157,7 +162,7 @@ fn subject_key(s: &Subject, binding_namespace: &str) -> Option<SubjectKey> {
         "User" => Some(SubjectKey::User(s.name.clone())),
         "Group" => Some(SubjectKey::Group(s.name.clone())),
         "ServiceAccount" => {
-            let ns = s.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(binding_namespace);
+            let ns = account_namespace(s, binding_namespace);
             (!ns.is_empty()).then(|| SubjectKey::User(format!("system:serviceaccount:{ns}:{}", s.name)))
         }
         _ => None,
