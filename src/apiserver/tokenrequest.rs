@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::handlers::{decode_body, json_response};
+use super::registry::workloads::API_ACCESS_TOKEN_SECONDS;
 use super::request::ResourceRequest;
 use super::status::{ApiError, Cause, Reason};
 use super::ApiServer;
@@ -22,6 +23,8 @@ use crate::pki::ObjectRef;
 const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 const MIN_EXPIRATION_SECONDS: i64 = 600;
 const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
+/// How long an extended API access token is valid (upstream's ExpirationExtensionSeconds).
+const EXTENDED_EXPIRATION_SECONDS: i64 = 365 * 24 * 60 * 60;
 
 /// What a TokenRequest asks for, defaulted and validated.
 #[derive(Debug, PartialEq, Eq)]
@@ -110,12 +113,19 @@ impl ApiServer {
         let uid_of = |v: &Value| v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         let account = get("serviceaccounts", true, name.to_string()).await?;
         let now = OffsetDateTime::now_utc();
-        let mut claims = tokens.bound_claims(
-            ns,
-            ObjectRef::new(name, uid_of(&account)),
-            now,
-            Duration::seconds(wanted.expiration_seconds),
-        );
+        // As upstream's --service-account-extend-token-expiration (on by default): a pod's
+        // API access token (3607 s) is valid for a year, and says when to renew, so that
+        // pods keep working while their node cannot renew it.
+        let extended = wanted.expiration_seconds == API_ACCESS_TOKEN_SECONDS
+            && wanted.bound.as_ref().is_some_and(|(kind, _, _)| kind == "Pod");
+        let lifetime = if extended { EXTENDED_EXPIRATION_SECONDS } else { wanted.expiration_seconds };
+        let mut claims =
+            tokens.bound_claims(ns, ObjectRef::new(name, uid_of(&account)), now, Duration::seconds(lifetime));
+        if extended {
+            if let Some(k) = claims.kubernetes.as_mut() {
+                k.warnafter = Some(now.unix_timestamp() + wanted.expiration_seconds);
+            }
+        }
         claims.aud = wanted.audiences.clone();
         claims.jti = Some(super::registry::meta::new_uid());
         if let Some((kind, object, uid)) = &wanted.bound {

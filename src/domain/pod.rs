@@ -232,7 +232,27 @@ pub fn default_spec(spec: &mut Value) {
             if let Some(Value::Object(h)) = v.get_mut("hostPath") {
                 default(h, "type", json!(""));
             }
+            if let Some(Value::Array(items)) = v.get_mut("downwardAPI").and_then(|d| d.get_mut("items")) {
+                items.iter_mut().for_each(default_downward_item);
+            }
+            if let Some(Value::Array(sources)) = v.get_mut("projected").and_then(|p| p.get_mut("sources")) {
+                for s in sources.iter_mut() {
+                    if let Some(Value::Object(t)) = s.get_mut("serviceAccountToken") {
+                        default(t, "expirationSeconds", json!(3600));
+                    }
+                    if let Some(Value::Array(items)) = s.get_mut("downwardAPI").and_then(|d| d.get_mut("items")) {
+                        items.iter_mut().for_each(default_downward_item);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// A downward API file's `fieldRef` names API version v1 unless it says otherwise.
+fn default_downward_item(item: &mut Value) {
+    if let Some(Value::Object(f)) = item.get_mut("fieldRef") {
+        default(f, "apiVersion", json!("v1"));
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, PodStatus, Secret, Service};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, PodStatus, Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -20,13 +21,59 @@ use tokio::sync::mpsc;
 use super::api_error;
 use super::backend::{Backend, ContainerRecord};
 use super::static_pods;
-use super::volumes::Sources;
+use super::tokens::{Issued, TokenCache, TokenFor};
+use super::volumes::{token_requests, Sources, TokenKey};
 use super::worker::{EventSink, Next, PodApi, Worker};
 use crate::apiserver::status::ApiError;
 use crate::client::Client;
 
-/// The API as the node's identity sees it.
-pub struct ClientApi(pub Client);
+/// The API as the node's identity sees it, and the tokens it got for the node's pods.
+pub struct ClientApi {
+    client: Client,
+    tokens: TokenCache,
+}
+
+impl ClientApi {
+    pub fn new(client: Client) -> Self {
+        ClientApi { client, tokens: TokenCache::default() }
+    }
+
+    /// A token for one of the pod's projected volumes: the held one, or a new one bound to
+    /// the pod (TokenRequest).
+    async fn token(&self, pod: &Pod, (audience, lifetime): &TokenKey) -> Result<String, ApiError> {
+        let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default();
+        let key = TokenFor {
+            namespace: namespace_of(pod).to_string(),
+            service_account: account.clone(),
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+            audience: audience.clone(),
+            lifetime: *lifetime,
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(t) = self.tokens.fresh(&key, now) {
+            return Ok(t);
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: if audience.is_empty() { Vec::new() } else { vec![audience.clone()] },
+                expiration_seconds: Some(*lifetime),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone(),
+                }),
+            },
+            ..Default::default()
+        };
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.typed(), namespace_of(pod));
+        let got = accounts.create_token_request(&account, &PostParams::default(), &request).await.map_err(api_error)?;
+        let status = got.status.ok_or_else(|| ApiError::internal("TokenRequest without a status"))?;
+        let expires = status.expiration_timestamp.0.as_second();
+        self.tokens.keep(key, Issued { token: status.token.clone(), expires });
+        Ok(status.token)
+    }
+}
 
 fn namespace_of(pod: &Pod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("default")
@@ -47,7 +94,7 @@ fn delete_now(uid: Option<String>) -> DeleteParams {
 
 impl ClientApi {
     fn pods(&self, pod: &Pod) -> Api<Pod> {
-        Api::namespaced(self.0.typed(), namespace_of(pod))
+        Api::namespaced(self.client.typed(), namespace_of(pod))
     }
 }
 
@@ -76,23 +123,27 @@ impl PodApi for ClientApi {
         let ns = namespace_of(pod);
         let (cms, secrets) = super::volumes::referenced(pod);
         let mut out = Sources::default();
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.0.typed(), ns);
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.typed(), ns);
         for n in cms {
             if let Some(cm) = config_maps.get_opt(&n).await.map_err(api_error)? {
                 out.config_maps.insert(n, cm);
             }
         }
-        let secret_api: Api<Secret> = Api::namespaced(self.0.typed(), ns);
+        let secret_api: Api<Secret> = Api::namespaced(self.client.typed(), ns);
         for n in secrets {
             if let Some(s) = secret_api.get_opt(&n).await.map_err(api_error)? {
                 out.secrets.insert(n, s);
             }
         }
+        for key in token_requests(pod) {
+            let token = self.token(pod, &key).await?;
+            out.tokens.insert(key, token);
+        }
         Ok(out)
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
-        let services: Api<Service> = Api::namespaced(self.0.typed(), namespace);
+        let services: Api<Service> = Api::namespaced(self.client.typed(), namespace);
         Ok(services.list(&ListParams::default()).await.map_err(api_error)?.items)
     }
 }

@@ -31,8 +31,11 @@ async fn cluster() -> Cluster {
     api.bootstrap().await.unwrap();
     let client = Client::new(api, Identity::new("system:admin", &["system:masters"]));
     // Pods need their service account (the controller that makes it is not running here).
+    // It mounts no API access volume: no root-CA publisher runs here, and this server has
+    // no token issuer (e2e_serviceaccount covers that volume).
     let account = ServiceAccount {
         metadata: ObjectMeta { name: Some("default".into()), ..Default::default() },
+        automount_service_account_token: Some(false),
         ..Default::default()
     };
     Api::<ServiceAccount>::namespaced(client.typed(), "default")
@@ -138,7 +141,7 @@ fn start(cluster: &Cluster, backend: Arc<FakeBackend>) -> Kubelet {
         NODE.into(),
         "10.0.0.1".into(),
         backend.clone(),
-        Arc::new(ClientApi(cluster.client.clone())),
+        Arc::new(ClientApi::new(cluster.client.clone())),
         events.clone(),
         None,
         async move {

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 #[cfg(test)]

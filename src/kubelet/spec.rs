@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 
 use crate::domain::quantity;
@@ -336,9 +337,10 @@ fn format_map(m: &BTreeMap<String, String>) -> String {
     m.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join("\n")
 }
 
-fn field_ref(input: &SpecInput<'_>, path: &str) -> Result<String, SpecError> {
-    let meta = &input.pod.metadata;
-    let src = input.env_sources;
+/// A `fieldRef` on the pod's metadata (name, namespace, uid, labels, annotations, or one
+/// label or annotation as `metadata.labels['k']`): what env and downward API volumes share.
+/// `None` for other paths.
+pub fn metadata_field(meta: &ObjectMeta, path: &str) -> Option<String> {
     let subscript = |prefix: &str| {
         path.strip_prefix(prefix)
             .and_then(|r| r.strip_prefix("['"))
@@ -346,18 +348,28 @@ fn field_ref(input: &SpecInput<'_>, path: &str) -> Result<String, SpecError> {
             .map(str::to_string)
     };
     if let Some(k) = subscript("metadata.labels") {
-        return Ok(meta.labels.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default());
+        return Some(meta.labels.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default());
     }
     if let Some(k) = subscript("metadata.annotations") {
-        return Ok(meta.annotations.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default());
+        return Some(meta.annotations.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default());
     }
-    let spec = input.pod.spec.as_ref();
-    Ok(match path {
+    Some(match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
         "metadata.labels" => format_map(&meta.labels.clone().unwrap_or_default()),
         "metadata.annotations" => format_map(&meta.annotations.clone().unwrap_or_default()),
+        _ => return None,
+    })
+}
+
+fn field_ref(input: &SpecInput<'_>, path: &str) -> Result<String, SpecError> {
+    if let Some(v) = metadata_field(&input.pod.metadata, path) {
+        return Ok(v);
+    }
+    let src = input.env_sources;
+    let spec = input.pod.spec.as_ref();
+    Ok(match path {
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_else(|| src.node_name.clone()),
         "spec.serviceAccountName" => {
             spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| src.service_account_name.clone())
@@ -379,15 +391,30 @@ fn resource_field_ref(
     input: &SpecInput<'_>,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> Result<String, SpecError> {
-    let c = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
-        Some(name) => input
-            .pod
-            .spec
+    resource_field(input.pod, Some(input.container), r, &input.env_sources.node_allocatable)
+}
+
+/// A `resourceFieldRef`: the named container's (else `current`'s) request or limit of cpu,
+/// memory or ephemeral-storage, divided by the divisor and rounded up, as upstream. An
+/// unset limit is the node's `allocatable`.
+pub fn resource_field(
+    pod: &Pod,
+    current: Option<&Container>,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+    allocatable: &BTreeMap<String, Quantity>,
+) -> Result<String, SpecError> {
+    let named = r.container_name.as_deref().filter(|n| !n.is_empty()).and_then(|name| {
+        pod.spec
             .iter()
             .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
             .find(|c| c.name == name)
-            .unwrap_or(input.container),
-        None => input.container,
+    });
+    let Some(c) = named.or(current) else {
+        return Err(SpecError::UnsupportedResource(format!(
+            "{}: no container {:?}",
+            r.resource,
+            r.container_name.as_deref().unwrap_or("")
+        )));
     };
     let (req, lim) = requests_limits(c);
     let (map, res, is_limit) = match r.resource.split_once('.') {
@@ -404,7 +431,7 @@ fn resource_field_ref(
     let value = match map.get(res) {
         Some(q) => amount(q)?,
         // An unset limit is the node's allocatable, as upstream resolves it.
-        None if is_limit => input.env_sources.node_allocatable.get(res).map(amount).transpose()?.unwrap_or(0),
+        None if is_limit => allocatable.get(res).map(amount).transpose()?.unwrap_or(0),
         None => 0,
     };
     let divisor = r.divisor.as_ref().map(amount).transpose()?.filter(|d| *d > 0).unwrap_or(if cpu { 1000 } else { 1 });

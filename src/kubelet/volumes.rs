@@ -1,7 +1,9 @@
 //! A pod's volumes on the node: emptyDir (a directory, or tmpfs for `medium: Memory`),
 //! hostPath (with upstream's type checks), configMap and secret (files written atomically
 //! the way upstream's atomic writer does — a timestamped directory behind a `..data` symlink
-//! — so a refresh swaps the whole set at once and running containers see it).
+//! — so a refresh swaps the whole set at once and running containers see it), downwardAPI,
+//! and projected volumes of configMaps, secrets, downward API items and service-account
+//! tokens (the API access volume every pod gets).
 //!
 //! Paths: `<pods>/<uid>/volumes/kubernetes.io~<plugin>/<volume>`.
 
@@ -11,7 +13,9 @@ use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, HostPathVolumeSource, KeyToPath, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, Pod, ProjectedVolumeSource, Secret,
+};
 
 use crate::domain::quantity::Quantity;
 
@@ -28,6 +32,11 @@ pub enum VolumeError {
     Io { volume: String, path: String, reason: String },
     #[error("volume {volume:?}: type not supported by this kubelet yet")]
     Unsupported { volume: String },
+    /// No service-account token could be had for a projected volume.
+    #[error("failed to fetch token for volume {volume:?} (audience {audience:?})")]
+    Token { volume: String, audience: String },
+    #[error("downward API volume {volume:?}: {reason}")]
+    Downward { volume: String, reason: String },
 }
 
 fn io(volume: &str, path: &Path, e: impl std::fmt::Display) -> VolumeError {
@@ -71,11 +80,34 @@ pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
     (cms, secrets)
 }
 
-/// ConfigMaps and Secrets fetched for a pod; a name absent here does not exist.
+/// A service-account token that a projected volume asks for: its audience (empty: the API
+/// server's own) and its lifetime in seconds.
+pub type TokenKey = (String, i64);
+
+/// The tokens the pod's projected volumes ask for, each once.
+pub fn token_requests(pod: &Pod) -> Vec<TokenKey> {
+    let mut out: Vec<TokenKey> = Vec::new();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for v in volumes.into_iter().flatten() {
+        for s in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+            if let Some(t) = &s.service_account_token {
+                let key = (t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(3600));
+                if !out.contains(&key) {
+                    out.push(key);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// ConfigMaps and Secrets fetched for a pod (a name absent here does not exist), and the
+/// service-account tokens its projected volumes ask for.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    pub tokens: BTreeMap<TokenKey, String>,
 }
 
 impl Sources {
@@ -141,7 +173,7 @@ pub fn prepare(
                 None => return Err(VolumeError::Missing { kind: "configmap", name: cm.name.clone() }),
             };
             let dir = volume_dir(pod_dir, "configmap", name);
-            let files = project(&data, cm.items.as_deref(), cm.default_mode, optional)?;
+            let files = project(&data, cm.items.as_deref(), mode_or(cm.default_mode, 0o644), optional)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
         } else if let Some(sec) = &v.secret {
@@ -156,13 +188,102 @@ pub fn prepare(
             fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
             // Secrets never touch the disk: tmpfs, as upstream.
             mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
-            let files = project(&data, sec.items.as_deref(), sec.default_mode, optional)?;
+            let files = project(&data, sec.items.as_deref(), mode_or(sec.default_mode, 0o644), optional)?;
+            write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
+            dir
+        } else if let Some(p) = &v.projected {
+            let dir = volume_dir(pod_dir, "projected", name);
+            fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
+            // Tokens and secrets never touch the disk: tmpfs, as upstream.
+            mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
+            let files = projected(name, pod, p, sources)?;
+            write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
+            dir
+        } else if let Some(d) = &v.downward_api {
+            let dir = volume_dir(pod_dir, "downward-api", name);
+            let files = downward(name, pod, d.items.as_deref().unwrap_or_default(), mode_or(d.default_mode, 0o644))?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
         } else {
             return Err(VolumeError::Unsupported { volume: name.to_string() });
         };
         out.insert(name.to_string(), path);
+    }
+    Ok(out)
+}
+
+fn mode_or(mode: Option<i32>, default: u32) -> u32 {
+    mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(default)
+}
+
+/// The files of a projected volume: each source's in order (a later file of the same path
+/// wins, as upstream writes them), all with the volume's default mode unless an item says.
+fn projected(
+    volume: &str,
+    pod: &Pod,
+    p: &ProjectedVolumeSource,
+    sources: &Sources,
+) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
+    let default_mode = mode_or(p.default_mode, 0o644);
+    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    for s in p.sources.iter().flatten() {
+        if let Some(cm) = &s.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            let data = match sources.config_map_data(&cm.name) {
+                Some(d) => d,
+                None if optional => continue,
+                None => return Err(VolumeError::Missing { kind: "configmap", name: cm.name.clone() }),
+            };
+            files.extend(project(&data, cm.items.as_deref(), default_mode, optional)?);
+        } else if let Some(sec) = &s.secret {
+            let optional = sec.optional.unwrap_or(false);
+            let data = match sources.secret_data(&sec.name) {
+                Some(d) => d,
+                None if optional => continue,
+                None => return Err(VolumeError::Missing { kind: "secret", name: sec.name.clone() }),
+            };
+            files.extend(project(&data, sec.items.as_deref(), default_mode, optional)?);
+        } else if let Some(d) = &s.downward_api {
+            files.extend(downward(volume, pod, d.items.as_deref().unwrap_or_default(), default_mode)?);
+        } else if let Some(t) = &s.service_account_token {
+            let key = (t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(3600));
+            let token = sources
+                .tokens
+                .get(&key)
+                .ok_or_else(|| VolumeError::Token { volume: volume.to_string(), audience: key.0.clone() })?;
+            files.push((t.path.clone(), token.clone().into_bytes(), default_mode));
+        } else {
+            return Err(VolumeError::Unsupported { volume: volume.to_string() });
+        }
+    }
+    // One file per path: the last source that wrote it.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out: Vec<_> = files.into_iter().rev().filter(|(path, _, _)| seen.insert(path.clone())).collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// The files of downward API items: the pod's metadata, or a container's resources.
+fn downward(
+    volume: &str,
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
+    let mut out = Vec::new();
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            super::spec::metadata_field(&pod.metadata, &f.field_path).ok_or_else(|| VolumeError::Downward {
+                volume: volume.to_string(),
+                reason: format!("unsupported fieldPath: {}", f.field_path),
+            })?
+        } else if let Some(r) = &item.resource_field_ref {
+            super::spec::resource_field(pod, None, r, &BTreeMap::new())
+                .map_err(|e| VolumeError::Downward { volume: volume.to_string(), reason: e.to_string() })?
+        } else {
+            continue;
+        };
+        out.push((item.path.clone(), value.into_bytes(), mode_or(item.mode, default_mode)));
     }
     Ok(out)
 }
@@ -227,10 +348,9 @@ fn host_path(name: &str, hp: &HostPathVolumeSource) -> Result<PathBuf, VolumeErr
 fn project(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
-    default_mode: Option<i32>,
+    default_mode: u32,
     optional: bool,
 ) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
-    let default_mode = default_mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644);
     let mut out = Vec::new();
     match items {
         Some(items) if !items.is_empty() => {
@@ -497,6 +617,111 @@ mod tests {
         assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o400);
         assert!(!vols["s"].join("other").exists());
         assert!(m.0.lock().unwrap()[0].starts_with("tmpfs "));
+    }
+
+    /// The API access volume as admission adds it, and a labelled pod.
+    fn api_access_pod() -> Pod {
+        let mut p = pod(json!([{"name": "kube-api-access-x", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+        ]}}, {"name": "info", "downwardAPI": {"defaultMode": 0o600, "items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "tier", "fieldRef": {"fieldPath": "metadata.labels['tier']"}},
+            {"path": "mem", "resourceFieldRef": {"containerName": "a", "resource": "limits.memory", "divisor": "1Mi"}, "mode": 0o644},
+        ]}}]));
+        p.metadata.labels =
+            Some([("app".to_string(), "web".to_string()), ("tier".to_string(), "front".to_string())].into());
+        p.spec.as_mut().unwrap().containers[0].resources =
+            serde_json::from_value(json!({"limits": {"memory": "64Mi"}})).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_api_access_volume_holds_token_ca_and_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let p = api_access_pod();
+        assert_eq!(token_requests(&p), vec![(String::new(), 3607)]);
+        let mut src = Sources::default();
+        // No token: the volume cannot be set up (the kubelet reports FailedMount).
+        src.config_maps.insert("kube-root-ca.crt".into(), config_map(&[("ca.crt", "PEM")]));
+        assert_eq!(
+            prepare(dir.path(), &p, &src, &m).unwrap_err(),
+            VolumeError::Token { volume: "kube-api-access-x".into(), audience: String::new() }
+        );
+        src.tokens.insert((String::new(), 3607), "tok1".into());
+        let vols = prepare(dir.path(), &p, &src, &m).unwrap();
+        let v = &vols["kube-api-access-x"];
+        assert!(v.ends_with("volumes/kubernetes.io~projected/kube-api-access-x"));
+        assert_eq!(fs::read_to_string(v.join("token")).unwrap(), "tok1");
+        assert_eq!(fs::read_to_string(v.join("ca.crt")).unwrap(), "PEM");
+        assert_eq!(fs::read_to_string(v.join("namespace")).unwrap(), "d");
+        assert_eq!(fs::metadata(v.join("token")).unwrap().permissions().mode() & 0o777, 0o644);
+        // On tmpfs (asked again on each set-up: the real mounter mounts once).
+        assert!(m.0.lock().unwrap().iter().all(|e| *e == format!("tmpfs {}", v.display())));
+        // A renewed token replaces the file in place.
+        src.tokens.insert((String::new(), 3607), "tok2".into());
+        prepare(dir.path(), &p, &src, &m).unwrap();
+        assert_eq!(fs::read_to_string(v.join("token")).unwrap(), "tok2");
+        // The missing root CA is an error, as upstream (the ConfigMap is not optional).
+        src.config_maps.clear();
+        assert_eq!(
+            prepare(dir.path(), &p, &src, &m).unwrap_err(),
+            VolumeError::Missing { kind: "configmap", name: "kube-root-ca.crt".into() }
+        );
+    }
+
+    #[test]
+    fn downward_api_files_follow_the_pods_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let mut p = api_access_pod();
+        let mut src = Sources::default();
+        src.config_maps.insert("kube-root-ca.crt".into(), config_map(&[("ca.crt", "PEM")]));
+        src.tokens.insert((String::new(), 3607), "t".into());
+        let vols = prepare(dir.path(), &p, &src, &m).unwrap();
+        let v = &vols["info"];
+        assert!(v.ends_with("volumes/kubernetes.io~downward-api/info"));
+        assert_eq!(fs::read_to_string(v.join("labels")).unwrap(), "app=\"web\"\ntier=\"front\"");
+        assert_eq!(fs::read_to_string(v.join("tier")).unwrap(), "front");
+        assert_eq!(fs::read_to_string(v.join("mem")).unwrap(), "64");
+        assert_eq!(fs::metadata(v.join("tier")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(v.join("mem")).unwrap().permissions().mode() & 0o777, 0o644);
+        p.metadata.labels.as_mut().unwrap().insert("tier".into(), "back".into());
+        prepare(dir.path(), &p, &src, &m).unwrap();
+        assert_eq!(fs::read_to_string(v.join("tier")).unwrap(), "back");
+        // Only metadata may be projected into files.
+        let bad = pod(
+            json!([{"name": "bad", "downwardAPI": {"items": [{"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]}}]),
+        );
+        assert_eq!(
+            prepare(dir.path(), &bad, &src, &m).unwrap_err().to_string(),
+            "downward API volume \"bad\": unsupported fieldPath: status.podIP"
+        );
+    }
+
+    #[test]
+    fn projected_sources_combine_and_the_last_writer_of_a_path_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = FakeMounts::default();
+        let p = pod(json!([{"name": "all", "projected": {"defaultMode": 0o640, "sources": [
+            {"configMap": {"name": "cm"}},
+            {"secret": {"name": "sec", "items": [{"key": "pw", "path": "k"}]}},
+            {"secret": {"name": "absent", "optional": true}},
+            {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600, "path": "vault-token"}},
+        ]}}]));
+        let mut src = Sources::default();
+        src.config_maps.insert("cm".into(), config_map(&[("k", "from-cm"), ("other", "o")]));
+        let sec: Secret = serde_json::from_value(json!({"data": {"pw": "aHVudGVyMg=="}})).unwrap();
+        src.secrets.insert("sec".into(), sec);
+        src.tokens.insert(("vault".into(), 600), "vt".into());
+        let vols = prepare(dir.path(), &p, &src, &m).unwrap();
+        let v = &vols["all"];
+        assert_eq!(fs::read_to_string(v.join("k")).unwrap(), "hunter2");
+        assert_eq!(fs::read_to_string(v.join("other")).unwrap(), "o");
+        assert_eq!(fs::read_to_string(v.join("vault-token")).unwrap(), "vt");
+        assert_eq!(fs::metadata(v.join("other")).unwrap().permissions().mode() & 0o777, 0o640);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Worker {
     backoff: Backoff,
     sandbox_ip: Option<Option<String>>,
     volumes: Option<(BTreeMap<String, PathBuf>, Instant)>,
+    /// The pod's labels or annotations changed: its downward API files are to be written again.
+    volumes_stale: bool,
     start_time: Option<String>,
     written: Option<PodStatus>,
     /// Events already emitted, so a waiting container does not repeat them every pass.
@@ -122,6 +124,7 @@ impl Worker {
             backoff: Backoff::default(),
             sandbox_ip: None,
             volumes: None,
+            volumes_stale: false,
             start_time,
             written: None,
             said: HashSet::new(),
@@ -164,6 +167,10 @@ impl Worker {
             if differs && pod.metadata.resource_version.is_some() {
                 self.written = None;
             }
+        }
+        if pod.metadata.labels != self.pod.metadata.labels || pod.metadata.annotations != self.pod.metadata.annotations
+        {
+            self.volumes_stale = true;
         }
         self.pod = pod;
     }
@@ -274,7 +281,8 @@ impl Worker {
                 }
             }
         }
-        let volumes_due = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() >= VOLUME_RESYNC);
+        let volumes_due =
+            self.volumes_stale || self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() >= VOLUME_RESYNC);
         let mut sources = Sources::default();
         if volumes_due || self.needs_start() {
             let t = Instant::now();
@@ -291,7 +299,10 @@ impl Worker {
         if volumes_due {
             let pod_dir = self.backend.pods_dir().join(self.uid());
             match volumes::prepare(&pod_dir, &self.pod, &sources, self.backend.mounter()) {
-                Ok(v) => self.volumes = Some((v, Instant::now())),
+                Ok(v) => {
+                    self.volumes = Some((v, Instant::now()));
+                    self.volumes_stale = false;
+                }
                 Err(e) => {
                     let name = failing_volume(&self.pod, &e);
                     self.events.event(
@@ -713,14 +724,21 @@ fn ran_for(t: &Terminated) -> Option<Duration> {
 fn failing_volume(pod: &Pod, e: &volumes::VolumeError) -> String {
     let wanted = match e {
         volumes::VolumeError::Missing { name, .. } => Some(name.as_str()),
-        volumes::VolumeError::Io { volume, .. } | volumes::VolumeError::Unsupported { volume } => {
-            return volume.clone()
-        }
+        volumes::VolumeError::Io { volume, .. }
+        | volumes::VolumeError::Unsupported { volume }
+        | volumes::VolumeError::Token { volume, .. }
+        | volumes::VolumeError::Downward { volume, .. } => return volume.clone(),
         _ => None,
     };
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let refs =
-            [v.config_map.as_ref().map(|c| c.name.as_str()), v.secret.as_ref().and_then(|s| s.secret_name.as_deref())];
+        let mut refs = vec![
+            v.config_map.as_ref().map(|c| c.name.as_str()),
+            v.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+        ];
+        for s in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+            refs.push(s.config_map.as_ref().map(|c| c.name.as_str()));
+            refs.push(s.secret.as_ref().map(|c| c.name.as_str()));
+        }
         if refs.iter().flatten().any(|r| Some(*r) == wanted) {
             return v.name.clone();
         }

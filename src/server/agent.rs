@@ -138,7 +138,7 @@ where
             name,
             node_ip.to_string(),
             backend.clone(),
-            Arc::new(ClientApi(client.clone())),
+            Arc::new(ClientApi::new(client.clone())),
             Arc::new(RecorderSink::new(recorder)),
             Some(data.pod_manifests()),
             stop(),

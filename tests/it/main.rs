@@ -31,6 +31,7 @@ mod e2e_kubectl;
 mod e2e_netpol;
 mod e2e_pods;
 mod e2e_proxy;
+mod e2e_serviceaccount;
 mod e2e_sets;
 mod e2e_workloads;
 mod endpoints;

@@ -47,6 +47,21 @@ pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<Cause> {
     out
 }
 
+/// A name made from `base` as upstream's `SimpleNameGenerator` makes it (generateName):
+/// the base, cut to leave room, then five random characters of an alphabet without vowels
+/// or look-alikes, so the result is at most 63 characters.
+pub fn generate_name(base: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    const RANDOM: usize = 5;
+    const MAX_BASE: usize = 63 - RANDOM;
+    let mut cut = base.len().min(MAX_BASE);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let suffix: String = (0..RANDOM).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect();
+    format!("{}{suffix}", &base[..cut])
+}
+
 /// A random (version 4) UUID.
 pub fn new_uid() -> String {
     let mut b = fastrand::u128(..).to_be_bytes();
@@ -160,6 +175,18 @@ pub fn validate_qualified_name(key: &str, field: &str) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_names_keep_the_base_and_fit_63_characters() {
+        let n = generate_name("web-");
+        assert_eq!(n.len(), 9);
+        assert!(n.starts_with("web-"));
+        assert!(n[4..].bytes().all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c)), "{n}");
+        let long = "x".repeat(70);
+        let n = generate_name(&long);
+        assert_eq!(n.len(), 63);
+        assert!(n.starts_with(&"x".repeat(58)));
+    }
 
     #[test]
     fn names() {

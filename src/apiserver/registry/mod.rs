@@ -405,9 +405,7 @@ impl Registry {
             let m = meta_mut(&mut obj);
             if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
                 if let Some(g) = generate.filter(|g| !g.is_empty()) {
-                    const ALNUM: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-                    let suffix: String = (0..5).map(|_| ALNUM[fastrand::usize(..ALNUM.len())] as char).collect();
-                    m.insert("name".into(), json!(format!("{g}{suffix}")));
+                    m.insert("name".into(), json!(meta::generate_name(&g)));
                 }
             }
             m.insert("uid".into(), json!(meta::new_uid()));

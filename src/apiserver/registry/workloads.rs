@@ -98,9 +98,11 @@ fn pod_forbidden(name: &str, reason: String) -> ApiError {
     e
 }
 
-/// Upstream's ServiceAccount admission, validating half: the pod's account must exist;
-/// a mirror pod may name none (the kubelet cannot give it one).
-async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<(), ApiError> {
+/// Upstream's ServiceAccount admission, on pod creates: the pod's account must exist (a
+/// mirror pod may name none: the kubelet cannot give it one). Then, as upstream, the pod
+/// takes the account's image pull secrets when it names none, and, unless the pod or else
+/// the account sets `automountServiceAccountToken: false`, gets the API access volume.
+async fn admit_service_account(store: &Arc<dyn Store>, pod: &mut Value) -> Result<(), ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     let sa = pod.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("");
     if is_mirror(pod) {
@@ -111,13 +113,81 @@ async fn admit_service_account(store: &Arc<dyn Store>, pod: &Value) -> Result<()
     }
     let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
     let (_, found) = store.get(format!("/registry/serviceaccounts/{ns}/{sa}").as_bytes(), None).await?;
-    if found.is_none() {
+    let Some(kv) = found else {
         return Err(pod_forbidden(
             name,
             format!("error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"),
         ));
+    };
+    let account: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
+    let has_pull_secrets = spec.get("imagePullSecrets").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if !has_pull_secrets {
+        if let Some(secrets) = account.get("imagePullSecrets").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            spec.insert("imagePullSecrets".into(), Value::Array(secrets.clone()));
+        }
+    }
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| account.get("automountServiceAccountToken").and_then(Value::as_bool))
+        .unwrap_or(true);
+    if automount {
+        mount_api_access(spec);
     }
     Ok(())
+}
+
+/// Where containers find their service-account token, CA and namespace.
+pub const API_ACCESS_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The name prefix of the volume that holds them.
+const API_ACCESS_VOLUME_PREFIX: &str = "kube-api-access-";
+/// The token's lifetime in the volume: a value the API server recognises, to issue a
+/// longer-lived token that says when to renew (upstream's WarnOnlyBoundTokenExpirationSeconds).
+pub const API_ACCESS_TOKEN_SECONDS: i64 = 3607;
+
+/// Upstream's mounting of the API access volume: each container and init container without
+/// a mount at [`API_ACCESS_MOUNT_PATH`] mounts it read-only, and the pod gets the projected
+/// volume (token, `kube-root-ca.crt`'s `ca.crt`, the namespace) unless it has one already.
+fn mount_api_access(spec: &mut Map<String, Value>) {
+    let existing = spec.get("volumes").and_then(Value::as_array).and_then(|vols| {
+        vols.iter()
+            .filter_map(|v| v.get("name").and_then(Value::as_str))
+            .find(|n| n.starts_with(API_ACCESS_VOLUME_PREFIX))
+            .map(str::to_string)
+    });
+    let volume = existing.clone().unwrap_or_else(|| super::meta::generate_name(API_ACCESS_VOLUME_PREFIX));
+    let mount = json!({"name": volume, "readOnly": true, "mountPath": API_ACCESS_MOUNT_PATH});
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else { continue };
+            if mounts.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some(API_ACCESS_MOUNT_PATH)) {
+                continue;
+            }
+            mounts.push(mount.clone());
+            needed = true;
+        }
+    }
+    if existing.is_some() || !needed {
+        return;
+    }
+    let vols = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(vols) = vols.as_array_mut() {
+        vols.push(json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": API_ACCESS_TOKEN_SECONDS, "path": "token"}},
+                    {"configMap": {"name": crate::controllers::rootca::CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+    }
 }
 
 /// How long a pod stays on a node that went not-ready or unreachable, unless it says
@@ -794,6 +864,56 @@ fn job_defaults(spec: &mut Value, top: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mounted(spec: Value) -> Map<String, Value> {
+        let Value::Object(mut spec) = spec else { panic!("not an object") };
+        mount_api_access(&mut spec);
+        spec
+    }
+
+    #[test]
+    fn the_api_access_volume_is_mounted_in_every_container_as_upstream() {
+        let spec = mounted(json!({
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "a", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}, {"name": "b"}],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        }));
+        let vols = spec["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 2);
+        let name = vols[1]["name"].as_str().unwrap();
+        assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5, "{name}");
+        assert_eq!(
+            vols[1]["projected"],
+            json!({"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]})
+        );
+        let mount =
+            json!({"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+        assert_eq!(spec["initContainers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([{"name": "data", "mountPath": "/data"}, mount]));
+        assert_eq!(spec["containers"][1]["volumeMounts"], json!([mount]));
+    }
+
+    #[test]
+    fn a_container_with_its_own_mount_at_the_path_keeps_it() {
+        let own = json!({"name": "mine", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+        // Nobody needs the volume: none is added.
+        let spec = mounted(
+            json!({"containers": [{"name": "a", "volumeMounts": [own]}], "volumes": [{"name": "mine", "secret": {"secretName": "s"}}]}),
+        );
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([own]));
+        assert_eq!(spec["volumes"].as_array().unwrap().len(), 1);
+        // A pod that has the volume already (an update, a copy of a pod) gets no second one.
+        let spec = mounted(json!({
+            "containers": [{"name": "a"}],
+            "volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": []}}],
+        }));
+        assert_eq!(spec["volumes"].as_array().unwrap().len(), 1);
+        assert_eq!(spec["containers"][0]["volumeMounts"][0]["name"], "kube-api-access-abcde");
+    }
 
     #[test]
     fn default_toleration_seconds_as_upstream() {
