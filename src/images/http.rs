@@ -186,6 +186,18 @@ fn resolve(base: &Uri, location: &str) -> Result<Uri, NetError> {
     format!("{scheme}://{authority}{path}").parse().map_err(|e| NetError(format!("invalid redirect {location:?}: {e}")))
 }
 
+/// A TLS client configuration that accepts any server certificate, as upstream's kubelet
+/// makes HTTPS probes.
+pub fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth(),
+    ))
+}
+
 /// `insecure_skip_verify`: any certificate is accepted (signatures are still checked, so
 /// the handshake itself is sound).
 #[derive(Debug)]

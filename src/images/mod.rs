@@ -14,7 +14,7 @@
 mod archive;
 pub mod digest;
 mod error;
-mod http;
+pub(crate) mod http;
 pub mod manifest;
 mod pull;
 mod reference;

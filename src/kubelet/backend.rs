@@ -138,6 +138,9 @@ pub trait Backend: Send + Sync {
     async fn state(&self, id: &str) -> Result<AttemptState, BackendError>;
     /// Every container on the node.
     async fn containers(&self) -> Result<Vec<ContainerRecord>, BackendError>;
+    /// Runs `command` in the running container `id` (an exec probe): its exit code and up to
+    /// 10 KiB of its output, stdout then stderr; an error when it did not finish in `timeout`.
+    async fn exec_probe(&self, id: &str, command: Vec<String>, timeout: Duration) -> Result<(i32, String), String>;
     /// The node's pods directory (`<data-dir>/agent/pods`).
     fn pods_dir(&self) -> PathBuf;
     /// Where container logs go (`/var/log/pods`).

@@ -36,6 +36,10 @@ pub struct Node {
     /// Every container start fails with a configuration error: this ConfigMap is missing.
     pub missing_config_map: Option<String>,
     pub next_id: u32,
+    /// Exec probes fail (exit 1, "unhealthy") while this is set.
+    pub exec_failing: bool,
+    /// Every exec probe run: container id and command.
+    pub execs: Vec<(String, Vec<String>)>,
 }
 
 pub struct FakeBackend {
@@ -154,6 +158,11 @@ impl Backend for FakeBackend {
     }
     async fn containers(&self) -> Result<Vec<ContainerRecord>, BackendError> {
         Ok(self.node().containers.clone())
+    }
+    async fn exec_probe(&self, id: &str, command: Vec<String>, _timeout: Duration) -> Result<(i32, String), String> {
+        let mut n = self.node();
+        n.execs.push((id.to_string(), command));
+        Ok(if n.exec_failing { (1, "unhealthy\n".into()) } else { (0, String::new()) })
     }
     fn pods_dir(&self) -> PathBuf {
         self.dir.path().join("pods")

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, PodStatus, Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde_json::json;
@@ -150,14 +150,36 @@ impl PodApi for ClientApi {
 
 /// Events from the kubelet, through kube-runtime's recorder (`reportingController:
 /// kubelet`, the node as the instance), published in order by one task.
+///
+/// A recorder folds every event of the same type and reason about an object into one
+/// series, whatever its message; upstream's kubelet folds only events whose message is the
+/// same too (its event correlator). So "Readiness probe failed: ..." and "Liveness probe
+/// failed: ..." (both `Unhealthy`) stay two events: each distinct message has a recorder
+/// of its own.
 pub struct RecorderSink(mpsc::UnboundedSender<(ObjectReference, Event)>);
+
+/// How many distinct messages keep their series; beyond, the oldest are forgotten and a
+/// repeat starts a new event.
+const RECORDERS_KEPT: usize = 1024;
 
 impl RecorderSink {
     /// Starts the publishing task (it ends when the sink is dropped).
-    pub fn new(recorder: Recorder) -> Self {
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<(ObjectReference, Event)>();
         tokio::spawn(async move {
+            let mut recorders: HashMap<(bool, String, String), Recorder> = HashMap::new();
+            let mut order: std::collections::VecDeque<(bool, String, String)> = std::collections::VecDeque::new();
             while let Some((reference, ev)) = rx.recv().await {
+                let key = (ev.type_ == EventType::Warning, ev.reason.clone(), ev.note.clone().unwrap_or_default());
+                if !recorders.contains_key(&key) {
+                    if order.len() >= RECORDERS_KEPT {
+                        if let Some(old) = order.pop_front() {
+                            recorders.remove(&old);
+                        }
+                    }
+                    order.push_back(key.clone());
+                }
+                let recorder = recorders.entry(key).or_insert_with(|| Recorder::new(client.clone(), reporter.clone()));
                 if let Err(e) = recorder.publish(&ev, &reference).await {
                     tracing::debug!(error = %e, reason = %ev.reason, "cannot record event");
                 }

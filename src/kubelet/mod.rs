@@ -18,6 +18,7 @@ pub mod network;
 pub mod node;
 pub mod node_backend;
 pub mod policy;
+pub mod prober;
 pub mod runtime;
 pub mod spec;
 pub mod static_pods;

@@ -391,6 +391,33 @@ impl Backend for NodeBackend {
         Ok(to_state(id, &s))
     }
 
+    async fn exec_probe(&self, id: &str, command: Vec<String>, timeout: Duration) -> Result<(i32, String), String> {
+        use tokio::io::AsyncReadExt;
+        /// Upstream keeps this much of a probe's output.
+        const MAX_OUTPUT: u64 = 10 * 1024;
+        let shown = format!("{:?}", command.join(" "));
+        let req = runtime::ExecRequest { cmd: command, tty: false, stdin: false };
+        let run = async {
+            let sess = self.runtime.exec(id, &req).await.map_err(|e| e.to_string())?;
+            let read = |r: Option<runtime::BoxedRead>| async move {
+                let mut buf = Vec::new();
+                if let Some(r) = r {
+                    let _ = r.take(MAX_OUTPUT).read_to_end(&mut buf).await;
+                }
+                buf
+            };
+            let (mut out, err) = futures::join!(read(sess.stdout), read(sess.stderr));
+            out.extend(err);
+            out.truncate(MAX_OUTPUT as usize);
+            let code = sess.exit.await.map_err(|e| e.to_string())?;
+            Ok((code, String::from_utf8_lossy(&out).into_owned()))
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("command {shown} timed out")),
+        }
+    }
+
     async fn containers(&self) -> Result<Vec<ContainerRecord>, BackendError> {
         let all = self.runtime.list().await?;
         Ok(all

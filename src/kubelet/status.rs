@@ -54,6 +54,10 @@ pub struct ContainerView {
     /// Why the container is not running now, when it is not (ContainerCreating,
     /// ErrImagePull, CrashLoopBackOff, CreateContainerConfigError, PodInitializing...).
     pub waiting: Option<(String, String)>,
+    /// The startup probe's verdict on the running attempt (`None`: it has none).
+    pub started: Option<bool>,
+    /// The readiness probe's verdict on the running attempt (`None`: it has none).
+    pub ready: Option<bool>,
 }
 
 /// Everything the status is computed from, besides the pod itself.
@@ -157,12 +161,14 @@ fn container_status(spec: &Container, view: Option<&ContainerView>, init: bool) 
         state: Some(state),
         // `{}` when there was no earlier attempt, as upstream writes it.
         last_state: Some(last.as_ref().map(terminated_state).unwrap_or_default()),
-        ready: running && !init,
+        // As upstream: started once the startup probe (if any) passed; ready once started
+        // and the readiness probe (if any) passes.
+        ready: running && !init && view.started.unwrap_or(true) && view.ready.unwrap_or(true),
         restart_count: view.current.as_ref().map_or(0, |a| i32::try_from(a.attempt).unwrap_or(i32::MAX)),
         image: img,
         image_id: img_id,
         container_id: view.current.as_ref().map(|a| format!("{CONTAINER_ID_PREFIX}{}", a.container_id)),
-        started: Some(running),
+        started: Some(running && view.started.unwrap_or(true)),
         ..Default::default()
     };
     (status, running, exited_ok)
@@ -216,7 +222,7 @@ pub fn pod_status(pod: &Pod, view: &PodView, now: &str) -> PodStatus {
         } else {
             counts.waiting += 1;
         }
-        if !running {
+        if !status.ready {
             unready.push(c.name.clone());
         }
         statuses.push(status);
@@ -442,6 +448,7 @@ mod tests {
                 "CrashLoopBackOff".into(),
                 "back-off 40s restarting failed container=a pod=p_default(u)".into(),
             )),
+            ..Default::default()
         };
         let s = pod_status(&p, &view(&[("a", v)]), "2026-01-01T00:00:05Z");
         assert_eq!(phase(&s), "Running", "restartPolicy Always keeps a crashing pod Running");

@@ -4,7 +4,8 @@
 //! completes the delete. Each call to [`Worker::sync`] is one level-triggered pass; the
 //! caller runs it on every change of the pod and on the interval it returns.
 //!
-//! Probes, lifecycle hooks and the rest of the pod API slot in as more steps of `sync`.
+//! Probes run as a step of `sync` (see `prober`); lifecycle hooks and the rest of the pod
+//! API slot in as more steps.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Service};
 
 use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
 use super::backoff::Backoff;
+use super::prober::{self, Kind, Outcome, Tracker};
 use super::status::{pod_status, Attempt, AttemptState, ContainerView, PodView, Terminated};
 use super::volumes::{self, Sources};
 use crate::apiserver::status::ApiError;
@@ -69,6 +71,9 @@ pub struct Worker {
     volumes: Option<(BTreeMap<String, PathBuf>, Instant)>,
     /// The pod's labels or annotations changed: its downward API files are to be written again.
     volumes_stale: bool,
+    /// Probe state per container and kind: the attempt it is about, when it was first seen
+    /// running, and the tracker.
+    probes: BTreeMap<(String, Kind), (String, Instant, Tracker)>,
     start_time: Option<String>,
     written: Option<PodStatus>,
     /// Events already emitted, so a waiting container does not repeat them every pass.
@@ -125,6 +130,7 @@ impl Worker {
             sandbox_ip: None,
             volumes: None,
             volumes_stale: false,
+            probes: BTreeMap::new(),
             start_time,
             written: None,
             said: HashSet::new(),
@@ -386,11 +392,94 @@ impl Worker {
                     Some(_) => {}
                 }
             }
+            next = next.min(self.probe().await);
         }
         let t = Instant::now();
         self.write_status().await;
         tracing::debug!(target: "k3rs::kubelet::timing", pod = %self.pod_ref(), ms = t.elapsed().as_secs_f64() * 1e3, "status");
         Next::After(next)
+    }
+
+    /// Runs the app containers' probes that are due (startup first; readiness and liveness
+    /// once it passed) and acts on them, as upstream's prober: a readiness verdict becomes
+    /// the container's `ready`; a failed liveness or startup probe stops the container, for
+    /// its restart policy to restart it. Returns how soon a probe is next due.
+    async fn probe(&mut self) -> Duration {
+        let mut next = Duration::from_secs(3600);
+        let pod_ip = self.sandbox_ip.clone().flatten().unwrap_or_default();
+        let now = Instant::now();
+        for c in containers_of(&self.pod, false) {
+            let name = c.name.clone();
+            let running = match self.views.get(&name).and_then(|v| v.current.as_ref()) {
+                Some(a) if matches!(a.state, AttemptState::Running { .. }) => Some(a.container_id.clone()),
+                _ => None,
+            };
+            let Some(id) = running else {
+                self.probes.retain(|(n, _), _| *n != name);
+                continue;
+            };
+            let mut failed: Option<Kind> = None;
+            for kind in [Kind::Startup, Kind::Readiness, Kind::Liveness] {
+                let Some(p) = kind.of(&c).cloned() else { continue };
+                let started = self.probes.get(&(name.clone(), Kind::Startup)).is_none_or(|(_, _, t)| t.passing());
+                if kind != Kind::Startup && c.startup_probe.is_some() && !started {
+                    continue;
+                }
+                let entry =
+                    self.probes.entry((name.clone(), kind)).or_insert_with(|| (id.clone(), now, Tracker::new(kind)));
+                if entry.0 != id {
+                    *entry = (id.clone(), now, Tracker::new(kind));
+                }
+                // A startup probe that passed is done.
+                if kind == Kind::Startup && entry.2.decided() == Some(true) {
+                    continue;
+                }
+                let due = entry.2.due_at(&p, entry.1);
+                if due > now {
+                    next = next.min(due - now);
+                    continue;
+                }
+                let exec = ExecIn { backend: self.backend.as_ref(), id: &id };
+                let outcome = prober::run(&p, &c, &pod_ip, &exec).await;
+                let ok = outcome == Outcome::Success;
+                let Some(entry) = self.probes.get_mut(&(name.clone(), kind)) else { continue };
+                entry.2.record(&p, ok, Instant::now());
+                let verdict = entry.2.decided();
+                next = next.min(entry.2.due_at(&p, entry.1).saturating_duration_since(Instant::now()));
+                if let Outcome::Failure(why) = &outcome {
+                    self.events.event(&self.pod, true, "Unhealthy", &format!("{} probe failed: {why}", kind.title()));
+                }
+                if kind != Kind::Readiness && verdict == Some(false) {
+                    failed = Some(kind);
+                    break;
+                }
+            }
+            let view = self.views.entry(name.clone()).or_default();
+            let verdict = |k: Kind| self.probes.get(&(name.clone(), k)).map(|(_, _, t)| t.passing());
+            view.started = c.startup_probe.as_ref().map(|_| verdict(Kind::Startup).unwrap_or(false));
+            view.ready = c.readiness_probe.as_ref().map(|_| verdict(Kind::Readiness).unwrap_or(false));
+            if let Some(kind) = failed {
+                let what = if kind == Kind::Liveness { "liveness" } else { "startup" };
+                self.events.event(
+                    &self.pod,
+                    false,
+                    "Killing",
+                    &format!("Container {name} failed {what} probe, will be restarted"),
+                );
+                let p = kind.of(&c);
+                let grace = p
+                    .and_then(|p| p.termination_grace_period_seconds)
+                    .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                    .unwrap_or(30);
+                let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+                if let Err(e) = self.backend.stop_container(&id, grace).await {
+                    tracing::warn!(pod = %self.pod_ref(), container = %name, error = %e, "stopping a container that failed its probe");
+                }
+                self.probes.retain(|(n, _), _| *n != name);
+                next = Duration::ZERO;
+            }
+        }
+        next.max(Duration::from_millis(50))
     }
 
     fn needs_start(&self) -> bool {
@@ -721,6 +810,19 @@ fn ran_for(t: &Terminated) -> Option<Duration> {
 }
 
 /// The volume a preparation error is about (for the FailedMount message).
+/// Exec probes of one container, through the node.
+struct ExecIn<'a> {
+    backend: &'a dyn Backend,
+    id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl prober::Exec for ExecIn<'_> {
+    async fn exec(&self, command: Vec<String>, timeout: Duration) -> Result<(i32, String), String> {
+        self.backend.exec_probe(self.id, command, timeout).await
+    }
+}
+
 fn failing_volume(pod: &Pod, e: &volumes::VolumeError) -> String {
     let wanted = match e {
         volumes::VolumeError::Missing { name, .. } => Some(name.as_str()),

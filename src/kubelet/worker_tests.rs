@@ -314,3 +314,86 @@ async fn a_pod_whose_sandbox_died_gets_a_new_one_and_its_containers_restart_in_i
     assert_eq!(app(&s, 0).restart_count, 1);
     assert_eq!(last_exit(app(&s, 0)), 137);
 }
+
+/// A pod whose container `a` has exec readiness and liveness probes every second.
+fn probed_pod() -> Pod {
+    let mut p = pod("Always", &[], &["a"], "IfNotPresent");
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    let probe = |failures: i32| {
+        serde_json::from_value(
+            serde_json::json!({"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": failures}),
+        )
+        .unwrap()
+    };
+    c.readiness_probe = Some(probe(1));
+    c.liveness_probe = Some(probe(2));
+    p
+}
+
+fn event_messages(r: &Rig) -> Vec<String> {
+    r.events.0.lock().unwrap().iter().map(|e| format!("{} {}", e.1, e.2)).collect()
+}
+
+#[tokio::test]
+async fn readiness_gates_ready_and_a_failed_liveness_probe_restarts_the_container() {
+    let mut r = rig(probed_pod(), &["busybox:1"]);
+    r.worker.sync().await;
+    let s = r.last_status();
+    assert!(app(&s, 0).ready, "the first readiness probe passed in the same pass");
+    assert_eq!(r.backend.node().execs.len(), 2, "one readiness and one liveness run");
+    let cond = |s: &PodStatus, t: &str| {
+        s.conditions.iter().flatten().find(|c| c.type_ == t).map(|c| c.status.clone()).unwrap_or_default()
+    };
+    assert_eq!(cond(&s, "Ready"), "True");
+
+    // Failing: one readiness failure makes it unready; one liveness failure is not enough.
+    r.backend.node().exec_failing = true;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    r.worker.sync().await;
+    let s = r.last_status();
+    assert!(!app(&s, 0).ready);
+    assert_eq!(cond(&s, "Ready"), "False");
+    assert!(r.backend.node().stopped.is_empty(), "still live");
+    let said = event_messages(&r);
+    assert!(said.contains(&"Unhealthy Readiness probe failed: unhealthy\n".to_string()), "{said:?}");
+    assert!(said.contains(&"Unhealthy Liveness probe failed: unhealthy\n".to_string()), "{said:?}");
+
+    // The second liveness failure: stopped with the pod's grace period, then restarted.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    r.worker.sync().await;
+    assert_eq!(r.backend.node().stopped.len(), 1);
+    assert_eq!(r.backend.node().stopped[0].1, Duration::from_secs(30));
+    assert!(event_messages(&r).contains(&"Killing Container a failed liveness probe, will be restarted".to_string()));
+    r.backend.node().exec_failing = false;
+    r.worker.sync().await;
+    let s = r.last_status();
+    assert_eq!(app(&s, 0).restart_count, 1);
+    assert!(app(&s, 0).ready, "the new attempt's first probe passed");
+}
+
+#[tokio::test]
+async fn a_startup_probe_holds_the_others_back_until_it_passes() {
+    let mut p = probed_pod();
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    c.startup_probe = Some(
+        serde_json::from_value(
+            serde_json::json!({"exec": {"command": ["started"]}, "periodSeconds": 1, "failureThreshold": 30}),
+        )
+        .unwrap(),
+    );
+    let mut r = rig(p, &["busybox:1"]);
+    r.backend.node().exec_failing = true;
+    r.worker.sync().await;
+    let s = r.last_status();
+    assert_eq!((app(&s, 0).started, app(&s, 0).ready), (Some(false), false));
+    let runs: Vec<String> = r.backend.node().execs.iter().map(|(_, c)| c[0].clone()).collect();
+    assert_eq!(runs, ["started"], "only the startup probe runs");
+    r.backend.node().exec_failing = false;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    r.worker.sync().await;
+    let s = r.last_status();
+    assert_eq!((app(&s, 0).started, app(&s, 0).ready), (Some(true), true));
+    let runs: Vec<String> = r.backend.node().execs.iter().map(|(_, c)| c[0].clone()).collect();
+    assert_eq!(runs, ["started", "started", "check", "check"]);
+    assert!(r.backend.node().stopped.is_empty());
+}

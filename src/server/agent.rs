@@ -127,10 +127,7 @@ where
         "image import".to_string(),
         tokio::spawn(crate::images::watch_import_dir(images, data.images_import_dir(), stop())),
     ));
-    let recorder = kube::runtime::events::Recorder::new(
-        client.typed(),
-        kube::runtime::events::Reporter { controller: "kubelet".into(), instance: Some(name.clone()) },
-    );
+    let reporter = kube::runtime::events::Reporter { controller: "kubelet".into(), instance: Some(name.clone()) };
     tasks.push((
         "kubelet".to_string(),
         tokio::spawn(manager::run(
@@ -139,7 +136,7 @@ where
             node_ip.to_string(),
             backend.clone(),
             Arc::new(ClientApi::new(client.clone())),
-            Arc::new(RecorderSink::new(recorder)),
+            Arc::new(RecorderSink::new(client.typed(), reporter)),
             Some(data.pod_manifests()),
             stop(),
         )),

@@ -105,6 +105,64 @@ fn pods_run_log_exec_and_delete() {
 }
 
 #[test]
+fn probes_gate_readiness_and_restart_an_unhealthy_container() {
+    let c = cluster("probes");
+    apply(
+        &c,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  containers:
+  - name: web
+    image: 'busybox:1.36'
+    command: [sh, -c, 'mkdir -p /www && touch /tmp/healthy && exec httpd -f -p 8080 -h /www']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 1, failureThreshold: 1}
+    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}
+",
+    );
+    running(&c, "probed");
+    let events = |c: &Cluster| {
+        c.k(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=probed",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ])
+    };
+    // Nothing at /ready: running, not ready, and upstream's event.
+    c.wait_for(&["pod", "probed"], "{.status.conditions[?(@.type==\"Ready\")].reason}", Duration::from_secs(20), |r| {
+        r == "ContainersNotReady"
+    });
+    assert_eq!(c.k(&["get", "pod", "probed", "-o", "jsonpath={.status.containerStatuses[0].ready}"]), "false");
+    let start = Instant::now();
+    while !events(&c).contains("Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", events(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Serving /ready: Ready.
+    c.k(&["exec", "probed", "--", "touch", "/www/ready"]);
+    c.wait_for(&["pod", "probed"], "{.status.conditions[?(@.type==\"Ready\")].status}", Duration::from_secs(20), |s| {
+        s == "True"
+    });
+    // Unhealthy: two failed liveness probes, then the container is restarted.
+    c.k(&["exec", "probed", "--", "rm", "/tmp/healthy"]);
+    c.wait_for(&["pod", "probed"], "{.status.containerStatuses[0].restartCount}", Duration::from_secs(60), |n| {
+        n == "1"
+    });
+    let said = events(&c);
+    assert!(
+        said.contains("Unhealthy: Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory"),
+        "{said}"
+    );
+    assert!(said.contains("Killing: Container web failed liveness probe, will be restarted"), "{said}");
+    running(&c, "probed");
+}
+
+#[test]
 fn kubectl_cp_copies_files_and_directories_both_ways() {
     let c = cluster("cp");
     c.k(&["run", "box", "--image=busybox:1.36", "--", "sleep", "3600"]);
