@@ -77,6 +77,8 @@ pub fn save(db: &Path, dest: &Path) -> Result<Saved, SnapshotError> {
         return Err(SnapshotError::Exists(dest.to_path_buf()));
     }
     let part = part_path(dest);
+    // Left by a copy that crashed: start clean (its journal too, or SQLite would replay it).
+    remove_part(&part);
     let result = copy_to(db, &part).and_then(|revision| {
         sync_file(&part)?;
         // A snapshot never replaces another: hard-link the finished file to its name, which
@@ -87,7 +89,7 @@ pub fn save(db: &Path, dest: &Path) -> Result<Saved, SnapshotError> {
         })?;
         Ok(revision)
     });
-    let _ = std::fs::remove_file(&part);
+    remove_part(&part);
     let revision = result?;
     if let Some(dir) = dest.parent() {
         sync_dir(dir)?;
@@ -100,6 +102,13 @@ pub fn save(db: &Path, dest: &Path) -> Result<Saved, SnapshotError> {
 fn part_path(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.part"))
+}
+
+fn remove_part(part: &Path) {
+    let _ = std::fs::remove_file(part);
+    let mut journal = part.as_os_str().to_owned();
+    journal.push("-journal");
+    let _ = std::fs::remove_file(PathBuf::from(journal));
 }
 
 /// Copies `db` into the new file `to` and checks the copy; returns its revision.
