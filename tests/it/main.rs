@@ -34,6 +34,7 @@ mod e2e_proxy;
 mod e2e_sets;
 mod e2e_workloads;
 mod endpoints;
+mod etcd_snapshot;
 mod etcdapi;
 mod gc;
 mod images;
