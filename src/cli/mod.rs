@@ -493,6 +493,9 @@ mod tests {
             defaults::DEFAULT_CLUSTER_DNS,
             defaults::DEFAULT_CLUSTER_DOMAIN,
             defaults::DEFAULT_PRIVATE_REGISTRY,
+            defaults::DEFAULT_ETCD_SNAPSHOT_SCHEDULE_CRON,
+            &defaults::DEFAULT_ETCD_SNAPSHOT_RETENTION.to_string(),
+            defaults::DEFAULT_ETCD_SNAPSHOT_NAME,
             config::DEFAULT_CONFIG_FILE,
         ] {
             assert!(help.contains(&format!("[default: {default}")), "help lacks default {default}");
@@ -529,6 +532,29 @@ mod tests {
         );
         assert!(got.contains(&(Key::Debug, Raw::Bool(true))));
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn etcd_snapshot_takes_k3s_subcommands_flags_and_aliases() {
+        let parses = |argv: &[&str]| match Cli::try_parse_from(argv) {
+            Ok(cli) => matches!(cli.command, Command::EtcdSnapshot(_)),
+            Err(e) => panic!("{argv:?}: {e}"),
+        };
+        assert!(parses(&["k3rs", "etcd-snapshot", "save", "--name", "pre-upgrade", "--dir", "/s"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "--etcd-snapshot-dir", "/s", "ls"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "list", "--node-name", "n1"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "l"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "delete", "a", "b"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "prune", "--snapshot-retention", "2", "--name", "etcd-snapshot"]));
+        // delete needs names; save takes none.
+        assert!(Cli::try_parse_from(["k3rs", "etcd-snapshot", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["k3rs", "etcd-snapshot", "save", "extra"]).is_err());
+        let cli = Cli::try_parse_from(["k3rs", "server", "--cluster-reset", "--cluster-reset-restore-path=/s/x"])
+            .expect("parse");
+        let Command::Server(args) = cli.command else { panic!("parsed as server") };
+        let got = args.settings();
+        assert!(got.contains(&(Key::ClusterReset, Raw::Bool(true))));
+        assert!(got.contains(&(Key::ClusterResetRestorePath, Raw::Text("/s/x".into()))));
     }
 
     #[test]
