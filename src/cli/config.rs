@@ -1085,7 +1085,7 @@ fn parse_tls_sans(items: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// A count of snapshots to keep; 0 keeps all.
-fn parse_retention(text: &str) -> Result<u32, String> {
+pub(super) fn parse_retention(text: &str) -> Result<u32, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{text:?} is not a number of snapshots to keep (0 keeps all)"));
     }

@@ -70,21 +70,25 @@ enum SnapshotCommand {
     },
 }
 
-/// Everything a command needs, resolved and checked.
-struct Setup {
-    target: Target,
+/// A command with its arguments checked.
+enum Action {
+    Save,
+    Ls,
+    Delete(Vec<String>),
+    Prune(u32),
 }
 
 pub(super) fn run(args: EtcdSnapshotArgs) -> ExitCode {
-    let setup = match setup(&args) {
-        Ok(s) => s,
+    let checked = action(&args.command).and_then(|action| Ok((action, target(&args)?)));
+    let (action, target) = match checked {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("k3rs: error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     super::init_logging(args.debug);
-    match execute(args.command, &setup) {
+    match execute(action, &target) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("k3rs: error: {}", error_chain(&e));
@@ -93,9 +97,26 @@ pub(super) fn run(args: EtcdSnapshotArgs) -> ExitCode {
     }
 }
 
-/// Resolves the server's settings with this command's flags over them, and refuses an
-/// external etcd datastore.
-fn setup(args: &EtcdSnapshotArgs) -> Result<Setup, String> {
+fn action(command: &SnapshotCommand) -> Result<Action, String> {
+    Ok(match command {
+        SnapshotCommand::Save => Action::Save,
+        SnapshotCommand::Ls => Action::Ls,
+        SnapshotCommand::Delete { names } => {
+            for name in names {
+                snapshots::check_name(name).map_err(|e| format!("command line: {e}"))?;
+            }
+            Action::Delete(names.clone())
+        }
+        SnapshotCommand::Prune { snapshot_retention: None } => Action::Prune(DEFAULT_ETCD_SNAPSHOT_RETENTION),
+        SnapshotCommand::Prune { snapshot_retention: Some(text) } => {
+            Action::Prune(config::parse_retention(text).map_err(|e| format!("command line: snapshot-retention: {e}"))?)
+        }
+    })
+}
+
+/// Where the snapshots go: the server's settings with this command's flags over them. An
+/// external etcd datastore is refused.
+fn target(args: &EtcdSnapshotArgs) -> Result<Target, String> {
     let env = config::process_env();
     let location = ConfigLocation::choose(args.config.as_deref(), &env).map_err(|e| e.to_string())?;
     let files = location.load().map_err(|e| e.to_string())?;
@@ -114,14 +135,12 @@ fn setup(args: &EtcdSnapshotArgs) -> Result<Setup, String> {
     }
     let name = args.name.clone().unwrap_or_else(|| DEFAULT_ON_DEMAND_SNAPSHOT_NAME.to_string());
     snapshots::check_name(&name).map_err(|e| format!("command line: name: {e}"))?;
-    Ok(Setup {
-        target: Target {
-            db: c.data_dir.state_db(),
-            dir: c.snapshots.dir_in(&c.data_dir),
-            create_dir: c.snapshots.dir.is_none(),
-            name,
-            node_name: c.node.name,
-        },
+    Ok(Target {
+        db: c.data_dir.state_db(),
+        dir: c.snapshots.dir_in(&c.data_dir),
+        create_dir: c.snapshots.dir.is_none(),
+        name,
+        node_name: c.node.name,
     })
 }
 
@@ -129,10 +148,9 @@ fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn execute(command: SnapshotCommand, setup: &Setup) -> anyhow::Result<ExitCode> {
-    let target = &setup.target;
-    match command {
-        SnapshotCommand::Save => {
+fn execute(action: Action, target: &Target) -> anyhow::Result<ExitCode> {
+    match action {
+        Action::Save => {
             let started = std::time::Instant::now();
             let saved = snapshots::take(target, now_unix())?;
             tracing::info!(
@@ -143,7 +161,7 @@ fn execute(command: SnapshotCommand, setup: &Setup) -> anyhow::Result<ExitCode> 
                 saved.path.display()
             );
         }
-        SnapshotCommand::Ls => {
+        Action::Ls => {
             let files = match snapshots::list(&target.dir) {
                 // Nothing saved yet: an empty list, as k3s shows it.
                 Err(SnapshotsError::Io { source, .. })
@@ -155,13 +173,7 @@ fn execute(command: SnapshotCommand, setup: &Setup) -> anyhow::Result<ExitCode> 
             };
             print!("{}", snapshots::table(&files, &crate::util::tz::local()));
         }
-        SnapshotCommand::Delete { names } => {
-            for name in &names {
-                if let Err(e) = snapshots::check_name(name) {
-                    eprintln!("k3rs: error: {e}");
-                    return Ok(ExitCode::from(EXIT_USAGE));
-                }
-            }
+        Action::Delete(names) => {
             let mut failed = false;
             for name in &names {
                 let path = target.dir.join(name);
@@ -181,17 +193,7 @@ fn execute(command: SnapshotCommand, setup: &Setup) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::from(EXIT_FAILURE));
             }
         }
-        SnapshotCommand::Prune { snapshot_retention } => {
-            let keep = match snapshot_retention {
-                None => DEFAULT_ETCD_SNAPSHOT_RETENTION,
-                Some(text) => match text.parse::<u32>() {
-                    Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => n,
-                    _ => {
-                        eprintln!("k3rs: error: command line: snapshot-retention: {text:?} is not a number of snapshots to keep (0 keeps all)");
-                        return Ok(ExitCode::from(EXIT_USAGE));
-                    }
-                },
-            };
+        Action::Prune(keep) => {
             let removed = snapshots::prune(&target.dir, &target.name, keep)?;
             tracing::info!(
                 "Applied retention {keep} to snapshots named {}* in {}: {} removed",

@@ -443,6 +443,12 @@ fn save_prune_and_delete_on_a_stopped_server_s_data_dir() {
     let saved = list(&dir);
     assert_eq!(saved.len(), 3, "{saved:?}");
     assert!(saved.iter().all(|n| n.starts_with("nightly-node-a-")), "{saved:?}");
+    // A bad count is a usage error, before anything is read.
+    let out = sb.k3rs(&["etcd-snapshot", "prune", "--snapshot-retention=-1", "--dir", d]).output().expect("prune");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("k3rs: error: command line: snapshot-retention: \"-1\" is not a number"), "{stderr}");
+    assert_eq!(list(&dir), saved);
     // Prune by prefix: another prefix is not touched.
     let out = sb.k3rs(&["etcd-snapshot", "prune", "--snapshot-retention", "1", "--dir", d]).output().expect("prune");
     assert!(out.status.success(), "{}", text(&out).1);
