@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use crate::server::components::{self, Component, Disabled};
 use crate::server::config::{
     ApiServerConfig, DatastoreConfig, EtcdConfig, IngressPorts, NetworkConfig, NodeConfig, ServerConfig,
-    DEFAULT_BIND_ADDRESS, DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR, DEFAULT_HTTPS_LISTEN_PORT,
-    DEFAULT_INGRESS_HTTPS_PORT, DEFAULT_INGRESS_HTTP_PORT, DEFAULT_PRIVATE_REGISTRY, DEFAULT_SERVICE_CIDR,
-    DEFAULT_WRITE_KUBECONFIG, DEFAULT_WRITE_KUBECONFIG_MODE,
+    SnapshotConfig, DEFAULT_BIND_ADDRESS, DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DATA_DIR,
+    DEFAULT_ETCD_SNAPSHOT_NAME, DEFAULT_ETCD_SNAPSHOT_RETENTION, DEFAULT_HTTPS_LISTEN_PORT, DEFAULT_INGRESS_HTTPS_PORT,
+    DEFAULT_INGRESS_HTTP_PORT, DEFAULT_PRIVATE_REGISTRY, DEFAULT_SERVICE_CIDR, DEFAULT_WRITE_KUBECONFIG,
+    DEFAULT_WRITE_KUBECONFIG_MODE,
 };
 use crate::server::layout::DataDir;
 use crate::util::cidr::Cidr;
@@ -120,11 +121,18 @@ pub enum Key {
     KubeControllerManagerArg,
     IngressHttpPort,
     IngressHttpsPort,
+    EtcdDisableSnapshots,
+    EtcdSnapshotScheduleCron,
+    EtcdSnapshotRetention,
+    EtcdSnapshotDir,
+    EtcdSnapshotName,
+    ClusterReset,
+    ClusterResetRestorePath,
     Debug,
 }
 
 impl Key {
-    pub const ALL: [Key; 25] = [
+    pub const ALL: [Key; 32] = [
         Key::DataDir,
         Key::HttpsListenPort,
         Key::BindAddress,
@@ -149,6 +157,13 @@ impl Key {
         Key::KubeControllerManagerArg,
         Key::IngressHttpPort,
         Key::IngressHttpsPort,
+        Key::EtcdDisableSnapshots,
+        Key::EtcdSnapshotScheduleCron,
+        Key::EtcdSnapshotRetention,
+        Key::EtcdSnapshotDir,
+        Key::EtcdSnapshotName,
+        Key::ClusterReset,
+        Key::ClusterResetRestorePath,
         Key::Debug,
     ];
 
@@ -179,6 +194,13 @@ impl Key {
             Key::KubeControllerManagerArg => "kube-controller-manager-arg",
             Key::IngressHttpPort => "ingress-http-port",
             Key::IngressHttpsPort => "ingress-https-port",
+            Key::EtcdDisableSnapshots => "etcd-disable-snapshots",
+            Key::EtcdSnapshotScheduleCron => "etcd-snapshot-schedule-cron",
+            Key::EtcdSnapshotRetention => "etcd-snapshot-retention",
+            Key::EtcdSnapshotDir => "etcd-snapshot-dir",
+            Key::EtcdSnapshotName => "etcd-snapshot-name",
+            Key::ClusterReset => "cluster-reset",
+            Key::ClusterResetRestorePath => "cluster-reset-restore-path",
             Key::Debug => "debug",
         }
     }
@@ -467,7 +489,9 @@ fn expected(key: Key) -> &'static str {
         Key::Disable => "a component name or a list of them",
         Key::TlsSan => "a DNS name or IP address, or a list of them",
         Key::KubeControllerManagerArg => "a name=value flag or a list of them",
-        Key::Debug | Key::DisableAgent | Key::DisableNetworkPolicy => "true or false",
+        Key::Debug | Key::DisableAgent | Key::DisableNetworkPolicy | Key::EtcdDisableSnapshots | Key::ClusterReset => {
+            "true or false"
+        }
         _ => "a single value",
     }
 }
@@ -535,6 +559,13 @@ struct Settings {
     debug: Option<Sourced<bool>>,
     disable_agent: Option<Sourced<bool>>,
     disable_network_policy: Option<Sourced<bool>>,
+    etcd_disable_snapshots: Option<Sourced<bool>>,
+    etcd_snapshot_schedule_cron: Option<Sourced<(crate::domain::cron::Schedule, String)>>,
+    etcd_snapshot_retention: Option<Sourced<u32>>,
+    etcd_snapshot_dir: Option<Sourced<PathBuf>>,
+    etcd_snapshot_name: Option<Sourced<String>>,
+    cluster_reset: Option<Sourced<bool>>,
+    cluster_reset_restore_path: Option<Sourced<PathBuf>>,
     /// The controllers that run and their settings.
     controller_manager: Option<Sourced<(Vec<&'static str>, crate::controllers::Settings)>>,
 }
@@ -610,13 +641,36 @@ impl Settings {
                 };
                 self.disable_agent = at(on, origin);
             }
-            Key::DisableNetworkPolicy => {
+            Key::DisableNetworkPolicy | Key::EtcdDisableSnapshots | Key::ClusterReset => {
                 let on = match raw {
                     Raw::Bool(b) => b,
                     Raw::Text(t) => parse_bool(&t).map_err(fail)?,
                     Raw::List(_) => return Err(fail(format!("expected {}, found a list", expected(key)))),
                 };
-                self.disable_network_policy = at(on, origin);
+                let slot = match key {
+                    Key::DisableNetworkPolicy => &mut self.disable_network_policy,
+                    Key::EtcdDisableSnapshots => &mut self.etcd_disable_snapshots,
+                    _ => &mut self.cluster_reset,
+                };
+                *slot = at(on, origin);
+            }
+            Key::EtcdSnapshotScheduleCron => {
+                let t = text(raw)?;
+                let schedule = crate::domain::cron::Schedule::parse(&t)
+                    .map_err(|e| fail(format!("{t:?} is not a cron schedule: {e}")))?;
+                self.etcd_snapshot_schedule_cron = at((schedule, t), origin);
+            }
+            Key::EtcdSnapshotRetention => {
+                self.etcd_snapshot_retention = at(parse_retention(&text(raw)?).map_err(fail)?, origin)
+            }
+            Key::EtcdSnapshotDir => self.etcd_snapshot_dir = at(parse_path(&text(raw)?).map_err(fail)?, origin),
+            Key::EtcdSnapshotName => {
+                let t = text(raw)?;
+                crate::store::snapshots::check_name(&t).map_err(fail)?;
+                self.etcd_snapshot_name = at(t, origin);
+            }
+            Key::ClusterResetRestorePath => {
+                self.cluster_reset_restore_path = at(parse_path(&text(raw)?).map_err(fail)?, origin)
             }
             Key::Debug => {
                 let on = match raw {
@@ -675,6 +729,21 @@ impl Settings {
             [self.datastore_cafile, self.datastore_certfile, self.datastore_keyfile]
                 .map(|f| f.map(|s| Sourced { value: absolute(s.value), origin: s.origin })),
         )?;
+        let cluster_reset_restore_path = cluster_reset(
+            self.cluster_reset,
+            self.cluster_reset_restore_path.map(|s| Sourced { value: absolute(s.value), origin: s.origin }),
+            &datastore,
+        )?;
+        let mut snapshots = SnapshotConfig {
+            disabled: self.etcd_disable_snapshots.is_some_and(|s| s.value),
+            retention: self.etcd_snapshot_retention.map_or(DEFAULT_ETCD_SNAPSHOT_RETENTION, |s| s.value),
+            dir: self.etcd_snapshot_dir.map(|s| absolute(s.value)),
+            name: self.etcd_snapshot_name.map_or_else(|| DEFAULT_ETCD_SNAPSHOT_NAME.to_string(), |s| s.value),
+            ..SnapshotConfig::default()
+        };
+        if let Some(s) = self.etcd_snapshot_schedule_cron {
+            (snapshots.schedule, snapshots.schedule_text) = s.value;
+        }
         let (controllers, controller_settings) = match self.controller_manager {
             Some(s) => s.value,
             None => (
@@ -716,6 +785,8 @@ impl Settings {
                 http: self.ingress_http_port.map_or(DEFAULT_INGRESS_HTTP_PORT, |s| s.value),
                 https: self.ingress_https_port.map_or(DEFAULT_INGRESS_HTTPS_PORT, |s| s.value),
             },
+            snapshots,
+            cluster_reset_restore_path,
         })
     }
 }
@@ -763,6 +834,37 @@ fn datastore_config(
         cert_file: cert.map(|s| s.value),
         key_file: key.map(|s| s.value),
     }))
+}
+
+/// `--cluster-reset` restores a snapshot into the embedded datastore, so it needs one, and
+/// an embedded datastore (an external etcd is restored with etcd's tools; SQLite has no
+/// cluster membership to reset without a snapshot). The restore path alone is k3s' "invalid
+/// flag use".
+fn cluster_reset(
+    reset: Option<Sourced<bool>>,
+    path: Option<Sourced<PathBuf>>,
+    datastore: &DatastoreConfig,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let reset = reset.filter(|s| s.value);
+    match (reset, path) {
+        (None, None) => Ok(None),
+        (None, Some(p)) => Err(ConfigError::new(
+            &p.origin,
+            Some(Key::ClusterResetRestorePath.name()),
+            "invalid flag use: needs cluster-reset",
+        )),
+        (Some(r), _) if *datastore != DatastoreConfig::Embedded => Err(ConfigError::new(
+            &r.origin,
+            Some(Key::ClusterReset.name()),
+            "the datastore is an external etcd (datastore-endpoint): its snapshots belong to the etcd cluster; restore them with etcdutl snapshot restore",
+        )),
+        (Some(r), None) => Err(ConfigError::new(
+            &r.origin,
+            Some(Key::ClusterReset.name()),
+            "the embedded datastore has no cluster membership to reset; give cluster-reset-restore-path, the snapshot to restore",
+        )),
+        (Some(_), Some(p)) => Ok(Some(p.value)),
+    }
 }
 
 /// The hostname, lowercased as Kubernetes node names must be.
@@ -982,6 +1084,14 @@ fn parse_tls_sans(items: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A count of snapshots to keep; 0 keeps all.
+pub(super) fn parse_retention(text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not a number of snapshots to keep (0 keeps all)"));
+    }
+    text.parse().map_err(|_| format!("{text:?} is too large"))
+}
+
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text {
         "true" | "1" => Ok(true),
@@ -1107,6 +1217,55 @@ mod tests {
 
     fn cli_err(key: Key, value: &str) -> String {
         err(&[], &Env::new(), &cli(&[(key, value)])).to_string()
+    }
+
+    #[test]
+    fn snapshot_settings_come_from_every_source_and_are_checked() {
+        let got = ok(&[], &Env::new(), &[]);
+        assert_eq!(got.snapshots, SnapshotConfig::default());
+        assert_eq!(got.snapshots.schedule_text, "0 */12 * * *");
+        let text = "etcd-snapshot-schedule-cron: '*/5 * * * *'\netcd-snapshot-retention: 2\n\
+                    etcd-disable-snapshots: true\netcd-snapshot-dir: snaps\netcd-snapshot-name: nightly\n";
+        let got = ok(&[file("/f", text)], &env(&[("K3RS_ETCD_SNAPSHOT_RETENTION", "0")]), &[]);
+        assert!(got.snapshots.disabled);
+        assert_eq!(got.snapshots.schedule_text, "*/5 * * * *");
+        assert_eq!(got.snapshots.schedule, crate::domain::cron::Schedule::parse("*/5 * * * *").unwrap());
+        assert_eq!(got.snapshots.retention, 0, "the environment beats the file");
+        assert_eq!(got.snapshots.dir, Some(PathBuf::from("/work/here/snaps")));
+        assert_eq!(got.snapshots.dir_in(&got.data_dir), PathBuf::from("/work/here/snaps"));
+        assert_eq!(got.snapshots.name, "nightly");
+        let msg = cli_err(Key::EtcdSnapshotScheduleCron, "0 */12 * *");
+        assert!(
+            msg.starts_with("command line: etcd-snapshot-schedule-cron: \"0 */12 * *\" is not a cron schedule"),
+            "{msg}"
+        );
+        let msg = cli_err(Key::EtcdSnapshotRetention, "-1");
+        assert!(msg.contains("\"-1\" is not a number of snapshots to keep"), "{msg}");
+        assert!(cli_err(Key::EtcdSnapshotName, "a/b").contains("is not a snapshot name"));
+        assert!(cli_err(Key::EtcdDisableSnapshots, "maybe").contains("is not true or false"));
+    }
+
+    #[test]
+    fn cluster_reset_needs_a_snapshot_and_the_embedded_datastore() {
+        let reset = [(Key::ClusterReset, Raw::Bool(true)), (Key::ClusterResetRestorePath, Raw::Text("snap".into()))];
+        assert_eq!(ok(&[], &Env::new(), &reset).cluster_reset_restore_path, Some(PathBuf::from("/work/here/snap")));
+        assert_eq!(ok(&[], &Env::new(), &[]).cluster_reset_restore_path, None);
+        // k3s' "invalid flag use": a restore path alone, e.g. left in a config file.
+        let e = err(&[file("/f", "cluster-reset-restore-path: /s\n")], &Env::new(), &[]);
+        assert_eq!(e.to_string(), "/f: cluster-reset-restore-path: invalid flag use: needs cluster-reset");
+        let e = err(&[], &Env::new(), &[(Key::ClusterReset, Raw::Bool(true))]);
+        assert!(
+            e.to_string().starts_with("command line: cluster-reset: the embedded datastore has no cluster membership"),
+            "{e}"
+        );
+        let mut etcd = reset.to_vec();
+        etcd.push((Key::DatastoreEndpoint, Raw::Text("http://127.0.0.1:2379".into())));
+        let e = err(&[], &Env::new(), &etcd);
+        assert!(e.to_string().starts_with("command line: cluster-reset: the datastore is an external etcd"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        // Off is off, whatever the path says.
+        let off = [(Key::ClusterReset, Raw::Bool(false))];
+        assert_eq!(ok(&[], &Env::new(), &off).cluster_reset_restore_path, None);
     }
 
     #[test]

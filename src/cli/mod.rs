@@ -4,6 +4,7 @@
 //! line, before anything is bound or written), 1 when the command fails while running.
 
 pub mod config;
+mod etcd_snapshot;
 mod images;
 pub mod kubectl;
 
@@ -59,6 +60,10 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Manage the node's images: import archives, list, remove, pull.
     Images(images::ImagesArgs),
+    /// Snapshots of the embedded datastore: save one now (also while the server runs), list,
+    /// delete, prune. Restore one with `k3rs server --cluster-reset
+    /// --cluster-reset-restore-path=FILE`.
+    EtcdSnapshot(Box<etcd_snapshot::EtcdSnapshotArgs>),
     /// Run kubectl: the first on PATH that is not k3rs (none is bundled yet), with KUBECONFIG
     /// defaulting to the admin kubeconfig. A link named kubectl to k3rs does the same.
     #[command(disable_help_flag = true, disable_version_flag = true)]
@@ -182,6 +187,38 @@ struct ServerArgs {
     #[arg(long)]
     disable_agent: bool,
 
+    /// Take no scheduled snapshots of the embedded datastore
+    #[arg(long)]
+    etcd_disable_snapshots: bool,
+
+    /// When to snapshot the embedded datastore: a five-field cron schedule in local time
+    /// [default: 0 */12 * * *]
+    #[arg(long, value_name = "SCHEDULE")]
+    etcd_snapshot_schedule_cron: Option<String>,
+
+    /// How many scheduled snapshots to keep; 0 keeps all [default: 5]
+    #[arg(long, value_name = "N")]
+    etcd_snapshot_retention: Option<String>,
+
+    /// Directory for snapshots; must exist unless it is the default [default:
+    /// <data-dir>/server/db/snapshots]
+    #[arg(long, value_name = "DIR")]
+    etcd_snapshot_dir: Option<String>,
+
+    /// Name prefix of scheduled snapshots, followed by -<node name>-<unix time> [default:
+    /// etcd-snapshot]
+    #[arg(long, value_name = "NAME")]
+    etcd_snapshot_name: Option<String>,
+
+    /// Replace the embedded datastore with the snapshot --cluster-reset-restore-path (the
+    /// old database is moved aside, not deleted), then exit; then start without these flags
+    #[arg(long)]
+    cluster_reset: bool,
+
+    /// The snapshot --cluster-reset restores
+    #[arg(long, value_name = "FILE")]
+    cluster_reset_restore_path: Option<String>,
+
     /// Do not enforce NetworkPolicies on the node
     #[arg(long)]
     disable_network_policy: bool,
@@ -219,6 +256,11 @@ impl ServerArgs {
             (Key::DatastoreCafile, &self.datastore_cafile),
             (Key::DatastoreCertfile, &self.datastore_certfile),
             (Key::DatastoreKeyfile, &self.datastore_keyfile),
+            (Key::EtcdSnapshotScheduleCron, &self.etcd_snapshot_schedule_cron),
+            (Key::EtcdSnapshotRetention, &self.etcd_snapshot_retention),
+            (Key::EtcdSnapshotDir, &self.etcd_snapshot_dir),
+            (Key::EtcdSnapshotName, &self.etcd_snapshot_name),
+            (Key::ClusterResetRestorePath, &self.cluster_reset_restore_path),
         ];
         let mut out: Vec<(Key, Raw)> =
             text.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, Raw::Text(v.clone())))).collect();
@@ -242,6 +284,12 @@ impl ServerArgs {
         if self.disable_network_policy {
             out.push((Key::DisableNetworkPolicy, Raw::Bool(true)));
         }
+        if self.etcd_disable_snapshots {
+            out.push((Key::EtcdDisableSnapshots, Raw::Bool(true)));
+        }
+        if self.cluster_reset {
+            out.push((Key::ClusterReset, Raw::Bool(true)));
+        }
         out
     }
 }
@@ -255,6 +303,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server(*args),
         Command::Images(args) => images::run(args),
+        Command::EtcdSnapshot(args) => etcd_snapshot::run(*args),
         // main() hands `k3rs kubectl` over before parsing; this is the same for callers of
         // this function.
         Command::Kubectl { args } => kubectl::run(&args),
@@ -299,10 +348,32 @@ fn server(args: ServerArgs) -> ExitCode {
     for warning in &resolved.warnings {
         tracing::warn!("{warning}");
     }
+    if let Some(snapshot) = resolved.config.cluster_reset_restore_path.clone() {
+        return cluster_reset(&resolved.config, &snapshot);
+    }
     match run_server(resolved) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("k3rs: error: {}", error_chain(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `--cluster-reset`: restores the snapshot into the stopped server's data dir and exits,
+/// asking for a restart without the flag, as k3s does.
+fn cluster_reset(config: &crate::server::config::ServerConfig, snapshot: &std::path::Path) -> ExitCode {
+    match crate::server::reset::cluster_reset(config, snapshot) {
+        Ok(restored) => {
+            tracing::info!(revision = restored.revision.0, "Datastore restored from snapshot {}", snapshot.display());
+            if let Some(old) = &restored.previous {
+                tracing::info!("The database it replaced was moved to {}", old.display());
+            }
+            tracing::info!("Embedded datastore has been reset, restart without --cluster-reset flag now");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("k3rs: error: {}", error_chain(&anyhow::Error::from(e)));
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -422,6 +493,9 @@ mod tests {
             defaults::DEFAULT_CLUSTER_DNS,
             defaults::DEFAULT_CLUSTER_DOMAIN,
             defaults::DEFAULT_PRIVATE_REGISTRY,
+            defaults::DEFAULT_ETCD_SNAPSHOT_SCHEDULE_CRON,
+            &defaults::DEFAULT_ETCD_SNAPSHOT_RETENTION.to_string(),
+            defaults::DEFAULT_ETCD_SNAPSHOT_NAME,
             config::DEFAULT_CONFIG_FILE,
         ] {
             assert!(help.contains(&format!("[default: {default}")), "help lacks default {default}");
@@ -458,6 +532,29 @@ mod tests {
         );
         assert!(got.contains(&(Key::Debug, Raw::Bool(true))));
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn etcd_snapshot_takes_k3s_subcommands_flags_and_aliases() {
+        let parses = |argv: &[&str]| match Cli::try_parse_from(argv) {
+            Ok(cli) => matches!(cli.command, Command::EtcdSnapshot(_)),
+            Err(e) => panic!("{argv:?}: {e}"),
+        };
+        assert!(parses(&["k3rs", "etcd-snapshot", "save", "--name", "pre-upgrade", "--dir", "/s"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "--etcd-snapshot-dir", "/s", "ls"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "list", "--node-name", "n1"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "l"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "delete", "a", "b"]));
+        assert!(parses(&["k3rs", "etcd-snapshot", "prune", "--snapshot-retention", "2", "--name", "etcd-snapshot"]));
+        // delete needs names; save takes none.
+        assert!(Cli::try_parse_from(["k3rs", "etcd-snapshot", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["k3rs", "etcd-snapshot", "save", "extra"]).is_err());
+        let cli = Cli::try_parse_from(["k3rs", "server", "--cluster-reset", "--cluster-reset-restore-path=/s/x"])
+            .expect("parse");
+        let Command::Server(args) = cli.command else { panic!("parsed as server") };
+        let got = args.settings();
+        assert!(got.contains(&(Key::ClusterReset, Raw::Bool(true))));
+        assert!(got.contains(&(Key::ClusterResetRestorePath, Raw::Text("/s/x".into()))));
     }
 
     #[test]

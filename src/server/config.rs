@@ -23,6 +23,14 @@ pub const DEFAULT_INGRESS_HTTP_PORT: u16 = 80;
 pub const DEFAULT_INGRESS_HTTPS_PORT: u16 = 443;
 /// Registry mirrors and credentials, in k3s' `registries.yaml` format.
 pub const DEFAULT_PRIVATE_REGISTRY: &str = "/etc/k3rs/registries.yaml";
+/// k3s' snapshot schedule: twice a day, at midnight and noon.
+pub const DEFAULT_ETCD_SNAPSHOT_SCHEDULE_CRON: &str = "0 */12 * * *";
+/// How many scheduled snapshots are kept.
+pub const DEFAULT_ETCD_SNAPSHOT_RETENTION: u32 = 5;
+/// The name prefix of scheduled snapshots.
+pub const DEFAULT_ETCD_SNAPSHOT_NAME: &str = "etcd-snapshot";
+/// The name prefix of `k3rs etcd-snapshot save`'s snapshots (k3s' `--name` default).
+pub const DEFAULT_ON_DEMAND_SNAPSHOT_NAME: &str = "on-demand";
 
 /// Everything `k3rs server` was configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +57,10 @@ pub struct ServerConfig {
     pub node_lifecycle: crate::controllers::nodelifecycle::Config,
     /// The controllers' settings (`--kube-controller-manager-arg=terminated-pod-gc-threshold=...`).
     pub controller_settings: crate::controllers::Settings,
+    /// Snapshots of the embedded datastore.
+    pub snapshots: SnapshotConfig,
+    /// `--cluster-reset`: replace the embedded datastore with this snapshot and exit.
+    pub cluster_reset_restore_path: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -70,6 +82,46 @@ impl ServerConfig {
             controllers: crate::controllers::CONTROLLERS.iter().map(|r| r.name).collect(),
             node_lifecycle: Default::default(),
             controller_settings: crate::controllers::Settings::default(),
+            snapshots: SnapshotConfig::default(),
+            cluster_reset_restore_path: None,
+        }
+    }
+}
+
+/// Snapshots of the embedded datastore: where they go and the server's schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// No scheduled snapshots (`--etcd-disable-snapshots`).
+    pub disabled: bool,
+    pub schedule: crate::domain::cron::Schedule,
+    /// The schedule as given, for logs.
+    pub schedule_text: String,
+    /// Scheduled snapshots to keep; 0 keeps all.
+    pub retention: u32,
+    /// `--etcd-snapshot-dir`; `None`: `<data-dir>/server/db/snapshots`.
+    pub dir: Option<PathBuf>,
+    /// Name prefix of scheduled snapshots.
+    pub name: String,
+}
+
+impl SnapshotConfig {
+    /// The snapshot directory for this data dir.
+    pub fn dir_in(&self, data_dir: &DataDir) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.snapshots())
+    }
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            disabled: false,
+            // A fixed literal, covered by the tests below.
+            schedule: crate::domain::cron::Schedule::parse(DEFAULT_ETCD_SNAPSHOT_SCHEDULE_CRON)
+                .expect("default snapshot schedule"),
+            schedule_text: DEFAULT_ETCD_SNAPSHOT_SCHEDULE_CRON.to_string(),
+            retention: DEFAULT_ETCD_SNAPSHOT_RETENTION,
+            dir: None,
+            name: DEFAULT_ETCD_SNAPSHOT_NAME.to_string(),
         }
     }
 }
@@ -185,5 +237,7 @@ mod tests {
         assert_eq!(c.data_dir.state_db(), PathBuf::from("/tmp/x/server/db/state.db"));
         assert_eq!(c.apiserver.https_listen_port, 6443);
         assert!(c.apiserver.tls_san.is_empty());
+        assert_eq!(c.snapshots.dir_in(&c.data_dir), PathBuf::from("/tmp/x/server/db/snapshots"));
+        assert_eq!(c.snapshots.retention, 5);
     }
 }

@@ -8,6 +8,8 @@
 //!     db/                      0700
 //!       state.db               the embedded SQLite datastore (+ -wal, -shm)
 //!       etcd.sock              the etcd v3 API, mode 0600
+//!       snapshots/             datastore snapshots (`k3rs etcd-snapshot`, the schedule), 0700
+//!       state-old-<time>/      the database a `--cluster-reset` restore replaced
 //!   agent/                     the node's side
 //!     images/                  air-gap drop directory: image archives imported once each
 //!     image-store/             blobs, unpacked layers, image records, container overlays
@@ -53,6 +55,11 @@ impl DataDir {
 
     pub fn etcd_socket(&self) -> PathBuf {
         self.db().join("etcd.sock")
+    }
+
+    /// The default snapshot directory.
+    pub fn snapshots(&self) -> PathBuf {
+        self.db().join("snapshots")
     }
 
     /// State that belongs to the node (agent) side.
@@ -101,5 +108,6 @@ mod tests {
         assert_eq!(d.lock_file(), Path::new("/var/lib/k3rs/server/k3rs.lock"));
         assert_eq!(d.state_db(), Path::new("/var/lib/k3rs/server/db/state.db"));
         assert_eq!(d.etcd_socket(), Path::new("/var/lib/k3rs/server/db/etcd.sock"));
+        assert_eq!(d.snapshots(), Path::new("/var/lib/k3rs/server/db/snapshots"));
     }
 }

@@ -11,6 +11,7 @@ pub mod apiserver;
 pub mod components;
 pub mod config;
 pub mod layout;
+pub mod reset;
 
 use std::future::Future;
 use std::io;
@@ -75,6 +76,8 @@ pub enum ServerError {
     Agent(String),
     #[error("closing the datastore failed: {0}")]
     CloseDatastore(#[source] StoreError),
+    #[error("cluster reset failed: {0}")]
+    Restore(#[source] crate::store::sqlite::snapshot::SnapshotError),
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {
@@ -85,16 +88,7 @@ fn pid_suffix(pid: Option<u32>) -> String {
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let layout = &config.data_dir;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %layout.root().display(), "starting k3rs server");
-    create_dir(layout.root(), None)?;
-    create_dir(&layout.server(), Some(0o700))?;
-    let lock = LockFile::acquire(&layout.lock_file()).map_err(|e| match e {
-        LockError::Held { pid, path } => {
-            ServerError::DataDirInUse { data_dir: layout.root().to_path_buf(), lock: path, pid }
-        }
-        other => ServerError::Lock(other),
-    })?;
-    tracing::debug!(lock = %lock.path().display(), "data dir locked");
-    create_dir(&layout.db(), Some(0o700))?;
+    let lock = lock_data_dir(layout)?;
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut open = std::pin::pin!(open_datastore(&config));
@@ -123,6 +117,21 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     result.and(closed)?;
     tracing::info!("k3rs server stopped");
     Ok(())
+}
+
+/// Creates the data dir's server side and takes its lock, so no other server uses it.
+fn lock_data_dir(layout: &layout::DataDir) -> Result<LockFile, ServerError> {
+    create_dir(layout.root(), None)?;
+    create_dir(&layout.server(), Some(0o700))?;
+    let lock = LockFile::acquire(&layout.lock_file()).map_err(|e| match e {
+        LockError::Held { pid, path } => {
+            ServerError::DataDirInUse { data_dir: layout.root().to_path_buf(), lock: path, pid }
+        }
+        other => ServerError::Lock(other),
+    })?;
+    tracing::debug!(lock = %lock.path().display(), "data dir locked");
+    create_dir(&layout.db(), Some(0o700))?;
+    Ok(lock)
 }
 
 /// Creates `path` (and its parents) if missing, and makes sure it has `mode` if one is given.
@@ -259,6 +268,12 @@ async fn serve(
     }
 
     if failure.is_none() && !stopping {
+        if let Some(task) = snapshot_schedule(config, stop()) {
+            api_tasks.push(task);
+        }
+    }
+
+    if failure.is_none() && !stopping {
         tracing::info!(
             api = %api_url,
             datastore = %describe_datastore(config),
@@ -327,6 +342,38 @@ async fn serve(
         t.abort();
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// The scheduled snapshots of the embedded datastore, unless disabled or the datastore is
+/// an external etcd (whose snapshots belong to the etcd cluster).
+fn snapshot_schedule(config: &ServerConfig, stop: impl Future<Output = ()> + Send + 'static) -> Option<Task> {
+    let snapshots = &config.snapshots;
+    if config.datastore != DatastoreConfig::Embedded {
+        tracing::info!("scheduled snapshots off: the datastore is an external etcd; snapshot it with etcd's tools");
+        return None;
+    }
+    if snapshots.disabled {
+        tracing::info!("scheduled snapshots are disabled");
+        return None;
+    }
+    let scheduled = crate::store::snapshots::Scheduled {
+        target: crate::store::snapshots::Target {
+            db: config.data_dir.state_db(),
+            dir: snapshots.dir_in(&config.data_dir),
+            create_dir: snapshots.dir.is_none(),
+            name: snapshots.name.clone(),
+            node_name: config.node.name.clone(),
+        },
+        schedule: snapshots.schedule.clone(),
+        retention: snapshots.retention,
+    };
+    tracing::info!(
+        schedule = %snapshots.schedule_text,
+        retention = snapshots.retention,
+        dir = %scheduled.target.dir.display(),
+        "scheduled snapshots on"
+    );
+    Some(("etcd-snapshot schedule".to_string(), tokio::spawn(crate::store::snapshots::run_schedule(scheduled, stop))))
 }
 
 enum Startup {

@@ -9,10 +9,12 @@
 //!
 //! Two backends implement it: [`sqlite::SqliteStore`], embedded in the k3rs process, and
 //! [`etcd::EtcdStore`], a client of a real etcd cluster. [`compactor`] applies the
-//! kube-apiserver compaction policy to either.
+//! kube-apiserver compaction policy to either. [`snapshots`] keeps the embedded store's
+//! snapshot files (`k3rs etcd-snapshot`, the server's schedule).
 
 pub mod compactor;
 pub mod etcd;
+pub mod snapshots;
 pub mod sqlite;
 
 use std::fmt;

@@ -40,6 +40,23 @@ fn load_from(name: &str, dirs: &[&str]) -> Result<TimeZone, ZoneError> {
     Err(ZoneError::Unknown(name.to_string()))
 }
 
+/// The machine's local zone, as Go's `time.Local` is found: `TZ` (a zone name; empty is
+/// UTC), else `/etc/localtime`, else UTC.
+pub fn local() -> TimeZone {
+    local_from(std::env::var("TZ").ok().as_deref(), "/etc/localtime")
+}
+
+fn local_from(tz_env: Option<&str>, localtime: &str) -> TimeZone {
+    if let Some(name) = tz_env {
+        // Go takes `:Name` as `Name`.
+        let name = name.strip_prefix(':').unwrap_or(name);
+        if let Ok(tz) = load(name) {
+            return tz;
+        }
+    }
+    std::fs::read(localtime).ok().and_then(|data| TimeZone::tzif("Local", &data).ok()).unwrap_or(TimeZone::UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +68,15 @@ mod tests {
         assert_eq!(load("../etc/passwd").unwrap_err(), ZoneError::InvalidName);
         assert_eq!(load("/etc/localtime").unwrap_err(), ZoneError::InvalidName);
         assert_eq!(load("Mars/Olympus").unwrap_err().to_string(), "unknown time zone Mars/Olympus");
+    }
+
+    #[test]
+    fn the_local_zone_is_tz_then_localtime_then_utc() {
+        assert_eq!(local_from(Some(""), "/nonexistent"), TimeZone::UTC);
+        assert_eq!(local_from(Some(":UTC"), "/nonexistent"), TimeZone::UTC);
+        assert_eq!(local_from(None, "/nonexistent"), TimeZone::UTC);
+        // An unknown TZ falls through to the file (missing here: UTC).
+        assert_eq!(local_from(Some("Mars/Olympus"), "/nonexistent"), TimeZone::UTC);
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod e2e_serviceaccount;
 mod e2e_sets;
 mod e2e_workloads;
 mod endpoints;
+mod etcd_snapshot;
 mod etcdapi;
 mod gc;
 mod images;

@@ -16,6 +16,7 @@
 
 mod read;
 mod schema;
+pub mod snapshot;
 mod watch;
 mod writer;
 

@@ -22,7 +22,7 @@ pub struct Loaded {
 }
 
 pub fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
-    let max_id: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM kv", [], |r| r.get(0))?;
+    let rev = schema::revision(conn)?;
     let compact_rev = schema::meta_get(conn, "compact_rev")?.unwrap_or(0);
     let compacted_through = schema::meta_get(conn, "compacted_through")?.unwrap_or(0);
     let mut kvs = BTreeMap::new();
@@ -41,13 +41,7 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     while let Some(row) = rows.next()? {
         leases.insert(LeaseId(row.get(0)?), row.get(1)?);
     }
-    Ok(Loaded {
-        rev: Revision(max_id.max(compact_rev).max(1)),
-        compact_rev: Revision(compact_rev),
-        compacted_through,
-        kvs,
-        leases,
-    })
+    Ok(Loaded { rev, compact_rev: Revision(compact_rev), compacted_through, kvs, leases })
 }
 
 fn shape(kv: &KeyValue, opts: &RangeOptions) -> KeyValue {

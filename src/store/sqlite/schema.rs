@@ -91,7 +91,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
+pub(super) fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
     let read = |pragma: &str| -> Result<i32, StoreError> {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
             .map_err(|e| open_error(path, format!("not a readable SQLite database ({e}); refusing to touch it")))
@@ -122,7 +122,7 @@ fn check_identity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
 /// Reads every page once (`PRAGMA quick_check`), so a damaged file is refused at start
 /// with a clear message rather than failing some later read. The file is bounded by the
 /// live data, so this costs milliseconds.
-fn check_integrity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
+pub(super) fn check_integrity(path: &Path, conn: &Connection) -> Result<(), StoreError> {
     let damaged = |detail: String| {
         open_error(path, format!("the database is damaged ({detail}); refusing to touch it: restore it from a backup"))
     };
@@ -144,6 +144,14 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA cache_size = -2048;")
         .map_err(|e| StoreError::Sqlite { op: "configure a reader", source: e })?;
     Ok(conn)
+}
+
+/// The store's revision as the file records it: the last write's row id, or the compaction
+/// revision when compaction went past every write (at least 1, a fresh store's).
+pub fn revision(conn: &Connection) -> rusqlite::Result<crate::store::Revision> {
+    let max_id: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM kv", [], |r| r.get(0))?;
+    let compact_rev = meta_get(conn, "compact_rev")?.unwrap_or(0);
+    Ok(Revision(max_id.max(compact_rev).max(1)))
 }
 
 /// Reads an integer from `meta`.
