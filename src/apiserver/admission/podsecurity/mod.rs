@@ -1,0 +1,388 @@
+//! The PodSecurity admission plug-in, as kube-apiserver has it: each namespace's
+//! `pod-security.kubernetes.io/{enforce,audit,warn}[-version]` labels choose a Pod Security
+//! Standard (privileged, baseline, restricted) as of a Kubernetes version, and pods are
+//! judged against it.
+//!
+//! - enforce: a pod that violates the level is refused with upstream's 403
+//!   (`violates PodSecurity "restricted:latest": ...`); pods made by controllers too, since
+//!   they are created through the API as the controller's identity.
+//! - warn: the write succeeds with a `Warning` (`would violate PodSecurity ...`), for pods
+//!   and for every resource with a pod template (Deployments, Jobs, ...).
+//! - audit: k3rs has no audit log with annotations; violations go to the `k3rs::audit`
+//!   tracing target at debug level instead.
+//!
+//! Namespace writes are checked too: unreadable labels are refused on create (and on an
+//! update that changes them), and raising the enforce level warns about the existing pods
+//! that would now be refused. Unlabelled namespaces, kube-system included, are
+//! `privileged` as upstream's default configuration has them; exemptions (users, runtime
+//! classes, namespaces) from an AdmissionConfiguration are not supported.
+
+pub mod checks;
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::PodSpec;
+use serde::Deserialize;
+use serde_json::Value;
+
+use self::checks::{evaluate, Annotations, Verdict};
+use self::policy::{LabelError, Level, LevelVersion, Policy};
+use crate::apiserver::registry::{Admit, WriteAttributes};
+use crate::apiserver::status::ApiError;
+use crate::store::{KeyRange, RangeOptions, Store};
+
+/// At most this many existing pods are checked when a namespace's enforce level rises...
+const NAMESPACE_MAX_PODS_TO_CHECK: usize = 3000;
+/// ...and for no longer than this.
+const NAMESPACE_POD_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pod subresources whose writes cannot change what the checks look at.
+const IGNORED_POD_SUBRESOURCES: &[&str] =
+    &["exec", "attach", "binding", "eviction", "log", "portforward", "proxy", "status"];
+
+/// The plug-in, reading namespaces and pods from the store.
+pub struct PodSecurity {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl Admit for PodSecurity {
+    async fn admit(&self, a: &WriteAttributes<'_>) -> Result<(), ApiError> {
+        match (a.rt.group, a.rt.plural) {
+            ("", "namespaces") => self.validate_namespace(a).await,
+            ("", "pods") => self.validate_pod(a).await,
+            (group, plural) => match template_path(group, plural) {
+                Some(path) => self.validate_pod_controller(a, path).await,
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Where a resource with a pod template keeps it.
+fn template_path(group: &str, plural: &str) -> Option<&'static str> {
+    Some(match (group, plural) {
+        ("", "replicationcontrollers") => "/spec/template",
+        ("", "podtemplates") => "/template",
+        ("apps", "replicasets" | "deployments" | "statefulsets" | "daemonsets") => "/spec/template",
+        ("batch", "jobs") => "/spec/template",
+        ("batch", "cronjobs") => "/spec/jobTemplate/spec/template",
+        _ => return None,
+    })
+}
+
+/// What the checks read of a pod or a pod template: its annotations and its spec.
+struct PodParts {
+    annotations: Annotations,
+    spec: PodSpec,
+}
+
+impl PodParts {
+    /// From a pod (or template) object: `metadata` and `spec`.
+    fn of(obj: &Value) -> Result<PodParts, serde_json::Error> {
+        let annotations = match obj.pointer("/metadata/annotations") {
+            Some(v) => Option::<Annotations>::deserialize(v)?.unwrap_or_default(),
+            None => Annotations::new(),
+        };
+        let spec = match obj.get("spec") {
+            Some(v) => PodSpec::deserialize(v)?,
+            None => PodSpec::default(),
+        };
+        Ok(PodParts { annotations, spec })
+    }
+
+    fn judge(&self, lv: LevelVersion) -> Verdict {
+        Verdict(evaluate(lv, &self.annotations, &self.spec))
+    }
+}
+
+/// An object's labels (those with string values).
+fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+impl PodSecurity {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        PodSecurity { store }
+    }
+
+    /// A namespace's labels; none when it does not exist (namespace lifecycle refuses the
+    /// write then).
+    async fn namespace_labels(&self, namespace: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+        let key = format!("/registry/namespaces/{namespace}");
+        let (_, found) = self.store.get(key.as_bytes(), None).await.map_err(|e| e.to_string())?;
+        let Some(kv) = found else { return Ok(None) };
+        let ns: Value = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+        Ok(Some(labels_of(&ns)))
+    }
+
+    async fn validate_namespace(&self, a: &WriteAttributes<'_>) -> Result<(), ApiError> {
+        if a.subresource.is_some() {
+            return Ok(());
+        }
+        let (new_policy, new_errors) = Policy::from_labels(&labels_of(a.new));
+        let invalid = |errors: &[LabelError]| {
+            ApiError::invalid("", "Namespace", a.name(), errors.iter().map(LabelError::cause).collect())
+        };
+        let Some(old) = a.old else {
+            return if new_errors.is_empty() { Ok(()) } else { Err(invalid(&new_errors)) };
+        };
+        let (old_policy, old_errors) = Policy::from_labels(&labels_of(old));
+        // Labels that were already unreadable (and did not change) do not block updates.
+        if !new_errors.is_empty() && (old_errors.is_empty() || new_errors != old_errors) {
+            return Err(invalid(&new_errors));
+        }
+        let (new, old) = (new_policy.enforce, old_policy.enforce);
+        if new == old || new.level == Level::Privileged || (new.version == old.version && new.level <= old.level) {
+            return Ok(());
+        }
+        for w in self.check_existing_pods(a.name(), new).await {
+            a.warnings.add(w);
+        }
+        Ok(())
+    }
+
+    async fn validate_pod(&self, a: &WriteAttributes<'_>) -> Result<(), ApiError> {
+        if a.subresource.is_some_and(|s| IGNORED_POD_SUBRESOURCES.contains(&s)) {
+            return Ok(());
+        }
+        let namespace = a.namespace();
+        let labels = match self.namespace_labels(namespace).await {
+            Ok(Some(labels)) => labels,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(namespace, error = %e, "PodSecurity could not read the pod's namespace");
+                return Err(ApiError::internal(format!("failed to lookup namespace {namespace:?}")));
+            }
+        };
+        let (policy, errors) = Policy::from_labels(&labels);
+        if errors.is_empty() && policy.fully_privileged() {
+            return Ok(());
+        }
+        let pod = PodParts::of(a.new).map_err(|_| ApiError::bad_request("failed to decode pod"))?;
+        if let Some(old) = a.old {
+            let old = PodParts::of(old).map_err(|_| ApiError::bad_request("failed to decode old pod"))?;
+            if !significant_update(&pod.spec, &old.spec) {
+                return Ok(());
+            }
+        }
+        self.judge(a, &policy, &errors, &pod, true)
+    }
+
+    async fn validate_pod_controller(&self, a: &WriteAttributes<'_>, template: &str) -> Result<(), ApiError> {
+        if a.subresource.is_some() {
+            return Ok(());
+        }
+        // Nothing here refuses a write: what cannot be read is let through, as upstream.
+        let namespace = a.namespace();
+        let labels = match self.namespace_labels(namespace).await {
+            Ok(Some(labels)) => labels,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(namespace, error = %e, "PodSecurity could not read the namespace");
+                return Ok(());
+            }
+        };
+        let (policy, errors) = Policy::from_labels(&labels);
+        if errors.is_empty() && policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged {
+            return Ok(());
+        }
+        let Some(template) = a.new.pointer(template) else { return Ok(()) };
+        match PodParts::of(template) {
+            Ok(pod) => self.judge(a, &policy, &errors, &pod, false),
+            Err(e) => {
+                tracing::debug!(error = %e, "PodSecurity could not read a pod template");
+                Ok(())
+            }
+        }
+    }
+
+    /// Upstream's evaluation of a pod (or template) against a namespace's policy: enforce
+    /// (pods only) refuses, audit logs, warn warns, each level judged once.
+    fn judge(
+        &self,
+        a: &WriteAttributes<'_>,
+        policy: &Policy,
+        label_errors: &[LabelError],
+        pod: &PodParts,
+        enforce: bool,
+    ) -> Result<(), ApiError> {
+        let mut verdicts: HashMap<LevelVersion, Verdict> = HashMap::new();
+        let mut refusal = None;
+        if enforce {
+            let verdict = pod.judge(policy.enforce);
+            if !verdict.allowed() {
+                refusal = Some(ApiError::forbidden_because(
+                    a.rt.group,
+                    a.rt.plural,
+                    a.name(),
+                    &format!("violates PodSecurity \"{}\": {}", policy.enforce, verdict.details()),
+                ));
+            }
+            verdicts.insert(policy.enforce, verdict);
+        }
+        let audit = verdicts.entry(policy.audit).or_insert_with(|| pod.judge(policy.audit));
+        if !audit.allowed() || !label_errors.is_empty() {
+            let parse_errors: Vec<String> =
+                label_errors.iter().map(|e| format!("{}: {}", e.cause().field, e.cause().message)).collect();
+            tracing::debug!(
+                target: "k3rs::audit",
+                resource = a.rt.plural,
+                namespace = a.namespace(),
+                name = a.name(),
+                violations = %if audit.allowed() { String::new() } else {
+                    format!("would violate PodSecurity \"{}\": {}", policy.audit, audit.details())
+                },
+                policy_errors = %parse_errors.join(", "),
+                "pod-security.kubernetes.io/audit-violations"
+            );
+        }
+        if let Some(refused) = refusal {
+            // No warnings on a write that is refused anyway.
+            return Err(refused);
+        }
+        let warn = verdicts.entry(policy.warn).or_insert_with(|| pod.judge(policy.warn));
+        if !warn.allowed() {
+            a.warnings.add(format!("would violate PodSecurity \"{}\": {}", policy.warn, warn.details()));
+        }
+        Ok(())
+    }
+
+    /// Upstream's warnings when a namespace's enforce level rises: the existing pods that
+    /// the new level would refuse, one line per distinct set of reasons.
+    async fn check_existing_pods(&self, namespace: &str, enforce: LevelVersion) -> Vec<String> {
+        let deadline = Instant::now() + NAMESPACE_POD_CHECK_TIMEOUT;
+        let range = KeyRange::prefix(format!("/registry/pods/{namespace}/"));
+        let listed = match self.store.range(&range, RangeOptions::default()).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(namespace, error = %e, "PodSecurity could not list the namespace's pods");
+                return vec!["failed to list pods while checking new PodSecurity enforce level".to_string()];
+            }
+        };
+        let pods: Vec<ExistingPod> = listed
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter_map(|v| ExistingPod::of(&v))
+            .collect();
+        let mut pods = prioritize(pods);
+        let total = pods.len();
+        pods.truncate(NAMESPACE_MAX_PODS_TO_CHECK);
+        let mut checked = pods.len();
+        // Each distinct reason list, in the order first seen, with the lexically first pod
+        // name and the number of pods giving it.
+        let mut reasons: Vec<String> = Vec::new();
+        let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+        for (i, pod) in pods.iter().enumerate() {
+            let verdict = pod.parts.judge(enforce);
+            if !verdict.allowed() {
+                let reason = verdict.reasons();
+                match seen.get_mut(&reason) {
+                    Some((first, count)) => {
+                        if pod.name < *first {
+                            first.clone_from(&pod.name);
+                        }
+                        *count += 1;
+                    }
+                    None => {
+                        seen.insert(reason.clone(), (pod.name.clone(), 1));
+                        reasons.push(reason);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                checked = i + 1;
+                break;
+            }
+        }
+        let mut warnings = Vec::new();
+        if checked < total {
+            warnings.push(format!(
+                "new PodSecurity enforce level only checked against the first {checked} of {total} existing pods"
+            ));
+        }
+        if !reasons.is_empty() {
+            warnings.push(format!(
+                "existing pods in namespace {namespace:?} violate the new PodSecurity enforce level \"{enforce}\""
+            ));
+        }
+        let mut lines: Vec<String> = reasons
+            .into_iter()
+            .map(|reason| {
+                let (first, count) = &seen[&reason];
+                match count {
+                    1 => format!("{first}: {reason}"),
+                    2 => format!("{first} (and 1 other pod): {reason}"),
+                    n => format!("{first} (and {} other pods): {reason}", n - 1),
+                }
+            })
+            .collect();
+        lines.sort();
+        warnings.extend(lines);
+        warnings
+    }
+}
+
+/// A stored pod, as the namespace check reads it.
+struct ExistingPod {
+    name: String,
+    /// The uid of the controller that owns it, if any.
+    controller: Option<String>,
+    parts: PodParts,
+}
+
+impl ExistingPod {
+    fn of(obj: &Value) -> Option<ExistingPod> {
+        let name = obj.pointer("/metadata/name")?.as_str()?.to_string();
+        let controller = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| refs.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true)))
+            .and_then(|r| r.get("uid")?.as_str().map(str::to_string));
+        Some(ExistingPod { name, controller, parts: PodParts::of(obj).ok()? })
+    }
+}
+
+/// Pods of no controller and the first pod of each controller first, then the other
+/// replicas: when time or the limit runs out, each controller's pods were seen once.
+fn prioritize(pods: Vec<ExistingPod>) -> Vec<ExistingPod> {
+    let mut first = Vec::with_capacity(pods.len());
+    let mut replicas = Vec::new();
+    let mut controllers = HashSet::new();
+    for pod in pods {
+        match &pod.controller {
+            Some(uid) if !controllers.insert(uid.clone()) => replicas.push(pod),
+            _ => first.push(pod),
+        }
+    }
+    first.extend(replicas);
+    first
+}
+
+/// Whether a pod update can change the verdict: of its (mutable) fields only the images
+/// matter, and an added ephemeral container.
+fn significant_update(new: &PodSpec, old: &PodSpec) -> bool {
+    let (new_init, old_init) =
+        (new.init_containers.as_deref().unwrap_or_default(), old.init_containers.as_deref().unwrap_or_default());
+    if new.containers.len() != old.containers.len() || new_init.len() != old_init.len() {
+        return true;
+    }
+    let images_differ = |n: &[k8s_openapi::api::core::v1::Container], o: &[k8s_openapi::api::core::v1::Container]| {
+        n.iter().zip(o).any(|(n, o)| n.image != o.image)
+    };
+    if images_differ(&new.containers, &old.containers) || images_differ(new_init, old_init) {
+        return true;
+    }
+    let old_ephemeral = old.ephemeral_containers.as_deref().unwrap_or_default();
+    new.ephemeral_containers.iter().flatten().any(|c| match old_ephemeral.iter().find(|o| o.name == c.name) {
+        None => true,
+        Some(o) => o.image != c.image,
+    })
+}
