@@ -45,6 +45,7 @@ mod openapi;
 mod patch_props;
 mod pki;
 mod podnet;
+mod podsecurity;
 mod protobuf;
 mod protobuf_kubectl;
 mod rbac;

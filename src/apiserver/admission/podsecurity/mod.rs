@@ -386,3 +386,112 @@ fn significant_update(new: &PodSpec, old: &PodSpec) -> bool {
         Some(o) => o.image != c.image,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
+
+    fn pod(name: &str, owner: Option<&str>, security: Value) -> Value {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": security}]},
+        });
+        if let Some(uid) = owner {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                                                       "uid": uid, "controller": true}]);
+        }
+        p
+    }
+
+    async fn store_with(pods: &[Value]) -> (tempfile::TempDir, PodSecurity) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).expect("store"));
+        for p in pods {
+            let key = format!("/registry/pods/team/{}", p["metadata"]["name"].as_str().unwrap_or(""));
+            store.put(key.into(), serde_json::to_vec(p).expect("JSON").into(), None).await.expect("put");
+        }
+        (dir, PodSecurity::new(store))
+    }
+
+    #[tokio::test]
+    async fn raising_enforce_names_the_pods_it_would_refuse() {
+        let privileged = json!({"privileged": true});
+        let (_dir, ps) = store_with(&[
+            pod("web-b", Some("rs-1"), privileged.clone()),
+            pod("web-a", Some("rs-1"), privileged.clone()),
+            pod("web-c", Some("rs-1"), privileged.clone()),
+            pod("solo", None, privileged),
+            pod("plain", None, json!({})),
+            pod("fine", None, json!({})),
+        ])
+        .await;
+        let baseline = LevelVersion { level: Level::Baseline, version: policy::Version::Latest };
+        // `plain` and `fine` pass baseline; the three replicas and `solo` do not.
+        assert_eq!(
+            ps.check_existing_pods("team", baseline).await,
+            [
+                "existing pods in namespace \"team\" violate the new PodSecurity enforce level \"baseline:latest\"",
+                "solo (and 3 other pods): privileged",
+            ]
+        );
+        let restricted = LevelVersion { level: Level::Restricted, version: policy::Version::V1(30) };
+        let warnings = ps.check_existing_pods("team", restricted).await;
+        assert_eq!(
+            warnings,
+            [
+                "existing pods in namespace \"team\" violate the new PodSecurity enforce level \"restricted:v1.30\"",
+                "fine (and 1 other pod): allowPrivilegeEscalation != false, unrestricted capabilities, \
+                 runAsNonRoot != true, seccompProfile",
+                "solo (and 3 other pods): privileged, allowPrivilegeEscalation != false, unrestricted capabilities, \
+                 runAsNonRoot != true, seccompProfile",
+            ]
+        );
+        let (_empty_dir, empty) = store_with(&[]).await;
+        assert!(empty.check_existing_pods("team", restricted).await.is_empty());
+    }
+
+    #[test]
+    fn replicas_of_one_controller_wait_behind_every_first_pod() {
+        let parts = |name: &str, controller: Option<&str>| ExistingPod {
+            name: name.into(),
+            controller: controller.map(str::to_string),
+            parts: PodParts { annotations: Annotations::new(), spec: PodSpec::default() },
+        };
+        let order: Vec<String> =
+            prioritize(vec![parts("a1", Some("a")), parts("a2", Some("a")), parts("b1", Some("b")), parts("x", None)])
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+        assert_eq!(order, ["a1", "b1", "x", "a2"]);
+    }
+
+    #[test]
+    fn only_image_changes_and_new_ephemeral_containers_are_judged_again() {
+        let spec = |v: Value| PodSpec::deserialize(&v).expect("spec");
+        let old = spec(
+            json!({"containers": [{"name": "c", "image": "a"}], "ephemeralContainers": [{"name": "e", "image": "a"}]}),
+        );
+        assert!(!significant_update(&old, &old));
+        let new_image = spec(
+            json!({"containers": [{"name": "c", "image": "b"}], "ephemeralContainers": [{"name": "e", "image": "a"}]}),
+        );
+        assert!(significant_update(&new_image, &old));
+        let debugged = spec(json!({"containers": [{"name": "c", "image": "a"}],
+                                   "ephemeralContainers": [{"name": "e", "image": "a"}, {"name": "d", "image": "a"}]}));
+        assert!(significant_update(&debugged, &old));
+        let more = spec(json!({"containers": [{"name": "c", "image": "a"}, {"name": "d", "image": "a"}]}));
+        assert!(significant_update(&more, &old));
+    }
+
+    #[test]
+    fn templates_are_found_where_each_kind_keeps_them() {
+        assert_eq!(template_path("apps", "deployments"), Some("/spec/template"));
+        assert_eq!(template_path("batch", "cronjobs"), Some("/spec/jobTemplate/spec/template"));
+        assert_eq!(template_path("", "podtemplates"), Some("/template"));
+        assert_eq!(template_path("", "configmaps"), None);
+        assert_eq!(template_path("apps", "controllerrevisions"), None);
+    }
+}
