@@ -381,6 +381,14 @@ async fn kubectl_prints_upstreams_warnings_and_errors() {
         format!("Warning: would violate PodSecurity \"restricted:latest\": {}\n", restricted_violations("web"))
     );
 
+    let out = http.run(&k, &["create", "deployment", "api", "-n", "team", "--image=busybox"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(out.stdout, "deployment.apps/api created\n");
+    assert_eq!(
+        out.stderr,
+        format!("Warning: would violate PodSecurity \"restricted:latest\": {}\n", restricted_violations("busybox"))
+    );
+
     let out = http
         .run(&k, &["label", "--overwrite", "namespace", "team", "pod-security.kubernetes.io/enforce=baseline"])
         .await;
