@@ -30,6 +30,7 @@ mod e2e_install;
 mod e2e_kubectl;
 mod e2e_netpol;
 mod e2e_pods;
+mod e2e_podsecurity;
 mod e2e_proxy;
 mod e2e_sets;
 mod e2e_workloads;
