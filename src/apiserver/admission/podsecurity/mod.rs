@@ -172,7 +172,7 @@ impl PodSecurity {
                 return Ok(());
             }
         }
-        self.judge(a, &policy, &errors, &pod, true)
+        judge(a, &policy, &errors, &pod, true)
     }
 
     async fn validate_pod_controller(&self, a: &WriteAttributes<'_>, template: &str) -> Result<(), ApiError> {
@@ -195,63 +195,12 @@ impl PodSecurity {
         }
         let Some(template) = a.new.pointer(template) else { return Ok(()) };
         match PodParts::of(template) {
-            Ok(pod) => self.judge(a, &policy, &errors, &pod, false),
+            Ok(pod) => judge(a, &policy, &errors, &pod, false),
             Err(e) => {
                 tracing::debug!(error = %e, "PodSecurity could not read a pod template");
                 Ok(())
             }
         }
-    }
-
-    /// Upstream's evaluation of a pod (or template) against a namespace's policy: enforce
-    /// (pods only) refuses, audit logs, warn warns, each level judged once.
-    fn judge(
-        &self,
-        a: &WriteAttributes<'_>,
-        policy: &Policy,
-        label_errors: &[LabelError],
-        pod: &PodParts,
-        enforce: bool,
-    ) -> Result<(), ApiError> {
-        let mut verdicts: HashMap<LevelVersion, Verdict> = HashMap::new();
-        let mut refusal = None;
-        if enforce {
-            let verdict = pod.judge(policy.enforce);
-            if !verdict.allowed() {
-                refusal = Some(ApiError::forbidden_because(
-                    a.rt.group,
-                    a.rt.plural,
-                    a.name(),
-                    &format!("violates PodSecurity \"{}\": {}", policy.enforce, verdict.details()),
-                ));
-            }
-            verdicts.insert(policy.enforce, verdict);
-        }
-        let audit = verdicts.entry(policy.audit).or_insert_with(|| pod.judge(policy.audit));
-        if !audit.allowed() || !label_errors.is_empty() {
-            let parse_errors: Vec<String> =
-                label_errors.iter().map(|e| format!("{}: {}", e.cause().field, e.cause().message)).collect();
-            tracing::debug!(
-                target: "k3rs::audit",
-                resource = a.rt.plural,
-                namespace = a.namespace(),
-                name = a.name(),
-                violations = %if audit.allowed() { String::new() } else {
-                    format!("would violate PodSecurity \"{}\": {}", policy.audit, audit.details())
-                },
-                policy_errors = %parse_errors.join(", "),
-                "pod-security.kubernetes.io/audit-violations"
-            );
-        }
-        if let Some(refused) = refusal {
-            // No warnings on a write that is refused anyway.
-            return Err(refused);
-        }
-        let warn = verdicts.entry(policy.warn).or_insert_with(|| pod.judge(policy.warn));
-        if !warn.allowed() {
-            a.warnings.add(format!("would violate PodSecurity \"{}\": {}", policy.warn, warn.details()));
-        }
-        Ok(())
     }
 
     /// Upstream's warnings when a namespace's enforce level rises: the existing pods that
@@ -328,6 +277,56 @@ impl PodSecurity {
         warnings.extend(lines);
         warnings
     }
+}
+
+/// Upstream's evaluation of a pod (or template) against a namespace's policy: enforce
+/// (pods only) refuses, audit logs, warn warns, each level judged once.
+fn judge(
+    a: &WriteAttributes<'_>,
+    policy: &Policy,
+    label_errors: &[LabelError],
+    pod: &PodParts,
+    enforce: bool,
+) -> Result<(), ApiError> {
+    let mut verdicts: HashMap<LevelVersion, Verdict> = HashMap::new();
+    let mut refusal = None;
+    if enforce {
+        let verdict = pod.judge(policy.enforce);
+        if !verdict.allowed() {
+            refusal = Some(ApiError::forbidden_because(
+                a.rt.group,
+                a.rt.plural,
+                a.name(),
+                &format!("violates PodSecurity \"{}\": {}", policy.enforce, verdict.details()),
+            ));
+        }
+        verdicts.insert(policy.enforce, verdict);
+    }
+    let audit = verdicts.entry(policy.audit).or_insert_with(|| pod.judge(policy.audit));
+    if !audit.allowed() || !label_errors.is_empty() {
+        let parse_errors: Vec<String> =
+            label_errors.iter().map(|e| format!("{}: {}", e.cause().field, e.cause().message)).collect();
+        tracing::debug!(
+            target: "k3rs::audit",
+            resource = a.rt.plural,
+            namespace = a.namespace(),
+            name = a.name(),
+            violations = %if audit.allowed() { String::new() } else {
+                format!("would violate PodSecurity \"{}\": {}", policy.audit, audit.details())
+            },
+            policy_errors = %parse_errors.join(", "),
+            "pod-security.kubernetes.io/audit-violations"
+        );
+    }
+    if let Some(refused) = refusal {
+        // No warnings on a write that is refused anyway.
+        return Err(refused);
+    }
+    let warn = verdicts.entry(policy.warn).or_insert_with(|| pod.judge(policy.warn));
+    if !warn.allowed() {
+        a.warnings.add(format!("would violate PodSecurity \"{}\": {}", policy.warn, warn.details()));
+    }
+    Ok(())
 }
 
 /// A stored pod, as the namespace check reads it.
@@ -451,6 +450,41 @@ mod tests {
         );
         let (_empty_dir, empty) = store_with(&[]).await;
         assert!(empty.check_existing_pods("team", restricted).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn namespace_labels_already_unreadable_do_not_block_other_updates() {
+        let (_dir, ps) = store_with(&[]).await;
+        let types = crate::apiserver::registry::strategies::resource_types("10.43.0.0/16".parse().expect("a CIDR"));
+        let rt = types.iter().find(|t| t.group.is_empty() && t.plural == "namespaces").expect("namespaces");
+        let ns = |labels: Value| json!({"metadata": {"name": "old", "labels": labels}});
+        let warnings = crate::apiserver::registry::Warnings::default();
+        let update = |new: Value, old: Value| {
+            let (ps, warnings) = (&ps, &warnings);
+            async move {
+                let a = WriteAttributes { rt, subresource: None, new: &new, old: Some(&old), warnings };
+                ps.admit(&a).await.map_err(|e| (e.code(), e.message))
+            }
+        };
+        let before = ns(json!({"pod-security.kubernetes.io/enforce": "bad"}));
+        let relabelled = ns(json!({"pod-security.kubernetes.io/enforce": "bad", "team": "a"}));
+        assert_eq!(update(relabelled, before.clone()).await, Ok(()));
+        let worse = ns(json!({"pod-security.kubernetes.io/enforce": "worse"}));
+        assert_eq!(
+            update(worse.clone(), before.clone()).await,
+            Err((
+                422,
+                "Namespace \"old\" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \
+                 \"worse\": must be one of privileged, baseline, restricted"
+                    .to_string()
+            ))
+        );
+        // Fixing them is always allowed; a status write is not looked at.
+        assert_eq!(update(ns(json!({"pod-security.kubernetes.io/enforce": "baseline"})), before.clone()).await, Ok(()));
+        let status =
+            WriteAttributes { rt, subresource: Some("status"), new: &worse, old: Some(&before), warnings: &warnings };
+        assert!(ps.admit(&status).await.is_ok());
+        assert!(warnings.take().is_empty());
     }
 
     #[test]
