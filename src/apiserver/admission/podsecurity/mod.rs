@@ -46,6 +46,8 @@ const IGNORED_POD_SUBRESOURCES: &[&str] =
 /// The plug-in, reading namespaces and pods from the store.
 pub struct PodSecurity {
     store: Arc<dyn Store>,
+    /// How many existing pods a rising enforce level is checked against.
+    max_pods_to_check: usize,
 }
 
 #[async_trait::async_trait]
@@ -109,7 +111,7 @@ fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 
 impl PodSecurity {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        PodSecurity { store }
+        PodSecurity { store, max_pods_to_check: NAMESPACE_MAX_PODS_TO_CHECK }
     }
 
     /// A namespace's labels; none when it does not exist (namespace lifecycle refuses the
@@ -223,7 +225,7 @@ impl PodSecurity {
             .collect();
         let mut pods = prioritize(pods);
         let total = pods.len();
-        pods.truncate(NAMESPACE_MAX_PODS_TO_CHECK);
+        pods.truncate(self.max_pods_to_check);
         let mut checked = pods.len();
         // Each distinct reason list, in the order first seen, with the lexically first pod
         // name and the number of pods giving it.
@@ -450,6 +452,28 @@ mod tests {
         );
         let (_empty_dir, empty) = store_with(&[]).await;
         assert!(empty.check_existing_pods("team", restricted).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_namespace_with_more_pods_than_the_limit_says_how_many_were_checked() {
+        let (_dir, mut ps) = store_with(&[
+            pod("a", Some("rs-1"), json!({"privileged": true})),
+            pod("b", Some("rs-1"), json!({"privileged": true})),
+            pod("c", None, json!({"privileged": true})),
+            pod("d", None, json!({})),
+        ])
+        .await;
+        ps.max_pods_to_check = 2;
+        let baseline = LevelVersion { level: Level::Baseline, version: policy::Version::Latest };
+        // `a` and `c` are checked first (`b` is another replica of `a`'s controller).
+        assert_eq!(
+            ps.check_existing_pods("team", baseline).await,
+            [
+                "new PodSecurity enforce level only checked against the first 2 of 4 existing pods",
+                "existing pods in namespace \"team\" violate the new PodSecurity enforce level \"baseline:latest\"",
+                "a (and 1 other pod): privileged",
+            ]
+        );
     }
 
     #[tokio::test]
