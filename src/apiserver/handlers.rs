@@ -143,11 +143,12 @@ fn go_package(group: &str) -> &str {
     }
 }
 
-/// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn` and admission.
+/// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn` and admission:
+/// the text quoted with its quotes and backslashes escaped, in UTF-8.
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
-        if let Ok(v) = HeaderValue::from_str(&text) {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_bytes(text.as_bytes()) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
