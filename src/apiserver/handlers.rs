@@ -56,8 +56,8 @@ impl Query {
 
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
         match self.dry_run.as_deref() {
-            None | Some("") => Ok(WriteOptions { dry_run: false, admit: None }),
-            Some("All") => Ok(WriteOptions { dry_run: true, admit: None }),
+            None | Some("") => Ok(WriteOptions::default()),
+            Some("All") => Ok(WriteOptions { dry_run: true, ..Default::default() }),
             Some(other) => {
                 Err(ApiError::bad_request(format!("Invalid dry run value: {other}: supported values: \"All\"")))
             }
@@ -143,11 +143,12 @@ fn go_package(group: &str) -> &str {
     }
 }
 
-/// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn`.
+/// Adds `Warning` headers, as upstream sends for `fieldValidation=Warn` and admission:
+/// the text quoted with its quotes and backslashes escaped, in UTF-8.
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
-        if let Ok(v) = HeaderValue::from_str(&text) {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_bytes(text.as_bytes()) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
@@ -354,15 +355,18 @@ impl ApiServer {
                     ));
                 }
                 let obj = decode_body(headers, &body)?;
-                let warnings = field_validation(&rt, &q, headers, &body)?;
-                let created = reg.create(&rt, ns, obj, &self.admitted(q.write_options()?, caller)).await?;
+                let mut warnings = field_validation(&rt, &q, headers, &body)?;
+                let opts = self.admitted(q.write_options()?, caller);
+                let created = reg.create(&rt, ns, obj, &opts).await?;
+                warnings.extend(opts.warnings.take());
                 Ok(with_warnings(json_response(StatusCode::CREATED, &single(created)?), &warnings))
             }
             "update" => {
                 let obj = decode_body(headers, &body)?;
-                let warnings = field_validation(&rt, &q, headers, &body)?;
+                let mut warnings = field_validation(&rt, &q, headers, &body)?;
                 let opts = self.admitted(q.write_options()?, caller);
                 let updated = reg.update(&rt, ns, name, obj, status_only, &opts).await?;
+                warnings.extend(opts.warnings.take());
                 Ok(with_warnings(json_response(StatusCode::OK, &single(updated)?), &warnings))
             }
             "patch" => {
@@ -370,28 +374,23 @@ impl ApiServer {
                 let patch_type = super::options::patch_type(ct)?;
                 let (group, version, kind) = (rt.group, rt.version, rt.kind);
                 let mut warnings = Vec::new();
+                let opts = self.admitted(q.write_options()?, caller);
                 let patched = reg
-                    .guaranteed_update(
-                        &rt,
-                        ns,
-                        name,
-                        status_only,
-                        &self.admitted(q.write_options()?, caller),
-                        |current| {
-                            let (obj, w) = super::options::apply_patch_validated(
-                                patch_type,
-                                group,
-                                version,
-                                kind,
-                                current,
-                                &body,
-                                q.field_validation.as_deref(),
-                            )?;
-                            warnings = w;
-                            Ok(obj)
-                        },
-                    )
+                    .guaranteed_update(&rt, ns, name, status_only, &opts, |current| {
+                        let (obj, w) = super::options::apply_patch_validated(
+                            patch_type,
+                            group,
+                            version,
+                            kind,
+                            current,
+                            &body,
+                            q.field_validation.as_deref(),
+                        )?;
+                        warnings = w;
+                        Ok(obj)
+                    })
                     .await?;
+                warnings.extend(opts.warnings.take());
                 Ok(with_warnings(json_response(StatusCode::OK, &single(patched)?), &warnings))
             }
             "delete" => {

@@ -6,6 +6,7 @@
 //! own identity, going through the same authorization, admission and validation without
 //! a socket.
 
+pub mod admission;
 mod authn;
 pub mod authz;
 mod bootstrap;
@@ -151,15 +152,19 @@ impl ApiServer {
         })
     }
 
-    /// `opts` with the admission checks of writes made by `caller`.
+    /// `opts` with the admission checks of writes made by `caller`: RBAC's escalation
+    /// check (part of RBAC's storage upstream, so first), then the validating plug-ins.
     pub(crate) fn admitted(&self, mut opts: registry::WriteOptions, caller: &Identity) -> registry::WriteOptions {
+        let mut chain: Vec<Arc<dyn registry::Admit>> = Vec::with_capacity(2);
         if let Some(cache) = &self.rbac {
-            opts.admit = Some(Arc::new(rbac::escalation::Escalation {
+            chain.push(Arc::new(rbac::escalation::Escalation {
                 authorizer: self.authorizer.clone(),
                 cache: cache.clone(),
                 user: caller.clone(),
             }));
         }
+        chain.push(Arc::new(admission::podsecurity::PodSecurity::new(self.registry.store.clone())));
+        opts.admit = Some(Arc::new(admission::Chain(chain)));
         opts
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::cache::PolicyCache;
 use super::rules::{compact, uncovered};
 use crate::apiserver::authz::{is_privileged, Attributes, Authorizer, ResourceAttributes};
-use crate::apiserver::registry::{Admit, ResourceType};
+use crate::apiserver::registry::{Admit, ResourceType, WriteAttributes};
 use crate::apiserver::status::ApiError;
 use crate::apiserver::Identity;
 
@@ -111,7 +111,8 @@ impl Escalation {
 
 #[async_trait::async_trait]
 impl Admit for Escalation {
-    async fn admit(&self, rt: &ResourceType, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    async fn admit(&self, a: &WriteAttributes<'_>) -> Result<(), ApiError> {
+        let (rt, new, old) = (a.rt, a.new, a.old);
         if rt.group != GROUP || is_privileged(&self.user) {
             return Ok(());
         }

@@ -144,11 +144,54 @@ impl ResourceType {
     }
 }
 
+/// What validating admission sees of a write, as upstream's admission attributes.
+pub struct WriteAttributes<'a> {
+    pub rt: &'a ResourceType,
+    /// `status` for a write of the status subresource; none for the object itself.
+    pub subresource: Option<&'a str>,
+    /// The object about to be stored, after defaulting and validation.
+    pub new: &'a Value,
+    /// The stored object, for an update; none for a create.
+    pub old: Option<&'a Value>,
+    /// Where a plug-in's warnings go, to reach the client as `Warning` headers.
+    pub warnings: &'a Warnings,
+}
+
+impl WriteAttributes<'_> {
+    pub fn name(&self) -> &str {
+        meta_str(self.new, "name").unwrap_or("")
+    }
+
+    /// The object's namespace (empty for cluster-scoped objects).
+    pub fn namespace(&self) -> &str {
+        meta_str(self.new, "namespace").filter(|_| self.rt.namespaced).unwrap_or("")
+    }
+}
+
 /// Validating admission: sees the object a write is about to store, after defaulting and
-/// validation (and the stored one, for updates), and may refuse it.
+/// validation (and the stored one, for updates), and may refuse it or add warnings.
 #[async_trait::async_trait]
 pub trait Admit: Send + Sync {
-    async fn admit(&self, rt: &ResourceType, new: &Value, old: Option<&Value>) -> Result<(), ApiError>;
+    async fn admit(&self, a: &WriteAttributes<'_>) -> Result<(), ApiError>;
+}
+
+/// Warnings a write collects for its response, each text once, as upstream's warning
+/// recorder (a write retried on conflict is admitted again).
+#[derive(Clone, Debug, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn add(&self, warning: String) {
+        let mut all = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !all.contains(&warning) {
+            all.push(warning);
+        }
+    }
+
+    /// The warnings so far, in the order they were added; leaves none.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 /// Options of a write.
@@ -157,6 +200,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// The requester's admission checks; none for the server's own writes.
     pub admit: Option<Arc<dyn Admit>>,
+    /// What admission warned about, for the response.
+    pub warnings: Warnings,
 }
 
 impl std::fmt::Debug for WriteOptions {
@@ -166,9 +211,15 @@ impl std::fmt::Debug for WriteOptions {
 }
 
 impl WriteOptions {
-    async fn admit(&self, rt: &ResourceType, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    async fn admit(
+        &self,
+        rt: &ResourceType,
+        subresource: Option<&str>,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         match &self.admit {
-            Some(a) => a.admit(rt, new, old).await,
+            Some(a) => a.admit(&WriteAttributes { rt, subresource, new, old, warnings: &self.warnings }).await,
             None => Ok(()),
         }
     }
@@ -427,8 +478,10 @@ impl Registry {
         }
         rt.strategy.prepare_create(&mut obj);
         Self::validate(rt, &obj, None)?;
-        opts.admit(rt, &obj, None).await?;
+        // The namespace's lifecycle is checked first, as upstream's NamespaceLifecycle
+        // admission runs before the validating plug-ins.
         self.check_namespace_open(rt, namespace).await?;
+        opts.admit(rt, None, &obj, None).await?;
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let key = rt.key(namespace, &name);
         let (_, existing) = self.store.get(key.as_bytes(), None).await?;
@@ -664,7 +717,7 @@ impl Registry {
             None => current.mod_revision,
         };
         let new = self.merge_update(rt, obj, &old, status_only)?;
-        opts.admit(rt, &new, Some(&old)).await?;
+        opts.admit(rt, status_only.then_some("status"), &new, Some(&old)).await?;
         if opts.dry_run {
             return Ok(new);
         }
@@ -792,7 +845,7 @@ impl Registry {
                 }
             }
             let new = self.merge_update(rt, desired, &old, status_only)?;
-            opts.admit(rt, &new, Some(&old)).await?;
+            opts.admit(rt, status_only.then_some("status"), &new, Some(&old)).await?;
             if opts.dry_run {
                 return Ok(new);
             }
