@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use k8s_openapi::api::core::v1::{ContainerPort, PodSpec, SecurityContext};
 
 use super::policy::{Level, LevelVersion, Version};
+use crate::domain::quote::go_quote;
 
 /// The newest policy: k3rs serves Kubernetes 1.33, and a version newer than the server's
 /// is judged by the server's newest checks, as upstream does.
@@ -177,30 +178,6 @@ fn pluralize(singular: &'static str, plural: &'static str, n: usize) -> &'static
 /// `container "a"` or `containers "a", "b"`.
 fn containers_named(names: &[&str]) -> String {
     format!("{} {}", pluralize("container", "containers", names.len()), join_quote(names))
-}
-
-/// A string quoted as Go's `%q` does, for annotation values.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// What the checks read of a container, init container or ephemeral container.
