@@ -324,7 +324,19 @@ impl Runtime for LibcontainerRuntime {
         let me = self.clone();
         let id2 = id.to_string();
         blocking(move || me.delete_libcontainer_state(&id2)).await??;
-        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::Remove { id: id.to_string(), message: e.to_string() })
+        // A shim whose container was killed by the forced delete (its pid was never
+        // recorded) may still be writing the exit record: a removal that races it finds the
+        // directory not empty, and is tried again for a little while.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other.map_err(|e| RuntimeError::Remove { id: id.to_string(), message: e.to_string() }),
+            }
+        }
     }
 
     async fn status(&self, id: &str) -> Result<ContainerStatus, RuntimeError> {
