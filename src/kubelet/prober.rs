@@ -204,26 +204,55 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-async fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str, timeout: Duration) -> Outcome {
+/// Where an httpGet action goes: scheme, host (the pod's address unless named), port and
+/// path (with its leading slash).
+fn http_target(h: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<(String, String, u16, String), String> {
     let scheme = h.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
     let host = h.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
-    let port = match resolve_port(&h.port, c) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Failure(e),
-    };
+    let port = resolve_port(&h.port, c)?;
     let mut path = h.path.clone().unwrap_or_default();
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
-    let addr = join_host_port(&host, port);
+    Ok((scheme, host, port, path))
+}
+
+async fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str, timeout: Duration) -> Outcome {
+    let (scheme, host, port, path) = match http_target(h, c, pod_ip) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failure(e),
+    };
+    match http_request(h, &scheme, &host, port, &path, timeout).await {
+        Ok(code) if (200..400).contains(&code) => Outcome::Success,
+        Ok(code) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        Err(e) => Outcome::Failure(e),
+    }
+}
+
+/// An httpGet lifecycle hook: as upstream, any answer will do (the status is not looked
+/// at); the error of a request that got none.
+pub async fn http_hook(h: &HTTPGetAction, c: &Container, pod_ip: &str, timeout: Duration) -> Result<(), String> {
+    let (scheme, host, port, path) = http_target(h, c, pod_ip)?;
+    http_request(h, &scheme, &host, port, &path, timeout).await.map(|_| ())
+}
+
+/// One GET; its status code, or the error as Go's client words it.
+async fn http_request(
+    h: &HTTPGetAction,
+    scheme: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let addr = join_host_port(host, port);
     let url = format!("{scheme}://{addr}{path}");
-    match tokio::time::timeout(timeout, http_status(&scheme, &host, &addr, &path, h)).await {
-        Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
-        Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-        Ok(Err(e)) => Outcome::Failure(format!("Get \"{url}\": {e}")),
-        Err(_) => Outcome::Failure(format!(
-            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-        )),
+    match tokio::time::timeout(timeout, http_status(scheme, host, &addr, path, h)).await {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(e)) => Err(format!("Get \"{url}\": {e}")),
+        Err(_) => {
+            Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"))
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodStatus, Service};
 
 use super::backend::{Backend, ContainerRecord, CreateContainer, CreateError};
 use super::backoff::Backoff;
@@ -226,6 +226,12 @@ impl Worker {
         if self.said.insert(id) {
             self.events.event(&self.pod, warning, reason, message);
         }
+    }
+
+    /// The pod's terminationGracePeriodSeconds (30 s unless it says otherwise).
+    fn grace_seconds(&self) -> u64 {
+        let s = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        u64::try_from(s).unwrap_or(0)
     }
 
     fn pod_ref(&self) -> String {
@@ -472,7 +478,9 @@ impl Worker {
                     .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
                     .unwrap_or(30);
                 let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-                if let Err(e) = self.backend.stop_container(&id, grace).await {
+                let pod_ip = self.sandbox_ip.clone().flatten().unwrap_or_default();
+                let (b, ev) = (self.backend.clone(), self.events.clone());
+                if let Err(e) = stop_with_pre_stop(b, ev, &self.pod, &pod_ip, Some(&c), &id, grace).await {
                     tracing::warn!(pod = %self.pod_ref(), container = %name, error = %e, "stopping a container that failed its probe");
                 }
                 self.probes.retain(|(n, _), _| *n != name);
@@ -673,6 +681,19 @@ impl Worker {
                 self.events.event(&self.pod, false, "Created", &format!("Created container: {name}"));
                 self.events.event(&self.pod, false, "Started", &format!("Started container {name}"));
                 self.ids.insert(name.clone(), id.clone());
+                if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    // As upstream: the container counts as started only once its postStart
+                    // hook returned; a failed hook kills it, for its restart policy to act.
+                    let pod_ip = self.sandbox_ip.clone().flatten().unwrap_or_default();
+                    let limit = Duration::from_secs(self.grace_seconds());
+                    if let Err(msg) =
+                        run_hook(self.backend.as_ref(), &self.pod_ref(), &pod_ip, c, &id, hook, limit).await
+                    {
+                        self.events.event(&self.pod, true, "FailedPostStartHook", &msg);
+                        let (b, ev) = (self.backend.clone(), self.events.clone());
+                        let _ = stop_with_pre_stop(b, ev, &self.pod, &pod_ip, None, &id, limit).await;
+                    }
+                }
                 let state =
                     self.backend.state(&id).await.unwrap_or(AttemptState::Running { started_at: now_rfc3339() });
                 let v = self.views.entry(name).or_default();
@@ -752,13 +773,23 @@ impl Worker {
         let uid = self.uid();
         let mine: Vec<ContainerRecord> =
             self.backend.containers().await.unwrap_or_default().into_iter().filter(|r| r.pod_uid == uid).collect();
+        let specs =
+            containers_of(&self.pod, false).into_iter().chain(containers_of(&self.pod, true)).collect::<Vec<_>>();
+        let pod_ip = self.sandbox_ip.clone().flatten().unwrap_or_default();
         let mut stops = Vec::new();
         for r in &mine {
             if matches!(r.state, AttemptState::Running { .. } | AttemptState::Created) {
                 self.events.event(&self.pod, false, "Killing", &format!("Stopping container {}", r.container));
-                let b = self.backend.clone();
-                let id = r.id.clone();
-                stops.push(async move { b.stop_container(&id, Duration::from_secs(grace)).await });
+                let (b, ev) = (self.backend.clone(), self.events.clone());
+                let (pod, pod_ip, id) = (&self.pod, pod_ip.as_str(), r.id.clone());
+                // Only a running container runs its preStop hook.
+                let spec = specs
+                    .iter()
+                    .find(|c| c.name == r.container)
+                    .filter(|_| matches!(r.state, AttemptState::Running { .. }));
+                stops.push(async move {
+                    stop_with_pre_stop(b, ev, pod, pod_ip, spec, &id, Duration::from_secs(grace)).await
+                });
             }
         }
         for r in futures::future::join_all(stops).await {
@@ -810,6 +841,76 @@ fn ran_for(t: &Terminated) -> Option<Duration> {
 }
 
 /// The volume a preparation error is about (for the FailedMount message).
+/// Runs a lifecycle hook of container `c` (attempt `id`): exec in the container, httpGet
+/// (or the deprecated tcpSocket) from the node, or sleep; within `limit`. On failure, the
+/// message upstream's kubelet records with FailedPostStartHook / FailedPreStopHook.
+async fn run_hook(
+    backend: &dyn Backend,
+    pod_ref: &str,
+    pod_ip: &str,
+    c: &Container,
+    id: &str,
+    h: &LifecycleHandler,
+    limit: Duration,
+) -> Result<(), String> {
+    let limit = limit.max(Duration::from_secs(1));
+    if let Some(s) = &h.sleep {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)).min(limit)).await;
+        return Ok(());
+    }
+    if let Some(e) = &h.exec {
+        let command = e.command.clone().unwrap_or_default();
+        let shown = format!("[{}]", command.join(" "));
+        let joined = command.join(" ");
+        return match backend.exec_probe(id, command, limit).await {
+            Ok((0, _)) => Ok(()),
+            Ok((code, output)) => Err(format!(
+                "Exec lifecycle hook ({shown}) for Container {:?} in Pod {pod_ref:?} failed - error: command '{joined}' exited with {code}: , message: {output:?}",
+                c.name
+            )),
+            Err(err) => Err(format!(
+                "Exec lifecycle hook ({shown}) for Container {:?} in Pod {pod_ref:?} failed - error: {err}, message: \"\"",
+                c.name
+            )),
+        };
+    }
+    if let Some(g) = &h.http_get {
+        let path = g.path.clone().unwrap_or_default();
+        return prober::http_hook(g, c, pod_ip, limit).await.map_err(|err| {
+            format!("HTTP lifecycle hook ({path}) for Container {:?} in Pod {pod_ref:?} failed - error: {err}", c.name)
+        });
+    }
+    if let Some(t) = &h.tcp_socket {
+        // Deprecated and never run by upstream's kubelet: accepted and ignored, as there.
+        let _ = t;
+        return Ok(());
+    }
+    Err(format!("Invalid handler for Container {:?} in Pod {pod_ref:?}", c.name))
+}
+
+/// The container's preStop hook, if it has one, within `grace`; then its stop, with what is
+/// left of the grace period (at least 2 s, as upstream's minimum).
+async fn stop_with_pre_stop(
+    backend: Arc<dyn Backend>,
+    events: Arc<dyn EventSink>,
+    pod: &Pod,
+    pod_ip: &str,
+    c: Option<&Container>,
+    id: &str,
+    grace: Duration,
+) -> Result<(), super::backend::BackendError> {
+    let mut left = grace;
+    if let Some((c, hook)) = c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h))) {
+        let pod_ref = format!("{}_{}({})", name_of(pod), namespace_of(pod), uid_of(pod));
+        let t = Instant::now();
+        if let Err(msg) = run_hook(backend.as_ref(), &pod_ref, pod_ip, c, id, hook, grace).await {
+            events.event(pod, true, "FailedPreStopHook", &msg);
+        }
+        left = grace.saturating_sub(t.elapsed()).max(Duration::from_secs(2));
+    }
+    backend.stop_container(id, left).await
+}
+
 /// Exec probes of one container, through the node.
 struct ExecIn<'a> {
     backend: &'a dyn Backend,

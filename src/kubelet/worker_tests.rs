@@ -397,3 +397,44 @@ async fn a_startup_probe_holds_the_others_back_until_it_passes() {
     assert_eq!(runs, ["started", "started", "check", "check"]);
     assert!(r.backend.node().stopped.is_empty());
 }
+
+#[tokio::test]
+async fn the_pre_stop_hook_runs_before_the_stop_and_uses_up_the_grace_period() {
+    let mut p = pod("Always", &[], &["a"], "IfNotPresent");
+    p.spec.as_mut().unwrap().containers[0].lifecycle = Some(
+        serde_json::from_value(serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "drain"]}}})).unwrap(),
+    );
+    let mut r = rig(p.clone(), &["busybox:1"]);
+    r.worker.sync().await;
+    let id = r.backend.node().containers[0].id.clone();
+    p.metadata.deletion_timestamp = time("2026-01-01T00:00:00Z");
+    p.metadata.deletion_grace_period_seconds = Some(7);
+    r.worker.update(p);
+    assert_eq!(r.worker.sync().await, Next::Done);
+    let n = r.backend.node();
+    assert_eq!(n.execs, [(id.clone(), vec!["sh".to_string(), "-c".into(), "drain".into()])]);
+    // The hook took (almost) nothing: the stop gets what is left of the 7 s.
+    assert_eq!(n.stopped.len(), 1);
+    assert!(n.stopped[0].1 <= Duration::from_secs(7) && n.stopped[0].1 > Duration::from_secs(6), "{:?}", n.stopped);
+}
+
+#[tokio::test]
+async fn a_failed_post_start_hook_is_reported_and_the_container_stopped() {
+    let mut p = pod("Always", &[], &["a"], "IfNotPresent");
+    p.spec.as_mut().unwrap().containers[0].lifecycle =
+        Some(serde_json::from_value(serde_json::json!({"postStart": {"exec": {"command": ["setup"]}}})).unwrap());
+    let mut r = rig(p, &["busybox:1"]);
+    r.backend.node().exec_failing = true;
+    r.worker.sync().await;
+    let said = event_messages(&r);
+    assert!(
+        said.contains(&"FailedPostStartHook Exec lifecycle hook ([setup]) for Container \"a\" in Pod \"p_default(u1)\" failed - error: command 'setup' exited with 1: , message: \"unhealthy\\n\"".to_string()),
+        "{said:?}"
+    );
+    assert_eq!(r.backend.node().stopped.len(), 1, "the container is stopped");
+    // Its restart policy brings it back, and a passing hook lets it run.
+    r.backend.node().exec_failing = false;
+    r.worker.sync().await;
+    assert_eq!(app(&r.last_status(), 0).restart_count, 1);
+    assert_eq!(r.backend.node().stopped.len(), 1);
+}

@@ -163,6 +163,42 @@ spec:
 }
 
 #[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let c = cluster("hooks");
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: out, hostPath: {{path: '{dir}'}}}}]
+  containers:
+  - name: c
+    image: 'busybox:1.36'
+    command: [sleep, '3600']
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'echo started > /out/post-start']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'sleep 1; echo stopping > /out/pre-stop']}}}}
+"
+        ),
+    );
+    running(&c, "hooked");
+    assert_eq!(std::fs::read_to_string(out.path().join("post-start")).unwrap(), "started\n");
+    assert!(!out.path().join("pre-stop").exists());
+    // sleep ignores SIGTERM as PID 1: the delete waits for the hook, then the rest of the grace period.
+    let t0 = Instant::now();
+    c.k(&["delete", "pod", "hooked"]);
+    let took = t0.elapsed();
+    assert_eq!(std::fs::read_to_string(out.path().join("pre-stop")).unwrap(), "stopping\n");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(10 + 5), "delete took {took:?}");
+}
+
+#[test]
 fn kubectl_cp_copies_files_and_directories_both_ways() {
     let c = cluster("cp");
     c.k(&["run", "box", "--image=busybox:1.36", "--", "sleep", "3600"]);
