@@ -166,36 +166,22 @@ pub fn prepare(
         } else if let Some(hp) = &v.host_path {
             host_path(name, hp)?
         } else if let Some(cm) = &v.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            let data = match sources.config_map_data(&cm.name) {
-                Some(d) => d,
-                None if optional => BTreeMap::new(),
-                None => return Err(VolumeError::Missing { kind: "configmap", name: cm.name.clone() }),
-            };
+            let data = sources.config_map_data(&cm.name);
+            let mode = mode_or(cm.default_mode, 0o644);
+            let files = keyed_files("configmap", &cm.name, data, cm.items.as_deref(), mode, cm.optional)?;
             let dir = volume_dir(pod_dir, "configmap", name);
-            let files = project(&data, cm.items.as_deref(), mode_or(cm.default_mode, 0o644), optional)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
         } else if let Some(sec) = &v.secret {
             let s_name = sec.secret_name.as_deref().unwrap_or("");
-            let optional = sec.optional.unwrap_or(false);
-            let data = match sources.secret_data(s_name) {
-                Some(d) => d,
-                None if optional => BTreeMap::new(),
-                None => return Err(VolumeError::Missing { kind: "secret", name: s_name.to_string() }),
-            };
-            let dir = volume_dir(pod_dir, "secret", name);
-            fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
-            // Secrets never touch the disk: tmpfs, as upstream.
-            mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
-            let files = project(&data, sec.items.as_deref(), mode_or(sec.default_mode, 0o644), optional)?;
+            let mode = mode_or(sec.default_mode, 0o644);
+            let files =
+                keyed_files("secret", s_name, sources.secret_data(s_name), sec.items.as_deref(), mode, sec.optional)?;
+            let dir = in_memory_dir(name, volume_dir(pod_dir, "secret", name), mounts)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
         } else if let Some(p) = &v.projected {
-            let dir = volume_dir(pod_dir, "projected", name);
-            fs::create_dir_all(&dir).map_err(|e| io(name, &dir, e))?;
-            // Tokens and secrets never touch the disk: tmpfs, as upstream.
-            mounts.tmpfs(&dir, None).map_err(|e| io(name, &dir, e))?;
+            let dir = in_memory_dir(name, volume_dir(pod_dir, "projected", name), mounts)?;
             let files = projected(name, pod, p, sources)?;
             write_atomic(&dir, &files).map_err(|e| io(name, &dir, e))?;
             dir
@@ -210,6 +196,31 @@ pub fn prepare(
         out.insert(name.to_string(), path);
     }
     Ok(out)
+}
+
+/// A volume directory on tmpfs: secrets and tokens never touch the disk, as upstream.
+fn in_memory_dir(volume: &str, dir: PathBuf, mounts: &dyn Mounter) -> Result<PathBuf, VolumeError> {
+    fs::create_dir_all(&dir).map_err(|e| io(volume, &dir, e))?;
+    mounts.tmpfs(&dir, None).map_err(|e| io(volume, &dir, e))?;
+    Ok(dir)
+}
+
+/// The files of a ConfigMap or Secret (`kind` `name`, whose data is `data` when it exists):
+/// all its keys or only `items`. A missing one is an error unless `optional`, then no files.
+fn keyed_files(
+    kind: &'static str,
+    name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: u32,
+    optional: Option<bool>,
+) -> Result<Vec<(String, Vec<u8>, u32)>, VolumeError> {
+    let optional = optional.unwrap_or(false);
+    match data {
+        Some(d) => project(&d, items, default_mode, optional),
+        None if optional => Ok(Vec::new()),
+        None => Err(VolumeError::Missing { kind, name: name.to_string() }),
+    }
 }
 
 fn mode_or(mode: Option<i32>, default: u32) -> u32 {
@@ -228,21 +239,11 @@ fn projected(
     let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
     for s in p.sources.iter().flatten() {
         if let Some(cm) = &s.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            let data = match sources.config_map_data(&cm.name) {
-                Some(d) => d,
-                None if optional => continue,
-                None => return Err(VolumeError::Missing { kind: "configmap", name: cm.name.clone() }),
-            };
-            files.extend(project(&data, cm.items.as_deref(), default_mode, optional)?);
+            let data = sources.config_map_data(&cm.name);
+            files.extend(keyed_files("configmap", &cm.name, data, cm.items.as_deref(), default_mode, cm.optional)?);
         } else if let Some(sec) = &s.secret {
-            let optional = sec.optional.unwrap_or(false);
-            let data = match sources.secret_data(&sec.name) {
-                Some(d) => d,
-                None if optional => continue,
-                None => return Err(VolumeError::Missing { kind: "secret", name: sec.name.clone() }),
-            };
-            files.extend(project(&data, sec.items.as_deref(), default_mode, optional)?);
+            let data = sources.secret_data(&sec.name);
+            files.extend(keyed_files("secret", &sec.name, data, sec.items.as_deref(), default_mode, sec.optional)?);
         } else if let Some(d) = &s.downward_api {
             files.extend(downward(volume, pod, d.items.as_deref().unwrap_or_default(), default_mode)?);
         } else if let Some(t) = &s.service_account_token {
